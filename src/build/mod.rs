@@ -1,0 +1,145 @@
+//! Image builds: the content-hash tag of a build context and the command line of each
+//! builder (docker with Minikube's docker-env, buildah, podman, `minikube image build`, or a
+//! custom command).
+//!
+//! Owns what goes into an image and how it is named. Must not deploy, and must not touch the
+//! user's shell environment: a builder's environment is given to that process only.
+
+pub mod context;
+
+use std::path::Path;
+
+use crate::config::{BuilderKind, Config, Image, Provider};
+
+/// The environment variable through which a custom builder learns the reference to produce.
+pub const IMAGE_ENV: &str = "DEVENV_IMAGE";
+/// Tilt's name for the same thing, so existing custom build scripts keep working.
+pub const TILT_IMAGE_ENV: &str = "EXPECTED_REF";
+
+/// The full reference an image is built as: `name:tag`, or `registry/name:tag` when the
+/// cluster pulls from a registry.
+pub fn reference(cfg: &Config, image: &Image, tag: &str) -> String {
+    format!("{}:{tag}", repository(cfg, image))
+}
+
+/// The repository part of [`reference`].
+pub fn repository(cfg: &Config, image: &Image) -> String {
+    match (&cfg.cluster.provider, &cfg.cluster.registry) {
+        (Provider::Existing, Some(reg)) => format!("{}/{}", reg.trim_end_matches('/'), image.name),
+        _ => image.name.clone(),
+    }
+}
+
+fn rel_to(base: &Path, p: &Path) -> String {
+    match p.strip_prefix(base) {
+        Ok(r) if r.as_os_str().is_empty() => ".".to_owned(),
+        Ok(r) => r.display().to_string(),
+        Err(_) => p.display().to_string(),
+    }
+}
+
+/// The builder's argv, run from the project root.
+pub fn command(cfg: &Config, image: &Image, reference: &str) -> Vec<String> {
+    let ctx = cfg.rel(&image.context);
+    let dockerfile = cfg.rel(&image.dockerfile);
+    let common = |argv: &mut Vec<String>| {
+        argv.extend([
+            "-t".into(),
+            reference.to_owned(),
+            "-f".into(),
+            dockerfile.clone(),
+        ]);
+        if let Some(t) = &image.target {
+            argv.extend(["--target".into(), t.clone()]);
+        }
+        for (k, v) in &image.build_args {
+            argv.extend(["--build-arg".into(), format!("{k}={v}")]);
+        }
+        argv.push(ctx.clone());
+    };
+    match image.builder {
+        BuilderKind::Docker => {
+            let mut argv = vec!["docker".into(), "build".into()];
+            common(&mut argv);
+            argv
+        }
+        BuilderKind::Podman => {
+            let mut argv = vec!["podman".into(), "build".into()];
+            common(&mut argv);
+            argv
+        }
+        BuilderKind::Buildah => {
+            let mut argv = vec!["buildah".into(), "bud".into(), "--layers".into()];
+            common(&mut argv);
+            argv
+        }
+        BuilderKind::Minikube => {
+            let mut argv: Vec<String> = ["minikube", "-p", &cfg.cluster.profile, "image", "build"]
+                .map(String::from)
+                .into();
+            argv.extend([
+                "-t".into(),
+                reference.to_owned(),
+                "-f".into(),
+                rel_to(&image.context, &image.dockerfile),
+            ]);
+            if let Some(t) = &image.target {
+                argv.push(format!("--build-opt=target={t}"));
+            }
+            for (k, v) in &image.build_args {
+                argv.push(format!("--build-opt=build-arg={k}={v}"));
+            }
+            argv.push(ctx);
+            argv
+        }
+        BuilderKind::Custom => vec![
+            "sh".into(),
+            "-c".into(),
+            image.command.clone().unwrap_or_default(),
+        ],
+    }
+}
+
+/// Environment variables given to the build process besides Minikube's docker-env.
+pub fn extra_env(image: &Image, reference: &str) -> Vec<(String, String)> {
+    match image.builder {
+        BuilderKind::Custom => vec![
+            (IMAGE_ENV.to_owned(), reference.to_owned()),
+            (TILT_IMAGE_ENV.to_owned(), reference.to_owned()),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// What must happen after a build so the cluster can run the image, if anything.
+pub fn delivery(cfg: &Config, image: &Image, reference: &str) -> Option<Vec<String>> {
+    match (cfg.cluster.provider, image.builder) {
+        // docker (with docker-env) and `minikube image build` build inside Minikube already;
+        // a custom command is given docker-env and is trusted to do the same.
+        (Provider::Minikube, BuilderKind::Docker | BuilderKind::Minikube | BuilderKind::Custom) => {
+            None
+        }
+        // buildah and podman keep images in their own store: hand it over to Minikube.
+        (Provider::Minikube, BuilderKind::Buildah | BuilderKind::Podman) => Some(
+            [
+                "minikube",
+                "-p",
+                &cfg.cluster.profile,
+                "image",
+                "load",
+                "--daemon=false",
+                reference,
+            ]
+            .map(String::from)
+            .into(),
+        ),
+        (Provider::Existing, b) => {
+            let tool = match b {
+                BuilderKind::Buildah => "buildah",
+                BuilderKind::Podman => "podman",
+                _ => "docker",
+            };
+            Some(vec![tool.into(), "push".into(), reference.to_owned()])
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Command-line parsing and dispatch: turns arguments into calls on the other modules and
+//! their results into output and exit codes. Owns no logic of its own beyond presentation.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::config::{self, Loaded};
+use crate::plan;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "devenv",
+    version,
+    about = "Bootstraps and runs a local Kubernetes development environment",
+    long_about = "Bootstraps and runs a local Kubernetes development environment: checks the machine, \
+                  starts Minikube, builds images straight into its Docker daemon, deploys with Helm or \
+                  kubectl, waits for readiness, forwards ports, and rebuilds on every save."
+)]
+pub struct Cli {
+    /// Path to devenv.toml (default: ./devenv.toml, else the nearest parent directory's)
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "DEVENV_CONFIG",
+        value_name = "PATH"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// More log output (-v: debug, -vv: trace); RUST_LOG overrides
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Bring the environment up and keep it in sync with the source
+    Up {
+        /// Print the ordered plan `up` would carry out, and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: print the plan as JSON
+        #[arg(long, requires = "dry_run")]
+        json: bool,
+    },
+    /// Work with devenv.toml
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print shell completions
+    Completions {
+        /// The shell to generate completions for
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate devenv.toml and print a one-screen summary
+    Check,
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "devenv=debug,info",
+        _ => "devenv=trace,debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+pub fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    match cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "devenv", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let loaded = load(cli.config.as_deref(), &cwd)?;
+            print_warnings(&loaded);
+            print!("{}", summary(&loaded.config, &cwd));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Up { dry_run, json } => {
+            let loaded = load(cli.config.as_deref(), &cwd)?;
+            print_warnings(&loaded);
+            let shown = shown_path(&loaded.config.file, &cwd);
+            let plan = plan::compute(&loaded.config, &shown)?;
+            if !dry_run {
+                anyhow::bail!(
+                    "executing the plan is not built yet; `devenv up --dry-run` prints what it will do (see README, \"Status\")"
+                );
+            }
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &plan)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", plan.render())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Loaded, config::ConfigError> {
+    let path = config::locate(explicit, cwd)?;
+    config::load(&path, cwd)
+}
+
+fn print_warnings(loaded: &Loaded) {
+    for w in &loaded.warnings {
+        eprintln!("{w}");
+    }
+}
+
+fn shown_path(p: &Path, cwd: &Path) -> String {
+    p.strip_prefix(cwd)
+        .map_or_else(|_| p.display().to_string(), |r| r.display().to_string())
+}
+
+/// The one-screen summary `devenv config check` prints.
+fn summary(cfg: &config::Config, cwd: &Path) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "{}: valid", shown_path(&cfg.file, cwd));
+    let _ = writeln!(s, "project    {}", cfg.project);
+    let c = &cfg.cluster;
+    match c.provider {
+        config::Provider::Minikube => {
+            let _ = writeln!(
+                s,
+                "cluster    minikube profile `{}`: {} CPUs, {} MB{}{}",
+                c.profile,
+                c.cpus,
+                c.memory_mb,
+                c.driver
+                    .as_ref()
+                    .map_or(String::new(), |d| format!(", driver {d}")),
+                if c.addons.is_empty() {
+                    String::new()
+                } else {
+                    format!(", addons {}", c.addons.join(", "))
+                }
+            );
+        }
+        config::Provider::Existing => {
+            let _ = writeln!(
+                s,
+                "cluster    existing context `{}`, registry {}",
+                c.context,
+                c.registry.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    for i in &cfg.images {
+        let _ = writeln!(
+            s,
+            "image      {} <- {} ({}, {:?})",
+            i.name,
+            cfg.rel(&i.dockerfile),
+            cfg.rel(&i.context),
+            i.builder
+        );
+    }
+    for sec in &cfg.secrets {
+        let files: Vec<String> = sec.env_files.iter().map(|f| cfg.rel(f)).collect();
+        let _ = writeln!(
+            s,
+            "secret     {} in {} <- {}",
+            sec.name,
+            sec.namespace,
+            files.join(", ")
+        );
+    }
+    if let Some(h) = &cfg.deploy.helm {
+        let _ = writeln!(
+            s,
+            "deploy     helm release `{}` from {} in {}",
+            h.release,
+            cfg.rel(&h.chart),
+            cfg.deploy.namespace
+        );
+    }
+    if !cfg.deploy.manifests.is_empty() {
+        let _ = writeln!(
+            s,
+            "deploy     {} manifest file(s) in {}",
+            cfg.deploy.manifests.len(),
+            cfg.deploy.namespace
+        );
+    }
+    for r in &cfg.resources {
+        let ports: Vec<String> = r
+            .port_forwards
+            .iter()
+            .map(|p| format!("{}:{}", p.local, p.remote))
+            .collect();
+        let _ = writeln!(
+            s,
+            "resource   {} = {}{}{}",
+            r.name,
+            r.workload,
+            if ports.is_empty() {
+                String::new()
+            } else {
+                format!(", ports {}", ports.join(" "))
+            },
+            if r.depends_on.is_empty() {
+                String::new()
+            } else {
+                format!(", after {}", r.depends_on.join(", "))
+            }
+        );
+    }
+    for l in &cfg.locals {
+        let _ = writeln!(
+            s,
+            "local      {} = {}",
+            l.name,
+            l.cmd.as_deref().or(l.serve_cmd.as_deref()).unwrap_or("")
+        );
+    }
+    let _ = writeln!(s, "web        http://127.0.0.1:{}/", cfg.web.port);
+    s
+}

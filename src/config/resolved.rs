@@ -1,0 +1,213 @@
+//! The validated, resolved form of `devenv.toml`: absolute paths, every default filled in.
+//! Everything after config loading works from this form only.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use super::model::{BuilderKind, Provider, TriggerMode};
+pub use super::units::PortForward;
+
+pub const DEFAULT_CPUS: u32 = 4;
+pub const DEFAULT_MEMORY_MB: u64 = 8192;
+pub const DEFAULT_PROFILE: &str = "minikube";
+pub const DEFAULT_WEB_PORT: u16 = 10350;
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
+pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(600);
+pub const DEFAULT_NAMESPACE: &str = "default";
+/// minikube refuses to start with less memory than this.
+pub const MINIKUBE_MIN_MEMORY_MB: u64 = 1800;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Absolute path of the config file.
+    pub file: PathBuf,
+    /// The directory every relative path in the file is resolved against.
+    pub root: PathBuf,
+    pub project: String,
+    pub cluster: Cluster,
+    pub images: Vec<Image>,
+    pub secrets: Vec<Secret>,
+    pub deploy: Deploy,
+    pub resources: Vec<Resource>,
+    pub locals: Vec<LocalResource>,
+    pub web: Web,
+    pub watch: Watch,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    pub provider: Provider,
+    pub profile: String,
+    pub cpus: u32,
+    pub memory_mb: u64,
+    pub disk_mb: Option<u64>,
+    pub driver: Option<String>,
+    pub kubernetes_version: Option<String>,
+    pub container_runtime: Option<String>,
+    pub start_flags: Vec<String>,
+    pub addons: Vec<String>,
+    pub start_timeout: Duration,
+    /// The kube context devenv uses: the profile's for Minikube, the configured one otherwise.
+    pub context: String,
+    /// Contexts devenv may write to, the one above included.
+    pub allowed_contexts: Vec<String>,
+    pub registry: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Image {
+    pub name: String,
+    pub context: PathBuf,
+    pub dockerfile: PathBuf,
+    pub target: Option<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub watch: Vec<PathBuf>,
+    /// Extra patterns (`.dockerignore` syntax, relative to the context) whose changes never
+    /// trigger a rebuild and do not count in the content tag.
+    pub ignore: Vec<String>,
+    pub builder: BuilderKind,
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Secret {
+    pub name: String,
+    pub namespace: String,
+    pub env_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Deploy {
+    pub namespace: String,
+    pub helm: Option<Helm>,
+    /// Manifest files, globs expanded, in a stable order.
+    pub manifests: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Helm {
+    pub chart: PathBuf,
+    pub release: String,
+    pub values: Vec<PathBuf>,
+    pub set: BTreeMap<String, String>,
+    pub images: Vec<HelmImage>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HelmImage {
+    pub image: String,
+    pub keys: HelmImageKeys,
+}
+
+/// Which chart values receive an image reference.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HelmImageKeys {
+    /// `<repository>=name` and `<tag>=devenv-…`, the layout `helm create` generates.
+    RepositoryAndTag { repository: String, tag: String },
+    /// One key that takes the whole `name:tag` reference.
+    Reference { value: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    Job,
+}
+
+impl WorkloadKind {
+    pub const ALL: [(&'static str, WorkloadKind); 4] = [
+        ("deployment", WorkloadKind::Deployment),
+        ("statefulset", WorkloadKind::StatefulSet),
+        ("daemonset", WorkloadKind::DaemonSet),
+        ("job", WorkloadKind::Job),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "deployment",
+            WorkloadKind::StatefulSet => "statefulset",
+            WorkloadKind::DaemonSet => "daemonset",
+            WorkloadKind::Job => "job",
+        }
+    }
+}
+
+impl std::fmt::Display for Workload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.kind.as_str(), self.name)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Resource {
+    pub name: String,
+    pub workload: Workload,
+    pub namespace: String,
+    /// Images this workload runs; `None` means "find out from the rendered manifests".
+    pub images: Option<Vec<String>>,
+    pub port_forwards: Vec<PortForward>,
+    pub depends_on: Vec<String>,
+    pub readiness_timeout: Duration,
+    pub trigger: TriggerMode,
+    pub links: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalResource {
+    pub name: String,
+    pub cmd: Option<String>,
+    pub serve_cmd: Option<String>,
+    pub deps: Vec<PathBuf>,
+    pub workdir: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub depends_on: Vec<String>,
+    pub trigger: TriggerMode,
+    pub links: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Web {
+    pub port: u16,
+    pub open_browser: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Watch {
+    pub debounce: Duration,
+    /// Patterns relative to the project root whose changes never trigger anything.
+    pub ignore: Vec<String>,
+}
+
+impl Config {
+    /// `path` relative to the project root when it lies inside it, for display and plans.
+    pub fn rel(&self, path: &Path) -> String {
+        match path.strip_prefix(&self.root) {
+            Ok(p) if p.as_os_str().is_empty() => ".".to_owned(),
+            Ok(p) => p.display().to_string(),
+            Err(_) => path.display().to_string(),
+        }
+    }
+
+    /// Whether anything needs a Kubernetes cluster (and so Docker/Minikube) at all.
+    pub fn needs_cluster(&self) -> bool {
+        !self.images.is_empty()
+            || !self.resources.is_empty()
+            || !self.secrets.is_empty()
+            || self.deploy.helm.is_some()
+            || !self.deploy.manifests.is_empty()
+    }
+}

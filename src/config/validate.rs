@@ -1,0 +1,1145 @@
+//! Between the two config layers: checks what serde cannot (names, paths, ports, references,
+//! cycles) and fills in defaults. Every problem found is collected, each pinned to the line
+//! and column of the value at fault, so one run of `devenv config check` shows them all.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+
+use toml::Spanned;
+
+use super::diagnostic::{Diagnostic, did_you_mean};
+use super::model::*;
+use super::resolved::*;
+use super::units;
+use crate::deploy::manifests;
+use crate::pattern::Pattern;
+
+struct Checker<'a> {
+    file: &'a Path,
+    source: &'a str,
+    root: &'a Path,
+    diags: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn at(&self, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::at(self.file, self.source, Some(span), message.into())
+    }
+
+    fn push(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn line_of(&self, span: &Range<usize>) -> usize {
+        self.source[..span.start.min(self.source.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    /// `rel` resolved against the project root, lexically (no symlinks followed).
+    fn path(&self, rel: &str) -> PathBuf {
+        normalize(&self.root.join(rel))
+    }
+
+    fn shown(&self, p: &Path) -> String {
+        match p.strip_prefix(self.root) {
+            Ok(r) if r.as_os_str().is_empty() => ".".to_owned(),
+            Ok(r) => r.display().to_string(),
+            Err(_) => p.display().to_string(),
+        }
+    }
+
+    /// An existing path the config names, or an error at its span.
+    fn existing(&mut self, value: &Spanned<String>, what: &str) -> Option<PathBuf> {
+        let p = self.path(value.get_ref());
+        if p.exists() {
+            Some(p)
+        } else {
+            let d = self
+                .at(
+                    value.span(),
+                    format!("{what} `{}` does not exist", value.get_ref()),
+                )
+                .hint(format!(
+                    "paths are relative to {}; create it or fix the path",
+                    self.root.display()
+                ));
+            self.push(d);
+            None
+        }
+    }
+
+    fn check<T>(&mut self, span: Range<usize>, r: Result<T, String>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let d = self.at(span, e);
+                self.push(d);
+                None
+            }
+        }
+    }
+
+    fn duplicate(&mut self, seen: &mut HashMap<String, usize>, what: &str, name: &Spanned<String>) {
+        let line = self.line_of(&name.span());
+        if let Some(first) = seen.get(name.get_ref()) {
+            let d = self
+                .at(
+                    name.span(),
+                    format!("duplicate {what} `{}`", name.get_ref()),
+                )
+                .hint(format!(
+                    "first defined on line {first}; {what}s must be unique"
+                ));
+            self.push(d);
+        } else {
+            seen.insert(name.get_ref().clone(), line);
+        }
+    }
+}
+
+/// Removes `.` and resolves `..` lexically.
+pub fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn project_name_from_dir(root: &Path) -> String {
+    let base = root
+        .file_name()
+        .map(|s| s.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let mut name: String = base
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    name = name.trim_matches('-').chars().take(40).collect();
+    if name.is_empty() {
+        "devenv".to_owned()
+    } else {
+        name
+    }
+}
+
+fn check_resource_name(name: &str) -> Result<(), String> {
+    let ok = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        && name.len() <= 63;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid resource name \"{name}\": use letters, digits and . _ - (it appears in URLs and commands)"
+        ))
+    }
+}
+
+fn check_link(url: &str) -> Result<(), String> {
+    if (url.starts_with("http://") || url.starts_with("https://"))
+        && !url.contains(char::is_whitespace)
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid link \"{url}\": expected an http:// or https:// URL"
+        ))
+    }
+}
+
+fn parse_workload(text: &str) -> Result<Workload, String> {
+    let (kind, name) = text.split_once('/').ok_or_else(|| {
+        format!("invalid workload \"{text}\": expected KIND/NAME, like \"deployment/todo-backend\"")
+    })?;
+    let lower = kind.to_ascii_lowercase();
+    let alias = match lower.as_str() {
+        "deploy" | "deployments" => "deployment",
+        "sts" | "statefulsets" => "statefulset",
+        "ds" | "daemonsets" => "daemonset",
+        "jobs" => "job",
+        other => other,
+    };
+    let kind = WorkloadKind::ALL
+        .iter()
+        .find(|(k, _)| *k == alias)
+        .map(|(_, k)| *k)
+        .ok_or_else(|| {
+            let names: Vec<&str> = WorkloadKind::ALL.iter().map(|(k, _)| *k).collect();
+            let mut msg = format!(
+                "unknown workload kind \"{kind}\" in \"{text}\"; expected one of {}",
+                names.join(", ")
+            );
+            if let Some(s) = did_you_mean(&lower, &names) {
+                msg.push_str(&format!(" (did you mean \"{s}\"?)"));
+            }
+            msg
+        })?;
+    units::check_dns_subdomain("workload name", name)?;
+    Ok(Workload {
+        kind,
+        name: name.to_owned(),
+    })
+}
+
+fn scalars(map: Option<BTreeMap<String, Scalar>>) -> BTreeMap<String, String> {
+    map.unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect()
+}
+
+fn strings(list: Option<Vec<Spanned<String>>>) -> Vec<String> {
+    list.unwrap_or_default()
+        .into_iter()
+        .map(Spanned::into_inner)
+        .collect()
+}
+
+/// Expands one `deploy.manifests` entry: a file, a directory (its YAML files), or a glob.
+pub fn expand_manifest_entry(root: &Path, entry: &str) -> Result<Vec<PathBuf>, String> {
+    let is_yaml = |p: &Path| {
+        matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        )
+    };
+    let direct = normalize(&root.join(entry));
+    if direct.is_file() {
+        return Ok(vec![direct]);
+    }
+    if direct.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&direct)
+            .map_err(|e| format!("cannot read directory `{entry}`: {e}"))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && is_yaml(p))
+            .collect();
+        files.sort();
+        return Ok(files);
+    }
+    let pattern = Pattern::parse(entry)?.ok_or_else(|| "empty manifest path".to_owned())?;
+    let base = root.join(pattern.literal_dir_prefix());
+    let mut found = Vec::new();
+    let mut stack = vec![base];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(rel) = p.strip_prefix(root) else {
+                continue;
+            };
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                if !matches!(e.file_name().to_str(), Some(".git" | "node_modules")) {
+                    stack.push(p);
+                }
+            } else if pattern.matches_exact(&rel) {
+                found.push(p);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+pub fn validate(
+    display_file: &Path,
+    abs_file: &Path,
+    source: &str,
+    raw: RawConfig,
+) -> (Option<Config>, Vec<Diagnostic>) {
+    let root = abs_file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let mut c = Checker {
+        file: display_file,
+        source,
+        root: &root,
+        diags: Vec::new(),
+    };
+
+    // [project]
+    let project = match raw.project.and_then(|p| p.name) {
+        Some(n) => {
+            c.check(
+                n.span(),
+                units::check_dns_label("project name", n.get_ref()),
+            );
+            n.into_inner()
+        }
+        None => project_name_from_dir(&root),
+    };
+
+    // [web] first: port forwards are checked against its port.
+    let (web_port, web_port_line) = match raw.web.as_ref().and_then(|w| w.port.as_ref()) {
+        Some(p) => {
+            let line = c.line_of(&p.span());
+            let port = match u16::try_from(*p.get_ref()) {
+                Ok(v) if v > 0 => v,
+                _ => {
+                    let d = c
+                        .at(
+                            p.span(),
+                            format!("web port {} is outside 1-65535", p.get_ref()),
+                        )
+                        .hint(format!("the default is {DEFAULT_WEB_PORT}"));
+                    c.push(d);
+                    DEFAULT_WEB_PORT
+                }
+            };
+            (port, Some(line))
+        }
+        None => (DEFAULT_WEB_PORT, None),
+    };
+    let web = Web {
+        port: web_port,
+        open_browser: raw.web.and_then(|w| w.open_browser).unwrap_or(false),
+    };
+
+    let cluster = check_cluster(&mut c, raw.cluster);
+
+    // [deploy] namespace first: secrets and resources default to it.
+    let raw_deploy = raw.deploy;
+    let namespace = match raw_deploy.as_ref().and_then(|d| d.namespace.as_ref()) {
+        Some(ns) => {
+            c.check(ns.span(), units::check_dns_label("namespace", ns.get_ref()));
+            ns.get_ref().clone()
+        }
+        None => DEFAULT_NAMESPACE.to_owned(),
+    };
+
+    let images = check_images(&mut c, raw.images, cluster.provider);
+    let image_names: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
+    let secrets = check_secrets(&mut c, raw.secrets, &namespace);
+    let deploy = check_deploy(
+        &mut c,
+        raw_deploy,
+        &project,
+        namespace.clone(),
+        &image_names,
+    );
+
+    // [[resource]] and [[local]] share one name space: both are rows on the status page.
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut ports: HashMap<u16, (String, usize)> = HashMap::new();
+    let mut edges: Vec<(Spanned<String>, Vec<Spanned<String>>)> = Vec::new();
+    if let Some(l) = web_port_line {
+        ports.insert(web_port, ("[web] port".to_owned(), l));
+    }
+
+    let has_deploy = deploy.helm.is_some() || !deploy.manifests.is_empty();
+    let mut resources = Vec::new();
+    for r in raw.resources {
+        c.check(r.name.span(), check_resource_name(r.name.get_ref()));
+        c.duplicate(&mut names, "resource name", &r.name);
+        if !has_deploy && resources.is_empty() {
+            let d = c
+                .at(
+                    r.name.span(),
+                    format!(
+                        "resource `{}` names a workload, but [deploy] deploys nothing",
+                        r.name.get_ref()
+                    ),
+                )
+                .hint("add [deploy.helm] or `manifests` under [deploy], or make it a [[local]]");
+            c.push(d);
+        }
+        let workload = c.check(r.workload.span(), parse_workload(r.workload.get_ref()));
+        let ns = match r.namespace {
+            Some(ns) => {
+                c.check(ns.span(), units::check_dns_label("namespace", ns.get_ref()));
+                ns.into_inner()
+            }
+            None => namespace.clone(),
+        };
+        let imgs = r.images.map(|list| {
+            list.into_iter()
+                .map(|i| {
+                    if !image_names.contains(&i.get_ref().as_str()) {
+                        let mut d = c.at(i.span(), format!("unknown image `{}`", i.get_ref()));
+                        d = match did_you_mean(i.get_ref(), &image_names) {
+                            Some(s) => d.hint(format!("did you mean `{s}`?")),
+                            None => d.hint("images are defined by [[image]] tables"),
+                        };
+                        c.push(d);
+                    }
+                    i.into_inner()
+                })
+                .collect()
+        });
+        let mut forwards = Vec::new();
+        for pf in r.port_forwards.unwrap_or_default() {
+            let Some(parsed) = c.check(pf.span(), units::parse_port_forward(pf.get_ref())) else {
+                continue;
+            };
+            let line = c.line_of(&pf.span());
+            if let Some((owner, first)) = ports.get(&parsed.local) {
+                let d = c
+                    .at(
+                        pf.span(),
+                        format!("local port {} is used twice", parsed.local),
+                    )
+                    .hint(format!(
+                        "{owner} (line {first}) already uses it; pick another local port, like \"{}:{}\"",
+                        parsed.local.saturating_add(1),
+                        parsed.remote
+                    ));
+                c.push(d);
+            } else {
+                ports.insert(
+                    parsed.local,
+                    (format!("resource `{}`", r.name.get_ref()), line),
+                );
+            }
+            forwards.push(parsed);
+        }
+        let timeout = match r.readiness_timeout {
+            Some(t) if t.get_ref().0.is_zero() => {
+                let d = c.at(t.span(), "readiness_timeout must be longer than zero");
+                c.push(d);
+                DEFAULT_READINESS_TIMEOUT
+            }
+            Some(t) => t.into_inner().0,
+            None => DEFAULT_READINESS_TIMEOUT,
+        };
+        let links = check_links(&mut c, r.links);
+        edges.push((r.name.clone(), r.depends_on.clone().unwrap_or_default()));
+        if let Some(workload) = workload {
+            resources.push(Resource {
+                name: r.name.into_inner(),
+                workload,
+                namespace: ns,
+                images: imgs,
+                port_forwards: forwards,
+                depends_on: strings(r.depends_on),
+                readiness_timeout: timeout,
+                trigger: r.trigger.map_or(TriggerMode::Auto, Spanned::into_inner),
+                links,
+            });
+        }
+    }
+
+    let mut locals = Vec::new();
+    for l in raw.locals {
+        c.check(l.name.span(), check_resource_name(l.name.get_ref()));
+        c.duplicate(&mut names, "resource name", &l.name);
+        if l.cmd.is_none() && l.serve_cmd.is_none() {
+            let d = c
+                .at(
+                    l.name.span(),
+                    format!("local resource `{}` has nothing to run", l.name.get_ref()),
+                )
+                .expected("`cmd`, `serve_cmd` or both")
+                .hint("add cmd = \"make generate\" (runs on change) or serve_cmd = \"npm run dev\" (kept running)");
+            c.push(d);
+        }
+        for cmd in [&l.cmd, &l.serve_cmd].into_iter().flatten() {
+            if cmd.get_ref().trim().is_empty() {
+                let d = c.at(cmd.span(), "command is empty");
+                c.push(d);
+            }
+        }
+        let deps: Vec<PathBuf> = l
+            .deps
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|d| c.existing(d, "deps path"))
+            .collect();
+        let workdir = match &l.workdir {
+            Some(w) => c.existing(w, "workdir").unwrap_or_else(|| root.clone()),
+            None => root.clone(),
+        };
+        let links = check_links(&mut c, l.links);
+        edges.push((l.name.clone(), l.depends_on.clone().unwrap_or_default()));
+        locals.push(LocalResource {
+            name: l.name.into_inner(),
+            cmd: l.cmd.map(Spanned::into_inner),
+            serve_cmd: l.serve_cmd.map(Spanned::into_inner),
+            deps,
+            workdir,
+            env: scalars(l.env),
+            depends_on: strings(l.depends_on),
+            trigger: l.trigger.map_or(TriggerMode::Auto, Spanned::into_inner),
+            links,
+        });
+    }
+
+    check_dependencies(&mut c, &edges);
+
+    // [watch]
+    let (debounce, raw_ignore) = match raw.watch {
+        Some(w) => (w.debounce.map(|d| d.into_inner().0), w.ignore),
+        None => (None, None),
+    };
+    let debounce = debounce.unwrap_or(DEFAULT_DEBOUNCE);
+    let mut watch_ignore = Vec::new();
+    for p in raw_ignore.unwrap_or_default() {
+        c.check(p.span(), Pattern::parse(p.get_ref()).map(|_| ()));
+        watch_ignore.push(p.into_inner());
+    }
+
+    // Warnings: images nothing deploys.
+    let mut deployed: Vec<String> = deploy
+        .helm
+        .iter()
+        .flat_map(|h| h.images.iter().map(|i| i.image.clone()))
+        .collect();
+    for m in &deploy.manifests {
+        match std::fs::read_to_string(m)
+            .map_err(|e| e.to_string())
+            .and_then(|t| manifests::image_references(&t))
+        {
+            Ok(refs) => {
+                deployed.extend(refs.iter().map(|r| manifests::repository_of(r).to_owned()))
+            }
+            Err(e) => {
+                let d = Diagnostic::at(
+                    display_file,
+                    source,
+                    None,
+                    format!(
+                        "manifest `{}` cannot be read as Kubernetes YAML: {e}",
+                        c.shown(m)
+                    ),
+                )
+                .hint("fix the YAML, or remove the file from `manifests`");
+                c.push(d);
+            }
+        }
+    }
+    for (img, span) in images.iter().zip(image_spans(source, &images)) {
+        if !deployed.contains(&img.name) {
+            let d = Diagnostic::at(
+                display_file,
+                source,
+                span,
+                format!("image `{}` is built but nothing deploys it", img.name),
+            )
+            .hint("add a [[deploy.helm.images]] entry for it, or use it in a manifest's `image:`")
+            .warning();
+            c.push(d);
+        }
+    }
+
+    if images.is_empty() && resources.is_empty() && locals.is_empty() && !has_deploy {
+        let d = Diagnostic::at(
+            display_file,
+            source,
+            None,
+            "the config defines nothing to run".to_owned(),
+        )
+        .hint("add an [[image]] with [deploy], or a [[local]] resource; see docs/config.md");
+        c.push(d);
+    }
+
+    let errors = c.diags.iter().any(Diagnostic::is_error);
+    let diags = c.diags;
+    if errors {
+        return (None, diags);
+    }
+    let config = Config {
+        file: abs_file.to_path_buf(),
+        root,
+        project,
+        cluster,
+        images,
+        secrets,
+        deploy,
+        resources,
+        locals,
+        web,
+        watch: Watch {
+            debounce,
+            ignore: watch_ignore,
+        },
+    };
+    (Some(config), diags)
+}
+
+/// Where each image's `name = ` value sits, for warnings raised after the raw model is gone.
+fn image_spans(source: &str, images: &[Image]) -> Vec<Option<Range<usize>>> {
+    images
+        .iter()
+        .map(|img| {
+            let needle = format!("\"{}\"", img.name);
+            source.match_indices(&needle).find_map(|(i, _)| {
+                let line_start = source[..i].rfind('\n').map_or(0, |s| s + 1);
+                source[line_start..i]
+                    .trim_start()
+                    .starts_with("name")
+                    .then_some(i..i + needle.len())
+            })
+        })
+        .collect()
+}
+
+fn check_links(c: &mut Checker, links: Option<Vec<Spanned<String>>>) -> Vec<String> {
+    links
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|l| {
+            c.check(l.span(), check_link(l.get_ref()))
+                .map(|_| l.into_inner())
+        })
+        .collect()
+}
+
+const MINIKUBE_ONLY: &str = "only applies with provider = \"minikube\"";
+
+fn check_cluster(c: &mut Checker, raw: Option<RawCluster>) -> Cluster {
+    let Some(rc) = raw else {
+        return Cluster {
+            provider: Provider::Minikube,
+            profile: DEFAULT_PROFILE.to_owned(),
+            cpus: DEFAULT_CPUS,
+            memory_mb: DEFAULT_MEMORY_MB,
+            disk_mb: None,
+            driver: None,
+            kubernetes_version: None,
+            container_runtime: None,
+            start_flags: Vec::new(),
+            addons: Vec::new(),
+            start_timeout: DEFAULT_START_TIMEOUT,
+            context: DEFAULT_PROFILE.to_owned(),
+            allowed_contexts: vec![DEFAULT_PROFILE.to_owned()],
+            registry: None,
+        };
+    };
+    let provider = rc
+        .provider
+        .as_ref()
+        .map_or(Provider::Minikube, |p| *p.get_ref());
+    let provider_span = rc.provider.as_ref().map(Spanned::span);
+
+    if provider == Provider::Existing {
+        let minikube_keys: [(&str, Option<Range<usize>>); 10] = [
+            ("profile", rc.profile.as_ref().map(Spanned::span)),
+            ("cpus", rc.cpus.as_ref().map(Spanned::span)),
+            ("memory", rc.memory.as_ref().map(Spanned::span)),
+            ("disk", rc.disk.as_ref().map(Spanned::span)),
+            ("driver", rc.driver.as_ref().map(Spanned::span)),
+            (
+                "kubernetes_version",
+                rc.kubernetes_version.as_ref().map(Spanned::span),
+            ),
+            (
+                "container_runtime",
+                rc.container_runtime.as_ref().map(Spanned::span),
+            ),
+            (
+                "start_flags",
+                rc.start_flags
+                    .as_ref()
+                    .and_then(|v| v.first())
+                    .map(Spanned::span),
+            ),
+            (
+                "addons",
+                rc.addons
+                    .as_ref()
+                    .and_then(|v| v.first())
+                    .map(Spanned::span),
+            ),
+            (
+                "start_timeout",
+                rc.start_timeout.as_ref().map(Spanned::span),
+            ),
+        ];
+        for (key, span) in minikube_keys {
+            if let Some(span) = span {
+                let d = c
+                    .at(span, format!("`{key}` {MINIKUBE_ONLY}"))
+                    .hint("remove it: devenv does not size or start an existing cluster");
+                c.push(d);
+            }
+        }
+        for (key, hint) in [
+            (
+                "context",
+                "add context = \"NAME\" (see `kubectl config get-contexts`)",
+            ),
+            (
+                "registry",
+                "add registry = \"registry.example.com/team\": images are pushed there with their content tags",
+            ),
+        ] {
+            let missing = match key {
+                "context" => rc.context.is_none(),
+                _ => rc.registry.is_none(),
+            };
+            if missing {
+                let d = c
+                    .at(
+                        provider_span.clone().unwrap_or(0..0),
+                        format!("provider = \"existing\" needs `{key}` in [cluster]"),
+                    )
+                    .hint(hint);
+                c.push(d);
+            }
+        }
+    } else {
+        for (key, v) in [("context", &rc.context), ("registry", &rc.registry)] {
+            if let Some(v) = v {
+                let d = c
+                    .at(v.span(), format!("`{key}` only applies with provider = \"existing\""))
+                    .hint(if key == "context" {
+                        "with Minikube the kube context is the profile's name: set `profile` instead"
+                    } else {
+                        "Minikube needs no registry: images are built straight into its Docker daemon"
+                    });
+                c.push(d);
+            }
+        }
+    }
+
+    let cpus = match &rc.cpus {
+        Some(n) if *n.get_ref() < 1 => {
+            let d = c
+                .at(
+                    n.span(),
+                    format!("cpus must be at least 1, found {}", n.get_ref()),
+                )
+                .hint(format!("the default is {DEFAULT_CPUS}"));
+            c.push(d);
+            DEFAULT_CPUS
+        }
+        Some(n) => u32::try_from(*n.get_ref()).unwrap_or(u32::MAX),
+        None => DEFAULT_CPUS,
+    };
+    let memory_mb = match &rc.memory {
+        Some(m) if m.get_ref().0 < MINIKUBE_MIN_MEMORY_MB => {
+            let d = c
+                .at(
+                    m.span(),
+                    format!(
+                        "memory {} MB is below minikube's minimum of {MINIKUBE_MIN_MEMORY_MB} MB",
+                        m.get_ref().0
+                    ),
+                )
+                .hint("use at least \"2g\"; the default is \"8g\"");
+            c.push(d);
+            DEFAULT_MEMORY_MB
+        }
+        Some(m) => m.get_ref().0,
+        None => DEFAULT_MEMORY_MB,
+    };
+    let profile = match &rc.profile {
+        Some(p) => {
+            let ok = p
+                .get_ref()
+                .starts_with(|ch: char| ch.is_ascii_alphanumeric())
+                && p.get_ref()
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch));
+            if !ok {
+                let d = c.at(
+                    p.span(),
+                    format!(
+                        "invalid minikube profile \"{}\": use letters, digits and . _ -",
+                        p.get_ref()
+                    ),
+                );
+                c.push(d);
+            }
+            p.get_ref().clone()
+        }
+        None => DEFAULT_PROFILE.to_owned(),
+    };
+    let context = match provider {
+        Provider::Minikube => profile.clone(),
+        Provider::Existing => rc
+            .context
+            .as_ref()
+            .map(|s| s.get_ref().clone())
+            .unwrap_or_default(),
+    };
+    let mut allowed_contexts = vec![context.clone()];
+    for a in strings(rc.allowed_contexts) {
+        if !allowed_contexts.contains(&a) {
+            allowed_contexts.push(a);
+        }
+    }
+    Cluster {
+        provider,
+        profile,
+        cpus,
+        memory_mb,
+        disk_mb: rc.disk.map(|d| d.into_inner().0),
+        driver: rc.driver.map(Spanned::into_inner),
+        kubernetes_version: rc.kubernetes_version.map(Spanned::into_inner),
+        container_runtime: rc.container_runtime.map(Spanned::into_inner),
+        start_flags: strings(rc.start_flags),
+        addons: strings(rc.addons),
+        start_timeout: rc
+            .start_timeout
+            .map_or(DEFAULT_START_TIMEOUT, |t| t.into_inner().0),
+        context,
+        allowed_contexts,
+        registry: rc.registry.map(Spanned::into_inner),
+    }
+}
+
+fn check_images(c: &mut Checker, raw: Vec<RawImage>, provider: Provider) -> Vec<Image> {
+    let mut seen = HashMap::new();
+    let mut out = Vec::new();
+    for img in raw {
+        c.check(img.name.span(), units::check_image_name(img.name.get_ref()));
+        c.duplicate(&mut seen, "image name", &img.name);
+        let context = match &img.context {
+            Some(ctx) => match c.existing(ctx, "build context") {
+                Some(p) if !p.is_dir() => {
+                    let d = c.at(
+                        ctx.span(),
+                        format!("build context `{}` is not a directory", ctx.get_ref()),
+                    );
+                    c.push(d);
+                    None
+                }
+                other => other,
+            },
+            None => Some(c.root.to_path_buf()),
+        };
+        let dockerfile = match (&img.dockerfile, &context) {
+            (Some(df), _) => {
+                let p = c.path(df.get_ref());
+                if !p.is_file() {
+                    let d = c
+                        .at(df.span(), format!("Dockerfile `{}` not found", df.get_ref()))
+                        .hint("the path is relative to the config file's directory, not to the build context");
+                    c.push(d);
+                }
+                p
+            }
+            (None, Some(ctx)) => {
+                let p = ctx.join("Dockerfile");
+                if !p.is_file() {
+                    let span = img.context.as_ref().map_or(img.name.span(), Spanned::span);
+                    let d = c
+                        .at(span, format!("Dockerfile `{}` not found", c.shown(&p)))
+                        .hint("create it, or set `dockerfile` to the file's path");
+                    c.push(d);
+                }
+                p
+            }
+            (None, None) => PathBuf::new(),
+        };
+        let builder = img
+            .builder
+            .as_ref()
+            .map_or(BuilderKind::Docker, |b| *b.get_ref());
+        match (&img.builder, &img.command) {
+            (Some(b), None) if builder == BuilderKind::Custom => {
+                let d = c
+                    .at(b.span(), "builder = \"custom\" needs `command`")
+                    .hint("add command = \"./build.sh\": it must build and tag $DEVENV_IMAGE");
+                c.push(d);
+            }
+            (_, Some(cmd)) if builder != BuilderKind::Custom => {
+                let d = c
+                    .at(
+                        cmd.span(),
+                        "`command` only applies with builder = \"custom\"",
+                    )
+                    .hint("add builder = \"custom\", or remove `command`");
+                c.push(d);
+            }
+            _ => {}
+        }
+        if let Some(b) = &img.builder
+            && builder == BuilderKind::Minikube
+            && provider == Provider::Existing
+        {
+            let d = c
+                .at(
+                    b.span(),
+                    "builder = \"minikube\" needs provider = \"minikube\"",
+                )
+                .hint("use \"docker\", \"buildah\" or \"podman\" and a registry");
+            c.push(d);
+        }
+        let watch: Vec<PathBuf> = img
+            .watch
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|w| c.existing(w, "watch path"))
+            .collect();
+        let mut ignore = Vec::new();
+        for p in img.ignore.unwrap_or_default() {
+            c.check(p.span(), Pattern::parse(p.get_ref()).map(|_| ()));
+            ignore.push(p.into_inner());
+        }
+        out.push(Image {
+            name: img.name.into_inner(),
+            context: context.unwrap_or_default(),
+            dockerfile,
+            target: img.target,
+            build_args: scalars(img.build_args),
+            watch,
+            ignore,
+            builder,
+            command: img.command.map(Spanned::into_inner),
+        });
+    }
+    out
+}
+
+fn check_secrets(c: &mut Checker, raw: Vec<RawSecret>, namespace: &str) -> Vec<Secret> {
+    let mut seen = HashMap::new();
+    let mut out = Vec::new();
+    for s in raw {
+        c.check(
+            s.name.span(),
+            units::check_dns_subdomain("secret name", s.name.get_ref()),
+        );
+        c.duplicate(&mut seen, "secret name", &s.name);
+        if s.env_files.get_ref().is_empty() {
+            let d = c
+                .at(s.env_files.span(), "env_files is empty")
+                .expected("at least one .env file, like [\".env\"]");
+            c.push(d);
+        }
+        let mut files = Vec::new();
+        for f in s.env_files.get_ref() {
+            let p = c.path(f.get_ref());
+            if p.is_file() {
+                files.push(p);
+                continue;
+            }
+            let example = [
+                PathBuf::from(format!("{}.example", p.display())),
+                p.with_file_name(".env.example"),
+            ]
+            .into_iter()
+            .find(|e| e.is_file());
+            let hint = match example {
+                Some(e) => format!(
+                    "copy the example and fill it in: cp {} {}",
+                    c.shown(&e),
+                    c.shown(&p)
+                ),
+                None => "create it with one KEY=value per line".to_owned(),
+            };
+            let d = c
+                .at(f.span(), format!("env file `{}` not found", f.get_ref()))
+                .hint(hint);
+            c.push(d);
+        }
+        let ns = match s.namespace {
+            Some(ns) => {
+                c.check(ns.span(), units::check_dns_label("namespace", ns.get_ref()));
+                ns.into_inner()
+            }
+            None => namespace.to_owned(),
+        };
+        out.push(Secret {
+            name: s.name.into_inner(),
+            namespace: ns,
+            env_files: files,
+        });
+    }
+    out
+}
+
+fn check_deploy(
+    c: &mut Checker,
+    raw: Option<RawDeploy>,
+    project: &str,
+    namespace: String,
+    image_names: &[&str],
+) -> Deploy {
+    let Some(rd) = raw else {
+        return Deploy {
+            namespace,
+            helm: None,
+            manifests: Vec::new(),
+        };
+    };
+    let helm = rd.helm.map(|h| {
+        let chart = c.path(h.chart.get_ref());
+        if !chart.join("Chart.yaml").is_file() {
+            let d = c
+                .at(h.chart.span(), format!("no Chart.yaml in `{}`", h.chart.get_ref()))
+                .hint("`chart` is the directory that holds Chart.yaml, relative to the config file");
+            c.push(d);
+        }
+        let release = match h.release {
+            Some(r) => {
+                let res = units::check_dns_label("release name", r.get_ref()).and_then(|()| {
+                    if r.get_ref().len() > 53 {
+                        Err(format!("release name \"{}\" is longer than Helm's 53 characters", r.get_ref()))
+                    } else {
+                        Ok(())
+                    }
+                });
+                c.check(r.span(), res);
+                r.into_inner()
+            }
+            None => project.chars().take(53).collect(),
+        };
+        let values = h
+            .values
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| c.existing(v, "values file"))
+            .collect();
+        let mut seen = HashMap::new();
+        let mut images = Vec::new();
+        for entry in h.images {
+            let span = entry.span();
+            let e = entry.into_inner();
+            if !image_names.contains(&e.image.get_ref().as_str()) {
+                let mut d = c.at(e.image.span(), format!("unknown image `{}`", e.image.get_ref()));
+                d = match did_you_mean(e.image.get_ref(), image_names) {
+                    Some(s) => d.hint(format!("did you mean `{s}`?")),
+                    None => d.hint("images are defined by [[image]] tables"),
+                };
+                c.push(d);
+            }
+            c.duplicate(&mut seen, "helm image entry for", &e.image);
+            let keys = match (e.repository, e.tag, e.value) {
+                (Some(r), Some(t), None) => Some(HelmImageKeys::RepositoryAndTag {
+                    repository: r.into_inner(),
+                    tag: t.into_inner(),
+                }),
+                (None, None, Some(v)) => Some(HelmImageKeys::Reference { value: v.into_inner() }),
+                (r, t, v) => {
+                    let span = r.as_ref().or(t.as_ref()).or(v.as_ref()).map_or(span, Spanned::span);
+                    let d = c
+                        .at(span, format!("helm image `{}` needs `repository` and `tag`, or `value`", e.image.get_ref()))
+                        .hint("e.g. repository = \"backend.image.repository\", tag = \"backend.image.tag\"");
+                    c.push(d);
+                    None
+                }
+            };
+            if let Some(keys) = keys {
+                images.push(HelmImage {
+                    image: e.image.into_inner(),
+                    keys,
+                });
+            }
+        }
+        Helm {
+            chart,
+            release,
+            values,
+            set: scalars(h.set),
+            images,
+        }
+    });
+    let mut manifests = Vec::new();
+    for entry in rd.manifests.unwrap_or_default() {
+        match expand_manifest_entry(c.root, entry.get_ref()) {
+            Ok(files) if files.is_empty() => {
+                let d = c
+                    .at(entry.span(), format!("`{}` matches no manifest file", entry.get_ref()))
+                    .hint("entries are files, directories of .yaml files, or globs like \"k8s/*.yaml\", relative to the config file");
+                c.push(d);
+            }
+            Ok(files) => {
+                for f in files {
+                    if !manifests.contains(&f) {
+                        manifests.push(f);
+                    }
+                }
+            }
+            Err(e) => {
+                let d = c.at(entry.span(), e);
+                c.push(d);
+            }
+        }
+    }
+    Deploy {
+        namespace,
+        helm,
+        manifests,
+    }
+}
+
+/// Unknown or self references, then cycles, reported at the `depends_on` entry at fault.
+fn check_dependencies(c: &mut Checker, edges: &[(Spanned<String>, Vec<Spanned<String>>)]) {
+    let names: Vec<&str> = edges.iter().map(|(n, _)| n.get_ref().as_str()).collect();
+    let mut graph: Vec<Vec<(usize, Range<usize>)>> = vec![Vec::new(); edges.len()];
+    for (i, (name, deps)) in edges.iter().enumerate() {
+        for d in deps {
+            if d.get_ref() == name.get_ref() {
+                let diag = c.at(d.span(), format!("`{}` depends on itself", name.get_ref()));
+                c.push(diag);
+            } else if let Some(j) = names.iter().position(|n| *n == d.get_ref()) {
+                graph[i].push((j, d.span()));
+            } else {
+                let mut diag = c.at(
+                    d.span(),
+                    format!(
+                        "`{}` depends on unknown resource `{}`",
+                        name.get_ref(),
+                        d.get_ref()
+                    ),
+                );
+                diag = match did_you_mean(d.get_ref(), &names) {
+                    Some(s) => diag.hint(format!("did you mean `{s}`?")),
+                    None => diag.hint(format!("known resources: {}", names.join(", "))),
+                };
+                c.push(diag);
+            }
+        }
+    }
+    // Depth-first search; a back edge closes a cycle, which is reported once.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    let mut marks = vec![Mark::New; edges.len()];
+    for start in 0..edges.len() {
+        if marks[start] != Mark::New {
+            continue;
+        }
+        let mut path: Vec<usize> = vec![start];
+        let mut next_edge: Vec<usize> = vec![0];
+        marks[start] = Mark::Active;
+        while let Some(&node) = path.last() {
+            let k = next_edge.last().copied().unwrap_or(0);
+            if let Some((to, span)) = graph[node].get(k).cloned() {
+                if let Some(e) = next_edge.last_mut() {
+                    *e += 1;
+                }
+                match marks[to] {
+                    Mark::New => {
+                        marks[to] = Mark::Active;
+                        path.push(to);
+                        next_edge.push(0);
+                    }
+                    Mark::Active => {
+                        let from = path.iter().position(|&n| n == to).unwrap_or(0);
+                        let mut cycle: Vec<&str> = path[from..].iter().map(|&n| names[n]).collect();
+                        cycle.push(names[to]);
+                        let d = c
+                            .at(span, format!("dependency cycle: {}", cycle.join(" -> ")))
+                            .hint("remove one of these depends_on entries");
+                        c.push(d);
+                    }
+                    Mark::Done => {}
+                }
+            } else {
+                marks[node] = Mark::Done;
+                path.pop();
+                next_edge.pop();
+            }
+        }
+    }
+}

@@ -1,0 +1,654 @@
+//! The ordered plan `devenv up` carries out, computed from the config alone.
+//!
+//! Pure apart from reading the files the config names (to hash build contexts): no process is
+//! started and nothing is contacted, so `devenv up --dry-run` shows exactly what `up` will do
+//! and tests can pin it. Later stages execute these steps; they do not re-derive them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::build;
+use crate::config::units::format_duration;
+use crate::config::{BuilderKind, Config, Provider, TriggerMode};
+use crate::deploy::helm;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub project: String,
+    /// The config file, relative to the directory devenv was started in when below it.
+    pub config: String,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// Machine checks that must pass before anything is touched.
+    Doctor {
+        checks: Vec<String>,
+    },
+    /// Bring the Minikube profile up at the configured size.
+    Cluster {
+        profile: String,
+        command: Vec<String>,
+        cpus: u32,
+        memory_mb: u64,
+    },
+    /// Enable the addons that are off.
+    Addons {
+        profile: String,
+        addons: Vec<String>,
+    },
+    /// Read Minikube's Docker environment for build processes.
+    DockerEnv {
+        command: Vec<String>,
+    },
+    /// The kube context every write goes to, and the contexts allowed.
+    Context {
+        context: String,
+        allowed: Vec<String>,
+    },
+    Namespace {
+        name: String,
+    },
+    /// A Secret made from .env files; values are never shown.
+    Secret {
+        name: String,
+        namespace: String,
+        env_files: Vec<String>,
+    },
+    Build {
+        image: String,
+        tag: String,
+        reference: String,
+        builder: BuilderKind,
+        command: Vec<String>,
+        /// Files and bytes in the context after `.dockerignore`.
+        files: usize,
+        bytes: u64,
+        /// True when Minikube's docker-env is given to the build process.
+        docker_env: bool,
+        /// Further environment for the build process (a custom builder's target reference).
+        env: BTreeMap<String, String>,
+    },
+    /// Make a built image available to the cluster (image load or registry push).
+    Deliver {
+        image: String,
+        command: Vec<String>,
+    },
+    /// Render the chart first (to see what it creates), then install or upgrade it.
+    Helm {
+        release: String,
+        render: Vec<String>,
+        command: Vec<String>,
+    },
+    Apply {
+        files: Vec<String>,
+        /// Image repository -> reference it is rewritten to.
+        images: BTreeMap<String, String>,
+        command: Vec<String>,
+    },
+    /// Wait for a workload to be ready, after the resources it depends on.
+    Wait {
+        resource: String,
+        workload: String,
+        namespace: String,
+        timeout: String,
+        after: Vec<String>,
+        trigger: TriggerMode,
+    },
+    /// Run a local resource.
+    Local {
+        resource: String,
+        cmd: Option<String>,
+        serve_cmd: Option<String>,
+        workdir: String,
+        after: Vec<String>,
+        trigger: TriggerMode,
+    },
+    PortForward {
+        resource: String,
+        workload: String,
+        namespace: String,
+        local: u16,
+        remote: u16,
+    },
+    Web {
+        url: String,
+    },
+    Watch {
+        paths: Vec<String>,
+        debounce: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// An image's build context could not be hashed.
+    #[error("image `{image}`: {source}")]
+    Context {
+        image: String,
+        #[source]
+        source: build::context::ContextError,
+    },
+}
+
+/// The checks `devenv doctor` runs before `up` for this config.
+pub fn doctor_checks(cfg: &Config) -> Vec<String> {
+    let mut checks = vec!["config".to_owned()];
+    let mut tools = Vec::new();
+    if cfg.needs_cluster() {
+        let builders: Vec<BuilderKind> = cfg.images.iter().map(|i| i.builder).collect();
+        if builders.contains(&BuilderKind::Docker) || cfg.cluster.provider == Provider::Minikube {
+            tools.push("docker");
+        }
+        if cfg.cluster.provider == Provider::Minikube {
+            tools.push("minikube");
+        }
+        tools.push("kubectl");
+        if cfg.deploy.helm.is_some() {
+            tools.push("helm");
+        }
+        for (kind, tool) in [
+            (BuilderKind::Buildah, "buildah"),
+            (BuilderKind::Podman, "podman"),
+        ] {
+            if builders.contains(&kind) {
+                tools.push(tool);
+            }
+        }
+    }
+    if !tools.is_empty() {
+        checks.push(format!("tools ({})", tools.join(", ")));
+    }
+    if cfg.needs_cluster() {
+        if tools.contains(&"docker") {
+            checks.push("docker daemon".into());
+        }
+        match cfg.cluster.provider {
+            Provider::Minikube => {
+                checks.push(format!(
+                    "host resources for {} CPUs / {} MB",
+                    cfg.cluster.cpus, cfg.cluster.memory_mb
+                ));
+                checks.push(format!("minikube profile `{}`", cfg.cluster.profile));
+            }
+            Provider::Existing => {}
+        }
+        checks.push(format!("kube context `{}`", cfg.cluster.context));
+    }
+    checks.push("inotify limits".into());
+    let mut ports: Vec<u16> = cfg
+        .resources
+        .iter()
+        .flat_map(|r| r.port_forwards.iter().map(|p| p.local))
+        .collect();
+    ports.push(cfg.web.port);
+    ports.sort_unstable();
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    checks.push(format!("ports {} free", ports.join(", ")));
+    checks
+}
+
+/// The `minikube start` command line for the configured profile.
+pub fn minikube_start_command(cfg: &Config) -> Vec<String> {
+    let c = &cfg.cluster;
+    let mut argv: Vec<String> = vec![
+        "minikube".into(),
+        "start".into(),
+        "-p".into(),
+        c.profile.clone(),
+        format!("--cpus={}", c.cpus),
+        format!("--memory={}", c.memory_mb),
+    ];
+    if let Some(d) = c.disk_mb {
+        argv.push(format!("--disk-size={d}mb"));
+    }
+    if let Some(d) = &c.driver {
+        argv.push(format!("--driver={d}"));
+    }
+    if let Some(v) = &c.kubernetes_version {
+        argv.push(format!("--kubernetes-version={v}"));
+    }
+    if let Some(r) = &c.container_runtime {
+        argv.push(format!("--container-runtime={r}"));
+    }
+    argv.extend(c.start_flags.iter().cloned());
+    argv
+}
+
+/// Resource names in an order where every resource comes after what it depends on; ties keep
+/// the config's order. The config was checked for cycles.
+pub fn dependency_order(cfg: &Config) -> Vec<String> {
+    let nodes: Vec<(&str, &[String])> = cfg
+        .resources
+        .iter()
+        .map(|r| (r.name.as_str(), r.depends_on.as_slice()))
+        .chain(
+            cfg.locals
+                .iter()
+                .map(|l| (l.name.as_str(), l.depends_on.as_slice())),
+        )
+        .collect();
+    let mut done: Vec<String> = Vec::new();
+    while done.len() < nodes.len() {
+        let next = nodes.iter().find(|(n, deps)| {
+            !done.iter().any(|d| d == n) && deps.iter().all(|d| done.contains(d))
+        });
+        match next {
+            Some((n, _)) => done.push((*n).to_owned()),
+            // Unreachable for a validated config; never loop forever on a bad one.
+            None => break,
+        }
+    }
+    done
+}
+
+/// Computes the plan for `cfg`. `config_shown` is how the config file is named in output.
+pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
+    let mut steps = vec![Step::Doctor {
+        checks: doctor_checks(cfg),
+    }];
+    let minikube = cfg.cluster.provider == Provider::Minikube;
+    if cfg.needs_cluster() {
+        if minikube {
+            steps.push(Step::Cluster {
+                profile: cfg.cluster.profile.clone(),
+                command: minikube_start_command(cfg),
+                cpus: cfg.cluster.cpus,
+                memory_mb: cfg.cluster.memory_mb,
+            });
+            if !cfg.cluster.addons.is_empty() {
+                steps.push(Step::Addons {
+                    profile: cfg.cluster.profile.clone(),
+                    addons: cfg.cluster.addons.clone(),
+                });
+            }
+            let uses_docker_env = cfg
+                .images
+                .iter()
+                .any(|i| matches!(i.builder, BuilderKind::Docker | BuilderKind::Custom));
+            if uses_docker_env {
+                steps.push(Step::DockerEnv {
+                    command: [
+                        "minikube",
+                        "-p",
+                        &cfg.cluster.profile,
+                        "docker-env",
+                        "--shell",
+                        "none",
+                        "-o",
+                        "json",
+                    ]
+                    .map(String::from)
+                    .into(),
+                });
+            }
+        }
+        steps.push(Step::Context {
+            context: cfg.cluster.context.clone(),
+            allowed: cfg.cluster.allowed_contexts.clone(),
+        });
+        steps.push(Step::Namespace {
+            name: cfg.deploy.namespace.clone(),
+        });
+        let mut extra_ns: Vec<&str> = cfg
+            .secrets
+            .iter()
+            .map(|s| s.namespace.as_str())
+            .chain(cfg.resources.iter().map(|r| r.namespace.as_str()))
+            .filter(|ns| *ns != cfg.deploy.namespace)
+            .collect();
+        extra_ns.sort_unstable();
+        extra_ns.dedup();
+        steps.extend(extra_ns.into_iter().map(|ns| Step::Namespace {
+            name: ns.to_owned(),
+        }));
+    }
+    for s in &cfg.secrets {
+        steps.push(Step::Secret {
+            name: s.name.clone(),
+            namespace: s.namespace.clone(),
+            env_files: s.env_files.iter().map(|f| cfg.rel(f)).collect(),
+        });
+    }
+
+    // image name -> (repository, tag)
+    let mut built: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for img in &cfg.images {
+        let digest = build::context::digest(img).map_err(|source| PlanError::Context {
+            image: img.name.clone(),
+            source,
+        })?;
+        let reference = build::reference(cfg, img, &digest.tag);
+        steps.push(Step::Build {
+            image: img.name.clone(),
+            tag: digest.tag.clone(),
+            reference: reference.clone(),
+            builder: img.builder,
+            command: build::command(cfg, img, &reference),
+            files: digest.files,
+            bytes: digest.bytes,
+            docker_env: minikube
+                && matches!(img.builder, BuilderKind::Docker | BuilderKind::Custom),
+            env: build::extra_env(img, &reference).into_iter().collect(),
+        });
+        if let Some(command) = build::delivery(cfg, img, &reference) {
+            steps.push(Step::Deliver {
+                image: img.name.clone(),
+                command,
+            });
+        }
+        built.insert(img.name.clone(), (build::repository(cfg, img), digest.tag));
+    }
+
+    if let Some(h) = &cfg.deploy.helm {
+        steps.push(Step::Helm {
+            release: h.release.clone(),
+            render: helm::template_command(cfg, h, &built),
+            command: helm::upgrade_command(cfg, h, &built),
+        });
+    }
+    if !cfg.deploy.manifests.is_empty() {
+        let images = cfg
+            .images
+            .iter()
+            .filter_map(|i| {
+                built
+                    .get(&i.name)
+                    .map(|(repo, tag)| (i.name.clone(), format!("{repo}:{tag}")))
+            })
+            .collect();
+        steps.push(Step::Apply {
+            files: cfg.deploy.manifests.iter().map(|m| cfg.rel(m)).collect(),
+            images,
+            command: [
+                "kubectl",
+                "apply",
+                "--context",
+                &cfg.cluster.context,
+                "--namespace",
+                &cfg.deploy.namespace,
+                "--server-side",
+                "--field-manager=devenv",
+                "-f",
+                "-",
+            ]
+            .map(String::from)
+            .into(),
+        });
+    }
+
+    for name in dependency_order(cfg) {
+        if let Some(r) = cfg.resources.iter().find(|r| r.name == name) {
+            steps.push(Step::Wait {
+                resource: r.name.clone(),
+                workload: r.workload.to_string(),
+                namespace: r.namespace.clone(),
+                timeout: format_duration(r.readiness_timeout),
+                after: r.depends_on.clone(),
+                trigger: r.trigger,
+            });
+        } else if let Some(l) = cfg.locals.iter().find(|l| l.name == name) {
+            steps.push(Step::Local {
+                resource: l.name.clone(),
+                cmd: l.cmd.clone(),
+                serve_cmd: l.serve_cmd.clone(),
+                workdir: cfg.rel(&l.workdir),
+                after: l.depends_on.clone(),
+                trigger: l.trigger,
+            });
+        }
+    }
+    for r in &cfg.resources {
+        for pf in &r.port_forwards {
+            steps.push(Step::PortForward {
+                resource: r.name.clone(),
+                workload: r.workload.to_string(),
+                namespace: r.namespace.clone(),
+                local: pf.local,
+                remote: pf.remote,
+            });
+        }
+    }
+    steps.push(Step::Web {
+        url: format!("http://127.0.0.1:{}/", cfg.web.port),
+    });
+    let mut paths: Vec<String> = cfg
+        .images
+        .iter()
+        .flat_map(|i| std::iter::once(&i.context).chain(&i.watch))
+        .chain(cfg.locals.iter().flat_map(|l| &l.deps))
+        .map(|p| cfg.rel(p))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    steps.push(Step::Watch {
+        paths,
+        debounce: format_duration(cfg.watch.debounce),
+    });
+    Ok(Plan {
+        project: cfg.project.clone(),
+        config: config_shown.to_owned(),
+        steps,
+    })
+}
+
+/// Quotes one argument for a POSIX shell when it needs it, so printed commands can be pasted.
+pub fn shell_quote(arg: &str) -> String {
+    let safe = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c));
+    if safe {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+pub fn shell_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KB", n as f64 / (1u64 << 10) as f64),
+        n => format!("{n} B"),
+    }
+}
+
+impl Plan {
+    /// The plan as numbered lines for a terminal: a verb, then the command or object.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "devenv up plan for project `{}` (config: {})\n\n",
+            self.project, self.config
+        );
+        let indent = " ".repeat(16);
+        for (i, step) in self.steps.iter().enumerate() {
+            let (verb, text, notes) = describe(step);
+            let _ = writeln!(out, "{:>3}. {verb:<10} {text}", i + 1);
+            for n in notes {
+                let _ = writeln!(out, "{indent}{n}");
+            }
+        }
+        out
+    }
+}
+
+fn describe(step: &Step) -> (&'static str, String, Vec<String>) {
+    match step {
+        Step::Doctor { checks } => (
+            "doctor",
+            checks.join("; "),
+            vec!["stops here on any failure, before touching anything".into()],
+        ),
+        Step::Cluster {
+            profile,
+            command,
+            cpus,
+            memory_mb,
+        } => (
+            "cluster",
+            shell_line(command),
+            vec![format!(
+                "only if profile `{profile}` is absent; a stopped profile is started as it is, and a running one must have {cpus} CPUs and {memory_mb} MB"
+            )],
+        ),
+        Step::Addons { profile, addons } => (
+            "addons",
+            format!(
+                "minikube -p {profile} addons enable <addon> for each of: {}",
+                addons.join(", ")
+            ),
+            vec!["only those `minikube addons list -o json` shows disabled".into()],
+        ),
+        Step::DockerEnv { command } => (
+            "docker-env",
+            shell_line(command),
+            vec!["given to build processes only; your shell is left alone".into()],
+        ),
+        Step::Context { context, allowed } => (
+            "context",
+            format!("kube context `{context}`"),
+            vec![format!(
+                "writes refused unless the context is one of: {}",
+                allowed.join(", ")
+            )],
+        ),
+        Step::Namespace { name } => ("namespace", format!("create `{name}` if missing"), vec![]),
+        Step::Secret {
+            name,
+            namespace,
+            env_files,
+        } => (
+            "secret",
+            format!("{name} in {namespace} from {}", env_files.join(", ")),
+            vec!["server-side apply; values are never shown".into()],
+        ),
+        Step::Build {
+            reference,
+            command,
+            files,
+            bytes,
+            docker_env,
+            env,
+            ..
+        } => {
+            let mut notes = vec![format!("context: {files} files, {}", human_bytes(*bytes))];
+            if *docker_env {
+                notes.push("env: Minikube's docker-env".into());
+            }
+            for (k, v) in env {
+                notes.push(format!("env: {k}={v}"));
+            }
+            notes.push("skipped when the image already exists with this tag".into());
+            (
+                "build",
+                format!("{reference}  <-  {}", shell_line(command)),
+                notes,
+            )
+        }
+        Step::Deliver { command, .. } => ("deliver", shell_line(command), vec![]),
+        Step::Helm {
+            render, command, ..
+        } => (
+            "deploy",
+            shell_line(command),
+            vec![format!("rendered first with: {}", shell_line(render))],
+        ),
+        Step::Apply {
+            files,
+            images,
+            command,
+        } => {
+            let mut notes = vec![format!("manifests: {}", files.join(", "))];
+            for (repo, r) in images {
+                notes.push(format!("image {repo} -> {r}"));
+            }
+            ("deploy", shell_line(command), notes)
+        }
+        Step::Wait {
+            resource,
+            workload,
+            namespace,
+            timeout,
+            after,
+            trigger,
+        } => {
+            let mut text =
+                format!("{resource}: {workload} in {namespace} ready (timeout {timeout})");
+            if !after.is_empty() {
+                text.push_str(&format!(", after {}", after.join(", ")));
+            }
+            let notes = match trigger {
+                TriggerMode::Manual => vec!["trigger: manual".into()],
+                TriggerMode::Auto => vec![],
+            };
+            ("wait", text, notes)
+        }
+        Step::Local {
+            resource,
+            cmd,
+            serve_cmd,
+            workdir,
+            after,
+            trigger,
+        } => {
+            let mut parts = Vec::new();
+            if let Some(c) = cmd {
+                parts.push(format!("run `{c}`"));
+            }
+            if let Some(s) = serve_cmd {
+                parts.push(format!("serve `{s}`"));
+            }
+            let mut text = format!("{resource}: {} in {workdir}", parts.join(", then "));
+            if !after.is_empty() {
+                text.push_str(&format!(", after {}", after.join(", ")));
+            }
+            let notes = match trigger {
+                TriggerMode::Manual => vec!["trigger: manual".into()],
+                TriggerMode::Auto => vec![],
+            };
+            ("local", text, notes)
+        }
+        Step::PortForward {
+            resource,
+            workload,
+            namespace,
+            local,
+            remote,
+        } => (
+            "forward",
+            format!("127.0.0.1:{local} -> {workload}:{remote} in {namespace} ({resource})"),
+            vec![],
+        ),
+        Step::Web { url } => ("web", url.clone(), vec![]),
+        Step::Watch { paths, debounce } => (
+            "watch",
+            format!("{} (debounce {debounce})", paths.join(", ")),
+            vec![],
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("a-b.c/d:e=f"), "a-b.c/d:e=f");
+        assert_eq!(shell_quote("two words"), "'two words'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}
