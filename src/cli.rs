@@ -176,11 +176,14 @@ fn summary(cfg: &config::Config, cwd: &Path) -> String {
     for i in &cfg.images {
         let _ = writeln!(
             s,
-            "image      {} <- {} ({}, {:?})",
+            "image      {} <- {} (context {}, builder {})",
             i.name,
             cfg.rel(&i.dockerfile),
             cfg.rel(&i.context),
-            i.builder
+            serde_json::to_value(i.builder)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
         );
     }
     for sec in &cfg.secrets {

@@ -425,6 +425,12 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
         .collect();
     paths.sort();
     paths.dedup();
+    // A path inside another watched path adds nothing: one recursive watch covers it.
+    let all = paths.clone();
+    paths.retain(|p| {
+        !all.iter()
+            .any(|q| q != p && (q == "." || p.starts_with(&format!("{q}/"))))
+    });
     steps.push(Step::Watch {
         paths,
         debounce: format_duration(cfg.watch.debounce),

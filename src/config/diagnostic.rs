@@ -136,18 +136,36 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
-/// The header of the table that contains byte `pos` (`[cluster]`, `[[image]]`), or "the top level".
-fn enclosing_table(source: &str, pos: usize) -> String {
-    let before = &source[..floor_char_boundary(source, pos.min(source.len()))];
-    before
+/// The table a position belongs to (`[cluster]`, `[[image]]`, or "the top level").
+///
+/// On a header line, `own_header` decides between the table the header opens (for "missing
+/// key in this table") and the table whose key the header names (for "unknown key").
+fn enclosing_table(source: &str, pos: usize, own_header: bool) -> String {
+    let pos = floor_char_boundary(source, pos.min(source.len()));
+    let line_start = source[..pos].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = source[pos..].find('\n').map_or(source.len(), |i| pos + i);
+    let header = |l: &str| {
+        let end = l.rfind(']').map_or(l.len(), |i| i + 1);
+        l[..end].to_owned()
+    };
+    let current = source[line_start..line_end].trim();
+    if current.starts_with('[') {
+        if own_header {
+            return header(current);
+        }
+        let name = current.trim_start_matches('[');
+        let name = name.split(']').next().unwrap_or(name).trim();
+        return match name.rsplit_once('.') {
+            Some((parent, _)) => format!("[{parent}]"),
+            None => "the top level".to_owned(),
+        };
+    }
+    source[..line_start]
         .lines()
         .rev()
         .map(str::trim)
         .find(|l| l.starts_with('['))
-        .map(|l| {
-            let end = l.rfind(']').map_or(l.len(), |i| i + 1);
-            l[..end].to_owned()
-        })
+        .map(header)
         .unwrap_or_else(|| "the top level".to_owned())
 }
 
@@ -177,7 +195,7 @@ pub fn from_toml_error(file: &Path, source: &str, err: &toml::de::Error) -> Diag
     if let Some(tail) = first.strip_prefix("unknown field `") {
         let (key, expected) = tail.split_once('`').unwrap_or((tail, ""));
         let names = quoted_names(expected);
-        let table = enclosing_table(source, pos);
+        let table = enclosing_table(source, pos, false);
         let d = Diagnostic::at(
             file,
             source,
@@ -212,7 +230,7 @@ pub fn from_toml_error(file: &Path, source: &str, err: &toml::de::Error) -> Diag
     }
     if let Some(tail) = first.strip_prefix("missing field `") {
         let key = tail.split('`').next().unwrap_or(tail);
-        let table = enclosing_table(source, pos);
+        let table = enclosing_table(source, pos, true);
         return Diagnostic::at(
             file,
             source,
@@ -233,6 +251,16 @@ pub fn from_toml_error(file: &Path, source: &str, err: &toml::de::Error) -> Diag
             format!("wrong type{what}: found {found}"),
         );
         return d.expected(friendly_type(expected));
+    }
+    if first == "duplicate key" {
+        let key = span
+            .as_ref()
+            .and_then(|s| source.get(s.clone()))
+            .map_or(String::new(), |k| {
+                format!(" `{}`", k.trim().trim_matches('"'))
+            });
+        return Diagnostic::at(file, source, span, format!("duplicate key{key}"))
+            .hint("each key may appear once per table; remove one of them");
     }
     if first.starts_with("invalid length") {
         return Diagnostic::at(file, source, span, first.to_owned());
@@ -285,9 +313,14 @@ mod tests {
     fn table_and_key_are_found_around_a_position() {
         let src = "[cluster]\ncpus = \"four\"\n\n[[image]]\nname = \"x\"\n";
         let pos = src.find("\"four\"").unwrap_or(0);
-        assert_eq!(enclosing_table(src, pos), "[cluster]");
+        assert_eq!(enclosing_table(src, pos, false), "[cluster]");
         assert_eq!(key_at(src, pos).as_deref(), Some("cpus"));
         let pos = src.find("name").unwrap_or(0);
-        assert_eq!(enclosing_table(src, pos), "[[image]]");
+        assert_eq!(enclosing_table(src, pos, false), "[[image]]");
+        let pos = src.find("[[image]]").unwrap_or(0);
+        assert_eq!(enclosing_table(src, pos + 2, false), "the top level");
+        assert_eq!(enclosing_table(src, pos, true), "[[image]]");
+        let src = "[deploy.helmm]\n";
+        assert_eq!(enclosing_table(src, 8, false), "[deploy]");
     }
 }

@@ -1,0 +1,85 @@
+//! Helpers shared by the integration tests: temporary projects and running the real binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn devenv_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_devenv")
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A throwaway project directory.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        match tempfile::tempdir() {
+            Ok(dir) => Project { dir },
+            Err(e) => panic!("cannot create a temp dir: {e}"),
+        }
+    }
+
+    /// A copy of `examples/<name>`.
+    pub fn example(name: &str) -> Project {
+        let p = Project::new();
+        copy_dir(&repo_root().join("examples").join(name), p.path());
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, content: &str) -> &Project {
+        let p = self.path().join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {parent:?}: {e}"));
+        }
+        std::fs::write(&p, content).unwrap_or_else(|e| panic!("write {p:?}: {e}"));
+        self
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    /// Runs devenv with `args` in the project directory.
+    pub fn devenv(&self, args: &[&str]) -> Output {
+        Command::new(devenv_bin())
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("DEVENV_CONFIG")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run devenv: {e}"))
+    }
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("mkdir {to:?}: {e}"));
+    let entries = std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {from:?}: {e}"));
+    for e in entries.flatten() {
+        let target = to.join(e.file_name());
+        let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if is_dir {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target)
+                .unwrap_or_else(|err| panic!("copy {:?}: {err}", e.path()));
+        }
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

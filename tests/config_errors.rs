@@ -1,0 +1,515 @@
+//! Bad configs through the real binary: each must fail `devenv config check` with exit code 1,
+//! name the file, line and column of the value at fault, and say what was wrong and what to do.
+
+mod common;
+
+use common::{Project, stderr, stdout};
+
+/// A project with the files a valid config refers to: an image context with a Dockerfile,
+/// a .env (and .env.example), a chart and a manifest.
+fn project(config: &str) -> Project {
+    let p = Project::new();
+    p.write("app/Dockerfile", "FROM scratch\nCOPY . /\n")
+        .write("app/main.py", "print('hi')\n")
+        .write(".env.example", "KEY=value\n")
+        .write(".env", "KEY=value\n")
+        .write("chart/Chart.yaml", "apiVersion: v2\nname: app\nversion: 0.1.0\n")
+        .write(
+            "k8s/app.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        image: app\n",
+        )
+        .write("devenv.toml", config);
+    p
+}
+
+/// The valid base most cases change one thing in (line numbers below count from here).
+const BASE: &str = r#"[[image]]
+name = "app"
+context = "app"
+
+[deploy]
+namespace = "dev"
+manifests = ["k8s/*.yaml"]
+
+[[resource]]
+name = "app"
+workload = "deployment/app"
+port_forwards = ["8000:8000"]
+"#;
+
+/// Runs `config check`, expects failure, and checks location and texts. Returns stderr.
+#[track_caller]
+fn fails(config: &str, location: &str, texts: &[&str]) -> String {
+    let p = project(config);
+    let out = p.devenv(&["config", "check"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "expected exit 1\n{err}");
+    assert!(
+        err.contains(&format!("--> devenv.toml:{location}\n")),
+        "expected location devenv.toml:{location}\n{err}"
+    );
+    for t in texts {
+        assert!(err.contains(t), "expected {t:?} in\n{err}");
+    }
+    assert!(err.contains("nothing was started"), "{err}");
+    err
+}
+
+#[test]
+fn the_base_config_is_valid() {
+    let p = project(BASE);
+    let out = p.devenv(&["config", "check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("devenv.toml: valid"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn typo_in_a_key_suggests_the_right_one() {
+    let cfg = BASE.replace("context = \"app\"", "contxt = \"app\"");
+    fails(
+        &cfg,
+        "3:1",
+        &[
+            "error: unknown key `contxt` in [[image]]",
+            "hint: did you mean `context`?",
+            "expected: one of name, context, dockerfile",
+        ],
+    );
+}
+
+#[test]
+fn typo_in_a_table_name() {
+    let cfg = BASE.replace("[[resource]]", "[[resources]]");
+    fails(
+        &cfg,
+        "9:3",
+        &[
+            "unknown key `resources` in the top level",
+            "did you mean `resource`?",
+        ],
+    );
+}
+
+#[test]
+fn unknown_key_without_a_close_match_says_what_to_do() {
+    let cfg = format!("{BASE}\n[web]\nport = 9000\nzzz = true\n");
+    fails(
+        &cfg,
+        "16:1",
+        &[
+            "unknown key `zzz` in [web]",
+            "expected: one of port, open_browser",
+            "hint: remove it",
+        ],
+    );
+}
+
+#[test]
+fn wrong_type_names_key_found_and_expected() {
+    let cfg = format!("[cluster]\ncpus = \"four\"\n\n{BASE}");
+    fails(
+        &cfg,
+        "2:8",
+        &[
+            "wrong type for `cpus`: found string \"four\"",
+            "expected: an integer",
+        ],
+    );
+}
+
+#[test]
+fn cpus_below_one() {
+    let cfg = format!("[cluster]\ncpus = 0\n\n{BASE}");
+    fails(&cfg, "2:8", &["cpus must be at least 1, found 0"]);
+}
+
+#[test]
+fn bad_memory_unit() {
+    let cfg = format!("[cluster]\nmemory = \"8gx\"\n\n{BASE}");
+    fails(
+        &cfg,
+        "2:10",
+        &["invalid size \"8gx\"", "like \"8g\" or \"8192mb\""],
+    );
+}
+
+#[test]
+fn memory_below_minikubes_minimum() {
+    let cfg = format!("[cluster]\nmemory = 1024\n\n{BASE}");
+    fails(
+        &cfg,
+        "2:10",
+        &["memory 1024 MB is below minikube's minimum of 1800 MB"],
+    );
+}
+
+#[test]
+fn unknown_provider_suggests_the_closest() {
+    let cfg = format!("[cluster]\nprovider = \"minikub\"\n\n{BASE}");
+    fails(
+        &cfg,
+        "2:12",
+        &[
+            "unknown value \"minikub\" for `provider`",
+            "expected: minikube or existing",
+            "did you mean \"minikube\"?",
+        ],
+    );
+}
+
+#[test]
+fn existing_provider_needs_context_and_registry_and_refuses_minikube_keys() {
+    let cfg = format!("[cluster]\nprovider = \"existing\"\ncpus = 2\n\n{BASE}");
+    let err = fails(
+        &cfg,
+        "2:12",
+        &[
+            "provider = \"existing\" needs `context` in [cluster]",
+            "needs `registry`",
+        ],
+    );
+    assert!(err.contains("--> devenv.toml:3:8"), "{err}");
+    assert!(
+        err.contains("`cpus` only applies with provider = \"minikube\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn duration_without_unit() {
+    let cfg = format!("{BASE}\n[watch]\ndebounce = 50\n");
+    fails(
+        &cfg,
+        "15:12",
+        &["a duration needs a unit: write \"50ms\" or \"50s\""],
+    );
+}
+
+#[test]
+fn missing_required_key_points_at_its_table() {
+    let cfg = BASE.replace("name = \"app\"\ncontext", "context");
+    fails(
+        &cfg,
+        "1:1",
+        &[
+            "missing required key `name` in [[image]]",
+            "hint: add `name = ...`",
+        ],
+    );
+}
+
+#[test]
+fn toml_syntax_error() {
+    let cfg = BASE.replace("namespace = \"dev\"", "namespace = \"dev");
+    fails(&cfg, "6:17", &["invalid basic string"]);
+}
+
+#[test]
+fn duplicate_key_is_named() {
+    let cfg = BASE.replace(
+        "namespace = \"dev\"",
+        "namespace = \"dev\"\nnamespace = \"x\"",
+    );
+    fails(&cfg, "7:1", &["duplicate key `namespace`"]);
+}
+
+#[test]
+fn missing_dockerfile() {
+    let cfg = BASE.replace(
+        "context = \"app\"",
+        "context = \"app\"\ndockerfile = \"app/Dockerfile.dev\"",
+    );
+    fails(
+        &cfg,
+        "4:14",
+        &[
+            "Dockerfile `app/Dockerfile.dev` not found",
+            "relative to the config file's directory",
+        ],
+    );
+}
+
+#[test]
+fn missing_default_dockerfile_points_at_the_context() {
+    let cfg = BASE.replace("context = \"app\"", "context = \"k8s\"");
+    fails(&cfg, "3:11", &["Dockerfile `k8s/Dockerfile` not found"]);
+}
+
+#[test]
+fn missing_build_context() {
+    let cfg = BASE.replace("context = \"app\"", "context = \"backend\"");
+    fails(&cfg, "3:11", &["build context `backend` does not exist"]);
+}
+
+#[test]
+fn duplicate_image_names() {
+    let cfg = format!("[[image]]\nname = \"app\"\ncontext = \"app\"\n\n{BASE}");
+    fails(
+        &cfg,
+        "6:8",
+        &["duplicate image name `app`", "first defined on line 2"],
+    );
+}
+
+#[test]
+fn image_name_with_a_tag() {
+    let cfg = BASE.replace("name = \"app\"\ncontext", "name = \"app:1.0\"\ncontext");
+    fails(
+        &cfg,
+        "2:8",
+        &[
+            "image name \"app:1.0\" has a tag",
+            "devenv tags images by content",
+        ],
+    );
+}
+
+#[test]
+fn depends_on_unknown_resource_suggests() {
+    let cfg = format!("{BASE}depends_on = [\"ap\"]\n");
+    fails(
+        &cfg,
+        "13:15",
+        &[
+            "`app` depends on unknown resource `ap`",
+            "did you mean `app`?",
+        ],
+    );
+}
+
+#[test]
+fn dependency_cycle_is_named() {
+    let cfg = format!(
+        "{BASE}depends_on = [\"worker\"]\n\n[[local]]\nname = \"worker\"\ncmd = \"true\"\ndepends_on = [\"app\"]\n"
+    );
+    fails(
+        &cfg,
+        "18:15",
+        &[
+            "dependency cycle: app -> worker -> app",
+            "remove one of these depends_on entries",
+        ],
+    );
+}
+
+#[test]
+fn self_dependency() {
+    let cfg = format!("{BASE}depends_on = [\"app\"]\n");
+    fails(&cfg, "13:15", &["`app` depends on itself"]);
+}
+
+#[test]
+fn bad_port_string() {
+    let cfg = BASE.replace("\"8000:8000\"", "\"80a0:8000\"");
+    fails(
+        &cfg,
+        "12:18",
+        &["invalid port forward \"80a0:8000\": \"80a0\" is not a port number"],
+    );
+}
+
+#[test]
+fn port_out_of_range() {
+    let cfg = BASE.replace("\"8000:8000\"", "\"70000:80\"");
+    fails(&cfg, "12:18", &["port 70000 is outside 1-65535"]);
+}
+
+#[test]
+fn port_collision_between_resources() {
+    let cfg = format!(
+        "{BASE}\n[[resource]]\nname = \"other\"\nworkload = \"deployment/other\"\nport_forwards = [\"9000:90\", \"8000:80\"]\n"
+    );
+    fails(
+        &cfg,
+        "17:29",
+        &[
+            "local port 8000 is used twice",
+            "resource `app` (line 12) already uses it",
+        ],
+    );
+}
+
+#[test]
+fn port_collision_with_the_web_port() {
+    let cfg = format!("[web]\nport = 8000\n\n{BASE}");
+    fails(
+        &cfg,
+        "15:18",
+        &[
+            "local port 8000 is used twice",
+            "[web] port (line 2) already uses it",
+        ],
+    );
+}
+
+#[test]
+fn missing_env_file_names_the_example_to_copy() {
+    let cfg =
+        format!("[[secret]]\nname = \"app-secrets\"\nenv_files = [\"config/.env\"]\n\n{BASE}");
+    let p = project(&cfg);
+    p.write("config/.env.example", "A=1\n");
+    let out = p.devenv(&["config", "check"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--> devenv.toml:3:14"), "{err}");
+    assert!(err.contains("env file `config/.env` not found"), "{err}");
+    assert!(
+        err.contains("hint: copy the example and fill it in: cp config/.env.example config/.env"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_chart_yaml() {
+    let cfg = BASE.replace(
+        "manifests = [\"k8s/*.yaml\"]",
+        "\n[deploy.helm]\nchart = \"charts/app\"",
+    );
+    fails(&cfg, "9:9", &["no Chart.yaml in `charts/app`"]);
+}
+
+#[test]
+fn helm_image_entry_for_unknown_image() {
+    let cfg = BASE.replace(
+        "manifests = [\"k8s/*.yaml\"]",
+        "\n[deploy.helm]\nchart = \"chart\"\n\n[[deploy.helm.images]]\nimage = \"ap\"\nrepository = \"image.repository\"\ntag = \"image.tag\"",
+    );
+    fails(&cfg, "12:9", &["unknown image `ap`", "did you mean `app`?"]);
+}
+
+#[test]
+fn helm_image_entry_needs_both_keys() {
+    let cfg = BASE.replace(
+        "manifests = [\"k8s/*.yaml\"]",
+        "\n[deploy.helm]\nchart = \"chart\"\n\n[[deploy.helm.images]]\nimage = \"app\"\nrepository = \"image.repository\"",
+    );
+    fails(
+        &cfg,
+        "13:14",
+        &["helm image `app` needs `repository` and `tag`, or `value`"],
+    );
+}
+
+#[test]
+fn manifest_glob_matching_nothing() {
+    let cfg = BASE.replace("k8s/*.yaml", "deploy/*.yaml");
+    fails(&cfg, "7:14", &["`deploy/*.yaml` matches no manifest file"]);
+}
+
+#[test]
+fn unknown_workload_kind_suggests() {
+    let cfg = BASE.replace("deployment/app", "deploymnet/app");
+    fails(
+        &cfg,
+        "11:12",
+        &[
+            "unknown workload kind \"deploymnet\"",
+            "did you mean \"deployment\"?",
+        ],
+    );
+}
+
+#[test]
+fn local_resource_without_a_command() {
+    let cfg = format!("{BASE}\n[[local]]\nname = \"lint\"\ndeps = [\"app\"]\n");
+    fails(
+        &cfg,
+        "15:8",
+        &[
+            "local resource `lint` has nothing to run",
+            "expected: `cmd`, `serve_cmd` or both",
+        ],
+    );
+}
+
+#[test]
+fn duplicate_names_across_resource_and_local() {
+    let cfg = format!("{BASE}\n[[local]]\nname = \"app\"\ncmd = \"make\"\n");
+    fails(
+        &cfg,
+        "15:8",
+        &["duplicate resource name `app`", "first defined on line 10"],
+    );
+}
+
+#[test]
+fn custom_builder_needs_a_command() {
+    let cfg = BASE.replace(
+        "context = \"app\"",
+        "context = \"app\"\nbuilder = \"custom\"",
+    );
+    fails(
+        &cfg,
+        "4:11",
+        &["builder = \"custom\" needs `command`", "$DEVENV_IMAGE"],
+    );
+}
+
+#[test]
+fn link_must_be_a_url() {
+    let cfg = format!("{BASE}links = [\"localhost:8000\"]\n");
+    fails(
+        &cfg,
+        "13:10",
+        &["invalid link \"localhost:8000\": expected an http:// or https:// URL"],
+    );
+}
+
+#[test]
+fn every_error_is_reported_in_one_run() {
+    let cfg = format!(
+        "[cluster]\ncpus = 0\n\n{}",
+        BASE.replace("\"8000:8000\"", "\"x\"")
+    );
+    let err = fails(
+        &cfg,
+        "2:8",
+        &["cpus must be at least 1", "invalid port forward \"x\""],
+    );
+    assert!(err.contains("2 errors and 0 warnings"), "{err}");
+}
+
+#[test]
+fn an_image_nothing_deploys_is_a_warning_not_an_error() {
+    let cfg = format!("{BASE}\n[[image]]\nname = \"unused\"\ncontext = \"app\"\n");
+    let p = project(&cfg);
+    let out = p.devenv(&["config", "check"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: image `unused` is built but nothing deploys it"),
+        "{err}"
+    );
+    assert!(err.contains("--> devenv.toml:15:8"), "{err}");
+}
+
+#[test]
+fn no_config_anywhere_says_how_to_point_at_one() {
+    let p = Project::new();
+    let out = p.devenv(&["config", "check"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no devenv.toml found in"), "{err}");
+    assert!(err.contains("--config PATH"), "{err}");
+}
+
+#[test]
+fn the_config_is_found_in_a_parent_directory() {
+    let p = project(BASE);
+    let out = std::process::Command::new(common::devenv_bin())
+        .args(["config", "check"])
+        .current_dir(p.path().join("app"))
+        .env_remove("DEVENV_CONFIG")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("resource   app = deployment/app, ports 8000:8000"),
+        "{}",
+        stdout(&out)
+    );
+}
