@@ -1,7 +1,7 @@
 //! Command-line parsing and dispatch: turns arguments into calls on the other modules and
 //! their results into output and exit codes. Owns no logic of its own beyond presentation.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::{self, Loaded};
-use crate::plan;
+use crate::{doctor, plan};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,6 +48,12 @@ pub enum Command {
         dry_run: bool,
         /// With --dry-run: print the plan as JSON
         #[arg(long, requires = "dry_run")]
+        json: bool,
+    },
+    /// Check that this machine can run the environment, and say what to fix
+    Doctor {
+        /// Print the report as JSON (schema: docs/doctor.md)
+        #[arg(long)]
         json: bool,
     },
     /// Work with devenv.toml
@@ -101,12 +107,30 @@ pub fn run() -> Result<ExitCode> {
             print!("{}", summary(&loaded.config, &cwd));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Doctor { json } => doctor(cli.config.as_deref(), &cwd, json),
         Command::Up { dry_run, json } => {
             let loaded = load(cli.config.as_deref(), &cwd)?;
             print_warnings(&loaded);
             let shown = shown_path(&loaded.config.file, &cwd);
             let plan = plan::compute(&loaded.config, &shown)?;
             if !dry_run {
+                // Nothing is touched unless the machine can run the plan.
+                let state = doctor::ConfigState::Valid {
+                    config: &loaded.config,
+                    shown: shown.clone(),
+                    warnings: loaded.warnings.len(),
+                };
+                let report = doctor::run(&state, &doctor::Env::from_process());
+                if report.failed() {
+                    let color = doctor::use_color(std::io::stderr().is_terminal());
+                    eprintln!("devenv up: the machine is not ready; nothing was started.\n");
+                    eprint!("{}", doctor::render(&report, color, true));
+                    eprintln!(
+                        "\n{}  (`devenv doctor` shows every check)",
+                        doctor::summary_line(&report)
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
                 anyhow::bail!(
                     "executing the plan is not built yet; `devenv up --dry-run` prints what it will do (see README, \"Status\")"
                 );
@@ -121,6 +145,69 @@ pub fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `devenv doctor`: exit 0 when nothing failed, 1 when a check failed, 2 when doctor itself
+/// could not run.
+fn doctor(explicit: Option<&Path>, cwd: &Path, json: bool) -> Result<ExitCode> {
+    let loaded = match config::locate(explicit, cwd) {
+        Ok(path) => match config::load(&path, cwd) {
+            Ok(l) => Some(Ok(l)),
+            Err(config::ConfigError::Invalid { diagnostics }) => {
+                Some(Err((shown_path(&path, cwd), diagnostics)))
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        Err(config::ConfigError::NotFound { .. }) => None,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let state = match &loaded {
+        Some(Ok(l)) => doctor::ConfigState::Valid {
+            config: &l.config,
+            shown: shown_path(&l.config.file, cwd),
+            warnings: l.warnings.len(),
+        },
+        Some(Err((shown, diags))) => {
+            let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).collect();
+            doctor::ConfigState::Invalid {
+                shown: match errors.first() {
+                    Some(d) if d.line > 0 => format!("{shown}:{}:{}", d.line, d.column),
+                    _ => shown.clone(),
+                },
+                first_error: errors.first().map_or(String::new(), |d| d.message.clone()),
+                errors: errors.len(),
+            }
+        }
+        None => doctor::ConfigState::Missing,
+    };
+    let report = doctor::run(&state, &doctor::Env::from_process());
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        let color = doctor::use_color(doctor::stdout_is_tty());
+        match &report.config {
+            Some(c) => writeln!(out, "devenv doctor (config: {c})\n")?,
+            None => writeln!(
+                out,
+                "devenv doctor (no devenv.toml: checking the default setup)\n"
+            )?,
+        }
+        write!(out, "{}", doctor::render(&report, color, false))?;
+        writeln!(out, "\n{}", doctor::summary_line(&report))?;
+    }
+    Ok(if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Loaded, config::ConfigError> {

@@ -1,21 +1,29 @@
 //! devenv: bootstraps and runs a local Kubernetes development environment.
 //!
 //! The pipeline, one module per stage: `cli` parses and dispatches; `config` reads and
-//! validates devenv.toml; `plan` turns it into the ordered steps of `up`; `build` names and
-//! builds images; `deploy` puts them in the cluster. `pattern` is the .dockerignore language
-//! they share.
+//! validates devenv.toml; `doctor` checks the machine; `plan` turns the config into the
+//! ordered steps of `up`; `cluster` guards where devenv writes; `build` names and builds
+//! images; `deploy` puts them in the cluster; `watch` decides what to watch. `exec` runs every
+//! external command; `pattern` is the .dockerignore language they share.
 
 mod build;
 mod cli;
+mod cluster;
 mod config;
 mod deploy;
+mod doctor;
+mod exec;
 mod pattern;
 mod plan;
+mod watch;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match cli::run() {
+    let result = cli::run();
+    // No child process outlives devenv, whatever happened.
+    exec::kill_all();
+    match result {
         Ok(code) => code,
         Err(err) => {
             // Config diagnostics are already complete reports; everything else gets its cause chain.

@@ -525,10 +525,14 @@ fn describe(step: &Step) -> (&'static str, String, Vec<String>) {
         Step::Context { context, allowed } => (
             "context",
             format!("kube context `{context}`"),
-            vec![format!(
-                "writes refused unless the context is one of: {}",
-                allowed.join(", ")
-            )],
+            vec![if allowed.is_empty() {
+                "writes refused unless it is a local cluster's context".to_owned()
+            } else {
+                format!(
+                    "writes refused unless it is a local cluster's context or one of: {}",
+                    allowed.join(", ")
+                )
+            }],
         ),
         Step::Namespace { name } => ("namespace", format!("create `{name}` if missing"), vec![]),
         Step::Secret {

@@ -53,7 +53,8 @@ pub struct Cluster {
     pub start_timeout: Duration,
     /// The kube context devenv uses: the profile's for Minikube, the configured one otherwise.
     pub context: String,
-    /// Contexts devenv may write to, the one above included.
+    /// Contexts devenv may write to besides local ones: the Minikube profile's, and those the
+    /// config lists in `allowed_contexts`.
     pub allowed_contexts: Vec<String>,
     pub registry: Option<String>,
 }

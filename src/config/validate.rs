@@ -767,7 +767,12 @@ fn check_cluster(c: &mut Checker, raw: Option<RawCluster>) -> Cluster {
             .map(|s| s.get_ref().clone())
             .unwrap_or_default(),
     };
-    let mut allowed_contexts = vec![context.clone()];
+    // An existing cluster's context is not allowed by naming it alone: a remote one must also
+    // be listed in allowed_contexts (a local one is recognised by the context guard).
+    let mut allowed_contexts = match provider {
+        Provider::Minikube => vec![context.clone()],
+        Provider::Existing => Vec::new(),
+    };
     for a in strings(rc.allowed_contexts) {
         if !allowed_contexts.contains(&a) {
             allowed_contexts.push(a);

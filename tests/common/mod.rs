@@ -83,3 +83,52 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// A directory of fake executables standing in for tools that cannot run here. Each fake is a
+/// shell script printing the real tool's documented output format.
+pub struct FakeBin {
+    pub dir: tempfile::TempDir,
+}
+
+impl FakeBin {
+    pub fn new() -> FakeBin {
+        FakeBin {
+            dir: tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
+        }
+    }
+
+    /// Adds `name` with a `/bin/sh` script body.
+    pub fn tool(&self, name: &str, body: &str) -> &FakeBin {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap_or_else(|e| panic!("{e}"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        self
+    }
+
+    /// Makes a real tool from the machine's PATH available under its own name.
+    pub fn real(&self, name: &str) -> &FakeBin {
+        let real = which(name).unwrap_or_else(|| {
+            panic!("{name} is not installed: run scripts/install-test-tools.sh")
+        });
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&real, self.dir.path().join(name))
+            .unwrap_or_else(|e| panic!("{e}"));
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The full path of `name` on this process's PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
