@@ -929,3 +929,57 @@ fn up_refuses_to_start_when_doctor_fails_and_prints_the_failed_rows() {
         "only failed rows: {err}"
     );
 }
+
+#[test]
+fn buildah_and_podman_are_checked_only_when_an_image_uses_them() {
+    let cfg = HELLO_LIKE.replace(
+        "context = \"app\"",
+        "context = \"app\"\nbuilder = \"buildah\"",
+    ) + "\n[[image]]\nname = \"worker\"\ncontext = \"app\"\nbuilder = \"podman\"\n";
+    let p = project(&cfg);
+    let bin = FakeBin::new();
+    healthy(&bin);
+    // Without them on PATH: both fail with install hints.
+    let r = doctor(p.path(), bin.path(), None, &[]);
+    assert_eq!(r.status("tool.buildah"), "fail");
+    assert!(
+        r.fix_text("tool.buildah")
+            .contains("sudo apt-get install -y buildah")
+    );
+    assert_eq!(r.status("tool.podman"), "fail");
+    // With them (their real `--json` formats): ok, versions read.
+    bin.tool(
+        "buildah",
+        r#"[ "$1 $2" = "version --json" ] && printf '{\n    "version": "1.28.2",\n    "goVersion": "go1.19.8",\n    "imageSpec": "1.1.0-rc2",\n    "runtimeSpec": "1.0.2-dev",\n    "osArch": "linux/amd64"\n}\n'"#,
+    );
+    bin.tool(
+        "podman",
+        r#"[ "$1" = "version" ] && echo '{"Client":{"APIVersion":"4.3.1","Version":"4.3.1","GoVersion":"go1.19.8","GitCommit":"","BuiltTime":"Thu Jan  1 00:00:00 1970","Built":0,"OsArch":"linux/amd64","Os":"linux"}}'"#,
+    );
+    let r = doctor(p.path(), bin.path(), None, &[]);
+    assert_eq!(
+        r.status("tool.buildah"),
+        "ok",
+        "{}",
+        r.found("tool.buildah")
+    );
+    assert!(r.found("tool.buildah").starts_with("buildah 1.28.2 ("));
+    assert_eq!(r.status("tool.podman"), "ok", "{}", r.found("tool.podman"));
+    assert!(r.found("tool.podman").starts_with("podman 4.3.1 ("));
+}
+
+#[test]
+fn too_little_disk_for_a_new_profile_fails() {
+    let p = project(&format!("[cluster]\ndisk = \"100000000g\"\n\n{HELLO_LIKE}"));
+    let bin = FakeBin::new();
+    healthy(&bin);
+    let r = doctor(p.path(), bin.path(), None, &[]);
+    assert_eq!(r.status("host.disk"), "fail");
+    assert!(
+        r.found("host.disk")
+            .contains("a new profile may use up to 102400000000 MB"),
+        "{}",
+        r.found("host.disk")
+    );
+    assert!(r.fix_text("host.disk").contains("set a smaller `disk`"));
+}

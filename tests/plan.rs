@@ -169,3 +169,23 @@ fn the_repo_root_config_runs_the_todo_sample() {
         assert!(err.contains("1 error and 0 warnings"), "{err}");
     }
 }
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    let p = Project::new();
+    for (shell, marker) in [
+        ("bash", "_devenv()"),
+        ("zsh", "#compdef devenv"),
+        ("fish", "complete -c devenv"),
+    ] {
+        let out = p.devenv(&["completions", shell]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains(marker),
+            "{shell}: {}",
+            &text[..text.len().min(200)]
+        );
+        assert!(text.contains("doctor"), "{shell} completes subcommands");
+    }
+}
