@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
+use crate::cluster::minikube::{Action, ImageStore};
+use crate::cluster::{bootstrap, kubeconfig};
 use crate::config::{self, Loaded};
 use crate::{doctor, plan};
 
@@ -49,6 +51,15 @@ pub enum Command {
         /// With --dry-run: print the plan as JSON
         #[arg(long, requires = "dry_run")]
         json: bool,
+        /// Delete and recreate a Minikube profile whose size differs from devenv.toml
+        #[arg(long)]
+        recreate_cluster: bool,
+    },
+    /// Remove what devenv deployed; the cluster keeps running
+    Down {
+        /// Also stop the Minikube profile (it is never deleted)
+        #[arg(long)]
+        stop_cluster: bool,
     },
     /// Check that this machine can run the environment, and say what to fix
     Doctor {
@@ -108,43 +119,175 @@ pub fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { json } => doctor(cli.config.as_deref(), &cwd, json),
-        Command::Up { dry_run, json } => {
+        Command::Up {
+            dry_run,
+            json,
+            recreate_cluster,
+        } => {
             let loaded = load(cli.config.as_deref(), &cwd)?;
             print_warnings(&loaded);
             let shown = shown_path(&loaded.config.file, &cwd);
             let plan = plan::compute(&loaded.config, &shown)?;
-            if !dry_run {
-                // Nothing is touched unless the machine can run the plan.
-                let state = doctor::ConfigState::Valid {
-                    config: &loaded.config,
-                    shown: shown.clone(),
-                    warnings: loaded.warnings.len(),
-                };
-                let report = doctor::run(&state, &doctor::Env::from_process());
-                if report.failed() {
-                    let color = doctor::use_color(std::io::stderr().is_terminal());
-                    eprintln!("devenv up: the machine is not ready; nothing was started.\n");
-                    eprint!("{}", doctor::render(&report, color, true));
-                    eprintln!(
-                        "\n{}  (`devenv doctor` shows every check)",
-                        doctor::summary_line(&report)
-                    );
-                    return Ok(ExitCode::FAILURE);
+            if dry_run {
+                let mut out = std::io::stdout().lock();
+                if json {
+                    serde_json::to_writer_pretty(&mut out, &plan)?;
+                    writeln!(out)?;
+                } else {
+                    write!(out, "{}", plan.render())?;
                 }
-                anyhow::bail!(
-                    "executing the plan is not built yet; `devenv up --dry-run` prints what it will do (see README, \"Status\")"
+                return Ok(ExitCode::SUCCESS);
+            }
+            up(&loaded, shown, recreate_cluster)
+        }
+        Command::Down { stop_cluster } => {
+            let loaded = load(cli.config.as_deref(), &cwd)?;
+            let cfg = &loaded.config;
+            if !cfg.needs_cluster() {
+                println!("nothing to remove: the config deploys nothing to a cluster");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let removed = runtime()?.block_on(bootstrap::tear_down(
+                cfg,
+                &kubeconfig_files(),
+                stop_cluster,
+            ))?;
+            match &removed.helm_release {
+                Some(r) => println!(
+                    "removed    helm release `{r}` from {}",
+                    cfg.deploy.namespace
+                ),
+                None if cfg.deploy.helm.is_some() => {
+                    println!("removed    nothing: no helm release was installed")
+                }
+                None => {}
+            }
+            if removed.manifests > 0 {
+                println!(
+                    "removed    the objects of {} manifest file(s)",
+                    removed.manifests
                 );
             }
-            let mut out = std::io::stdout().lock();
-            if json {
-                serde_json::to_writer_pretty(&mut out, &plan)?;
-                writeln!(out)?;
+            for s in &removed.secrets {
+                println!("removed    secret `{s}`");
+            }
+            if removed.cluster_stopped {
+                println!(
+                    "stopped    minikube profile `{}` (not deleted)",
+                    cfg.cluster.profile
+                );
             } else {
-                write!(out, "{}", plan.render())?;
+                println!("the cluster keeps running; `devenv down --stop-cluster` also stops it");
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn kubeconfig_files() -> Vec<PathBuf> {
+    let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
+    kubeconfig::default_paths(std::env::var("KUBECONFIG").ok().as_deref(), home.as_deref())
+}
+
+/// `devenv up`: doctor, then the cluster, then (in later stages) builds, deploys and the loop.
+fn up(loaded: &Loaded, shown: String, recreate_cluster: bool) -> Result<ExitCode> {
+    let cfg = &loaded.config;
+    // Nothing is touched unless the machine can run the plan.
+    let state = doctor::ConfigState::Valid {
+        config: cfg,
+        shown,
+        warnings: loaded.warnings.len(),
+    };
+    let mut report = doctor::run(&state, &doctor::Env::from_process());
+    if recreate_cluster {
+        // A profile of the wrong size is what --recreate-cluster is for.
+        for c in report
+            .checks
+            .iter_mut()
+            .filter(|c| c.id == "minikube.profile")
+        {
+            if c.status == doctor::Status::Fail {
+                c.status = doctor::Status::Warn;
+                report.summary.fail -= 1;
+                report.summary.warn += 1;
+            }
+        }
+    }
+    if report.failed() {
+        let color = doctor::use_color(std::io::stderr().is_terminal());
+        eprintln!("devenv up: the machine is not ready; nothing was started.\n");
+        eprint!("{}", doctor::render(&report, color, true));
+        eprintln!(
+            "\n{}  (`devenv doctor` shows every check)",
+            doctor::summary_line(&report)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if !cfg.needs_cluster() {
+        anyhow::bail!("running [[local]] resources is not built yet (see README, \"Status\")");
+    }
+    let ready = runtime()?.block_on(bootstrap::bring_up(
+        cfg,
+        &kubeconfig_files(),
+        recreate_cluster,
+        &mut |line| {
+            eprintln!("  minikube | {line}");
+        },
+    ))?;
+    let c = &cfg.cluster;
+    if let Some(action) = &ready.action {
+        let what = match action {
+            Action::AlreadyRunning => "already running",
+            Action::Created => "created",
+            Action::Started => "started",
+            Action::Recreated => "recreated",
+        };
+        println!(
+            "cluster    minikube profile `{}` {what} ({} CPUs, {} MB)",
+            c.profile, c.cpus, c.memory_mb
+        );
+    }
+    for a in &ready.addons_enabled {
+        println!("addon      {a} enabled");
+    }
+    match &ready.image_store {
+        Some(ImageStore::DockerEnv(env)) => println!(
+            "images     built in Minikube's Docker daemon ({})",
+            env.get("DOCKER_HOST").map_or("?", String::as_str)
+        ),
+        Some(ImageStore::HostDaemon) => {
+            println!(
+                "images     built in the host's Docker daemon: the `none` driver runs the cluster there"
+            )
+        }
+        Some(ImageStore::MinikubeImageBuild { runtime }) => println!(
+            "images     built with `minikube image build`: the cluster's runtime is {runtime}, not Docker"
+        ),
+        None => {}
+    }
+    println!(
+        "context    `{}`{}",
+        ready.target.context,
+        ready
+            .target
+            .server
+            .as_ref()
+            .map_or(String::new(), |s| format!(" ({s})"))
+    );
+    for ns in &ready.namespaces_created {
+        println!("namespace  `{ns}` created");
+    }
+    anyhow::bail!(
+        "the cluster is ready, but building, deploying and watching are not built yet (see README, \"Status\"); `devenv up --dry-run` prints the rest of the plan"
+    )
 }
 
 /// `devenv doctor`: exit 0 when nothing failed, 1 when a check failed, 2 when doctor itself

@@ -6,7 +6,7 @@
 //! output: callers do that.
 
 use std::collections::HashSet;
-use std::io;
+use std::io::{self, BufRead};
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -211,6 +211,82 @@ pub fn run(cmd: &Cmd) -> Result<Finished, ExecError> {
     result
 }
 
+/// Runs `cmd` with stdout and stderr merged, handing each line to `on_line` as it arrives
+/// (for progress output such as `minikube start`'s). The returned `stdout` holds every line.
+pub fn run_lines(cmd: &Cmd, mut on_line: impl FnMut(&str)) -> Result<Finished, ExecError> {
+    let command = cmd.display();
+    let started = Instant::now();
+    tracing::debug!(%command, "run (streaming)");
+    let reader = expression(cmd)
+        .stderr_to_stdout()
+        .reader()
+        .map_err(|source| {
+            if source.kind() == io::ErrorKind::NotFound {
+                ExecError::NotFound {
+                    program: cmd.program.clone(),
+                }
+            } else {
+                ExecError::Spawn {
+                    command: command.clone(),
+                    source,
+                }
+            }
+        })?;
+    let pgid = reader.pids().first().map_or(0, |p| *p as i32);
+    register(pgid, true);
+    // A watchdog kills the group at the deadline, which ends the read loop below.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let timeout = cmd.timeout;
+    let watchdog = std::thread::spawn(move || {
+        let fired = matches!(
+            done_rx.recv_timeout(timeout),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        );
+        if fired {
+            kill_group(pgid);
+        }
+        fired
+    });
+    let mut all = String::new();
+    let mut lines = io::BufReader::new(&reader);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match lines.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf);
+                let line = line.trim_end_matches(['\n', '\r']);
+                on_line(line);
+                all.push_str(line);
+                all.push('\n');
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = done_tx.send(());
+    let timed_out = watchdog.join().unwrap_or(false);
+    let status = reader.try_wait().ok().flatten().map(|o| o.status);
+    let _ = reader.kill();
+    kill_group(pgid);
+    register(pgid, false);
+    if timed_out {
+        tracing::debug!(%command, "timed out");
+        return Err(ExecError::TimedOut {
+            command,
+            after: cmd.timeout,
+        });
+    }
+    let finished = Finished {
+        code: status.and_then(|s| s.code()),
+        stdout: all,
+        stderr: String::new(),
+        elapsed: started.elapsed(),
+    };
+    tracing::debug!(%command, code = ?finished.code, ms = finished.elapsed.as_millis() as u64, "finished");
+    Ok(finished)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +298,32 @@ mod tests {
         assert_eq!(f.code, Some(3));
         assert_eq!(f.stdout, "out\n");
         assert_eq!(f.stderr, "err\n");
+    }
+
+    #[test]
+    fn lines_arrive_one_by_one_with_the_exit_code() {
+        let mut seen = Vec::new();
+        let f = run_lines(
+            &Cmd::new("sh").args(["-c", "echo one; echo two >&2; echo three; exit 4"]),
+            |l| seen.push(l.to_owned()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(seen, ["one", "two", "three"]);
+        assert_eq!(f.code, Some(4));
+        assert_eq!(f.stdout, "one\ntwo\nthree\n");
+    }
+
+    #[test]
+    fn a_streaming_command_past_its_deadline_is_stopped() {
+        let mut seen = Vec::new();
+        let e = run_lines(
+            &Cmd::new("sh")
+                .args(["-c", "echo started; sleep 300"])
+                .timeout(Duration::from_millis(500)),
+            |l| seen.push(l.to_owned()),
+        );
+        assert!(matches!(e, Err(ExecError::TimedOut { .. })), "{e:?}");
+        assert_eq!(seen, ["started"]);
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! The cluster: which kube context devenv may write to, and (later) Minikube's lifecycle and
-//! docker-env, and the kube client.
+//! The cluster: Minikube's lifecycle and docker-env, the kube client for the selected
+//! context, and the guard every write passes.
 //!
 //! Owns every decision about *where* devenv writes. Must not build or deploy anything itself.
 
+pub mod bootstrap;
+pub mod kube;
 pub mod kubeconfig;
+pub mod minikube;
 
 use crate::config::{Config, Provider};
 

@@ -1,0 +1,204 @@
+//! Bringing the cluster to the state devenv.toml asks for (`up`), and taking devenv's
+//! workloads out of it again (`down`). Both check the context before any write.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::kube::{self as k, KubeError, Target};
+use super::minikube::{Action, ImageStore, Minikube, MinikubeError};
+use crate::config::{BuilderKind, Config, Provider};
+use crate::exec::{self, Cmd};
+
+/// Deadline of minikube's short queries.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Deadline of a helm uninstall or kubectl delete.
+const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error(transparent)]
+    Minikube(#[from] MinikubeError),
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    /// A helm or kubectl command failed.
+    #[error("`{command}` failed: {detail}")]
+    Command { command: String, detail: String },
+    #[error(transparent)]
+    Exec(#[from] exec::ExecError),
+}
+
+/// What `bring_up` established.
+pub struct Ready {
+    pub target: Target,
+    /// Set for Minikube when a build needs its image store.
+    pub image_store: Option<ImageStore>,
+    pub action: Option<Action>,
+    pub addons_enabled: Vec<String>,
+    pub namespaces_created: Vec<String>,
+}
+
+/// Whether any image is built through a Docker daemon (and so needs Minikube's docker-env).
+fn needs_docker_env(cfg: &Config) -> bool {
+    cfg.images
+        .iter()
+        .any(|i| matches!(i.builder, BuilderKind::Docker | BuilderKind::Custom))
+}
+
+/// The namespaces devenv deploys into.
+pub fn namespaces(cfg: &Config) -> Vec<String> {
+    let mut ns = vec![cfg.deploy.namespace.clone()];
+    for n in cfg
+        .secrets
+        .iter()
+        .map(|s| &s.namespace)
+        .chain(cfg.resources.iter().map(|r| &r.namespace))
+    {
+        if !ns.contains(n) {
+            ns.push(n.clone());
+        }
+    }
+    ns
+}
+
+/// Blocking part: Minikube's profile, addons and image store.
+pub fn minikube_up(
+    cfg: &Config,
+    recreate: bool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(Action, Vec<String>, Option<ImageStore>), MinikubeError> {
+    let mk = Minikube {
+        cfg,
+        query_timeout: QUERY_TIMEOUT,
+    };
+    let action = mk.ensure(recreate, progress)?;
+    let addons = mk.ensure_addons()?;
+    // Read after the (re)start: with the docker driver the daemon's port changes.
+    let store = if needs_docker_env(cfg) {
+        Some(mk.image_store()?)
+    } else {
+        None
+    };
+    Ok((action, addons, store))
+}
+
+/// Brings the cluster up: Minikube (when configured), then the guarded client and the
+/// namespaces.
+pub async fn bring_up(
+    cfg: &Config,
+    kubeconfig: &[PathBuf],
+    recreate: bool,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<Ready, BootstrapError> {
+    let (action, addons_enabled, image_store) = match cfg.cluster.provider {
+        Provider::Minikube => {
+            let (a, e, s) = tokio::task::block_in_place(|| minikube_up(cfg, recreate, progress))?;
+            (Some(a), e, s)
+        }
+        Provider::Existing => (None, Vec::new(), None),
+    };
+    let target = k::connect(cfg, kubeconfig).await?;
+    let mut namespaces_created = Vec::new();
+    for ns in namespaces(cfg) {
+        if k::ensure_namespace(&target, &ns).await? {
+            namespaces_created.push(ns);
+        }
+    }
+    Ok(Ready {
+        target,
+        image_store,
+        action,
+        addons_enabled,
+        namespaces_created,
+    })
+}
+
+/// What `tear_down` removed.
+#[derive(Debug, Default)]
+pub struct Removed {
+    pub helm_release: Option<String>,
+    pub manifests: usize,
+    pub secrets: Vec<String>,
+    pub cluster_stopped: bool,
+}
+
+fn run_checked(cmd: &Cmd, tolerate: &[&str]) -> Result<bool, BootstrapError> {
+    let f = exec::run(cmd)?;
+    if f.code == Some(0) {
+        return Ok(true);
+    }
+    let out = format!("{}{}", f.stdout, f.stderr);
+    if tolerate.iter().any(|t| out.contains(t)) {
+        return Ok(false);
+    }
+    Err(BootstrapError::Command {
+        command: cmd.display(),
+        detail: out
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no output")
+            .trim()
+            .to_owned(),
+    })
+}
+
+/// Removes what devenv deployed (the Helm release, the manifests' objects, its Secrets) and
+/// leaves the cluster running, unless `stop_cluster`. Never deletes a cluster.
+pub async fn tear_down(
+    cfg: &Config,
+    kubeconfig: &[PathBuf],
+    stop_cluster: bool,
+) -> Result<Removed, BootstrapError> {
+    let target = k::connect(cfg, kubeconfig).await?;
+    let mut removed = Removed::default();
+    let ns = cfg.deploy.namespace.clone();
+    if let Some(h) = &cfg.deploy.helm {
+        let cmd = Cmd::new("helm")
+            .args([
+                "uninstall",
+                &h.release,
+                "--namespace",
+                &ns,
+                "--kube-context",
+                &target.context,
+            ])
+            .timeout(TEARDOWN_TIMEOUT);
+        if tokio::task::block_in_place(|| run_checked(&cmd, &["not found"]))? {
+            removed.helm_release = Some(h.release.clone());
+        }
+    }
+    if !cfg.deploy.manifests.is_empty() {
+        let mut args: Vec<String> = [
+            "delete",
+            "--context",
+            &target.context,
+            "--namespace",
+            &ns,
+            "--ignore-not-found",
+            "--wait=false",
+        ]
+        .map(String::from)
+        .into();
+        for m in &cfg.deploy.manifests {
+            args.push("-f".into());
+            args.push(m.display().to_string());
+        }
+        let cmd = Cmd::new("kubectl").args(args).timeout(TEARDOWN_TIMEOUT);
+        tokio::task::block_in_place(|| run_checked(&cmd, &[]))?;
+        removed.manifests = cfg.deploy.manifests.len();
+    }
+    for s in &cfg.secrets {
+        if k::delete_secret(&target, &s.namespace, &s.name).await? {
+            removed.secrets.push(s.name.clone());
+        }
+    }
+    if stop_cluster && cfg.cluster.provider == Provider::Minikube {
+        let mk = Minikube {
+            cfg,
+            query_timeout: QUERY_TIMEOUT,
+        };
+        tokio::task::block_in_place(|| mk.stop())?;
+        removed.cluster_stopped = true;
+    }
+    Ok(removed)
+}

@@ -1,0 +1,549 @@
+//! Cluster bootstrap through the real binary (`devenv up`, `devenv down`).
+//!
+//! Minikube cannot run here: `tests/fixtures/fake-minikube` plays it. It is stateful, prints
+//! the real tool's output formats and exit codes, and logs every argv. The Kubernetes API is
+//! `common::fake_kube`, a fake server speaking the real wire protocol; kube-rs is not mocked.
+//! The Docker daemon is a fake `docker` that answers like a running one. kubectl is the real one.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use common::fake_kube::FakeKube;
+use common::{FakeBin, Project, stderr, stdout};
+
+struct World {
+    p: Project,
+    bin: FakeBin,
+    proc_root: tempfile::TempDir,
+    api: FakeKube,
+    mk: PathBuf,
+}
+
+fn fake_proc() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cpuinfo: String = (0..8).map(|i| format!("processor\t: {i}\n\n")).collect();
+    std::fs::write(d.path().join("cpuinfo"), cpuinfo).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        d.path().join("meminfo"),
+        "MemTotal: 33554432 kB\nMemAvailable: 30000000 kB\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ino = d.path().join("sys/fs/inotify");
+    std::fs::create_dir_all(&ino).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(ino.join("max_user_watches"), "524288\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(ino.join("max_user_instances"), "512\n").unwrap_or_else(|e| panic!("{e}"));
+    d
+}
+
+fn world_with(p: Project) -> World {
+    let bin = FakeBin::new();
+    let fixture = std::fs::read_to_string(common::repo_root().join("tests/fixtures/fake-minikube"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    bin.tool("minikube", fixture.trim_start_matches("#!/bin/sh\n"));
+    bin.tool(
+        "docker",
+        r#"case "$1" in
+  --version) echo "Docker version 27.4.1, build b9d17ea" ;;
+  version) echo '{"Client":{"Version":"27.4.1","ApiVersion":"1.47"},"Server":{"Version":"27.4.1","ApiVersion":"1.47"}}' ;;
+esac"#,
+    );
+    bin.real("kubectl");
+    let mk = p.path().join(".fake-minikube");
+    World {
+        p,
+        bin,
+        proc_root: fake_proc(),
+        api: FakeKube::start(),
+        mk,
+    }
+}
+
+/// examples/hello: one docker-built image, manifests, namespace `hello`.
+fn world() -> World {
+    world_with(Project::example("hello"))
+}
+
+impl World {
+    fn kubeconfig(&self) -> PathBuf {
+        self.p.path().join("kubeconfig")
+    }
+
+    /// Puts the fake profile in `state` with a size, and a kubeconfig as minikube leaves it.
+    fn profile(&self, state: &str, cpus: u32, memory: u32) {
+        std::fs::create_dir_all(&self.mk).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(self.mk.join("state"), state).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(self.mk.join("cpus"), cpus.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(self.mk.join("memory"), memory.to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.write_kubeconfig(&[("minikube", &self.api.url())], "minikube");
+    }
+
+    fn write_kubeconfig(&self, contexts: &[(&str, &str)], current: &str) {
+        let mut text = String::from("apiVersion: v1\nkind: Config\nclusters:\n");
+        for (name, server) in contexts {
+            text.push_str(&format!(
+                "- cluster:\n    server: {server}\n  name: {name}\n"
+            ));
+        }
+        text.push_str("contexts:\n");
+        for (name, _) in contexts {
+            text.push_str(&format!(
+                "- context:\n    cluster: {name}\n    user: {name}\n  name: {name}\n"
+            ));
+        }
+        text.push_str("users:\n");
+        for (name, _) in contexts {
+            text.push_str(&format!("- name: {name}\n  user: {{}}\n"));
+        }
+        text.push_str(&format!("current-context: {current}\n"));
+        std::fs::write(self.kubeconfig(), text).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn run(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        let _ = std::fs::remove_file(self.mk.join("log"));
+        let mut cmd = Command::new(common::devenv_bin());
+        cmd.args(args)
+            .current_dir(self.p.path())
+            .env("PATH", self.bin.path())
+            .env("HOME", self.p.path())
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("FAKE_API_SERVER", self.api.url())
+            .env("FAKE_MINIKUBE_DIR", &self.mk)
+            .env("DEVENV_PROC_ROOT", self.proc_root.path())
+            .env_remove("DOCKER_HOST")
+            .env_remove("MINIKUBE_HOME");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The minikube calls of the last run, without doctor's two queries (which come first).
+    fn up_calls(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.mk.join("log")).unwrap_or_default();
+        let lines: Vec<String> = log.lines().map(str::to_owned).collect();
+        let (doctor, rest) = lines.split_at(lines.len().min(2));
+        let mut doctor = doctor.to_vec();
+        doctor.sort();
+        assert_eq!(
+            doctor,
+            ["profile list -o json", "version --short"],
+            "doctor's queries come first: {lines:?}"
+        );
+        rest.to_vec()
+    }
+
+    fn state(&self) -> String {
+        std::fs::read_to_string(self.mk.join("state"))
+            .map_or_else(|_| "absent".to_owned(), |s| s.trim().to_owned())
+    }
+}
+
+const NOT_BUILT_YET: &str =
+    "the cluster is ready, but building, deploying and watching are not built yet";
+
+fn assert_cluster_ready(out: &Output) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(NOT_BUILT_YET), "{err}");
+}
+
+#[test]
+fn an_absent_profile_is_created_at_the_configured_size_and_a_second_up_starts_nothing() {
+    let w = world();
+    let out = w.run(&["up"], &[]);
+    assert_cluster_ready(&out);
+    assert_eq!(
+        w.up_calls(),
+        [
+            "status -p minikube -o json",
+            "start -p minikube --cpus=4 --memory=8192",
+            "-p minikube docker-env --shell none -o json",
+        ]
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("cluster    minikube profile `minikube` created (4 CPUs, 8192 MB)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("images     built in Minikube's Docker daemon (tcp://127.0.0.1:32771)"),
+        "{text}"
+    );
+    assert!(text.contains("namespace  `hello` created"), "{text}");
+    // minikube's progress lines are streamed to the user.
+    assert!(
+        stderr(&out)
+            .contains("  minikube | * Done! kubectl is now configured to use \"minikube\" cluster"),
+        "{}",
+        stderr(&out)
+    );
+    // The namespace was applied server-side, as devenv's, on the profile's context.
+    let ns = w
+        .api
+        .object("/api/v1/namespaces/hello")
+        .unwrap_or_else(|| panic!("no namespace"));
+    assert_eq!(
+        ns["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "devenv"
+    );
+    let patch = w
+        .api
+        .writes()
+        .into_iter()
+        .find(|r| r.path == "/api/v1/namespaces/hello")
+        .unwrap_or_else(|| panic!("no write"));
+    assert_eq!(patch.method, "PATCH");
+    assert_eq!(patch.content_type, "application/apply-patch+yaml");
+    assert!(
+        patch.query.contains("fieldManager=devenv"),
+        "{}",
+        patch.query
+    );
+
+    let writes_before = w.api.writes().len();
+    let again = w.run(&["up"], &[]);
+    assert_cluster_ready(&again);
+    assert_eq!(
+        w.up_calls(),
+        [
+            "status -p minikube -o json",
+            "profile list -o json",
+            "-p minikube docker-env --shell none -o json"
+        ]
+    );
+    assert!(
+        stdout(&again).contains("cluster    minikube profile `minikube` already running"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(
+        w.api.writes().len(),
+        writes_before,
+        "the namespace exists: nothing is written again"
+    );
+}
+
+#[test]
+fn a_stopped_profile_is_started_as_it_is() {
+    let w = world();
+    w.profile("stopped", 4, 8192);
+    let out = w.run(&["up"], &[]);
+    assert_cluster_ready(&out);
+    assert_eq!(
+        w.up_calls(),
+        [
+            "status -p minikube -o json",
+            "profile list -o json",
+            "start -p minikube",
+            "-p minikube docker-env --shell none -o json"
+        ]
+    );
+    assert!(
+        stdout(&out).contains("minikube profile `minikube` started"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(w.state(), "running");
+}
+
+#[test]
+fn a_running_profile_of_the_right_size_is_left_alone() {
+    let w = world();
+    w.profile("running", 4, 8192);
+    let out = w.run(&["up"], &[]);
+    assert_cluster_ready(&out);
+    assert_eq!(
+        w.up_calls(),
+        [
+            "status -p minikube -o json",
+            "profile list -o json",
+            "-p minikube docker-env --shell none -o json"
+        ]
+    );
+}
+
+#[test]
+fn a_running_profile_with_2_cpus_stops_up_with_both_fixes_and_recreate_is_explicit() {
+    let w = world();
+    w.profile("running", 2, 4000);
+    let out = w.run(&["up"], &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("devenv up: the machine is not ready; nothing was started."),
+        "{err}"
+    );
+    assert!(
+        err.contains("profile `minikube` (Running) has 2 CPUs and 4000 MB"),
+        "{err}"
+    );
+    assert!(
+        err.contains("minikube delete -p minikube && devenv up"),
+        "{err}"
+    );
+    assert!(
+        err.contains("set cpus = 2 and memory = \"4000mb\" in [cluster]"),
+        "{err}"
+    );
+    assert_eq!(
+        w.up_calls(),
+        Vec::<String>::new(),
+        "nothing but doctor's queries ran"
+    );
+    assert_eq!(w.state(), "running");
+
+    let out = w.run(&["up", "--recreate-cluster"], &[]);
+    assert_cluster_ready(&out);
+    assert_eq!(
+        w.up_calls(),
+        [
+            "status -p minikube -o json",
+            "profile list -o json",
+            "delete -p minikube",
+            "start -p minikube --cpus=4 --memory=8192",
+            "-p minikube docker-env --shell none -o json",
+        ]
+    );
+    assert!(stdout(&out).contains("minikube profile `minikube` recreated (4 CPUs, 8192 MB)"));
+}
+
+#[test]
+fn a_failed_start_shows_minikubes_own_error_lines() {
+    let w = world();
+    let out = w.run(&["up"], &[("FAKE_MINIKUBE_START_FAIL", "memory")]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "error: `minikube start -p minikube --cpus=4 --memory=8192` failed (exit 29):"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("  X Exiting due to RSRC_INSUFFICIENT_CONTAINER_MEMORY: docker only has 3900MiB available"), "{err}");
+    assert!(!err.contains(NOT_BUILT_YET));
+
+    let out = w.run(&["up"], &[("FAKE_MINIKUBE_START_FAIL", "driver")]);
+    let err = stderr(&out);
+    assert!(err.contains("failed (exit 60):"), "{err}");
+    assert!(
+        err.contains("X Exiting due to PROVIDER_DOCKER_NOT_FOUND"),
+        "{err}"
+    );
+    assert_eq!(w.state(), "absent");
+}
+
+#[test]
+fn a_paused_profile_is_not_touched_and_the_fix_is_named() {
+    let w = world();
+    w.profile("paused", 4, 8192);
+    let out = w.run(&["up"], &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error: minikube profile `minikube` is paused"),
+        "{err}"
+    );
+    assert!(err.contains("fix: minikube unpause -p minikube"), "{err}");
+    assert_eq!(w.up_calls(), ["status -p minikube -o json"]);
+}
+
+#[test]
+fn a_profile_with_its_api_server_down_gets_a_fix() {
+    let w = world();
+    w.profile("broken", 4, 8192);
+    let out = w.run(&["up"], &[]);
+    let err = stderr(&out);
+    assert!(err.contains("minikube profile `minikube` is not healthy (host Running, kubelet Running, apiserver Stopped)"), "{err}");
+    assert!(err.contains("fix: minikube start -p minikube"), "{err}");
+    assert_eq!(w.up_calls(), ["status -p minikube -o json"]);
+}
+
+#[test]
+fn only_the_addons_that_are_off_are_enabled() {
+    let p = Project::example("hello");
+    let cfg = p.read("devenv.toml").replace(
+        "[project]\nname = \"hello\"",
+        "[project]\nname = \"hello\"\n\n[cluster]\naddons = [\"ingress\", \"metrics-server\"]",
+    );
+    p.write("devenv.toml", &cfg);
+    let w = world_with(p);
+    w.profile("running", 4, 8192);
+    std::fs::write(w.mk.join("addons"), "ingress\n").unwrap_or_else(|e| panic!("{e}"));
+    let out = w.run(&["up"], &[]);
+    assert_cluster_ready(&out);
+    assert_eq!(
+        w.up_calls(),
+        [
+            "status -p minikube -o json",
+            "profile list -o json",
+            "addons list -p minikube -o json",
+            "addons enable metrics-server -p minikube",
+            "-p minikube docker-env --shell none -o json",
+        ]
+    );
+    assert!(stdout(&out).contains("addon      metrics-server enabled"));
+}
+
+#[test]
+fn a_containerd_cluster_builds_with_minikube_image_build_never_the_host_daemon() {
+    let w = world();
+    w.profile("running", 4, 8192);
+    std::fs::write(w.mk.join("runtime"), "containerd").unwrap_or_else(|e| panic!("{e}"));
+    let out = w.run(&["up"], &[]);
+    assert_cluster_ready(&out);
+    assert!(
+        stdout(&out).contains("images     built with `minikube image build`: the cluster's runtime is containerd, not Docker"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn the_client_uses_the_profiles_context_by_name_not_the_current_one() {
+    let w = world();
+    w.profile("running", 4, 8192);
+    let other = FakeKube::start();
+    // kubectl points at another (local) cluster; devenv must still talk to the profile's.
+    w.write_kubeconfig(
+        &[("minikube", &w.api.url()), ("kind-other", &other.url())],
+        "kind-other",
+    );
+    let out = w.run(&["up"], &[]);
+    assert_cluster_ready(&out);
+    assert!(w.api.object("/api/v1/namespaces/hello").is_some());
+    assert!(
+        other.requests().is_empty(),
+        "the current context's cluster was contacted: {:?}",
+        other.requests()
+    );
+    assert!(
+        stdout(&out).contains(&format!("context    `minikube` ({})", w.api.url())),
+        "{}",
+        stdout(&out)
+    );
+}
+
+fn existing_project(context: &str, allowed: &str) -> Project {
+    let p = Project::example("hello");
+    let cfg = p.read("devenv.toml").replace(
+        "[project]\nname = \"hello\"",
+        &format!("[project]\nname = \"hello\"\n\n[cluster]\nprovider = \"existing\"\ncontext = \"{context}\"\nregistry = \"registry.example.com/team\"\n{allowed}"),
+    );
+    p.write("devenv.toml", &cfg);
+    p.write(".env", "TOKEN=x\n");
+    p
+}
+
+#[test]
+fn devenv_refuses_to_write_to_a_context_that_is_neither_the_profile_nor_allowed() {
+    // `down` goes straight to the guard (no doctor in front of it).
+    let w = world_with(existing_project("prod", ""));
+    w.write_kubeconfig(&[("prod", "https://api.prod.example.com:6443")], "prod");
+    let out = w.run(&["down"], &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refusing to write to kube context `prod` (https://api.prod.example.com:6443): it is not a local cluster and devenv.toml does not allow it"),
+        "{err}"
+    );
+    assert!(err.contains("allowed_contexts = [\"prod\"]"), "{err}");
+    // `up` is stopped by doctor's identical check before anything runs.
+    let out = w.run(&["up"], &[]);
+    assert!(
+        stderr(&out).contains("FAIL    kube.context"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_allowed_existing_context_is_used_without_minikube() {
+    let w = world_with(existing_project(
+        "staging",
+        "allowed_contexts = [\"staging\"]",
+    ));
+    w.write_kubeconfig(&[("staging", &w.api.url())], "staging");
+    let out = w.run(&["up"], &[]);
+    assert_cluster_ready(&out);
+    let log = std::fs::read_to_string(w.mk.join("log")).unwrap_or_default();
+    assert!(
+        log.is_empty(),
+        "minikube must not be called for an existing cluster: {log}"
+    );
+    assert!(w.api.object("/api/v1/namespaces/hello").is_some());
+}
+
+#[test]
+fn down_removes_what_devenv_deployed_and_leaves_the_cluster_running() {
+    let p = Project::example("todo");
+    p.write(".env", "SECRET_KEY=x\nDATABASE_URL=y\n");
+    let w = world_with(p);
+    w.profile("running", 4, 8192);
+    let calls = w.p.path().join("calls.log");
+    w.bin
+        .tool("helm", &format!("echo \"helm $*\" >> {}", calls.display()));
+    w.api.insert(
+        "/api/v1/namespaces/todo/secrets/todo-secrets",
+        serde_json::json!({"kind": "Secret", "metadata": {"name": "todo-secrets"}}),
+    );
+    let out = w.run(&["down"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let helm = std::fs::read_to_string(&calls).unwrap_or_default();
+    assert_eq!(
+        helm.trim(),
+        "helm uninstall todo --namespace todo --kube-context minikube"
+    );
+    assert!(
+        w.api
+            .object("/api/v1/namespaces/todo/secrets/todo-secrets")
+            .is_none(),
+        "the secret is deleted"
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("removed    helm release `todo` from todo"),
+        "{text}"
+    );
+    assert!(text.contains("removed    secret `todo-secrets`"), "{text}");
+    assert!(text.contains("the cluster keeps running"), "{text}");
+    assert_eq!(w.state(), "running");
+    let log = std::fs::read_to_string(w.mk.join("log")).unwrap_or_default();
+    assert!(!log.contains("delete") && !log.contains("stop"), "{log}");
+
+    let out = w.run(&["down", "--stop-cluster"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(w.mk.join("log"))
+            .unwrap_or_default()
+            .trim(),
+        "stop -p minikube"
+    );
+    assert_eq!(w.state(), "stopped", "stopped, never deleted");
+}
+
+#[test]
+fn down_deletes_the_objects_of_plain_manifests_through_the_real_kubectl() {
+    let w = world();
+    w.profile("running", 4, 8192);
+    w.api.insert(
+        "/apis/apps/v1/namespaces/hello/deployments/hello",
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "hello", "namespace": "hello"}}),
+    );
+    let out = w.run(&["down"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let deletes: Vec<String> = w
+        .api
+        .writes()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        deletes,
+        ["/apis/apps/v1/namespaces/hello/deployments/hello"]
+    );
+    assert!(stdout(&out).contains("removed    the objects of 1 manifest file(s)"));
+}
