@@ -131,12 +131,22 @@ pub fn kill_all() {
     }
 }
 
-fn expression(cmd: &Cmd) -> duct::Expression {
-    let mut e = duct::cmd(&cmd.program, &cmd.args)
-        .stdin_null()
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked();
+/// How a command's output is collected. duct applies the innermost redirect, so the choice
+/// is made here, once, rather than layered on afterwards.
+#[derive(Clone, Copy)]
+enum Output {
+    /// stdout and stderr captured apart.
+    Capture,
+    /// stderr merged into stdout, read as a stream.
+    Merged,
+}
+
+fn expression(cmd: &Cmd, output: Output) -> duct::Expression {
+    let mut e = duct::cmd(&cmd.program, &cmd.args).stdin_null().unchecked();
+    e = match output {
+        Output::Capture => e.stdout_capture().stderr_capture(),
+        Output::Merged => e.stderr_to_stdout(),
+    };
     for (k, v) in &cmd.env {
         e = e.env(k, v);
     }
@@ -159,7 +169,7 @@ pub fn run(cmd: &Cmd) -> Result<Finished, ExecError> {
     let command = cmd.display();
     let started = Instant::now();
     tracing::debug!(%command, "run");
-    let handle = expression(cmd).start().map_err(|source| {
+    let handle = expression(cmd, Output::Capture).start().map_err(|source| {
         if source.kind() == io::ErrorKind::NotFound {
             ExecError::NotFound {
                 program: cmd.program.clone(),
@@ -217,21 +227,18 @@ pub fn run_lines(cmd: &Cmd, mut on_line: impl FnMut(&str)) -> Result<Finished, E
     let command = cmd.display();
     let started = Instant::now();
     tracing::debug!(%command, "run (streaming)");
-    let reader = expression(cmd)
-        .stderr_to_stdout()
-        .reader()
-        .map_err(|source| {
-            if source.kind() == io::ErrorKind::NotFound {
-                ExecError::NotFound {
-                    program: cmd.program.clone(),
-                }
-            } else {
-                ExecError::Spawn {
-                    command: command.clone(),
-                    source,
-                }
+    let reader = expression(cmd, Output::Merged).reader().map_err(|source| {
+        if source.kind() == io::ErrorKind::NotFound {
+            ExecError::NotFound {
+                program: cmd.program.clone(),
             }
-        })?;
+        } else {
+            ExecError::Spawn {
+                command: command.clone(),
+                source,
+            }
+        }
+    })?;
     let pgid = reader.pids().first().map_or(0, |p| *p as i32);
     register(pgid, true);
     // A watchdog kills the group at the deadline, which ends the read loop below.
