@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::cluster::minikube::{Action, ImageStore};
+use crate::build;
+use crate::cluster::minikube::{Action, ImageStore, Minikube, ProfileState};
 use crate::cluster::{bootstrap, kubeconfig};
 use crate::config::{self, Loaded};
 use crate::{doctor, plan};
@@ -55,6 +56,14 @@ pub enum Command {
         #[arg(long)]
         recreate_cluster: bool,
     },
+    /// Build the configured images once (all, or those named) and print name:tag
+    Build {
+        /// Images to build (default: all)
+        names: Vec<String>,
+        /// Build with this builder instead of each image's own
+        #[arg(long, value_enum)]
+        builder: Option<BuilderArg>,
+    },
     /// Remove what devenv deployed; the cluster keeps running
     Down {
         /// Also stop the Minikube profile (it is never deleted)
@@ -77,6 +86,25 @@ pub enum Command {
         /// The shell to generate completions for
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BuilderArg {
+    Docker,
+    Buildah,
+    Podman,
+    Minikube,
+}
+
+impl From<BuilderArg> for config::BuilderKind {
+    fn from(b: BuilderArg) -> Self {
+        match b {
+            BuilderArg::Docker => config::BuilderKind::Docker,
+            BuilderArg::Buildah => config::BuilderKind::Buildah,
+            BuilderArg::Podman => config::BuilderKind::Podman,
+            BuilderArg::Minikube => config::BuilderKind::Minikube,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +168,27 @@ pub fn run() -> Result<ExitCode> {
             }
             up(&loaded, shown, recreate_cluster)
         }
+        Command::Build { names, builder } => {
+            let loaded = load(cli.config.as_deref(), &cwd)?;
+            print_warnings(&loaded);
+            let mut cfg = loaded.config.clone();
+            if let Some(b) = builder {
+                for img in &mut cfg.images {
+                    img.builder = b.into();
+                }
+            }
+            let selected: Vec<String> = build::run::select(&cfg, &names)
+                .map_err(anyhow::Error::msg)?
+                .iter()
+                .map(|i| i.name.clone())
+                .collect();
+            let store = build_store(&cfg, &selected)?;
+            Ok(if run_builds(&cfg, &selected, store.as_ref()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Down { stop_cluster } => {
             let loaded = load(cli.config.as_deref(), &cwd)?;
             let cfg = &loaded.config;
@@ -182,6 +231,64 @@ pub fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The image store a `devenv build` outside `up` uses: Minikube's, read from the running
+/// profile, when an image is built through a Docker daemon.
+fn build_store(cfg: &config::Config, names: &[String]) -> Result<Option<ImageStore>> {
+    let needs_daemon = cfg
+        .images
+        .iter()
+        .filter(|i| names.contains(&i.name))
+        .any(|i| {
+            matches!(
+                i.builder,
+                config::BuilderKind::Docker | config::BuilderKind::Custom
+            )
+        });
+    if cfg.cluster.provider != config::Provider::Minikube || !needs_daemon {
+        return Ok(None);
+    }
+    let mk = Minikube {
+        cfg,
+        query_timeout: std::time::Duration::from_secs(60),
+    };
+    match mk.state()? {
+        ProfileState::Running => Ok(Some(mk.image_store()?)),
+        other => anyhow::bail!(
+            "minikube profile `{}` is not running ({other:?}): images built with docker go into its Docker daemon\n  hint: `devenv up` starts it; or build elsewhere with --builder buildah",
+            cfg.cluster.profile
+        ),
+    }
+}
+
+/// Builds the named images one after another, streaming each builder's output to stderr with
+/// the image's name in front, and prints `name:tag` and the outcome of each to stdout.
+/// Returns false when a build failed.
+fn run_builds(cfg: &config::Config, names: &[String], store: Option<&ImageStore>) -> bool {
+    let mut ok = true;
+    for img in cfg.images.iter().filter(|i| names.contains(&i.name)) {
+        let prefix = img.name.clone();
+        match build::run::build_one(cfg, img, store, &mut |line| {
+            eprintln!("  {prefix} | {line}")
+        }) {
+            Ok(b) => match b.outcome {
+                build::run::Outcome::Built => println!(
+                    "built      {} ({:.1}s)",
+                    b.reference,
+                    b.duration.as_secs_f64()
+                ),
+                build::run::Outcome::Present => {
+                    println!("present    {} (nothing to build)", b.reference)
+                }
+            },
+            Err(e) => {
+                ok = false;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    ok
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -285,8 +392,12 @@ fn up(loaded: &Loaded, shown: String, recreate_cluster: bool) -> Result<ExitCode
     for ns in &ready.namespaces_created {
         println!("namespace  `{ns}` created");
     }
+    let names: Vec<String> = cfg.images.iter().map(|i| i.name.clone()).collect();
+    if !run_builds(cfg, &names, ready.image_store.as_ref()) {
+        return Ok(ExitCode::FAILURE);
+    }
     anyhow::bail!(
-        "the cluster is ready, but building, deploying and watching are not built yet (see README, \"Status\"); `devenv up --dry-run` prints the rest of the plan"
+        "the cluster is ready and the images are built, but deploying and watching are not built yet (see README, \"Status\"); `devenv up --dry-run` prints the rest of the plan"
     )
 }
 

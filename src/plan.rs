@@ -76,7 +76,7 @@ pub enum Step {
     /// Make a built image available to the cluster (image load or registry push).
     Deliver {
         image: String,
-        command: Vec<String>,
+        commands: Vec<Vec<String>>,
     },
     /// Render the chart first (to see what it creates), then install or upgrade it.
     Helm {
@@ -335,10 +335,10 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
                 && matches!(img.builder, BuilderKind::Docker | BuilderKind::Custom),
             env: build::extra_env(img, &reference).into_iter().collect(),
         });
-        if let Some(command) = build::delivery(cfg, img, &reference) {
+        if let Some(d) = build::delivery(cfg, img, &reference) {
             steps.push(Step::Deliver {
                 image: img.name.clone(),
-                command,
+                commands: d.commands,
             });
         }
         built.insert(img.name.clone(), (build::repository(cfg, img), digest.tag));
@@ -567,7 +567,15 @@ fn describe(step: &Step) -> (&'static str, String, Vec<String>) {
                 notes,
             )
         }
-        Step::Deliver { command, .. } => ("deliver", shell_line(command), vec![]),
+        Step::Deliver { commands, .. } => (
+            "deliver",
+            commands
+                .iter()
+                .map(|c| shell_line(c))
+                .collect::<Vec<_>>()
+                .join(" && "),
+            vec![],
+        ),
         Step::Helm {
             render, command, ..
         } => (

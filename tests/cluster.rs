@@ -15,6 +15,8 @@ use common::{FakeBin, Project, stderr, stdout};
 
 struct World {
     p: Project,
+    /// The fakes' state, outside the project: the project is a build context.
+    fakes: tempfile::TempDir,
     bin: FakeBin,
     proc_root: tempfile::TempDir,
     api: FakeKube,
@@ -42,17 +44,35 @@ fn world_with(p: Project) -> World {
     let fixture = std::fs::read_to_string(common::repo_root().join("tests/fixtures/fake-minikube"))
         .unwrap_or_else(|e| panic!("{e}"));
     bin.tool("minikube", fixture.trim_start_matches("#!/bin/sh\n"));
+    let fakes = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let docker_dir = fakes.path().join("docker");
     bin.tool(
         "docker",
-        r#"case "$1" in
+        &format!(
+            r##"PATH="/usr/bin:/bin:$PATH"
+d={dir}
+mkdir -p "$d"; touch "$d/images"
+echo "$* | DOCKER_HOST=${{DOCKER_HOST:-}} DOCKER_TLS_VERIFY=${{DOCKER_TLS_VERIFY:-}} DOCKER_CERT_PATH=${{DOCKER_CERT_PATH:-}} MINIKUBE_ACTIVE_DOCKERD=${{MINIKUBE_ACTIVE_DOCKERD:-}}" >> "$d/log"
+case "$1" in
   --version) echo "Docker version 27.4.1, build b9d17ea" ;;
-  version) echo '{"Client":{"Version":"27.4.1","ApiVersion":"1.47"},"Server":{"Version":"27.4.1","ApiVersion":"1.47"}}' ;;
-esac"#,
+  version) echo '{{"Client":{{"Version":"27.4.1","ApiVersion":"1.47"}},"Server":{{"Version":"27.4.1","ApiVersion":"1.47"}}}}' ;;
+  image)
+    for ref; do :; done
+    if grep -qx "$ref" "$d/images"; then echo "sha256:4a2f8e1b9c0d"; else echo "Error response from daemon: No such image: $ref" >&2; exit 1; fi ;;
+  build)
+    prev=""; for a; do [ "$prev" = "-t" ] && tag="$a"; prev="$a"; done
+    echo "#1 [internal] load build definition from Dockerfile"
+    echo "#5 naming to docker.io/library/$tag done"
+    echo "$tag" >> "$d/images" ;;
+esac"##,
+            dir = docker_dir.display()
+        ),
     );
     bin.real("kubectl");
-    let mk = p.path().join(".fake-minikube");
+    let mk = fakes.path().join("minikube");
     World {
         p,
+        fakes,
         bin,
         proc_root: fake_proc(),
         api: FakeKube::start(),
@@ -67,7 +87,7 @@ fn world() -> World {
 
 impl World {
     fn kubeconfig(&self) -> PathBuf {
-        self.p.path().join("kubeconfig")
+        self.fakes.path().join("kubeconfig")
     }
 
     /// Puts the fake profile in `state` with a size, and a kubeconfig as minikube leaves it.
@@ -142,7 +162,7 @@ impl World {
 }
 
 const NOT_BUILT_YET: &str =
-    "the cluster is ready, but building, deploying and watching are not built yet";
+    "the cluster is ready and the images are built, but deploying and watching are not built yet";
 
 fn assert_cluster_ready(out: &Output) {
     let err = stderr(out);
@@ -482,7 +502,7 @@ fn down_removes_what_devenv_deployed_and_leaves_the_cluster_running() {
     p.write(".env", "SECRET_KEY=x\nDATABASE_URL=y\n");
     let w = world_with(p);
     w.profile("running", 4, 8192);
-    let calls = w.p.path().join("calls.log");
+    let calls = w.fakes.path().join("calls.log");
     w.bin
         .tool("helm", &format!("echo \"helm $*\" >> {}", calls.display()));
     w.api.insert(
@@ -546,4 +566,52 @@ fn down_deletes_the_objects_of_plain_manifests_through_the_real_kubectl() {
         ["/apis/apps/v1/namespaces/hello/deployments/hello"]
     );
     assert!(stdout(&out).contains("removed    the objects of 1 manifest file(s)"));
+}
+
+#[test]
+fn docker_env_reaches_the_build_process_and_nothing_else() {
+    let w = world();
+    let out = w.run(&["up"], &[]);
+    assert_cluster_ready(&out);
+    let log = std::fs::read_to_string(w.fakes.path().join("docker/log")).unwrap_or_default();
+    let minikube_env = "DOCKER_HOST=tcp://127.0.0.1:32771 DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=/home/dev/.minikube/certs MINIKUBE_ACTIVE_DOCKERD=minikube";
+    let host_env = "DOCKER_HOST= DOCKER_TLS_VERIFY= DOCKER_CERT_PATH= MINIKUBE_ACTIVE_DOCKERD=";
+    let tag = stdout(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("built      hello:"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no build in {}", stdout(&out)))
+        .to_owned();
+    let mut calls: Vec<&str> = log.lines().collect();
+    calls.sort_unstable();
+    let mut expected = vec![
+        format!("--version | {host_env}"),
+        format!("version --format {{{{json .}}}} | {host_env}"),
+        format!("image inspect --format {{{{.Id}}}} hello:{tag} | {minikube_env}"),
+        format!("build -t hello:{tag} -f Dockerfile . | {minikube_env}"),
+    ];
+    expected.sort_unstable();
+    assert_eq!(
+        calls, expected,
+        "doctor asks the host's daemon; only the build talks to Minikube's"
+    );
+    let seen = std::fs::read_to_string(w.mk.join("docker_host_seen")).unwrap_or_default();
+    assert!(
+        seen.is_empty(),
+        "minikube itself received docker-env: {seen}"
+    );
+
+    // A warm `up` builds nothing: the tag is already in Minikube's daemon.
+    let again = w.run(&["up"], &[]);
+    assert_cluster_ready(&again);
+    assert!(
+        stdout(&again).contains(&format!("present    hello:{tag} (nothing to build)")),
+        "{}",
+        stdout(&again)
+    );
+    let builds = std::fs::read_to_string(w.fakes.path().join("docker/log"))
+        .unwrap_or_default()
+        .matches("\nbuild ")
+        .count();
+    assert_eq!(builds, 1);
 }

@@ -6,6 +6,7 @@
 //! user's shell environment: a builder's environment is given to that process only.
 
 pub mod context;
+pub mod run;
 
 use std::path::Path;
 
@@ -111,35 +112,77 @@ pub fn extra_env(image: &Image, reference: &str) -> Vec<(String, String)> {
     }
 }
 
+/// How a built image reaches the cluster: commands to run after the build, and the archive
+/// file they pass the image through, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub archive: Option<std::path::PathBuf>,
+    pub commands: Vec<Vec<String>>,
+}
+
+/// Where image archives are handed from a local builder to Minikube.
+pub fn archive_path(image: &Image, tag: &str) -> std::path::PathBuf {
+    let base = directories::ProjectDirs::from("", "", "devenv")
+        .map_or_else(std::env::temp_dir, |d| d.cache_dir().to_path_buf());
+    base.join("images")
+        .join(format!("{}-{tag}.tar", image.name.replace('/', "_")))
+}
+
 /// What must happen after a build so the cluster can run the image, if anything.
-pub fn delivery(cfg: &Config, image: &Image, reference: &str) -> Option<Vec<String>> {
+pub fn delivery(cfg: &Config, image: &Image, reference: &str) -> Option<Delivery> {
+    let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
     match (cfg.cluster.provider, image.builder) {
         // docker (with docker-env) and `minikube image build` build inside Minikube already;
         // a custom command is given docker-env and is trusted to do the same.
         (Provider::Minikube, BuilderKind::Docker | BuilderKind::Minikube | BuilderKind::Custom) => {
             None
         }
-        // buildah and podman keep images in their own store: hand it over to Minikube.
-        (Provider::Minikube, BuilderKind::Buildah | BuilderKind::Podman) => Some(
-            [
+        // buildah and podman keep images in their own store: hand them over as an archive.
+        (Provider::Minikube, b @ (BuilderKind::Buildah | BuilderKind::Podman)) => {
+            let tag = reference.rsplit_once(':').map_or("latest", |(_, t)| t);
+            let archive = archive_path(image, tag);
+            let tar = archive.display().to_string();
+            let save = if b == BuilderKind::Buildah {
+                strings(&[
+                    "buildah",
+                    "push",
+                    reference,
+                    &format!("docker-archive:{tar}:{reference}"),
+                ])
+            } else {
+                strings(&[
+                    "podman",
+                    "save",
+                    "--format",
+                    "docker-archive",
+                    "-o",
+                    &tar,
+                    reference,
+                ])
+            };
+            let load = strings(&[
                 "minikube",
                 "-p",
                 &cfg.cluster.profile,
                 "image",
                 "load",
-                "--daemon=false",
-                reference,
-            ]
-            .map(String::from)
-            .into(),
-        ),
+                &tar,
+            ]);
+            Some(Delivery {
+                archive: Some(archive),
+                commands: vec![save, load],
+            })
+        }
         (Provider::Existing, b) => {
             let tool = match b {
                 BuilderKind::Buildah => "buildah",
                 BuilderKind::Podman => "podman",
                 _ => "docker",
             };
-            Some(vec![tool.into(), "push".into(), reference.to_owned()])
+            Some(Delivery {
+                archive: None,
+                commands: vec![strings(&[tool, "push", reference])],
+            })
         }
     }
 }
