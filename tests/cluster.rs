@@ -59,6 +59,7 @@ case "$1" in
   image)
     for ref; do :; done
     if grep -qx "$ref" "$d/images"; then echo "sha256:4a2f8e1b9c0d"; else echo "Error response from daemon: No such image: $ref" >&2; exit 1; fi ;;
+  push) echo "The push refers to repository [${{2%:*}}]"; echo "${{2##*:}}: digest: sha256:4a2f8e1b9c0d size: 528" ;;
   build)
     prev=""; for a; do [ "$prev" = "-t" ] && tag="$a"; prev="$a"; done
     echo "#1 [internal] load build definition from Dockerfile"
@@ -494,6 +495,43 @@ fn an_allowed_existing_context_is_used_without_minikube() {
         "minikube must not be called for an existing cluster: {log}"
     );
     assert!(w.api.object("/api/v1/namespaces/hello").is_some());
+    // Built on the host's daemon and pushed to the registry under the same content tag.
+    let docker = std::fs::read_to_string(w.fakes.path().join("docker/log")).unwrap_or_default();
+    let built = stdout(&out);
+    let reference = built
+        .lines()
+        .find_map(|l| l.strip_prefix("built      "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{built}"))
+        .to_owned();
+    assert!(
+        reference.starts_with("registry.example.com/team/hello:devenv-"),
+        "{reference}"
+    );
+    assert!(
+        docker.contains(&format!(
+            "\nbuild -t {reference} -f Dockerfile . | DOCKER_HOST= "
+        )),
+        "{docker}"
+    );
+    assert!(
+        docker.contains(&format!("\npush {reference} | DOCKER_HOST= ")),
+        "{docker}"
+    );
+    // Present locally next time, and pushed again in case the registry lacks it.
+    let again = w.run(&["up"], &[]);
+    assert!(
+        stdout(&again).contains(&format!("present    {reference}")),
+        "{}",
+        stdout(&again)
+    );
+    let docker = std::fs::read_to_string(w.fakes.path().join("docker/log")).unwrap_or_default();
+    assert_eq!(
+        docker.matches(&format!("\npush {reference} ")).count(),
+        2,
+        "{docker}"
+    );
+    assert_eq!(docker.matches("\nbuild ").count(), 1, "{docker}");
 }
 
 #[test]
@@ -614,4 +652,28 @@ fn docker_env_reaches_the_build_process_and_nothing_else() {
         .matches("\nbuild ")
         .count();
     assert_eq!(builds, 1);
+}
+
+/// The opt-in end-to-end script needs Minikube and a Docker daemon; where they are missing
+/// (as on CI) it must stop at once with exit 77 and say what is missing, never pass.
+#[test]
+fn the_e2e_script_exits_early_and_clearly_without_minikube() {
+    let bin = FakeBin::new();
+    bin.real("bash").real("dirname");
+    let out = Command::new("bash")
+        .arg(common::repo_root().join("scripts/e2e-minikube.sh"))
+        .env("PATH", bin.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        out.status.code(),
+        Some(77),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(
+        stdout(&out).trim(),
+        "e2e-minikube: SKIPPED: minikube is not installed (https://minikube.sigs.k8s.io/docs/start/)"
+    );
 }

@@ -227,11 +227,15 @@ pub fn build_one(
         outcome,
         duration: started.elapsed(),
     };
-    if exists(cfg, builder, &env, &reference)? {
-        return Ok(done(Outcome::Present));
-    }
     let mut as_image = image.clone();
     as_image.builder = builder;
+    if exists(cfg, builder, &env, &reference)? {
+        // Built before, but a registry may not have it yet: a push of present layers is cheap.
+        if cfg.cluster.provider == Provider::Existing {
+            deliver(cfg, &as_image, &reference, on_line)?;
+        }
+        return Ok(done(Outcome::Present));
+    }
     let argv = super::command(cfg, &as_image, &reference);
     let mut cmd = Cmd::new(argv[0].clone())
         .args(argv[1..].iter().cloned())
@@ -249,21 +253,32 @@ pub fn build_one(
             last_lines: lines[lines.len().saturating_sub(ERROR_LINES)..].to_vec(),
         });
     }
-    let delivered = delivery(cfg, &as_image, &reference);
-    if let Some(dir) = delivered
-        .as_ref()
-        .and_then(|d| d.archive.as_ref())
-        .and_then(|a| a.parent())
-    {
+    deliver(cfg, &as_image, &reference, on_line)?;
+    Ok(done(Outcome::Built))
+}
+
+/// Makes a built image available to the cluster: an archive hand-off into Minikube, or a push.
+fn deliver(
+    cfg: &Config,
+    image: &Image,
+    reference: &str,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<(), BuildError> {
+    let Some(d) = delivery(cfg, image, reference) else {
+        return Ok(());
+    };
+    if let Some(dir) = d.archive.as_ref().and_then(|a| a.parent()) {
         let _ = std::fs::create_dir_all(dir);
     }
-    for argv in delivered.iter().flat_map(|d| d.commands.iter()) {
+    let result = d.commands.iter().try_for_each(|argv| {
         let cmd = Cmd::new(argv[0].clone())
             .args(argv[1..].iter().cloned())
             .timeout(BUILD_TIMEOUT);
         let f = exec::run_lines(&cmd, |l| on_line(l))?;
-        if f.code != Some(0) {
-            return Err(BuildError::Deliver {
+        if f.code == Some(0) {
+            Ok(())
+        } else {
+            Err(BuildError::Deliver {
                 image: image.name.clone(),
                 command: cmd.display(),
                 detail: f
@@ -273,13 +288,13 @@ pub fn build_one(
                     .find(|l| !l.trim().is_empty())
                     .unwrap_or("no output")
                     .to_owned(),
-            });
+            })
         }
-    }
-    if let Some(a) = delivered.and_then(|d| d.archive) {
+    });
+    if let Some(a) = &d.archive {
         let _ = std::fs::remove_file(a);
     }
-    Ok(done(Outcome::Built))
+    result
 }
 
 /// The images to build: all, or those named (unknown names are an error listing the known).
