@@ -268,6 +268,12 @@ fn a_stopped_profile_is_started_as_it_is() {
         stdout(&out)
     );
     assert_eq!(w.state(), "running");
+    let again = w.run(&["up"], &[]);
+    assert_cluster_ready(&again);
+    assert!(
+        !w.up_calls().iter().any(|c| c.starts_with("start")),
+        "a second up starts nothing"
+    );
 }
 
 #[test]
@@ -329,6 +335,40 @@ fn a_running_profile_with_2_cpus_stops_up_with_both_fixes_and_recreate_is_explic
         ]
     );
     assert!(stdout(&out).contains("minikube profile `minikube` recreated (4 CPUs, 8192 MB)"));
+    let again = w.run(&["up"], &[]);
+    assert_cluster_ready(&again);
+    assert_eq!(
+        w.up_calls(),
+        [
+            "status -p minikube -o json",
+            "profile list -o json",
+            "-p minikube docker-env --shell none -o json"
+        ]
+    );
+}
+
+#[test]
+fn the_none_driver_builds_on_the_host_daemon_and_says_so() {
+    let w = world();
+    w.profile("running", 4, 8192);
+    std::fs::write(w.mk.join("driver"), "none").unwrap_or_else(|e| panic!("{e}"));
+    let out = w.run(&["up"], &[]);
+    assert_cluster_ready(&out);
+    assert!(
+        stdout(&out).contains(
+            "images     built in the host's Docker daemon: the `none` driver runs the cluster there"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let docker = std::fs::read_to_string(w.fakes.path().join("docker/log")).unwrap_or_default();
+    assert!(
+        docker.lines().any(|l| l.starts_with("build ")
+            && l.ends_with(
+                "| DOCKER_HOST= DOCKER_TLS_VERIFY= DOCKER_CERT_PATH= MINIKUBE_ACTIVE_DOCKERD="
+            )),
+        "{docker}"
+    );
 }
 
 #[test]
