@@ -128,7 +128,7 @@ impl World {
         cmd.args(args)
             .current_dir(self.p.path())
             .env("PATH", self.bin.path())
-            .env("HOME", self.p.path())
+            .env("HOME", self.fakes.path())
             .env("KUBECONFIG", self.kubeconfig())
             .env("FAKE_API_SERVER", self.api.url())
             .env("FAKE_MINIKUBE_DIR", &self.mk)

@@ -5,9 +5,11 @@
 //! hashes every entry's path, type, mode and contents, plus the Dockerfile, target and build
 //! args. Equal inputs give an equal tag, so an image that exists under its tag needs no build.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::Image;
 use crate::pattern::{Pattern, PatternSet};
@@ -45,6 +47,8 @@ pub struct ContextDigest {
     pub files: usize,
     /// Their total size in bytes.
     pub bytes: u64,
+    /// Files whose contents were read; the rest came from the digest cache.
+    pub read: usize,
 }
 
 /// The ignore file the builder uses for `image`, if any: `<Dockerfile>.dockerignore` first.
@@ -94,8 +98,149 @@ fn read_string(p: &Path) -> Result<String, ContextError> {
 #[derive(Debug)]
 enum EntryKind {
     Dir,
-    File { size: u64 },
+    File { size: u64, stamp: Stamp },
     Symlink { target: String },
+}
+
+/// What says a file is unchanged without reading it: size, modification time and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    mtime_ns: u128,
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(md: &fs::Metadata) -> Stamp {
+        let mtime_ns = md
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(md);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Stamp {
+            size: md.len(),
+            mtime_ns,
+            inode,
+        }
+    }
+}
+
+/// A file changed this close to when its digest was cached may have changed again within the
+/// same timestamp tick: such entries are re-read (git's "racily clean" rule).
+const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// Per-file digests of one context, kept in the state directory between runs.
+struct DigestCache {
+    path: Option<PathBuf>,
+    written_ns: u128,
+    entries: HashMap<String, (Stamp, blake3::Hash)>,
+}
+
+/// Where devenv keeps state between runs: `$DEVENV_STATE_DIR`, else the platform's state
+/// directory (`~/.local/state/devenv` on Linux).
+pub fn state_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("DEVENV_STATE_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d));
+    }
+    let dirs = directories::ProjectDirs::from("", "", "devenv")?;
+    Some(
+        dirs.state_dir()
+            .unwrap_or_else(|| dirs.data_local_dir())
+            .to_path_buf(),
+    )
+}
+
+impl DigestCache {
+    fn load(context: &Path, state: Option<&Path>) -> DigestCache {
+        let path = state.map(|d| {
+            let key = blake3::hash(context.to_string_lossy().as_bytes()).to_hex();
+            d.join("digests").join(format!("{}.tsv", &key[..16]))
+        });
+        let mut cache = DigestCache {
+            path,
+            written_ns: 0,
+            entries: HashMap::new(),
+        };
+        let Some(text) = cache.path.as_ref().and_then(|p| fs::read_to_string(p).ok()) else {
+            return cache;
+        };
+        let mut lines = text.lines();
+        cache.written_ns = lines
+            .next()
+            .and_then(|l| l.strip_prefix("written\t"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        for line in lines {
+            let f: Vec<&str> = line.split('\t').collect();
+            let [rel, size, mtime, inode, hash] = f.as_slice() else {
+                continue;
+            };
+            let (Ok(size), Ok(mtime_ns), Ok(inode), Ok(hash)) = (
+                size.parse(),
+                mtime.parse(),
+                inode.parse(),
+                blake3::Hash::from_hex(hash),
+            ) else {
+                continue;
+            };
+            cache.entries.insert(
+                (*rel).to_owned(),
+                (
+                    Stamp {
+                        size,
+                        mtime_ns,
+                        inode,
+                    },
+                    hash,
+                ),
+            );
+        }
+        cache
+    }
+
+    /// The cached digest of `rel` if its stamp is unchanged and not racy.
+    fn get(&self, rel: &str, stamp: Stamp) -> Option<blake3::Hash> {
+        let racy = stamp.mtime_ns + RACY_WINDOW.as_nanos() >= self.written_ns;
+        match self.entries.get(rel) {
+            Some((s, h)) if *s == stamp && !racy => Some(*h),
+            _ => None,
+        }
+    }
+
+    fn save(&self, entries: &[Entry], hashes: &[Option<blake3::Hash>]) {
+        let Some(path) = &self.path else { return };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mut out = format!("written\t{now}\n");
+        for (e, h) in entries.iter().zip(hashes) {
+            if let (EntryKind::File { stamp, .. }, Some(h)) = (&e.kind, h)
+                && !e.rel.contains(['\t', '\n'])
+            {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}\t{}\n",
+                    e.rel,
+                    stamp.size,
+                    stamp.mtime_ns,
+                    stamp.inode,
+                    h.to_hex()
+                ));
+            }
+        }
+        // Written beside and renamed, so a crash never leaves half a cache.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let ok = path.parent().is_some_and(|d| fs::create_dir_all(d).is_ok())
+            && fs::write(&tmp, out).is_ok()
+            && fs::rename(&tmp, path).is_ok();
+        if !ok {
+            let _ = fs::remove_file(&tmp);
+            tracing::debug!(path = %path.display(), "could not write the digest cache");
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -165,7 +310,10 @@ fn walk(context: &Path, ignore: &PatternSet) -> Result<Vec<Entry>, ContextError>
                         target: target.to_string_lossy().into_owned(),
                     }
                 } else {
-                    EntryKind::File { size: md.len() }
+                    EntryKind::File {
+                        size: md.len(),
+                        stamp: Stamp::of(&md),
+                    }
                 };
                 out.push(Entry {
                     rel,
@@ -193,30 +341,46 @@ fn hash_file(path: &Path) -> Result<blake3::Hash, ContextError> {
     Ok(hasher.finalize())
 }
 
-/// Hashes the listed files on up to `threads` threads, keeping their order.
+/// Hashes the listed files on up to `threads` threads, keeping their order. Files the cache
+/// vouches for are not read.
 fn hash_files(
     entries: &[Entry],
+    cache: &DigestCache,
     threads: usize,
-) -> Result<Vec<Option<blake3::Hash>>, ContextError> {
+) -> Result<(Vec<Option<blake3::Hash>>, usize), ContextError> {
     let chunk = entries.len().div_ceil(threads.max(1)).max(1);
     std::thread::scope(|s| {
         let handles: Vec<_> = entries
             .chunks(chunk)
             .map(|part| {
                 s.spawn(move || {
-                    part.iter()
+                    let mut read = 0;
+                    let hashes = part
+                        .iter()
                         .map(|e| match e.kind {
-                            EntryKind::File { .. } => hash_file(&e.path).map(Some),
+                            EntryKind::File { stamp, .. } => match cache.get(&e.rel, stamp) {
+                                Some(h) => Ok(Some(h)),
+                                None => {
+                                    read += 1;
+                                    hash_file(&e.path).map(Some)
+                                }
+                            },
                             _ => Ok(None),
                         })
-                        .collect::<Result<Vec<_>, _>>()
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok::<_, ContextError>((hashes, read))
                 })
             })
             .collect();
         let mut out = Vec::with_capacity(entries.len());
+        let mut read = 0;
         for h in handles {
             match h.join() {
-                Ok(part) => out.extend(part?),
+                Ok(part) => {
+                    let (hashes, n) = part?;
+                    out.extend(hashes);
+                    read += n;
+                }
                 Err(_) => {
                     return Err(ContextError::Io {
                         path: PathBuf::from("<hash worker>"),
@@ -225,16 +389,25 @@ fn hash_files(
                 }
             }
         }
-        Ok(out)
+        Ok((out, read))
     })
 }
 
-/// Computes the content tag of `image`.
+/// Computes the content tag of `image`, with the digest cache in devenv's state directory.
 pub fn digest(image: &Image) -> Result<ContextDigest, ContextError> {
+    digest_with(image, state_dir().as_deref())
+}
+
+/// Computes the content tag of `image`; `state` holds the digest cache (none: no cache).
+pub fn digest_with(image: &Image, state: Option<&Path>) -> Result<ContextDigest, ContextError> {
     let (ignore, ignore_text) = ignore_patterns(image)?;
     let entries = walk(&image.context, &ignore)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let hashes = hash_files(&entries, threads)?;
+    let cache = DigestCache::load(&image.context, state);
+    let (hashes, read) = hash_files(&entries, &cache, threads)?;
+    if read > 0 {
+        cache.save(&entries, &hashes);
+    }
 
     let mut h = blake3::Hasher::new();
     h.update(b"devenv context v1\0");
@@ -243,7 +416,7 @@ pub fn digest(image: &Image) -> Result<ContextDigest, ContextError> {
     for (e, content) in entries.iter().zip(&hashes) {
         let (kind, extra): (&[u8], Vec<u8>) = match (&e.kind, content) {
             (EntryKind::Dir, _) => (b"d", Vec::new()),
-            (EntryKind::File { size }, Some(c)) => {
+            (EntryKind::File { size, .. }, Some(c)) => {
                 files += 1;
                 bytes += size;
                 (b"f", c.as_bytes().to_vec())
@@ -276,10 +449,12 @@ pub fn digest(image: &Image) -> Result<ContextDigest, ContextError> {
         h.update(v.as_bytes());
     }
     let hex = h.finalize().to_hex();
+    tracing::debug!(image = %image.name, files, bytes, read, "hashed build context");
     Ok(ContextDigest {
         tag: format!("{TAG_PREFIX}{}", &hex[..TAG_HEX_LEN]),
         files,
         bytes,
+        read,
     })
 }
 
@@ -311,7 +486,7 @@ mod tests {
     }
 
     fn tag(img: &Image) -> String {
-        match digest(img) {
+        match digest_with(img, None) {
             Ok(d) => d.tag,
             Err(e) => panic!("digest failed: {e}"),
         }
@@ -373,6 +548,40 @@ mod tests {
         Ok(())
     }
 
+    /// A warm hash reads no unchanged file; a changed one is read again (and only it).
+    #[test]
+    fn the_digest_cache_spares_reading_unchanged_files() -> Result<(), io::Error> {
+        let dir = tempfile::tempdir()?;
+        let ctx = dir.path().join("ctx");
+        for i in 0..20 {
+            write(&ctx.join(format!("src/f{i}.txt")), &format!("file {i}\n"));
+        }
+        write(&ctx.join("Dockerfile"), "FROM scratch\n");
+        // Old enough not to be "racy" for the cache.
+        let old = SystemTime::now() - Duration::from_secs(60);
+        for e in fs::read_dir(ctx.join("src"))? {
+            let f = fs::File::options().write(true).open(e?.path())?;
+            f.set_modified(old)?;
+        }
+        let state = dir.path().join("state");
+        let img = image(&ctx);
+        let with_state =
+            |img: &Image| digest_with(img, Some(&state)).unwrap_or_else(|e| panic!("{e}"));
+        let cold = with_state(&img);
+        assert_eq!(cold.read, 21, "cold: every file is read");
+        let warm = with_state(&img);
+        assert_eq!(warm.tag, cold.tag);
+        assert_eq!(
+            warm.read, 1,
+            "warm: only the just-written Dockerfile (racy) is read again"
+        );
+        write(&ctx.join("src/f3.txt"), "changed\n");
+        let changed = with_state(&img);
+        assert_ne!(changed.tag, cold.tag);
+        assert_eq!(changed.read, 2, "the edited file and the racy Dockerfile");
+        Ok(())
+    }
+
     #[test]
     fn dockerfile_specific_ignore_file_wins() -> Result<(), io::Error> {
         let dir = tempfile::tempdir()?;
@@ -394,7 +603,7 @@ mod tests {
         let ctx = dir.path();
         write(&ctx.join("Dockerfile"), "FROM scratch\n");
         write(&ctx.join(".dockerignore"), "ok\n[z-a]\n");
-        match digest(&image(ctx)) {
+        match digest_with(&image(ctx), None) {
             Err(e @ ContextError::Ignore { line: 2, .. }) => {
                 assert!(e.to_string().contains(".dockerignore:2:"), "{e}");
             }
