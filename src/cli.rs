@@ -63,6 +63,9 @@ pub enum Command {
         /// Build with this builder instead of each image's own
         #[arg(long, value_enum)]
         builder: Option<BuilderArg>,
+        /// How many builds run at once (default: half the CPUs, at least 1)
+        #[arg(long, short = 'j', value_name = "N")]
+        jobs: Option<usize>,
     },
     /// Remove what devenv deployed; the cluster keeps running
     Down {
@@ -168,7 +171,11 @@ pub fn run() -> Result<ExitCode> {
             }
             up(&loaded, shown, recreate_cluster)
         }
-        Command::Build { names, builder } => {
+        Command::Build {
+            names,
+            builder,
+            jobs,
+        } => {
             let loaded = load(cli.config.as_deref(), &cwd)?;
             print_warnings(&loaded);
             let mut cfg = loaded.config.clone();
@@ -183,7 +190,8 @@ pub fn run() -> Result<ExitCode> {
                 .map(|i| i.name.clone())
                 .collect();
             let store = build_store(&cfg, &selected)?;
-            Ok(if run_builds(&cfg, &selected, store.as_ref()) {
+            let jobs = jobs.unwrap_or_else(build::run::default_parallelism);
+            Ok(if run_builds(&cfg, &selected, store.as_ref(), jobs) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -262,16 +270,26 @@ fn build_store(cfg: &config::Config, names: &[String]) -> Result<Option<ImageSto
     }
 }
 
-/// Builds the named images one after another, streaming each builder's output to stderr with
-/// the image's name in front, and prints `name:tag` and the outcome of each to stdout.
-/// Returns false when a build failed.
-fn run_builds(cfg: &config::Config, names: &[String], store: Option<&ImageStore>) -> bool {
+/// Builds the named images (several at once, up to half the CPUs), streaming each builder's
+/// output to stderr with the image's name in front, and prints `name:tag` and the outcome of
+/// each to stdout. Returns false when a build failed.
+fn run_builds(
+    cfg: &config::Config,
+    names: &[String],
+    store: Option<&ImageStore>,
+    jobs: usize,
+) -> bool {
+    let images: Vec<&config::Image> = cfg
+        .images
+        .iter()
+        .filter(|i| names.contains(&i.name))
+        .collect();
+    let results = build::run::build_all(cfg, &images, store, jobs, &|image, line| {
+        eprintln!("  {image} | {line}");
+    });
     let mut ok = true;
-    for img in cfg.images.iter().filter(|i| names.contains(&i.name)) {
-        let prefix = img.name.clone();
-        match build::run::build_one(cfg, img, store, &mut |line| {
-            eprintln!("  {prefix} | {line}")
-        }) {
+    for r in results {
+        match r {
             Ok(b) => match b.outcome {
                 build::run::Outcome::Built => println!(
                     "built      {} ({:.1}s)",
@@ -393,7 +411,12 @@ fn up(loaded: &Loaded, shown: String, recreate_cluster: bool) -> Result<ExitCode
         println!("namespace  `{ns}` created");
     }
     let names: Vec<String> = cfg.images.iter().map(|i| i.name.clone()).collect();
-    if !run_builds(cfg, &names, ready.image_store.as_ref()) {
+    if !run_builds(
+        cfg,
+        &names,
+        ready.image_store.as_ref(),
+        build::run::default_parallelism(),
+    ) {
         return Ok(ExitCode::FAILURE);
     }
     anyhow::bail!(

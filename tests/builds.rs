@@ -276,3 +276,64 @@ fn a_failed_build_names_the_dockerfile_step_and_shows_the_last_lines() {
     // Builder output is streamed with the image's name in front.
     assert!(err.contains("  hello | STEP 1/3: FROM scratch"), "{err}");
 }
+
+/// Two custom builds that each wait (at most 8 s) to see the other one running: they can
+/// only both succeed when they run at the same time, which `--jobs 2` allows and `--jobs 1`
+/// does not.
+#[test]
+fn builds_of_different_images_run_in_parallel_up_to_the_limit() {
+    let p = Project::new();
+    let meet = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cmd = |me: &str, other: &str| {
+        format!(
+            "touch {dir}/{me}; i=0; while [ ! -e {dir}/{other} ]; do i=$((i+1)); [ $i -gt 160 ] && exit 1; sleep 0.05; done; docker tag scratch $DEVENV_IMAGE",
+            dir = meet.path().display()
+        )
+    };
+    p.write("a/Dockerfile", "FROM scratch\n")
+        .write("b/Dockerfile", "FROM scratch\n")
+        .write(
+            "devenv.toml",
+            &format!(
+                "[[image]]\nname = \"a\"\ncontext = \"a\"\nbuilder = \"custom\"\ncommand = \"{}\"\n\n[[image]]\nname = \"b\"\ncontext = \"b\"\nbuilder = \"custom\"\ncommand = \"{}\"\n\n[[local]]\nname = \"x\"\ncmd = \"true\"\n",
+                cmd("a", "b"),
+                cmd("b", "a")
+            ),
+        );
+    let fakes = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let bin = FakeBin::new();
+    let mk = fakes.path().join("minikube");
+    fake_minikube(&bin, &mk, "none");
+    bin.tool(
+        "docker",
+        "case \"$1\" in image) exit 1 ;; tag) exit 0 ;; esac",
+    );
+    let run = |jobs: &str| {
+        Command::new(common::devenv_bin())
+            .args(["build", "--jobs", jobs])
+            .current_dir(p.path())
+            .env("PATH", path_with(&bin))
+            .env("HOME", fakes.path())
+            .env("FAKE_MINIKUBE_DIR", &mk)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let out = run("2");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    let a = text.find("built      a:devenv-").unwrap_or(usize::MAX);
+    let b = text.find("built      b:devenv-").unwrap_or(0);
+    assert!(a < b, "results come in config order: {text}");
+
+    for f in ["a", "b"] {
+        let _ = std::fs::remove_file(meet.path().join(f));
+    }
+    p.write("a/x.txt", "new content, new tag\n");
+    p.write("b/x.txt", "new content, new tag\n");
+    let out = run("1");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one at a time, the first build waits for the second in vain"
+    );
+}

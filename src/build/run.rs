@@ -297,6 +297,52 @@ fn deliver(
     result
 }
 
+/// How many builds run at once by default: half the CPUs, at least one.
+pub fn default_parallelism() -> usize {
+    (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1)
+}
+
+/// Builds `images` with up to `limit` builds at a time. `on_line(image, line)` receives every
+/// builder's output as it comes; the results come back in the order of `images`.
+pub fn build_all(
+    cfg: &Config,
+    images: &[&Image],
+    store: Option<&ImageStore>,
+    limit: usize,
+    on_line: &(dyn Fn(&str, &str) + Sync),
+) -> Vec<Result<Built, BuildError>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<Result<Built, BuildError>>>> =
+        std::sync::Mutex::new((0..images.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..limit.max(1).min(images.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(img) = images.get(i) else { break };
+                    let r = build_one(cfg, img, store, &mut |l| on_line(&img.name, l));
+                    if let Ok(mut all) = results.lock() {
+                        all[i] = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(BuildError::NoStore {
+                    image: "?".into(),
+                    why: "a build worker stopped early".into(),
+                })
+            })
+        })
+        .collect()
+}
+
 /// The images to build: all, or those named (unknown names are an error listing the known).
 pub fn select<'a>(cfg: &'a Config, names: &[String]) -> Result<Vec<&'a Image>, String> {
     if names.is_empty() {
