@@ -127,6 +127,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(doctor::use_color(std::io::stderr().is_terminal()))
         .with_target(false)
         .try_init();
 }
