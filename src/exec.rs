@@ -164,23 +164,28 @@ fn expression(cmd: &Cmd, output: Output) -> duct::Expression {
     e
 }
 
+/// A program that is not there is told apart from one that would not start.
+fn spawn_error(cmd: &Cmd, source: io::Error) -> ExecError {
+    if source.kind() == io::ErrorKind::NotFound {
+        ExecError::NotFound {
+            program: cmd.program.clone(),
+        }
+    } else {
+        ExecError::Spawn {
+            command: cmd.display(),
+            source,
+        }
+    }
+}
+
 /// Runs `cmd` to completion or to its deadline, capturing stdout and stderr.
 pub fn run(cmd: &Cmd) -> Result<Finished, ExecError> {
     let command = cmd.display();
     let started = Instant::now();
     tracing::debug!(%command, "run");
-    let handle = expression(cmd, Output::Capture).start().map_err(|source| {
-        if source.kind() == io::ErrorKind::NotFound {
-            ExecError::NotFound {
-                program: cmd.program.clone(),
-            }
-        } else {
-            ExecError::Spawn {
-                command: command.clone(),
-                source,
-            }
-        }
-    })?;
+    let handle = expression(cmd, Output::Capture)
+        .start()
+        .map_err(|source| spawn_error(cmd, source))?;
     // With process_group(0) the group id is the child's pid.
     let pgid = handle.pids().first().map_or(0, |p| *p as i32);
     register(pgid, true);
@@ -227,18 +232,9 @@ pub fn run_lines(cmd: &Cmd, mut on_line: impl FnMut(&str)) -> Result<Finished, E
     let command = cmd.display();
     let started = Instant::now();
     tracing::debug!(%command, "run (streaming)");
-    let reader = expression(cmd, Output::Merged).reader().map_err(|source| {
-        if source.kind() == io::ErrorKind::NotFound {
-            ExecError::NotFound {
-                program: cmd.program.clone(),
-            }
-        } else {
-            ExecError::Spawn {
-                command: command.clone(),
-                source,
-            }
-        }
-    })?;
+    let reader = expression(cmd, Output::Merged)
+        .reader()
+        .map_err(|source| spawn_error(cmd, source))?;
     let pgid = reader.pids().first().map_or(0, |p| *p as i32);
     register(pgid, true);
     // A watchdog kills the group at the deadline, which ends the read loop below.

@@ -118,6 +118,20 @@ fn scenario(run: &dyn Fn() -> Output, p: &Project, exists: &dyn Fn(&str) -> bool
     );
 }
 
+/// `devenv build --builder buildah` in `p`, with a private storage root and fake Minikube.
+fn buildah_build(p: &Project, storage: &Storage, fakes: &Path, bin: &FakeBin, mk: &Path) -> Output {
+    Command::new(common::devenv_bin())
+        .args(["build", "--builder", "buildah"])
+        .current_dir(p.path())
+        .env("PATH", path_with(bin))
+        .env("HOME", fakes)
+        .env("CONTAINERS_STORAGE_CONF", storage.conf())
+        .env("BUILDAH_ISOLATION", "chroot")
+        .env("FAKE_MINIKUBE_DIR", mk)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[test]
 fn real_buildah_builds_hello_into_minikube_only_when_its_content_changes() {
     let p = Project::example("hello");
@@ -126,18 +140,7 @@ fn real_buildah_builds_hello_into_minikube_only_when_its_content_changes() {
     let bin = FakeBin::new();
     let mk = fakes.path().join("minikube");
     fake_minikube(&bin, &mk, "docker");
-    let run = || {
-        Command::new(common::devenv_bin())
-            .args(["build", "--builder", "buildah"])
-            .current_dir(p.path())
-            .env("PATH", path_with(&bin))
-            .env("HOME", fakes.path())
-            .env("CONTAINERS_STORAGE_CONF", storage.conf())
-            .env("BUILDAH_ISOLATION", "chroot")
-            .env("FAKE_MINIKUBE_DIR", &mk)
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
+    let run = || buildah_build(&p, &storage, fakes.path(), &bin, &mk);
     let exists = |reference: &str| {
         let in_buildah = Command::new("buildah")
             .args(["inspect", "--type", "image", reference])
@@ -249,16 +252,7 @@ fn a_failed_build_names_the_dockerfile_step_and_shows_the_last_lines() {
     let bin = FakeBin::new();
     let mk = fakes.path().join("minikube");
     fake_minikube(&bin, &mk, "docker");
-    let out = Command::new(common::devenv_bin())
-        .args(["build", "--builder", "buildah"])
-        .current_dir(p.path())
-        .env("PATH", path_with(&bin))
-        .env("HOME", fakes.path())
-        .env("CONTAINERS_STORAGE_CONF", storage.conf())
-        .env("BUILDAH_ISOLATION", "chroot")
-        .env("FAKE_MINIKUBE_DIR", &mk)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = buildah_build(&p, &storage, fakes.path(), &bin, &mk);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(

@@ -56,23 +56,37 @@ pub fn value_args(
     argv
 }
 
+/// `helm <verb...> <release> <chart> [extra...]` followed by the shared value flags.
+fn helm_command(
+    cfg: &Config,
+    helm: &Helm,
+    images: &BTreeMap<String, (String, String)>,
+    verb: &[&str],
+    extra: &[&str],
+) -> Vec<String> {
+    let mut argv: Vec<String> = std::iter::once("helm")
+        .chain(verb.iter().copied())
+        .map(str::to_owned)
+        .collect();
+    argv.extend([helm.release.clone(), cfg.rel(&helm.chart)]);
+    argv.extend(extra.iter().map(|s| (*s).to_owned()));
+    argv.extend(value_args(cfg, helm, images));
+    argv
+}
+
 /// `helm upgrade --install` for the release, against the kube context devenv chose.
 pub fn upgrade_command(
     cfg: &Config,
     helm: &Helm,
     images: &BTreeMap<String, (String, String)>,
 ) -> Vec<String> {
-    let mut argv: Vec<String> = vec![
-        "helm".into(),
-        "upgrade".into(),
-        "--install".into(),
-        helm.release.clone(),
-        cfg.rel(&helm.chart),
-        "--kube-context".into(),
-        cfg.cluster.context.clone(),
-    ];
-    argv.extend(value_args(cfg, helm, images));
-    argv
+    helm_command(
+        cfg,
+        helm,
+        images,
+        &["upgrade", "--install"],
+        &["--kube-context", &cfg.cluster.context],
+    )
 }
 
 /// `helm template` with the same values, to see what the release will contain.
@@ -81,14 +95,7 @@ pub fn template_command(
     helm: &Helm,
     images: &BTreeMap<String, (String, String)>,
 ) -> Vec<String> {
-    let mut argv: Vec<String> = vec![
-        "helm".into(),
-        "template".into(),
-        helm.release.clone(),
-        cfg.rel(&helm.chart),
-    ];
-    argv.extend(value_args(cfg, helm, images));
-    argv
+    helm_command(cfg, helm, images, &["template"], &[])
 }
 
 #[cfg(test)]
