@@ -630,12 +630,20 @@ fn existing_cluster_contexts_are_guarded_and_a_remote_current_context_warns() {
     };
     let bin = FakeBin::new();
     healthy(&bin);
+    // Doctor on a project with `config`, and the kubeconfig above as KUBECONFIG.
+    let run = |config: &str| {
+        let p = project(config);
+        p.write("kubeconfig", kubeconfig);
+        let kc = p.path().join("kubeconfig");
+        doctor(
+            p.path(),
+            bin.path(),
+            None,
+            &[("KUBECONFIG", kc.to_str().unwrap_or_default())],
+        )
+    };
 
-    let p = project(&existing("prod", ""));
-    p.write("kubeconfig", kubeconfig);
-    let kc = p.path().join("kubeconfig");
-    let kc = kc.to_str().unwrap_or_default();
-    let r = doctor(p.path(), bin.path(), None, &[("KUBECONFIG", kc)]);
+    let r = run(&existing("prod", ""));
     assert_eq!(r.status("kube.context"), "fail");
     assert_eq!(
         r.found("kube.context"),
@@ -648,17 +656,7 @@ fn existing_cluster_contexts_are_guarded_and_a_remote_current_context_warns() {
     // Minikube is not used with an existing cluster.
     assert_eq!(r.status("tool.minikube"), "skipped");
 
-    let p = project(&existing("prod", "allowed_contexts = [\"prod\"]"));
-    p.write("kubeconfig", kubeconfig);
-    let r = doctor(
-        p.path(),
-        bin.path(),
-        None,
-        &[(
-            "KUBECONFIG",
-            p.path().join("kubeconfig").to_str().unwrap_or_default(),
-        )],
-    );
+    let r = run(&existing("prod", "allowed_contexts = [\"prod\"]"));
     assert_eq!(
         r.status("kube.context"),
         "ok",
@@ -666,19 +664,9 @@ fn existing_cluster_contexts_are_guarded_and_a_remote_current_context_warns() {
         r.found("kube.context")
     );
 
-    let p = project(&existing("lab", ""));
-    p.write("kubeconfig", kubeconfig);
-    let r = doctor(
-        p.path(),
-        bin.path(),
-        None,
-        &[(
-            "KUBECONFIG",
-            p.path().join("kubeconfig").to_str().unwrap_or_default(),
-        )],
-    );
     // A loopback cluster is local, so the guard lets devenv write; kubectl itself still points
     // at production, which is worth a warning.
+    let r = run(&existing("lab", ""));
     assert_eq!(
         r.status("kube.context"),
         "warn",
@@ -691,34 +679,14 @@ fn existing_cluster_contexts_are_guarded_and_a_remote_current_context_warns() {
         r.found("kube.context")
     );
 
-    let p = project(&existing("nope", ""));
-    p.write("kubeconfig", kubeconfig);
-    let r = doctor(
-        p.path(),
-        bin.path(),
-        None,
-        &[(
-            "KUBECONFIG",
-            p.path().join("kubeconfig").to_str().unwrap_or_default(),
-        )],
-    );
+    let r = run(&existing("nope", ""));
     assert_eq!(
         r.found("kube.context"),
         "context `nope` is not in your kubeconfig"
     );
 
     // Minikube project, but kubectl points at production: devenv is safe, the user is warned.
-    let p = project(HELLO_LIKE);
-    p.write("kubeconfig", kubeconfig);
-    let r = doctor(
-        p.path(),
-        bin.path(),
-        None,
-        &[(
-            "KUBECONFIG",
-            p.path().join("kubeconfig").to_str().unwrap_or_default(),
-        )],
-    );
+    let r = run(HELLO_LIKE);
     assert_eq!(r.status("kube.context"), "warn");
     assert!(r.found("kube.context").starts_with(
         "kubectl's current context is `prod` (https://api.prod.example.com:443), which is not local"
