@@ -12,7 +12,7 @@ use crate::build;
 use crate::cluster::minikube::{Action, ImageStore, Minikube, ProfileState};
 use crate::cluster::{bootstrap, kubeconfig};
 use crate::config::{self, Loaded};
-use crate::{doctor, plan};
+use crate::{deploy, doctor, plan};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -360,7 +360,8 @@ fn up(loaded: &Loaded, shown: String, recreate_cluster: bool) -> Result<ExitCode
     if !cfg.needs_cluster() {
         anyhow::bail!("running [[local]] resources is not built yet (see README, \"Status\")");
     }
-    let ready = runtime()?.block_on(bootstrap::bring_up(
+    let rt = runtime()?;
+    let ready = rt.block_on(bootstrap::bring_up(
         cfg,
         &kubeconfig_files(),
         recreate_cluster,
@@ -410,6 +411,24 @@ fn up(loaded: &Loaded, shown: String, recreate_cluster: bool) -> Result<ExitCode
     );
     for ns in &ready.namespaces_created {
         println!("namespace  `{ns}` created");
+    }
+    for secret in &cfg.secrets {
+        let prepared = deploy::secrets::prepare(secret, &|f| cfg.rel(f))?;
+        for w in &prepared.warnings {
+            eprintln!("warning: {w}");
+        }
+        rt.block_on(deploy::secrets::apply(&ready.target, cfg, &prepared))?;
+        println!(
+            "secret     `{}` in {} ({} key{}, values not shown)",
+            prepared.name,
+            prepared.namespace,
+            prepared.values.0.len(),
+            if prepared.values.0.len() == 1 {
+                ""
+            } else {
+                "s"
+            }
+        );
     }
     let names: Vec<String> = cfg.images.iter().map(|i| i.name.clone()).collect();
     if !run_builds(

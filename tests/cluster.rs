@@ -717,3 +717,90 @@ fn the_e2e_script_exits_early_and_clearly_without_minikube() {
         "e2e-minikube: SKIPPED: minikube is not installed (https://minikube.sigs.k8s.io/docs/start/)"
     );
 }
+
+#[test]
+fn secrets_are_applied_from_env_files_and_their_values_never_shown() {
+    let p = Project::example("todo");
+    p.write(
+        ".env",
+        "# todo secrets\nSECRET_KEY=\"hunter2-secret\"\nexport DATABASE_URL=postgres://u:pw-xyz@db/todo\nSECRET_KEY='last-one-wins-secret'\n",
+    );
+    let w = world_with(p);
+    w.profile("running", 4, 8192);
+    w.bin.real("helm");
+    let out = w.run(&["up"], &[]);
+    assert_cluster_ready(&out);
+    let secret = w
+        .api
+        .object("/api/v1/namespaces/todo/secrets/todo-secrets")
+        .unwrap_or_else(|| panic!("no secret applied"));
+    assert_eq!(secret["kind"], "Secret");
+    assert_eq!(
+        secret["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "devenv"
+    );
+    // base64 of the values, as the API stores them.
+    assert_eq!(secret["data"]["SECRET_KEY"], "bGFzdC1vbmUtd2lucy1zZWNyZXQ=");
+    assert_eq!(
+        secret["data"]["DATABASE_URL"],
+        "cG9zdGdyZXM6Ly91OnB3LXh5ekBkYi90b2Rv"
+    );
+    let apply = w
+        .api
+        .writes()
+        .into_iter()
+        .find(|r| r.path == "/api/v1/namespaces/todo/secrets/todo-secrets")
+        .unwrap_or_else(|| panic!("no write"));
+    assert!(
+        apply.query.contains("fieldManager=devenv") && apply.query.contains("force=true"),
+        "{}",
+        apply.query
+    );
+
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    for value in [
+        "hunter2",
+        "pw-xyz",
+        "last-one-wins",
+        "bGFzdC1vbmUtd2lucy1zZWNyZXQ=",
+    ] {
+        assert!(
+            !all.contains(value),
+            "a secret value reached the output: {value}\n{all}"
+        );
+    }
+    assert!(
+        stdout(&out).contains("secret     `todo-secrets` in todo (2 keys, values not shown)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains(
+            "warning: .env:4: `SECRET_KEY` is set again (first on line 2); the last value wins"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_malformed_env_file_names_file_and_line_but_not_the_value() {
+    let p = Project::example("todo");
+    p.write(".env", "OK=1\nPASSWORD=\"never-shown-secret\n");
+    let w = world_with(p);
+    w.profile("running", 4, 8192);
+    w.bin.real("helm");
+    let out = w.run(&["up"], &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error: .env:2: unterminated double quote in the value of `PASSWORD`"),
+        "{err}"
+    );
+    assert!(!err.contains("never-shown"), "{err}");
+    assert!(
+        w.api
+            .object("/api/v1/namespaces/todo/secrets/todo-secrets")
+            .is_none()
+    );
+}

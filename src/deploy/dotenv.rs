@@ -1,0 +1,354 @@
+//! A dotenv parser for the .env files Secrets are made from.
+//!
+//! Follows what people write in .env files: `KEY=value`, `export KEY=value`, `#` comments
+//! (whole lines, or after whitespace in unquoted values), single quotes (literal), double
+//! quotes (with `\n`, `\t`, `\r`, `\"`, `\\` escapes, and able to span lines), empty values,
+//! and duplicate keys (the last wins, with a warning). No `${VAR}` expansion: a value is
+//! exactly what the file says.
+//!
+//! Values are secrets: they are kept in [`Values`], whose Debug output hides them, and no
+//! error or warning ever quotes a value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Parsed values; `Debug` shows the keys only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Values(pub BTreeMap<String, String>);
+
+impl fmt::Debug for Values {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, "<hidden>")))
+            .finish()
+    }
+}
+
+/// A problem with one line, by line number. Never contains a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub message: String,
+}
+
+/// The parse of one file: the values, and warnings (duplicate keys).
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub values: Values,
+    pub warnings: Vec<Problem>,
+}
+
+fn valid_key(k: &str) -> bool {
+    k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+}
+
+/// Parses the text of a .env file.
+pub fn parse(text: &str) -> Result<Parsed, Problem> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Parsed::default();
+    let mut first_line: BTreeMap<String, usize> = BTreeMap::new();
+    let mut i = 0;
+    let mut line = 1;
+    while i < chars.len() {
+        // One logical entry starts here.
+        let start_line = line;
+        let eol = chars[i..]
+            .iter()
+            .position(|&c| c == '\n')
+            .map_or(chars.len(), |p| i + p);
+        let raw: String = chars[i..eol].iter().collect();
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            i = eol + 1;
+            line += 1;
+            continue;
+        }
+        let body = trimmed
+            .strip_prefix("export ")
+            .map_or(trimmed, str::trim_start);
+        let Some(eq) = body.find('=') else {
+            return Err(Problem {
+                line: start_line,
+                message: "expected KEY=value".into(),
+            });
+        };
+        let key = body[..eq].trim().to_owned();
+        if !valid_key(&key) {
+            return Err(Problem {
+                line: start_line,
+                message: format!(
+                    "invalid key `{key}`: use letters, digits and _ (not starting with a digit)"
+                ),
+            });
+        }
+        // Position of the value's first character in `chars`.
+        let leading = raw.len() - raw.trim_start().len();
+        let prefix_len = trimmed.len() - body.len();
+        let value_offset = leading + prefix_len + eq + 1;
+        let mut j = i + raw[..value_offset.min(raw.len())].chars().count();
+        while j < eol && (chars[j] == ' ' || chars[j] == '\t') {
+            j += 1;
+        }
+        let (value, next) = match chars.get(j) {
+            Some('\'') => {
+                let close = chars[j + 1..]
+                    .iter()
+                    .position(|&c| c == '\'')
+                    .map(|p| j + 1 + p);
+                let Some(close) = close else {
+                    return Err(Problem {
+                        line: start_line,
+                        message: format!("unterminated single quote in the value of `{key}`"),
+                    });
+                };
+                (chars[j + 1..close].iter().collect::<String>(), close + 1)
+            }
+            Some('"') => {
+                let mut v = String::new();
+                let mut k = j + 1;
+                loop {
+                    match chars.get(k) {
+                        None => {
+                            return Err(Problem {
+                                line: start_line,
+                                message: format!(
+                                    "unterminated double quote in the value of `{key}`"
+                                ),
+                            });
+                        }
+                        Some('"') => break,
+                        Some('\\') => {
+                            match chars.get(k + 1) {
+                                Some('n') => v.push('\n'),
+                                Some('t') => v.push('\t'),
+                                Some('r') => v.push('\r'),
+                                Some('"') => v.push('"'),
+                                Some('\\') => v.push('\\'),
+                                Some('$') => v.push('$'),
+                                Some(other) => {
+                                    v.push('\\');
+                                    v.push(*other);
+                                }
+                                None => v.push('\\'),
+                            }
+                            k += 2;
+                        }
+                        Some(c) => {
+                            v.push(*c);
+                            k += 1;
+                        }
+                    }
+                }
+                (v, k + 1)
+            }
+            _ => {
+                let rest: String = chars[j..eol].iter().collect();
+                // An unquoted value ends at ` #` (a comment) and is trimmed.
+                let cut = rest
+                    .char_indices()
+                    .find(|&(p, c)| c == '#' && p > 0 && rest[..p].ends_with([' ', '\t']))
+                    .map_or(rest.len(), |(p, _)| p);
+                (rest[..cut].trim().to_owned(), eol)
+            }
+        };
+        // After a closing quote only a comment may follow on that line.
+        let line_end = chars[next.min(chars.len())..]
+            .iter()
+            .position(|&c| c == '\n')
+            .map_or(chars.len(), |p| next + p);
+        let tail: String = chars[next.min(line_end)..line_end].iter().collect();
+        let tail = tail.trim();
+        if !tail.is_empty() && !tail.starts_with('#') {
+            return Err(Problem {
+                line: start_line,
+                message: format!("unexpected text after the quoted value of `{key}`"),
+            });
+        }
+        line += chars[i..line_end.min(chars.len())]
+            .iter()
+            .filter(|&&c| c == '\n')
+            .count()
+            + 1;
+        i = line_end + 1;
+        if let Some(first) = first_line.get(&key) {
+            out.warnings.push(Problem {
+                line: start_line,
+                message: format!(
+                    "`{key}` is set again (first on line {first}); the last value wins"
+                ),
+            });
+        } else {
+            first_line.insert(key.clone(), start_line);
+        }
+        out.values.0.insert(key, value);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(text: &str) -> BTreeMap<String, String> {
+        match parse(text) {
+            Ok(p) => p.values.0,
+            Err(e) => panic!("line {}: {}", e.line, e.message),
+        }
+    }
+
+    fn one(text: &str) -> String {
+        values(text)
+            .into_values()
+            .next()
+            .unwrap_or_else(|| panic!("no value in {text:?}"))
+    }
+
+    #[test]
+    fn plain_pairs_and_whitespace() {
+        let v = values("A=1\nB = two\n  C=three  \n");
+        assert_eq!(v.get("A").map(String::as_str), Some("1"));
+        assert_eq!(v.get("B").map(String::as_str), Some("two"));
+        assert_eq!(v.get("C").map(String::as_str), Some("three"));
+    }
+
+    #[test]
+    fn comments_and_blank_lines() {
+        let v = values("# a comment\n\n   # indented comment\nA=1 # trailing comment\nB=a#b\n");
+        assert_eq!(v.len(), 2);
+        assert_eq!(v["A"], "1");
+        assert_eq!(
+            v["B"], "a#b",
+            "a # without space before it is part of the value"
+        );
+    }
+
+    #[test]
+    fn export_prefix() {
+        assert_eq!(values("export TOKEN=abc\n")["TOKEN"], "abc");
+        assert_eq!(values("export   SPACED=1\n")["SPACED"], "1");
+    }
+
+    #[test]
+    fn empty_values() {
+        let v = values("EMPTY=\nQUOTED=\"\"\nSINGLE=''\n");
+        assert_eq!(v["EMPTY"], "");
+        assert_eq!(v["QUOTED"], "");
+        assert_eq!(v["SINGLE"], "");
+    }
+
+    #[test]
+    fn single_quotes_are_literal() {
+        assert_eq!(
+            one("A='a \\n $HOME # not a comment'\n"),
+            "a \\n $HOME # not a comment"
+        );
+    }
+
+    #[test]
+    fn double_quotes_process_escapes() {
+        assert_eq!(
+            one("A=\"line1\\nline2\\t\\\"q\\\" \\\\ \\$x\"\n"),
+            "line1\nline2\t\"q\" \\ $x"
+        );
+    }
+
+    #[test]
+    fn double_quoted_values_span_lines() {
+        let v = values("KEY=\"-----BEGIN KEY-----\nabc\n-----END KEY-----\"\nNEXT=1\n");
+        assert_eq!(v["KEY"], "-----BEGIN KEY-----\nabc\n-----END KEY-----");
+        assert_eq!(v["NEXT"], "1");
+    }
+
+    #[test]
+    fn single_quoted_values_span_lines_too() {
+        assert_eq!(values("K='a\nb'\n")["K"], "a\nb");
+    }
+
+    #[test]
+    fn equals_signs_inside_values() {
+        assert_eq!(
+            one("URL=postgres://u:p@h/db?sslmode=require&a=b\n"),
+            "postgres://u:p@h/db?sslmode=require&a=b"
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_last_wins_with_a_warning_that_hides_the_value() {
+        let p = parse("A=first-secret\nB=1\nA=second-secret\n").unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(p.values.0["A"], "second-secret");
+        assert_eq!(
+            p.warnings,
+            [Problem {
+                line: 3,
+                message: "`A` is set again (first on line 1); the last value wins".into()
+            }]
+        );
+        assert!(!format!("{:?}", p.warnings).contains("secret"));
+    }
+
+    #[test]
+    fn line_numbers_count_multi_line_values() {
+        let p = parse("A=\"x\ny\"\nA=2\n").unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(p.warnings[0].line, 3);
+        let e = parse("A=\"x\ny\"\nnot a pair\n").err();
+        assert_eq!(e.map(|e| e.line), Some(3));
+    }
+
+    #[test]
+    fn unterminated_quotes_are_errors_without_the_value() {
+        let e = parse("OK=1\nPASSWORD=\"hunter2\n")
+            .err()
+            .unwrap_or_else(|| panic!("accepted"));
+        assert_eq!(e.line, 2);
+        assert_eq!(
+            e.message,
+            "unterminated double quote in the value of `PASSWORD`"
+        );
+        let e = parse("P='abc\n")
+            .err()
+            .unwrap_or_else(|| panic!("accepted"));
+        assert_eq!(e.message, "unterminated single quote in the value of `P`");
+    }
+
+    #[test]
+    fn invalid_keys_and_lines() {
+        assert_eq!(parse("1ABC=x\n").err().map(|e| e.line), Some(1));
+        assert_eq!(
+            parse("A=1\njust text\n").err().map(|e| (e.line, e.message)),
+            Some((2, "expected KEY=value".to_owned()))
+        );
+        assert!(parse("MY KEY=x\n").is_err());
+    }
+
+    #[test]
+    fn text_after_a_closing_quote_is_an_error_but_a_comment_is_fine() {
+        assert_eq!(values("A=\"x\" # note\n")["A"], "x");
+        assert!(parse("A=\"x\" y\n").is_err());
+    }
+
+    #[test]
+    fn crlf_line_endings_and_a_bom() {
+        let v = values("\u{feff}A=1\r\nB=\"two\"\r\n");
+        assert_eq!(v["A"], "1");
+        assert_eq!(v["B"], "two");
+    }
+
+    #[test]
+    fn debug_output_hides_values() {
+        let p = parse("TOKEN=s3cr3t\n").unwrap_or_else(|e| panic!("{e:?}"));
+        let shown = format!("{:?}", p.values);
+        assert!(
+            shown.contains("TOKEN") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn keys_with_dots_and_dashes_as_kubernetes_allows() {
+        let v = values("app.config-key=1\n");
+        assert_eq!(v["app.config-key"], "1");
+    }
+}
