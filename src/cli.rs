@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch: turns arguments into calls on the other modules and
 //! their results into output and exit codes. Owns no logic of its own beyond presentation.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -192,11 +193,13 @@ pub fn run() -> Result<ExitCode> {
                 .collect();
             let store = build_store(&cfg, &selected)?;
             let jobs = jobs.unwrap_or_else(build::run::default_parallelism);
-            Ok(if run_builds(&cfg, &selected, store.as_ref(), jobs) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(
+                if run_builds(&cfg, &selected, store.as_ref(), jobs).is_some() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                },
+            )
         }
         Command::Down { stop_cluster } => {
             let loaded = load(cli.config.as_deref(), &cwd)?;
@@ -273,13 +276,13 @@ fn build_store(cfg: &config::Config, names: &[String]) -> Result<Option<ImageSto
 
 /// Builds the named images (several at once, up to half the CPUs), streaming each builder's
 /// output to stderr with the image's name in front, and prints `name:tag` and the outcome of
-/// each to stdout. Returns false when a build failed.
+/// each to stdout. Returns each image's reference, or None when a build failed.
 fn run_builds(
     cfg: &config::Config,
     names: &[String],
     store: Option<&ImageStore>,
     jobs: usize,
-) -> bool {
+) -> Option<BTreeMap<String, String>> {
     let images: Vec<&config::Image> = cfg
         .images
         .iter()
@@ -289,25 +292,29 @@ fn run_builds(
         eprintln!("  {image} | {line}");
     });
     let mut ok = true;
-    for r in results {
+    let mut references = BTreeMap::new();
+    for (img, r) in images.iter().zip(results) {
         match r {
-            Ok(b) => match b.outcome {
-                build::run::Outcome::Built => println!(
-                    "built      {} ({:.1}s)",
-                    b.reference,
-                    b.duration.as_secs_f64()
-                ),
-                build::run::Outcome::Present => {
-                    println!("present    {} (nothing to build)", b.reference)
+            Ok(b) => {
+                match b.outcome {
+                    build::run::Outcome::Built => println!(
+                        "built      {} ({:.1}s)",
+                        b.reference,
+                        b.duration.as_secs_f64()
+                    ),
+                    build::run::Outcome::Present => {
+                        println!("present    {} (nothing to build)", b.reference)
+                    }
                 }
-            },
+                references.insert(img.name.clone(), b.reference);
+            }
             Err(e) => {
                 ok = false;
                 eprintln!("error: {e}");
             }
         }
     }
-    ok
+    ok.then_some(references)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -431,16 +438,43 @@ fn up(loaded: &Loaded, shown: String, recreate_cluster: bool) -> Result<ExitCode
         );
     }
     let names: Vec<String> = cfg.images.iter().map(|i| i.name.clone()).collect();
-    if !run_builds(
+    let Some(references) = run_builds(
         cfg,
         &names,
         ready.image_store.as_ref(),
         build::run::default_parallelism(),
-    ) {
+    ) else {
         return Ok(ExitCode::FAILURE);
+    };
+    if !cfg.deploy.manifests.is_empty() {
+        let discovery = rt.block_on(deploy::apply::discover(&ready.target))?;
+        for file in &cfg.deploy.manifests {
+            let shown = cfg.rel(file);
+            let text =
+                std::fs::read_to_string(file).with_context(|| format!("cannot read {shown}"))?;
+            let rewritten = deploy::manifests::rewrite(&text, &references, &cfg.project)
+                .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+            for w in &rewritten.warnings {
+                eprintln!("warning: {shown}: {w}");
+            }
+            for r in &rewritten.replacements {
+                println!(
+                    "image      {} `{}`: {} -> {}",
+                    r.object, r.container, r.from, r.to
+                );
+            }
+            let applied = rt.block_on(deploy::apply::apply(
+                &ready.target,
+                &discovery,
+                &shown,
+                &rewritten.docs,
+                &cfg.deploy.namespace,
+            ))?;
+            println!("applied    {} from {shown}", applied.join(", "));
+        }
     }
     anyhow::bail!(
-        "the cluster is ready and the images are built, but deploying and watching are not built yet (see README, \"Status\"); `devenv up --dry-run` prints the rest of the plan"
+        "the cluster is ready, the images are built and the manifests applied, but Helm deploys, readiness waits, port-forwards and watching are not built yet (see README, \"Status\"); `devenv up --dry-run` prints the rest of the plan"
     )
 }
 

@@ -264,12 +264,27 @@ pub fn run_lines(cmd: &Cmd, mut on_line: impl FnMut(&str)) -> Result<Finished, E
                 all.push_str(line);
                 all.push('\n');
             }
-            Err(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::debug!(%command, error = %e, "reading output failed");
+                break;
+            }
         }
     }
+    // The exit status, once the child is reaped (duct reaps it at EOF; after a read error,
+    // give it until the deadline).
+    let deadline = started + cmd.timeout;
+    let status = loop {
+        match reader.try_wait() {
+            Ok(Some(o)) => break Some(o.status),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => break None,
+        }
+    };
     let _ = done_tx.send(());
     let timed_out = watchdog.join().unwrap_or(false);
-    let status = reader.try_wait().ok().flatten().map(|o| o.status);
     let _ = reader.kill();
     kill_group(pgid);
     register(pgid, false);

@@ -163,7 +163,7 @@ impl World {
 }
 
 const NOT_BUILT_YET: &str =
-    "the cluster is ready and the images are built, but deploying and watching are not built yet";
+    "but Helm deploys, readiness waits, port-forwards and watching are not built yet";
 
 fn assert_cluster_ready(out: &Output) {
     let err = stderr(out);
@@ -240,10 +240,19 @@ fn an_absent_profile_is_created_at_the_configured_size_and_a_second_up_starts_no
         "{}",
         stdout(&again)
     );
+    let namespace_writes = w
+        .api
+        .writes()
+        .into_iter()
+        .filter(|r| r.path == "/api/v1/namespaces/hello")
+        .count();
     assert_eq!(
-        w.api.writes().len(),
-        writes_before,
-        "the namespace exists: nothing is written again"
+        namespace_writes, 1,
+        "the namespace exists: it is not written again"
+    );
+    assert!(
+        w.api.writes().len() > writes_before,
+        "the manifests are applied again (idempotent)"
     );
 }
 
@@ -802,5 +811,56 @@ fn a_malformed_env_file_names_file_and_line_but_not_the_value() {
         w.api
             .object("/api/v1/namespaces/todo/secrets/todo-secrets")
             .is_none()
+    );
+}
+
+#[test]
+fn plain_manifests_are_applied_server_side_with_the_content_tag_and_devenvs_labels() {
+    let w = world();
+    w.profile("running", 4, 8192);
+    let out = w.run(&["up"], &[]);
+    assert_cluster_ready(&out);
+    let text = stdout(&out);
+    let reference = text
+        .lines()
+        .find_map(|l| l.strip_prefix("built      "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_owned();
+    assert!(
+        text.contains(&format!(
+            "image      Deployment/hello `hello`: hello -> {reference}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("applied    Deployment/hello from k8s/deployment.yaml"),
+        "{text}"
+    );
+    let d = w
+        .api
+        .object("/apis/apps/v1/namespaces/hello/deployments/hello")
+        .unwrap_or_else(|| panic!("the deployment was not applied"));
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        reference.as_str()
+    );
+    assert_eq!(
+        d["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "devenv"
+    );
+    assert_eq!(d["metadata"]["labels"]["devenv.dev/project"], "hello");
+    let apply = w
+        .api
+        .writes()
+        .into_iter()
+        .find(|r| r.path == "/apis/apps/v1/namespaces/hello/deployments/hello")
+        .unwrap_or_else(|| panic!("no write"));
+    assert_eq!(apply.method, "PATCH");
+    assert_eq!(apply.content_type, "application/apply-patch+yaml");
+    assert!(
+        apply.query.contains("fieldManager=devenv"),
+        "{}",
+        apply.query
     );
 }

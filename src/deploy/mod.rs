@@ -4,6 +4,7 @@
 //! Owns the command lines and object edits that put workloads in the cluster. Must not build
 //! images or decide *when* to deploy: the engine does that.
 
+pub mod apply;
 pub mod dotenv;
 pub mod helm;
 pub mod manifests;
