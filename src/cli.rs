@@ -13,7 +13,7 @@ use crate::build;
 use crate::cluster::minikube::{Action, ImageStore, Minikube, ProfileState};
 use crate::cluster::{bootstrap, kubeconfig};
 use crate::config::{self, Loaded};
-use crate::{deploy, doctor, plan};
+use crate::{deploy, doctor, exec, plan};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -171,7 +171,7 @@ pub fn run() -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            up(&loaded, shown, recreate_cluster)
+            up(&loaded, shown, &plan, recreate_cluster)
         }
         Command::Build {
             names,
@@ -317,6 +317,100 @@ fn run_builds(
     ok.then_some(references)
 }
 
+/// Renders the chart with the planned values and checks it; returns the namespaces it creates.
+fn inspect_chart(
+    cfg: &config::Config,
+    plan: &plan::Plan,
+    render: &[String],
+) -> Result<Vec<String>> {
+    let Some(helm) = &cfg.deploy.helm else {
+        return Ok(Vec::new());
+    };
+    let cmd = exec::Cmd::new(render[0].clone())
+        .args(render[1..].iter().cloned())
+        .timeout(std::time::Duration::from_secs(120));
+    let cmd = exec::Cmd {
+        dir: Some(cfg.root.clone()),
+        ..cmd
+    };
+    let f = exec::run(&cmd)?;
+    if f.code != Some(0) {
+        anyhow::bail!("`{}` failed:\n{}", cmd.display(), f.stderr.trim_end());
+    }
+    // repository -> tag of every image the chart should run.
+    let injected: BTreeMap<String, String> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            plan::Step::Build {
+                image,
+                reference,
+                tag,
+                ..
+            } if helm.images.iter().any(|h| &h.image == image) => {
+                let repo = reference
+                    .strip_suffix(&format!(":{tag}"))
+                    .unwrap_or(reference);
+                Some((repo.to_owned(), tag.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let secrets: Vec<String> = cfg.secrets.iter().map(|s| s.name.clone()).collect();
+    let found =
+        deploy::helm::inspect(&f.stdout, &injected, &secrets).map_err(anyhow::Error::msg)?;
+    for w in &found.warnings {
+        eprintln!("warning: chart {}: {w}", cfg.rel(&helm.chart));
+    }
+    if !found.errors.is_empty() {
+        anyhow::bail!(
+            "the chart {} does not run devenv's images; nothing was started:\n{}",
+            cfg.rel(&helm.chart),
+            found
+                .errors
+                .iter()
+                .map(|e| format!("  {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    for ns in &found.own_namespaces {
+        println!("namespace  `{ns}` is created by the chart itself");
+    }
+    Ok(found.own_namespaces)
+}
+
+/// `helm upgrade --install` with the built tags; helm's own output is streamed, and its error
+/// lines are shown when it fails.
+fn helm_upgrade(cfg: &config::Config, argv: &[String]) -> Result<()> {
+    let cmd = exec::Cmd {
+        dir: Some(cfg.root.clone()),
+        ..exec::Cmd::new(argv[0].clone())
+            .args(argv[1..].iter().cloned())
+            .timeout(std::time::Duration::from_secs(600))
+    };
+    let f = exec::run_lines(&cmd, |l| eprintln!("  helm | {l}"))?;
+    if f.code != Some(0) {
+        let lines: Vec<&str> = f.stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+        anyhow::bail!(
+            "`{}` failed:\n{}",
+            cmd.display(),
+            lines[lines.len().saturating_sub(10)..]
+                .iter()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    if let Some(h) = &cfg.deploy.helm {
+        println!(
+            "deployed   helm release `{}` in {}",
+            h.release, cfg.deploy.namespace
+        );
+    }
+    Ok(())
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -331,7 +425,12 @@ fn kubeconfig_files() -> Vec<PathBuf> {
 }
 
 /// `devenv up`: doctor, then the cluster, then (in later stages) builds, deploys and the loop.
-fn up(loaded: &Loaded, shown: String, recreate_cluster: bool) -> Result<ExitCode> {
+fn up(
+    loaded: &Loaded,
+    shown: String,
+    plan: &plan::Plan,
+    recreate_cluster: bool,
+) -> Result<ExitCode> {
     let cfg = &loaded.config;
     // Nothing is touched unless the machine can run the plan.
     let state = doctor::ConfigState::Valid {
@@ -367,11 +466,23 @@ fn up(loaded: &Loaded, shown: String, recreate_cluster: bool) -> Result<ExitCode
     if !cfg.needs_cluster() {
         anyhow::bail!("running [[local]] resources is not built yet (see README, \"Status\")");
     }
+    let helm_step = plan.steps.iter().find_map(|s| match s {
+        plan::Step::Helm {
+            render, command, ..
+        } => Some((render.clone(), command.clone())),
+        _ => None,
+    });
+    // The chart is rendered before anything is touched: what it does decides what devenv does.
+    let own_namespaces = match &helm_step {
+        Some((render, _)) => inspect_chart(cfg, plan, render)?,
+        None => Vec::new(),
+    };
     let rt = runtime()?;
     let ready = rt.block_on(bootstrap::bring_up(
         cfg,
         &kubeconfig_files(),
         recreate_cluster,
+        &own_namespaces,
         &mut |line| {
             eprintln!("  minikube | {line}");
         },
@@ -473,8 +584,11 @@ fn up(loaded: &Loaded, shown: String, recreate_cluster: bool) -> Result<ExitCode
             println!("applied    {} from {shown}", applied.join(", "));
         }
     }
+    if let Some((_, upgrade)) = &helm_step {
+        helm_upgrade(cfg, upgrade)?;
+    }
     anyhow::bail!(
-        "the cluster is ready, the images are built and the manifests applied, but Helm deploys, readiness waits, port-forwards and watching are not built yet (see README, \"Status\"); `devenv up --dry-run` prints the rest of the plan"
+        "the cluster is ready, the images are built and deployed, but readiness waits, port-forwards and watching are not built yet (see README, \"Status\"); `devenv up --dry-run` prints the rest of the plan"
     )
 }
 

@@ -156,14 +156,36 @@ impl World {
         rest.to_vec()
     }
 
+    /// A `helm` that renders with the real helm and records `upgrade`/`uninstall` calls (the
+    /// fake API server does not serve what a real release install needs).
+    fn fake_helm(&self) {
+        let real = common::which("helm")
+            .unwrap_or_else(|| panic!("helm is not installed: run scripts/install-test-tools.sh"));
+        self.bin.tool(
+            "helm",
+            &format!(
+                "case \"$1\" in template|lint|version) exec {real} \"$@\" ;; esac\necho \"$*\" >> {log}\necho \"Release \\\"todo\\\" has been upgraded. Happy Helming!\"",
+                real = real.display(),
+                log = self.fakes.path().join("helm.log").display()
+            ),
+        );
+    }
+
+    fn helm_calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.fakes.path().join("helm.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     fn state(&self) -> String {
         std::fs::read_to_string(self.mk.join("state"))
             .map_or_else(|_| "absent".to_owned(), |s| s.trim().to_owned())
     }
 }
 
-const NOT_BUILT_YET: &str =
-    "but Helm deploys, readiness waits, port-forwards and watching are not built yet";
+const NOT_BUILT_YET: &str = "but readiness waits, port-forwards and watching are not built yet";
 
 fn assert_cluster_ready(out: &Output) {
     let err = stderr(out);
@@ -736,7 +758,7 @@ fn secrets_are_applied_from_env_files_and_their_values_never_shown() {
     );
     let w = world_with(p);
     w.profile("running", 4, 8192);
-    w.bin.real("helm");
+    w.fake_helm();
     let out = w.run(&["up"], &[]);
     assert_cluster_ready(&out);
     let secret = w
@@ -798,7 +820,7 @@ fn a_malformed_env_file_names_file_and_line_but_not_the_value() {
     p.write(".env", "OK=1\nPASSWORD=\"never-shown-secret\n");
     let w = world_with(p);
     w.profile("running", 4, 8192);
-    w.bin.real("helm");
+    w.fake_helm();
     let out = w.run(&["up"], &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -863,4 +885,106 @@ fn plain_manifests_are_applied_server_side_with_the_content_tag_and_devenvs_labe
         "{}",
         apply.query
     );
+}
+
+fn todo_world() -> World {
+    let p = Project::example("todo");
+    p.write(".env", "SECRET_KEY=x\nDATABASE_URL=y\n");
+    let w = world_with(p);
+    w.profile("running", 4, 8192);
+    w.fake_helm();
+    w
+}
+
+fn built_tag(out: &Output, image: &str) -> String {
+    stdout(out)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("built      {image}:")))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no build of {image}: {}", stdout(out)))
+        .to_owned()
+}
+
+#[test]
+fn helm_upgrade_runs_with_the_built_tags_and_exactly_the_planned_command_line() {
+    let w = todo_world();
+    let out = w.run(&["up"], &[]);
+    assert_cluster_ready(&out);
+    let (backend, frontend) = (
+        built_tag(&out, "todo-backend"),
+        built_tag(&out, "todo-frontend"),
+    );
+    assert_eq!(
+        w.helm_calls(),
+        [format!(
+            "upgrade --install todo helm/todo-app --kube-context minikube --namespace todo -f helm/values-dev.yaml --set backend.replicaCount=1 --set backend.image.repository=todo-backend --set backend.image.tag={backend} --set frontend.image.repository=todo-frontend --set frontend.image.tag={frontend}"
+        )]
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("deployed   helm release `todo` in todo"),
+        "{text}"
+    );
+    assert!(
+        stderr(&out).contains("  helm | Release \"todo\" has been upgraded. Happy Helming!"),
+        "{}",
+        stderr(&out)
+    );
+    // Order: the secret exists before the release that reads it.
+    let secret_at = text.find("secret     `todo-secrets`").unwrap_or(usize::MAX);
+    let deployed_at = text.find("deployed   helm release").unwrap_or(0);
+    assert!(secret_at < deployed_at, "{text}");
+    assert!(
+        w.api.object("/api/v1/namespaces/todo").is_some(),
+        "devenv made the namespace"
+    );
+}
+
+#[test]
+fn a_chart_that_renders_its_own_namespace_gets_it_created_by_helm_not_devenv() {
+    let w = todo_world();
+    w.p.write(
+        "helm/todo-app/templates/namespace.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {{ .Release.Namespace }}\n",
+    );
+    let out = w.run(&["up"], &[]);
+    assert_cluster_ready(&out);
+    assert!(
+        stdout(&out).contains("namespace  `todo` is created by the chart itself"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !w.api
+            .writes()
+            .iter()
+            .any(|r| r.path == "/api/v1/namespaces/todo"),
+        "devenv must leave the namespace to Helm"
+    );
+    assert_eq!(w.helm_calls().len(), 1);
+}
+
+#[test]
+fn a_chart_that_ignores_the_injected_tag_stops_up_before_anything_starts() {
+    let w = todo_world();
+    let cfg = w.p.read("devenv.toml").replace(
+        "tag = \"backend.image.tag\"",
+        "tag = \"backend.image.version\"",
+    );
+    w.p.write("devenv.toml", &cfg);
+    let out = w.run(&["up"], &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the chart helm/todo-app does not run devenv's images; nothing was started:"),
+        "{err}"
+    );
+    assert!(err.contains("Deployment/todo-backend container `backend` runs `todo-backend:latest`, not devenv's `todo-backend:devenv-"), "{err}");
+    assert_eq!(
+        w.up_calls(),
+        Vec::<String>::new(),
+        "minikube was not touched"
+    );
+    assert!(w.helm_calls().is_empty());
+    assert!(w.api.requests().is_empty(), "the cluster was not touched");
 }

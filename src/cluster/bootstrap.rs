@@ -87,6 +87,7 @@ pub async fn bring_up(
     cfg: &Config,
     kubeconfig: &[PathBuf],
     recreate: bool,
+    skip_namespaces: &[String],
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Ready, BootstrapError> {
     let (action, addons_enabled, image_store) = match cfg.cluster.provider {
@@ -98,7 +99,11 @@ pub async fn bring_up(
     };
     let target = k::connect(cfg, kubeconfig).await?;
     let mut namespaces_created = Vec::new();
-    for ns in namespaces(cfg) {
+    // A chart that renders its own Namespace owns it: Helm refuses to adopt one devenv made.
+    for ns in namespaces(cfg)
+        .into_iter()
+        .filter(|n| !skip_namespaces.contains(n))
+    {
         if k::ensure_namespace(&target, &ns).await? {
             namespaces_created.push(ns);
         }

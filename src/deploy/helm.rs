@@ -109,3 +109,197 @@ mod tests {
         assert_eq!(set_value("plain"), "plain");
     }
 }
+
+/// What the rendered chart does that devenv must act on.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    /// Namespaces the chart creates itself: devenv must not create them first, or Helm refuses
+    /// to adopt them ("exists and cannot be imported into the current release").
+    pub own_namespaces: Vec<String>,
+    /// Problems that stop the deploy (an image that did not get devenv's tag).
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+fn secret_refs(v: &serde_norway::Value, out: &mut Vec<String>) {
+    use serde_norway::Value;
+    match v {
+        Value::Mapping(m) => {
+            for (k, child) in m {
+                match k.as_str() {
+                    Some("secretRef") | Some("secretKeyRef") => {
+                        if let Some(n) = child.get("name").and_then(Value::as_str) {
+                            out.push(n.to_owned());
+                        }
+                    }
+                    Some("secret") => {
+                        if let Some(n) = child.get("secretName").and_then(Value::as_str) {
+                            out.push(n.to_owned());
+                        }
+                    }
+                    _ => {}
+                }
+                secret_refs(child, out);
+            }
+        }
+        Value::Sequence(items) => items.iter().for_each(|i| secret_refs(i, out)),
+        _ => {}
+    }
+}
+
+/// Looks at `helm template`'s output. `images` maps each injected image's repository to the
+/// tag devenv set; `secrets` are the Secrets devenv makes.
+pub fn inspect(
+    rendered: &str,
+    images: &BTreeMap<String, String>,
+    secrets: &[String],
+) -> Result<Inspection, String> {
+    use serde::Deserialize;
+    use serde_norway::Value;
+    let mut out = Inspection::default();
+    let mut rendered_secrets = Vec::new();
+    let mut referenced = Vec::new();
+    let mut seen_repos = Vec::new();
+    for doc in serde_norway::Deserializer::from_str(rendered) {
+        let v = Value::deserialize(doc)
+            .map_err(|e| format!("helm template printed invalid YAML: {e}"))?;
+        let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
+        let name = v
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        match kind {
+            "Namespace" => out.own_namespaces.push(name.to_owned()),
+            "Secret" => rendered_secrets.push(name.to_owned()),
+            _ => {}
+        }
+        secret_refs(&v, &mut referenced);
+        let mut containers = Vec::new();
+        super::manifests::collect_containers(&v, &mut containers);
+        for (container, image, policy) in containers {
+            let repo = super::manifests::repository_of(&image);
+            let Some(tag) = images.get(repo) else {
+                continue;
+            };
+            seen_repos.push(repo.to_owned());
+            if image != format!("{repo}:{tag}") {
+                out.errors.push(format!(
+                    "{kind}/{name} container `{container}` runs `{image}`, not devenv's `{repo}:{tag}`: the chart does not take the tag from the values keys in [[deploy.helm.images]] (is the image value nested under other keys, or built from other values?)"
+                ));
+            }
+            if policy.as_deref() == Some("Always") {
+                out.warnings.push(format!(
+                    "{kind}/{name} container `{container}` has imagePullPolicy: Always, so Kubernetes would try to pull `{repo}:{tag}`, which exists only in the cluster's image store; set it to IfNotPresent for development"
+                ));
+            }
+        }
+    }
+    for repo in images.keys() {
+        if !seen_repos.contains(repo) {
+            out.errors.push(format!(
+                "no container in the rendered chart runs `{repo}`: check the values keys in its [[deploy.helm.images]] entry"
+            ));
+        }
+    }
+    referenced.sort();
+    referenced.dedup();
+    for s in referenced {
+        if !secrets.contains(&s) && !rendered_secrets.contains(&s) {
+            out.warnings.push(format!(
+                "the chart uses Secret `{s}`, which it does not create and devenv.toml has no [[secret]] for; pods will wait for it until it exists"
+            ));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod inspect_tests {
+    use super::*;
+
+    fn images() -> BTreeMap<String, String> {
+        BTreeMap::from([("todo-backend".to_owned(), "devenv-aaa".to_owned())])
+    }
+
+    const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: todo-backend\nspec:\n  template:\n    spec:\n      containers:\n      - name: backend\n        image: IMAGE\n        POLICY\n        envFrom:\n        - secretRef:\n            name: todo-secrets\n";
+
+    fn deploy(image: &str, policy: &str) -> String {
+        DEPLOY.replace("IMAGE", image).replace("POLICY", policy)
+    }
+
+    #[test]
+    fn a_chart_that_takes_the_tag_is_fine() {
+        let r = inspect(
+            &deploy("todo-backend:devenv-aaa", "imagePullPolicy: IfNotPresent"),
+            &images(),
+            &["todo-secrets".into()],
+        );
+        assert_eq!(r, Ok(Inspection::default()));
+    }
+
+    #[test]
+    fn a_pinned_or_ignored_tag_is_an_error() {
+        let r = inspect(
+            &deploy("todo-backend:1.4.2", "imagePullPolicy: IfNotPresent"),
+            &images(),
+            &["todo-secrets".into()],
+        )
+        .unwrap_or_default();
+        assert_eq!(r.errors.len(), 1, "{r:?}");
+        assert!(r.errors[0].starts_with("Deployment/todo-backend container `backend` runs `todo-backend:1.4.2`, not devenv's `todo-backend:devenv-aaa`"), "{r:?}");
+    }
+
+    #[test]
+    fn an_image_no_container_runs_is_an_error() {
+        let r = inspect(
+            &deploy("other:1", "imagePullPolicy: IfNotPresent"),
+            &images(),
+            &["todo-secrets".into()],
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            r.errors,
+            [
+                "no container in the rendered chart runs `todo-backend`: check the values keys in its [[deploy.helm.images]] entry"
+            ]
+        );
+    }
+
+    #[test]
+    fn pull_policy_always_warns() {
+        let r = inspect(
+            &deploy("todo-backend:devenv-aaa", "imagePullPolicy: Always"),
+            &images(),
+            &["todo-secrets".into()],
+        )
+        .unwrap_or_default();
+        assert_eq!(r.warnings.len(), 1);
+        assert!(r.warnings[0].contains("imagePullPolicy: Always"), "{r:?}");
+    }
+
+    #[test]
+    fn the_charts_own_namespace_and_expected_secrets_are_noticed() {
+        let text = format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: todo\n---\n{}",
+            deploy("todo-backend:devenv-aaa", "imagePullPolicy: IfNotPresent")
+        );
+        let r = inspect(&text, &images(), &[]).unwrap_or_default();
+        assert_eq!(r.own_namespaces, ["todo"]);
+        assert_eq!(r.warnings.len(), 1);
+        assert!(
+            r.warnings[0]
+                .starts_with("the chart uses Secret `todo-secrets`, which it does not create"),
+            "{r:?}"
+        );
+        // A Secret the chart renders itself is not missing.
+        let with_secret =
+            format!("{text}---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: todo-secrets\n");
+        assert!(
+            inspect(&with_secret, &images(), &[])
+                .unwrap_or_default()
+                .warnings
+                .is_empty()
+        );
+    }
+}

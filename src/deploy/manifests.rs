@@ -20,6 +20,13 @@ pub fn image_references(text: &str) -> Result<Vec<String>, String> {
 }
 
 fn collect_images(v: &Value, out: &mut Vec<String>) {
+    let mut containers = Vec::new();
+    collect_containers(v, &mut containers);
+    out.extend(containers.into_iter().map(|(_, image, _)| image));
+}
+
+/// `(container name, image, imagePullPolicy)` of every container and init container in `v`.
+pub fn collect_containers(v: &Value, out: &mut Vec<(String, String, Option<String>)>) {
     match v {
         Value::Mapping(m) => {
             for (k, child) in m {
@@ -27,15 +34,21 @@ fn collect_images(v: &Value, out: &mut Vec<String>) {
                 if let (true, Value::Sequence(items)) = (is_list, child) {
                     for item in items {
                         if let Some(img) = item.get("image").and_then(Value::as_str) {
-                            out.push(img.to_owned());
+                            let field =
+                                |k: &str| item.get(k).and_then(Value::as_str).map(str::to_owned);
+                            out.push((
+                                field("name").unwrap_or_default(),
+                                img.to_owned(),
+                                field("imagePullPolicy"),
+                            ));
                         }
                     }
                 }
-                collect_images(child, out);
+                collect_containers(child, out);
             }
         }
-        Value::Sequence(items) => items.iter().for_each(|i| collect_images(i, out)),
-        Value::Tagged(t) => collect_images(&t.value, out),
+        Value::Sequence(items) => items.iter().for_each(|i| collect_containers(i, out)),
+        Value::Tagged(t) => collect_containers(&t.value, out),
         _ => {}
     }
 }
