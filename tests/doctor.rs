@@ -842,18 +842,23 @@ fn json_output_follows_the_documented_schema() {
     }
 }
 
+/// `devenv <command>` as a user would run it (no --json), with `bin` as the whole PATH.
+fn plain(p: &Project, bin: &FakeBin, command: &str) -> Output {
+    Command::new(common::devenv_bin())
+        .arg(command)
+        .current_dir(p.path())
+        .env("PATH", bin.path())
+        .env("HOME", p.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[test]
 fn the_table_has_a_row_per_check_a_summary_and_no_colour_off_a_terminal() {
     let p = project(HELLO_LIKE);
     let bin = FakeBin::new();
     healthy(&bin);
-    let out = Command::new(common::devenv_bin())
-        .arg("doctor")
-        .current_dir(p.path())
-        .env("PATH", bin.path())
-        .env("HOME", p.path())
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = plain(&p, &bin, "doctor");
     let text = stdout(&out);
     assert!(
         text.starts_with("devenv doctor (config: devenv.toml)\n"),
@@ -878,13 +883,7 @@ fn up_refuses_to_start_when_doctor_fails_and_prints_the_failed_rows() {
     let p = project(HELLO_LIKE);
     let bin = FakeBin::new();
     docker_running(&bin);
-    let out = Command::new(common::devenv_bin())
-        .arg("up")
-        .current_dir(p.path())
-        .env("PATH", bin.path())
-        .env("HOME", p.path())
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = plain(&p, &bin, "up");
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
