@@ -252,12 +252,7 @@ fn build_store(cfg: &config::Config, names: &[String]) -> Result<Option<ImageSto
         .images
         .iter()
         .filter(|i| names.contains(&i.name))
-        .any(|i| {
-            matches!(
-                i.builder,
-                config::BuilderKind::Docker | config::BuilderKind::Custom
-            )
-        });
+        .any(config::Image::uses_docker_daemon);
     if cfg.cluster.provider != config::Provider::Minikube || !needs_daemon {
         return Ok(None);
     }

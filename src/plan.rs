@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use crate::build;
 use crate::config::units::format_duration;
-use crate::config::{BuilderKind, Config, Provider, TriggerMode};
+use crate::config::{BuilderKind, Config, Image, Provider, TriggerMode};
 use crate::deploy::helm;
+use crate::doctor::Needs;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -135,48 +136,35 @@ pub enum PlanError {
     },
 }
 
-/// The checks `devenv doctor` runs before `up` for this config.
+/// The checks `devenv doctor` runs before `up` for this config (what doctor needs decides).
 pub fn doctor_checks(cfg: &Config) -> Vec<String> {
+    let needs = Needs::of(Some(cfg));
     let mut checks = vec!["config".to_owned()];
-    let mut tools = Vec::new();
-    if cfg.needs_cluster() {
-        let builders: Vec<BuilderKind> = cfg.images.iter().map(|i| i.builder).collect();
-        if builders.contains(&BuilderKind::Docker) || cfg.cluster.provider == Provider::Minikube {
-            tools.push("docker");
-        }
-        if cfg.cluster.provider == Provider::Minikube {
-            tools.push("minikube");
-        }
-        tools.push("kubectl");
-        if cfg.deploy.helm.is_some() {
-            tools.push("helm");
-        }
-        for (kind, tool) in [
-            (BuilderKind::Buildah, "buildah"),
-            (BuilderKind::Podman, "podman"),
-        ] {
-            if builders.contains(&kind) {
-                tools.push(tool);
-            }
-        }
-    }
+    let tools: Vec<&str> = [
+        (needs.docker_client, "docker"),
+        (needs.minikube, "minikube"),
+        (needs.cluster, "kubectl"),
+        (needs.helm, "helm"),
+        (needs.buildah, "buildah"),
+        (needs.podman, "podman"),
+    ]
+    .into_iter()
+    .filter_map(|(needed, tool)| needed.then_some(tool))
+    .collect();
     if !tools.is_empty() {
         checks.push(format!("tools ({})", tools.join(", ")));
     }
-    if cfg.needs_cluster() {
-        if tools.contains(&"docker") {
-            checks.push("docker daemon".into());
-        }
-        match cfg.cluster.provider {
-            Provider::Minikube => {
-                checks.push(format!(
-                    "host resources for {} CPUs / {} MB",
-                    cfg.cluster.cpus, cfg.cluster.memory_mb
-                ));
-                checks.push(format!("minikube profile `{}`", cfg.cluster.profile));
-            }
-            Provider::Existing => {}
-        }
+    if needs.docker_daemon {
+        checks.push("docker daemon".into());
+    }
+    if needs.minikube {
+        checks.push(format!(
+            "host resources for {} CPUs / {} MB",
+            cfg.cluster.cpus, cfg.cluster.memory_mb
+        ));
+        checks.push(format!("minikube profile `{}`", cfg.cluster.profile));
+    }
+    if needs.cluster {
         checks.push(format!("kube context `{}`", cfg.cluster.context));
     }
     checks.push("inotify limits".into());
@@ -266,10 +254,7 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
                     addons: cfg.cluster.addons.clone(),
                 });
             }
-            let uses_docker_env = cfg
-                .images
-                .iter()
-                .any(|i| matches!(i.builder, BuilderKind::Docker | BuilderKind::Custom));
+            let uses_docker_env = cfg.images.iter().any(Image::uses_docker_daemon);
             if uses_docker_env {
                 steps.push(Step::DockerEnv {
                     command: [
@@ -291,21 +276,11 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
             context: cfg.cluster.context.clone(),
             allowed: cfg.cluster.allowed_contexts.clone(),
         });
-        steps.push(Step::Namespace {
-            name: cfg.deploy.namespace.clone(),
-        });
-        let mut extra_ns: Vec<&str> = cfg
-            .secrets
-            .iter()
-            .map(|s| s.namespace.as_str())
-            .chain(cfg.resources.iter().map(|r| r.namespace.as_str()))
-            .filter(|ns| *ns != cfg.deploy.namespace)
-            .collect();
-        extra_ns.sort_unstable();
-        extra_ns.dedup();
-        steps.extend(extra_ns.into_iter().map(|ns| Step::Namespace {
-            name: ns.to_owned(),
-        }));
+        steps.extend(
+            cfg.namespaces()
+                .into_iter()
+                .map(|name| Step::Namespace { name }),
+        );
     }
     for s in &cfg.secrets {
         steps.push(Step::Secret {
@@ -331,8 +306,7 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
             command: build::command(cfg, img, &reference),
             files: digest.files,
             bytes: digest.bytes,
-            docker_env: minikube
-                && matches!(img.builder, BuilderKind::Docker | BuilderKind::Custom),
+            docker_env: minikube && img.uses_docker_daemon(),
             env: build::extra_env(img, &reference).into_iter().collect(),
         });
         if let Some(d) = build::delivery(cfg, img, &reference) {
@@ -661,6 +635,23 @@ fn describe(step: &Step) -> (&'static str, String, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The plan lists the checks doctor really runs: a kvm2 cluster with buildah images needs
+    /// no host Docker at all.
+    #[test]
+    fn planned_checks_follow_what_doctor_needs() -> Result<(), std::io::Error> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir(dir.path().join("app"))?;
+        std::fs::write(dir.path().join("app/Dockerfile"), "FROM scratch\n")?;
+        let text = "[cluster]\ndriver = \"kvm2\"\n\n[[image]]\nname = \"app\"\ncontext = \"app\"\nbuilder = \"buildah\"\n";
+        let file = dir.path().join("devenv.toml");
+        let loaded = crate::config::parse(&file, &file, text).unwrap_or_else(|e| panic!("{e}"));
+        let checks = doctor_checks(&loaded.config);
+        assert_eq!(checks[1], "tools (minikube, kubectl, buildah)");
+        assert!(!checks.iter().any(|c| c.contains("docker")), "{checks:?}");
+        assert!(checks.contains(&"minikube profile `minikube`".to_owned()), "{checks:?}");
+        Ok(())
+    }
 
     #[test]
     fn quoting() {

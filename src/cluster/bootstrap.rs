@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::kube::{self as k, KubeError, Target};
 use super::minikube::{Action, ImageStore, Minikube, MinikubeError};
-use crate::config::{BuilderKind, Config, Provider};
+use crate::config::{Config, Image, Provider};
 use crate::exec::{self, Cmd};
 
 /// Deadline of minikube's short queries.
@@ -37,29 +37,6 @@ pub struct Ready {
     pub namespaces_created: Vec<String>,
 }
 
-/// Whether any image is built through a Docker daemon (and so needs Minikube's docker-env).
-fn needs_docker_env(cfg: &Config) -> bool {
-    cfg.images
-        .iter()
-        .any(|i| matches!(i.builder, BuilderKind::Docker | BuilderKind::Custom))
-}
-
-/// The namespaces devenv deploys into.
-pub fn namespaces(cfg: &Config) -> Vec<String> {
-    let mut ns = vec![cfg.deploy.namespace.clone()];
-    for n in cfg
-        .secrets
-        .iter()
-        .map(|s| &s.namespace)
-        .chain(cfg.resources.iter().map(|r| &r.namespace))
-    {
-        if !ns.contains(n) {
-            ns.push(n.clone());
-        }
-    }
-    ns
-}
-
 /// Blocking part: Minikube's profile, addons and image store.
 pub fn minikube_up(
     cfg: &Config,
@@ -73,7 +50,7 @@ pub fn minikube_up(
     let action = mk.ensure(recreate, progress)?;
     let addons = mk.ensure_addons()?;
     // Read after the (re)start: with the docker driver the daemon's port changes.
-    let store = if needs_docker_env(cfg) {
+    let store = if cfg.images.iter().any(Image::uses_docker_daemon) {
         Some(mk.image_store()?)
     } else {
         None
@@ -100,7 +77,8 @@ pub async fn bring_up(
     let target = k::connect(cfg, kubeconfig).await?;
     let mut namespaces_created = Vec::new();
     // A chart that renders its own Namespace owns it: Helm refuses to adopt one devenv made.
-    for ns in namespaces(cfg)
+    for ns in cfg
+        .namespaces()
         .into_iter()
         .filter(|n| !skip_namespaces.contains(n))
     {

@@ -193,7 +193,33 @@ pub struct Watch {
     pub ignore: Vec<String>,
 }
 
+impl Image {
+    /// Whether this image's builder talks to a Docker daemon (and so, on Minikube, needs its
+    /// docker-env): docker builds, and custom commands, which are given that environment.
+    pub fn uses_docker_daemon(&self) -> bool {
+        matches!(self.builder, BuilderKind::Docker | BuilderKind::Custom)
+    }
+}
+
 impl Config {
+    /// The namespaces devenv deploys into: `[deploy] namespace` first, then the others that
+    /// secrets and resources name, sorted.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut extra: Vec<String> = self
+            .secrets
+            .iter()
+            .map(|s| &s.namespace)
+            .chain(self.resources.iter().map(|r| &r.namespace))
+            .filter(|ns| **ns != self.deploy.namespace)
+            .cloned()
+            .collect();
+        extra.sort_unstable();
+        extra.dedup();
+        std::iter::once(self.deploy.namespace.clone())
+            .chain(extra)
+            .collect()
+    }
+
     /// `path` relative to the project root when it lies inside it, for display and plans.
     pub fn rel(&self, path: &Path) -> String {
         match path.strip_prefix(&self.root) {

@@ -235,7 +235,11 @@ impl Needs {
             cluster,
             minikube,
             docker_client: docker_daemon
-                || (minikube && (uses(BuilderKind::Docker) || uses(BuilderKind::Custom))),
+                || (minikube
+                    && cfg
+                        .images
+                        .iter()
+                        .any(crate::config::Image::uses_docker_daemon)),
             docker_daemon,
             helm: cluster && cfg.deploy.helm.is_some(),
             buildah: cluster && uses(BuilderKind::Buildah),
