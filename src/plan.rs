@@ -649,7 +649,10 @@ mod tests {
         let checks = doctor_checks(&loaded.config);
         assert_eq!(checks[1], "tools (minikube, kubectl, buildah)");
         assert!(!checks.iter().any(|c| c.contains("docker")), "{checks:?}");
-        assert!(checks.contains(&"minikube profile `minikube`".to_owned()), "{checks:?}");
+        assert!(
+            checks.contains(&"minikube profile `minikube`".to_owned()),
+            "{checks:?}"
+        );
         Ok(())
     }
 

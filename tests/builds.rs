@@ -40,9 +40,7 @@ impl Storage {
 }
 
 fn fake_minikube(bin: &FakeBin, state_dir: &Path, driver: &str) {
-    let fixture = std::fs::read_to_string(common::repo_root().join("tests/fixtures/fake-minikube"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    bin.tool("minikube", fixture.trim_start_matches("#!/bin/sh\n"));
+    bin.minikube();
     std::fs::create_dir_all(state_dir).unwrap_or_else(|e| panic!("{e}"));
     for (f, v) in [
         ("state", "running"),

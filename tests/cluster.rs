@@ -23,27 +23,9 @@ struct World {
     mk: PathBuf,
 }
 
-fn fake_proc() -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let cpuinfo: String = (0..8).map(|i| format!("processor\t: {i}\n\n")).collect();
-    std::fs::write(d.path().join("cpuinfo"), cpuinfo).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(
-        d.path().join("meminfo"),
-        "MemTotal: 33554432 kB\nMemAvailable: 30000000 kB\n",
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let ino = d.path().join("sys/fs/inotify");
-    std::fs::create_dir_all(&ino).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(ino.join("max_user_watches"), "524288\n").unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(ino.join("max_user_instances"), "512\n").unwrap_or_else(|e| panic!("{e}"));
-    d
-}
-
 fn world_with(p: Project) -> World {
     let bin = FakeBin::new();
-    let fixture = std::fs::read_to_string(common::repo_root().join("tests/fixtures/fake-minikube"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    bin.tool("minikube", fixture.trim_start_matches("#!/bin/sh\n"));
+    bin.minikube();
     let fakes = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let docker_dir = fakes.path().join("docker");
     bin.tool(
@@ -75,7 +57,7 @@ esac"##,
         p,
         fakes,
         bin,
-        proc_root: fake_proc(),
+        proc_root: common::fake_proc(8, 32768, 30000, 524288, 512),
         api: FakeKube::start(),
         mk,
     }

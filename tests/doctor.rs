@@ -41,37 +41,6 @@ fn project(config: &str) -> Project {
     p
 }
 
-/// A fake /proc with the given CPUs, memory (MB) and inotify limits.
-fn fake_proc(
-    cpus: usize,
-    total_mb: u64,
-    avail_mb: u64,
-    watches: u64,
-    instances: u64,
-) -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let cpuinfo: String = (0..cpus)
-        .map(|i| format!("processor\t: {i}\nmodel name\t: Fake CPU\n\n"))
-        .collect();
-    std::fs::write(d.path().join("cpuinfo"), cpuinfo).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(
-        d.path().join("meminfo"),
-        format!(
-            "MemTotal:       {} kB\nMemFree:        1024 kB\nMemAvailable:   {} kB\n",
-            total_mb * 1024,
-            avail_mb * 1024
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let ino = d.path().join("sys/fs/inotify");
-    std::fs::create_dir_all(&ino).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(ino.join("max_user_watches"), format!("{watches}\n"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(ino.join("max_user_instances"), format!("{instances}\n"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    d
-}
-
 struct Run {
     out: Output,
     json: Value,
@@ -179,7 +148,7 @@ fn real_tools_on_this_machine_report_their_real_versions_and_no_daemon() {
     let p = project(HELLO_LIKE);
     let bin = FakeBin::new();
     bin.real("docker").real("kubectl").real("helm");
-    let proc_root = fake_proc(8, 32768, 30000, 524288, 512);
+    let proc_root = common::fake_proc(8, 32768, 30000, 524288, 512);
     let r = doctor(p.path(), bin.path(), Some(proc_root.path()), &[]);
 
     let real_version = |argv: &[&str]| {
@@ -269,7 +238,7 @@ fn a_healthy_machine_passes_with_exit_zero() {
     let p = project(HELLO_LIKE);
     let bin = FakeBin::new();
     healthy(&bin);
-    let proc_root = fake_proc(8, 32768, 30000, 524288, 512);
+    let proc_root = common::fake_proc(8, 32768, 30000, 524288, 512);
     let r = doctor(p.path(), bin.path(), Some(proc_root.path()), &[]);
     assert_eq!(r.json["summary"]["fail"], 0, "{}", r.json);
     assert_eq!(r.json["summary"]["warn"], 0, "{}", r.json);
@@ -529,7 +498,7 @@ fn low_inotify_limits_fail_with_the_sysctl_fix_and_ignored_dirs_do_not_count() {
     let bin = FakeBin::new();
     healthy(&bin);
     // app, app/src: node_modules is in .dockerignore and is not watched.
-    let proc_root = fake_proc(8, 32768, 30000, 1, 128);
+    let proc_root = common::fake_proc(8, 32768, 30000, 1, 128);
     let r = doctor(p.path(), bin.path(), Some(proc_root.path()), &[]);
     assert_eq!(r.status("inotify"), "fail");
     assert_eq!(
@@ -548,7 +517,7 @@ fn low_inotify_limits_fail_with_the_sysctl_fix_and_ignored_dirs_do_not_count() {
         "{fix}"
     );
 
-    let proc_root = fake_proc(8, 32768, 30000, 4000, 128);
+    let proc_root = common::fake_proc(8, 32768, 30000, 4000, 128);
     let r = doctor(p.path(), bin.path(), Some(proc_root.path()), &[]);
     assert_eq!(r.status("inotify"), "warn");
 }
@@ -560,7 +529,7 @@ fn host_resources_against_the_configured_size() {
     ));
     let bin = FakeBin::new();
     healthy(&bin);
-    let small = fake_proc(2, 4096, 3000, 524288, 512);
+    let small = common::fake_proc(2, 4096, 3000, 524288, 512);
     let r = doctor(p.path(), bin.path(), Some(small.path()), &[]);
     assert_eq!(r.status("host.cpu"), "fail");
     assert_eq!(
@@ -578,7 +547,7 @@ fn host_resources_against_the_configured_size() {
             .contains("set memory = \"2048mb\"")
     );
 
-    let exact = fake_proc(4, 16384, 9000, 524288, 512);
+    let exact = common::fake_proc(4, 16384, 9000, 524288, 512);
     let r = doctor(p.path(), bin.path(), Some(exact.path()), &[]);
     assert_eq!(r.status("host.cpu"), "warn", "no CPU left for the host");
     assert_eq!(
@@ -598,7 +567,7 @@ fn a_local_only_project_needs_no_cluster_tools() {
             .as_str(),
     );
     let bin = FakeBin::new();
-    let proc_root = fake_proc(2, 2048, 1024, 524288, 512);
+    let proc_root = common::fake_proc(2, 2048, 1024, 524288, 512);
     let r = doctor(p.path(), bin.path(), Some(proc_root.path()), &[]);
     let reason = "the config has only [[local]] resources: no cluster is needed";
     for id in [

@@ -134,3 +134,43 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
+
+/// A fake /proc with the given CPUs, memory (MB) and inotify limits.
+pub fn fake_proc(
+    cpus: usize,
+    total_mb: u64,
+    avail_mb: u64,
+    watches: u64,
+    instances: u64,
+) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cpuinfo: String = (0..cpus)
+        .map(|i| format!("processor\t: {i}\nmodel name\t: Fake CPU\n\n"))
+        .collect();
+    std::fs::write(d.path().join("cpuinfo"), cpuinfo).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        d.path().join("meminfo"),
+        format!(
+            "MemTotal:       {} kB\nMemFree:        1024 kB\nMemAvailable:   {} kB\n",
+            total_mb * 1024,
+            avail_mb * 1024
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ino = d.path().join("sys/fs/inotify");
+    std::fs::create_dir_all(&ino).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(ino.join("max_user_watches"), format!("{watches}\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(ino.join("max_user_instances"), format!("{instances}\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    d
+}
+
+impl FakeBin {
+    /// Installs tests/fixtures/fake-minikube as `minikube` (state in $FAKE_MINIKUBE_DIR).
+    pub fn minikube(&self) -> &FakeBin {
+        let fixture = std::fs::read_to_string(repo_root().join("tests/fixtures/fake-minikube"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.tool("minikube", fixture.trim_start_matches("#!/bin/sh\n"))
+    }
+}
