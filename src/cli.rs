@@ -707,10 +707,7 @@ fn summary(cfg: &config::Config, cwd: &Path) -> String {
             i.name,
             cfg.rel(&i.dockerfile),
             cfg.rel(&i.context),
-            serde_json::to_value(i.builder)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
+            i.builder.as_str()
         );
     }
     for sec in &cfg.secrets {

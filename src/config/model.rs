@@ -73,6 +73,19 @@ pub enum BuilderKind {
     Custom,
 }
 
+impl BuilderKind {
+    /// The name as written in devenv.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuilderKind::Docker => "docker",
+            BuilderKind::Buildah => "buildah",
+            BuilderKind::Podman => "podman",
+            BuilderKind::Minikube => "minikube",
+            BuilderKind::Custom => "custom",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawImage {
