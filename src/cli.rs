@@ -10,10 +10,12 @@ use anyhow::{Context as _, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::build;
-use crate::cluster::minikube::{Action, ImageStore, Minikube, ProfileState};
+use crate::cluster::minikube::{ImageStore, Minikube, ProfileState};
 use crate::cluster::{bootstrap, kubeconfig};
 use crate::config::{self, Loaded};
-use crate::{deploy, doctor, exec, plan};
+use crate::{doctor, plan};
+
+mod up;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,6 +58,10 @@ pub enum Command {
         /// Delete and recreate a Minikube profile whose size differs from devenv.toml
         #[arg(long)]
         recreate_cluster: bool,
+        /// Bring everything up once, wait until every resource is ready or one fails, print a
+        /// summary and exit 0 or 1 (for CI; like `tilt ci`)
+        #[arg(long, conflicts_with = "dry_run")]
+        ci: bool,
     },
     /// Build the configured images once (all, or those named) and print name:tag
     Build {
@@ -156,6 +162,7 @@ pub fn run() -> Result<ExitCode> {
             dry_run,
             json,
             recreate_cluster,
+            ci,
         } => {
             let loaded = load(cli.config.as_deref(), &cwd)?;
             print_warnings(&loaded);
@@ -171,7 +178,7 @@ pub fn run() -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            up(&loaded, shown, &plan, recreate_cluster)
+            up::up(&loaded, shown, &plan, up::Options { recreate_cluster, ci })
         }
         Command::Build {
             names,
@@ -272,7 +279,7 @@ fn build_store(cfg: &config::Config, names: &[String]) -> Result<Option<ImageSto
 /// Builds the named images (several at once, up to half the CPUs), streaming each builder's
 /// output to stderr with the image's name in front, and prints `name:tag` and the outcome of
 /// each to stdout. Returns each image's reference, or None when a build failed.
-fn run_builds(
+pub(crate) fn run_builds(
     cfg: &config::Config,
     names: &[String],
     store: Option<&ImageStore>,
@@ -312,101 +319,7 @@ fn run_builds(
     ok.then_some(references)
 }
 
-/// Renders the chart with the planned values and checks it; returns the namespaces it creates.
-fn inspect_chart(
-    cfg: &config::Config,
-    plan: &plan::Plan,
-    render: &[String],
-) -> Result<Vec<String>> {
-    let Some(helm) = &cfg.deploy.helm else {
-        return Ok(Vec::new());
-    };
-    let cmd = exec::Cmd::new(render[0].clone())
-        .args(render[1..].iter().cloned())
-        .timeout(std::time::Duration::from_secs(120));
-    let cmd = exec::Cmd {
-        dir: Some(cfg.root.clone()),
-        ..cmd
-    };
-    let f = exec::run(&cmd)?;
-    if f.code != Some(0) {
-        anyhow::bail!("`{}` failed:\n{}", cmd.display(), f.stderr.trim_end());
-    }
-    // repository -> tag of every image the chart should run.
-    let injected: BTreeMap<String, String> = plan
-        .steps
-        .iter()
-        .filter_map(|s| match s {
-            plan::Step::Build {
-                image,
-                reference,
-                tag,
-                ..
-            } if helm.images.iter().any(|h| &h.image == image) => {
-                let repo = reference
-                    .strip_suffix(&format!(":{tag}"))
-                    .unwrap_or(reference);
-                Some((repo.to_owned(), tag.clone()))
-            }
-            _ => None,
-        })
-        .collect();
-    let secrets: Vec<String> = cfg.secrets.iter().map(|s| s.name.clone()).collect();
-    let found =
-        deploy::helm::inspect(&f.stdout, &injected, &secrets).map_err(anyhow::Error::msg)?;
-    for w in &found.warnings {
-        eprintln!("warning: chart {}: {w}", cfg.rel(&helm.chart));
-    }
-    if !found.errors.is_empty() {
-        anyhow::bail!(
-            "the chart {} does not run devenv's images; nothing was started:\n{}",
-            cfg.rel(&helm.chart),
-            found
-                .errors
-                .iter()
-                .map(|e| format!("  {e}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
-    for ns in &found.own_namespaces {
-        println!("namespace  `{ns}` is created by the chart itself");
-    }
-    Ok(found.own_namespaces)
-}
-
-/// `helm upgrade --install` with the built tags; helm's own output is streamed, and its error
-/// lines are shown when it fails.
-fn helm_upgrade(cfg: &config::Config, argv: &[String]) -> Result<()> {
-    let cmd = exec::Cmd {
-        dir: Some(cfg.root.clone()),
-        ..exec::Cmd::new(argv[0].clone())
-            .args(argv[1..].iter().cloned())
-            .timeout(std::time::Duration::from_secs(600))
-    };
-    let f = exec::run_lines(&cmd, |l| eprintln!("  helm | {l}"))?;
-    if f.code != Some(0) {
-        let lines: Vec<&str> = f.stdout.lines().filter(|l| !l.trim().is_empty()).collect();
-        anyhow::bail!(
-            "`{}` failed:\n{}",
-            cmd.display(),
-            lines[lines.len().saturating_sub(10)..]
-                .iter()
-                .map(|l| format!("  {l}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
-    if let Some(h) = &cfg.deploy.helm {
-        println!(
-            "deployed   helm release `{}` in {}",
-            h.release, cfg.deploy.namespace
-        );
-    }
-    Ok(())
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -414,177 +327,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn kubeconfig_files() -> Vec<PathBuf> {
+pub(crate) fn kubeconfig_files() -> Vec<PathBuf> {
     let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
     kubeconfig::default_paths(std::env::var("KUBECONFIG").ok().as_deref(), home.as_deref())
-}
-
-/// `devenv up`: doctor, then the cluster, then (in later stages) builds, deploys and the loop.
-fn up(
-    loaded: &Loaded,
-    shown: String,
-    plan: &plan::Plan,
-    recreate_cluster: bool,
-) -> Result<ExitCode> {
-    let cfg = &loaded.config;
-    // Nothing is touched unless the machine can run the plan.
-    let state = doctor::ConfigState::Valid {
-        config: cfg,
-        shown,
-        warnings: loaded.warnings.len(),
-    };
-    let mut report = doctor::run(&state, &doctor::Env::from_process());
-    if recreate_cluster {
-        // A profile of the wrong size is what --recreate-cluster is for.
-        for c in report
-            .checks
-            .iter_mut()
-            .filter(|c| c.id == "minikube.profile")
-        {
-            if c.status == doctor::Status::Fail {
-                c.status = doctor::Status::Warn;
-                report.summary.fail -= 1;
-                report.summary.warn += 1;
-            }
-        }
-    }
-    if report.failed() {
-        let color = doctor::use_color(std::io::stderr().is_terminal());
-        eprintln!("devenv up: the machine is not ready; nothing was started.\n");
-        eprint!("{}", doctor::render(&report, color, true));
-        eprintln!(
-            "\n{}  (`devenv doctor` shows every check)",
-            doctor::summary_line(&report)
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    if !cfg.needs_cluster() {
-        anyhow::bail!("running [[local]] resources is not built yet (see README, \"Status\")");
-    }
-    let helm_step = plan.steps.iter().find_map(|s| match s {
-        plan::Step::Helm {
-            render, command, ..
-        } => Some((render.clone(), command.clone())),
-        _ => None,
-    });
-    // The chart is rendered before anything is touched: what it does decides what devenv does.
-    let own_namespaces = match &helm_step {
-        Some((render, _)) => inspect_chart(cfg, plan, render)?,
-        None => Vec::new(),
-    };
-    let rt = runtime()?;
-    let ready = rt.block_on(bootstrap::bring_up(
-        cfg,
-        &kubeconfig_files(),
-        recreate_cluster,
-        &own_namespaces,
-        &mut |line| {
-            eprintln!("  minikube | {line}");
-        },
-    ))?;
-    let c = &cfg.cluster;
-    if let Some(action) = &ready.action {
-        let what = match action {
-            Action::AlreadyRunning => "already running",
-            Action::Created => "created",
-            Action::Started => "started",
-            Action::Recreated => "recreated",
-        };
-        println!(
-            "cluster    minikube profile `{}` {what} ({} CPUs, {} MB)",
-            c.profile, c.cpus, c.memory_mb
-        );
-    }
-    for a in &ready.addons_enabled {
-        println!("addon      {a} enabled");
-    }
-    match &ready.image_store {
-        Some(ImageStore::DockerEnv(env)) => println!(
-            "images     built in Minikube's Docker daemon ({})",
-            env.get("DOCKER_HOST").map_or("?", String::as_str)
-        ),
-        Some(ImageStore::HostDaemon) => {
-            println!(
-                "images     built in the host's Docker daemon: the `none` driver runs the cluster there"
-            )
-        }
-        Some(ImageStore::MinikubeImageBuild { runtime }) => println!(
-            "images     built with `minikube image build`: the cluster's runtime is {runtime}, not Docker"
-        ),
-        None => {}
-    }
-    println!(
-        "context    `{}`{}",
-        ready.target.context,
-        ready
-            .target
-            .server
-            .as_ref()
-            .map_or(String::new(), |s| format!(" ({s})"))
-    );
-    for ns in &ready.namespaces_created {
-        println!("namespace  `{ns}` created");
-    }
-    for secret in &cfg.secrets {
-        let prepared = deploy::secrets::prepare(secret, &|f| cfg.rel(f))?;
-        for w in &prepared.warnings {
-            eprintln!("warning: {w}");
-        }
-        rt.block_on(deploy::secrets::apply(&ready.target, cfg, &prepared))?;
-        println!(
-            "secret     `{}` in {} ({} key{}, values not shown)",
-            prepared.name,
-            prepared.namespace,
-            prepared.values.0.len(),
-            if prepared.values.0.len() == 1 {
-                ""
-            } else {
-                "s"
-            }
-        );
-    }
-    let names: Vec<String> = cfg.images.iter().map(|i| i.name.clone()).collect();
-    let Some(references) = run_builds(
-        cfg,
-        &names,
-        ready.image_store.as_ref(),
-        build::run::default_parallelism(),
-    ) else {
-        return Ok(ExitCode::FAILURE);
-    };
-    if !cfg.deploy.manifests.is_empty() {
-        let discovery = rt.block_on(deploy::apply::discover(&ready.target))?;
-        for file in &cfg.deploy.manifests {
-            let shown = cfg.rel(file);
-            let text =
-                std::fs::read_to_string(file).with_context(|| format!("cannot read {shown}"))?;
-            let rewritten = deploy::manifests::rewrite(&text, &references, &cfg.project)
-                .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
-            for w in &rewritten.warnings {
-                eprintln!("warning: {shown}: {w}");
-            }
-            for r in &rewritten.replacements {
-                println!(
-                    "image      {} `{}`: {} -> {}",
-                    r.object, r.container, r.from, r.to
-                );
-            }
-            let applied = rt.block_on(deploy::apply::apply(
-                &ready.target,
-                &discovery,
-                &shown,
-                &rewritten.docs,
-                &cfg.deploy.namespace,
-            ))?;
-            println!("applied    {} from {shown}", applied.join(", "));
-        }
-    }
-    if let Some((_, upgrade)) = &helm_step {
-        helm_upgrade(cfg, upgrade)?;
-    }
-    anyhow::bail!(
-        "the cluster is ready, the images are built and deployed, but readiness waits, port-forwards and watching are not built yet (see README, \"Status\"); `devenv up --dry-run` prints the rest of the plan"
-    )
 }
 
 /// `devenv doctor`: exit 0 when nothing failed, 1 when a check failed, 2 when doctor itself

@@ -53,12 +53,14 @@ esac"##,
     );
     bin.real("kubectl");
     let mk = fakes.path().join("minikube");
+    let api = FakeKube::start();
+    api.auto_rollout();
     World {
         p,
         fakes,
         bin,
         proc_root: common::fake_proc(8, 32768, 30000, 524288, 512),
-        api: FakeKube::start(),
+        api,
         mk,
     }
 }
@@ -138,16 +140,28 @@ impl World {
         rest.to_vec()
     }
 
-    /// A `helm` that renders with the real helm and records `upgrade`/`uninstall` calls (the
-    /// fake API server does not serve what a real release install needs).
+    /// A `helm` that renders with the real helm and records `upgrade`/`uninstall` calls; an
+    /// upgrade applies the rendered chart with the real kubectl (the fake API server does not
+    /// serve what a real release install needs: release Secrets, full OpenAPI).
     fn fake_helm(&self) {
         let real = common::which("helm")
             .unwrap_or_else(|| panic!("helm is not installed: run scripts/install-test-tools.sh"));
         self.bin.tool(
             "helm",
             &format!(
-                "case \"$1\" in template|lint|version) exec {real} \"$@\" ;; esac\necho \"$*\" >> {log}\necho \"Release \\\"todo\\\" has been upgraded. Happy Helming!\"",
+                r#"case "$1" in template|lint|version) exec {real} "$@" ;; esac
+echo "$*" >> {log}
+if [ "$1" = upgrade ]; then
+  shift; [ "$1" = --install ] && shift
+  prev=""; ns=default; ctx=""
+  for a; do
+    case "$prev" in -n|--namespace) ns="$a" ;; --kube-context) ctx="$a" ;; esac; prev="$a"
+  done
+  {real} template "$@" | {kubectl} --context "$ctx" apply --server-side --validate=false --field-manager helm -n "$ns" -f - >/dev/null || exit 1
+fi
+echo "Release \"todo\" has been upgraded. Happy Helming!""#,
                 real = real.display(),
+                kubectl = common::which("kubectl").unwrap_or_else(|| panic!("kubectl is not installed")).display(),
                 log = self.fakes.path().join("helm.log").display()
             ),
         );
@@ -167,18 +181,18 @@ impl World {
     }
 }
 
-const NOT_BUILT_YET: &str = "but readiness waits, port-forwards and watching are not built yet";
-
+/// `up --ci` brought everything up and every resource is ready.
 fn assert_cluster_ready(out: &Output) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(NOT_BUILT_YET), "{err}");
+    let (o, err) = (stdout(out), stderr(out));
+    assert_eq!(out.status.code(), Some(0), "{o}\n{err}");
+    assert!(o.contains("\nresource "), "a summary table: {o}");
+    assert!(!o.contains("failed") && !o.contains("skipped"), "{o}");
 }
 
 #[test]
 fn an_absent_profile_is_created_at_the_configured_size_and_a_second_up_starts_nothing() {
     let w = world();
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     assert_cluster_ready(&out);
     assert_eq!(
         w.up_calls(),
@@ -229,7 +243,7 @@ fn an_absent_profile_is_created_at_the_configured_size_and_a_second_up_starts_no
     );
 
     let writes_before = w.api.writes().len();
-    let again = w.run(&["up"], &[]);
+    let again = w.run(&["up", "--ci"], &[]);
     assert_cluster_ready(&again);
     assert_eq!(
         w.up_calls(),
@@ -264,7 +278,7 @@ fn an_absent_profile_is_created_at_the_configured_size_and_a_second_up_starts_no
 fn a_stopped_profile_is_started_as_it_is() {
     let w = world();
     w.profile("stopped", 4, 8192);
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     assert_cluster_ready(&out);
     assert_eq!(
         w.up_calls(),
@@ -281,7 +295,7 @@ fn a_stopped_profile_is_started_as_it_is() {
         stdout(&out)
     );
     assert_eq!(w.state(), "running");
-    let again = w.run(&["up"], &[]);
+    let again = w.run(&["up", "--ci"], &[]);
     assert_cluster_ready(&again);
     assert!(
         !w.up_calls().iter().any(|c| c.starts_with("start")),
@@ -293,7 +307,7 @@ fn a_stopped_profile_is_started_as_it_is() {
 fn a_running_profile_of_the_right_size_is_left_alone() {
     let w = world();
     w.profile("running", 4, 8192);
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     assert_cluster_ready(&out);
     assert_eq!(
         w.up_calls(),
@@ -309,7 +323,7 @@ fn a_running_profile_of_the_right_size_is_left_alone() {
 fn a_running_profile_with_2_cpus_stops_up_with_both_fixes_and_recreate_is_explicit() {
     let w = world();
     w.profile("running", 2, 4000);
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -335,7 +349,7 @@ fn a_running_profile_with_2_cpus_stops_up_with_both_fixes_and_recreate_is_explic
     );
     assert_eq!(w.state(), "running");
 
-    let out = w.run(&["up", "--recreate-cluster"], &[]);
+    let out = w.run(&["up", "--ci", "--recreate-cluster"], &[]);
     assert_cluster_ready(&out);
     assert_eq!(
         w.up_calls(),
@@ -348,7 +362,7 @@ fn a_running_profile_with_2_cpus_stops_up_with_both_fixes_and_recreate_is_explic
         ]
     );
     assert!(stdout(&out).contains("minikube profile `minikube` recreated (4 CPUs, 8192 MB)"));
-    let again = w.run(&["up"], &[]);
+    let again = w.run(&["up", "--ci"], &[]);
     assert_cluster_ready(&again);
     assert_eq!(
         w.up_calls(),
@@ -365,7 +379,7 @@ fn the_none_driver_builds_on_the_host_daemon_and_says_so() {
     let w = world();
     w.profile("running", 4, 8192);
     std::fs::write(w.mk.join("driver"), "none").unwrap_or_else(|e| panic!("{e}"));
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     assert_cluster_ready(&out);
     assert!(
         stdout(&out).contains(
@@ -387,7 +401,7 @@ fn the_none_driver_builds_on_the_host_daemon_and_says_so() {
 #[test]
 fn a_failed_start_shows_minikubes_own_error_lines() {
     let w = world();
-    let out = w.run(&["up"], &[("FAKE_MINIKUBE_START_FAIL", "memory")]);
+    let out = w.run(&["up", "--ci"], &[("FAKE_MINIKUBE_START_FAIL", "memory")]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -397,9 +411,9 @@ fn a_failed_start_shows_minikubes_own_error_lines() {
         "{err}"
     );
     assert!(err.contains("  X Exiting due to RSRC_INSUFFICIENT_CONTAINER_MEMORY: docker only has 3900MiB available"), "{err}");
-    assert!(!err.contains(NOT_BUILT_YET));
+    assert!(!stdout(&out).contains("\nresource "), "no summary after a failed start");
 
-    let out = w.run(&["up"], &[("FAKE_MINIKUBE_START_FAIL", "driver")]);
+    let out = w.run(&["up", "--ci"], &[("FAKE_MINIKUBE_START_FAIL", "driver")]);
     let err = stderr(&out);
     assert!(err.contains("failed (exit 60):"), "{err}");
     assert!(
@@ -413,7 +427,7 @@ fn a_failed_start_shows_minikubes_own_error_lines() {
 fn a_paused_profile_is_not_touched_and_the_fix_is_named() {
     let w = world();
     w.profile("paused", 4, 8192);
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -428,7 +442,7 @@ fn a_paused_profile_is_not_touched_and_the_fix_is_named() {
 fn a_profile_with_its_api_server_down_gets_a_fix() {
     let w = world();
     w.profile("broken", 4, 8192);
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     let err = stderr(&out);
     assert!(err.contains("minikube profile `minikube` is not healthy (host Running, kubelet Running, apiserver Stopped)"), "{err}");
     assert!(err.contains("fix: minikube start -p minikube"), "{err}");
@@ -446,7 +460,7 @@ fn only_the_addons_that_are_off_are_enabled() {
     let w = world_with(p);
     w.profile("running", 4, 8192);
     std::fs::write(w.mk.join("addons"), "ingress\n").unwrap_or_else(|e| panic!("{e}"));
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     assert_cluster_ready(&out);
     assert_eq!(
         w.up_calls(),
@@ -466,7 +480,7 @@ fn a_containerd_cluster_builds_with_minikube_image_build_never_the_host_daemon()
     let w = world();
     w.profile("running", 4, 8192);
     std::fs::write(w.mk.join("runtime"), "containerd").unwrap_or_else(|e| panic!("{e}"));
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     assert_cluster_ready(&out);
     assert!(
         stdout(&out).contains("images     built with `minikube image build`: the cluster's runtime is containerd, not Docker"),
@@ -485,7 +499,7 @@ fn the_client_uses_the_profiles_context_by_name_not_the_current_one() {
         &[("minikube", &w.api.url()), ("kind-other", &other.url())],
         "kind-other",
     );
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     assert_cluster_ready(&out);
     assert!(w.api.object("/api/v1/namespaces/hello").is_some());
     assert!(
@@ -525,7 +539,7 @@ fn devenv_refuses_to_write_to_a_context_that_is_neither_the_profile_nor_allowed(
     );
     assert!(err.contains("allowed_contexts = [\"prod\"]"), "{err}");
     // `up` is stopped by doctor's identical check before anything runs.
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     assert!(
         stderr(&out).contains("FAIL    kube.context"),
         "{}",
@@ -540,7 +554,7 @@ fn an_allowed_existing_context_is_used_without_minikube() {
         "allowed_contexts = [\"staging\"]",
     ));
     w.write_kubeconfig(&[("staging", &w.api.url())], "staging");
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     assert_cluster_ready(&out);
     let log = std::fs::read_to_string(w.mk.join("log")).unwrap_or_default();
     assert!(
@@ -572,7 +586,7 @@ fn an_allowed_existing_context_is_used_without_minikube() {
         "{docker}"
     );
     // Present locally next time, and pushed again in case the registry lacks it.
-    let again = w.run(&["up"], &[]);
+    let again = w.run(&["up", "--ci"], &[]);
     assert!(
         stdout(&again).contains(&format!("present    {reference}")),
         "{}",
@@ -662,7 +676,7 @@ fn down_deletes_the_objects_of_plain_manifests_through_the_real_kubectl() {
 #[test]
 fn docker_env_reaches_the_build_process_and_nothing_else() {
     let w = world();
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     assert_cluster_ready(&out);
     let log = std::fs::read_to_string(w.fakes.path().join("docker/log")).unwrap_or_default();
     let minikube_env = "DOCKER_HOST=tcp://127.0.0.1:32771 DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=/home/dev/.minikube/certs MINIKUBE_ACTIVE_DOCKERD=minikube";
@@ -693,7 +707,7 @@ fn docker_env_reaches_the_build_process_and_nothing_else() {
     );
 
     // A warm `up` builds nothing: the tag is already in Minikube's daemon.
-    let again = w.run(&["up"], &[]);
+    let again = w.run(&["up", "--ci"], &[]);
     assert_cluster_ready(&again);
     assert!(
         stdout(&again).contains(&format!("present    hello:{tag} (nothing to build)")),
@@ -741,7 +755,7 @@ fn secrets_are_applied_from_env_files_and_their_values_never_shown() {
     let w = world_with(p);
     w.profile("running", 4, 8192);
     w.fake_helm();
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     assert_cluster_ready(&out);
     let secret = w
         .api
@@ -803,7 +817,7 @@ fn a_malformed_env_file_names_file_and_line_but_not_the_value() {
     let w = world_with(p);
     w.profile("running", 4, 8192);
     w.fake_helm();
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -822,7 +836,7 @@ fn a_malformed_env_file_names_file_and_line_but_not_the_value() {
 fn plain_manifests_are_applied_server_side_with_the_content_tag_and_devenvs_labels() {
     let w = world();
     w.profile("running", 4, 8192);
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     assert_cluster_ready(&out);
     let text = stdout(&out);
     let reference = text
@@ -890,7 +904,7 @@ fn built_tag(out: &Output, image: &str) -> String {
 #[test]
 fn helm_upgrade_runs_with_the_built_tags_and_exactly_the_planned_command_line() {
     let w = todo_world();
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     assert_cluster_ready(&out);
     let (backend, frontend) = (
         built_tag(&out, "todo-backend"),
@@ -929,7 +943,7 @@ fn a_chart_that_renders_its_own_namespace_gets_it_created_by_helm_not_devenv() {
         "helm/todo-app/templates/namespace.yaml",
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {{ .Release.Namespace }}\n",
     );
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     assert_cluster_ready(&out);
     assert!(
         stdout(&out).contains("namespace  `todo` is created by the chart itself"),
@@ -940,7 +954,7 @@ fn a_chart_that_renders_its_own_namespace_gets_it_created_by_helm_not_devenv() {
         !w.api
             .writes()
             .iter()
-            .any(|r| r.path == "/api/v1/namespaces/todo"),
+            .any(|r| r.path == "/api/v1/namespaces/todo" && r.query.contains("fieldManager=devenv")),
         "devenv must leave the namespace to Helm"
     );
     assert_eq!(w.helm_calls().len(), 1);
@@ -954,7 +968,7 @@ fn a_chart_that_ignores_the_injected_tag_stops_up_before_anything_starts() {
         "tag = \"backend.image.version\"",
     );
     w.p.write("devenv.toml", &cfg);
-    let out = w.run(&["up"], &[]);
+    let out = w.run(&["up", "--ci"], &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(

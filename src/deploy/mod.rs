@@ -8,4 +8,5 @@ pub mod apply;
 pub mod dotenv;
 pub mod helm;
 pub mod manifests;
+pub mod rollout;
 pub mod secrets;

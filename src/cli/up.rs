@@ -1,0 +1,493 @@
+//! `devenv up`: the whole bring-up, from the doctor gate to ready resources.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use serde_norway::Value;
+
+use crate::cluster::bootstrap;
+use crate::cluster::kube::Target;
+use crate::cluster::minikube::{Action, ImageStore};
+use crate::config::{self, Loaded};
+use crate::deploy::rollout::{self, Health, PodCounts};
+use crate::{build, deploy, doctor, exec, plan};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub recreate_cluster: bool,
+    pub ci: bool,
+}
+
+/// `devenv up`: doctor, the cluster, secrets, builds, deploys in dependency order and
+/// readiness; with `--ci` a summary and an exit code.
+pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> Result<ExitCode> {
+    let recreate_cluster = opts.recreate_cluster;
+    let cfg = &loaded.config;
+    // Nothing is touched unless the machine can run the plan.
+    let state = doctor::ConfigState::Valid {
+        config: cfg,
+        shown,
+        warnings: loaded.warnings.len(),
+    };
+    let mut report = doctor::run(&state, &doctor::Env::from_process());
+    if recreate_cluster {
+        // A profile of the wrong size is what --recreate-cluster is for.
+        for c in report
+            .checks
+            .iter_mut()
+            .filter(|c| c.id == "minikube.profile")
+        {
+            if c.status == doctor::Status::Fail {
+                c.status = doctor::Status::Warn;
+                report.summary.fail -= 1;
+                report.summary.warn += 1;
+            }
+        }
+    }
+    if report.failed() {
+        let color = doctor::use_color(std::io::stderr().is_terminal());
+        eprintln!("devenv up: the machine is not ready; nothing was started.\n");
+        eprint!("{}", doctor::render(&report, color, true));
+        eprintln!(
+            "\n{}  (`devenv doctor` shows every check)",
+            doctor::summary_line(&report)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if !cfg.needs_cluster() {
+        anyhow::bail!("running [[local]] resources is not built yet (see README, \"Status\")");
+    }
+    let helm_step = plan.steps.iter().find_map(|s| match s {
+        plan::Step::Helm {
+            render, command, ..
+        } => Some((render.clone(), command.clone())),
+        _ => None,
+    });
+    // The chart is rendered before anything is touched: what it does decides what devenv does.
+    let own_namespaces = match &helm_step {
+        Some((render, _)) => inspect_chart(cfg, plan, render)?,
+        None => Vec::new(),
+    };
+    let rt = super::runtime()?;
+    let ready = rt.block_on(bootstrap::bring_up(
+        cfg,
+        &super::kubeconfig_files(),
+        recreate_cluster,
+        &own_namespaces,
+        &mut |line| {
+            eprintln!("  minikube | {line}");
+        },
+    ))?;
+    let c = &cfg.cluster;
+    if let Some(action) = &ready.action {
+        let what = match action {
+            Action::AlreadyRunning => "already running",
+            Action::Created => "created",
+            Action::Started => "started",
+            Action::Recreated => "recreated",
+        };
+        println!(
+            "cluster    minikube profile `{}` {what} ({} CPUs, {} MB)",
+            c.profile, c.cpus, c.memory_mb
+        );
+    }
+    for a in &ready.addons_enabled {
+        println!("addon      {a} enabled");
+    }
+    match &ready.image_store {
+        Some(ImageStore::DockerEnv(env)) => println!(
+            "images     built in Minikube's Docker daemon ({})",
+            env.get("DOCKER_HOST").map_or("?", String::as_str)
+        ),
+        Some(ImageStore::HostDaemon) => {
+            println!(
+                "images     built in the host's Docker daemon: the `none` driver runs the cluster there"
+            )
+        }
+        Some(ImageStore::MinikubeImageBuild { runtime }) => println!(
+            "images     built with `minikube image build`: the cluster's runtime is {runtime}, not Docker"
+        ),
+        None => {}
+    }
+    println!(
+        "context    `{}`{}",
+        ready.target.context,
+        ready
+            .target
+            .server
+            .as_ref()
+            .map_or(String::new(), |s| format!(" ({s})"))
+    );
+    for ns in &ready.namespaces_created {
+        println!("namespace  `{ns}` created");
+    }
+    for secret in &cfg.secrets {
+        let prepared = deploy::secrets::prepare(secret, &|f| cfg.rel(f))?;
+        for w in &prepared.warnings {
+            eprintln!("warning: {w}");
+        }
+        rt.block_on(deploy::secrets::apply(&ready.target, cfg, &prepared))?;
+        println!(
+            "secret     `{}` in {} ({} key{}, values not shown)",
+            prepared.name,
+            prepared.namespace,
+            prepared.values.0.len(),
+            if prepared.values.0.len() == 1 {
+                ""
+            } else {
+                "s"
+            }
+        );
+    }
+    let names: Vec<String> = cfg.images.iter().map(|i| i.name.clone()).collect();
+    let Some(references) = super::run_builds(
+        cfg,
+        &names,
+        ready.image_store.as_ref(),
+        build::run::default_parallelism(),
+    ) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let docs = load_manifests(cfg, &references)?;
+    let discovery = if docs.is_empty() {
+        None
+    } else {
+        Some(rt.block_on(deploy::apply::discover(&ready.target))?)
+    };
+    // Everything that is not a resource's workload goes first: Services, ConfigMaps...
+    if let Some(d) = &discovery {
+        apply_docs(&rt, &ready.target, d, cfg, docs.iter().filter(|m| m.owner.is_none()))?;
+    }
+    if let Some((_, upgrade)) = &helm_step {
+        helm_upgrade(cfg, upgrade)?;
+    }
+    let mut results: BTreeMap<String, Outcome> = BTreeMap::new();
+    for wave in plan::waves(cfg) {
+        let mut waiting = Vec::new();
+        for name in wave {
+            let Some(r) = cfg.resources.iter().find(|r| r.name == name) else {
+                continue;
+            };
+            if let Some(dep) = r.depends_on.iter().find(|d| {
+                results
+                    .get(*d)
+                    .is_some_and(|o| !matches!(o, Outcome::Ready { .. }))
+            }) {
+                println!("skipped    {}: `{dep}` is not ready", r.name);
+                results.insert(r.name.clone(), Outcome::Skipped(dep.clone()));
+                continue;
+            }
+            if let Some(d) = &discovery {
+                let owned = docs.iter().filter(|m| m.owner.as_deref() == Some(&r.name));
+                apply_docs(&rt, &ready.target, d, cfg, owned)?;
+            }
+            waiting.push(r);
+        }
+        let outcomes = rt.block_on(futures::future::join_all(
+            waiting
+                .iter()
+                .map(|r| wait_one(&ready.target, r, opts.ci)),
+        ));
+        for (r, o) in waiting.iter().zip(outcomes) {
+            results.insert(r.name.clone(), o);
+        }
+    }
+    print_summary(cfg, &results);
+    let all_ready = results.values().all(|o| matches!(o, Outcome::Ready { .. }));
+    if opts.ci {
+        return Ok(if all_ready {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    anyhow::bail!(
+        "the resources are deployed{}, but port-forwards and watching are not built yet (see README, \"Status\"); `devenv up --ci` waits once and exits",
+        if all_ready { " and ready" } else { "" }
+    )
+}
+
+/// How a resource's bring-up ended.
+#[derive(Debug)]
+enum Outcome {
+    Ready { took: Duration, pods: PodCounts },
+    Failed { pods: PodCounts, error: String },
+    /// Not deployed: the named dependency is not ready.
+    Skipped(String),
+}
+
+/// Waits for one resource, printing each change of its health.
+async fn wait_one(target: &Target, r: &config::Resource, fail_fast: bool) -> Outcome {
+    let started = Instant::now();
+    let mut pods = PodCounts::default();
+    let name = r.name.clone();
+    let mut on_update = |u: rollout::Update<'_>| {
+        pods = u.pods;
+        match u.health {
+            Health::Waiting(m) => println!("waiting    {name}: {m}"),
+            Health::Problem(p) => println!("problem    {name}: {p}"),
+            Health::Ready | Health::Failed(_) => {}
+        }
+    };
+    let res = rollout::wait_ready(
+        &target.client,
+        &r.namespace,
+        &r.workload,
+        r.readiness_timeout,
+        fail_fast,
+        &mut on_update,
+    )
+    .await;
+    match res {
+        Ok(()) => {
+            let took = started.elapsed();
+            println!(
+                "ready      {} ({}, {}/{} pods, {:.1}s)",
+                r.name,
+                r.workload,
+                pods.ready,
+                pods.total,
+                took.as_secs_f64()
+            );
+            Outcome::Ready { took, pods }
+        }
+        Err(e) => {
+            println!("failed     {}: {e}", r.name);
+            Outcome::Failed {
+                pods,
+                error: e.to_string(),
+            }
+        }
+    }
+}
+
+fn print_summary(cfg: &config::Config, results: &BTreeMap<String, Outcome>) {
+    if cfg.resources.is_empty() {
+        return;
+    }
+    let width = cfg
+        .resources
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    let wl_width = cfg
+        .resources
+        .iter()
+        .map(|r| r.workload.to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    println!();
+    println!("{:width$}  {:wl_width$}  {:8}  {:5}  time", "resource", "workload", "status", "pods");
+    for r in &cfg.resources {
+        let (status, pods, time) = match results.get(&r.name) {
+            Some(Outcome::Ready { took, pods }) => (
+                "ready".to_owned(),
+                format!("{}/{}", pods.ready, pods.total),
+                format!("{:.1}s", took.as_secs_f64()),
+            ),
+            Some(Outcome::Failed { pods, .. }) => (
+                "failed".to_owned(),
+                format!("{}/{}", pods.ready, pods.total),
+                "-".to_owned(),
+            ),
+            Some(Outcome::Skipped(_)) => ("skipped".to_owned(), "-".into(), "-".into()),
+            None => ("-".to_owned(), "-".into(), "-".into()),
+        };
+        println!(
+            "{:width$}  {:wl_width$}  {status:8}  {pods:5}  {time}",
+            r.name,
+            r.workload.to_string()
+        );
+    }
+    for (name, o) in results {
+        match o {
+            Outcome::Failed { error, .. } => println!("\n{name}: {error}"),
+            Outcome::Skipped(dep) => println!("\n{name}: not deployed, because `{dep}` is not ready"),
+            Outcome::Ready { .. } => {}
+        }
+    }
+}
+
+/// One manifest object with devenv's images in place, and the resource whose workload it is.
+struct Doc {
+    file: String,
+    doc: Value,
+    owner: Option<String>,
+}
+
+/// Reads every manifest file, rewrites images to the built references, and assigns each
+/// object to the resource whose workload it is (if any).
+fn load_manifests(
+    cfg: &config::Config,
+    references: &BTreeMap<String, String>,
+) -> Result<Vec<Doc>> {
+    let mut out = Vec::new();
+    for file in &cfg.deploy.manifests {
+        let shown = cfg.rel(file);
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {shown}"))?;
+        let rewritten = deploy::manifests::rewrite(&text, references, &cfg.project)
+            .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+        for w in &rewritten.warnings {
+            eprintln!("warning: {shown}: {w}");
+        }
+        for r in &rewritten.replacements {
+            println!(
+                "image      {} `{}`: {} -> {}",
+                r.object, r.container, r.from, r.to
+            );
+        }
+        for doc in rewritten.docs {
+            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+            let meta = doc.get("metadata");
+            let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str);
+            let ns = meta
+                .and_then(|m| m.get("namespace"))
+                .and_then(Value::as_str)
+                .unwrap_or(&cfg.deploy.namespace);
+            let owner = cfg
+                .resources
+                .iter()
+                .find(|r| {
+                    r.workload.kind.as_str().eq_ignore_ascii_case(kind)
+                        && Some(r.workload.name.as_str()) == name
+                        && r.namespace == ns
+                })
+                .map(|r| r.name.clone());
+            out.push(Doc {
+                file: shown.clone(),
+                doc,
+                owner,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Applies `docs`, file by file, printing what was applied.
+fn apply_docs<'a>(
+    rt: &tokio::runtime::Runtime,
+    target: &Target,
+    discovery: &kube::discovery::Discovery,
+    cfg: &config::Config,
+    docs: impl Iterator<Item = &'a Doc>,
+) -> Result<()> {
+    let mut by_file: Vec<(&str, Vec<Value>)> = Vec::new();
+    for d in docs {
+        match by_file.iter_mut().find(|(f, _)| *f == d.file) {
+            Some((_, v)) => v.push(d.doc.clone()),
+            None => by_file.push((&d.file, vec![d.doc.clone()])),
+        }
+    }
+    for (file, docs) in by_file {
+        let applied = rt.block_on(deploy::apply::apply(
+            target,
+            discovery,
+            file,
+            &docs,
+            &cfg.deploy.namespace,
+        ))?;
+        println!("applied    {} from {file}", applied.join(", "));
+    }
+    Ok(())
+}
+
+/// Renders the chart with the planned values and checks it; returns the namespaces it creates.
+fn inspect_chart(
+    cfg: &config::Config,
+    plan: &plan::Plan,
+    render: &[String],
+) -> Result<Vec<String>> {
+    let Some(helm) = &cfg.deploy.helm else {
+        return Ok(Vec::new());
+    };
+    let cmd = exec::Cmd::new(render[0].clone())
+        .args(render[1..].iter().cloned())
+        .timeout(std::time::Duration::from_secs(120));
+    let cmd = exec::Cmd {
+        dir: Some(cfg.root.clone()),
+        ..cmd
+    };
+    let f = exec::run(&cmd)?;
+    if f.code != Some(0) {
+        anyhow::bail!("`{}` failed:\n{}", cmd.display(), f.stderr.trim_end());
+    }
+    // repository -> tag of every image the chart should run.
+    let injected: BTreeMap<String, String> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            plan::Step::Build {
+                image,
+                reference,
+                tag,
+                ..
+            } if helm.images.iter().any(|h| &h.image == image) => {
+                let repo = reference
+                    .strip_suffix(&format!(":{tag}"))
+                    .unwrap_or(reference);
+                Some((repo.to_owned(), tag.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let secrets: Vec<String> = cfg.secrets.iter().map(|s| s.name.clone()).collect();
+    let found =
+        deploy::helm::inspect(&f.stdout, &injected, &secrets).map_err(anyhow::Error::msg)?;
+    for w in &found.warnings {
+        eprintln!("warning: chart {}: {w}", cfg.rel(&helm.chart));
+    }
+    if !found.errors.is_empty() {
+        anyhow::bail!(
+            "the chart {} does not run devenv's images; nothing was started:\n{}",
+            cfg.rel(&helm.chart),
+            found
+                .errors
+                .iter()
+                .map(|e| format!("  {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    for ns in &found.own_namespaces {
+        println!("namespace  `{ns}` is created by the chart itself");
+    }
+    Ok(found.own_namespaces)
+}
+
+/// `helm upgrade --install` with the built tags; helm's own output is streamed, and its error
+/// lines are shown when it fails.
+fn helm_upgrade(cfg: &config::Config, argv: &[String]) -> Result<()> {
+    let cmd = exec::Cmd {
+        dir: Some(cfg.root.clone()),
+        ..exec::Cmd::new(argv[0].clone())
+            .args(argv[1..].iter().cloned())
+            .timeout(std::time::Duration::from_secs(600))
+    };
+    let f = exec::run_lines(&cmd, |l| eprintln!("  helm | {l}"))?;
+    if f.code != Some(0) {
+        let lines: Vec<&str> = f.stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+        anyhow::bail!(
+            "`{}` failed:\n{}",
+            cmd.display(),
+            lines[lines.len().saturating_sub(10)..]
+                .iter()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    if let Some(h) = &cfg.deploy.helm {
+        println!(
+            "deployed   helm release `{}` in {}",
+            h.release, cfg.deploy.namespace
+        );
+    }
+    Ok(())
+}
+

@@ -1,0 +1,835 @@
+//! Readiness: whether a resource's workload has rolled out, and if not, why not.
+//!
+//! The judgement is pure ([`progress`], [`pod_problem`], [`event_problem`], [`assess`]) and
+//! works on the objects as the API server returns them. [`wait_ready`] feeds it from kube-rs
+//! watchers on the workload, its pods and the Warning events about them; it never polls and
+//! never sleeps except for the resource's timeout.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Event as KubeEvent, Pod};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, LogParams};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::{Workload, WorkloadKind};
+
+/// How far a workload's rollout has come, from its own object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    Waiting(String),
+    Complete,
+    /// It will not get there by itself (a failed Job, a Deployment past its deadline).
+    Failed(String),
+}
+
+/// Something wrong that Kubernetes reports about a resource's pods.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// Kubernetes' own word for it: `ImagePullBackOff`, `CrashLoopBackOff`, `Unhealthy`...
+    pub reason: String,
+    pub pod: Option<String>,
+    pub container: Option<String>,
+    pub message: String,
+    pub hint: Option<String>,
+    /// The last lines the crashed container wrote, for crash loops.
+    pub logs: Vec<String>,
+}
+
+impl Problem {
+    /// Whether waiting longer cannot help without a change from the user: a CI run stops
+    /// here rather than at the timeout.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self.reason.as_str(),
+            "ErrImageNeverPull"
+                | "InvalidImageName"
+                | "ImagePullBackOff"
+                | "ErrImagePull"
+                | "CrashLoopBackOff"
+                | "OOMKilled"
+                | "CreateContainerConfigError"
+                | "RunContainerError"
+                | "Failed"
+        )
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.reason)?;
+        match (&self.pod, &self.container) {
+            (Some(p), Some(c)) => write!(f, " (pod {p}, container {c})")?,
+            (Some(p), None) => write!(f, " (pod {p})")?,
+            _ => {}
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        if !self.logs.is_empty() {
+            write!(f, "\n  last log lines:")?;
+            for l in &self.logs {
+                write!(f, "\n    {l}")?;
+            }
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A resource's readiness, as the user sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Waiting(String),
+    Problem(Problem),
+    Ready,
+    Failed(Problem),
+}
+
+/// Pods behind a resource, for the status line: ready/total and container restarts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PodCounts {
+    pub ready: usize,
+    pub total: usize,
+    pub restarts: u32,
+}
+
+fn int(v: &Value) -> i64 {
+    v.as_i64().unwrap_or(0)
+}
+
+fn condition<'a>(obj: &'a Value, kind: &str) -> Option<&'a Value> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+}
+
+/// The rollout state of a workload object (as JSON), by the rules `kubectl rollout status`
+/// applies: the controller must have seen the newest spec, then every replica must be
+/// updated, old ones gone, and the updated ones available.
+pub fn progress(kind: WorkloadKind, obj: &Value) -> Progress {
+    let generation = int(&obj["metadata"]["generation"]);
+    let observed = int(&obj["status"]["observedGeneration"]);
+    let s = &obj["status"];
+    if kind != WorkloadKind::Job && observed < generation {
+        return Progress::Waiting("waiting for the controller to see the new spec".into());
+    }
+    match kind {
+        WorkloadKind::Deployment => {
+            if let Some(c) = condition(obj, "Progressing")
+                && c["reason"] == "ProgressDeadlineExceeded"
+            {
+                return Progress::Failed(format!(
+                    "the rollout exceeded its progress deadline: {}",
+                    c["message"].as_str().unwrap_or("")
+                ));
+            }
+            let want = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+            let (updated, replicas, available) = (
+                int(&s["updatedReplicas"]),
+                int(&s["replicas"]),
+                int(&s["availableReplicas"]),
+            );
+            if updated < want {
+                Progress::Waiting(format!("{updated} of {want} replicas updated"))
+            } else if replicas > updated {
+                Progress::Waiting(format!(
+                    "{} old replica(s) still terminating",
+                    replicas - updated
+                ))
+            } else if available < updated {
+                Progress::Waiting(format!("{available} of {updated} updated replicas available"))
+            } else {
+                Progress::Complete
+            }
+        }
+        WorkloadKind::StatefulSet => {
+            let want = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+            let ready = int(&s["readyReplicas"]);
+            let partition = int(&obj["spec"]["updateStrategy"]["rollingUpdate"]["partition"]);
+            if ready < want {
+                Progress::Waiting(format!("{ready} of {want} replicas ready"))
+            } else if partition == 0
+                && s["updateRevision"].is_string()
+                && s["currentRevision"] != s["updateRevision"]
+            {
+                Progress::Waiting(format!(
+                    "{} of {want} replicas on the new revision",
+                    int(&s["updatedReplicas"])
+                ))
+            } else {
+                Progress::Complete
+            }
+        }
+        WorkloadKind::DaemonSet => {
+            let want = int(&s["desiredNumberScheduled"]);
+            let updated = int(&s["updatedNumberScheduled"]);
+            let available = int(&s["numberAvailable"]);
+            if updated < want {
+                Progress::Waiting(format!("{updated} of {want} pods updated"))
+            } else if available < want {
+                Progress::Waiting(format!("{available} of {want} pods available"))
+            } else {
+                Progress::Complete
+            }
+        }
+        WorkloadKind::Job => {
+            if condition(obj, "Complete").is_some_and(|c| c["status"] == "True") {
+                Progress::Complete
+            } else if let Some(c) = condition(obj, "Failed").filter(|c| c["status"] == "True") {
+                Progress::Failed(format!(
+                    "the job failed ({}): {}",
+                    c["reason"].as_str().unwrap_or("?"),
+                    c["message"].as_str().unwrap_or("")
+                ))
+            } else {
+                let want = obj["spec"]["completions"].as_i64().unwrap_or(1);
+                Progress::Waiting(format!(
+                    "{} of {want} completions ({} running)",
+                    int(&s["succeeded"]),
+                    int(&s["active"])
+                ))
+            }
+        }
+    }
+}
+
+/// The label selector (`k=v,k2 in (a,b)`) of a workload's `spec.selector`.
+pub fn label_selector(obj: &Value) -> Option<String> {
+    let sel = &obj["spec"]["selector"];
+    let mut terms: Vec<String> = sel["matchLabels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default();
+    for e in sel["matchExpressions"].as_array().into_iter().flatten() {
+        let key = e["key"].as_str().unwrap_or("");
+        let values = || {
+            e["values"]
+                .as_array()
+                .map(|vs| {
+                    vs.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default()
+        };
+        terms.push(match e["operator"].as_str().unwrap_or("") {
+            "In" => format!("{key} in ({})", values()),
+            "NotIn" => format!("{key} notin ({})", values()),
+            "Exists" => key.to_owned(),
+            _ => format!("!{key}"),
+        });
+    }
+    (!terms.is_empty()).then(|| terms.join(","))
+}
+
+const IMAGE_HINT: &str = "the image is not in the cluster's image store. devenv builds into Minikube's own Docker daemon (or loads the image into it); check that the resource's `images` and the chart's image values name what devenv built, and that `minikube -p <profile> image ls` lists it";
+
+/// What is wrong with one pod, if anything: a container that cannot start or keeps
+/// crashing, or a pod that cannot be scheduled.
+pub fn pod_problem(pod: &Pod) -> Option<Problem> {
+    let name = pod.metadata.name.clone();
+    let status = pod.status.as_ref()?;
+    let statuses = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    for cs in statuses {
+        let waiting = cs.state.as_ref().and_then(|s| s.waiting.as_ref());
+        let last_terminated = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+        let Some(reason) = waiting.and_then(|w| w.reason.clone()) else {
+            continue;
+        };
+        let message = waiting.and_then(|w| w.message.clone()).unwrap_or_default();
+        let problem = |reason: &str, message: String, hint: Option<String>| Problem {
+            reason: reason.to_owned(),
+            pod: name.clone(),
+            container: Some(cs.name.clone()),
+            message,
+            hint,
+            logs: Vec::new(),
+        };
+        match reason.as_str() {
+            "ImagePullBackOff" | "ErrImagePull" | "ErrImageNeverPull" => {
+                return Some(problem(
+                    &reason,
+                    if message.is_empty() {
+                        format!("cannot get image {}", cs.image)
+                    } else {
+                        message
+                    },
+                    Some(IMAGE_HINT.to_owned()),
+                ));
+            }
+            "CrashLoopBackOff" if last_terminated.is_some_and(|t| t.reason.as_deref() == Some("OOMKilled")) => {
+                return Some(problem(
+                    "OOMKilled",
+                    format!(
+                        "the container ran out of memory and was killed ({} restarts)",
+                        cs.restart_count
+                    ),
+                    Some("raise the container's resources.limits.memory, or use less memory".into()),
+                ));
+            }
+            "CrashLoopBackOff" => {
+                let code = last_terminated.map_or(String::new(), |t| {
+                    format!(", last exit code {}", t.exit_code)
+                });
+                return Some(problem(
+                    "CrashLoopBackOff",
+                    format!("the container keeps exiting ({} restarts{code})", cs.restart_count),
+                    None,
+                ));
+            }
+            "InvalidImageName" | "CreateContainerConfigError" | "CreateContainerError"
+            | "RunContainerError" => return Some(problem(&reason, message, None)),
+            _ => {}
+        }
+    }
+    let unschedulable = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
+    });
+    unschedulable.map(|c| Problem {
+        reason: "Unschedulable".into(),
+        pod: name,
+        container: None,
+        message: c.message.clone().unwrap_or_default(),
+        hint: Some("the cluster lacks room for the pod's requests; lower them or give Minikube more CPUs/memory in [cluster]".into()),
+        logs: Vec::new(),
+    })
+}
+
+/// A Warning event worth showing: failing probes, scheduling and mount failures, back-offs.
+pub fn event_problem(ev: &KubeEvent) -> Option<Problem> {
+    if ev.type_.as_deref() != Some("Warning") {
+        return None;
+    }
+    let reason = ev.reason.clone()?;
+    let hint = match reason.as_str() {
+        "Unhealthy" => Some("a probe fails: check the probe's path and port against what the container serves, and its initialDelaySeconds".to_owned()),
+        "FailedScheduling" => Some("the cluster lacks room for the pod's requests; lower them or give Minikube more CPUs/memory in [cluster]".to_owned()),
+        "FailedMount" => Some("a volume's source (Secret, ConfigMap, claim) is missing".to_owned()),
+        _ => None,
+    };
+    Some(Problem {
+        reason,
+        pod: ev.involved_object.name.clone(),
+        container: None,
+        message: ev.message.clone().unwrap_or_default(),
+        hint,
+        logs: Vec::new(),
+    })
+}
+
+/// The health of a resource from its workload, its pods and the warnings about them
+/// (newest last). A finished rollout is ready whatever old pods did.
+pub fn assess(
+    kind: WorkloadKind,
+    workload: Option<&Value>,
+    pods: &[&Pod],
+    warnings: &[Problem],
+) -> Health {
+    let Some(obj) = workload else {
+        return Health::Waiting("waiting for the workload to exist".into());
+    };
+    match progress(kind, obj) {
+        Progress::Complete => Health::Ready,
+        Progress::Failed(message) => {
+            let mut p = pods.iter().find_map(|p| pod_problem(p)).unwrap_or(Problem {
+                reason: "Failed".into(),
+                pod: None,
+                container: None,
+                message: String::new(),
+                hint: None,
+                logs: Vec::new(),
+            });
+            p.message = if p.message.is_empty() {
+                message
+            } else {
+                format!("{message}; {}", p.message)
+            };
+            p.reason = "Failed".into();
+            Health::Failed(p)
+        }
+        Progress::Waiting(msg) => {
+            if let Some(p) = pods.iter().find_map(|p| pod_problem(p)) {
+                return Health::Problem(p);
+            }
+            let names: BTreeSet<&str> = pods
+                .iter()
+                .filter_map(|p| p.metadata.name.as_deref())
+                .collect();
+            match warnings
+                .iter()
+                .rev()
+                .find(|w| w.pod.as_deref().is_some_and(|n| names.contains(n)))
+            {
+                Some(w) => Health::Problem(w.clone()),
+                None => Health::Waiting(msg),
+            }
+        }
+    }
+}
+
+/// Ready/total pods and restarts.
+pub fn pod_counts(pods: &[&Pod]) -> PodCounts {
+    let mut c = PodCounts {
+        total: pods.len(),
+        ..PodCounts::default()
+    };
+    for p in pods {
+        let Some(st) = &p.status else { continue };
+        if st
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+        {
+            c.ready += 1;
+        }
+        c.restarts += st
+            .container_statuses
+            .iter()
+            .flatten()
+            .map(|s| u32::try_from(s.restart_count).unwrap_or(0))
+            .sum::<u32>();
+    }
+    c
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    #[error("{workload} in {namespace} is not ready after {}s: {last}", .after.as_secs())]
+    TimedOut {
+        workload: String,
+        namespace: String,
+        after: Duration,
+        last: String,
+    },
+    #[error("{workload} in {namespace} failed: {problem}")]
+    Failed {
+        workload: String,
+        namespace: String,
+        problem: Problem,
+    },
+    #[error("watching {what}: {source}")]
+    Watch {
+        what: String,
+        #[source]
+        source: watcher::Error,
+    },
+}
+
+/// The API resource of a workload kind.
+pub fn api_resource(kind: WorkloadKind) -> ApiResource {
+    let (group, k, plural) = match kind {
+        WorkloadKind::Deployment => ("apps", "Deployment", "deployments"),
+        WorkloadKind::StatefulSet => ("apps", "StatefulSet", "statefulsets"),
+        WorkloadKind::DaemonSet => ("apps", "DaemonSet", "daemonsets"),
+        WorkloadKind::Job => ("batch", "Job", "jobs"),
+    };
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", k), plural)
+}
+
+/// Keeps a map of objects up to date from watcher events (re-lists replace it whole).
+struct Mirror<K> {
+    objects: BTreeMap<String, K>,
+    relist: Option<BTreeMap<String, K>>,
+}
+
+impl<K: kube::Resource> Mirror<K> {
+    fn new() -> Self {
+        Mirror {
+            objects: BTreeMap::new(),
+            relist: None,
+        }
+    }
+
+    fn apply(&mut self, ev: Event<K>) {
+        let key = |o: &K| o.meta().name.clone().unwrap_or_default();
+        match ev {
+            Event::Apply(o) => {
+                self.objects.insert(key(&o), o);
+            }
+            Event::Delete(o) => {
+                self.objects.remove(&key(&o));
+            }
+            Event::Init => self.relist = Some(BTreeMap::new()),
+            Event::InitApply(o) => {
+                self.relist.get_or_insert_default().insert(key(&o), o);
+            }
+            Event::InitDone => {
+                if let Some(m) = self.relist.take() {
+                    self.objects = m;
+                }
+            }
+        }
+    }
+}
+
+/// What [`wait_ready`] reports on every change.
+pub struct Update<'a> {
+    pub health: &'a Health,
+    pub pods: PodCounts,
+}
+
+/// Waits until `workload` in `namespace` is ready, reporting each change of health. With
+/// `fail_fast`, a [fatal](Problem::is_fatal) problem ends the wait at once; otherwise only
+/// the timeout does (Kubernetes may yet recover, e.g. once a dependency is up).
+pub async fn wait_ready(
+    client: &Client,
+    namespace: &str,
+    workload: &Workload,
+    timeout: Duration,
+    fail_fast: bool,
+    on_update: &mut (dyn FnMut(Update<'_>) + Send),
+) -> Result<(), RolloutError> {
+    let ar = api_resource(workload.kind);
+    let wl_api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ar);
+    let mut wl_stream = watcher(
+        wl_api,
+        watcher::Config::default().fields(&format!("metadata.name={}", workload.name)),
+    );
+    let ev_api: Api<KubeEvent> = Api::namespaced(client.clone(), namespace);
+    let mut ev_stream = watcher(
+        ev_api,
+        watcher::Config::default().fields("involvedObject.kind=Pod,type=Warning"),
+    );
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut pod_stream = None;
+    let mut selector: Option<String> = None;
+
+    let mut workloads = Mirror::<DynamicObject>::new();
+    let mut pods = Mirror::<Pod>::new();
+    let mut events = Mirror::<KubeEvent>::new();
+    let mut crash_logs: BTreeMap<(String, String, i32), Vec<String>> = BTreeMap::new();
+    let mut last: Option<(Health, PodCounts)> = None;
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let shown = workload.to_string();
+    let watch_err = |what: &str, source| RolloutError::Watch {
+        what: format!("{what} of {shown} in {namespace}"),
+        source,
+    };
+
+    loop {
+        tokio::select! {
+            ev = wl_stream.next() => match ev {
+                Some(Ok(ev)) => workloads.apply(ev),
+                Some(Err(e)) => return Err(watch_err("the workload", e)),
+                None => {}
+            },
+            ev = async { match pod_stream.as_mut() {
+                Some(s) => futures::StreamExt::next(s).await,
+                None => futures::future::pending().await,
+            } } => match ev {
+                Some(Ok(ev)) => pods.apply(ev),
+                Some(Err(e)) => return Err(watch_err("the pods", e)),
+                None => {}
+            },
+            ev = ev_stream.next() => match ev {
+                Some(Ok(ev)) => events.apply(ev),
+                Some(Err(e)) => return Err(watch_err("the events", e)),
+                None => {}
+            },
+            () = &mut deadline => {
+                let last = last.map_or_else(|| "nothing reported yet".to_owned(), |(h, _)| describe(&h));
+                return Err(RolloutError::TimedOut {
+                    workload: shown.clone(),
+                    namespace: namespace.to_owned(),
+                    after: timeout,
+                    last,
+                });
+            }
+        }
+        let obj = workloads
+            .objects
+            .get(&workload.name)
+            .map(|o| serde_json::to_value(o).unwrap_or_default());
+        let wanted = obj.as_ref().and_then(label_selector);
+        if wanted.is_some() && wanted != selector {
+            selector = wanted;
+            pods = Mirror::new();
+            let cfg = watcher::Config::default().labels(selector.as_deref().unwrap_or(""));
+            pod_stream = Some(watcher(pod_api.clone(), cfg));
+        }
+        let current: Vec<&Pod> = if selector.is_some() {
+            pods.objects.values().collect()
+        } else {
+            Vec::new()
+        };
+        let mut warnings: Vec<(String, Problem)> = events
+            .objects
+            .values()
+            .filter_map(|e| {
+                let when = e
+                    .last_timestamp
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+                    .or_else(|| e.event_time.as_ref().map(|t| t.0.to_string()))
+                    .unwrap_or_default();
+                event_problem(e).map(|p| (when, p))
+            })
+            .collect();
+        warnings.sort_by(|a, b| a.0.cmp(&b.0));
+        let warnings: Vec<Problem> = warnings.into_iter().map(|(_, p)| p).collect();
+        let mut health = assess(workload.kind, obj.as_ref(), &current, &warnings);
+        if let Health::Problem(p) | Health::Failed(p) = &mut health
+            && p.reason == "CrashLoopBackOff"
+        {
+            attach_crash_logs(&pod_api, &current, p, &mut crash_logs).await;
+        }
+        let counts = pod_counts(&current);
+        if last.as_ref() != Some(&(health.clone(), counts)) {
+            on_update(Update {
+                health: &health,
+                pods: counts,
+            });
+            last = Some((health.clone(), counts));
+        }
+        match health {
+            Health::Ready => return Ok(()),
+            Health::Failed(problem) => {
+                return Err(RolloutError::Failed {
+                    workload: shown,
+                    namespace: namespace.to_owned(),
+                    problem,
+                });
+            }
+            Health::Problem(problem) if fail_fast && problem.is_fatal() => {
+                return Err(RolloutError::Failed {
+                    workload: shown,
+                    namespace: namespace.to_owned(),
+                    problem,
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+fn watcher<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+) -> futures::stream::BoxStream<'static, Result<Event<K>, watcher::Error>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher::watcher(api, cfg).default_backoff().boxed()
+}
+
+/// The last lines the crashed container wrote before its latest restart (fetched once per
+/// restart).
+async fn attach_crash_logs(
+    api: &Api<Pod>,
+    pods: &[&Pod],
+    problem: &mut Problem,
+    cache: &mut BTreeMap<(String, String, i32), Vec<String>>,
+) {
+    let (Some(pod), Some(container)) = (problem.pod.clone(), problem.container.clone()) else {
+        return;
+    };
+    let restarts = pods
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some(pod.as_str()))
+        .and_then(|p| p.status.as_ref())
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == container))
+        .map_or(0, |c| c.restart_count);
+    let key = (pod.clone(), container.clone(), restarts);
+    if !cache.contains_key(&key) {
+        let params = LogParams {
+            container: Some(container),
+            previous: true,
+            tail_lines: Some(20),
+            ..LogParams::default()
+        };
+        let lines = match api.logs(&pod, &params).await {
+            Ok(text) => text.lines().map(str::to_owned).collect(),
+            Err(e) => vec![format!("(the logs could not be read: {e})")],
+        };
+        cache.insert(key.clone(), lines);
+    }
+    problem.logs = cache.get(&key).cloned().unwrap_or_default();
+}
+
+/// One line for a health state.
+pub fn describe(h: &Health) -> String {
+    match h {
+        Health::Waiting(m) => m.clone(),
+        Health::Ready => "ready".into(),
+        Health::Problem(p) | Health::Failed(p) => p.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(generation: i64, status: Value) -> Value {
+        json!({"metadata": {"name": "web", "generation": generation},
+               "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}},
+               "status": status})
+    }
+
+    #[test]
+    fn a_deployment_is_complete_only_when_every_count_says_so() {
+        let d = WorkloadKind::Deployment;
+        let w = |s| match progress(d, &deployment(3, s)) {
+            Progress::Waiting(m) => m,
+            other => format!("{other:?}"),
+        };
+        assert_eq!(
+            w(json!({"observedGeneration": 2, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 2})),
+            "waiting for the controller to see the new spec"
+        );
+        assert_eq!(
+            w(json!({"observedGeneration": 3, "updatedReplicas": 1, "replicas": 3, "availableReplicas": 2})),
+            "1 of 2 replicas updated"
+        );
+        assert_eq!(
+            w(json!({"observedGeneration": 3, "updatedReplicas": 2, "replicas": 3, "availableReplicas": 2})),
+            "1 old replica(s) still terminating"
+        );
+        assert_eq!(
+            w(json!({"observedGeneration": 3, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 1})),
+            "1 of 2 updated replicas available"
+        );
+        assert_eq!(
+            progress(
+                d,
+                &deployment(
+                    3,
+                    json!({"observedGeneration": 3, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 2})
+                )
+            ),
+            Progress::Complete
+        );
+        let stuck = deployment(
+            3,
+            json!({"observedGeneration": 3, "conditions": [{"type": "Progressing", "status": "False",
+                "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"web-1\" has timed out progressing."}]}),
+        );
+        assert!(matches!(progress(d, &stuck), Progress::Failed(m) if m.contains("timed out progressing")));
+    }
+
+    #[test]
+    fn statefulsets_daemonsets_and_jobs_have_their_own_rules() {
+        let sts = json!({"metadata": {"generation": 1}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 1, "readyReplicas": 2, "updatedReplicas": 1,
+                       "currentRevision": "a", "updateRevision": "b"}});
+        assert_eq!(
+            progress(WorkloadKind::StatefulSet, &sts),
+            Progress::Waiting("1 of 2 replicas on the new revision".into())
+        );
+        let ds = json!({"metadata": {"generation": 1}, "status": {"observedGeneration": 1,
+            "desiredNumberScheduled": 1, "updatedNumberScheduled": 1, "numberAvailable": 1}});
+        assert_eq!(progress(WorkloadKind::DaemonSet, &ds), Progress::Complete);
+        let job = json!({"metadata": {"generation": 1}, "status": {"conditions": [
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}});
+        assert!(matches!(progress(WorkloadKind::Job, &job), Progress::Failed(m) if m.contains("BackoffLimitExceeded")));
+    }
+
+    #[test]
+    fn selectors_cover_labels_and_expressions() {
+        let d = json!({"spec": {"selector": {"matchLabels": {"app": "web", "tier": "fe"},
+            "matchExpressions": [{"key": "env", "operator": "In", "values": ["dev", "ci"]},
+                                 {"key": "canary", "operator": "DoesNotExist"}]}}});
+        assert_eq!(
+            label_selector(&d).as_deref(),
+            Some("app=web,tier=fe,env in (dev,ci),!canary")
+        );
+        assert_eq!(label_selector(&json!({"spec": {}})), None);
+    }
+
+    fn pod(status: Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "web-1"}, "spec": {"containers": [{"name": "app", "image": "web:devenv-1"}]}, "status": status}))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn pod_problems_name_the_reason_and_a_hint() {
+        let never = pod(json!({"containerStatuses": [{"name": "app", "image": "web:devenv-1", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ErrImageNeverPull", "message": "Container image \"web:devenv-1\" is not present with pull policy of Never"}}}]}));
+        let p = pod_problem(&never).unwrap_or_else(|| panic!("no problem"));
+        assert_eq!(p.reason, "ErrImageNeverPull");
+        assert!(p.hint.as_deref().unwrap_or("").contains("image store"));
+        assert!(p.is_fatal());
+
+        let oom = pod(json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 3,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}));
+        assert_eq!(pod_problem(&oom).map(|p| p.reason), Some("OOMKilled".into()));
+
+        let crash = pod(json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 2,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"reason": "Error", "exitCode": 1}}}]}));
+        let p = pod_problem(&crash).unwrap_or_else(|| panic!("no problem"));
+        assert_eq!(p.message, "the container keeps exiting (2 restarts, last exit code 1)");
+
+        let pending = pod(json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/1 nodes are available: 1 Insufficient memory."}]}));
+        let p = pod_problem(&pending).unwrap_or_else(|| panic!("no problem"));
+        assert_eq!(p.reason, "Unschedulable");
+        assert!(!p.is_fatal());
+
+        let fine = pod(json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
+            "state": {"running": {}}}]}));
+        assert_eq!(pod_problem(&fine), None);
+    }
+
+    #[test]
+    fn a_complete_rollout_is_ready_whatever_old_pods_do_and_warnings_show_while_waiting() {
+        let crash = pod(json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 2,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}));
+        let done = deployment(
+            1,
+            json!({"observedGeneration": 1, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 2}),
+        );
+        assert_eq!(
+            assess(WorkloadKind::Deployment, Some(&done), &[&crash], &[]),
+            Health::Ready
+        );
+        let waiting = deployment(1, json!({"observedGeneration": 1, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 0}));
+        let running = pod(json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "state": {"running": {}}}]}));
+        let probe = Problem {
+            reason: "Unhealthy".into(),
+            pod: Some("web-1".into()),
+            container: None,
+            message: "Readiness probe failed: HTTP probe failed with statuscode: 503".into(),
+            hint: None,
+            logs: vec![],
+        };
+        let other_pod = Problem {
+            pod: Some("web-0".into()),
+            ..probe.clone()
+        };
+        assert_eq!(
+            assess(WorkloadKind::Deployment, Some(&waiting), &[&running], &[probe.clone(), other_pod.clone()]),
+            Health::Problem(probe)
+        );
+        assert_eq!(
+            assess(WorkloadKind::Deployment, Some(&waiting), &[&running], &[other_pod]),
+            Health::Waiting("0 of 2 updated replicas available".into())
+        );
+        assert_eq!(
+            assess(WorkloadKind::Deployment, None, &[], &[]),
+            Health::Waiting("waiting for the workload to exist".into())
+        );
+    }
+}
