@@ -178,7 +178,15 @@ pub fn run() -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            up::up(&loaded, shown, &plan, up::Options { recreate_cluster, ci })
+            up::up(
+                &loaded,
+                shown,
+                &plan,
+                up::Options {
+                    recreate_cluster,
+                    ci,
+                },
+            )
         }
         Command::Build {
             names,

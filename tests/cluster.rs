@@ -7,178 +7,25 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use common::FakeBin;
 use common::fake_kube::FakeKube;
-use common::{FakeBin, Project, stderr, stdout};
+use common::world::World;
+use common::{Project, stderr, stdout};
 
-struct World {
-    p: Project,
-    /// The fakes' state, outside the project: the project is a build context.
-    fakes: tempfile::TempDir,
-    bin: FakeBin,
-    proc_root: tempfile::TempDir,
-    api: FakeKube,
-    mk: PathBuf,
+/// examples/hello: one docker-built image, manifests, namespace `hello`; the fake API server
+/// rolls Deployments out at once.
+fn world() -> World {
+    let w = World::new(Project::example("hello"));
+    w.api.auto_rollout();
+    w
 }
 
 fn world_with(p: Project) -> World {
-    let bin = FakeBin::new();
-    bin.minikube();
-    let fakes = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let docker_dir = fakes.path().join("docker");
-    bin.tool(
-        "docker",
-        &format!(
-            r##"PATH="/usr/bin:/bin:$PATH"
-d={dir}
-mkdir -p "$d"; touch "$d/images"
-echo "$* | DOCKER_HOST=${{DOCKER_HOST:-}} DOCKER_TLS_VERIFY=${{DOCKER_TLS_VERIFY:-}} DOCKER_CERT_PATH=${{DOCKER_CERT_PATH:-}} MINIKUBE_ACTIVE_DOCKERD=${{MINIKUBE_ACTIVE_DOCKERD:-}}" >> "$d/log"
-case "$1" in
-  --version) echo "Docker version 27.4.1, build b9d17ea" ;;
-  version) echo '{{"Client":{{"Version":"27.4.1","ApiVersion":"1.47"}},"Server":{{"Version":"27.4.1","ApiVersion":"1.47"}}}}' ;;
-  image)
-    for ref; do :; done
-    if grep -qx "$ref" "$d/images"; then echo "sha256:4a2f8e1b9c0d"; else echo "Error response from daemon: No such image: $ref" >&2; exit 1; fi ;;
-  push) echo "The push refers to repository [${{2%:*}}]"; echo "${{2##*:}}: digest: sha256:4a2f8e1b9c0d size: 528" ;;
-  build)
-    prev=""; for a; do [ "$prev" = "-t" ] && tag="$a"; prev="$a"; done
-    echo "#1 [internal] load build definition from Dockerfile"
-    echo "#5 naming to docker.io/library/$tag done"
-    echo "$tag" >> "$d/images" ;;
-esac"##,
-            dir = docker_dir.display()
-        ),
-    );
-    bin.real("kubectl");
-    let mk = fakes.path().join("minikube");
-    let api = FakeKube::start();
-    api.auto_rollout();
-    World {
-        p,
-        fakes,
-        bin,
-        proc_root: common::fake_proc(8, 32768, 30000, 524288, 512),
-        api,
-        mk,
-    }
-}
-
-/// examples/hello: one docker-built image, manifests, namespace `hello`.
-fn world() -> World {
-    world_with(Project::example("hello"))
-}
-
-impl World {
-    fn kubeconfig(&self) -> PathBuf {
-        self.fakes.path().join("kubeconfig")
-    }
-
-    /// Puts the fake profile in `state` with a size, and a kubeconfig as minikube leaves it.
-    fn profile(&self, state: &str, cpus: u32, memory: u32) {
-        std::fs::create_dir_all(&self.mk).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(self.mk.join("state"), state).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(self.mk.join("cpus"), cpus.to_string()).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(self.mk.join("memory"), memory.to_string())
-            .unwrap_or_else(|e| panic!("{e}"));
-        self.write_kubeconfig(&[("minikube", &self.api.url())], "minikube");
-    }
-
-    fn write_kubeconfig(&self, contexts: &[(&str, &str)], current: &str) {
-        let mut text = String::from("apiVersion: v1\nkind: Config\nclusters:\n");
-        for (name, server) in contexts {
-            text.push_str(&format!(
-                "- cluster:\n    server: {server}\n  name: {name}\n"
-            ));
-        }
-        text.push_str("contexts:\n");
-        for (name, _) in contexts {
-            text.push_str(&format!(
-                "- context:\n    cluster: {name}\n    user: {name}\n  name: {name}\n"
-            ));
-        }
-        text.push_str("users:\n");
-        for (name, _) in contexts {
-            text.push_str(&format!("- name: {name}\n  user: {{}}\n"));
-        }
-        text.push_str(&format!("current-context: {current}\n"));
-        std::fs::write(self.kubeconfig(), text).unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    fn run(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
-        let _ = std::fs::remove_file(self.mk.join("log"));
-        let mut cmd = Command::new(common::devenv_bin());
-        cmd.args(args)
-            .current_dir(self.p.path())
-            .env("PATH", self.bin.path())
-            .env("HOME", self.fakes.path())
-            .env("KUBECONFIG", self.kubeconfig())
-            .env("FAKE_API_SERVER", self.api.url())
-            .env("FAKE_MINIKUBE_DIR", &self.mk)
-            .env("DEVENV_PROC_ROOT", self.proc_root.path())
-            .env_remove("DOCKER_HOST")
-            .env_remove("MINIKUBE_HOME");
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// The minikube calls of the last run, without doctor's two queries (which come first).
-    fn up_calls(&self) -> Vec<String> {
-        let log = std::fs::read_to_string(self.mk.join("log")).unwrap_or_default();
-        let lines: Vec<String> = log.lines().map(str::to_owned).collect();
-        let (doctor, rest) = lines.split_at(lines.len().min(2));
-        let mut doctor = doctor.to_vec();
-        doctor.sort();
-        assert_eq!(
-            doctor,
-            ["profile list -o json", "version --short"],
-            "doctor's queries come first: {lines:?}"
-        );
-        rest.to_vec()
-    }
-
-    /// A `helm` that renders with the real helm and records `upgrade`/`uninstall` calls; an
-    /// upgrade applies the rendered chart with the real kubectl (the fake API server does not
-    /// serve what a real release install needs: release Secrets, full OpenAPI).
-    fn fake_helm(&self) {
-        let real = common::which("helm")
-            .unwrap_or_else(|| panic!("helm is not installed: run scripts/install-test-tools.sh"));
-        self.bin.tool(
-            "helm",
-            &format!(
-                r#"case "$1" in template|lint|version) exec {real} "$@" ;; esac
-echo "$*" >> {log}
-if [ "$1" = upgrade ]; then
-  shift; [ "$1" = --install ] && shift
-  prev=""; ns=default; ctx=""
-  for a; do
-    case "$prev" in -n|--namespace) ns="$a" ;; --kube-context) ctx="$a" ;; esac; prev="$a"
-  done
-  {real} template "$@" | {kubectl} --context "$ctx" apply --server-side --validate=false --field-manager helm -n "$ns" -f - >/dev/null || exit 1
-fi
-echo "Release \"todo\" has been upgraded. Happy Helming!""#,
-                real = real.display(),
-                kubectl = common::which("kubectl").unwrap_or_else(|| panic!("kubectl is not installed")).display(),
-                log = self.fakes.path().join("helm.log").display()
-            ),
-        );
-    }
-
-    fn helm_calls(&self) -> Vec<String> {
-        std::fs::read_to_string(self.fakes.path().join("helm.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    fn state(&self) -> String {
-        std::fs::read_to_string(self.mk.join("state"))
-            .map_or_else(|_| "absent".to_owned(), |s| s.trim().to_owned())
-    }
+    let w = World::new(p);
+    w.api.auto_rollout();
+    w
 }
 
 /// `up --ci` brought everything up and every resource is ready.
@@ -411,7 +258,10 @@ fn a_failed_start_shows_minikubes_own_error_lines() {
         "{err}"
     );
     assert!(err.contains("  X Exiting due to RSRC_INSUFFICIENT_CONTAINER_MEMORY: docker only has 3900MiB available"), "{err}");
-    assert!(!stdout(&out).contains("\nresource "), "no summary after a failed start");
+    assert!(
+        !stdout(&out).contains("\nresource "),
+        "no summary after a failed start"
+    );
 
     let out = w.run(&["up", "--ci"], &[("FAKE_MINIKUBE_START_FAIL", "driver")]);
     let err = stderr(&out);

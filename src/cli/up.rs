@@ -159,7 +159,13 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
     };
     // Everything that is not a resource's workload goes first: Services, ConfigMaps...
     if let Some(d) = &discovery {
-        apply_docs(&rt, &ready.target, d, cfg, docs.iter().filter(|m| m.owner.is_none()))?;
+        apply_docs(
+            &rt,
+            &ready.target,
+            d,
+            cfg,
+            docs.iter().filter(|m| m.owner.is_none()),
+        )?;
     }
     if let Some((_, upgrade)) = &helm_step {
         helm_upgrade(cfg, upgrade)?;
@@ -187,9 +193,7 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
             waiting.push(r);
         }
         let outcomes = rt.block_on(futures::future::join_all(
-            waiting
-                .iter()
-                .map(|r| wait_one(&ready.target, r, opts.ci)),
+            waiting.iter().map(|r| wait_one(&ready.target, r, opts.ci)),
         ));
         for (r, o) in waiting.iter().zip(outcomes) {
             results.insert(r.name.clone(), o);
@@ -213,8 +217,14 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
 /// How a resource's bring-up ended.
 #[derive(Debug)]
 enum Outcome {
-    Ready { took: Duration, pods: PodCounts },
-    Failed { pods: PodCounts, error: String },
+    Ready {
+        took: Duration,
+        pods: PodCounts,
+    },
+    Failed {
+        pods: PodCounts,
+        error: String,
+    },
     /// Not deployed: the named dependency is not ready.
     Skipped(String),
 }
@@ -224,13 +234,18 @@ async fn wait_one(target: &Target, r: &config::Resource, fail_fast: bool) -> Out
     let started = Instant::now();
     let mut pods = PodCounts::default();
     let name = r.name.clone();
+    let mut shown: Option<Health> = None;
     let mut on_update = |u: rollout::Update<'_>| {
         pods = u.pods;
+        if shown.as_ref() == Some(u.health) {
+            return;
+        }
         match u.health {
             Health::Waiting(m) => println!("waiting    {name}: {m}"),
             Health::Problem(p) => println!("problem    {name}: {p}"),
             Health::Ready | Health::Failed(_) => {}
         }
+        shown = Some(u.health.clone());
     };
     let res = rollout::wait_ready(
         &target.client,
@@ -283,7 +298,10 @@ fn print_summary(cfg: &config::Config, results: &BTreeMap<String, Outcome>) {
         .unwrap_or(0)
         .max(8);
     println!();
-    println!("{:width$}  {:wl_width$}  {:8}  {:5}  time", "resource", "workload", "status", "pods");
+    println!(
+        "{:width$}  {:wl_width$}  {:8}  {:5}  time",
+        "resource", "workload", "status", "pods"
+    );
     for r in &cfg.resources {
         let (status, pods, time) = match results.get(&r.name) {
             Some(Outcome::Ready { took, pods }) => (
@@ -308,7 +326,9 @@ fn print_summary(cfg: &config::Config, results: &BTreeMap<String, Outcome>) {
     for (name, o) in results {
         match o {
             Outcome::Failed { error, .. } => println!("\n{name}: {error}"),
-            Outcome::Skipped(dep) => println!("\n{name}: not deployed, because `{dep}` is not ready"),
+            Outcome::Skipped(dep) => {
+                println!("\n{name}: not deployed, because `{dep}` is not ready")
+            }
             Outcome::Ready { .. } => {}
         }
     }
@@ -323,10 +343,7 @@ struct Doc {
 
 /// Reads every manifest file, rewrites images to the built references, and assigns each
 /// object to the resource whose workload it is (if any).
-fn load_manifests(
-    cfg: &config::Config,
-    references: &BTreeMap<String, String>,
-) -> Result<Vec<Doc>> {
+fn load_manifests(cfg: &config::Config, references: &BTreeMap<String, String>) -> Result<Vec<Doc>> {
     let mut out = Vec::new();
     for file in &cfg.deploy.manifests {
         let shown = cfg.rel(file);
@@ -490,4 +507,3 @@ fn helm_upgrade(cfg: &config::Config, argv: &[String]) -> Result<()> {
     }
     Ok(())
 }
-

@@ -11,8 +11,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event as KubeEvent, Pod};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, LogParams};
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde::Serialize;
 use serde_json::Value;
@@ -146,7 +146,9 @@ pub fn progress(kind: WorkloadKind, obj: &Value) -> Progress {
                     replicas - updated
                 ))
             } else if available < updated {
-                Progress::Waiting(format!("{available} of {updated} updated replicas available"))
+                Progress::Waiting(format!(
+                    "{available} of {updated} updated replicas available"
+                ))
             } else {
                 Progress::Complete
             }
@@ -275,14 +277,18 @@ pub fn pod_problem(pod: &Pod) -> Option<Problem> {
                     Some(IMAGE_HINT.to_owned()),
                 ));
             }
-            "CrashLoopBackOff" if last_terminated.is_some_and(|t| t.reason.as_deref() == Some("OOMKilled")) => {
+            "CrashLoopBackOff"
+                if last_terminated.is_some_and(|t| t.reason.as_deref() == Some("OOMKilled")) =>
+            {
                 return Some(problem(
                     "OOMKilled",
                     format!(
                         "the container ran out of memory and was killed ({} restarts)",
                         cs.restart_count
                     ),
-                    Some("raise the container's resources.limits.memory, or use less memory".into()),
+                    Some(
+                        "raise the container's resources.limits.memory, or use less memory".into(),
+                    ),
                 ));
             }
             "CrashLoopBackOff" => {
@@ -291,17 +297,24 @@ pub fn pod_problem(pod: &Pod) -> Option<Problem> {
                 });
                 return Some(problem(
                     "CrashLoopBackOff",
-                    format!("the container keeps exiting ({} restarts{code})", cs.restart_count),
+                    format!(
+                        "the container keeps exiting ({} restarts{code})",
+                        cs.restart_count
+                    ),
                     None,
                 ));
             }
-            "InvalidImageName" | "CreateContainerConfigError" | "CreateContainerError"
+            "InvalidImageName"
+            | "CreateContainerConfigError"
+            | "CreateContainerError"
             | "RunContainerError" => return Some(problem(&reason, message, None)),
             _ => {}
         }
     }
     let unschedulable = status.conditions.iter().flatten().find(|c| {
-        c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
     });
     unschedulable.map(|c| Problem {
         reason: "Unschedulable".into(),
@@ -426,12 +439,6 @@ pub enum RolloutError {
         namespace: String,
         problem: Problem,
     },
-    #[error("watching {what}: {source}")]
-    Watch {
-        what: String,
-        #[source]
-        source: watcher::Error,
-    },
 }
 
 /// The API resource of a workload kind.
@@ -521,16 +528,18 @@ pub async fn wait_ready(
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let shown = workload.to_string();
-    let watch_err = |what: &str, source| RolloutError::Watch {
-        what: format!("{what} of {shown} in {namespace}"),
-        source,
+    let watch_err = |what: &str, source: watcher::Error| {
+        tracing::debug!("watching {what} of {shown} in {namespace}: {source}");
+        format!("watching {what}: {source}")
     };
+    let mut watch_error: Option<String> = None;
 
     loop {
         tokio::select! {
             ev = wl_stream.next() => match ev {
                 Some(Ok(ev)) => workloads.apply(ev),
-                Some(Err(e)) => return Err(watch_err("the workload", e)),
+                // The watcher recovers by itself (410 Gone: it lists again, with back-off).
+                Some(Err(e)) => { watch_error = Some(watch_err("the workload", e)); continue; }
                 None => {}
             },
             ev = async { match pod_stream.as_mut() {
@@ -538,16 +547,21 @@ pub async fn wait_ready(
                 None => futures::future::pending().await,
             } } => match ev {
                 Some(Ok(ev)) => pods.apply(ev),
-                Some(Err(e)) => return Err(watch_err("the pods", e)),
+                // The watcher recovers by itself (410 Gone: it lists again, with back-off).
+                Some(Err(e)) => { watch_error = Some(watch_err("the pods", e)); continue; }
                 None => {}
             },
             ev = ev_stream.next() => match ev {
                 Some(Ok(ev)) => events.apply(ev),
-                Some(Err(e)) => return Err(watch_err("the events", e)),
+                // The watcher recovers by itself (410 Gone: it lists again, with back-off).
+                Some(Err(e)) => { watch_error = Some(watch_err("the events", e)); continue; }
                 None => {}
             },
             () = &mut deadline => {
-                let last = last.map_or_else(|| "nothing reported yet".to_owned(), |(h, _)| describe(&h));
+                let mut last = last.map_or_else(|| "nothing reported yet".to_owned(), |(h, _)| describe(&h));
+                if let Some(e) = watch_error {
+                    last.push_str(&format!(" (last watch error: {e})"));
+                }
                 return Err(RolloutError::TimedOut {
                     workload: shown.clone(),
                     namespace: namespace.to_owned(),
@@ -556,6 +570,7 @@ pub async fn wait_ready(
                 });
             }
         }
+        watch_error = None;
         let obj = workloads
             .objects
             .get(&workload.name)
@@ -695,19 +710,27 @@ mod tests {
             other => format!("{other:?}"),
         };
         assert_eq!(
-            w(json!({"observedGeneration": 2, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 2})),
+            w(
+                json!({"observedGeneration": 2, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 2})
+            ),
             "waiting for the controller to see the new spec"
         );
         assert_eq!(
-            w(json!({"observedGeneration": 3, "updatedReplicas": 1, "replicas": 3, "availableReplicas": 2})),
+            w(
+                json!({"observedGeneration": 3, "updatedReplicas": 1, "replicas": 3, "availableReplicas": 2})
+            ),
             "1 of 2 replicas updated"
         );
         assert_eq!(
-            w(json!({"observedGeneration": 3, "updatedReplicas": 2, "replicas": 3, "availableReplicas": 2})),
+            w(
+                json!({"observedGeneration": 3, "updatedReplicas": 2, "replicas": 3, "availableReplicas": 2})
+            ),
             "1 old replica(s) still terminating"
         );
         assert_eq!(
-            w(json!({"observedGeneration": 3, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 1})),
+            w(
+                json!({"observedGeneration": 3, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 1})
+            ),
             "1 of 2 updated replicas available"
         );
         assert_eq!(
@@ -725,7 +748,9 @@ mod tests {
             json!({"observedGeneration": 3, "conditions": [{"type": "Progressing", "status": "False",
                 "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"web-1\" has timed out progressing."}]}),
         );
-        assert!(matches!(progress(d, &stuck), Progress::Failed(m) if m.contains("timed out progressing")));
+        assert!(
+            matches!(progress(d, &stuck), Progress::Failed(m) if m.contains("timed out progressing"))
+        );
     }
 
     #[test]
@@ -742,7 +767,9 @@ mod tests {
         assert_eq!(progress(WorkloadKind::DaemonSet, &ds), Progress::Complete);
         let job = json!({"metadata": {"generation": 1}, "status": {"conditions": [
             {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}});
-        assert!(matches!(progress(WorkloadKind::Job, &job), Progress::Failed(m) if m.contains("BackoffLimitExceeded")));
+        assert!(
+            matches!(progress(WorkloadKind::Job, &job), Progress::Failed(m) if m.contains("BackoffLimitExceeded"))
+        );
     }
 
     #[test]
@@ -764,39 +791,57 @@ mod tests {
 
     #[test]
     fn pod_problems_name_the_reason_and_a_hint() {
-        let never = pod(json!({"containerStatuses": [{"name": "app", "image": "web:devenv-1", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"waiting": {"reason": "ErrImageNeverPull", "message": "Container image \"web:devenv-1\" is not present with pull policy of Never"}}}]}));
+        let never = pod(
+            json!({"containerStatuses": [{"name": "app", "image": "web:devenv-1", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ErrImageNeverPull", "message": "Container image \"web:devenv-1\" is not present with pull policy of Never"}}}]}),
+        );
         let p = pod_problem(&never).unwrap_or_else(|| panic!("no problem"));
         assert_eq!(p.reason, "ErrImageNeverPull");
         assert!(p.hint.as_deref().unwrap_or("").contains("image store"));
         assert!(p.is_fatal());
 
-        let oom = pod(json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 3,
+        let oom = pod(
+            json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 3,
             "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-            "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}));
-        assert_eq!(pod_problem(&oom).map(|p| p.reason), Some("OOMKilled".into()));
+            "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}),
+        );
+        assert_eq!(
+            pod_problem(&oom).map(|p| p.reason),
+            Some("OOMKilled".into())
+        );
 
-        let crash = pod(json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 2,
+        let crash = pod(
+            json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 2,
             "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-            "lastState": {"terminated": {"reason": "Error", "exitCode": 1}}}]}));
+            "lastState": {"terminated": {"reason": "Error", "exitCode": 1}}}]}),
+        );
         let p = pod_problem(&crash).unwrap_or_else(|| panic!("no problem"));
-        assert_eq!(p.message, "the container keeps exiting (2 restarts, last exit code 1)");
+        assert_eq!(
+            p.message,
+            "the container keeps exiting (2 restarts, last exit code 1)"
+        );
 
-        let pending = pod(json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-            "message": "0/1 nodes are available: 1 Insufficient memory."}]}));
+        let pending = pod(
+            json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/1 nodes are available: 1 Insufficient memory."}]}),
+        );
         let p = pod_problem(&pending).unwrap_or_else(|| panic!("no problem"));
         assert_eq!(p.reason, "Unschedulable");
         assert!(!p.is_fatal());
 
-        let fine = pod(json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
-            "state": {"running": {}}}]}));
+        let fine = pod(
+            json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
+            "state": {"running": {}}}]}),
+        );
         assert_eq!(pod_problem(&fine), None);
     }
 
     #[test]
     fn a_complete_rollout_is_ready_whatever_old_pods_do_and_warnings_show_while_waiting() {
-        let crash = pod(json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 2,
-            "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}));
+        let crash = pod(
+            json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 2,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}),
+        );
         let done = deployment(
             1,
             json!({"observedGeneration": 1, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 2}),
@@ -805,8 +850,13 @@ mod tests {
             assess(WorkloadKind::Deployment, Some(&done), &[&crash], &[]),
             Health::Ready
         );
-        let waiting = deployment(1, json!({"observedGeneration": 1, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 0}));
-        let running = pod(json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "state": {"running": {}}}]}));
+        let waiting = deployment(
+            1,
+            json!({"observedGeneration": 1, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 0}),
+        );
+        let running = pod(
+            json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "state": {"running": {}}}]}),
+        );
         let probe = Problem {
             reason: "Unhealthy".into(),
             pod: Some("web-1".into()),
@@ -820,11 +870,21 @@ mod tests {
             ..probe.clone()
         };
         assert_eq!(
-            assess(WorkloadKind::Deployment, Some(&waiting), &[&running], &[probe.clone(), other_pod.clone()]),
+            assess(
+                WorkloadKind::Deployment,
+                Some(&waiting),
+                &[&running],
+                &[probe.clone(), other_pod.clone()]
+            ),
             Health::Problem(probe)
         );
         assert_eq!(
-            assess(WorkloadKind::Deployment, Some(&waiting), &[&running], &[other_pod]),
+            assess(
+                WorkloadKind::Deployment,
+                Some(&waiting),
+                &[&running],
+                &[other_pod]
+            ),
             Health::Waiting("0 of 2 updated replicas available".into())
         );
         assert_eq!(

@@ -97,7 +97,11 @@ pub struct FakeKube {
 
 fn status(code: u16, reason: &str, message: String) -> Response {
     let code_status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (code_status, axum::Json(status_object(code, reason, message))).into_response()
+    (
+        code_status,
+        axum::Json(status_object(code, reason, message)),
+    )
+        .into_response()
 }
 
 fn status_object(code: u16, reason: &str, message: String) -> Value {
@@ -158,15 +162,13 @@ fn decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 2;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -340,9 +342,11 @@ impl State {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|c| json!({"name": c["name"], "image": c["image"], "imageID": "", "ready": true,
+            .map(|c| {
+                json!({"name": c["name"], "image": c["image"], "imageID": "", "ready": true,
                             "restartCount": 0, "started": true,
-                            "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}))
+                            "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}})
+            })
             .collect();
         for i in 0..replicas {
             let pod_name = format!("{name}-{generation}-{i}");
@@ -357,7 +361,10 @@ impl State {
                                    {"type": "PodScheduled", "status": "True"}],
                     "containerStatuses": statuses}
             });
-            self.commit(&format!("/api/v1/namespaces/{ns}/pods/{pod_name}"), Some(pod));
+            self.commit(
+                &format!("/api/v1/namespaces/{ns}/pods/{pod_name}"),
+                Some(pod),
+            );
         }
         let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}");
         let mut d = deployment.clone();
@@ -407,7 +414,9 @@ async fn handle(
     let plural = key.plural.clone();
     match (&method, &key.name, key.sub.as_deref()) {
         (&Method::GET, Some(_), Some("log")) => log(&shared, &key, &q).await,
-        (&Method::GET, None, _) if matches!(q.get("watch").map(String::as_str), Some("true" | "1")) => {
+        (&Method::GET, None, _)
+            if matches!(q.get("watch").map(String::as_str), Some("true" | "1")) =>
+        {
             watch(shared, key, q)
         }
         (&Method::GET, None, _) => {
@@ -556,10 +565,7 @@ fn watch(shared: Arc<Shared>, key: Key, q: BTreeMap<String, String>) -> Response
             {
                 let st = w.shared.lock();
                 if w.cursor < st.compacted {
-                    let msg = format!(
-                        "too old resource version: {} ({})",
-                        w.cursor, st.compacted
-                    );
+                    let msg = format!("too old resource version: {} ({})", w.cursor, st.compacted);
                     w.pending.push_back(
                         json!({"type": "ERROR", "object": status_object(410, "Expired", msg)}),
                     );
@@ -653,9 +659,8 @@ async fn log(shared: &Arc<Shared>, key: &Key, q: &BTreeMap<String, String>) -> R
     };
     let rx = shared.changed.subscribe();
     let shared = shared.clone();
-    let stream = futures::stream::unfold(
-        (start, rx, false),
-        move |(mut next, mut rx, mut done)| {
+    let stream =
+        futures::stream::unfold((start, rx, false), move |(mut next, mut rx, mut done)| {
             let shared = shared.clone();
             let log_key = log_key.clone();
             let pod_path = pod_path.clone();
@@ -691,8 +696,7 @@ async fn log(shared: &Arc<Shared>, key: &Key, q: &BTreeMap<String, String>) -> R
                     }
                 }
             }
-        },
-    );
+        });
     Response::builder()
         .header("content-type", "text/plain")
         .body(Body::from_stream(stream))
@@ -717,7 +721,9 @@ async fn portforward(
             content_type: String::new(),
             body: String::new(),
         });
-        st.objects.get(&path).map(|o| o["status"]["phase"] == "Running")
+        st.objects
+            .get(&path)
+            .map(|o| o["status"]["phase"] == "Running")
     };
     match running {
         None => return status(404, "NotFound", format!("pods \"{pod}\" not found")),

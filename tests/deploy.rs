@@ -1,0 +1,391 @@
+//! Readiness, dependency order and failure reasons through the real binary (`devenv up --ci`).
+//!
+//! The Kubernetes API is `common::fake_kube`, a fake server speaking the real wire protocol
+//! (lists, watches with bookmarks and 410 Gone, pod logs); kube-rs is not mocked. The fake
+//! runs no controllers: each test plays the Deployment controller and kubelet by writing pods,
+//! workload status and Events, and sees devenv react through its watches. Minikube and the
+//! Docker daemon are the fakes of tests/cluster.rs.
+
+mod common;
+
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
+
+use common::fake_kube::FakeKube;
+use common::world::World;
+use common::{Project, stdout};
+use serde_json::{Value, json};
+
+/// Polls `cond` (for up to 30 s) while devenv runs; panics with `what` if it never holds.
+fn wait_until(what: &str, child: &mut Child, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let out = finish(child);
+            panic!(
+                "devenv exited ({status}) before {what}:\n{}\n{}",
+                stdout(&out),
+                common::stderr(&out)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = finish(child);
+    panic!(
+        "timed out waiting for {what}:\n{}\n{}",
+        stdout(&out),
+        common::stderr(&out)
+    );
+}
+
+fn finish(child: &mut Child) -> Output {
+    let mut out = String::new();
+    let mut err = String::new();
+    use std::io::Read;
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_string(&mut out);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_string(&mut err);
+    }
+    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    Output {
+        status,
+        stdout: out.into_bytes(),
+        stderr: err.into_bytes(),
+    }
+}
+
+fn deployment_path(ns: &str, name: &str) -> String {
+    format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}")
+}
+
+fn pod_path(ns: &str, name: &str) -> String {
+    format!("/api/v1/namespaces/{ns}/pods/{name}")
+}
+
+/// A pod of deployment `name` as the kubelet reports it, with `containers` statuses.
+fn pod(api: &FakeKube, ns: &str, deployment: &str, pod: &str, status: Value) {
+    let d = api
+        .object(&deployment_path(ns, deployment))
+        .unwrap_or_else(|| panic!("no deployment {deployment}"));
+    let labels = d["spec"]["template"]["metadata"]["labels"].clone();
+    api.insert(
+        &pod_path(ns, pod),
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": pod, "namespace": ns, "labels": labels},
+               "spec": d["spec"]["template"]["spec"],
+               "status": status}),
+    );
+}
+
+fn container(name: &str, ready: bool, state: Value, restarts: u32, last: Value) -> Value {
+    json!({"name": name, "image": "hello:x", "imageID": "", "ready": ready,
+           "restartCount": restarts, "state": state, "lastState": last})
+}
+
+fn running_pod(ready: bool) -> Value {
+    json!({"phase": "Running",
+           "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+           "containerStatuses": [container("hello", ready, json!({"running": {}}), 0, json!({}))]})
+}
+
+/// Sets a Deployment's status as its controller would.
+fn deployment_status(api: &FakeKube, ns: &str, name: &str, updated: u32, available: u32) {
+    api.modify(&deployment_path(ns, name), |d| {
+        let generation = d["metadata"]["generation"].clone();
+        d["status"] = json!({"observedGeneration": generation, "replicas": updated,
+            "updatedReplicas": updated, "readyReplicas": available, "availableReplicas": available});
+    });
+}
+
+/// examples/hello with a short readiness timeout.
+fn hello(timeout: &str) -> World {
+    let p = Project::example("hello");
+    let cfg = p.read("devenv.toml");
+    p.write(
+        "devenv.toml",
+        &format!("{cfg}readiness_timeout = \"{timeout}\"\n"),
+    );
+    World::new(p)
+}
+
+#[test]
+fn up_waits_for_the_rollout_through_watches_and_reports_ready() {
+    let w = hello("60s");
+    let mut child = w.spawn(&["up", "--ci"], &[]);
+    let d = deployment_path("hello", "hello");
+    wait_until("the deployment is applied", &mut child, || {
+        w.api.object(&d).is_some()
+    });
+    // The controller sees the spec, the pod starts but is not ready yet.
+    deployment_status(&w.api, "hello", "hello", 1, 0);
+    pod(&w.api, "hello", "hello", "hello-abc-1", running_pod(false));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().ok().flatten().is_none(),
+        "devenv must still be waiting"
+    );
+    // History is compacted meanwhile: a watch resuming from an old version gets 410 Gone.
+    w.api.compact();
+    pod(&w.api, "hello", "hello", "hello-abc-1", running_pod(true));
+    deployment_status(&w.api, "hello", "hello", 1, 1);
+    let out = finish(&mut child);
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        common::stderr(&out)
+    );
+    assert!(
+        text.contains("waiting    hello: 0 of 1 updated replicas available"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ready      hello (deployment/hello, "),
+        "{text}"
+    );
+    assert!(text.contains("hello     deployment/hello  ready"), "{text}");
+    // Watches, not polling: every read of the deployment is a list or a watch.
+    let reqs = w.api.requests();
+    let on_deployments: Vec<_> = reqs
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/apis/apps/v1/namespaces/hello/deployments")
+        .collect();
+    assert!(
+        on_deployments
+            .iter()
+            .any(|r| r.query.contains("watch=true")),
+        "{on_deployments:?}"
+    );
+    assert!(
+        on_deployments
+            .iter()
+            .all(|r| r.query.contains("fieldSelector=metadata.name%3Dhello")),
+        "{on_deployments:?}"
+    );
+    assert!(
+        reqs.iter()
+            .filter(|r| r.method == "GET" && r.path == d)
+            .count()
+            == 0,
+        "no polling of the object itself"
+    );
+    assert!(
+        reqs.iter()
+            .any(|r| r.path == "/api/v1/namespaces/hello/pods"
+                && r.query.contains("labelSelector=app%3Dhello")),
+        "pods are watched by the deployment's selector"
+    );
+}
+
+#[test]
+fn an_image_that_is_not_in_the_cluster_fails_ci_at_once_with_the_hint() {
+    let w = hello("60s");
+    let mut child = w.spawn(&["up", "--ci"], &[]);
+    let d = deployment_path("hello", "hello");
+    wait_until("the deployment is applied", &mut child, || {
+        w.api.object(&d).is_some()
+    });
+    deployment_status(&w.api, "hello", "hello", 1, 0);
+    pod(
+        &w.api,
+        "hello",
+        "hello",
+        "hello-abc-1",
+        json!({"phase": "Pending", "containerStatuses": [container("hello", false,
+            json!({"waiting": {"reason": "ErrImageNeverPull",
+                "message": "Container image \"hello:devenv-0\" is not present with pull policy of Never"}}),
+            0, json!({}))]}),
+    );
+    let out = finish(&mut child);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("failed     hello: deployment/hello in hello failed: ErrImageNeverPull (pod hello-abc-1, container hello): Container image \"hello:devenv-0\" is not present with pull policy of Never"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hint: the image is not in the cluster's image store"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hello     deployment/hello  failed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_crash_loop_shows_the_crashed_containers_last_log_lines() {
+    let w = hello("60s");
+    let mut child = w.spawn(&["up", "--ci"], &[]);
+    let d = deployment_path("hello", "hello");
+    wait_until("the deployment is applied", &mut child, || {
+        w.api.object(&d).is_some()
+    });
+    for line in [
+        "starting hello",
+        "Traceback (most recent call last):",
+        "KeyError: 'DATABASE_URL'",
+    ] {
+        w.api.log("hello", "hello-abc-1", "hello", true, line);
+    }
+    deployment_status(&w.api, "hello", "hello", 1, 0);
+    pod(
+        &w.api,
+        "hello",
+        "hello",
+        "hello-abc-1",
+        json!({"phase": "Running", "containerStatuses": [container("hello", false,
+            json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s restarting failed container"}}),
+            3, json!({"terminated": {"reason": "Error", "exitCode": 1}}))]}),
+    );
+    let out = finish(&mut child);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("CrashLoopBackOff (pod hello-abc-1, container hello): the container keeps exiting (3 restarts, last exit code 1)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  last log lines:\n    starting hello\n    Traceback (most recent call last):\n    KeyError: 'DATABASE_URL'"),
+        "{text}"
+    );
+    assert!(
+        w.api.requests().iter().any(
+            |r| r.path == "/api/v1/namespaces/hello/pods/hello-abc-1/log"
+                && r.query.contains("previous=true")
+        ),
+        "the previous instance's log is read"
+    );
+}
+
+#[test]
+fn a_failing_probe_is_shown_from_events_and_the_timeout_ends_the_wait() {
+    let w = hello("2s");
+    let mut child = w.spawn(&["up", "--ci"], &[]);
+    let d = deployment_path("hello", "hello");
+    wait_until("the deployment is applied", &mut child, || {
+        w.api.object(&d).is_some()
+    });
+    deployment_status(&w.api, "hello", "hello", 1, 0);
+    pod(&w.api, "hello", "hello", "hello-abc-1", running_pod(false));
+    w.api.insert(
+        "/api/v1/namespaces/hello/events/hello-abc-1.17f",
+        json!({"apiVersion": "v1", "kind": "Event",
+               "metadata": {"name": "hello-abc-1.17f", "namespace": "hello"},
+               "involvedObject": {"kind": "Pod", "name": "hello-abc-1", "namespace": "hello"},
+               "reason": "Unhealthy", "type": "Warning",
+               "message": "Readiness probe failed: Get \"http://10.244.0.9:8080/healthz\": dial tcp 10.244.0.9:8080: connect: connection refused",
+               "lastTimestamp": "2026-01-01T00:00:05Z"}),
+    );
+    let out = finish(&mut child);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("problem    hello: Unhealthy (pod hello-abc-1): Readiness probe failed: Get \"http://10.244.0.9:8080/healthz\""),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "failed     hello: deployment/hello in hello is not ready after 2s: Unhealthy"
+        ),
+        "{text}"
+    );
+    assert!(
+        w.api
+            .requests()
+            .iter()
+            .any(|r| r.path == "/api/v1/namespaces/hello/events"
+                && r.query
+                    .contains("fieldSelector=involvedObject.kind%3DPod%2Ctype%3DWarning")),
+        "events are watched"
+    );
+}
+
+/// Two resources from plain manifests: `web` depends on `api`.
+fn two_tier() -> World {
+    let p = Project::example("hello");
+    let cfg = p.read("devenv.toml").replace(
+        "[[resource]]\nname = \"hello\"\nworkload = \"deployment/hello\"\nimages = [\"hello\"]\nport_forwards = [\"8080:8080\"]\n",
+        "[[resource]]\nname = \"web\"\nworkload = \"deployment/web\"\ndepends_on = [\"api\"]\nreadiness_timeout = \"60s\"\n\n[[resource]]\nname = \"api\"\nworkload = \"deployment/api\"\nimages = [\"hello\"]\nreadiness_timeout = \"60s\"\n",
+    );
+    p.write("devenv.toml", &cfg);
+    let deployment = p.read("k8s/deployment.yaml");
+    p.write(
+        "k8s/deployment.yaml",
+        &format!(
+            "{}---\n{}---\napiVersion: v1\nkind: Service\nmetadata:\n  name: api\nspec:\n  selector:\n    app: api\n  ports:\n    - port: 8080\n",
+            deployment.replace("hello", "api").replace("image: api", "image: hello"),
+            deployment.replace("hello", "web").replace("image: web", "image: hello"),
+        ),
+    );
+    World::new(p)
+}
+
+#[test]
+fn a_resource_deploys_only_after_what_it_depends_on_is_ready() {
+    let w = two_tier();
+    let mut child = w.spawn(&["up", "--ci"], &[]);
+    let (api, web) = (
+        deployment_path("hello", "api"),
+        deployment_path("hello", "web"),
+    );
+    wait_until("api is applied", &mut child, || {
+        w.api.object(&api).is_some()
+    });
+    assert!(
+        w.api
+            .object("/api/v1/namespaces/hello/services/api")
+            .is_some(),
+        "objects that are no resource's workload go first"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(w.api.object(&web).is_none(), "web waits for api");
+    pod(&w.api, "hello", "api", "api-1", running_pod(true));
+    deployment_status(&w.api, "hello", "api", 1, 1);
+    wait_until("web is applied", &mut child, || {
+        w.api.object(&web).is_some()
+    });
+    pod(&w.api, "hello", "web", "web-1", running_pod(true));
+    deployment_status(&w.api, "hello", "web", 1, 1);
+    let out = finish(&mut child);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let api_ready = text.find("ready      api").unwrap_or(usize::MAX);
+    let web_applied = text.find("applied    Deployment/web").unwrap_or(0);
+    assert!(api_ready < web_applied, "{text}");
+}
+
+#[test]
+fn a_dependent_of_a_failed_resource_is_not_deployed() {
+    let w = two_tier();
+    let mut child = w.spawn(&["up", "--ci"], &[]);
+    let api = deployment_path("hello", "api");
+    wait_until("api is applied", &mut child, || {
+        w.api.object(&api).is_some()
+    });
+    w.api.modify(&api, |d| {
+        let generation = d["metadata"]["generation"].clone();
+        d["status"] = json!({"observedGeneration": generation, "conditions": [{"type": "Progressing",
+            "status": "False", "reason": "ProgressDeadlineExceeded",
+            "message": "ReplicaSet \"api-7d9\" has timed out progressing."}]});
+    });
+    let out = finish(&mut child);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("skipped    web: `api` is not ready"),
+        "{text}"
+    );
+    assert!(
+        text.contains("web: not deployed, because `api` is not ready"),
+        "{text}"
+    );
+    assert!(w.api.object(&deployment_path("hello", "web")).is_none());
+}
