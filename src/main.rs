@@ -12,6 +12,7 @@ mod cluster;
 mod config;
 mod deploy;
 mod doctor;
+mod engine;
 mod exec;
 mod pattern;
 mod plan;

@@ -389,3 +389,183 @@ fn a_dependent_of_a_failed_resource_is_not_deployed() {
     );
     assert!(w.api.object(&deployment_path("hello", "web")).is_none());
 }
+
+/// A devenv running in the background whose output is read as it comes.
+struct Running {
+    child: Child,
+    out: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Running {
+    fn start(w: &World, args: &[&str]) -> Running {
+        let mut child = w.spawn(args, &[]);
+        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if let Ok(mut o) = out.lock() {
+                        o.push_str(&line);
+                        o.push('\n');
+                    }
+                }
+            });
+        }
+        Running { child, out }
+    }
+
+    fn text(&self) -> String {
+        self.out.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    fn wait_for(&mut self, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.text().contains(what) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("devenv exited ({status}) before `{what}`:\n{}", self.text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        panic!("no `{what}` within 30 s:\n{}", self.text());
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Sends `msg` through the forward and returns what came back.
+fn through_forward(port: u16, msg: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.write_all(msg.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf).unwrap_or_else(|e| panic!("{e}"));
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn forwards_follow_the_pod_logs_stream_and_sigterm_stops_cleanly() {
+    let p = Project::example("hello");
+    let port = free_port();
+    let cfg = p.read("devenv.toml").replace(
+        "port_forwards = [\"8080:8080\"]",
+        &format!("port_forwards = [\"{port}:8080\"]"),
+    );
+    p.write("devenv.toml", &cfg);
+    let w = World::new(p);
+    w.api.auto_rollout();
+    let mut up = Running::start(&w, &["up"]);
+    up.wait_for("running    Ctrl-C stops devenv");
+    let text = up.text();
+    assert!(
+        text.contains(&format!(
+            "forward    hello: http://127.0.0.1:{port} -> deployment/hello:8080"
+        )),
+        "{text}"
+    );
+    // The forward reaches the running pod, through pods/portforward.
+    assert_eq!(through_forward(port, "ping"), "hello-1-0:8080 ping");
+    w.api
+        .log("hello", "hello-1-0", "hello", false, "GET /healthz 200");
+    up.wait_for("  hello | hello-1-0/hello GET /healthz 200");
+
+    // The pod is replaced: the forward and the logs move to the new one by themselves.
+    let old = pod_path("hello", "hello-1-0");
+    let mut replacement = w.api.object(&old).unwrap_or_else(|| panic!("no pod"));
+    replacement["metadata"]["name"] = json!("hello-2-0");
+    replacement["metadata"]["uid"] = Value::Null;
+    w.api.remove(&old);
+    w.api.insert(&pod_path("hello", "hello-2-0"), replacement);
+    w.api
+        .log("hello", "hello-2-0", "hello", false, "started again");
+    up.wait_for("  hello | hello-2-0/hello started again");
+    assert_eq!(through_forward(port, "pong"), "hello-2-0:8080 pong");
+    assert!(w.api.requests().iter().any(|r| r.path
+        == "/api/v1/namespaces/hello/pods/hello-2-0/portforward"
+        && r.query.contains("ports=8080")));
+
+    // SIGTERM: devenv stops at once and says what it leaves running.
+    let pid = up.child.id();
+    let stopped_at = Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc_kill(pid) };
+    let status = up.child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(stopped_at.elapsed() < Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", up.text());
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        up.text()
+            .contains("stopping   port-forwards and log streams closed"),
+        "{}",
+        up.text()
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the forward is closed"
+    );
+    assert!(w.api.object(&deployment_path("hello", "hello")).is_some());
+}
+
+unsafe fn libc_kill(pid: u32) {
+    unsafe extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    // SAFETY: the caller passes a child it owns; 15 is SIGTERM.
+    unsafe {
+        kill(pid as i32, 15);
+    }
+}
+
+#[test]
+fn a_busy_forward_port_is_a_clear_error() {
+    let p = Project::example("hello");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = held
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = p.read("devenv.toml").replace(
+        "port_forwards = [\"8080:8080\"]",
+        &format!("port_forwards = [\"{port}:8080\"]"),
+    );
+    p.write("devenv.toml", &cfg);
+    let w = World::new(p);
+    w.api.auto_rollout();
+    let out = w.run(&["up"], &[]);
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    drop(held);
+}

@@ -208,10 +208,113 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
             ExitCode::FAILURE
         });
     }
-    anyhow::bail!(
-        "the resources are deployed{}, but port-forwards and watching are not built yet (see README, \"Status\"); `devenv up --ci` waits once and exits",
-        if all_ready { " and ready" } else { "" }
-    )
+    let deployed: Vec<&config::Resource> = cfg
+        .resources
+        .iter()
+        .filter(|r| !matches!(results.get(&r.name), Some(Outcome::Skipped(_)) | None))
+        .collect();
+    let node_ip = match cfg.cluster.provider {
+        config::Provider::Minikube => crate::cluster::minikube::Minikube {
+            cfg,
+            query_timeout: Duration::from_secs(30),
+        }
+        .ip()
+        .map_err(|e| eprintln!("warning: no NodePort URLs: {e}"))
+        .ok(),
+        config::Provider::Existing => None,
+    };
+    let code = rt.block_on(session(cfg, &ready.target, &deployed, node_ip.as_deref()))?;
+    // Forwards, log streams and watches end with the runtime; the cluster stays as it is.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    Ok(code)
+}
+
+/// After bring-up: port-forwards, URLs and log following for every deployed resource, until
+/// Ctrl-C or SIGTERM.
+async fn session(
+    cfg: &config::Config,
+    target: &Target,
+    deployed: &[&config::Resource],
+    node_ip: Option<&str>,
+) -> Result<ExitCode> {
+    let proc_root = doctor::Env::from_process().proc_root;
+    let mut tasks = tokio::task::JoinSet::new();
+    for r in deployed {
+        let pods = deploy::pods::watch(&target.client, &r.namespace, &r.workload).await?;
+        for pf in &r.port_forwards {
+            let listener = deploy::forward::listen(pf.local, &proc_root)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}\n  hint: {}", r.name, e.hint()))?;
+            println!(
+                "forward    {}: http://127.0.0.1:{} -> {}:{}",
+                r.name, pf.local, r.workload, pf.remote
+            );
+            let name = r.name.clone();
+            tasks.spawn(deploy::forward::serve(
+                listener,
+                pods.clone(),
+                pf.remote,
+                move |m| println!("forward    {name}: {m}"),
+            ));
+        }
+        if let Some(ip) = node_ip {
+            let services: kube::Api<k8s_openapi::api::core::v1::Service> =
+                kube::Api::namespaced(target.client.clone(), &r.namespace);
+            match services.list(&Default::default()).await {
+                Ok(list) => {
+                    for url in deploy::forward::node_urls(&list.items, &pods.template_labels, ip) {
+                        println!("url        {}: {url}", r.name);
+                    }
+                }
+                Err(e) => eprintln!("warning: {}: cannot list Services: {e}", r.name),
+            }
+        }
+        for link in &r.links {
+            println!("link       {}: {link}", r.name);
+        }
+        let name = r.name.clone();
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new(
+            crate::engine::log::LogBuffer::new(cfg.web.log_buffer),
+        ));
+        tasks.spawn(deploy::logs::follow(pods, move |l| {
+            let source = format!("{}/{}", l.pod, l.container);
+            println!("  {name} | {source} {}", l.text);
+            let mut b = match buffer.lock() {
+                Ok(b) => b,
+                Err(p) => p.into_inner(),
+            };
+            b.push(
+                l.time_ms.unwrap_or_else(crate::engine::log::now_ms),
+                &source,
+                &l.text,
+            );
+        }));
+    }
+    println!(
+        "running    Ctrl-C stops devenv; the cluster and the workloads stay up. Watching files is not built yet: after a change, run `devenv up` again."
+    );
+    wait_for_stop().await;
+    println!(
+        "stopping   port-forwards and log streams closed; the cluster and workloads are left running"
+    );
+    tasks.abort_all();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn wait_for_stop() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
 }
 
 /// How a resource's bring-up ended.

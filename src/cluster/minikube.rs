@@ -425,6 +425,19 @@ impl Minikube<'_> {
             .map_err(MinikubeError::DockerEnv)
     }
 
+    /// The cluster node's address as the host reaches it (for NodePort URLs).
+    pub fn ip(&self) -> Result<String, MinikubeError> {
+        let cmd = self.cmd(&["ip", "-p", self.profile()]);
+        let f = exec::run(&cmd)?;
+        match f.stdout.lines().map(str::trim).find(|l| !l.is_empty()) {
+            Some(ip) if f.code == Some(0) => Ok(ip.to_owned()),
+            _ => Err(MinikubeError::Command {
+                command: cmd.display(),
+                detail: error_lines(&format!("{}{}", f.stdout, f.stderr)).join(" / "),
+            }),
+        }
+    }
+
     pub fn stop(&self) -> Result<(), MinikubeError> {
         let cmd = Cmd::new("minikube")
             .args(["stop", "-p", self.profile()])

@@ -176,6 +176,7 @@ pub struct RawLocal {
 pub struct RawWeb {
     pub port: Option<Spanned<i64>>,
     pub open_browser: Option<bool>,
+    pub log_buffer: Option<Spanned<Megabytes>>,
 }
 
 #[derive(Debug, Deserialize)]

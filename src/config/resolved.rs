@@ -14,6 +14,8 @@ pub const DEFAULT_CPUS: u32 = 4;
 pub const DEFAULT_MEMORY_MB: u64 = 8192;
 pub const DEFAULT_PROFILE: &str = "minikube";
 pub const DEFAULT_WEB_PORT: u16 = 10350;
+pub const DEFAULT_LOG_BUFFER_MB: u64 = 1;
+pub const MAX_LOG_BUFFER_MB: u64 = 1024;
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
 pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(600);
@@ -184,6 +186,8 @@ pub struct LocalResource {
 pub struct Web {
     pub port: u16,
     pub open_browser: bool,
+    /// How much log each resource keeps (the oldest lines go first), in bytes.
+    pub log_buffer: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -305,9 +305,29 @@ pub fn validate(
         }
         None => (DEFAULT_WEB_PORT, None),
     };
+    let log_buffer_mb = match raw.web.as_ref().and_then(|w| w.log_buffer.as_ref()) {
+        Some(b) if (1..=MAX_LOG_BUFFER_MB).contains(&b.get_ref().0) => b.get_ref().0,
+        Some(b) => {
+            let d = c
+                .at(
+                    b.span(),
+                    format!(
+                        "log_buffer of {} MB is outside 1-{MAX_LOG_BUFFER_MB} MB",
+                        b.get_ref().0
+                    ),
+                )
+                .hint(format!(
+                    "each resource keeps this much log in memory; the default is \"{DEFAULT_LOG_BUFFER_MB}mb\""
+                ));
+            c.push(d);
+            DEFAULT_LOG_BUFFER_MB
+        }
+        None => DEFAULT_LOG_BUFFER_MB,
+    };
     let web = Web {
         port: web_port,
         open_browser: raw.web.and_then(|w| w.open_browser).unwrap_or(false),
+        log_buffer: usize::try_from(log_buffer_mb << 20).unwrap_or(usize::MAX),
     };
 
     let cluster = check_cluster(&mut c, raw.cluster);

@@ -6,7 +6,10 @@
 
 pub mod apply;
 pub mod dotenv;
+pub mod forward;
 pub mod helm;
+pub mod logs;
 pub mod manifests;
+pub mod pods;
 pub mod rollout;
 pub mod secrets;

@@ -635,7 +635,7 @@ fn inotify_check(cfg: Option<&Config>, env: &Env) -> Check {
 }
 
 /// The process listening on `port`, from /proc: `(pid, command name)`.
-fn port_holder(proc_root: &Path, port: u16) -> Option<(u32, String)> {
+pub fn port_holder(proc_root: &Path, port: u16) -> Option<(u32, String)> {
     let mut inodes = Vec::new();
     for table in ["net/tcp", "net/tcp6"] {
         if let Ok(t) = std::fs::read_to_string(proc_root.join(table)) {

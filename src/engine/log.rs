@@ -1,0 +1,147 @@
+//! A resource's log: time-stamped lines from its builds, deploys, pods and commands, kept in
+//! a ring buffer bounded in bytes, so memory stays flat however much a pod writes.
+
+use std::collections::VecDeque;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// One line of a resource's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Line {
+    /// Position in the resource's log since devenv started; survives trimming, so a reader
+    /// can resume after the last line it saw.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch, when devenv received the line (or the time
+    /// Kubernetes stamped it, for pod logs).
+    pub time_ms: u64,
+    /// Where it came from: `build`, `deploy`, or `pod/container` for pod logs.
+    pub source: String,
+    pub text: String,
+}
+
+/// Overhead counted per line besides its text, so a flood of empty lines is bounded too.
+const LINE_OVERHEAD: usize = 64;
+/// Longer lines are cut (a minified bundle printed on one line must not evict everything).
+pub const MAX_LINE: usize = 16 * 1024;
+
+#[derive(Debug)]
+pub struct LogBuffer {
+    max_bytes: usize,
+    bytes: usize,
+    next_seq: u64,
+    lines: VecDeque<Line>,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn cost(l: &Line) -> usize {
+    l.text.len() + l.source.len() + LINE_OVERHEAD
+}
+
+#[allow(dead_code, reason = "the readers serve the status page's API")]
+impl LogBuffer {
+    pub fn new(max_bytes: usize) -> LogBuffer {
+        LogBuffer {
+            max_bytes: max_bytes.max(MAX_LINE + LINE_OVERHEAD),
+            bytes: 0,
+            next_seq: 0,
+            lines: VecDeque::new(),
+        }
+    }
+
+    /// Appends a line (cut at [`MAX_LINE`] bytes), dropping the oldest ones to stay within
+    /// the bound. Returns the stored line.
+    pub fn push(&mut self, time_ms: u64, source: &str, text: &str) -> &Line {
+        let mut text = text.trim_end_matches(['\r', '\n']).to_owned();
+        if text.len() > MAX_LINE {
+            let mut cut = MAX_LINE;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push('…');
+        }
+        let line = Line {
+            seq: self.next_seq,
+            time_ms,
+            source: source.to_owned(),
+            text,
+        };
+        self.next_seq += 1;
+        self.bytes += cost(&line);
+        self.lines.push_back(line);
+        // The newest line always stays, even alone over the bound.
+        while self.bytes > self.max_bytes && self.lines.len() > 1 {
+            match self.lines.pop_front() {
+                Some(old) => self.bytes -= cost(&old),
+                None => break,
+            }
+        }
+        &self.lines[self.lines.len() - 1]
+    }
+
+    /// The last `n` lines, oldest first.
+    pub fn tail(&self, n: usize) -> impl Iterator<Item = &Line> {
+        self.lines.iter().skip(self.lines.len().saturating_sub(n))
+    }
+
+    /// Lines after `seq` (exclusive), oldest first.
+    pub fn since(&self, seq: u64) -> impl Iterator<Item = &Line> {
+        self.lines.iter().filter(move |l| l.seq > seq)
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Bytes accounted for (text plus a fixed overhead per line); never above the bound.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Lines dropped to stay within the bound.
+    pub fn dropped(&self) -> u64 {
+        self.next_seq - self.lines.len() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buffer_keeps_the_newest_lines_within_its_bound() {
+        let mut b = LogBuffer::new(20_000);
+        for i in 0..10_000 {
+            b.push(i, "pod/app", &format!("line {i}"));
+            assert!(b.bytes() <= 20_000);
+        }
+        let last: Vec<&str> = b.tail(2).map(|l| l.text.as_str()).collect();
+        assert_eq!(last, ["line 9998", "line 9999"]);
+        assert_eq!(b.dropped() + b.len() as u64, 10_000);
+        assert!(b.len() < 300, "{}", b.len());
+        assert_eq!(b.since(9997).count(), 2);
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_empty_lines_still_cost() {
+        let mut b = LogBuffer::new(0);
+        let l = b.push(1, "build", &"x".repeat(100_000));
+        assert_eq!(l.text.chars().count(), MAX_LINE + 1);
+        for _ in 0..100_000 {
+            b.push(1, "build", "");
+        }
+        assert!(b.bytes() <= MAX_LINE + LINE_OVERHEAD);
+        let l = b.push(2, "build", "with newline\r\n");
+        assert_eq!(l.text, "with newline");
+    }
+}

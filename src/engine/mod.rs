@@ -1,0 +1,7 @@
+//! The engine: the state devenv keeps about every resource, and (as it grows) the pure
+//! reducer and scheduler that decide what runs next.
+//!
+//! Owns resource state and the per-resource logs. Must not run processes or talk to the
+//! cluster: workers in `build`, `deploy` and `exec` do that and report back.
+
+pub mod log;
