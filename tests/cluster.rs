@@ -834,3 +834,79 @@ fn a_chart_that_ignores_the_injected_tag_stops_up_before_anything_starts() {
     assert!(w.helm_calls().is_empty());
     assert!(w.api.requests().is_empty(), "the cluster was not touched");
 }
+
+/// The todo chart with a local dependency (`file://../cache`), as charts pull in redis.
+fn todo_with_dependency(w: &World) {
+    w.p.write(
+        "helm/cache/Chart.yaml",
+        "apiVersion: v2\nname: cache\nversion: 0.2.0\ntype: application\n",
+    );
+    w.p.write(
+        "helm/cache/templates/configmap.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cache-settings\ndata:\n  size: \"64mb\"\n",
+    );
+    let chart = w.p.read("helm/todo-app/Chart.yaml");
+    w.p.write(
+        "helm/todo-app/Chart.yaml",
+        &format!("{chart}dependencies:\n  - name: cache\n    version: 0.2.0\n    repository: file://../cache\n"),
+    );
+}
+
+#[test]
+fn missing_chart_dependencies_are_built_by_the_real_helm_and_a_stale_lock_is_left_to_the_user() {
+    let w = todo_world();
+    todo_with_dependency(&w);
+    let out = w.run(&["up", "--ci"], &[]);
+    assert_cluster_ready(&out);
+    assert!(
+        stdout(&out).contains("chart      helm/todo-app: Chart.yaml has dependencies and there is no Chart.lock yet; running `helm dependency build`"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        w.p.path()
+            .join("helm/todo-app/charts/cache-0.2.0.tgz")
+            .is_file()
+    );
+    assert!(
+        w.api
+            .object("/api/v1/namespaces/todo/configmaps/cache-settings")
+            .is_some(),
+        "the dependency is part of the release"
+    );
+
+    // Built once: the next up builds nothing.
+    let again = w.run(&["up", "--ci"], &[]);
+    assert_cluster_ready(&again);
+    assert!(!stdout(&again).contains("helm dependency build"));
+
+    // A deleted archive is fetched again, by the lock.
+    std::fs::remove_file(w.p.path().join("helm/todo-app/charts/cache-0.2.0.tgz"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rebuilt = w.run(&["up", "--ci"], &[]);
+    assert_cluster_ready(&rebuilt);
+    assert!(
+        stdout(&rebuilt)
+            .contains("charts/cache-0.2.0.tgz is missing; running `helm dependency build`")
+    );
+
+    // Chart.yaml gains a dependency the lock does not have: devenv does not rewrite the lock.
+    let lock = w.p.read("helm/todo-app/Chart.lock");
+    let chart = w.p.read("helm/todo-app/Chart.yaml");
+    w.p.write(
+        "helm/todo-app/Chart.yaml",
+        &format!("{chart}  - name: other\n    version: 1.0.0\n    repository: file://../other\n"),
+    );
+    let stale = w.run(&["up", "--ci"], &[]);
+    let err = stderr(&stale);
+    assert_eq!(stale.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("chart helm/todo-app: the dependencies in Chart.yaml differ from those in Chart.lock; nothing was started"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: run `helm dependency update helm/todo-app`"),
+        "{err}"
+    );
+    assert_eq!(w.p.read("helm/todo-app/Chart.lock"), lock);
+}

@@ -66,6 +66,9 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
         } => Some((render.clone(), command.clone())),
         _ => None,
     });
+    if let Some(h) = &cfg.deploy.helm {
+        chart_dependencies(cfg, h)?;
+    }
     // The chart is rendered before anything is touched: what it does decides what devenv does.
     let own_namespaces = match &helm_step {
         Some((render, _)) => inspect_chart(cfg, plan, render)?,
@@ -578,6 +581,32 @@ fn inspect_chart(
         println!("namespace  `{ns}` is created by the chart itself");
     }
     Ok(found.own_namespaces)
+}
+
+/// Runs `helm dependency build` when the chart's dependencies are missing from charts/;
+/// refuses (with the command to run) when Chart.lock is out of date, a file the user owns.
+fn chart_dependencies(cfg: &config::Config, helm: &config::Helm) -> Result<()> {
+    let chart = cfg.rel(&helm.chart);
+    match deploy::helm::dependencies(&helm.chart).map_err(|e| anyhow::anyhow!("{chart}/{e}"))? {
+        deploy::helm::Dependencies::Ready => Ok(()),
+        deploy::helm::Dependencies::OutOfSync { reason } => anyhow::bail!(
+            "chart {chart}: {reason}; nothing was started\n  hint: run `helm dependency update {chart}` to rewrite Chart.lock (devenv leaves that file to you)"
+        ),
+        deploy::helm::Dependencies::Build { reason } => {
+            println!("chart      {chart}: {reason}; running `helm dependency build`");
+            let cmd = exec::Cmd {
+                dir: Some(cfg.root.clone()),
+                ..exec::Cmd::new("helm")
+                    .args(["dependency", "build", chart.as_str()])
+                    .timeout(Duration::from_secs(300))
+            };
+            let f = exec::run_lines(&cmd, |l| eprintln!("  helm | {l}"))?;
+            if f.code != Some(0) {
+                anyhow::bail!("`{}` failed:\n{}", cmd.display(), f.stdout.trim_end());
+            }
+            Ok(())
+        }
+    }
 }
 
 /// `helm upgrade --install` with the built tags; helm's own output is streamed, and its error

@@ -2,8 +2,86 @@
 //! images injected through `--set`. No `--wait`: devenv watches readiness itself, per resource.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use crate::config::{Config, Helm, HelmImageKeys};
+
+/// Whether a chart's dependencies (`dependencies:` in Chart.yaml) are in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dependencies {
+    /// The chart has none, or every locked one is in `charts/`.
+    Ready,
+    /// `helm dependency build` fetches them, per Chart.lock (or creates the lock first).
+    Build { reason: String },
+    /// Chart.lock no longer matches Chart.yaml: only the user should rewrite the lock.
+    OutOfSync { reason: String },
+}
+
+/// `(name, repository, version)` of each entry of a `dependencies:` list.
+fn dependency_list(doc: &serde_norway::Value) -> Vec<(String, String, String)> {
+    doc.get("dependencies")
+        .and_then(serde_norway::Value::as_sequence)
+        .map(|deps| {
+            deps.iter()
+                .map(|d| {
+                    let f = |k: &str| {
+                        d.get(k)
+                            .and_then(serde_norway::Value::as_str)
+                            .unwrap_or("")
+                            .to_owned()
+                    };
+                    (f("name"), f("repository"), f("version"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Checks the chart directory's Chart.yaml, Chart.lock and charts/ the way `helm dependency
+/// build` would need them.
+pub fn dependencies(chart_dir: &Path) -> Result<Dependencies, String> {
+    let read = |f: &str| std::fs::read_to_string(chart_dir.join(f));
+    let chart: serde_norway::Value = match read("Chart.yaml") {
+        Ok(t) => serde_norway::from_str(&t).map_err(|e| format!("Chart.yaml: {e}"))?,
+        // A packaged chart (.tgz) carries its dependencies inside.
+        Err(_) => return Ok(Dependencies::Ready),
+    };
+    let wanted = dependency_list(&chart);
+    if wanted.is_empty() {
+        return Ok(Dependencies::Ready);
+    }
+    let Ok(lock_text) = read("Chart.lock") else {
+        return Ok(Dependencies::Build {
+            reason: "Chart.yaml has dependencies and there is no Chart.lock yet".into(),
+        });
+    };
+    let lock: serde_norway::Value =
+        serde_norway::from_str(&lock_text).map_err(|e| format!("Chart.lock: {e}"))?;
+    let locked = dependency_list(&lock);
+    let key = |l: &[(String, String, String)]| {
+        let mut k: Vec<(String, String)> =
+            l.iter().map(|(n, r, _)| (n.clone(), r.clone())).collect();
+        k.sort();
+        k
+    };
+    if key(&wanted) != key(&locked) {
+        return Ok(Dependencies::OutOfSync {
+            reason: "the dependencies in Chart.yaml differ from those in Chart.lock".into(),
+        });
+    }
+    for (name, _, version) in &locked {
+        let archive = chart_dir
+            .join("charts")
+            .join(format!("{name}-{version}.tgz"));
+        let unpacked = chart_dir.join("charts").join(name).join("Chart.yaml");
+        if !archive.is_file() && !unpacked.is_file() {
+            return Ok(Dependencies::Build {
+                reason: format!("charts/{name}-{version}.tgz is missing"),
+            });
+        }
+    }
+    Ok(Dependencies::Ready)
+}
 
 /// Escapes a `--set` value: Helm splits on unescaped commas.
 fn set_value(v: &str) -> String {

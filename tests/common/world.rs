@@ -154,7 +154,7 @@ esac"##,
         self.bin.tool(
             "helm",
             &format!(
-                r#"case "$1" in template|lint|version) exec {real} "$@" ;; esac
+                r#"case "$1" in template|lint|version|dependency) exec {real} "$@" ;; esac
 echo "$*" >> {log}
 if [ "$1" = upgrade ]; then
   shift; [ "$1" = --install ] && shift
