@@ -910,3 +910,48 @@ fn missing_chart_dependencies_are_built_by_the_real_helm_and_a_stale_lock_is_lef
     );
     assert_eq!(w.p.read("helm/todo-app/Chart.lock"), lock);
 }
+
+#[test]
+fn objects_that_leave_the_manifests_are_pruned_only_while_labelled_as_devenvs() {
+    let w = world();
+    let deployment = w.p.read("k8s/deployment.yaml");
+    let cm = |name: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  a: \"1\"\n")
+    };
+    w.p.write(
+        "k8s/deployment.yaml",
+        &format!("{deployment}---\n{}---\n{}", cm("settings"), cm("legacy")),
+    );
+    assert_cluster_ready(&w.run(&["up", "--ci"], &[]));
+    let (settings, legacy) = (
+        "/api/v1/namespaces/hello/configmaps/settings",
+        "/api/v1/namespaces/hello/configmaps/legacy",
+    );
+    assert!(w.api.object(settings).is_some() && w.api.object(legacy).is_some());
+    // Someone else took `legacy` over: it no longer carries devenv's project label.
+    w.api.modify(legacy, |o| {
+        o["metadata"]["labels"] = serde_json::json!({"team": "ops"});
+    });
+    w.p.write("k8s/deployment.yaml", &deployment);
+    let out = w.run(&["up", "--ci"], &[]);
+    assert_cluster_ready(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("pruned     ConfigMap/settings: no longer in the manifests"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kept       ConfigMap/legacy: no longer in the manifests, but it is not labelled as hello's any more"),
+        "{text}"
+    );
+    assert!(w.api.object(settings).is_none());
+    assert!(w.api.object(legacy).is_some());
+    assert!(
+        w.api
+            .object("/apis/apps/v1/namespaces/hello/deployments/hello")
+            .is_some()
+    );
+    // The inventory now holds only what the manifests have: nothing more to prune.
+    let again = w.run(&["up", "--ci"], &[]);
+    assert!(!stdout(&again).contains("pruned") && !stdout(&again).contains("kept "));
+}

@@ -155,7 +155,13 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
         return Ok(ExitCode::FAILURE);
     };
     let docs = load_manifests(cfg, &references)?;
-    let discovery = if docs.is_empty() {
+    let inventory = build::context::state_dir()
+        .map(|s| deploy::apply::inventory_path(&s, &cfg.root, &ready.target.context));
+    let previous = inventory
+        .as_deref()
+        .map(deploy::apply::load_inventory)
+        .unwrap_or_default();
+    let discovery = if docs.is_empty() && previous.is_empty() {
         None
     } else {
         Some(rt.block_on(deploy::apply::discover(&ready.target))?)
@@ -201,6 +207,9 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
         for (r, o) in waiting.iter().zip(outcomes) {
             results.insert(r.name.clone(), o);
         }
+    }
+    if let (Some(d), Some(path)) = (&discovery, &inventory) {
+        prune(&rt, &ready.target, d, cfg, &docs, &previous, path)?;
     }
     print_summary(cfg, &results);
     let all_ready = results.values().all(|o| matches!(o, Outcome::Ready { .. }));
@@ -490,6 +499,51 @@ fn load_manifests(cfg: &config::Config, references: &BTreeMap<String, String>) -
         }
     }
     Ok(out)
+}
+
+/// Deletes what devenv applied last time and the manifests no longer have (only objects
+/// still labelled as this project's), then records the current set.
+fn prune(
+    rt: &tokio::runtime::Runtime,
+    target: &Target,
+    discovery: &kube::discovery::Discovery,
+    cfg: &config::Config,
+    docs: &[Doc],
+    previous: &[deploy::apply::ObjectRef],
+    inventory: &std::path::Path,
+) -> Result<()> {
+    let mut current = Vec::new();
+    for d in docs {
+        current.extend(deploy::apply::refs(
+            discovery,
+            &d.file,
+            std::slice::from_ref(&d.doc),
+            &cfg.deploy.namespace,
+        )?);
+    }
+    let stale: Vec<_> = previous
+        .iter()
+        .filter(|r| !current.contains(r))
+        .cloned()
+        .collect();
+    for p in rt.block_on(deploy::apply::prune(
+        target,
+        discovery,
+        &stale,
+        &cfg.project,
+    ))? {
+        match p {
+            deploy::apply::Pruned::Deleted(r) => {
+                println!("pruned     {r}: no longer in the manifests")
+            }
+            deploy::apply::Pruned::Kept(r) => println!(
+                "kept       {r}: no longer in the manifests, but it is not labelled as {}'s any more",
+                cfg.project
+            ),
+        }
+    }
+    deploy::apply::save_inventory(inventory, &current)
+        .with_context(|| format!("cannot write {}", inventory.display()))
 }
 
 /// Applies `docs`, file by file, printing what was applied.

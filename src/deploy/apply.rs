@@ -2,10 +2,15 @@
 //! the API server by server-side apply (field manager `devenv`), at the resource the server's
 //! discovery names for its kind.
 
+use std::path::{Path, PathBuf};
+
 use kube::Api;
-use kube::api::{DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::{Discovery, Scope};
+use serde::{Deserialize, Serialize};
 use serde_norway::Value;
+
+use super::manifests::PROJECT_LABEL;
 
 use crate::cluster::kube::{FIELD_MANAGER, KubeError, Target};
 
@@ -27,6 +32,89 @@ pub enum ApplyError {
     Kube(#[from] KubeError),
 }
 
+/// One object of the manifests, as the API server names it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    /// None for cluster-scoped objects.
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+fn incomplete(file: &str, what: &'static str) -> ApplyError {
+    ApplyError::Incomplete {
+        file: file.to_owned(),
+        what,
+    }
+}
+
+/// Where `doc` lives: its kind's API resource (from discovery) and its reference.
+fn locate(
+    discovery: &Discovery,
+    file: &str,
+    doc: &Value,
+    namespace: &str,
+) -> Result<(ApiResource, ObjectRef), ApplyError> {
+    let field = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_owned);
+    let api_version = field("apiVersion").ok_or_else(|| incomplete(file, "apiVersion"))?;
+    let kind = field("kind").ok_or_else(|| incomplete(file, "kind"))?;
+    let meta = |k: &str| {
+        doc.get("metadata")
+            .and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let name = meta("name").ok_or_else(|| incomplete(file, "metadata.name"))?;
+    let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+    let gvk = GroupVersionKind::gvk(group, version, &kind);
+    let Some((resource, caps)) = discovery.resolve_gvk(&gvk) else {
+        return Err(ApplyError::UnknownKind {
+            file: file.to_owned(),
+            api_version,
+            kind,
+        });
+    };
+    let namespace = match caps.scope {
+        Scope::Namespaced => Some(meta("namespace").unwrap_or_else(|| namespace.to_owned())),
+        Scope::Cluster => None,
+    };
+    Ok((
+        resource,
+        ObjectRef {
+            api_version,
+            kind,
+            namespace,
+            name,
+        },
+    ))
+}
+
+fn api_for(t: &Target, resource: &ApiResource, at: &ObjectRef) -> Api<DynamicObject> {
+    match &at.namespace {
+        Some(ns) => Api::namespaced_with(t.client.clone(), ns, resource),
+        None => Api::all_with(t.client.clone(), resource),
+    }
+}
+
+/// The references of `docs` (for the inventory), without applying anything.
+pub fn refs(
+    discovery: &Discovery,
+    file: &str,
+    docs: &[Value],
+    namespace: &str,
+) -> Result<Vec<ObjectRef>, ApplyError> {
+    docs.iter()
+        .map(|d| locate(discovery, file, d, namespace).map(|(_, r)| r))
+        .collect()
+}
+
 /// Applies `docs` (from `file`, for messages); namespaced objects without a namespace go to
 /// `namespace`. Returns `Kind/name` of each applied object.
 pub async fn apply(
@@ -38,61 +126,105 @@ pub async fn apply(
 ) -> Result<Vec<String>, ApplyError> {
     let mut applied = Vec::new();
     for doc in docs {
-        let field = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_owned);
-        let api_version = field("apiVersion").ok_or(ApplyError::Incomplete {
-            file: file.to_owned(),
-            what: "apiVersion",
-        })?;
-        let kind = field("kind").ok_or(ApplyError::Incomplete {
-            file: file.to_owned(),
-            what: "kind",
-        })?;
-        let name = doc
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or(ApplyError::Incomplete {
-                file: file.to_owned(),
-                what: "metadata.name",
-            })?;
-        let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
-        let gvk = GroupVersionKind::gvk(group, version, &kind);
-        let Some((resource, caps)) = discovery.resolve_gvk(&gvk) else {
-            return Err(ApplyError::UnknownKind {
-                file: file.to_owned(),
-                api_version,
-                kind,
-            });
-        };
-        let api: Api<DynamicObject> = match caps.scope {
-            Scope::Namespaced => {
-                let ns = doc
-                    .get("metadata")
-                    .and_then(|m| m.get("namespace"))
-                    .and_then(Value::as_str)
-                    .unwrap_or(namespace);
-                Api::namespaced_with(t.client.clone(), ns, &resource)
-            }
-            Scope::Cluster => Api::all_with(t.client.clone(), &resource),
-        };
+        let (resource, at) = locate(discovery, file, doc, namespace)?;
         let body = serde_json::to_value(doc).map_err(|e| KubeError::Api {
-            what: format!("{kind}/{name}"),
+            what: at.to_string(),
             source: kube::Error::SerdeError(e),
         })?;
-        api.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(|source| KubeError::Api {
-            what: format!("applying {kind}/{name} from {file}"),
-            source,
-        })?;
-        applied.push(format!("{kind}/{name}"));
+        api_for(t, &resource, &at)
+            .patch(
+                &at.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .map_err(|source| KubeError::Api {
+                what: format!("applying {at} from {file}"),
+                source,
+            })?;
+        applied.push(at.to_string());
     }
     Ok(applied)
+}
+
+/// What pruning did with one object that left the manifests.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pruned {
+    Deleted(ObjectRef),
+    /// Still there, but no longer labelled as this project's: someone else owns it now.
+    Kept(ObjectRef),
+}
+
+/// Deletes the objects devenv applied before (`stale`: in the last inventory, no longer in
+/// the manifests), each only while it still carries this project's label. Objects already
+/// gone, or of kinds the server no longer serves, are skipped.
+pub async fn prune(
+    t: &Target,
+    discovery: &Discovery,
+    stale: &[ObjectRef],
+    project: &str,
+) -> Result<Vec<Pruned>, KubeError> {
+    let mut out = Vec::new();
+    for at in stale {
+        let (group, version) = at
+            .api_version
+            .split_once('/')
+            .unwrap_or(("", &at.api_version));
+        let Some((resource, _)) =
+            discovery.resolve_gvk(&GroupVersionKind::gvk(group, version, &at.kind))
+        else {
+            continue;
+        };
+        let api = api_for(t, &resource, at);
+        let live = api
+            .get_opt(&at.name)
+            .await
+            .map_err(|source| KubeError::Api {
+                what: format!("reading {at}"),
+                source,
+            })?;
+        let Some(live) = live else { continue };
+        let ours = live
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(PROJECT_LABEL))
+            .is_some_and(|p| p == project);
+        if !ours {
+            out.push(Pruned::Kept(at.clone()));
+            continue;
+        }
+        api.delete(&at.name, &DeleteParams::background())
+            .await
+            .map_err(|source| KubeError::Api {
+                what: format!("pruning {at}"),
+                source,
+            })?;
+        out.push(Pruned::Deleted(at.clone()));
+    }
+    Ok(out)
+}
+
+/// Where the inventory of what devenv applied for this project and context is kept.
+pub fn inventory_path(state: &Path, root: &Path, context: &str) -> PathBuf {
+    let key = blake3::hash(format!("{}\n{context}", root.display()).as_bytes()).to_hex();
+    state.join("inventory").join(format!("{}.json", &key[..16]))
+}
+
+pub fn load_inventory(path: &Path) -> Vec<ObjectRef> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+pub fn save_inventory(path: &Path, refs: &[ObjectRef]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(refs).unwrap_or_default())?;
+    std::fs::rename(tmp, path)
 }
 
 /// Asks the server which resources it serves.
