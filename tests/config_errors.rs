@@ -513,3 +513,19 @@ fn the_config_is_found_in_a_parent_directory() {
         stdout(&out)
     );
 }
+
+#[test]
+fn a_log_buffer_outside_its_range_is_refused_with_the_default() {
+    let cfg = format!("[web]\nlog_buffer = \"2g\"\n\n{BASE}");
+    fails(
+        &cfg,
+        "2:14",
+        &[
+            "log_buffer of 2048 MB is outside 1-1024 MB",
+            "hint: each resource keeps this much log in memory; the default is \"1mb\"",
+        ],
+    );
+    let ok = project(&format!("[web]\nlog_buffer = \"16mb\"\n\n{BASE}"));
+    let out = ok.devenv(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
