@@ -484,6 +484,11 @@ fn forwards_follow_the_pod_logs_stream_and_sigterm_stops_cleanly() {
         &format!("port_forwards = [\"{port}:8080\"]"),
     );
     p.write("devenv.toml", &cfg);
+    let deployment = p.read("k8s/deployment.yaml");
+    p.write(
+        "k8s/deployment.yaml",
+        &format!("{deployment}---\napiVersion: v1\nkind: Service\nmetadata:\n  name: hello\nspec:\n  type: NodePort\n  selector:\n    app: hello\n  ports:\n    - port: 8080\n      nodePort: 30080\n"),
+    );
     let w = World::new(p);
     w.api.auto_rollout();
     let mut up = Running::start(&w, &["up"]);
@@ -493,6 +498,11 @@ fn forwards_follow_the_pod_logs_stream_and_sigterm_stops_cleanly() {
         text.contains(&format!(
             "forward    hello: http://127.0.0.1:{port} -> deployment/hello:8080"
         )),
+        "{text}"
+    );
+    // The NodePort Service's address, as `minikube service --url` gives it.
+    assert!(
+        text.contains("url        hello: http://192.168.49.2:30080"),
         "{text}"
     );
     // The forward reaches the running pod, through pods/portforward.
