@@ -103,6 +103,17 @@ fn deployment_status(api: &FakeKube, ns: &str, name: &str, updated: u32, availab
     });
 }
 
+/// examples/hello with `up --ci` running and its Deployment applied (nothing else done).
+fn hello_up(timeout: &str) -> (World, Child) {
+    let w = hello(timeout);
+    let mut child = w.spawn(&["up", "--ci"], &[]);
+    let d = deployment_path("hello", "hello");
+    wait_until("the deployment is applied", &mut child, || {
+        w.api.object(&d).is_some()
+    });
+    (w, child)
+}
+
 /// examples/hello with a short readiness timeout.
 fn hello(timeout: &str) -> World {
     let p = Project::example("hello");
@@ -116,12 +127,8 @@ fn hello(timeout: &str) -> World {
 
 #[test]
 fn up_waits_for_the_rollout_through_watches_and_reports_ready() {
-    let w = hello("60s");
-    let mut child = w.spawn(&["up", "--ci"], &[]);
+    let (w, mut child) = hello_up("60s");
     let d = deployment_path("hello", "hello");
-    wait_until("the deployment is applied", &mut child, || {
-        w.api.object(&d).is_some()
-    });
     // The controller sees the spec, the pod starts but is not ready yet.
     deployment_status(&w.api, "hello", "hello", 1, 0);
     pod(&w.api, "hello", "hello", "hello-abc-1", running_pod(false));
@@ -186,12 +193,7 @@ fn up_waits_for_the_rollout_through_watches_and_reports_ready() {
 
 #[test]
 fn an_image_that_is_not_in_the_cluster_fails_ci_at_once_with_the_hint() {
-    let w = hello("60s");
-    let mut child = w.spawn(&["up", "--ci"], &[]);
-    let d = deployment_path("hello", "hello");
-    wait_until("the deployment is applied", &mut child, || {
-        w.api.object(&d).is_some()
-    });
+    let (w, mut child) = hello_up("60s");
     deployment_status(&w.api, "hello", "hello", 1, 0);
     pod(
         &w.api,
@@ -222,12 +224,7 @@ fn an_image_that_is_not_in_the_cluster_fails_ci_at_once_with_the_hint() {
 
 #[test]
 fn a_crash_loop_shows_the_crashed_containers_last_log_lines() {
-    let w = hello("60s");
-    let mut child = w.spawn(&["up", "--ci"], &[]);
-    let d = deployment_path("hello", "hello");
-    wait_until("the deployment is applied", &mut child, || {
-        w.api.object(&d).is_some()
-    });
+    let (w, mut child) = hello_up("60s");
     for line in [
         "starting hello",
         "Traceback (most recent call last):",
@@ -267,12 +264,7 @@ fn a_crash_loop_shows_the_crashed_containers_last_log_lines() {
 
 #[test]
 fn a_failing_probe_is_shown_from_events_and_the_timeout_ends_the_wait() {
-    let w = hello("2s");
-    let mut child = w.spawn(&["up", "--ci"], &[]);
-    let d = deployment_path("hello", "hello");
-    wait_until("the deployment is applied", &mut child, || {
-        w.api.object(&d).is_some()
-    });
+    let (w, mut child) = hello_up("2s");
     deployment_status(&w.api, "hello", "hello", 1, 0);
     pod(&w.api, "hello", "hello", "hello-abc-1", running_pod(false));
     w.api.insert(
