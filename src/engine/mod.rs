@@ -5,3 +5,8 @@
 //! cluster: workers in `build`, `deploy` and `exec` do that and report back.
 
 pub mod log;
+#[allow(
+    dead_code,
+    reason = "tested on its own; the dev loop that drives it from `up` is not wired in yet"
+)]
+pub mod state;

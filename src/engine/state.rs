@@ -1,0 +1,760 @@
+//! The engine's state machine: events in, commands out, and no I/O, so every rule of the dev
+//! loop is tested with synthetic events. Workers carry out the commands (builds, deploys,
+//! readiness waits) and report back with events.
+//!
+//! The rules: a change builds each affected image once (a newer change cancels the build in
+//! flight and starts one build with all changes); builds that run together deploy together,
+//! once, when the last of them ends; a failed build keeps the last good image and deployment;
+//! on the first start a resource deploys only when what it depends on is ready; manual
+//! resources build only when triggered; after shutdown nothing new starts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// What the engine knows of the project: resources, the images they run, their order.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    pub images: Vec<String>,
+    pub resources: Vec<Node>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub images: Vec<String>,
+    pub depends_on: Vec<String>,
+    /// Builds only on a trigger (after the first start).
+    pub manual: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Building,
+    Deploying,
+    Waiting,
+    Ready,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceState {
+    pub status: Status,
+    pub last_error: Option<String>,
+    /// The image references its running deployment uses.
+    pub deployed: BTreeMap<String, String>,
+    /// Manual resources: sources changed since the last build.
+    pub changed_since_build: bool,
+    pub last_deploy_at: Option<Duration>,
+    /// Deploys started so far.
+    pub deploys: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImageState {
+    /// The build in flight, by generation.
+    pub building: Option<u64>,
+    pub build_started: Option<Duration>,
+    /// The last good reference (`name:tag`).
+    pub reference: Option<String>,
+    pub last_error: Option<String>,
+    pub last_build_took: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Bring everything up: build every image.
+    Start,
+    /// A debounced batch of file changes touched these images' inputs.
+    Changed {
+        images: BTreeSet<String>,
+    },
+    BuildDone {
+        image: String,
+        generation: u64,
+        /// The reference built, or the error.
+        result: Result<String, String>,
+    },
+    DeployDone {
+        generation: u64,
+        result: Result<(), String>,
+    },
+    Ready {
+        resource: String,
+    },
+    Unhealthy {
+        resource: String,
+        message: String,
+    },
+    Trigger {
+        resource: String,
+    },
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Build {
+        image: String,
+        generation: u64,
+    },
+    /// Kill the build's process group and reap it; its result will be ignored.
+    Cancel {
+        image: String,
+        generation: u64,
+    },
+    /// One deploy (one helm upgrade, one apply) of these resources with these references.
+    Deploy {
+        generation: u64,
+        resources: Vec<String>,
+        references: BTreeMap<String, String>,
+    },
+    /// Watch these resources until ready.
+    Wait {
+        resources: Vec<String>,
+    },
+    /// Everything is cancelled; the workers can stop.
+    Stop,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct State {
+    pub resources: BTreeMap<String, ResourceState>,
+    pub images: BTreeMap<String, ImageState>,
+    #[serde(skip)]
+    graph: Graph,
+    next_generation: u64,
+    /// The deploy in flight: its generation and resources.
+    deploying: Option<(u64, Vec<String>)>,
+    stopped: bool,
+}
+
+impl State {
+    pub fn new(graph: Graph) -> State {
+        State {
+            resources: graph
+                .resources
+                .iter()
+                .map(|r| {
+                    (
+                        r.name.clone(),
+                        ResourceState {
+                            status: Status::Pending,
+                            last_error: None,
+                            deployed: BTreeMap::new(),
+                            changed_since_build: false,
+                            last_deploy_at: None,
+                            deploys: 0,
+                        },
+                    )
+                })
+                .collect(),
+            images: graph
+                .images
+                .iter()
+                .map(|i| (i.clone(), ImageState::default()))
+                .collect(),
+            graph,
+            next_generation: 1,
+            deploying: None,
+            stopped: false,
+        }
+    }
+
+    /// Applies one event at time `now` (since the engine started) and returns what to do.
+    pub fn reduce(&mut self, now: Duration, ev: Event) -> Vec<Command> {
+        if self.stopped {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        match ev {
+            Event::Start => {
+                let all: Vec<String> = self.images.keys().cloned().collect();
+                for image in all {
+                    self.start_build(now, &image, &mut out);
+                }
+            }
+            Event::Changed { images } => {
+                for image in images {
+                    let users = self.users(&image);
+                    if !users.is_empty() && users.iter().all(|r| r.manual) {
+                        let names: Vec<String> = users.iter().map(|r| r.name.clone()).collect();
+                        for n in names {
+                            if let Some(r) = self.resources.get_mut(&n) {
+                                r.changed_since_build = true;
+                            }
+                        }
+                        continue;
+                    }
+                    self.start_build(now, &image, &mut out);
+                }
+            }
+            Event::BuildDone {
+                image,
+                generation,
+                result,
+            } => {
+                let Some(img) = self.images.get_mut(&image) else {
+                    return out;
+                };
+                if img.building != Some(generation) {
+                    // A cancelled build: a newer one is running or ran.
+                    return out;
+                }
+                img.building = None;
+                img.last_build_took = img.build_started.map(|s| now.saturating_sub(s));
+                match result {
+                    Ok(reference) => {
+                        img.reference = Some(reference);
+                        img.last_error = None;
+                    }
+                    Err(e) => {
+                        img.last_error = Some(e.clone());
+                        let users: Vec<String> =
+                            self.users(&image).iter().map(|r| r.name.clone()).collect();
+                        for n in users {
+                            if let Some(r) = self.resources.get_mut(&n) {
+                                r.status = Status::Error;
+                                r.last_error = Some(format!("build of {image} failed: {e}"));
+                            }
+                        }
+                    }
+                }
+                self.schedule_deploy(&mut out);
+            }
+            Event::DeployDone { generation, result } => {
+                let Some((g, names)) = self.deploying.take() else {
+                    return out;
+                };
+                if g != generation {
+                    self.deploying = Some((g, names));
+                    return out;
+                }
+                for n in &names {
+                    let Some(r) = self.resources.get_mut(n) else {
+                        continue;
+                    };
+                    match &result {
+                        Ok(()) => {
+                            r.status = Status::Waiting;
+                            r.last_error = None;
+                            r.last_deploy_at = Some(now);
+                        }
+                        Err(e) => {
+                            r.status = Status::Error;
+                            r.last_error = Some(e.clone());
+                        }
+                    }
+                }
+                if result.is_ok() {
+                    out.push(Command::Wait { resources: names });
+                }
+                self.schedule_deploy(&mut out);
+            }
+            Event::Ready { resource } => {
+                if let Some(r) = self.resources.get_mut(&resource) {
+                    r.status = Status::Ready;
+                    r.last_error = None;
+                }
+                self.schedule_deploy(&mut out);
+            }
+            Event::Unhealthy { resource, message } => {
+                if let Some(r) = self.resources.get_mut(&resource) {
+                    r.status = Status::Error;
+                    r.last_error = Some(message);
+                }
+            }
+            Event::Trigger { resource } => {
+                let Some(node) = self.node(&resource).cloned() else {
+                    return out;
+                };
+                if let Some(r) = self.resources.get_mut(&resource) {
+                    r.changed_since_build = false;
+                }
+                if node.images.is_empty() {
+                    // Nothing to build: deploy it again as it is.
+                    if let Some(r) = self.resources.get_mut(&resource) {
+                        r.deployed.clear();
+                        r.status = Status::Pending;
+                    }
+                    self.schedule_deploy(&mut out);
+                }
+                for image in &node.images {
+                    self.start_build(now, image, &mut out);
+                }
+            }
+            Event::Shutdown => {
+                for (name, img) in &mut self.images {
+                    if let Some(generation) = img.building.take() {
+                        out.push(Command::Cancel {
+                            image: name.clone(),
+                            generation,
+                        });
+                    }
+                }
+                self.stopped = true;
+                out.push(Command::Stop);
+            }
+        }
+        out
+    }
+
+    fn node(&self, name: &str) -> Option<&Node> {
+        self.graph.resources.iter().find(|r| r.name == name)
+    }
+
+    fn users(&self, image: &str) -> Vec<&Node> {
+        self.graph
+            .resources
+            .iter()
+            .filter(|r| r.images.iter().any(|i| i == image))
+            .collect()
+    }
+
+    fn start_build(&mut self, now: Duration, image: &str, out: &mut Vec<Command>) {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let Some(img) = self.images.get_mut(image) else {
+            return;
+        };
+        if let Some(old) = img.building.replace(generation) {
+            out.push(Command::Cancel {
+                image: image.to_owned(),
+                generation: old,
+            });
+        }
+        img.build_started = Some(now);
+        out.push(Command::Build {
+            image: image.to_owned(),
+            generation,
+        });
+        let users: Vec<String> = self.users(image).iter().map(|r| r.name.clone()).collect();
+        for n in users {
+            if let Some(r) = self.resources.get_mut(&n) {
+                r.status = Status::Building;
+            }
+        }
+    }
+
+    /// Deploys, in one go, every resource whose images are all built, whose running
+    /// deployment uses other references, and whose dependencies are ready; but only once no
+    /// build is in flight (builds that run together deploy together) and no deploy is.
+    fn schedule_deploy(&mut self, out: &mut Vec<Command>) {
+        if self.deploying.is_some() || self.images.values().any(|i| i.building.is_some()) {
+            return;
+        }
+        let references: BTreeMap<String, String> = self
+            .images
+            .iter()
+            .filter_map(|(n, i)| i.reference.clone().map(|r| (n.clone(), r)))
+            .collect();
+        let mut due = Vec::new();
+        for node in &self.graph.resources {
+            let Some(state) = self.resources.get(&node.name) else {
+                continue;
+            };
+            let wanted: Option<BTreeMap<String, String>> = node
+                .images
+                .iter()
+                .map(|i| references.get(i).map(|r| (i.clone(), r.clone())))
+                .collect();
+            let Some(wanted) = wanted else {
+                continue; // an image was never built
+            };
+            let failed_build = node
+                .images
+                .iter()
+                .any(|i| self.images.get(i).is_some_and(|s| s.last_error.is_some()));
+            let fresh = state.status == Status::Pending;
+            if (wanted == state.deployed && !fresh) || failed_build {
+                continue;
+            }
+            // Like Tilt's resource_deps, order holds on the first start; later batches
+            // redeploy together (one helm upgrade for all images changed together).
+            let deps_ready = state.deploys > 0
+                || node.depends_on.iter().all(|d| {
+                    self.resources
+                        .get(d)
+                        .is_none_or(|s| s.status == Status::Ready)
+                });
+            if deps_ready {
+                due.push((node.name.clone(), wanted));
+            }
+        }
+        if due.is_empty() {
+            return;
+        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let names: Vec<String> = due.iter().map(|(n, _)| n.clone()).collect();
+        for (n, wanted) in due {
+            if let Some(r) = self.resources.get_mut(&n) {
+                r.status = Status::Deploying;
+                r.deployed = wanted;
+                r.deploys += 1;
+            }
+        }
+        self.deploying = Some((generation, names.clone()));
+        out.push(Command::Deploy {
+            generation,
+            resources: names,
+            references,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, images: &[&str], deps: &[&str], manual: bool) -> Node {
+        Node {
+            name: name.into(),
+            images: images.iter().map(|s| (*s).into()).collect(),
+            depends_on: deps.iter().map(|s| (*s).into()).collect(),
+            manual,
+        }
+    }
+
+    /// backend (image api), frontend (image web) after backend, worker (image api too).
+    fn todo() -> State {
+        State::new(Graph {
+            images: vec!["api".into(), "web".into()],
+            resources: vec![
+                node("backend", &["api"], &[], false),
+                node("frontend", &["web"], &["backend"], false),
+                node("worker", &["api"], &[], false),
+            ],
+        })
+    }
+
+    fn t(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    fn built(image: &str, generation: u64, tag: &str) -> Event {
+        Event::BuildDone {
+            image: image.into(),
+            generation,
+            result: Ok(format!("{image}:{tag}")),
+        }
+    }
+
+    fn changed(images: &[&str]) -> Event {
+        Event::Changed {
+            images: images.iter().map(|s| (*s).into()).collect(),
+        }
+    }
+
+    fn build(image: &str, generation: u64) -> Command {
+        Command::Build {
+            image: image.into(),
+            generation,
+        }
+    }
+
+    fn deploy(generation: u64, resources: &[&str], refs: &[(&str, &str)]) -> Command {
+        Command::Deploy {
+            generation,
+            resources: resources.iter().map(|s| (*s).into()).collect(),
+            references: refs
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+        }
+    }
+
+    /// Brings `todo()` up fully; returns it with all three ready.
+    fn up() -> State {
+        let mut s = todo();
+        s.reduce(t(0), Event::Start);
+        s.reduce(t(10), built("api", 1, "a1"));
+        s.reduce(t(20), built("web", 2, "w1"));
+        s.reduce(
+            t(30),
+            Event::DeployDone {
+                generation: 3,
+                result: Ok(()),
+            },
+        );
+        s.reduce(
+            t(40),
+            Event::Ready {
+                resource: "backend".into(),
+            },
+        );
+        s.reduce(
+            t(41),
+            Event::Ready {
+                resource: "worker".into(),
+            },
+        );
+        s.reduce(
+            t(50),
+            Event::DeployDone {
+                generation: 4,
+                result: Ok(()),
+            },
+        );
+        s.reduce(
+            t(60),
+            Event::Ready {
+                resource: "frontend".into(),
+            },
+        );
+        assert!(s.resources.values().all(|r| r.status == Status::Ready));
+        s
+    }
+
+    #[test]
+    fn first_start_builds_everything_and_deploys_in_dependency_order() {
+        let mut s = todo();
+        assert_eq!(
+            s.reduce(t(0), Event::Start),
+            [build("api", 1), build("web", 2)]
+        );
+        assert_eq!(s.resources["backend"].status, Status::Building);
+        // One build done, one in flight: nothing deploys yet.
+        assert_eq!(s.reduce(t(10), built("api", 1, "a1")), []);
+        // Both done: backend and worker deploy together; frontend waits for backend.
+        assert_eq!(
+            s.reduce(t(20), built("web", 2, "w1")),
+            [deploy(
+                3,
+                &["backend", "worker"],
+                &[("api", "api:a1"), ("web", "web:w1")]
+            )]
+        );
+        assert_eq!(s.resources["frontend"].status, Status::Building);
+        assert_eq!(
+            s.reduce(
+                t(30),
+                Event::DeployDone {
+                    generation: 3,
+                    result: Ok(())
+                }
+            ),
+            [Command::Wait {
+                resources: vec!["backend".into(), "worker".into()]
+            }]
+        );
+        assert_eq!(
+            s.reduce(
+                t(35),
+                Event::Ready {
+                    resource: "worker".into()
+                }
+            ),
+            []
+        );
+        assert_eq!(
+            s.reduce(
+                t(40),
+                Event::Ready {
+                    resource: "backend".into()
+                }
+            ),
+            [deploy(
+                4,
+                &["frontend"],
+                &[("api", "api:a1"), ("web", "web:w1")]
+            )]
+        );
+        assert_eq!(s.images["web"].last_build_took, Some(t(20)));
+    }
+
+    #[test]
+    fn a_burst_of_changes_builds_each_image_once_and_deploys_once() {
+        let mut s = up();
+        // One debounced batch touching both images.
+        assert_eq!(
+            s.reduce(t(100), changed(&["api", "web"])),
+            [build("api", 5), build("web", 6)]
+        );
+        assert_eq!(s.reduce(t(110), built("web", 6, "w2")), []);
+        assert_eq!(
+            s.reduce(t(120), built("api", 5, "a2")),
+            [deploy(
+                7,
+                &["backend", "frontend", "worker"],
+                &[("api", "api:a2"), ("web", "web:w2")]
+            )]
+        );
+    }
+
+    #[test]
+    fn a_change_during_a_build_cancels_it_and_builds_once_more() {
+        let mut s = up();
+        assert_eq!(s.reduce(t(100), changed(&["api"])), [build("api", 5)]);
+        assert_eq!(
+            s.reduce(t(105), changed(&["api"])),
+            [
+                Command::Cancel {
+                    image: "api".into(),
+                    generation: 5
+                },
+                build("api", 6)
+            ]
+        );
+        // The cancelled build's late result is ignored: nothing deploys its tag.
+        assert_eq!(s.reduce(t(106), built("api", 5, "stale")), []);
+        assert_eq!(s.images["api"].reference.as_deref(), Some("api:a1"));
+        assert_eq!(
+            s.reduce(t(130), built("api", 6, "a3")),
+            [deploy(
+                7,
+                &["backend", "worker"],
+                &[("api", "api:a3"), ("web", "web:w1")]
+            )]
+        );
+    }
+
+    #[test]
+    fn an_image_used_by_two_resources_builds_once_and_both_redeploy_together() {
+        let mut s = up();
+        assert_eq!(s.reduce(t(100), changed(&["api"])), [build("api", 5)]);
+        assert_eq!(s.resources["backend"].status, Status::Building);
+        assert_eq!(s.resources["worker"].status, Status::Building);
+        assert_eq!(s.resources["frontend"].status, Status::Ready);
+        assert_eq!(
+            s.reduce(t(110), built("api", 5, "a2")),
+            [deploy(
+                6,
+                &["backend", "worker"],
+                &[("api", "api:a2"), ("web", "web:w1")]
+            )]
+        );
+    }
+
+    #[test]
+    fn a_failed_build_keeps_the_last_deploy_and_shows_the_error() {
+        let mut s = up();
+        s.reduce(t(100), changed(&["api"]));
+        let out = s.reduce(
+            t(110),
+            Event::BuildDone {
+                image: "api".into(),
+                generation: 5,
+                result: Err("step 3/7 RUN pip install failed".into()),
+            },
+        );
+        assert_eq!(out, []);
+        let b = &s.resources["backend"];
+        assert_eq!(b.status, Status::Error);
+        assert_eq!(
+            b.last_error.as_deref(),
+            Some("build of api failed: step 3/7 RUN pip install failed")
+        );
+        assert_eq!(b.deployed["api"], "api:a1", "the last good deploy stays");
+        assert_eq!(s.images["api"].reference.as_deref(), Some("api:a1"));
+        // The fix builds and deploys again.
+        s.reduce(t(200), changed(&["api"]));
+        assert_eq!(
+            s.reduce(t(210), built("api", 6, "a4")),
+            [deploy(
+                7,
+                &["backend", "worker"],
+                &[("api", "api:a4"), ("web", "web:w1")]
+            )]
+        );
+    }
+
+    #[test]
+    fn manual_resources_build_only_when_triggered() {
+        let mut s = State::new(Graph {
+            images: vec!["api".into()],
+            resources: vec![node("backend", &["api"], &[], true)],
+        });
+        assert_eq!(s.reduce(t(0), Event::Start), [build("api", 1)]);
+        s.reduce(t(10), built("api", 1, "a1"));
+        s.reduce(
+            t(20),
+            Event::DeployDone {
+                generation: 2,
+                result: Ok(()),
+            },
+        );
+        s.reduce(
+            t(30),
+            Event::Ready {
+                resource: "backend".into(),
+            },
+        );
+        assert_eq!(s.reduce(t(40), changed(&["api"])), []);
+        assert!(s.resources["backend"].changed_since_build);
+        assert_eq!(
+            s.reduce(
+                t(50),
+                Event::Trigger {
+                    resource: "backend".into()
+                }
+            ),
+            [build("api", 3)]
+        );
+        assert!(!s.resources["backend"].changed_since_build);
+    }
+
+    #[test]
+    fn a_deploy_in_flight_holds_the_next_until_it_ends() {
+        let mut s = up();
+        s.reduce(t(100), changed(&["web"]));
+        assert_eq!(
+            s.reduce(t(110), built("web", 5, "w2")),
+            [deploy(
+                6,
+                &["frontend"],
+                &[("api", "api:a1"), ("web", "web:w2")]
+            )]
+        );
+        s.reduce(t(120), changed(&["api"]));
+        assert_eq!(
+            s.reduce(t(130), built("api", 7, "a2")),
+            [],
+            "a deploy is running"
+        );
+        assert_eq!(
+            s.reduce(
+                t(140),
+                Event::DeployDone {
+                    generation: 6,
+                    result: Ok(())
+                }
+            ),
+            [
+                Command::Wait {
+                    resources: vec!["frontend".into()]
+                },
+                deploy(
+                    8,
+                    &["backend", "worker"],
+                    &[("api", "api:a2"), ("web", "web:w2")]
+                )
+            ]
+        );
+    }
+
+    #[test]
+    fn shutdown_while_building_cancels_the_builds_and_then_nothing_starts() {
+        let mut s = up();
+        s.reduce(t(100), changed(&["api", "web"]));
+        assert_eq!(
+            s.reduce(t(105), Event::Shutdown),
+            [
+                Command::Cancel {
+                    image: "api".into(),
+                    generation: 5
+                },
+                Command::Cancel {
+                    image: "web".into(),
+                    generation: 6
+                },
+                Command::Stop
+            ]
+        );
+        assert_eq!(s.reduce(t(110), built("api", 5, "a2")), []);
+        assert_eq!(s.reduce(t(120), changed(&["api"])), []);
+    }
+}
