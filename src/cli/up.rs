@@ -251,6 +251,8 @@ async fn session(
 ) -> Result<ExitCode> {
     let proc_root = doctor::Env::from_process().proc_root;
     let mut tasks = tokio::task::JoinSet::new();
+    // Services per namespace, listed once, for NodePort URLs.
+    let mut services: BTreeMap<String, Vec<k8s_openapi::api::core::v1::Service>> = BTreeMap::new();
     for r in deployed {
         let pods = deploy::pods::watch(&target.client, &r.namespace, &r.workload).await?;
         for pf in &r.port_forwards {
@@ -270,15 +272,18 @@ async fn session(
             ));
         }
         if let Some(ip) = node_ip {
-            let services: kube::Api<k8s_openapi::api::core::v1::Service> =
-                kube::Api::namespaced(target.client.clone(), &r.namespace);
-            match services.list(&Default::default()).await {
-                Ok(list) => {
-                    for url in deploy::forward::node_urls(&list.items, &pods.template_labels, ip) {
-                        println!("url        {}: {url}", r.name);
-                    }
+            if !services.contains_key(&r.namespace) {
+                let api: kube::Api<k8s_openapi::api::core::v1::Service> =
+                    kube::Api::namespaced(target.client.clone(), &r.namespace);
+                let listed = api.list(&Default::default()).await.map(|l| l.items);
+                if let Err(e) = &listed {
+                    eprintln!("warning: cannot list the Services in {}: {e}", r.namespace);
                 }
-                Err(e) => eprintln!("warning: {}: cannot list Services: {e}", r.name),
+                services.insert(r.namespace.clone(), listed.unwrap_or_default());
+            }
+            let in_ns = services.get(&r.namespace).map_or(&[][..], Vec::as_slice);
+            for url in deploy::forward::node_urls(in_ns, &pods.template_labels, ip) {
+                println!("url        {}: {url}", r.name);
             }
         }
         for link in &r.links {
@@ -648,29 +653,20 @@ fn chart_dependencies(cfg: &config::Config, helm: &config::Helm) -> Result<()> {
         ),
         deploy::helm::Dependencies::Build { reason } => {
             println!("chart      {chart}: {reason}; running `helm dependency build`");
-            let cmd = exec::Cmd {
-                dir: Some(cfg.root.clone()),
-                ..exec::Cmd::new("helm")
-                    .args(["dependency", "build", chart.as_str()])
-                    .timeout(Duration::from_secs(300))
-            };
-            let f = exec::run_lines(&cmd, |l| eprintln!("  helm | {l}"))?;
-            if f.code != Some(0) {
-                anyhow::bail!("`{}` failed:\n{}", cmd.display(), f.stdout.trim_end());
-            }
-            Ok(())
+            let argv = ["helm", "dependency", "build", chart.as_str()].map(str::to_owned);
+            run_helm(cfg, &argv, Duration::from_secs(300))
         }
     }
 }
 
-/// `helm upgrade --install` with the built tags; helm's own output is streamed, and its error
-/// lines are shown when it fails.
-fn helm_upgrade(cfg: &config::Config, argv: &[String]) -> Result<()> {
+/// Runs a helm command line from the project root with helm's output streamed; when it fails,
+/// the error says which command and shows helm's last lines.
+fn run_helm(cfg: &config::Config, argv: &[String], timeout: Duration) -> Result<()> {
     let cmd = exec::Cmd {
         dir: Some(cfg.root.clone()),
         ..exec::Cmd::new(argv[0].clone())
             .args(argv[1..].iter().cloned())
-            .timeout(std::time::Duration::from_secs(600))
+            .timeout(timeout)
     };
     let f = exec::run_lines(&cmd, |l| eprintln!("  helm | {l}"))?;
     if f.code != Some(0) {
@@ -685,6 +681,12 @@ fn helm_upgrade(cfg: &config::Config, argv: &[String]) -> Result<()> {
                 .join("\n")
         );
     }
+    Ok(())
+}
+
+/// `helm upgrade --install` with the built tags.
+fn helm_upgrade(cfg: &config::Config, argv: &[String]) -> Result<()> {
+    run_helm(cfg, argv, Duration::from_secs(600))?;
     if let Some(h) = &cfg.deploy.helm {
         println!(
             "deployed   helm release `{}` in {}",
