@@ -5,10 +5,11 @@
 //! (grandchildren included) and no orphan survives devenv. Must not interpret any tool's
 //! output: callers do that.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::{self, BufRead};
-use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A command to run.
@@ -19,6 +20,59 @@ pub struct Cmd {
     pub env: Vec<(String, String)>,
     pub dir: Option<PathBuf>,
     pub timeout: Duration,
+    /// Stops the command early when cancelled.
+    pub cancel: Option<Cancel>,
+}
+
+/// A way to stop commands before they end on their own: once cancelled, it kills the process
+/// group of every command it was given to, and those not started yet do not start.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<CancelInner>);
+
+#[derive(Debug, Default)]
+struct CancelInner {
+    cancelled: AtomicBool,
+    groups: Mutex<Vec<i32>>,
+}
+
+impl Cancel {
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// Kills the running commands' process groups (they are reaped by their callers).
+    pub fn cancel(&self) {
+        let groups = match self.0.groups.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        self.0.cancelled.store(true, Ordering::SeqCst);
+        for g in groups.iter() {
+            kill_group(*g);
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Follows a started command; one started after the cancel is killed at once.
+    fn attach(&self, pgid: i32) {
+        let mut groups = match self.0.groups.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        groups.push(pgid);
+        if self.is_cancelled() {
+            kill_group(pgid);
+        }
+    }
+
+    fn detach(&self, pgid: i32) {
+        if let Ok(mut g) = self.0.groups.lock() {
+            g.retain(|x| *x != pgid);
+        }
+    }
 }
 
 impl Cmd {
@@ -29,7 +83,13 @@ impl Cmd {
             env: Vec::new(),
             dir: None,
             timeout: Duration::from_secs(60),
+            cancel: None,
         }
+    }
+
+    pub fn cancel(mut self, c: &Cancel) -> Cmd {
+        self.cancel = Some(c.clone());
+        self
     }
 
     pub fn args<I, S>(mut self, args: I) -> Cmd
@@ -80,6 +140,9 @@ pub enum ExecError {
     /// The command outran its deadline; its process group was killed.
     #[error("`{command}` did not finish within {}s and was stopped", after.as_secs_f32())]
     TimedOut { command: String, after: Duration },
+    /// The command was cancelled (a newer change, or shutdown); its process group was killed.
+    #[error("`{command}` was cancelled")]
+    Cancelled { command: String },
     /// Waiting for the command failed.
     #[error("waiting for `{command}` failed: {source}")]
     Wait {
@@ -89,19 +152,83 @@ pub enum ExecError {
     },
 }
 
-fn live_groups() -> &'static Mutex<HashSet<i32>> {
-    static GROUPS: OnceLock<Mutex<HashSet<i32>>> = OnceLock::new();
-    GROUPS.get_or_init(|| Mutex::new(HashSet::new()))
+/// Live process groups, with their leader's start time (from /proc) when known.
+fn live_groups() -> &'static Mutex<HashMap<i32, Option<u64>>> {
+    static GROUPS: OnceLock<Mutex<HashMap<i32, Option<u64>>>> = OnceLock::new();
+    GROUPS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Where the live groups are written down, so that the next run can kill what a crash left.
+fn record_file() -> &'static Mutex<Option<PathBuf>> {
+    static FILE: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
+    FILE.get_or_init(|| Mutex::new(None))
+}
+
+/// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn register(pgid: i32, live: bool) {
-    if let Ok(mut g) = live_groups().lock() {
-        if live {
-            g.insert(pgid);
-        } else {
-            g.remove(&pgid);
+    let Ok(mut g) = live_groups().lock() else {
+        return;
+    };
+    if live {
+        g.insert(pgid, start_time(pgid));
+    } else {
+        g.remove(&pgid);
+    }
+    if let Ok(file) = record_file().lock()
+        && let Some(path) = file.as_ref()
+    {
+        let text: String = g
+            .iter()
+            .map(|(p, t)| format!("{p} {}\n", t.map_or("-".to_owned(), |t| t.to_string())))
+            .collect();
+        if let Err(e) = std::fs::write(path, text) {
+            tracing::debug!(path = %path.display(), error = %e, "cannot record process groups");
         }
     }
+}
+
+/// Kills the process groups that a previous run listed in `path` (see [`record_groups`]) and
+/// left behind after a crash or kill -9; returns how many. A listed group whose leader is a
+/// different process now (its start time differs) is left alone.
+pub fn kill_leftovers(path: &Path) -> usize {
+    let mut killed = 0;
+    if let Ok(text) = std::fs::read_to_string(path) {
+        for line in text.lines() {
+            let mut parts = line.split_whitespace();
+            let Some(pgid) = parts.next().and_then(|p| p.parse::<i32>().ok()) else {
+                continue;
+            };
+            let recorded = parts.next().and_then(|t| t.parse::<u64>().ok());
+            let now = start_time(pgid);
+            // A live leader that started at another time is someone else's process.
+            if now.is_some() && recorded.is_some() && now != recorded {
+                continue;
+            }
+            if pgid > 0 {
+                // SAFETY: kill(2) on a process group; no memory is shared.
+                let r = unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                if r == 0 {
+                    tracing::info!(pgid, "killed a process group left by an earlier run");
+                    killed += 1;
+                }
+            }
+        }
+    }
+    killed
+}
+
+/// From now on, keeps `path` listing the process groups that are running.
+pub fn record_groups(path: &Path) {
+    if let Ok(mut f) = record_file().lock() {
+        *f = Some(path.to_path_buf());
+    }
+    register(0, false);
 }
 
 /// Sends SIGKILL to a whole process group.
@@ -123,7 +250,7 @@ fn kill_group(_pgid: i32) {}
 pub fn kill_all() {
     let groups: Vec<i32> = live_groups()
         .lock()
-        .map(|g| g.iter().copied().collect())
+        .map(|g| g.keys().copied().collect())
         .unwrap_or_default();
     for g in groups {
         tracing::debug!(pgid = g, "killing process group");
@@ -158,6 +285,15 @@ fn expression(cmd: &Cmd, output: Output) -> duct::Expression {
         e = e.before_spawn(|c| {
             use std::os::unix::process::CommandExt;
             c.process_group(0);
+            // If devenv dies without cleaning up (kill -9), the child is killed with it.
+            // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent.
+            #[cfg(target_os = "linux")]
+            unsafe {
+                c.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
             Ok(())
         });
     }
@@ -183,12 +319,18 @@ pub fn run(cmd: &Cmd) -> Result<Finished, ExecError> {
     let command = cmd.display();
     let started = Instant::now();
     tracing::debug!(%command, "run");
+    if cmd.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+        return Err(ExecError::Cancelled { command });
+    }
     let handle = expression(cmd, Output::Capture)
         .start()
         .map_err(|source| spawn_error(cmd, source))?;
     // With process_group(0) the group id is the child's pid.
     let pgid = handle.pids().first().map_or(0, |p| *p as i32);
     register(pgid, true);
+    if let Some(c) = &cmd.cancel {
+        c.attach(pgid);
+    }
     let waited = handle.wait_timeout(cmd.timeout);
     let result = match waited {
         Ok(Some(out)) => Ok(Finished {
@@ -217,6 +359,19 @@ pub fn run(cmd: &Cmd) -> Result<Finished, ExecError> {
     // Anything the command left behind in its group goes with it.
     kill_group(pgid);
     register(pgid, false);
+    let result = match &cmd.cancel {
+        Some(c) => {
+            c.detach(pgid);
+            if c.is_cancelled() {
+                Err(ExecError::Cancelled {
+                    command: command.clone(),
+                })
+            } else {
+                result
+            }
+        }
+        None => result,
+    };
     match &result {
         Ok(f) => {
             tracing::debug!(%command, code = ?f.code, ms = f.elapsed.as_millis() as u64, "finished")
@@ -232,11 +387,17 @@ pub fn run_lines(cmd: &Cmd, mut on_line: impl FnMut(&str)) -> Result<Finished, E
     let command = cmd.display();
     let started = Instant::now();
     tracing::debug!(%command, "run (streaming)");
+    if cmd.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+        return Err(ExecError::Cancelled { command });
+    }
     let reader = expression(cmd, Output::Merged)
         .reader()
         .map_err(|source| spawn_error(cmd, source))?;
     let pgid = reader.pids().first().map_or(0, |p| *p as i32);
     register(pgid, true);
+    if let Some(c) = &cmd.cancel {
+        c.attach(pgid);
+    }
     // A watchdog kills the group at the deadline, which ends the read loop below.
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let timeout = cmd.timeout;
@@ -288,6 +449,13 @@ pub fn run_lines(cmd: &Cmd, mut on_line: impl FnMut(&str)) -> Result<Finished, E
     let _ = reader.kill();
     kill_group(pgid);
     register(pgid, false);
+    if let Some(c) = &cmd.cancel {
+        c.detach(pgid);
+        if c.is_cancelled() {
+            tracing::debug!(%command, "cancelled");
+            return Err(ExecError::Cancelled { command });
+        }
+    }
     if timed_out {
         tracing::debug!(%command, "timed out");
         return Err(ExecError::TimedOut {
@@ -342,6 +510,74 @@ mod tests {
         );
         assert!(matches!(e, Err(ExecError::TimedOut { .. })), "{e:?}");
         assert_eq!(seen, ["started"]);
+    }
+
+    /// Cancelling a running command kills its whole group at once, grandchildren included,
+    /// and a cancelled token starts nothing more.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_cancelled_command_is_stopped_with_its_group() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let pidfile = dir.path().join("grandchild.pid");
+        let script = format!("sleep 300 & echo $! > {}; echo started; wait", pidfile.display());
+        let cancel = Cancel::new();
+        let c2 = cancel.clone();
+        let t = std::thread::spawn(move || {
+            run_lines(
+                &Cmd::new("sh")
+                    .args(["-c", &script])
+                    .timeout(Duration::from_secs(300))
+                    .cancel(&c2),
+                |_| {},
+            )
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pidfile.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        cancel.cancel();
+        let r = t.join().unwrap_or_else(|_| panic!("the runner panicked"));
+        assert!(matches!(r, Err(ExecError::Cancelled { .. })), "{r:?}");
+        let pid = std::fs::read_to_string(&pidfile).unwrap_or_default();
+        let pid: i32 = pid.trim().parse().unwrap_or(0);
+        assert!(pid > 0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while start_time(pid).is_some() && !zombie(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(start_time(pid).is_none() || zombie(pid), "the grandchild survived");
+        let again = run(&Cmd::new("true").cancel(&cancel));
+        assert!(matches!(again, Err(ExecError::Cancelled { .. })), "{again:?}");
+    }
+
+    fn zombie(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .is_ok_and(|s| s.lines().any(|l| l.starts_with("State:") && l.contains('Z')))
+    }
+
+    /// Groups recorded by an earlier run that are still alive are killed by the next one.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn leftover_groups_from_a_crashed_run_are_killed() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut child = {
+            use std::os::unix::process::CommandExt;
+            std::process::Command::new("sleep")
+                .arg("300")
+                .process_group(0)
+                .spawn()
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let pid = child.id() as i32;
+        let file = dir.path().join("groups");
+        // A leftover, and a recorded group whose leader is now another process.
+        let me = std::process::id() as i32;
+        std::fs::write(&file, format!("{pid} {}\n{me} 1\n", start_time(pid).unwrap_or(0)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(kill_leftovers(&file), 1);
+        let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
     }
 
     #[test]
