@@ -1,35 +1,77 @@
-//! File watching: which directories need a watch, and (with the dev loop) the notify watcher
-//! itself; the only user of notify.
+//! File watching: which directories need a watch, what a changed path affects, and the notify
+//! watcher with its debounce; the only user of notify.
 //!
 //! Owns what counts as a change. A path that a build never sees (its context's
 //! `.dockerignore`), editor noise, and `[watch] ignore` must never trigger anything, and a
 //! directory that an ignore rule covers entirely is not watched at all. Must not decide what a
-//! change rebuilds: the engine does that.
+//! change rebuilds or redeploys: it names the images and local resources whose inputs changed,
+//! and the engine does the rest.
 
+mod live;
+
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::build::context::{ContextError, ignore_patterns};
+pub use live::{Batch, WatchError, Watcher, debounce};
+
+use crate::build::context::{ContextError, ignore_file, ignore_patterns};
 use crate::config::Config;
 use crate::pattern::{Pattern, PatternSet};
 
 /// Directory names that are never watched: version-control internals.
 pub const ALWAYS_IGNORED_DIRS: [&str; 3] = [".git", ".hg", ".svn"];
 
-/// Rules for one watched tree.
-struct Root {
-    path: PathBuf,
-    /// Patterns relative to `path` (an image context's `.dockerignore`), if any.
-    local: PatternSet,
+/// Whether a file name is editor noise: swap files, backups, lock files, and the `4913` file
+/// vim writes to probe a directory.
+pub fn is_noise(name: &str) -> bool {
+    name.ends_with(".swp")
+        || name.ends_with(".swx")
+        || name.ends_with(".swo")
+        || name.ends_with('~')
+        || name == "4913"
+        || name.starts_with(".#")
+        || (name.starts_with('#') && name.ends_with('#') && name.len() > 1)
 }
 
-fn project_ignores(cfg: &Config) -> PatternSet {
-    let mut set = PatternSet::default();
-    for p in &cfg.watch.ignore {
-        if let Ok(Some(p)) = Pattern::parse(p) {
-            set.push(p);
-        }
+/// Whose input a watched tree is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Owner {
+    Image(String),
+    Local(String),
+}
+
+/// Rules for one watched tree (a directory, or a single file).
+#[derive(Debug, Clone)]
+struct Root {
+    path: PathBuf,
+    is_dir: bool,
+    owner: Owner,
+    /// Patterns relative to `path` (an image context's `.dockerignore`), if any.
+    local: PatternSet,
+    /// Files that count even when `local` excludes them: the Dockerfile and its ignore file,
+    /// which Docker always sends.
+    always: Vec<PathBuf>,
+}
+
+/// The images and local resources a batch of changes touches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets {
+    pub images: BTreeSet<String>,
+    pub locals: BTreeSet<String>,
+}
+
+impl Targets {
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty() && self.locals.is_empty()
     }
-    set
+}
+
+/// What is watched for a config, and what each path means.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    roots: Vec<Root>,
+    project_root: PathBuf,
+    project: PatternSet,
 }
 
 fn rel(base: &Path, p: &Path) -> Option<String> {
@@ -38,73 +80,193 @@ fn rel(base: &Path, p: &Path) -> Option<String> {
         .map(|r| r.to_string_lossy().replace('\\', "/"))
 }
 
-/// Every directory devenv watches for `cfg`, after ignores, sorted and without duplicates.
-pub fn directories(cfg: &Config) -> Result<Vec<PathBuf>, ContextError> {
-    let mut roots = Vec::new();
-    for img in &cfg.images {
-        let (set, _) = ignore_patterns(img)?;
-        roots.push(Root {
-            path: img.context.clone(),
-            local: set,
-        });
-        for w in &img.watch {
+impl Rules {
+    /// The rules for `cfg`; fails when an ignore file cannot be read or parsed.
+    pub fn new(cfg: &Config) -> Result<Rules, ContextError> {
+        let mut roots = Vec::new();
+        for img in &cfg.images {
+            let (set, _) = ignore_patterns(img)?;
+            let owner = Owner::Image(img.name.clone());
+            let mut always = vec![img.dockerfile.clone()];
+            always.extend(ignore_file(img));
+            always.push(img.context.join(".dockerignore"));
+            always.push(PathBuf::from(format!("{}.dockerignore", img.dockerfile.display())));
             roots.push(Root {
-                path: w.clone(),
-                local: PatternSet::default(),
+                path: img.context.clone(),
+                is_dir: true,
+                owner: owner.clone(),
+                local: set,
+                always: always.clone(),
             });
-        }
-    }
-    for l in &cfg.locals {
-        for d in &l.deps {
-            roots.push(Root {
-                path: d.clone(),
-                local: PatternSet::default(),
-            });
-        }
-    }
-    let project = project_ignores(cfg);
-    let mut out = Vec::new();
-    for root in roots {
-        let start = if root.path.is_dir() {
-            root.path.clone()
-        } else {
-            // A single file is watched through its directory.
-            match root.path.parent() {
-                Some(p) => p.to_path_buf(),
-                None => continue,
+            // A Dockerfile (or its ignore file) outside the context is watched on its own.
+            for f in always {
+                if !f.starts_with(&img.context) {
+                    roots.push(Root {
+                        path: f,
+                        is_dir: false,
+                        owner: owner.clone(),
+                        local: PatternSet::default(),
+                        always: Vec::new(),
+                    });
+                }
             }
-        };
-        let mut stack = vec![start];
+            for w in &img.watch {
+                roots.push(Root {
+                    path: w.clone(),
+                    is_dir: w.is_dir(),
+                    owner: owner.clone(),
+                    local: PatternSet::default(),
+                    always: Vec::new(),
+                });
+            }
+        }
+        for l in &cfg.locals {
+            for d in &l.deps {
+                roots.push(Root {
+                    path: d.clone(),
+                    is_dir: d.is_dir(),
+                    owner: Owner::Local(l.name.clone()),
+                    local: PatternSet::default(),
+                    always: Vec::new(),
+                });
+            }
+        }
+        let mut project = PatternSet::default();
+        for p in &cfg.watch.ignore {
+            if let Ok(Some(p)) = Pattern::parse(p) {
+                project.push(p);
+            }
+        }
+        Ok(Rules {
+            roots,
+            project_root: cfg.root.clone(),
+            project,
+        })
+    }
+
+    /// Whether `root` (a directory root) skips directory `dir` below it entirely.
+    fn skips_dir(&self, root: &Root, dir: &Path) -> bool {
+        if dir
+            .file_name()
+            .is_some_and(|n| ALWAYS_IGNORED_DIRS.iter().any(|i| n == *i))
+        {
+            return true;
+        }
+        rel(&root.path, dir).is_some_and(|r| !r.is_empty() && root.local.excludes_whole_dir(&r))
+            || rel(&self.project_root, dir)
+                .is_some_and(|r| !r.is_empty() && self.project.excludes_whole_dir(&r))
+    }
+
+    /// Whether some root watches directory `dir` itself (it lies in a root's tree and no
+    /// ignore rule of that root covers it or a directory above it).
+    fn watches_dir(&self, dir: &Path) -> bool {
+        self.roots.iter().any(|root| {
+            if !root.is_dir {
+                return root.path.parent() == Some(dir);
+            }
+            let Ok(below) = dir.strip_prefix(&root.path) else {
+                return false;
+            };
+            let mut at = root.path.clone();
+            for c in below.components() {
+                at.push(c);
+                if self.skips_dir(root, &at) {
+                    return false;
+                }
+            }
+            true
+        })
+    }
+
+    /// `start` (when watched) and every directory below it that is watched, sorted.
+    pub fn dirs_under(&self, start: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        if !start.is_dir() || !self.watches_dir(start) {
+            return out;
+        }
+        let mut stack = vec![start.to_path_buf()];
         while let Some(dir) = stack.pop() {
-            out.push(dir.clone());
-            if !root.path.is_dir() {
-                continue;
-            }
             let Ok(rd) = std::fs::read_dir(&dir) else {
                 continue;
             };
+            out.push(dir);
             for e in rd.flatten() {
                 // Not followed: a symlinked directory is watched where it really lives, if at all.
                 let Ok(ft) = e.file_type() else { continue };
-                if !ft.is_dir() {
-                    continue;
-                }
-                let p = e.path();
-                let name = e.file_name();
-                if ALWAYS_IGNORED_DIRS.iter().any(|n| name == *n) {
-                    continue;
-                }
-                let skip_local =
-                    rel(&root.path, &p).is_some_and(|r| root.local.excludes_whole_dir(&r));
-                let skip_project =
-                    rel(&cfg.root, &p).is_some_and(|r| project.excludes_whole_dir(&r));
-                if !skip_local && !skip_project {
-                    stack.push(p);
+                if ft.is_dir() && self.watches_dir(&e.path()) {
+                    stack.push(e.path());
                 }
             }
         }
+        out.sort();
+        out
     }
-    out.sort();
-    out.dedup();
-    Ok(out)
+
+    /// Every directory to watch, sorted and without duplicates.
+    pub fn directories(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for root in &self.roots {
+            if root.is_dir {
+                out.extend(self.dirs_under(&root.path));
+            } else if let Some(parent) = root.path.parent()
+                && parent.is_dir()
+            {
+                // A single file is watched through its directory.
+                out.push(parent.to_path_buf());
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Whether `dir` is an ignore file's directory whose rules may have changed, so the rules
+    /// must be read again.
+    pub fn is_ignore_file(&self, path: &Path) -> bool {
+        self.roots
+            .iter()
+            .any(|r| r.always.iter().skip(1).any(|a| a == path))
+    }
+
+    /// What a change at `path` touches.
+    pub fn affected(&self, path: &Path, out: &mut Targets) {
+        let Some(name) = path.file_name().map(|n| n.to_string_lossy()) else {
+            return;
+        };
+        if is_noise(&name) {
+            return;
+        }
+        for root in &self.roots {
+            let counts = if root.always.iter().any(|a| a == path) {
+                true
+            } else if !root.is_dir {
+                root.path == path
+            } else {
+                match rel(&root.path, path) {
+                    None => false,
+                    Some(r) if r.is_empty() => false,
+                    Some(r) => {
+                        !r.split('/').any(|c| ALWAYS_IGNORED_DIRS.contains(&c))
+                            && !root.local.is_excluded(&r)
+                            && !rel(&self.project_root, path)
+                                .is_some_and(|p| self.project.is_excluded(&p))
+                    }
+                }
+            };
+            if counts {
+                match &root.owner {
+                    Owner::Image(n) => out.images.insert(n.clone()),
+                    Owner::Local(n) => out.locals.insert(n.clone()),
+                };
+            }
+        }
+    }
 }
+
+/// Every directory devenv watches for `cfg`, after ignores, sorted and without duplicates.
+pub fn directories(cfg: &Config) -> Result<Vec<PathBuf>, ContextError> {
+    Ok(Rules::new(cfg)?.directories())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,290 @@
+//! The notify watcher: one non-recursive inotify watch per watched directory (so ignored trees
+//! cost nothing), new directories picked up as they appear, and a debounce that turns a burst
+//! of events into one batch.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher as _};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{Owner, Rules, Targets};
+use crate::build::context::ContextError;
+use crate::config::Config;
+
+/// How long a stream of changes may keep a batch open at most.
+const MAX_BATCH_WAIT: Duration = Duration::from_secs(2);
+
+/// A debounced set of changes and what they touch.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub targets: Targets,
+    /// How many paths changed.
+    pub paths: usize,
+    /// A few of the changed paths, for the terminal and the page.
+    pub sample: Vec<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error(
+        "out of inotify watches while watching {path} (devenv needs one per watched directory, {dirs} here)"
+    )]
+    Limit { path: PathBuf, dirs: usize },
+    #[error("out of inotify instances: too many programs are watching files")]
+    Instances,
+    #[error("cannot watch {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot watch files: {0}")]
+    Notify(String),
+    #[error(transparent)]
+    Context(#[from] ContextError),
+}
+
+impl WatchError {
+    /// What to do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            WatchError::Limit { dirs, .. } => {
+                let want = (*dirs as u64 * 2).next_power_of_two().max(524_288);
+                Some(format!(
+                    "raise the limit: `sudo sysctl fs.inotify.max_user_watches={want}` (and put `fs.inotify.max_user_watches={want}` in /etc/sysctl.d/60-devenv-inotify.conf to keep it), or ignore big generated directories in .dockerignore or [watch] ignore; `devenv doctor` checks this"
+                ))
+            }
+            WatchError::Instances => Some(
+                "raise the limit: `sudo sysctl fs.inotify.max_user_instances=512`, or stop other file watchers"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// Maps a notify error to what it means for the user.
+fn classify(e: notify::Error, path: &Path, dirs: usize) -> WatchError {
+    match e.kind {
+        notify::ErrorKind::MaxFilesWatch => WatchError::Limit {
+            path: path.to_path_buf(),
+            dirs,
+        },
+        notify::ErrorKind::Io(io) => match io.raw_os_error() {
+            Some(libc::ENOSPC) => WatchError::Limit {
+                path: path.to_path_buf(),
+                dirs,
+            },
+            Some(libc::EMFILE) => WatchError::Instances,
+            _ => WatchError::Io {
+                path: path.to_path_buf(),
+                source: io,
+            },
+        },
+        other => WatchError::Notify(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+pub(super) fn classify_for_test(e: notify::Error) -> WatchError {
+    classify(e, Path::new("/project/x"), 1100)
+}
+
+/// A running watcher. Dropping it stops watching.
+pub struct Watcher {
+    _inner: Arc<Mutex<notify::RecommendedWatcher>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// How many directories are watched.
+    pub dirs: usize,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Adds a watch on each of `dirs`; a directory that vanished meanwhile is skipped.
+fn add_watches(
+    w: &mut notify::RecommendedWatcher,
+    dirs: &[PathBuf],
+    total: usize,
+) -> Result<usize, WatchError> {
+    let mut added = 0;
+    for d in dirs {
+        match w.watch(d, RecursiveMode::NonRecursive) {
+            Ok(()) => added += 1,
+            Err(e) => match classify(e, d, total) {
+                WatchError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {}
+                WatchError::Notify(m) if m.contains("PathNotFound") => {}
+                other => return Err(other),
+            },
+        }
+    }
+    Ok(added)
+}
+
+impl Watcher {
+    /// Watches everything `cfg` names. Batches (debounced by `[watch] debounce`) arrive on the
+    /// receiver; so do errors met later (a new directory beyond the inotify limit). Must be
+    /// called inside a tokio runtime.
+    pub fn start(
+        cfg: &Config,
+    ) -> Result<(Watcher, mpsc::UnboundedReceiver<Result<Batch, WatchError>>), WatchError> {
+        let rules = Rules::new(cfg)?;
+        let dirs = rules.directories();
+        let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<notify::Result<notify::Event>>();
+        let inner = notify::recommended_watcher(move |res| {
+            let _ = raw_tx.send(res);
+        })
+        .map_err(|e| classify(e, &cfg.root, dirs.len()))?;
+        let inner = Arc::new(Mutex::new(inner));
+        let count = add_watches(&mut lock(&inner), &dirs, dirs.len())?;
+        tracing::debug!(dirs = count, "watching");
+
+        let rules = Arc::new(Mutex::new(rules));
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (path_tx, path_rx) = mpsc::unbounded_channel::<PathBuf>();
+        let (set_tx, mut set_rx) = mpsc::unbounded_channel::<BTreeSet<PathBuf>>();
+
+        // Raw events -> paths; new directories get watches, and their files count as changed
+        // (they may have been written before the watch was in place).
+        let expand = {
+            let inner = inner.clone();
+            let rules = rules.clone();
+            let out_tx = out_tx.clone();
+            let total = Arc::new(std::sync::atomic::AtomicUsize::new(count));
+            tokio::spawn(async move {
+                while let Some(res) = raw_rx.recv().await {
+                    let ev = match res {
+                        Ok(ev) => ev,
+                        Err(e) => {
+                            let n = total.load(std::sync::atomic::Ordering::Relaxed);
+                            let p = e.paths.first().cloned().unwrap_or_default();
+                            let _ = out_tx.send(Err(classify(e, &p, n)));
+                            continue;
+                        }
+                    };
+                    if ev.need_rescan() {
+                        // The kernel dropped events: everything may have changed.
+                        let _ = path_tx.send(PathBuf::new());
+                        continue;
+                    }
+                    if matches!(ev.kind, EventKind::Access(_)) {
+                        continue;
+                    }
+                    for p in ev.paths {
+                        if matches!(ev.kind, EventKind::Create(_)) && p.is_dir() {
+                            let new = lock(&rules).dirs_under(&p);
+                            let n = total.fetch_add(new.len(), std::sync::atomic::Ordering::Relaxed);
+                            if let Err(e) = add_watches(&mut lock(&inner), &new, n + new.len()) {
+                                let _ = out_tx.send(Err(e));
+                            }
+                            for d in &new {
+                                if let Ok(rd) = std::fs::read_dir(d) {
+                                    for e in rd.flatten() {
+                                        let _ = path_tx.send(e.path());
+                                    }
+                                }
+                            }
+                        }
+                        let _ = path_tx.send(p);
+                    }
+                }
+            })
+        };
+        let debounce_task = tokio::spawn(debounce(
+            path_rx,
+            cfg.watch.debounce,
+            MAX_BATCH_WAIT,
+            set_tx,
+        ));
+        let cfg = cfg.clone();
+        let map = tokio::spawn(async move {
+            while let Some(set) = set_rx.recv().await {
+                if set.iter().any(|p| lock(&rules).is_ignore_file(p)) {
+                    match Rules::new(&cfg) {
+                        Ok(r) => *lock(&rules) = r,
+                        Err(e) => {
+                            let _ = out_tx.send(Err(e.into()));
+                        }
+                    }
+                }
+                let mut targets = Targets::default();
+                if set.contains(&PathBuf::new()) {
+                    for r in &lock(&rules).roots {
+                        match &r.owner {
+                            Owner::Image(n) => targets.images.insert(n.clone()),
+                            Owner::Local(n) => targets.locals.insert(n.clone()),
+                        };
+                    }
+                } else {
+                    let rules = lock(&rules);
+                    for p in &set {
+                        rules.affected(p, &mut targets);
+                    }
+                }
+                if targets.is_empty() {
+                    continue;
+                }
+                let batch = Batch {
+                    targets,
+                    paths: set.len(),
+                    sample: set.iter().take(3).cloned().collect(),
+                };
+                if out_tx.send(Ok(batch)).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok((
+            Watcher {
+                _inner: inner,
+                tasks: vec![expand, debounce_task, map],
+                dirs: count,
+            },
+            out_rx,
+        ))
+    }
+}
+
+/// Collects paths into batches: a batch closes once `quiet` passes with no new path, or
+/// `max` after its first path, whichever comes first. Ends when `rx` closes.
+pub async fn debounce(
+    mut rx: mpsc::UnboundedReceiver<PathBuf>,
+    quiet: Duration,
+    max: Duration,
+    tx: mpsc::UnboundedSender<BTreeSet<PathBuf>>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut set = BTreeSet::from([first]);
+        let opened = Instant::now();
+        let mut open = true;
+        while open {
+            let until = (Instant::now() + quiet).min(opened + max);
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(p)) => {
+                    set.insert(p);
+                }
+                Ok(None) => open = false,
+                Err(_) => break,
+            }
+        }
+        if tx.send(set).is_err() || !open {
+            return;
+        }
+    }
+}
