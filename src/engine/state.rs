@@ -27,6 +27,8 @@ pub struct Node {
     pub depends_on: Vec<String>,
     /// Builds only on a trigger (after the first start).
     pub manual: bool,
+    /// A `[[local]]` resource: its command runs on the machine, nothing is deployed.
+    pub local: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,6 +53,10 @@ pub struct ResourceState {
     pub last_deploy_at: Option<Duration>,
     /// Deploys started so far.
     pub deploys: u32,
+    /// Local resources: the run in flight, by generation.
+    pub running: Option<u64>,
+    /// Local resources: runs started so far.
+    pub runs: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -68,9 +74,10 @@ pub struct ImageState {
 pub enum Event {
     /// Bring everything up: build every image.
     Start,
-    /// A debounced batch of file changes touched these images' inputs.
+    /// A debounced batch of file changes touched these images' and local resources' inputs.
     Changed {
         images: BTreeSet<String>,
+        locals: BTreeSet<String>,
     },
     BuildDone {
         image: String,
@@ -79,6 +86,12 @@ pub enum Event {
         result: Result<String, String>,
     },
     DeployDone {
+        generation: u64,
+        result: Result<(), String>,
+    },
+    /// A local resource's command ended (its serve command, if any, runs on).
+    RunDone {
+        resource: String,
         generation: u64,
         result: Result<(), String>,
     },
@@ -116,6 +129,16 @@ pub enum Command {
     Wait {
         resources: Vec<String>,
     },
+    /// Run a local resource's command (and then restart its serve command).
+    Run {
+        resource: String,
+        generation: u64,
+    },
+    /// Kill a local resource's run in flight; its result will be ignored.
+    CancelRun {
+        resource: String,
+        generation: u64,
+    },
     /// Everything is cancelled; the workers can stop.
     Stop,
 }
@@ -148,6 +171,8 @@ impl State {
                             changed_since_build: false,
                             last_deploy_at: None,
                             deploys: 0,
+                            running: None,
+                            runs: 0,
                         },
                     )
                 })
@@ -172,12 +197,32 @@ impl State {
         let mut out = Vec::new();
         match ev {
             Event::Start => {
-                let all: Vec<String> = self.images.keys().cloned().collect();
+                // What was built before (a seeded state) is not built again.
+                let all: Vec<String> = self
+                    .images
+                    .iter()
+                    .filter(|(_, i)| i.reference.is_none() && i.building.is_none())
+                    .map(|(n, _)| n.clone())
+                    .collect();
                 for image in all {
                     self.start_build(now, &image, &mut out);
                 }
+                self.schedule_runs(&mut out);
+                self.schedule_deploy(&mut out);
             }
-            Event::Changed { images } => {
+            Event::Changed { images, locals } => {
+                for name in locals {
+                    let Some(node) = self.node(&name).filter(|n| n.local) else {
+                        continue;
+                    };
+                    if node.manual {
+                        if let Some(r) = self.resources.get_mut(&name) {
+                            r.changed_since_build = true;
+                        }
+                        continue;
+                    }
+                    self.start_run(&name, &mut out);
+                }
                 for image in images {
                     let users = self.users(&image);
                     if !users.is_empty() && users.iter().all(|r| r.manual) {
@@ -254,11 +299,37 @@ impl State {
                 }
                 self.schedule_deploy(&mut out);
             }
+            Event::RunDone {
+                resource,
+                generation,
+                result,
+            } => {
+                let Some(r) = self.resources.get_mut(&resource) else {
+                    return out;
+                };
+                if r.running != Some(generation) {
+                    return out; // cancelled by a newer run
+                }
+                r.running = None;
+                match result {
+                    Ok(()) => {
+                        r.status = Status::Ready;
+                        r.last_error = None;
+                    }
+                    Err(e) => {
+                        r.status = Status::Error;
+                        r.last_error = Some(e);
+                    }
+                }
+                self.schedule_runs(&mut out);
+                self.schedule_deploy(&mut out);
+            }
             Event::Ready { resource } => {
                 if let Some(r) = self.resources.get_mut(&resource) {
                     r.status = Status::Ready;
                     r.last_error = None;
                 }
+                self.schedule_runs(&mut out);
                 self.schedule_deploy(&mut out);
             }
             Event::Unhealthy { resource, message } => {
@@ -273,6 +344,10 @@ impl State {
                 };
                 if let Some(r) = self.resources.get_mut(&resource) {
                     r.changed_since_build = false;
+                }
+                if node.local {
+                    self.start_run(&resource, &mut out);
+                    return out;
                 }
                 if node.images.is_empty() {
                     // Nothing to build: deploy it again as it is.
@@ -295,6 +370,14 @@ impl State {
                         });
                     }
                 }
+                for (name, r) in &mut self.resources {
+                    if let Some(generation) = r.running.take() {
+                        out.push(Command::CancelRun {
+                            resource: name.clone(),
+                            generation,
+                        });
+                    }
+                }
                 self.stopped = true;
                 out.push(Command::Stop);
             }
@@ -312,6 +395,86 @@ impl State {
             .iter()
             .filter(|r| r.images.iter().any(|i| i == image))
             .collect()
+    }
+
+    /// Seeds what a bring-up done outside the engine left: an image's built reference.
+    pub fn seed_image(&mut self, image: &str, reference: &str) {
+        if let Some(i) = self.images.get_mut(image) {
+            i.reference = Some(reference.to_owned());
+        }
+    }
+
+    /// Seeds a cluster resource deployed outside the engine, with its status and error.
+    pub fn seed_resource(&mut self, name: &str, status: Status, error: Option<String>) {
+        let references: BTreeMap<String, String> = self
+            .node(name)
+            .map(|n| {
+                n.images
+                    .iter()
+                    .filter_map(|i| {
+                        self.images
+                            .get(i)
+                            .and_then(|s| s.reference.clone())
+                            .map(|r| (i.clone(), r))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(r) = self.resources.get_mut(name) {
+            r.status = status;
+            r.last_error = error;
+            if status != Status::Pending {
+                r.deployed = references;
+                r.deploys += 1;
+            }
+        }
+    }
+
+    /// Starts (or restarts) a local resource's run.
+    fn start_run(&mut self, name: &str, out: &mut Vec<Command>) {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let Some(r) = self.resources.get_mut(name) else {
+            return;
+        };
+        if let Some(old) = r.running.replace(generation) {
+            out.push(Command::CancelRun {
+                resource: name.to_owned(),
+                generation: old,
+            });
+        }
+        r.status = Status::Building;
+        r.runs += 1;
+        out.push(Command::Run {
+            resource: name.to_owned(),
+            generation,
+        });
+    }
+
+    /// On the first start, runs each local resource once what it depends on is ready.
+    fn schedule_runs(&mut self, out: &mut Vec<Command>) {
+        let due: Vec<String> = self
+            .graph
+            .resources
+            .iter()
+            .filter(|n| n.local)
+            .filter(|n| {
+                self.resources
+                    .get(&n.name)
+                    .is_some_and(|r| r.runs == 0 && r.running.is_none())
+            })
+            .filter(|n| {
+                n.depends_on.iter().all(|d| {
+                    self.resources
+                        .get(d)
+                        .is_none_or(|s| s.status == Status::Ready)
+                })
+            })
+            .map(|n| n.name.clone())
+            .collect();
+        for n in due {
+            self.start_run(&n, out);
+        }
     }
 
     fn start_build(&mut self, now: Duration, image: &str, out: &mut Vec<Command>) {
@@ -352,7 +515,7 @@ impl State {
             .filter_map(|(n, i)| i.reference.clone().map(|r| (n.clone(), r)))
             .collect();
         let mut due = Vec::new();
-        for node in &self.graph.resources {
+        for node in self.graph.resources.iter().filter(|n| !n.local) {
             let Some(state) = self.resources.get(&node.name) else {
                 continue;
             };
@@ -374,11 +537,14 @@ impl State {
             }
             // Like Tilt's resource_deps, order holds on the first start; later batches
             // redeploy together (one helm upgrade for all images changed together).
+            // Local resources do not hold a deploy back (see plan::waves).
             let deps_ready = state.deploys > 0
                 || node.depends_on.iter().all(|d| {
-                    self.resources
-                        .get(d)
-                        .is_none_or(|s| s.status == Status::Ready)
+                    self.node(d).is_some_and(|n| n.local)
+                        || self
+                            .resources
+                            .get(d)
+                            .is_none_or(|s| s.status == Status::Ready)
                 });
             if deps_ready {
                 due.push((node.name.clone(), wanted));
@@ -416,6 +582,7 @@ mod tests {
             images: images.iter().map(|s| (*s).into()).collect(),
             depends_on: deps.iter().map(|s| (*s).into()).collect(),
             manual,
+            local: false,
         }
     }
 
@@ -446,6 +613,7 @@ mod tests {
     fn changed(images: &[&str]) -> Event {
         Event::Changed {
             images: images.iter().map(|s| (*s).into()).collect(),
+            locals: BTreeSet::new(),
         }
     }
 
@@ -756,5 +924,105 @@ mod tests {
         );
         assert_eq!(s.reduce(t(110), built("api", 5, "a2")), []);
         assert_eq!(s.reduce(t(120), changed(&["api"])), []);
+    }
+
+    fn run(resource: &str, generation: u64) -> Command {
+        Command::Run {
+            resource: resource.into(),
+            generation,
+        }
+    }
+
+    /// backend (image api) and two local resources: `codegen`, and `e2e` (manual) after
+    /// backend.
+    fn with_locals() -> State {
+        let mut codegen = node("codegen", &[], &[], false);
+        codegen.local = true;
+        let mut e2e = node("e2e", &[], &["backend"], true);
+        e2e.local = true;
+        State::new(Graph {
+            images: vec!["api".into()],
+            resources: vec![node("backend", &["api"], &[], false), codegen, e2e],
+        })
+    }
+
+    #[test]
+    fn local_resources_run_after_their_dependencies_and_restart_on_change() {
+        let mut s = with_locals();
+        assert_eq!(s.reduce(t(0), Event::Start), [build("api", 1), run("codegen", 2)]);
+        assert_eq!(s.resources["e2e"].status, Status::Pending);
+        let ok = |g| Event::RunDone {
+            resource: "codegen".into(),
+            generation: g,
+            result: Ok(()),
+        };
+        s.reduce(t(10), built("api", 1, "a1"));
+        s.reduce(t(20), Event::DeployDone { generation: 3, result: Ok(()) });
+        // The manual one still runs once on the first start, when backend is ready.
+        assert_eq!(
+            s.reduce(t(30), Event::Ready { resource: "backend".into() }),
+            [run("e2e", 4)]
+        );
+        // A change while codegen runs: the run is cancelled and started again, once.
+        let change = Event::Changed {
+            images: BTreeSet::new(),
+            locals: ["codegen".to_owned(), "e2e".to_owned()].into(),
+        };
+        assert_eq!(
+            s.reduce(t(40), change.clone()),
+            [
+                Command::CancelRun {
+                    resource: "codegen".into(),
+                    generation: 2
+                },
+                run("codegen", 5)
+            ]
+        );
+        assert_eq!(s.reduce(t(50), ok(2)), [], "the cancelled run's end is ignored");
+        assert_eq!(s.resources["codegen"].status, Status::Building);
+        s.reduce(t(60), ok(5));
+        assert_eq!(s.resources["codegen"].status, Status::Ready);
+        assert!(s.resources["e2e"].changed_since_build);
+        assert_eq!(
+            s.reduce(t(70), Event::RunDone {
+                resource: "e2e".into(),
+                generation: 4,
+                result: Err("exit 1".into())
+            }),
+            []
+        );
+        assert_eq!(s.resources["e2e"].last_error.as_deref(), Some("exit 1"));
+        assert_eq!(
+            s.reduce(t(80), Event::Trigger { resource: "e2e".into() }),
+            [run("e2e", 6)]
+        );
+        assert_eq!(
+            s.reduce(t(90), Event::Shutdown),
+            [
+                Command::CancelRun {
+                    resource: "e2e".into(),
+                    generation: 6
+                },
+                Command::Stop
+            ]
+        );
+    }
+
+    /// After a bring-up done outside the engine, Start builds nothing; a change builds and
+    /// redeploys only what uses the changed image.
+    #[test]
+    fn a_seeded_state_builds_only_what_changes() {
+        let mut s = todo();
+        s.seed_image("api", "api:a1");
+        s.seed_image("web", "web:w1");
+        for r in ["backend", "frontend", "worker"] {
+            s.seed_resource(r, Status::Ready, None);
+        }
+        assert_eq!(s.reduce(t(0), Event::Start), []);
+        assert_eq!(s.reduce(t(10), changed(&["web"])), [build("web", 1)]);
+        assert_eq!(
+            s.reduce(t(20), built("web", 1, "w2")),
+            [deploy(2, &["frontend"], &[("api", "api:a1"), ("web", "web:w2")])]
+        );
     }
 }
