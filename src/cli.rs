@@ -15,6 +15,9 @@ use crate::cluster::{bootstrap, kubeconfig};
 use crate::config::{self, Loaded};
 use crate::{doctor, plan};
 
+mod daemon;
+mod dev;
+mod out;
 mod up;
 
 #[derive(Debug, Parser)]
@@ -62,6 +65,12 @@ pub enum Command {
         /// summary and exit 0 or 1 (for CI; like `tilt ci`)
         #[arg(long, conflicts_with = "dry_run")]
         ci: bool,
+        /// Print only problems and the summary (no build, command or pod output)
+        #[arg(long, short = 'q', conflicts_with = "json_logs")]
+        quiet: bool,
+        /// Print every event and output line as one JSON object per line, for scripts
+        #[arg(long)]
+        json_logs: bool,
     },
     /// Build the configured images once (all, or those named) and print name:tag
     Build {
@@ -163,7 +172,20 @@ pub fn run() -> Result<ExitCode> {
             json,
             recreate_cluster,
             ci,
+            quiet,
+            json_logs,
         } => {
+            out::set_mode(if json_logs {
+                out::Mode::Json
+            } else if quiet {
+                out::Mode::Quiet
+            } else {
+                let tty = std::io::stdout().is_terminal();
+                out::Mode::Plain {
+                    color: tty && std::env::var_os("NO_COLOR").is_none(),
+                    progress: tty,
+                }
+            });
             let loaded = load(cli.config.as_deref(), &cwd)?;
             print_warnings(&loaded);
             let shown = shown_path(&loaded.config.file, &cwd);

@@ -529,7 +529,7 @@ fn forwards_follow_the_pod_logs_stream_and_sigterm_stops_cleanly() {
     std::thread::sleep(Duration::from_millis(100));
     assert!(
         up.text()
-            .contains("stopping   port-forwards and log streams closed"),
+            .contains("stopping   watchers, commands, port-forwards and log streams closed"),
         "{}",
         up.text()
     );

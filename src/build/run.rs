@@ -11,7 +11,7 @@ use super::context::{self, ContextError};
 use super::{delivery, extra_env, reference};
 use crate::cluster::minikube::ImageStore;
 use crate::config::{BuilderKind, Config, Image, Provider};
-use crate::exec::{self, Cmd, ExecError};
+use crate::exec::{self, Cancel, Cmd, ExecError};
 
 /// A build may take long; a stuck one is still stopped eventually.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -159,8 +159,10 @@ fn exists(
     builder: BuilderKind,
     env: &[(String, String)],
     reference: &str,
+    cancel: Option<&Cancel>,
 ) -> Result<bool, ExecError> {
     let mut cmd = exists_command(cfg, builder, reference);
+    cmd.cancel = cancel.cloned();
     if cmd.program == "docker" {
         cmd.env = env
             .iter()
@@ -199,10 +201,13 @@ pub fn failed_step(output: &str) -> Option<String> {
 }
 
 /// Builds one image unless its tag is already present. `on_line` receives the builder's output.
+/// A `cancel` stops the build (the builder's whole process group) and ends it with
+/// [`ExecError::Cancelled`].
 pub fn build_one(
     cfg: &Config,
     image: &Image,
     store: Option<&ImageStore>,
+    cancel: Option<&Cancel>,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<Built, BuildError> {
     let started = Instant::now();
@@ -229,10 +234,10 @@ pub fn build_one(
     };
     let mut as_image = image.clone();
     as_image.builder = builder;
-    if exists(cfg, builder, &env, &reference)? {
+    if exists(cfg, builder, &env, &reference, cancel)? {
         // Built before, but a registry may not have it yet: a push of present layers is cheap.
         if cfg.cluster.provider == Provider::Existing {
-            deliver(cfg, &as_image, &reference, on_line)?;
+            deliver(cfg, &as_image, &reference, cancel, on_line)?;
         }
         return Ok(done(Outcome::Present));
     }
@@ -242,6 +247,7 @@ pub fn build_one(
         .timeout(BUILD_TIMEOUT);
     cmd.env = env;
     cmd.dir = Some(cfg.root.clone());
+    cmd.cancel = cancel.cloned();
     let f = exec::run_lines(&cmd, |l| on_line(l))?;
     if f.code != Some(0) {
         let lines: Vec<String> = f.stdout.lines().map(str::to_owned).collect();
@@ -253,7 +259,7 @@ pub fn build_one(
             last_lines: lines[lines.len().saturating_sub(ERROR_LINES)..].to_vec(),
         });
     }
-    deliver(cfg, &as_image, &reference, on_line)?;
+    deliver(cfg, &as_image, &reference, cancel, on_line)?;
     Ok(done(Outcome::Built))
 }
 
@@ -262,6 +268,7 @@ fn deliver(
     cfg: &Config,
     image: &Image,
     reference: &str,
+    cancel: Option<&Cancel>,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<(), BuildError> {
     let Some(d) = delivery(cfg, image, reference) else {
@@ -271,9 +278,10 @@ fn deliver(
         let _ = std::fs::create_dir_all(dir);
     }
     let result = d.commands.iter().try_for_each(|argv| {
-        let cmd = Cmd::new(argv[0].clone())
+        let mut cmd = Cmd::new(argv[0].clone())
             .args(argv[1..].iter().cloned())
             .timeout(BUILD_TIMEOUT);
+        cmd.cancel = cancel.cloned();
         let f = exec::run_lines(&cmd, |l| on_line(l))?;
         if f.code == Some(0) {
             Ok(())
@@ -320,7 +328,7 @@ pub fn build_all(
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(img) = images.get(i) else { break };
-                    let r = build_one(cfg, img, store, &mut |l| on_line(&img.name, l));
+                    let r = build_one(cfg, img, store, None, &mut |l| on_line(&img.name, l));
                     if let Ok(mut all) = results.lock() {
                         all[i] = Some(r);
                     }

@@ -13,7 +13,8 @@ use crate::cluster::kube::Target;
 use crate::cluster::minikube::{Action, ImageStore};
 use crate::config::{self, Loaded};
 use crate::deploy::rollout::{self, Health, PodCounts};
-use crate::{build, deploy, doctor, exec, plan};
+use super::{daemon, dev, out};
+use crate::{build, deploy, doctor, engine, exec, plan};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -26,6 +27,16 @@ pub struct Options {
 pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> Result<ExitCode> {
     let recreate_cluster = opts.recreate_cluster;
     let cfg = &loaded.config;
+    // One daemon per project; what a crashed one left running goes first.
+    let lock = daemon::acquire(cfg)?;
+    let leftovers = exec::kill_leftovers(&lock.groups_file());
+    if leftovers > 0 {
+        out::say(
+            "cleaned",
+            format!("{leftovers} process group(s) left running by an earlier devenv that did not stop cleanly"),
+        );
+    }
+    exec::record_groups(&lock.groups_file());
     // Nothing is touched unless the machine can run the plan.
     let state = doctor::ConfigState::Valid {
         config: cfg,
@@ -57,9 +68,44 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
         );
         return Ok(ExitCode::FAILURE);
     }
-    if !cfg.needs_cluster() {
-        anyhow::bail!("running [[local]] resources is not built yet (see README, \"Status\")");
-    }
+    let rt = super::runtime()?;
+    let setup = if cfg.needs_cluster() {
+        match bring_up(&rt, cfg, plan, opts)? {
+            Ok(setup) => setup,
+            Err(code) => return Ok(code),
+        }
+    } else {
+        // Only [[local]] resources: no cluster, no Docker, no Minikube.
+        dev::Setup {
+            cfg: std::sync::Arc::new(cfg.clone()),
+            target: None,
+            store: None,
+            discovery: None,
+            deployed: Vec::new(),
+            node_ip: None,
+            references: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+            resource_images: BTreeMap::new(),
+            ci: opts.ci,
+        }
+    };
+    let code = rt.block_on(dev::session(setup))?;
+    // Forwards, log streams and watches end with the runtime; the cluster stays as it is.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    drop(lock);
+    Ok(code)
+}
+
+/// Brings the cluster side up: cluster, secrets, builds, deploys in dependency order,
+/// readiness, prune and the summary. Returns what the dev loop needs, or the exit code when
+/// `up` ends here (`--ci` with nothing local to run, or a failure).
+fn bring_up(
+    rt: &tokio::runtime::Runtime,
+    cfg: &config::Config,
+    plan: &plan::Plan,
+    opts: Options,
+) -> Result<Result<dev::Setup, ExitCode>> {
+    let recreate_cluster = opts.recreate_cluster;
     let helm_step = plan.steps.iter().find_map(|s| match s {
         plan::Step::Helm {
             render, command, ..
@@ -74,14 +120,13 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
         Some((render, _)) => inspect_chart(cfg, plan, render)?,
         None => Vec::new(),
     };
-    let rt = super::runtime()?;
     let ready = rt.block_on(bootstrap::bring_up(
         cfg,
         &super::kubeconfig_files(),
         recreate_cluster,
         &own_namespaces,
         &mut |line| {
-            eprintln!("  minikube | {line}");
+            out::tool("minikube", line);
         },
     ))?;
     let c = &cfg.cluster;
@@ -92,40 +137,35 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
             Action::Started => "started",
             Action::Recreated => "recreated",
         };
-        println!(
-            "cluster    minikube profile `{}` {what} ({} CPUs, {} MB)",
+        out::say("cluster", format!("minikube profile `{}` {what} ({} CPUs, {} MB)",
             c.profile, c.cpus, c.memory_mb
-        );
+        ));
     }
     for a in &ready.addons_enabled {
-        println!("addon      {a} enabled");
+        out::say("addon", format!("{a} enabled"));
     }
     match &ready.image_store {
-        Some(ImageStore::DockerEnv(env)) => println!(
-            "images     built in Minikube's Docker daemon ({})",
+        Some(ImageStore::DockerEnv(env)) => out::say("images", format!("built in Minikube's Docker daemon ({})",
             env.get("DOCKER_HOST").map_or("?", String::as_str)
-        ),
+        )),
         Some(ImageStore::HostDaemon) => {
-            println!(
-                "images     built in the host's Docker daemon: the `none` driver runs the cluster there"
-            )
+            out::say("images", format!("built in the host's Docker daemon: the `none` driver runs the cluster there"
+            ))
         }
-        Some(ImageStore::MinikubeImageBuild { runtime }) => println!(
-            "images     built with `minikube image build`: the cluster's runtime is {runtime}, not Docker"
-        ),
+        Some(ImageStore::MinikubeImageBuild { runtime }) => out::say("images", format!("built with `minikube image build`: the cluster's runtime is {runtime}, not Docker"
+        )),
         None => {}
     }
-    println!(
-        "context    `{}`{}",
+    out::say("context", format!("`{}`{}",
         ready.target.context,
         ready
             .target
             .server
             .as_ref()
             .map_or(String::new(), |s| format!(" ({s})"))
-    );
+    ));
     for ns in &ready.namespaces_created {
-        println!("namespace  `{ns}` created");
+        out::say("namespace", format!("`{ns}` created"));
     }
     for secret in &cfg.secrets {
         let prepared = deploy::secrets::prepare(secret, &|f| cfg.rel(f))?;
@@ -133,8 +173,7 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
             eprintln!("warning: {w}");
         }
         rt.block_on(deploy::secrets::apply(&ready.target, cfg, &prepared))?;
-        println!(
-            "secret     `{}` in {} ({} key{}, values not shown)",
+        out::say("secret", format!("`{}` in {} ({} key{}, values not shown)",
             prepared.name,
             prepared.namespace,
             prepared.values.0.len(),
@@ -143,7 +182,7 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
             } else {
                 "s"
             }
-        );
+        ));
     }
     let names: Vec<String> = cfg.images.iter().map(|i| i.name.clone()).collect();
     let Some(references) = super::run_builds(
@@ -152,7 +191,7 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
         ready.image_store.as_ref(),
         build::run::default_parallelism(),
     ) else {
-        return Ok(ExitCode::FAILURE);
+        return Ok(Err(ExitCode::FAILURE));
     };
     let docs = load_manifests(cfg, &references)?;
     let inventory = build::context::state_dir()
@@ -169,7 +208,7 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
     // Everything that is not a resource's workload goes first: Services, ConfigMaps...
     if let Some(d) = &discovery {
         apply_docs(
-            &rt,
+            rt.handle(),
             &ready.target,
             d,
             cfg,
@@ -191,13 +230,13 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
                     .get(*d)
                     .is_some_and(|o| !matches!(o, Outcome::Ready { .. }))
             }) {
-                println!("skipped    {}: `{dep}` is not ready", r.name);
+                out::say("skipped", format!("{}: `{dep}` is not ready", r.name));
                 results.insert(r.name.clone(), Outcome::Skipped(dep.clone()));
                 continue;
             }
             if let Some(d) = &discovery {
                 let owned = docs.iter().filter(|m| m.owner.as_deref() == Some(&r.name));
-                apply_docs(&rt, &ready.target, d, cfg, owned)?;
+                apply_docs(rt.handle(), &ready.target, d, cfg, owned)?;
             }
             waiting.push(r);
         }
@@ -209,21 +248,22 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
         }
     }
     if let (Some(d), Some(path)) = (&discovery, &inventory) {
-        prune(&rt, &ready.target, d, cfg, &docs, &previous, path)?;
+        prune(rt, &ready.target, d, cfg, &docs, &previous, path)?;
     }
     print_summary(cfg, &results);
     let all_ready = results.values().all(|o| matches!(o, Outcome::Ready { .. }));
-    if opts.ci {
-        return Ok(if all_ready {
+    if opts.ci && (cfg.locals.is_empty() || !all_ready) {
+        return Ok(Err(if all_ready {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
-        });
+        }));
     }
-    let deployed: Vec<&config::Resource> = cfg
+    let deployed: Vec<config::Resource> = cfg
         .resources
         .iter()
         .filter(|r| !matches!(results.get(&r.name), Some(Outcome::Skipped(_)) | None))
+        .cloned()
         .collect();
     let node_ip = match cfg.cluster.provider {
         config::Provider::Minikube => crate::cluster::minikube::Minikube {
@@ -235,103 +275,77 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
         .ok(),
         config::Provider::Existing => None,
     };
-    let code = rt.block_on(session(cfg, &ready.target, &deployed, node_ip.as_deref()))?;
-    // Forwards, log streams and watches end with the runtime; the cluster stays as it is.
-    rt.shutdown_timeout(Duration::from_millis(500));
-    Ok(code)
-}
-
-/// After bring-up: port-forwards, URLs and log following for every deployed resource, until
-/// Ctrl-C or SIGTERM.
-async fn session(
-    cfg: &config::Config,
-    target: &Target,
-    deployed: &[&config::Resource],
-    node_ip: Option<&str>,
-) -> Result<ExitCode> {
-    let proc_root = doctor::Env::from_process().proc_root;
-    let mut tasks = tokio::task::JoinSet::new();
-    // Services per namespace, listed once, for NodePort URLs.
-    let mut services: BTreeMap<String, Vec<k8s_openapi::api::core::v1::Service>> = BTreeMap::new();
-    for r in deployed {
-        let pods = deploy::pods::watch(&target.client, &r.namespace, &r.workload).await?;
-        for pf in &r.port_forwards {
-            let listener = deploy::forward::listen(pf.local, &proc_root)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}: {e}\n  hint: {}", r.name, e.hint()))?;
-            println!(
-                "forward    {}: http://127.0.0.1:{} -> {}:{}",
-                r.name, pf.local, r.workload, pf.remote
-            );
-            let name = r.name.clone();
-            tasks.spawn(deploy::forward::serve(
-                listener,
-                pods.clone(),
-                pf.remote,
-                move |m| println!("forward    {name}: {m}"),
-            ));
-        }
-        if let Some(ip) = node_ip {
-            if !services.contains_key(&r.namespace) {
-                let api: kube::Api<k8s_openapi::api::core::v1::Service> =
-                    kube::Api::namespaced(target.client.clone(), &r.namespace);
-                let listed = api.list(&Default::default()).await.map(|l| l.items);
-                if let Err(e) = &listed {
-                    eprintln!("warning: cannot list the Services in {}: {e}", r.namespace);
+    let statuses = results
+        .iter()
+        .map(|(name, o)| {
+            let s = match o {
+                Outcome::Ready { .. } => (engine::state::Status::Ready, None),
+                Outcome::Failed { error, .. } => {
+                    (engine::state::Status::Error, Some(error.clone()))
                 }
-                services.insert(r.namespace.clone(), listed.unwrap_or_default());
-            }
-            let in_ns = services.get(&r.namespace).map_or(&[][..], Vec::as_slice);
-            for url in deploy::forward::node_urls(in_ns, &pods.template_labels, ip) {
-                println!("url        {}: {url}", r.name);
-            }
-        }
-        for link in &r.links {
-            println!("link       {}: {link}", r.name);
-        }
-        let name = r.name.clone();
-        let buffer = std::sync::Arc::new(std::sync::Mutex::new(
-            crate::engine::log::LogBuffer::new(cfg.web.log_buffer),
-        ));
-        tasks.spawn(deploy::logs::follow(pods, move |l| {
-            let source = format!("{}/{}", l.pod, l.container);
-            println!("  {name} | {source} {}", l.text);
-            let mut b = match buffer.lock() {
-                Ok(b) => b,
-                Err(p) => p.into_inner(),
+                Outcome::Skipped(dep) => (
+                    engine::state::Status::Pending,
+                    Some(format!("not deployed: `{dep}` is not ready")),
+                ),
             };
-            b.push(
-                l.time_ms.unwrap_or_else(crate::engine::log::now_ms),
-                &source,
-                &l.text,
-            );
-        }));
-    }
-    println!(
-        "running    Ctrl-C stops devenv; the cluster and the workloads stay up. Watching files is not built yet: after a change, run `devenv up` again."
-    );
-    wait_for_stop().await;
-    println!(
-        "stopping   port-forwards and log streams closed; the cluster and workloads are left running"
-    );
-    tasks.abort_all();
-    Ok(ExitCode::SUCCESS)
+            (name.clone(), s)
+        })
+        .collect();
+    let resource_images = resource_images(cfg, &docs, &references);
+    Ok(Ok(dev::Setup {
+        cfg: std::sync::Arc::new(cfg.clone()),
+        target: Some(ready.target.clone()),
+        store: ready.image_store.clone(),
+        discovery: discovery.map(std::sync::Arc::new),
+        deployed,
+        node_ip,
+        references,
+        statuses,
+        resource_images,
+        ci: opts.ci,
+    }))
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn wait_for_stop() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => futures::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
+/// The images each resource runs: as configured, else those its manifest objects name, else
+/// (with Helm) every image injected into the chart.
+fn resource_images(
+    cfg: &config::Config,
+    docs: &[Doc],
+    references: &BTreeMap<String, String>,
+) -> BTreeMap<String, Vec<String>> {
+    let by_reference: BTreeMap<&str, &str> = references
+        .iter()
+        .map(|(n, r)| (r.as_str(), n.as_str()))
+        .collect();
+    cfg.resources
+        .iter()
+        .map(|r| {
+            let images = match &r.images {
+                Some(list) => list.clone(),
+                None => {
+                    let mut found = Vec::new();
+                    for d in docs.iter().filter(|d| d.owner.as_deref() == Some(&r.name)) {
+                        let mut containers = Vec::new();
+                        deploy::manifests::collect_containers(&d.doc, &mut containers);
+                        for (_, image, _) in containers {
+                            if let Some(n) = by_reference.get(image.as_str()) {
+                                found.push((*n).to_owned());
+                            }
+                        }
+                    }
+                    if found.is_empty()
+                        && let Some(h) = &cfg.deploy.helm
+                    {
+                        found = h.images.iter().map(|i| i.image.clone()).collect();
+                    }
+                    found.sort();
+                    found.dedup();
+                    found
+                }
+            };
+            (r.name.clone(), images)
+        })
+        .collect()
 }
 
 /// How a resource's bring-up ended.
@@ -361,8 +375,8 @@ async fn wait_one(target: &Target, r: &config::Resource, fail_fast: bool) -> Out
             return;
         }
         match u.health {
-            Health::Waiting(m) => println!("waiting    {name}: {m}"),
-            Health::Problem(p) => println!("problem    {name}: {p}"),
+            Health::Waiting(m) => out::say("waiting", format!("{name}: {m}")),
+            Health::Problem(p) => out::say("problem", format!("{name}: {p}")),
             Health::Ready | Health::Failed(_) => {}
         }
         shown = Some(u.health.clone());
@@ -379,18 +393,17 @@ async fn wait_one(target: &Target, r: &config::Resource, fail_fast: bool) -> Out
     match res {
         Ok(()) => {
             let took = started.elapsed();
-            println!(
-                "ready      {} ({}, {}/{} pods, {:.1}s)",
+            out::say("ready", format!("{} ({}, {}/{} pods, {:.1}s)",
                 r.name,
                 r.workload,
                 pods.ready,
                 pods.total,
                 took.as_secs_f64()
-            );
+            ));
             Outcome::Ready { took, pods }
         }
         Err(e) => {
-            println!("failed     {}: {e}", r.name);
+            out::say("failed", format!("{}: {e}", r.name));
             Outcome::Failed {
                 pods,
                 error: e.to_string(),
@@ -455,15 +468,15 @@ fn print_summary(cfg: &config::Config, results: &BTreeMap<String, Outcome>) {
 }
 
 /// One manifest object with devenv's images in place, and the resource whose workload it is.
-struct Doc {
-    file: String,
-    doc: Value,
-    owner: Option<String>,
+pub(super) struct Doc {
+    pub file: String,
+    pub doc: Value,
+    pub owner: Option<String>,
 }
 
 /// Reads every manifest file, rewrites images to the built references, and assigns each
 /// object to the resource whose workload it is (if any).
-fn load_manifests(cfg: &config::Config, references: &BTreeMap<String, String>) -> Result<Vec<Doc>> {
+pub(super) fn load_manifests(cfg: &config::Config, references: &BTreeMap<String, String>) -> Result<Vec<Doc>> {
     let mut out = Vec::new();
     for file in &cfg.deploy.manifests {
         let shown = cfg.rel(file);
@@ -474,10 +487,9 @@ fn load_manifests(cfg: &config::Config, references: &BTreeMap<String, String>) -
             eprintln!("warning: {shown}: {w}");
         }
         for r in &rewritten.replacements {
-            println!(
-                "image      {} `{}`: {} -> {}",
+            out::say("image", format!("{} `{}`: {} -> {}",
                 r.object, r.container, r.from, r.to
-            );
+            ));
         }
         for doc in rewritten.docs {
             let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
@@ -539,12 +551,11 @@ fn prune(
     ))? {
         match p {
             deploy::apply::Pruned::Deleted(r) => {
-                println!("pruned     {r}: no longer in the manifests")
+                out::say("pruned", format!("{r}: no longer in the manifests"))
             }
-            deploy::apply::Pruned::Kept(r) => println!(
-                "kept       {r}: no longer in the manifests, but it is not labelled as {}'s any more",
+            deploy::apply::Pruned::Kept(r) => out::say("kept", format!("{r}: no longer in the manifests, but it is not labelled as {}'s any more",
                 cfg.project
-            ),
+            )),
         }
     }
     deploy::apply::save_inventory(inventory, &current)
@@ -552,8 +563,8 @@ fn prune(
 }
 
 /// Applies `docs`, file by file, printing what was applied.
-fn apply_docs<'a>(
-    rt: &tokio::runtime::Runtime,
+pub(super) fn apply_docs<'a>(
+    rt: &tokio::runtime::Handle,
     target: &Target,
     discovery: &kube::discovery::Discovery,
     cfg: &config::Config,
@@ -574,7 +585,7 @@ fn apply_docs<'a>(
             &docs,
             &cfg.deploy.namespace,
         ))?;
-        println!("applied    {} from {file}", applied.join(", "));
+        out::say("applied", format!("{} from {file}", applied.join(", ")));
     }
     Ok(())
 }
@@ -637,7 +648,7 @@ fn inspect_chart(
         );
     }
     for ns in &found.own_namespaces {
-        println!("namespace  `{ns}` is created by the chart itself");
+        out::say("namespace", format!("`{ns}` is created by the chart itself"));
     }
     Ok(found.own_namespaces)
 }
@@ -652,7 +663,7 @@ fn chart_dependencies(cfg: &config::Config, helm: &config::Helm) -> Result<()> {
             "chart {chart}: {reason}; nothing was started\n  hint: run `helm dependency update {chart}` to rewrite Chart.lock (devenv leaves that file to you)"
         ),
         deploy::helm::Dependencies::Build { reason } => {
-            println!("chart      {chart}: {reason}; running `helm dependency build`");
+            out::say("chart", format!("{chart}: {reason}; running `helm dependency build`"));
             let argv = ["helm", "dependency", "build", chart.as_str()].map(str::to_owned);
             run_helm(cfg, &argv, Duration::from_secs(300))
         }
@@ -661,14 +672,14 @@ fn chart_dependencies(cfg: &config::Config, helm: &config::Helm) -> Result<()> {
 
 /// Runs a helm command line from the project root with helm's output streamed; when it fails,
 /// the error says which command and shows helm's last lines.
-fn run_helm(cfg: &config::Config, argv: &[String], timeout: Duration) -> Result<()> {
+pub(super) fn run_helm(cfg: &config::Config, argv: &[String], timeout: Duration) -> Result<()> {
     let cmd = exec::Cmd {
         dir: Some(cfg.root.clone()),
         ..exec::Cmd::new(argv[0].clone())
             .args(argv[1..].iter().cloned())
             .timeout(timeout)
     };
-    let f = exec::run_lines(&cmd, |l| eprintln!("  helm | {l}"))?;
+    let f = exec::run_lines(&cmd, |l| out::tool("helm", l))?;
     if f.code != Some(0) {
         let lines: Vec<&str> = f.stdout.lines().filter(|l| !l.trim().is_empty()).collect();
         anyhow::bail!(
@@ -688,10 +699,9 @@ fn run_helm(cfg: &config::Config, argv: &[String], timeout: Duration) -> Result<
 fn helm_upgrade(cfg: &config::Config, argv: &[String]) -> Result<()> {
     run_helm(cfg, argv, Duration::from_secs(600))?;
     if let Some(h) = &cfg.deploy.helm {
-        println!(
-            "deployed   helm release `{}` in {}",
+        out::say("deployed", format!("helm release `{}` in {}",
             h.release, cfg.deploy.namespace
-        );
+        ));
     }
     Ok(())
 }

@@ -451,13 +451,14 @@ impl State {
         });
     }
 
-    /// On the first start, runs each local resource once what it depends on is ready.
+    /// On the first start, runs each automatic local resource once what it depends on is
+    /// ready (a manual one runs only when triggered).
     fn schedule_runs(&mut self, out: &mut Vec<Command>) {
         let due: Vec<String> = self
             .graph
             .resources
             .iter()
-            .filter(|n| n.local)
+            .filter(|n| n.local && !n.manual)
             .filter(|n| {
                 self.resources
                     .get(&n.name)
@@ -958,9 +959,10 @@ mod tests {
         };
         s.reduce(t(10), built("api", 1, "a1"));
         s.reduce(t(20), Event::DeployDone { generation: 3, result: Ok(()) });
-        // The manual one still runs once on the first start, when backend is ready.
+        // The manual one does not run on its own, even once backend is ready.
+        assert_eq!(s.reduce(t(30), Event::Ready { resource: "backend".into() }), []);
         assert_eq!(
-            s.reduce(t(30), Event::Ready { resource: "backend".into() }),
+            s.reduce(t(35), Event::Trigger { resource: "e2e".into() }),
             [run("e2e", 4)]
         );
         // A change while codegen runs: the run is cancelled and started again, once.

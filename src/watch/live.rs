@@ -16,7 +16,12 @@ use crate::build::context::ContextError;
 use crate::config::Config;
 
 /// How long a stream of changes may keep a batch open at most.
-const MAX_BATCH_WAIT: Duration = Duration::from_secs(2);
+const MAX_BATCH_WAIT: Duration = Duration::from_secs(5);
+/// A batch this big is a bulk change (a checkout, a generator, an unpacked archive)...
+const BULK: usize = 100;
+/// ...and waits this long for quiet, at least, so a writer that stalls for a moment does not
+/// split it.
+const BULK_QUIET: Duration = Duration::from_millis(250);
 
 /// A debounced set of changes and what they touch.
 #[derive(Debug, Clone)]
@@ -261,8 +266,9 @@ impl Watcher {
     }
 }
 
-/// Collects paths into batches: a batch closes once `quiet` passes with no new path, or
-/// `max` after its first path, whichever comes first. Ends when `rx` closes.
+/// Collects paths into batches: a batch closes once `quiet` passes with no new path (at least
+/// [`BULK_QUIET`] once it holds [`BULK`] paths), or `max` after its first path, whichever
+/// comes first. Ends when `rx` closes.
 pub async fn debounce(
     mut rx: mpsc::UnboundedReceiver<PathBuf>,
     quiet: Duration,
@@ -274,7 +280,12 @@ pub async fn debounce(
         let opened = Instant::now();
         let mut open = true;
         while open {
-            let until = (Instant::now() + quiet).min(opened + max);
+            let wait = if set.len() >= BULK {
+                quiet.max(BULK_QUIET)
+            } else {
+                quiet
+            };
+            let until = (Instant::now() + wait).min(opened + max);
             match tokio::time::timeout_at(until, rx.recv()).await {
                 Ok(Some(p)) => {
                     set.insert(p);

@@ -12,7 +12,9 @@ mod live;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-pub use live::{Batch, WatchError, Watcher, debounce};
+pub use live::Watcher;
+#[cfg(test)]
+use live::{Batch, WatchError, debounce};
 
 use crate::build::context::{ContextError, ignore_file, ignore_patterns};
 use crate::config::Config;

@@ -144,14 +144,20 @@ async fn a_burst_becomes_one_batch_and_a_pause_splits_batches() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    tokio::time::sleep(Duration::from_millis(49)).await;
+    // A pause longer than the debounce inside a bulk change does not split it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = ptx.send(PathBuf::from("f-after-a-stall"));
+    tokio::time::sleep(Duration::from_millis(249)).await;
     assert!(collect(&mut srx).await.is_empty(), "closed before the quiet period");
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
     let batches = collect(&mut srx).await;
     assert_eq!(batches.len(), 1);
-    assert_eq!(batches[0].len(), 10_000);
+    assert_eq!(batches[0].len(), 10_001);
+    // A single save is flushed after the plain debounce.
     let _ = ptx.send(PathBuf::from("later"));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(49)).await;
+    assert!(collect(&mut srx).await.is_empty());
+    tokio::time::sleep(Duration::from_millis(2)).await;
     assert_eq!(collect(&mut srx).await, [BTreeSet::from([PathBuf::from("later")])]);
 }
 
@@ -164,7 +170,7 @@ async fn an_endless_stream_still_flushes_at_the_cap() {
         let _ = ptx.send(PathBuf::from(format!("f{i}")));
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    // 3 s of writes 30 ms apart: the 2 s cap closed one batch in the middle.
+    // 3 s of writes 30 ms apart, with a 2 s cap: one batch closed in the middle.
     let batches = collect(&mut srx).await;
     assert_eq!(batches.len(), 1, "{batches:?}");
     assert!((60..=70).contains(&batches[0].len()), "{}", batches[0].len());

@@ -1,0 +1,103 @@
+//! One daemon per project: a lock in the state directory held for the life of `up`, with a
+//! small record of who holds it (pid, page) for a second `up` and for the CLI clients, and
+//! the list of process groups that `up` runs, so that the next `up` after a crash or kill -9
+//! can kill what was left.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+
+/// Who runs the project's daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Info {
+    pub pid: u32,
+    pub config: PathBuf,
+    /// The status page.
+    pub url: String,
+    pub started_ms: u64,
+}
+
+/// The project's state directory: one per config file.
+pub fn project_dir(cfg: &Config) -> Option<PathBuf> {
+    let base = crate::build::context::state_dir()?;
+    let key = blake3::hash(cfg.file.to_string_lossy().as_bytes()).to_hex();
+    Some(base.join("projects").join(&key.as_str()[..16]))
+}
+
+/// The lock, released when dropped (or when the process dies, however it dies).
+pub struct Lock {
+    _file: File,
+    dir: PathBuf,
+}
+
+impl Lock {
+    /// Where the process groups of this daemon are listed.
+    pub fn groups_file(&self) -> PathBuf {
+        self.dir.join("groups")
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.dir.join("daemon.json"));
+    }
+}
+
+/// Takes the project's lock, or says which `up` holds it and where its page is.
+pub fn acquire(cfg: &Config) -> Result<Lock> {
+    let Some(dir) = project_dir(cfg) else {
+        anyhow::bail!("no state directory: set DEVENV_STATE_DIR or HOME");
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock(2) on a descriptor this function owns.
+    let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        let holder = read_info(&dir);
+        let who = match &holder {
+            Some(i) => format!(
+                "`devenv up` is already running for {} (pid {}); its page: {}",
+                i.config.display(),
+                i.pid,
+                i.url
+            ),
+            None => format!(
+                "`devenv up` is already running for {}",
+                cfg.file.display()
+            ),
+        };
+        anyhow::bail!(
+            "{who}\n  hint: use that one (`devenv status` asks it), or stop it (Ctrl-C in its terminal{}) before starting another",
+            holder.map_or(String::new(), |i| format!(", or `kill {}`", i.pid))
+        );
+    }
+    let info = Info {
+        pid: std::process::id(),
+        config: cfg.file.clone(),
+        url: format!("http://127.0.0.1:{}/", cfg.web.port),
+        started_ms: crate::engine::log::now_ms(),
+    };
+    let tmp = dir.join("daemon.json.tmp");
+    let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(serde_json::to_string_pretty(&info)?.as_bytes())?;
+    std::fs::rename(&tmp, dir.join("daemon.json"))?;
+    Ok(Lock { _file: file, dir })
+}
+
+/// The record of the daemon running in `dir`, if one wrote it.
+pub fn read_info(dir: &Path) -> Option<Info> {
+    let text = std::fs::read_to_string(dir.join("daemon.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}

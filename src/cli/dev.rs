@@ -1,0 +1,796 @@
+//! The dev loop after bring-up: port-forwards, URLs and pod logs for the deployed resources;
+//! the file watcher feeding the engine; the workers that carry out the engine's commands
+//! (builds, one deploy per batch, readiness waits, local commands and their serve commands);
+//! and the terminal view of the engine's state. Runs until Ctrl-C or SIGTERM (or, with
+//! `--ci`, until everything settled).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::{mpsc, watch};
+
+use super::out;
+use crate::build::run::BuildError;
+use crate::cluster::kube::Target;
+use crate::cluster::minikube::ImageStore;
+use crate::config::{self, Config};
+use crate::deploy::rollout::{self, Health};
+use crate::engine::driver::{self, Logs, Snapshot, Workers};
+use crate::engine::state::{Command, Event, Graph, Node, State, Status};
+use crate::exec::{self, Cancel, Cmd, ExecError};
+use crate::{build, deploy, doctor, watch as files};
+
+/// A local command may run long (a code generator, a test suite), but not forever.
+const RUN_TIMEOUT: Duration = Duration::from_secs(3600);
+/// A serve command runs until devenv stops or its inputs change.
+const SERVE_TIMEOUT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// What bring-up leaves for the dev loop.
+pub struct Setup {
+    pub cfg: Arc<Config>,
+    /// The cluster, when the project has one.
+    pub target: Option<Target>,
+    pub store: Option<ImageStore>,
+    pub discovery: Option<Arc<kube::discovery::Discovery>>,
+    /// The cluster resources that were deployed (not skipped): forwards and logs follow them.
+    pub deployed: Vec<config::Resource>,
+    pub node_ip: Option<String>,
+    /// Image name -> the reference bring-up built or found.
+    pub references: BTreeMap<String, String>,
+    /// Cluster resource -> how bring-up left it.
+    pub statuses: BTreeMap<String, (Status, Option<String>)>,
+    /// Cluster resource -> the images it runs.
+    pub resource_images: BTreeMap<String, Vec<String>>,
+    pub ci: bool,
+}
+
+/// The engine's view of the project.
+pub fn graph(cfg: &Config, resource_images: &BTreeMap<String, Vec<String>>) -> Graph {
+    let mut resources: Vec<Node> = cfg
+        .resources
+        .iter()
+        .map(|r| Node {
+            name: r.name.clone(),
+            images: resource_images.get(&r.name).cloned().unwrap_or_default(),
+            depends_on: r.depends_on.clone(),
+            manual: r.trigger == config::TriggerMode::Manual,
+            local: false,
+        })
+        .collect();
+    resources.extend(cfg.locals.iter().map(|l| Node {
+        name: l.name.clone(),
+        images: Vec::new(),
+        depends_on: l.depends_on.clone(),
+        manual: l.trigger == config::TriggerMode::Manual,
+        local: true,
+    }));
+    Graph {
+        images: cfg.images.iter().map(|i| i.name.clone()).collect(),
+        resources,
+    }
+}
+
+/// Runs the dev loop to its end.
+pub async fn session(setup: Setup) -> Result<ExitCode> {
+    let cfg = setup.cfg.clone();
+    let logs = Logs::new(cfg.web.log_buffer);
+    let mut tasks = tokio::task::JoinSet::new();
+    if let (Some(target), false) = (&setup.target, setup.ci) {
+        follow_cluster(&cfg, target, &setup, &logs, &mut tasks).await?;
+    }
+
+    let mut state = State::new(graph(&cfg, &setup.resource_images));
+    for (image, reference) in &setup.references {
+        state.seed_image(image, reference);
+    }
+    for (name, (status, error)) in &setup.statuses {
+        state.seed_resource(name, *status, error.clone());
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (snap_tx, snap_rx) = watch::channel(driver::initial(&state));
+
+    // Without --ci, file changes feed the engine.
+    let watcher = if setup.ci {
+        None
+    } else {
+        let (w, mut batches) =
+            files::Watcher::start(&cfg).map_err(|e| match e.hint() {
+                Some(h) => anyhow::anyhow!("{e}\n  hint: {h}"),
+                None => anyhow::anyhow!("{e}"),
+            })?;
+        out::say(
+            "watching",
+            format!(
+                "{} director{} (debounce {} ms)",
+                w.dirs,
+                if w.dirs == 1 { "y" } else { "ies" },
+                cfg.watch.debounce.as_millis()
+            ),
+        );
+        let tx = tx.clone();
+        let root = cfg.root.clone();
+        tasks.spawn(async move {
+            while let Some(b) = batches.recv().await {
+                match b {
+                    Ok(b) => {
+                        let sample: Vec<String> = b
+                            .sample
+                            .iter()
+                            .map(|p| p.strip_prefix(&root).unwrap_or(p).display().to_string())
+                            .collect();
+                        let what: Vec<&str> = b
+                            .targets
+                            .images
+                            .iter()
+                            .chain(&b.targets.locals)
+                            .map(String::as_str)
+                            .collect();
+                        out::say(
+                            "changed",
+                            format!(
+                                "{} file{} ({}{}) -> {}",
+                                b.paths,
+                                if b.paths == 1 { "" } else { "s" },
+                                sample.join(", "),
+                                if b.paths > sample.len() { ", …" } else { "" },
+                                what.join(", ")
+                            ),
+                        );
+                        let _ = tx.send(Event::Changed {
+                            images: b.targets.images,
+                            locals: b.targets.locals,
+                        });
+                    }
+                    Err(e) => out::say(
+                        "error",
+                        match e.hint() {
+                            Some(h) => format!("{e}\n  hint: {h}"),
+                            None => e.to_string(),
+                        },
+                    ),
+                }
+            }
+        });
+        Some(w)
+    };
+    tasks.spawn(view(snap_rx.clone(), cfg.clone()));
+
+    let mut workers = ClusterWorkers {
+        cfg: cfg.clone(),
+        target: setup.target.clone(),
+        store: setup.store.clone(),
+        discovery: setup.discovery.clone(),
+        logs: logs.clone(),
+        users: users(&setup.resource_images),
+        builds: HashMap::new(),
+        runs: HashMap::new(),
+        serves: Arc::new(Mutex::new(HashMap::new())),
+        waits: HashMap::new(),
+    };
+    let _ = tx.send(Event::Start);
+    if !setup.ci {
+        out::say(
+            "running",
+            "Ctrl-C stops devenv; the cluster and the workloads stay up",
+        );
+    }
+    let stopper = {
+        let tx = tx.clone();
+        let mut snaps = snap_rx.clone();
+        let ci = setup.ci;
+        tokio::spawn(async move {
+            if ci {
+                // --ci: stop once nothing is in flight any more.
+                loop {
+                    if snaps.changed().await.is_err() {
+                        return;
+                    }
+                    if settled(&snaps.borrow().state) {
+                        break;
+                    }
+                }
+            } else {
+                wait_for_stop().await;
+                out::say(
+                    "stopping",
+                    "watchers, commands, port-forwards and log streams closed; the cluster and workloads are left running",
+                );
+            }
+            let _ = tx.send(Event::Shutdown);
+        })
+    };
+    let end = driver::run(state, rx, tx.clone(), &mut workers, &snap_tx).await;
+    stopper.abort();
+    drop(watcher);
+    tasks.abort_all();
+    exec::kill_all();
+    if setup.ci {
+        summary_of_locals(&cfg, &end);
+        // A manual local resource that nobody triggered is not a failure.
+        let ok = end.resources.iter().all(|(n, r)| {
+            r.status == Status::Ready
+                || (r.status == Status::Pending
+                    && cfg
+                        .locals
+                        .iter()
+                        .any(|l| &l.name == n && l.trigger == config::TriggerMode::Manual))
+        });
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Nothing builds, deploys, waits or runs.
+fn settled(s: &State) -> bool {
+    s.images.values().all(|i| i.building.is_none())
+        && s.resources.values().all(|r| {
+            r.running.is_none()
+                && !matches!(
+                    r.status,
+                    Status::Building | Status::Deploying | Status::Waiting
+                )
+        })
+}
+
+fn summary_of_locals(cfg: &Config, s: &State) {
+    for l in &cfg.locals {
+        if let Some(r) = s.resources.get(&l.name) {
+            let status = match r.status {
+                Status::Ready => "ready",
+                Status::Error => "failed",
+                _ if l.trigger == config::TriggerMode::Manual => "manual (not triggered)",
+                _ => "not run",
+            };
+            out::plain(&format!("{:20}  local     {status}", l.name));
+            if let Some(e) = &r.last_error {
+                out::plain(&format!("\n{}: {e}", l.name));
+            }
+        }
+    }
+}
+
+/// Image -> the resources that run it.
+fn users(resource_images: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (r, images) in resource_images {
+        for i in images {
+            out.entry(i.clone()).or_default().push(r.clone());
+        }
+    }
+    out
+}
+
+/// Prints each resource's changes of status, and keeps the live progress line (TTY only).
+async fn view(mut snaps: watch::Receiver<Snapshot>, cfg: Arc<Config>) {
+    let mut last: BTreeMap<String, Status> = snaps
+        .borrow()
+        .state
+        .resources
+        .iter()
+        .map(|(n, r)| (n.clone(), r.status))
+        .collect();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let started = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            changed = snaps.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let snap = snaps.borrow().clone();
+                for (name, r) in &snap.state.resources {
+                    if last.get(name) == Some(&r.status) {
+                        continue;
+                    }
+                    last.insert(name.clone(), r.status);
+                    let local = cfg.locals.iter().any(|l| &l.name == name);
+                    match r.status {
+                        Status::Building if local => out::say_for("running", name, ""),
+                        Status::Deploying => out::say_for("deploying", name, ""),
+                        Status::Ready if local => out::say_for("ready", name, ""),
+                        Status::Error => out::say_for(
+                            "error",
+                            name,
+                            r.last_error.as_deref().unwrap_or("failed"),
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let s = &snaps.borrow().state;
+                let busy: Vec<String> = s
+                    .images
+                    .iter()
+                    .filter(|(_, i)| i.building.is_some())
+                    .map(|(n, _)| format!("building {n}"))
+                    .chain(s.resources.iter().filter_map(|(n, r)| match r.status {
+                        Status::Deploying => Some(format!("deploying {n}")),
+                        Status::Waiting => Some(format!("waiting for {n}")),
+                        Status::Building if r.running.is_some() => Some(format!("running {n}")),
+                        _ => None,
+                    }))
+                    .collect();
+                if busy.is_empty() {
+                    out::set_progress("");
+                } else {
+                    let secs = started.elapsed().as_secs();
+                    out::set_progress(&format!("… {} ({secs}s)", busy.join(" · ")));
+                }
+            }
+        }
+    }
+}
+
+/// Port-forwards, NodePort URLs, links and log following for every deployed resource.
+async fn follow_cluster(
+    cfg: &Arc<Config>,
+    target: &Target,
+    setup: &Setup,
+    logs: &Logs,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Result<()> {
+    let proc_root = doctor::Env::from_process().proc_root;
+    // Services per namespace, listed once, for NodePort URLs.
+    let mut services: BTreeMap<String, Vec<k8s_openapi::api::core::v1::Service>> = BTreeMap::new();
+    for r in &setup.deployed {
+        let pods = deploy::pods::watch(&target.client, &r.namespace, &r.workload).await?;
+        for pf in &r.port_forwards {
+            let listener = deploy::forward::listen(pf.local, &proc_root)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}\n  hint: {}", r.name, e.hint()))?;
+            out::say(
+                "forward",
+                format!(
+                    "{}: http://127.0.0.1:{} -> {}:{}",
+                    r.name, pf.local, r.workload, pf.remote
+                ),
+            );
+            let name = r.name.clone();
+            tasks.spawn(deploy::forward::serve(
+                listener,
+                pods.clone(),
+                pf.remote,
+                move |m| out::say_for("forward", &name, &m),
+            ));
+        }
+        if let Some(ip) = &setup.node_ip {
+            if !services.contains_key(&r.namespace) {
+                let api: kube::Api<k8s_openapi::api::core::v1::Service> =
+                    kube::Api::namespaced(target.client.clone(), &r.namespace);
+                let listed = api.list(&Default::default()).await.map(|l| l.items);
+                if let Err(e) = &listed {
+                    eprintln!("warning: cannot list the Services in {}: {e}", r.namespace);
+                }
+                services.insert(r.namespace.clone(), listed.unwrap_or_default());
+            }
+            let in_ns = services.get(&r.namespace).map_or(&[][..], Vec::as_slice);
+            for url in deploy::forward::node_urls(in_ns, &pods.template_labels, ip) {
+                out::say("url", format!("{}: {url}", r.name));
+            }
+        }
+        for link in &r.links {
+            out::say("link", format!("{}: {link}", r.name));
+        }
+        let name = r.name.clone();
+        let logs = logs.clone();
+        tasks.spawn(deploy::logs::follow(pods, move |l| {
+            let source = format!("{}/{}", l.pod, l.container);
+            out::output(&name, &source, &l.text);
+            logs.with(&name, |b| {
+                b.push(
+                    l.time_ms.unwrap_or_else(crate::engine::log::now_ms),
+                    &source,
+                    &l.text,
+                );
+            });
+        }));
+    }
+    for l in &cfg.locals {
+        for link in &l.links {
+            out::say("link", format!("{}: {link}", l.name));
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn wait_for_stop() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+/// The workers of `up`: each command runs on a task of its own and reports back.
+struct ClusterWorkers {
+    cfg: Arc<Config>,
+    target: Option<Target>,
+    store: Option<ImageStore>,
+    discovery: Option<Arc<kube::discovery::Discovery>>,
+    logs: Logs,
+    /// Image -> resources that run it (their logs get the build's output).
+    users: BTreeMap<String, Vec<String>>,
+    builds: HashMap<String, (u64, Cancel)>,
+    runs: HashMap<String, (u64, Cancel)>,
+    /// Serve commands running, by local resource.
+    serves: Arc<Mutex<HashMap<String, Cancel>>>,
+    waits: HashMap<String, tokio::task::JoinHandle<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl Workers for ClusterWorkers {
+    fn dispatch(&mut self, cmd: Command, events: &mpsc::UnboundedSender<Event>) {
+        let tx = events.clone();
+        match cmd {
+            Command::Build { image, generation } => {
+                let cancel = Cancel::new();
+                self.builds
+                    .insert(image.clone(), (generation, cancel.clone()));
+                let cfg = self.cfg.clone();
+                let store = self.store.clone();
+                let logs = self.logs.clone();
+                let users = self.users.get(&image).cloned().unwrap_or_default();
+                tokio::task::spawn_blocking(move || {
+                    let result = build_image(&cfg, &image, store.as_ref(), &cancel, &logs, &users);
+                    let _ = tx.send(Event::BuildDone {
+                        image,
+                        generation,
+                        result,
+                    });
+                });
+            }
+            Command::Cancel { image, generation } => {
+                if let Some((g, c)) = self.builds.get(&image)
+                    && *g == generation
+                {
+                    out::say_for("cancelled", &image, "a newer change supersedes this build");
+                    c.cancel();
+                }
+            }
+            Command::Deploy {
+                generation,
+                resources,
+                references,
+            } => {
+                let cfg = self.cfg.clone();
+                let target = self.target.clone();
+                let discovery = self.discovery.clone();
+                let logs = self.logs.clone();
+                let handle = tokio::runtime::Handle::current();
+                tokio::task::spawn_blocking(move || {
+                    let result = deploy_resources(
+                        &cfg,
+                        &handle,
+                        target.as_ref(),
+                        discovery.as_deref(),
+                        &resources,
+                        &references,
+                    );
+                    for r in &resources {
+                        let text = match &result {
+                            Ok(()) => format!("deployed with {}", refs_text(&references)),
+                            Err(e) => format!("deploy failed: {e}"),
+                        };
+                        logs.push(r, "deploy", &text);
+                    }
+                    if let Err(e) = &result {
+                        out::say_for("failed", &resources.join(", "), &format!("deploy: {e}"));
+                    }
+                    let _ = tx.send(Event::DeployDone {
+                        generation,
+                        result: result.map_err(|e| format!("{e:#}")),
+                    });
+                });
+            }
+            Command::Wait { resources } => {
+                let Some(target) = self.target.clone() else {
+                    return;
+                };
+                for name in resources {
+                    let Some(r) = self.cfg.resources.iter().find(|r| r.name == name).cloned()
+                    else {
+                        continue;
+                    };
+                    if let Some(old) = self.waits.remove(&name) {
+                        old.abort();
+                    }
+                    let tx = tx.clone();
+                    let target = target.clone();
+                    let task = tokio::spawn(async move {
+                        let started = std::time::Instant::now();
+                        let mut shown: Option<Health> = None;
+                        let mut pods = rollout::PodCounts::default();
+                        let tx2 = tx.clone();
+                        let n = r.name.clone();
+                        let res = rollout::wait_ready(
+                            &target.client,
+                            &r.namespace,
+                            &r.workload,
+                            r.readiness_timeout,
+                            false,
+                            &mut |u| {
+                                pods = u.pods;
+                                if shown.as_ref() == Some(u.health) {
+                                    return;
+                                }
+                                match u.health {
+                                    Health::Waiting(m) => out::say_for("waiting", &n, m),
+                                    Health::Problem(p) => {
+                                        out::say_for("problem", &n, &p.to_string());
+                                        let _ = tx2.send(Event::Unhealthy {
+                                            resource: n.clone(),
+                                            message: p.to_string(),
+                                        });
+                                    }
+                                    Health::Ready | Health::Failed(_) => {}
+                                }
+                                shown = Some(u.health.clone());
+                            },
+                        )
+                        .await;
+                        match res {
+                            Ok(()) => {
+                                out::say(
+                                    "ready",
+                                    format!(
+                                        "{} ({}, {}/{} pods, {:.1}s)",
+                                        r.name,
+                                        r.workload,
+                                        pods.ready,
+                                        pods.total,
+                                        started.elapsed().as_secs_f64()
+                                    ),
+                                );
+                                let _ = tx.send(Event::Ready { resource: r.name });
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Event::Unhealthy {
+                                    resource: r.name,
+                                    message: e.to_string(),
+                                });
+                            }
+                        }
+                    });
+                    self.waits.insert(name, task);
+                }
+            }
+            Command::Run {
+                resource,
+                generation,
+            } => {
+                // A change restarts the serve command: the old one goes first.
+                if let Some(old) = lock(&self.serves).remove(&resource) {
+                    old.cancel();
+                }
+                let cancel = Cancel::new();
+                self.runs
+                    .insert(resource.clone(), (generation, cancel.clone()));
+                let Some(local) = self.cfg.locals.iter().find(|l| l.name == resource).cloned()
+                else {
+                    return;
+                };
+                let logs = self.logs.clone();
+                let serves = self.serves.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = match &local.cmd {
+                        Some(cmd) => run_local(&local, cmd, RUN_TIMEOUT, &cancel, &logs),
+                        None => Ok(()),
+                    };
+                    let serve = match (&result, &local.serve_cmd) {
+                        (Ok(()), Some(s)) if !cancel.is_cancelled() => {
+                            let sc = Cancel::new();
+                            lock(&serves).insert(local.name.clone(), sc.clone());
+                            Some((s.clone(), sc))
+                        }
+                        _ => None,
+                    };
+                    let _ = tx.send(Event::RunDone {
+                        resource: local.name.clone(),
+                        generation,
+                        result: result.map_err(|e| e.to_string()),
+                    });
+                    if let Some((serve_cmd, sc)) = serve {
+                        out::say_for("serving", &local.name, &serve_cmd);
+                        let ended = run_local(&local, &serve_cmd, SERVE_TIMEOUT, &sc, &logs);
+                        if !sc.is_cancelled() {
+                            let message = match ended {
+                                Ok(()) => "the serve command exited".to_owned(),
+                                Err(e) => e.to_string(),
+                            };
+                            let _ = tx.send(Event::Unhealthy {
+                                resource: local.name,
+                                message,
+                            });
+                        }
+                    }
+                });
+            }
+            Command::CancelRun {
+                resource,
+                generation,
+            } => {
+                if let Some((g, c)) = self.runs.get(&resource)
+                    && *g == generation
+                {
+                    c.cancel();
+                }
+            }
+            Command::Stop => {
+                for (_, c) in self.builds.values().chain(self.runs.values()) {
+                    c.cancel();
+                }
+                for c in lock(&self.serves).values() {
+                    c.cancel();
+                }
+                for w in self.waits.values() {
+                    w.abort();
+                }
+                exec::kill_all();
+            }
+        }
+    }
+}
+
+fn refs_text(references: &BTreeMap<String, String>) -> String {
+    references
+        .values()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One image build for the engine: output to the terminal and to the logs of the resources
+/// that run the image.
+fn build_image(
+    cfg: &Config,
+    name: &str,
+    store: Option<&ImageStore>,
+    cancel: &Cancel,
+    logs: &Logs,
+    users: &[String],
+) -> Result<String, String> {
+    let Some(image) = cfg.images.iter().find(|i| i.name == name) else {
+        return Err(format!("no image `{name}` in the config"));
+    };
+    out::say_for("building", name, "");
+    let r = build::run::build_one(cfg, image, store, Some(cancel), &mut |l| {
+        out::tool(name, l);
+        for u in users {
+            logs.push(u, "build", l);
+        }
+    });
+    match r {
+        Ok(b) => {
+            let text = match b.outcome {
+                build::run::Outcome::Built => {
+                    format!("{} ({:.1}s)", b.reference, b.duration.as_secs_f64())
+                }
+                build::run::Outcome::Present => format!("{} (already present)", b.reference),
+            };
+            out::say("built", &text);
+            for u in users {
+                logs.push(u, "build", &format!("built {text}"));
+            }
+            Ok(b.reference)
+        }
+        Err(BuildError::Exec(ExecError::Cancelled { .. })) => Err("cancelled".into()),
+        Err(e) => {
+            out::say_for("failed", name, &format!("{e}"));
+            for u in users {
+                for l in e.to_string().lines() {
+                    logs.push(u, "build", l);
+                }
+            }
+            Err(e.to_string())
+        }
+    }
+}
+
+/// Runs a local resource's command line with `sh -c` in its workdir and environment,
+/// output to the terminal and its log.
+fn run_local(
+    local: &config::LocalResource,
+    line: &str,
+    timeout: Duration,
+    cancel: &Cancel,
+    logs: &Logs,
+) -> Result<(), ExecError> {
+    let mut cmd = Cmd::new("/bin/sh")
+        .args(["-c", line])
+        .timeout(timeout)
+        .cancel(cancel);
+    cmd.dir = Some(local.workdir.clone());
+    cmd.env = local
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let f = exec::run_lines(&cmd, |l| {
+        out::output(&local.name, "", l);
+        logs.push(&local.name, "cmd", l);
+    })?;
+    match f.code {
+        Some(0) => Ok(()),
+        code => {
+            let lines: Vec<&str> = f.stdout.lines().collect();
+            let last = lines[lines.len().saturating_sub(5)..].join("\n  | ");
+            Err(ExecError::Wait {
+                command: line.to_owned(),
+                source: std::io::Error::other(format!(
+                    "exited with {}{}",
+                    code.map_or("a signal".to_owned(), |c| format!("code {c}")),
+                    if last.is_empty() {
+                        String::new()
+                    } else {
+                        format!(":\n  | {last}")
+                    }
+                )),
+            })
+        }
+    }
+}
+
+/// One deploy of `resources` with `references`: one helm upgrade for the release, and the
+/// manifest objects that are these resources' workloads.
+fn deploy_resources(
+    cfg: &Config,
+    handle: &tokio::runtime::Handle,
+    target: Option<&Target>,
+    discovery: Option<&kube::discovery::Discovery>,
+    resources: &[String],
+    references: &BTreeMap<String, String>,
+) -> Result<()> {
+    if let Some(h) = &cfg.deploy.helm {
+        let images: BTreeMap<String, (String, String)> = references
+            .iter()
+            .filter_map(|(n, r)| {
+                r.rsplit_once(':')
+                    .map(|(repo, tag)| (n.clone(), (repo.to_owned(), tag.to_owned())))
+            })
+            .collect();
+        let argv = deploy::helm::upgrade_command(cfg, h, &images);
+        super::up::run_helm(cfg, &argv, Duration::from_secs(600))?;
+    }
+    if !cfg.deploy.manifests.is_empty() {
+        let (Some(target), Some(discovery)) = (target, discovery) else {
+            anyhow::bail!("no cluster to apply the manifests to");
+        };
+        let wanted: BTreeSet<&str> = resources.iter().map(String::as_str).collect();
+        let docs = super::up::load_manifests(cfg, references)?;
+        super::up::apply_docs(
+            handle,
+            target,
+            discovery,
+            cfg,
+            docs.iter()
+                .filter(|d| d.owner.as_deref().is_some_and(|o| wanted.contains(o))),
+        )?;
+    }
+    out::say(
+        "deployed",
+        format!("{} with {}", resources.join(", "), refs_text(references)),
+    );
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! The terminal view of `up`: one line per event (`verb  text`, the verb coloured on a TTY),
+//! output lines of builds, commands and pods with the resource's name in front, and on a TTY
+//! a live progress line for long steps. `--quiet` keeps problems and the summary only;
+//! `--json-logs` prints every line as one JSON object.
+
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Plain { color: bool, progress: bool },
+    Quiet,
+    Json,
+}
+
+fn mode_cell() -> &'static OnceLock<Mode> {
+    static MODE: OnceLock<Mode> = OnceLock::new();
+    &MODE
+}
+
+/// The live progress line now shown (TTY only), and a lock that keeps lines whole.
+fn progress() -> &'static Mutex<String> {
+    static LINE: OnceLock<Mutex<String>> = OnceLock::new();
+    LINE.get_or_init(|| Mutex::new(String::new()))
+}
+
+/// Chooses the view once, at start; the default is plain without colour.
+pub fn set_mode(mode: Mode) {
+    let _ = mode_cell().set(mode);
+}
+
+pub fn mode() -> Mode {
+    *mode_cell().get().unwrap_or(&Mode::Plain {
+        color: false,
+        progress: false,
+    })
+}
+
+/// Verbs that `--quiet` still shows: what needs a person's attention.
+const LOUD: [&str; 5] = ["failed", "problem", "error", "skipped", "stopping"];
+
+fn color_of(verb: &str) -> &'static str {
+    match verb {
+        "ready" | "built" | "deployed" | "present" => "32",
+        "failed" | "problem" | "error" => "31",
+        "waiting" | "building" | "deploying" | "running" | "changed" | "skipped" => "33",
+        _ => "36",
+    }
+}
+
+fn json_line(fields: &[(&str, &str)]) -> String {
+    let mut m = serde_json::Map::new();
+    m.insert(
+        "ts_ms".into(),
+        serde_json::Value::from(crate::engine::log::now_ms()),
+    );
+    for (k, v) in fields {
+        m.insert((*k).into(), serde_json::Value::from(*v));
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
+/// Writes a whole line to stdout, taking the progress line away first and drawing it again
+/// after.
+fn emit(text: &str) {
+    emit_to(text, false);
+}
+
+fn emit_to(text: &str, stderr: bool) {
+    let line = match progress().lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    let mut out = std::io::stdout().lock();
+    if !line.is_empty() {
+        let _ = write!(out, "\r\x1b[2K");
+        let _ = out.flush();
+    }
+    if stderr {
+        let _ = writeln!(std::io::stderr().lock(), "{text}");
+    } else {
+        let _ = writeln!(out, "{text}");
+    }
+    if !line.is_empty() {
+        let _ = write!(out, "{}", *line);
+    }
+    let _ = out.flush();
+}
+
+/// A line of a tool devenv runs for itself (a builder, helm, minikube), on stderr:
+/// `  name | text`.
+pub fn tool(name: &str, text: &str) {
+    match mode() {
+        Mode::Json => emit(&json_line(&[
+            ("event", "log"),
+            ("resource", name),
+            ("source", "tool"),
+            ("message", text),
+        ])),
+        Mode::Quiet => {}
+        Mode::Plain { color: true, .. } => {
+            emit_to(&format!("\x1b[2m  {name} |\x1b[0m {text}"), true)
+        }
+        Mode::Plain { color: false, .. } => emit_to(&format!("  {name} | {text}"), true),
+    }
+}
+
+/// An event line: `verb       text`.
+pub fn say(verb: &str, text: impl std::fmt::Display) {
+    match mode() {
+        Mode::Json => emit(&json_line(&[("event", verb), ("message", &text.to_string())])),
+        Mode::Quiet if !LOUD.contains(&verb) => {}
+        Mode::Quiet | Mode::Plain { color: false, .. } => emit(&format!("{verb:10} {text}")),
+        Mode::Plain { color: true, .. } => emit(&format!(
+            "\x1b[{}m{verb:10}\x1b[0m {text}",
+            color_of(verb)
+        )),
+    }
+}
+
+/// An event line about one resource: `verb       resource: text` (`resource` alone when the
+/// text is empty).
+pub fn say_for(verb: &str, resource: &str, text: &str) {
+    if mode() == Mode::Json {
+        emit(&json_line(&[
+            ("event", verb),
+            ("resource", resource),
+            ("message", text),
+        ]));
+    } else if text.is_empty() {
+        say(verb, resource);
+    } else {
+        say(verb, format!("{resource}: {text}"));
+    }
+}
+
+/// One line of output of a build, a command or a pod: `  resource | text`.
+pub fn output(resource: &str, source: &str, text: &str) {
+    match mode() {
+        Mode::Json => emit(&json_line(&[
+            ("event", "log"),
+            ("resource", resource),
+            ("source", source),
+            ("message", text),
+        ])),
+        Mode::Quiet => {}
+        Mode::Plain { color, .. } => {
+            let src = if source.is_empty() {
+                String::new()
+            } else {
+                format!("{source} ")
+            };
+            if color {
+                emit(&format!("\x1b[2m  {resource} |\x1b[0m {src}{text}"))
+            } else {
+                emit(&format!("  {resource} | {src}{text}"))
+            }
+        }
+    }
+}
+
+/// Text that is neither an event nor output (the summary table); `--quiet` keeps it, JSON
+/// mode leaves it to the caller.
+pub fn plain(text: &str) {
+    if mode() != Mode::Json {
+        emit(text);
+    }
+}
+
+/// Shows (or, with an empty text, removes) the live progress line; a no-op off a TTY.
+pub fn set_progress(text: &str) {
+    if !matches!(mode(), Mode::Plain { progress: true, .. }) {
+        return;
+    }
+    let mut line = match progress().lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "\r\x1b[2K\x1b[2m{text}\x1b[0m");
+    let _ = out.flush();
+    *line = if text.is_empty() {
+        String::new()
+    } else {
+        format!("\x1b[2m{text}\x1b[0m")
+    };
+}

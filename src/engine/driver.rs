@@ -1,0 +1,211 @@
+//! The engine's loop: events in from the watcher, the workers and the user; the reducer
+//! decides; commands go out to the workers; every change of state is published as a
+//! snapshot. No process runs here: the workers (given as a trait) do that.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::log::LogBuffer;
+use super::state::{Command, Event, State};
+
+/// What the engine publishes after each event: the whole state and a sequence number.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub seq: u64,
+    /// Milliseconds since the engine started.
+    pub at_ms: u64,
+    pub state: State,
+}
+
+/// Every resource's log, shared by the workers that write and the views that read.
+#[derive(Debug, Clone)]
+pub struct Logs {
+    inner: Arc<Mutex<BTreeMap<String, LogBuffer>>>,
+    max_bytes: usize,
+}
+
+impl Logs {
+    pub fn new(max_bytes: usize) -> Logs {
+        Logs {
+            inner: Arc::new(Mutex::new(BTreeMap::new())),
+            max_bytes,
+        }
+    }
+
+    /// Runs `f` on a resource's buffer (made on first use).
+    pub fn with<R>(&self, resource: &str, f: impl FnOnce(&mut LogBuffer) -> R) -> R {
+        let mut all = match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let b = all
+            .entry(resource.to_owned())
+            .or_insert_with(|| LogBuffer::new(self.max_bytes));
+        f(b)
+    }
+
+    /// Appends a line to a resource's log, stamped now.
+    pub fn push(&self, resource: &str, source: &str, text: &str) {
+        self.with(resource, |b| {
+            b.push(super::log::now_ms(), source, text);
+        });
+    }
+}
+
+/// Carries out the engine's commands. Each command's outcome comes back as an event on the
+/// sender given with it; a worker must not block the engine (long work goes to a task).
+pub trait Workers: Send {
+    fn dispatch(&mut self, cmd: Command, events: &mpsc::UnboundedSender<Event>);
+}
+
+/// Runs the engine until a `Stop` command has been dispatched (after `Event::Shutdown`) or
+/// every sender of `events` is gone. Returns the final state.
+pub async fn run(
+    mut state: State,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    sender: mpsc::UnboundedSender<Event>,
+    workers: &mut dyn Workers,
+    snapshots: &watch::Sender<Snapshot>,
+) -> State {
+    let started = Instant::now();
+    let mut seq = 0;
+    while let Some(ev) = events.recv().await {
+        let now = started.elapsed();
+        tracing::debug!(?ev, "engine event");
+        let commands = state.reduce(now, ev);
+        seq += 1;
+        snapshots.send_replace(Snapshot {
+            seq,
+            at_ms: u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
+            state: state.clone(),
+        });
+        let mut stop = false;
+        for cmd in commands {
+            tracing::debug!(?cmd, "engine command");
+            stop |= cmd == Command::Stop;
+            workers.dispatch(cmd, &sender);
+        }
+        if stop {
+            break;
+        }
+    }
+    state
+}
+
+/// A snapshot before the first event.
+pub fn initial(state: &State) -> Snapshot {
+    Snapshot {
+        seq: 0,
+        at_ms: 0,
+        state: state.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::state::{Graph, Node, Status};
+
+    /// Workers that build in 100 ms (of paused time), deploy in 50 ms and report ready at
+    /// once, recording every command.
+    struct Fake {
+        log: Arc<Mutex<Vec<Command>>>,
+    }
+
+    impl Workers for Fake {
+        fn dispatch(&mut self, cmd: Command, events: &mpsc::UnboundedSender<Event>) {
+            if let Ok(mut l) = self.log.lock() {
+                l.push(cmd.clone());
+            }
+            let tx = events.clone();
+            match cmd {
+                Command::Build { image, generation } => {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        let _ = tx.send(Event::BuildDone {
+                            result: Ok(format!("{image}:g{generation}")),
+                            image,
+                            generation,
+                        });
+                    });
+                }
+                Command::Deploy { generation, .. } => {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let _ = tx.send(Event::DeployDone {
+                            generation,
+                            result: Ok(()),
+                        });
+                    });
+                }
+                Command::Wait { resources } => {
+                    for resource in resources {
+                        let _ = tx.send(Event::Ready { resource });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_flow_through_workers_and_snapshots_follow() {
+        let state = State::new(Graph {
+            images: vec!["api".into()],
+            resources: vec![Node {
+                name: "backend".into(),
+                images: vec!["api".into()],
+                depends_on: vec![],
+                manual: false,
+                local: false,
+            }],
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (snap_tx, mut snap_rx) = watch::channel(initial(&state));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut fake = Fake { log: log.clone() };
+        let sender = tx.clone();
+        let engine = tokio::spawn(async move {
+            run(state, rx, sender, &mut fake, &snap_tx).await
+        });
+        let _ = tx.send(Event::Start);
+        loop {
+            let _ = snap_rx.changed().await;
+            if snap_rx.borrow().state.resources["backend"].status == Status::Ready {
+                break;
+            }
+        }
+        // A change during the build: one cancel, one more build, one deploy of the last.
+        let _ = tx.send(Event::Changed {
+            images: BTreeSet::from(["api".to_owned()]),
+            locals: BTreeSet::new(),
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let _ = tx.send(Event::Changed {
+            images: BTreeSet::from(["api".to_owned()]),
+            locals: BTreeSet::new(),
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _ = tx.send(Event::Shutdown);
+        let end = engine.await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(end.resources["backend"].deployed["api"], "api:g4");
+        let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+        let deploys = log
+            .iter()
+            .filter(|c| matches!(c, Command::Deploy { .. }))
+            .count();
+        assert_eq!(deploys, 2, "{log:?}");
+        assert!(log.contains(&Command::Cancel {
+            image: "api".into(),
+            generation: 3
+        }));
+        assert_eq!(log.last(), Some(&Command::Stop));
+    }
+}
