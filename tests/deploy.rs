@@ -12,6 +12,7 @@ use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use common::fake_kube::FakeKube;
+use common::running::Running;
 use common::world::World;
 use common::{Project, stdout};
 use serde_json::{Value, json};
@@ -382,71 +383,6 @@ fn a_dependent_of_a_failed_resource_is_not_deployed() {
     assert!(w.api.object(&deployment_path("hello", "web")).is_none());
 }
 
-/// A devenv running in the background whose output is read as it comes.
-struct Running {
-    child: Child,
-    out: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Running {
-    fn start(w: &World, args: &[&str]) -> Running {
-        let mut child = w.spawn(args, &[]);
-        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let out = out.clone();
-            std::thread::spawn(move || {
-                use std::io::BufRead;
-                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if let Ok(mut o) = out.lock() {
-                        o.push_str(&line);
-                        o.push('\n');
-                    }
-                }
-            });
-        }
-        Running { child, out }
-    }
-
-    fn text(&self) -> String {
-        self.out.lock().map(|o| o.clone()).unwrap_or_default()
-    }
-
-    fn wait_for(&mut self, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if self.text().contains(what) {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(100));
-                panic!("devenv exited ({status}) before `{what}`:\n{}", self.text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        panic!("no `{what}` within 30 s:\n{}", self.text());
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -519,10 +455,8 @@ fn forwards_follow_the_pod_logs_stream_and_sigterm_stops_cleanly() {
         && r.query.contains("ports=8080")));
 
     // SIGTERM: devenv stops at once and says what it leaves running.
-    let pid = up.child.id();
     let stopped_at = Instant::now();
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc_kill(pid) };
+    up.signal(libc::SIGTERM);
     let status = up.child.wait().unwrap_or_else(|e| panic!("{e}"));
     assert!(stopped_at.elapsed() < Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "{}", up.text());
@@ -540,15 +474,6 @@ fn forwards_follow_the_pod_logs_stream_and_sigterm_stops_cleanly() {
     assert!(w.api.object(&deployment_path("hello", "hello")).is_some());
 }
 
-unsafe fn libc_kill(pid: u32) {
-    unsafe extern "C" {
-        fn kill(pid: i32, sig: i32) -> i32;
-    }
-    // SAFETY: the caller passes a child it owns; 15 is SIGTERM.
-    unsafe {
-        kill(pid as i32, 15);
-    }
-}
 
 #[test]
 fn a_busy_forward_port_is_a_clear_error() {

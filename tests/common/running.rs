@@ -1,0 +1,119 @@
+//! A devenv running in the background whose output (stdout and stderr, interleaved) is read
+//! as it comes, and signals to stop it.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::world::World;
+
+pub struct Running {
+    pub child: Child,
+    out: Arc<Mutex<String>>,
+}
+
+impl Running {
+    pub fn start(w: &World, args: &[&str]) -> Running {
+        Running::spawn(w.command(args, &[]))
+    }
+
+    pub fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let out = Arc::new(Mutex::new(String::new()));
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if let Ok(mut o) = out.lock() {
+                        o.push_str(&line);
+                        o.push('\n');
+                    }
+                }
+            });
+        }
+        Running { child, out }
+    }
+
+    pub fn text(&self) -> String {
+        self.out.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// How many lines contain `what`.
+    pub fn count(&self, what: &str) -> usize {
+        self.text().lines().filter(|l| l.contains(what)).count()
+    }
+
+    pub fn wait_for(&mut self, what: &str) {
+        self.wait_until(what, |t| t.contains(what));
+    }
+
+    /// Waits until `what` shows up `n` times.
+    pub fn wait_for_n(&mut self, what: &str, n: usize) {
+        self.wait_until(what, |t| t.lines().filter(|l| l.contains(what)).count() >= n);
+    }
+
+    fn wait_until(&mut self, what: &str, done: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if done(&self.text()) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("devenv exited ({status}) before `{what}`:\n{}", self.text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        panic!("no `{what}` within 60 s:\n{}", self.text());
+    }
+
+    /// Sends `signal` to devenv.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether process `pid` is alive (a zombie is not).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+        !s.lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'))
+    })
+}
+
+/// Waits up to `within` for `pid` to be gone.
+pub fn gone_within(pid: i32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    !alive(pid)
+}
