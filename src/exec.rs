@@ -519,7 +519,10 @@ mod tests {
     fn a_cancelled_command_is_stopped_with_its_group() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let pidfile = dir.path().join("grandchild.pid");
-        let script = format!("sleep 300 & echo $! > {}; echo started; wait", pidfile.display());
+        let script = format!(
+            "sleep 300 & echo $! > {}; echo started; wait",
+            pidfile.display()
+        );
         let cancel = Cancel::new();
         let c2 = cancel.clone();
         let t = std::thread::spawn(move || {
@@ -545,14 +548,22 @@ mod tests {
         while start_time(pid).is_some() && !zombie(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(start_time(pid).is_none() || zombie(pid), "the grandchild survived");
+        assert!(
+            start_time(pid).is_none() || zombie(pid),
+            "the grandchild survived"
+        );
         let again = run(&Cmd::new("true").cancel(&cancel));
-        assert!(matches!(again, Err(ExecError::Cancelled { .. })), "{again:?}");
+        assert!(
+            matches!(again, Err(ExecError::Cancelled { .. })),
+            "{again:?}"
+        );
     }
 
     fn zombie(pid: i32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .is_ok_and(|s| s.lines().any(|l| l.starts_with("State:") && l.contains('Z')))
+        std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+            s.lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z'))
+        })
     }
 
     /// Groups recorded by an earlier run that are still alive are killed by the next one.
@@ -572,8 +583,11 @@ mod tests {
         let file = dir.path().join("groups");
         // A leftover, and a recorded group whose leader is now another process.
         let me = std::process::id() as i32;
-        std::fs::write(&file, format!("{pid} {}\n{me} 1\n", start_time(pid).unwrap_or(0)))
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            &file,
+            format!("{pid} {}\n{me} 1\n", start_time(pid).unwrap_or(0)),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(kill_leftovers(&file), 1);
         let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
         use std::os::unix::process::ExitStatusExt;

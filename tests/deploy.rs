@@ -474,7 +474,6 @@ fn forwards_follow_the_pod_logs_stream_and_sigterm_stops_cleanly() {
     assert!(w.api.object(&deployment_path("hello", "hello")).is_some());
 }
 
-
 #[test]
 fn a_busy_forward_port_is_a_clear_error() {
     let p = Project::example("hello");

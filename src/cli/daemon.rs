@@ -73,10 +73,7 @@ pub fn acquire(cfg: &Config) -> Result<Lock> {
                 i.pid,
                 i.url
             ),
-            None => format!(
-                "`devenv up` is already running for {}",
-                cfg.file.display()
-            ),
+            None => format!("`devenv up` is already running for {}", cfg.file.display()),
         };
         anyhow::bail!(
             "{who}\n  hint: use that one (`devenv status` asks it), or stop it (Ctrl-C in its terminal{}) before starting another",

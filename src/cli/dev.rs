@@ -96,11 +96,10 @@ pub async fn session(setup: Setup) -> Result<ExitCode> {
     let watcher = if setup.ci {
         None
     } else {
-        let (w, mut batches) =
-            files::Watcher::start(&cfg).map_err(|e| match e.hint() {
-                Some(h) => anyhow::anyhow!("{e}\n  hint: {h}"),
-                None => anyhow::anyhow!("{e}"),
-            })?;
+        let (w, mut batches) = files::Watcher::start(&cfg).map_err(|e| match e.hint() {
+            Some(h) => anyhow::anyhow!("{e}\n  hint: {h}"),
+            None => anyhow::anyhow!("{e}"),
+        })?;
         out::say(
             "watching",
             format!(
@@ -609,15 +608,15 @@ impl Workers for ClusterWorkers {
                     let _ = tx.send(Event::RunDone {
                         resource: local.name.clone(),
                         generation,
-                        result: result.map_err(|e| e.to_string()),
+                        result,
                     });
                     if let Some((serve_cmd, sc)) = serve {
                         out::say_for("serving", &local.name, &serve_cmd);
                         let ended = run_local(&local, &serve_cmd, SERVE_TIMEOUT, &sc, &logs);
                         if !sc.is_cancelled() {
                             let message = match ended {
-                                Ok(()) => "the serve command exited".to_owned(),
-                                Err(e) => e.to_string(),
+                                Ok(()) => format!("`{serve_cmd}` exited"),
+                                Err(e) => e,
                             };
                             let _ = tx.send(Event::Unhealthy {
                                 resource: local.name,
@@ -654,11 +653,7 @@ impl Workers for ClusterWorkers {
 }
 
 fn refs_text(references: &BTreeMap<String, String>) -> String {
-    references
-        .values()
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ")
+    references.values().cloned().collect::<Vec<_>>().join(", ")
 }
 
 /// One image build for the engine: output to the terminal and to the logs of the resources
@@ -709,14 +704,14 @@ fn build_image(
 }
 
 /// Runs a local resource's command line with `sh -c` in its workdir and environment,
-/// output to the terminal and its log.
+/// output to the terminal and its log. The error says how it ended, with its last lines.
 fn run_local(
     local: &config::LocalResource,
     line: &str,
     timeout: Duration,
     cancel: &Cancel,
     logs: &Logs,
-) -> Result<(), ExecError> {
+) -> Result<(), String> {
     let mut cmd = Cmd::new("/bin/sh")
         .args(["-c", line])
         .timeout(timeout)
@@ -730,24 +725,22 @@ fn run_local(
     let f = exec::run_lines(&cmd, |l| {
         out::output(&local.name, "", l);
         logs.push(&local.name, "cmd", l);
-    })?;
+    })
+    .map_err(|e| e.to_string())?;
     match f.code {
         Some(0) => Ok(()),
         code => {
             let lines: Vec<&str> = f.stdout.lines().collect();
             let last = lines[lines.len().saturating_sub(5)..].join("\n  | ");
-            Err(ExecError::Wait {
-                command: line.to_owned(),
-                source: std::io::Error::other(format!(
-                    "exited with {}{}",
-                    code.map_or("a signal".to_owned(), |c| format!("code {c}")),
-                    if last.is_empty() {
-                        String::new()
-                    } else {
-                        format!(":\n  | {last}")
-                    }
-                )),
-            })
+            Err(format!(
+                "`{line}` exited with {}{}",
+                code.map_or("a signal".to_owned(), |c| format!("code {c}")),
+                if last.is_empty() {
+                    String::new()
+                } else {
+                    format!(":\n  | {last}")
+                }
+            ))
         }
     }
 }

@@ -108,13 +108,15 @@ pub fn tool(name: &str, text: &str) {
 /// An event line: `verb       text`.
 pub fn say(verb: &str, text: impl std::fmt::Display) {
     match mode() {
-        Mode::Json => emit(&json_line(&[("event", verb), ("message", &text.to_string())])),
+        Mode::Json => emit(&json_line(&[
+            ("event", verb),
+            ("message", &text.to_string()),
+        ])),
         Mode::Quiet if !LOUD.contains(&verb) => {}
         Mode::Quiet | Mode::Plain { color: false, .. } => emit(&format!("{verb:10} {text}")),
-        Mode::Plain { color: true, .. } => emit(&format!(
-            "\x1b[{}m{verb:10}\x1b[0m {text}",
-            color_of(verb)
-        )),
+        Mode::Plain { color: true, .. } => {
+            emit(&format!("\x1b[{}m{verb:10}\x1b[0m {text}", color_of(verb)))
+        }
     }
 }
 

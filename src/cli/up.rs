@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use serde_norway::Value;
 
+use super::{daemon, dev, out};
 use crate::cluster::bootstrap;
 use crate::cluster::kube::Target;
 use crate::cluster::minikube::{Action, ImageStore};
 use crate::config::{self, Loaded};
 use crate::deploy::rollout::{self, Health, PodCounts};
-use super::{daemon, dev, out};
 use crate::{build, deploy, doctor, engine, exec, plan};
 
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +33,9 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
     if leftovers > 0 {
         out::say(
             "cleaned",
-            format!("{leftovers} process group(s) left running by an earlier devenv that did not stop cleanly"),
+            format!(
+                "{leftovers} process group(s) left running by an earlier devenv that did not stop cleanly"
+            ),
         );
     }
     exec::record_groups(&lock.groups_file());
@@ -137,33 +139,49 @@ fn bring_up(
             Action::Started => "started",
             Action::Recreated => "recreated",
         };
-        out::say("cluster", format!("minikube profile `{}` {what} ({} CPUs, {} MB)",
-            c.profile, c.cpus, c.memory_mb
-        ));
+        out::say(
+            "cluster",
+            format!(
+                "minikube profile `{}` {what} ({} CPUs, {} MB)",
+                c.profile, c.cpus, c.memory_mb
+            ),
+        );
     }
     for a in &ready.addons_enabled {
         out::say("addon", format!("{a} enabled"));
     }
     match &ready.image_store {
-        Some(ImageStore::DockerEnv(env)) => out::say("images", format!("built in Minikube's Docker daemon ({})",
-            env.get("DOCKER_HOST").map_or("?", String::as_str)
-        )),
-        Some(ImageStore::HostDaemon) => {
-            out::say("images", format!("built in the host's Docker daemon: the `none` driver runs the cluster there"
-            ))
-        }
-        Some(ImageStore::MinikubeImageBuild { runtime }) => out::say("images", format!("built with `minikube image build`: the cluster's runtime is {runtime}, not Docker"
-        )),
+        Some(ImageStore::DockerEnv(env)) => out::say(
+            "images",
+            format!(
+                "built in Minikube's Docker daemon ({})",
+                env.get("DOCKER_HOST").map_or("?", String::as_str)
+            ),
+        ),
+        Some(ImageStore::HostDaemon) => out::say(
+            "images",
+            "built in the host's Docker daemon: the `none` driver runs the cluster there",
+        ),
+        Some(ImageStore::MinikubeImageBuild { runtime }) => out::say(
+            "images",
+            format!(
+                "built with `minikube image build`: the cluster's runtime is {runtime}, not Docker"
+            ),
+        ),
         None => {}
     }
-    out::say("context", format!("`{}`{}",
-        ready.target.context,
-        ready
-            .target
-            .server
-            .as_ref()
-            .map_or(String::new(), |s| format!(" ({s})"))
-    ));
+    out::say(
+        "context",
+        format!(
+            "`{}`{}",
+            ready.target.context,
+            ready
+                .target
+                .server
+                .as_ref()
+                .map_or(String::new(), |s| format!(" ({s})"))
+        ),
+    );
     for ns in &ready.namespaces_created {
         out::say("namespace", format!("`{ns}` created"));
     }
@@ -173,16 +191,20 @@ fn bring_up(
             eprintln!("warning: {w}");
         }
         rt.block_on(deploy::secrets::apply(&ready.target, cfg, &prepared))?;
-        out::say("secret", format!("`{}` in {} ({} key{}, values not shown)",
-            prepared.name,
-            prepared.namespace,
-            prepared.values.0.len(),
-            if prepared.values.0.len() == 1 {
-                ""
-            } else {
-                "s"
-            }
-        ));
+        out::say(
+            "secret",
+            format!(
+                "`{}` in {} ({} key{}, values not shown)",
+                prepared.name,
+                prepared.namespace,
+                prepared.values.0.len(),
+                if prepared.values.0.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            ),
+        );
     }
     let names: Vec<String> = cfg.images.iter().map(|i| i.name.clone()).collect();
     let Some(references) = super::run_builds(
@@ -393,13 +415,17 @@ async fn wait_one(target: &Target, r: &config::Resource, fail_fast: bool) -> Out
     match res {
         Ok(()) => {
             let took = started.elapsed();
-            out::say("ready", format!("{} ({}, {}/{} pods, {:.1}s)",
-                r.name,
-                r.workload,
-                pods.ready,
-                pods.total,
-                took.as_secs_f64()
-            ));
+            out::say(
+                "ready",
+                format!(
+                    "{} ({}, {}/{} pods, {:.1}s)",
+                    r.name,
+                    r.workload,
+                    pods.ready,
+                    pods.total,
+                    took.as_secs_f64()
+                ),
+            );
             Outcome::Ready { took, pods }
         }
         Err(e) => {
@@ -476,7 +502,10 @@ pub(super) struct Doc {
 
 /// Reads every manifest file, rewrites images to the built references, and assigns each
 /// object to the resource whose workload it is (if any).
-pub(super) fn load_manifests(cfg: &config::Config, references: &BTreeMap<String, String>) -> Result<Vec<Doc>> {
+pub(super) fn load_manifests(
+    cfg: &config::Config,
+    references: &BTreeMap<String, String>,
+) -> Result<Vec<Doc>> {
     let mut out = Vec::new();
     for file in &cfg.deploy.manifests {
         let shown = cfg.rel(file);
@@ -487,9 +516,10 @@ pub(super) fn load_manifests(cfg: &config::Config, references: &BTreeMap<String,
             eprintln!("warning: {shown}: {w}");
         }
         for r in &rewritten.replacements {
-            out::say("image", format!("{} `{}`: {} -> {}",
-                r.object, r.container, r.from, r.to
-            ));
+            out::say(
+                "image",
+                format!("{} `{}`: {} -> {}", r.object, r.container, r.from, r.to),
+            );
         }
         for doc in rewritten.docs {
             let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
@@ -553,9 +583,13 @@ fn prune(
             deploy::apply::Pruned::Deleted(r) => {
                 out::say("pruned", format!("{r}: no longer in the manifests"))
             }
-            deploy::apply::Pruned::Kept(r) => out::say("kept", format!("{r}: no longer in the manifests, but it is not labelled as {}'s any more",
-                cfg.project
-            )),
+            deploy::apply::Pruned::Kept(r) => out::say(
+                "kept",
+                format!(
+                    "{r}: no longer in the manifests, but it is not labelled as {}'s any more",
+                    cfg.project
+                ),
+            ),
         }
     }
     deploy::apply::save_inventory(inventory, &current)
@@ -648,7 +682,10 @@ fn inspect_chart(
         );
     }
     for ns in &found.own_namespaces {
-        out::say("namespace", format!("`{ns}` is created by the chart itself"));
+        out::say(
+            "namespace",
+            format!("`{ns}` is created by the chart itself"),
+        );
     }
     Ok(found.own_namespaces)
 }
@@ -663,7 +700,10 @@ fn chart_dependencies(cfg: &config::Config, helm: &config::Helm) -> Result<()> {
             "chart {chart}: {reason}; nothing was started\n  hint: run `helm dependency update {chart}` to rewrite Chart.lock (devenv leaves that file to you)"
         ),
         deploy::helm::Dependencies::Build { reason } => {
-            out::say("chart", format!("{chart}: {reason}; running `helm dependency build`"));
+            out::say(
+                "chart",
+                format!("{chart}: {reason}; running `helm dependency build`"),
+            );
             let argv = ["helm", "dependency", "build", chart.as_str()].map(str::to_owned);
             run_helm(cfg, &argv, Duration::from_secs(300))
         }
@@ -699,9 +739,10 @@ pub(super) fn run_helm(cfg: &config::Config, argv: &[String], timeout: Duration)
 fn helm_upgrade(cfg: &config::Config, argv: &[String]) -> Result<()> {
     run_helm(cfg, argv, Duration::from_secs(600))?;
     if let Some(h) = &cfg.deploy.helm {
-        out::say("deployed", format!("helm release `{}` in {}",
-            h.release, cfg.deploy.namespace
-        ));
+        out::say(
+            "deployed",
+            format!("helm release `{}` in {}", h.release, cfg.deploy.namespace),
+        );
     }
     Ok(())
 }

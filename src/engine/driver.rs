@@ -172,9 +172,7 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut fake = Fake { log: log.clone() };
         let sender = tx.clone();
-        let engine = tokio::spawn(async move {
-            run(state, rx, sender, &mut fake, &snap_tx).await
-        });
+        let engine = tokio::spawn(async move { run(state, rx, sender, &mut fake, &snap_tx).await });
         let _ = tx.send(Event::Start);
         loop {
             let _ = snap_rx.changed().await;

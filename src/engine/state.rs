@@ -102,6 +102,10 @@ pub enum Event {
         resource: String,
         message: String,
     },
+    #[allow(
+        dead_code,
+        reason = "sent by `devenv trigger` through the daemon's API, which is not built yet"
+    )]
     Trigger {
         resource: String,
     },
@@ -950,7 +954,10 @@ mod tests {
     #[test]
     fn local_resources_run_after_their_dependencies_and_restart_on_change() {
         let mut s = with_locals();
-        assert_eq!(s.reduce(t(0), Event::Start), [build("api", 1), run("codegen", 2)]);
+        assert_eq!(
+            s.reduce(t(0), Event::Start),
+            [build("api", 1), run("codegen", 2)]
+        );
         assert_eq!(s.resources["e2e"].status, Status::Pending);
         let ok = |g| Event::RunDone {
             resource: "codegen".into(),
@@ -958,11 +965,30 @@ mod tests {
             result: Ok(()),
         };
         s.reduce(t(10), built("api", 1, "a1"));
-        s.reduce(t(20), Event::DeployDone { generation: 3, result: Ok(()) });
+        s.reduce(
+            t(20),
+            Event::DeployDone {
+                generation: 3,
+                result: Ok(()),
+            },
+        );
         // The manual one does not run on its own, even once backend is ready.
-        assert_eq!(s.reduce(t(30), Event::Ready { resource: "backend".into() }), []);
         assert_eq!(
-            s.reduce(t(35), Event::Trigger { resource: "e2e".into() }),
+            s.reduce(
+                t(30),
+                Event::Ready {
+                    resource: "backend".into()
+                }
+            ),
+            []
+        );
+        assert_eq!(
+            s.reduce(
+                t(35),
+                Event::Trigger {
+                    resource: "e2e".into()
+                }
+            ),
             [run("e2e", 4)]
         );
         // A change while codegen runs: the run is cancelled and started again, once.
@@ -980,22 +1006,34 @@ mod tests {
                 run("codegen", 5)
             ]
         );
-        assert_eq!(s.reduce(t(50), ok(2)), [], "the cancelled run's end is ignored");
+        assert_eq!(
+            s.reduce(t(50), ok(2)),
+            [],
+            "the cancelled run's end is ignored"
+        );
         assert_eq!(s.resources["codegen"].status, Status::Building);
         s.reduce(t(60), ok(5));
         assert_eq!(s.resources["codegen"].status, Status::Ready);
         assert!(s.resources["e2e"].changed_since_build);
         assert_eq!(
-            s.reduce(t(70), Event::RunDone {
-                resource: "e2e".into(),
-                generation: 4,
-                result: Err("exit 1".into())
-            }),
+            s.reduce(
+                t(70),
+                Event::RunDone {
+                    resource: "e2e".into(),
+                    generation: 4,
+                    result: Err("exit 1".into())
+                }
+            ),
             []
         );
         assert_eq!(s.resources["e2e"].last_error.as_deref(), Some("exit 1"));
         assert_eq!(
-            s.reduce(t(80), Event::Trigger { resource: "e2e".into() }),
+            s.reduce(
+                t(80),
+                Event::Trigger {
+                    resource: "e2e".into()
+                }
+            ),
             [run("e2e", 6)]
         );
         assert_eq!(
@@ -1024,7 +1062,11 @@ mod tests {
         assert_eq!(s.reduce(t(10), changed(&["web"])), [build("web", 1)]);
         assert_eq!(
             s.reduce(t(20), built("web", 1, "w2")),
-            [deploy(2, &["frontend"], &[("api", "api:a1"), ("web", "web:w2")])]
+            [deploy(
+                2,
+                &["frontend"],
+                &[("api", "api:a1"), ("web", "web:w2")]
+            )]
         );
     }
 }

@@ -194,7 +194,8 @@ impl Watcher {
                     for p in ev.paths {
                         if matches!(ev.kind, EventKind::Create(_)) && p.is_dir() {
                             let new = lock(&rules).dirs_under(&p);
-                            let n = total.fetch_add(new.len(), std::sync::atomic::Ordering::Relaxed);
+                            let n =
+                                total.fetch_add(new.len(), std::sync::atomic::Ordering::Relaxed);
                             if let Err(e) = add_watches(&mut lock(&inner), &new, n + new.len()) {
                                 let _ = out_tx.send(Err(e));
                             }

@@ -92,7 +92,10 @@ impl Rules {
             let mut always = vec![img.dockerfile.clone()];
             always.extend(ignore_file(img));
             always.push(img.context.join(".dockerignore"));
-            always.push(PathBuf::from(format!("{}.dockerignore", img.dockerfile.display())));
+            always.push(PathBuf::from(format!(
+                "{}.dockerignore",
+                img.dockerfile.display()
+            )));
             roots.push(Root {
                 path: img.context.clone(),
                 is_dir: true,

@@ -23,7 +23,10 @@ fn project(extra: &str) -> (tempfile::TempDir, Config) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let root = dir.path();
     write(&root.join("api/Dockerfile"), "FROM scratch\n");
-    write(&root.join("api/.dockerignore"), "node_modules\n*.log\n!keep.log\n");
+    write(
+        &root.join("api/.dockerignore"),
+        "node_modules\n*.log\n!keep.log\n",
+    );
     write(&root.join("api/app/main.py"), "print()\n");
     write(&root.join("api/node_modules/x/index.js"), "x\n");
     write(&root.join("web/src/page.js"), "x\n");
@@ -49,8 +52,8 @@ deps = ["scripts"]
 {extra}"#
     );
     write(&root.join("devenv.toml"), &toml);
-    let loaded = crate::config::load(&root.join("devenv.toml"), root)
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let loaded =
+        crate::config::load(&root.join("devenv.toml"), root).unwrap_or_else(|e| panic!("{e:?}"));
     (dir, loaded.config)
 }
 
@@ -70,14 +73,26 @@ fn a_path_touches_only_what_sees_it() {
     let rules = Rules::new(&cfg).unwrap_or_else(|e| panic!("{e}"));
     let root = cfg.root.clone();
     let _ = dir;
-    assert_eq!(names(&touched(&rules, &root, "api/app/main.py").images), ["api"]);
+    assert_eq!(
+        names(&touched(&rules, &root, "api/app/main.py").images),
+        ["api"]
+    );
     // What the build never sees never triggers it; a re-included file does.
     assert!(touched(&rules, &root, "api/node_modules/x/index.js").is_empty());
     assert!(touched(&rules, &root, "api/debug.log").is_empty());
-    assert_eq!(names(&touched(&rules, &root, "api/keep.log").images), ["api"]);
+    assert_eq!(
+        names(&touched(&rules, &root, "api/keep.log").images),
+        ["api"]
+    );
     // The Dockerfile and the ignore file always count, inside or outside the context.
-    assert_eq!(names(&touched(&rules, &root, "api/.dockerignore").images), ["api"]);
-    assert_eq!(names(&touched(&rules, &root, "docker/web.Dockerfile").images), ["web"]);
+    assert_eq!(
+        names(&touched(&rules, &root, "api/.dockerignore").images),
+        ["api"]
+    );
+    assert_eq!(
+        names(&touched(&rules, &root, "docker/web.Dockerfile").images),
+        ["web"]
+    );
     assert!(touched(&rules, &root, "docker/other.Dockerfile").is_empty());
     // Editor noise and version control.
     for noise in [
@@ -90,7 +105,10 @@ fn a_path_touches_only_what_sees_it() {
     ] {
         assert!(touched(&rules, &root, noise).is_empty(), "{noise}");
     }
-    assert_eq!(names(&touched(&rules, &root, "scripts/gen.sh").locals), ["gen"]);
+    assert_eq!(
+        names(&touched(&rules, &root, "scripts/gen.sh").locals),
+        ["gen"]
+    );
     assert!(touched(&rules, &root, "scripts/out/generated.txt").is_empty());
     assert!(touched(&rules, &root, "README.md").is_empty());
 }
@@ -116,16 +134,17 @@ fn the_inotify_limit_comes_with_the_sysctl_fix() {
     let e = live::classify_for_test(notify::Error::new(notify::ErrorKind::MaxFilesWatch));
     assert!(matches!(e, WatchError::Limit { dirs: 1100, .. }), "{e:?}");
     let hint = e.hint().unwrap_or_default();
-    assert!(hint.contains("sudo sysctl fs.inotify.max_user_watches=524288"), "{hint}");
+    assert!(
+        hint.contains("sudo sysctl fs.inotify.max_user_watches=524288"),
+        "{hint}"
+    );
     let e = live::classify_for_test(notify::Error::io(std::io::Error::from_raw_os_error(
         libc::ENOSPC,
     )));
     assert!(matches!(e, WatchError::Limit { .. }), "{e:?}");
 }
 
-async fn collect(
-    rx: &mut mpsc::UnboundedReceiver<BTreeSet<PathBuf>>,
-) -> Vec<BTreeSet<PathBuf>> {
+async fn collect(rx: &mut mpsc::UnboundedReceiver<BTreeSet<PathBuf>>) -> Vec<BTreeSet<PathBuf>> {
     let mut out = Vec::new();
     while let Ok(s) = rx.try_recv() {
         out.push(s);
@@ -137,7 +156,12 @@ async fn collect(
 async fn a_burst_becomes_one_batch_and_a_pause_splits_batches() {
     let (ptx, prx) = mpsc::unbounded_channel();
     let (stx, mut srx) = mpsc::unbounded_channel();
-    tokio::spawn(debounce(prx, Duration::from_millis(50), Duration::from_secs(2), stx));
+    tokio::spawn(debounce(
+        prx,
+        Duration::from_millis(50),
+        Duration::from_secs(2),
+        stx,
+    ));
     for i in 0..10_000 {
         let _ = ptx.send(PathBuf::from(format!("f{i}")));
         if i % 1000 == 0 {
@@ -148,7 +172,10 @@ async fn a_burst_becomes_one_batch_and_a_pause_splits_batches() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = ptx.send(PathBuf::from("f-after-a-stall"));
     tokio::time::sleep(Duration::from_millis(249)).await;
-    assert!(collect(&mut srx).await.is_empty(), "closed before the quiet period");
+    assert!(
+        collect(&mut srx).await.is_empty(),
+        "closed before the quiet period"
+    );
     tokio::time::sleep(Duration::from_millis(10)).await;
     let batches = collect(&mut srx).await;
     assert_eq!(batches.len(), 1);
@@ -158,14 +185,22 @@ async fn a_burst_becomes_one_batch_and_a_pause_splits_batches() {
     tokio::time::sleep(Duration::from_millis(49)).await;
     assert!(collect(&mut srx).await.is_empty());
     tokio::time::sleep(Duration::from_millis(2)).await;
-    assert_eq!(collect(&mut srx).await, [BTreeSet::from([PathBuf::from("later")])]);
+    assert_eq!(
+        collect(&mut srx).await,
+        [BTreeSet::from([PathBuf::from("later")])]
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_endless_stream_still_flushes_at_the_cap() {
     let (ptx, prx) = mpsc::unbounded_channel();
     let (stx, mut srx) = mpsc::unbounded_channel();
-    tokio::spawn(debounce(prx, Duration::from_millis(50), Duration::from_secs(2), stx));
+    tokio::spawn(debounce(
+        prx,
+        Duration::from_millis(50),
+        Duration::from_secs(2),
+        stx,
+    ));
     for i in 0..100 {
         let _ = ptx.send(PathBuf::from(format!("f{i}")));
         tokio::time::sleep(Duration::from_millis(30)).await;
@@ -173,7 +208,11 @@ async fn an_endless_stream_still_flushes_at_the_cap() {
     // 3 s of writes 30 ms apart, with a 2 s cap: one batch closed in the middle.
     let batches = collect(&mut srx).await;
     assert_eq!(batches.len(), 1, "{batches:?}");
-    assert!((60..=70).contains(&batches[0].len()), "{}", batches[0].len());
+    assert!(
+        (60..=70).contains(&batches[0].len()),
+        "{}",
+        batches[0].len()
+    );
 }
 
 /// Waits for the next batch, or `None` after `within`.
@@ -194,7 +233,10 @@ async fn next(
 async fn the_real_watcher_batches_bursts_and_follows_new_directories() {
     let (_dir, cfg) = project("");
     let (watcher, mut rx) = Watcher::start(&cfg).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(watcher.dirs, 7, "api, api/app, docker, scripts, scripts/out, web, web/src");
+    assert_eq!(
+        watcher.dirs, 7,
+        "api, api/app, docker, scripts, scripts/out, web, web/src"
+    );
     let root = cfg.root.clone();
     let burst = root.join("api/app/burst");
     std::fs::create_dir_all(&burst).unwrap_or_else(|e| panic!("{e}"));
@@ -222,10 +264,16 @@ async fn the_real_watcher_batches_bursts_and_follows_new_directories() {
     let fresh = root.join("scripts/lib/deep");
     std::fs::create_dir_all(&fresh).unwrap_or_else(|e| panic!("{e}"));
     let b = next(&mut rx, Duration::from_secs(5)).await;
-    assert_eq!(b.map(|b| b.targets.locals), Some(BTreeSet::from(["gen".to_owned()])));
+    assert_eq!(
+        b.map(|b| b.targets.locals),
+        Some(BTreeSet::from(["gen".to_owned()]))
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     std::fs::write(fresh.join("util.sh"), "x").unwrap_or_else(|e| panic!("{e}"));
     let b = next(&mut rx, Duration::from_secs(5)).await;
-    assert_eq!(b.map(|b| b.targets.locals), Some(BTreeSet::from(["gen".to_owned()])));
+    assert_eq!(
+        b.map(|b| b.targets.locals),
+        Some(BTreeSet::from(["gen".to_owned()]))
+    );
     drop(watcher);
 }

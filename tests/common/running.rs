@@ -66,7 +66,9 @@ impl Running {
 
     /// Waits until `what` shows up `n` times.
     pub fn wait_for_n(&mut self, what: &str, n: usize) {
-        self.wait_until(what, |t| t.lines().filter(|l| l.contains(what)).count() >= n);
+        self.wait_until(what, |t| {
+            t.lines().filter(|l| l.contains(what)).count() >= n
+        });
     }
 
     fn wait_until(&mut self, what: &str, done: impl Fn(&str) -> bool) {

@@ -1,0 +1,463 @@
+//! The dev loop through the real binary: the real notify watcher on temporary projects,
+//! `[[local]]` commands and serve commands with no cluster at all, one daemon per project,
+//! clean stops, and no orphan after a kill -9. The end-to-end test on examples/hello builds
+//! with the real buildah and deploys to the fake API server (tests/common/fake_kube.rs),
+//! since no Kubernetes API server can run here; scripts/e2e-minikube.sh does the same on a
+//! machine with Minikube.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::running::{Running, alive, gone_within};
+use common::world::World;
+use common::{Project, which};
+
+/// devenv in `p` with nothing but the system's tools on PATH: no minikube, docker or kubectl
+/// is needed by a local-only project.
+fn local_up(p: &Project, home: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(common::devenv_bin());
+    cmd.arg("up")
+        .args(extra)
+        .current_dir(p.path())
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", home)
+        .env_remove("KUBECONFIG")
+        .env_remove("DOCKER_HOST");
+    cmd
+}
+
+fn lines(p: &Project, rel: &str) -> usize {
+    std::fs::read_to_string(p.path().join(rel))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+fn wait_lines(p: &Project, rel: &str, n: usize, up: &Running) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lines(p, rel) < n {
+        assert!(
+            Instant::now() < deadline,
+            "{rel} has {} lines, not {n}:\n{}",
+            lines(p, rel),
+            up.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_pid(p: &Project, rel: &str) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(p.path().join(rel)).unwrap_or_default();
+        if let Ok(pid) = text.trim().parse() {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no pid in {rel}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A project with only local resources: `gen` appends a line to runs.txt whenever src/
+/// changes; `server` is a serve command that starts a grandchild and records its pid.
+fn local_project() -> Project {
+    let p = Project::new();
+    p.write(
+        "devenv.toml",
+        r#"[project]
+name = "loop"
+
+[[local]]
+name = "gen"
+cmd = "echo run >> runs.txt"
+deps = ["src"]
+
+[[local]]
+name = "server"
+serve_cmd = "sleep 300 & echo $! > server.pid; echo serving; wait"
+deps = ["srv"]
+
+[watch]
+ignore = ["src/generated"]
+"#,
+    );
+    p.write("src/main.py", "print('hi')\n");
+    p.write("src/generated/out.txt", "x\n");
+    p.write("srv/app.js", "x\n");
+    p
+}
+
+#[test]
+fn a_local_only_project_runs_on_change_once_per_burst_and_stops_cleanly() {
+    let p = local_project();
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut up = Running::spawn(local_up(&p, home.path(), &[]));
+    up.wait_for("ready      gen");
+    up.wait_for("serving");
+    assert_eq!(lines(&p, "runs.txt"), 1, "one run at start");
+    let serve_child = read_pid(&p, "server.pid");
+
+    // A second daemon for the same project refuses, and names the first.
+    let second = local_up(&p, home.path(), &[])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "already running for {}",
+            p.path().join("devenv.toml").display()
+        )) && err.contains(&format!("(pid {})", up.child.id()))
+            && err.contains("http://127.0.0.1:10350/"),
+        "{err}"
+    );
+
+    // 10,000 files in one burst: one batch, one run.
+    let burst = p.path().join("src/burst");
+    std::fs::create_dir_all(&burst).unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..10_000 {
+        std::fs::write(burst.join(format!("f{i}.py")), "x").unwrap_or_else(|e| panic!("{e}"));
+    }
+    wait_lines(&p, "runs.txt", 2, &up);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(lines(&p, "runs.txt"), 2, "{}", up.text());
+    assert_eq!(up.count("changed    "), 1, "{}", up.text());
+
+    // Ignored paths and editor noise run nothing.
+    p.write("src/generated/more.txt", "x\n");
+    p.write("src/.main.py.swp", "x\n");
+    p.write("src/main.py~", "x\n");
+    p.write("notes.txt", "not watched\n");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(lines(&p, "runs.txt"), 2, "{}", up.text());
+
+    // A new subdirectory is watched: a file written into it later runs gen.
+    std::fs::create_dir_all(p.path().join("src/pkg/sub")).unwrap_or_else(|e| panic!("{e}"));
+    wait_lines(&p, "runs.txt", 3, &up);
+    std::thread::sleep(Duration::from_millis(300));
+    p.write("src/pkg/sub/mod.py", "x\n");
+    wait_lines(&p, "runs.txt", 4, &up);
+
+    // A change to the serve command's inputs restarts it: the old one is gone.
+    p.write("srv/app.js", "y\n");
+    up.wait_for_n("serving", 2);
+    assert!(
+        gone_within(serve_child, Duration::from_secs(5)),
+        "the old serve survived"
+    );
+    let serve_child = read_pid(&p, "server.pid");
+    assert!(alive(serve_child));
+
+    // SIGTERM: out within 2 s, and nothing it started survives.
+    let stopped = Instant::now();
+    up.signal(libc::SIGTERM);
+    let status = up.child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(status.code(), Some(0), "{}", up.text());
+    assert!(
+        gone_within(serve_child, Duration::from_secs(2)),
+        "a child survived"
+    );
+    // The lock went with it: up starts again.
+    let again = local_up(&p, home.path(), &["--ci"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
+/// After a kill -9 nothing of devenv's survives the next `up`: the direct child dies with
+/// devenv, and the group's leftovers are killed at the next start.
+#[test]
+fn after_a_kill_9_the_next_up_leaves_no_orphan() {
+    let p = local_project();
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut up = Running::spawn(local_up(&p, home.path(), &[]));
+    up.wait_for("serving");
+    let grandchild = read_pid(&p, "server.pid");
+    up.signal(libc::SIGKILL);
+    let _ = up.child.wait();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        alive(grandchild),
+        "a grandchild outlives a kill -9 until the next up"
+    );
+    std::fs::remove_file(p.path().join("server.pid")).unwrap_or_else(|e| panic!("{e}"));
+
+    let mut next = Running::spawn(local_up(&p, home.path(), &[]));
+    next.wait_for("cleaned    1 process group(s) left running by an earlier devenv");
+    assert!(
+        gone_within(grandchild, Duration::from_secs(5)),
+        "the orphan survived"
+    );
+    next.wait_for("serving");
+    next.signal(libc::SIGTERM);
+    let _ = next.child.wait();
+}
+
+/// `--ci` on a local-only project: every automatic local runs once; a failing one fails it.
+#[test]
+fn ci_runs_local_resources_once_and_fails_on_a_failing_one() {
+    let p = Project::new();
+    p.write(
+        "devenv.toml",
+        "[project]\nname = \"ci\"\n\n[[local]]\nname = \"lint\"\ncmd = \"echo linted\"\n\n[[local]]\nname = \"tests\"\ncmd = \"echo 'FAILED test_x' && exit 3\"\ndepends_on = [\"lint\"]\n",
+    );
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out = local_up(&p, home.path(), &["--ci"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("  lint | linted"), "{text}");
+    assert!(
+        text.contains("lint                  local     ready"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tests                 local     failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "tests: `echo 'FAILED test_x' && exit 3` exited with code 3:\n  | FAILED test_x"
+        ),
+        "{text}"
+    );
+}
+
+/// A containers-storage root of its own (vfs), so the test never shares images.
+fn storage(dir: &Path) -> PathBuf {
+    let conf = dir.join("storage.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndriver = \"vfs\"\nrunroot = \"{0}/run\"\ngraphroot = \"{0}/graph\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    conf
+}
+
+/// The processes below `pid`, from /proc.
+fn descendants(pid: u32) -> Vec<i32> {
+    let mut parents: Vec<(i32, i32)> = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        if let Some(pp) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .and_then(|v| v.trim().parse().ok())
+        {
+            parents.push((p, pp));
+        }
+    }
+    let mut out = vec![pid as i32];
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i];
+        out.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    out.remove(0);
+    out
+}
+
+/// examples/hello end to end: the real buildah builds into (fake) Minikube, the fake API
+/// server plays the cluster. One edit gives exactly one rebuild and one redeploy with the new
+/// tag; SIGTERM leaves no child process behind.
+#[test]
+fn editing_hello_rebuilds_once_redeploys_the_new_tag_and_sigterm_leaves_nothing() {
+    if which("buildah").is_none() {
+        panic!("buildah is not installed: run scripts/install-test-tools.sh --with-builders");
+    }
+    let p = Project::example("hello");
+    let cfg = p.read("devenv.toml").replace(
+        "context = \".\"\n",
+        "context = \".\"\nbuilder = \"buildah\"\n",
+    );
+    p.write(
+        "devenv.toml",
+        &format!("{cfg}\n[[local]]\nname = \"sidecar\"\nserve_cmd = \"sleep 300\"\n"),
+    );
+    let w = World::new(p);
+    w.api.auto_rollout();
+    w.profile("running", 4, 8192);
+    let store = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let conf = storage(store.path());
+    let path = format!(
+        "{}:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
+        w.bin.path().display()
+    );
+    let conf_s = conf.display().to_string();
+    let mut up = Running::spawn(w.command(
+        &["up"],
+        &[
+            ("PATH", &path),
+            ("CONTAINERS_STORAGE_CONF", &conf_s),
+            ("BUILDAH_ISOLATION", "chroot"),
+        ],
+    ));
+    up.wait_for("running    Ctrl-C stops devenv");
+    up.wait_for("ready      sidecar");
+    let first_tag = {
+        let t = up.text();
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("built      hello:devenv-"))
+            .unwrap_or_else(|| panic!("no build:\n{t}"))
+            .to_owned();
+        line["built      ".len()..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    w.p.write("hello.txt", "hello, edited while devenv runs\n");
+    up.wait_for("deployed   hello with hello:devenv-");
+    up.wait_for_n("ready      hello (", 2);
+    let text = up.text();
+    let builds: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("built      hello:"))
+        .collect();
+    assert_eq!(
+        builds.len(),
+        2,
+        "one build at start and exactly one after the edit:\n{text}"
+    );
+    assert_eq!(up.count("deployed   hello with"), 1, "{text}");
+    let new_tag = builds[1]["built      ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default();
+    assert_ne!(new_tag, first_tag);
+    let deployment = w
+        .api
+        .object("/apis/apps/v1/namespaces/hello/deployments/hello")
+        .unwrap_or_else(|| panic!("no Deployment"));
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"], new_tag,
+        "{deployment:#}"
+    );
+    let loaded = std::fs::read_to_string(w.mk.join("log")).unwrap_or_default();
+    assert_eq!(
+        loaded.lines().filter(|l| l.contains("image load")).count(),
+        2,
+        "{loaded}"
+    );
+
+    let children = descendants(up.child.id());
+    assert!(!children.is_empty(), "the sidecar runs");
+    let stopped = Instant::now();
+    up.signal(libc::SIGTERM);
+    let status = up.child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(stopped.elapsed() < Duration::from_secs(2));
+    assert_eq!(status.code(), Some(0), "{}", up.text());
+    for c in children {
+        assert!(gone_within(c, Duration::from_secs(2)), "child {c} survived");
+    }
+}
+
+/// Issue 5's cancellation: a slow custom builder is still building when the next change
+/// comes; its whole process group is killed and reaped, and only the last build's tag is
+/// deployed. (Fake Docker daemon and fake API server; the builder really runs.)
+#[test]
+fn a_newer_change_cancels_the_build_in_flight_and_only_the_last_tag_is_deployed() {
+    let p = Project::example("hello");
+    let cfg = p.read("devenv.toml").replace(
+        "context = \".\"\n",
+        "context = \".\"\nbuilder = \"custom\"\ncommand = \"if [ -f \\\"$SLOW_FLAG\\\" ]; then sleep 300 & echo $! >> \\\"$SLOW_LOG\\\"; echo building slowly; wait; fi; docker build -t \\\"$DEVENV_IMAGE\\\" .\"\n",
+    );
+    p.write("devenv.toml", &cfg);
+    let w = World::new(p);
+    w.api.auto_rollout();
+    w.profile("running", 4, 8192);
+    let flag = w.fakes.path().join("slow");
+    let log = w.fakes.path().join("slow.log");
+    let (flag_s, log_s) = (flag.display().to_string(), log.display().to_string());
+    // The custom command needs a shell and sleep besides the fakes.
+    let path = format!("{}:/usr/bin:/bin", w.bin.path().display());
+    let mut up = Running::spawn(w.command(
+        &["up"],
+        &[
+            ("PATH", &path),
+            ("SLOW_FLAG", &flag_s),
+            ("SLOW_LOG", &log_s),
+        ],
+    ));
+    up.wait_for("running    Ctrl-C stops devenv");
+    up.wait_for("ready      hello (");
+
+    // The first change starts a slow build...
+    std::fs::write(&flag, "").unwrap_or_else(|e| panic!("{e}"));
+    w.p.write("hello.txt", "first edit\n");
+    up.wait_for("  hello | building slowly");
+    let sleeper: i32 = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(alive(sleeper));
+    // ...and the second, while it runs, cancels it: its process group is gone.
+    std::fs::remove_file(&flag).unwrap_or_else(|e| panic!("{e}"));
+    w.p.write("hello.txt", "second edit\n");
+    up.wait_for("cancelled  hello: a newer change supersedes this build");
+    assert!(
+        gone_within(sleeper, Duration::from_secs(2)),
+        "the first build's group survived"
+    );
+    up.wait_for("deployed   hello with hello:devenv-");
+    up.wait_for_n("ready      hello (", 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let text = up.text();
+    let built: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("built      hello:"))
+        .collect();
+    assert_eq!(
+        built.len(),
+        2,
+        "bring-up's build and the last one only:\n{text}"
+    );
+    let last = built[1]["built      ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default();
+    assert_eq!(up.count("deployed   hello with"), 1, "{text}");
+    assert!(
+        text.contains(&format!("deployed   hello with {last}")),
+        "{text}"
+    );
+    let deployment = w
+        .api
+        .object("/apis/apps/v1/namespaces/hello/deployments/hello")
+        .unwrap_or_else(|| panic!("no Deployment"));
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        last
+    );
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+}
