@@ -4,6 +4,13 @@
 #
 #   scripts/bench.sh hash     build-context hashing: a generated 50,000-file / 500 MB context,
 #                             cold (empty digest cache) and warm (cache filled, no change)
+#   scripts/bench.sh loop     the dev loop on a local-only project whose [[local]] command
+#                             appends `date +%s%N` to a file, deps = ["src"]:
+#                             (a) file write -> command started, 50 samples, p50 and p99
+#                             (b) daemon RSS and CPU over 60 s idle, watching 50,000 files
+#                                 in about 1,100 directories
+#                             (c) launch -> first command run, 5 launches
+#                             (d) a 10,000-file burst: number of runs, time to the run
 #
 # BENCH_DIR (default /tmp/devenv-bench) keeps the generated trees between runs.
 set -euo pipefail
@@ -81,7 +88,117 @@ PY
   echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
+# Starts `devenv up` in project $1 (output to $1/up.log) and sets $up_pid.
+start_up() {
+  (cd "$1" && exec env HOME="$bench_dir/home" "$devenv" up >"$1/up.log" 2>&1) &
+  up_pid=$!
+}
+
+stop_up() {
+  kill -TERM "$up_pid" 2>/dev/null || true
+  wait "$up_pid" 2>/dev/null || true
+}
+
+# Waits until file $1 has at least $2 lines (at most 20 s).
+wait_lines() {
+  local i
+  for i in $(seq 2000); do
+    [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ] && return 0
+    sleep 0.01
+  done
+  echo "timed out waiting for $2 lines in $1" >&2; return 1
+}
+
+pct() { # pct P < numbers: the P-th percentile (nearest rank)
+  sort -n | awk -v p="$1" '{a[NR]=$1} END {r=int((p*NR+99)/100); if (r<1) r=1; print a[r]}'
+}
+
+loop_project() { # $1: dir, $2: deps
+  mkdir -p "$1/src"
+  printf '[project]\nname = "bench-loop"\n\n[[local]]\nname = "stamp"\ncmd = "date +%%s%%N >> stamps.txt"\ndeps = [%s]\n' "$2" > "$1/devenv.toml"
+  echo "print('hi')" > "$1/src/main.py"
+  rm -f "$1/stamps.txt"
+}
+
+bench_loop() {
+  local dir="$bench_dir/loop" big="$bench_dir/loop-big"
+  rm -rf "$dir" "$bench_dir/home"; loop_project "$dir" '"src"'
+  machine
+
+  # (c) launch -> first run
+  local launch=() t0 first
+  for run in 1 2 3 4 5; do
+    rm -f "$dir/stamps.txt"
+    t0=$(date +%s%N); start_up "$dir"
+    wait_lines "$dir/stamps.txt" 1
+    first=$(head -1 "$dir/stamps.txt")
+    launch+=("$(ms "$t0" "$first")")
+    stop_up
+  done
+  echo "(c) launch -> first command run: median $(printf '%s\n' "${launch[@]}" | median) ms (${launch[*]} ms)"
+
+  # (a) write -> command started, default debounce
+  rm -f "$dir/stamps.txt"; start_up "$dir"; wait_lines "$dir/stamps.txt" 1
+  sleep 0.5
+  local lat=() n=1 stamp
+  for i in $(seq 50); do
+    t0=$(date +%s%N)
+    echo "x = $i" >> "$dir/src/main.py"
+    n=$((n + 1)); wait_lines "$dir/stamps.txt" "$n"
+    stamp=$(tail -1 "$dir/stamps.txt")
+    lat+=("$(ms "$t0" "$stamp")")
+    sleep 0.2
+  done
+  echo "(a) write -> command started: p50 $(printf '%s\n' "${lat[@]}" | pct 50) ms, p99 $(printf '%s\n' "${lat[@]}" | pct 99) ms, min $(printf '%s\n' "${lat[@]}" | pct 0) ms (50 samples, debounce 50 ms)"
+
+  # (d) a 10,000-file burst
+  local before after t1 t_end
+  before=$(wc -l < "$dir/stamps.txt")
+  t0=$(date +%s%N)
+  python3 -c 'import os,sys; d=sys.argv[1]; os.makedirs(d, exist_ok=True); [open(os.path.join(d, "f%05d.py" % i), "w").write("x") for i in range(10000)]' "$dir/src/burst"
+  t_end=$(date +%s%N)
+  sleep 3
+  after=$(wc -l < "$dir/stamps.txt")
+  t1=$(sed -n "$((before + 1))p" "$dir/stamps.txt")
+  echo "(d) 10,000-file burst ($(ms "$t0" "$t_end") ms to write): $((after - before)) run(s); first run $(ms "$t0" "$t1") ms after the burst began, $(ms "$t_end" "$t1") ms after its last write"
+  stop_up
+
+  # (b) idle RSS and CPU while watching 50,000 files in about 1,100 directories
+  if [ ! -f "$big/.generated" ]; then
+    rm -rf "$big"; loop_project "$big" '"src", "tree"'
+    python3 - "$big/tree" <<'PY'
+import os, sys
+root = sys.argv[1]
+n = 0
+for top in range(50):
+    for sub in range(22):
+        d = os.path.join(root, f"pkg{top:02d}", f"mod{sub:02d}")
+        os.makedirs(d, exist_ok=True)
+        for i in range(45 + (1 if (top * 22 + sub) < 500 else 0)):
+            with open(os.path.join(d, f"f{i:03d}.txt"), "w") as f:
+                f.write("x" * (i + 1))
+            n += 1
+print(f"generated {n} files")
+PY
+    touch "$big/.generated"
+  fi
+  rm -f "$big/stamps.txt"; start_up "$big"; wait_lines "$big/stamps.txt" 1
+  echo "    watching: $(grep -o 'watching .*' "$big/up.log" | head -1); $(find "$big/tree" -type f | wc -l) files"
+  sleep 5
+  local tck c0 c1 rss hwm
+  tck=$(getconf CLK_TCK)
+  c0=$(awk '{print $14 + $15}' "/proc/$up_pid/stat")
+  sleep 60
+  c1=$(awk '{print $14 + $15}' "/proc/$up_pid/stat")
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$up_pid/status")
+  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$up_pid/status")
+  echo "(b) idle 60 s: RSS $((rss / 1024)) MB (peak $((hwm / 1024)) MB), CPU $(awk -v d=$((c1 - c0)) -v t="$tck" 'BEGIN {printf "%.3f", d / t / 60 * 100}') % of a core ($((c1 - c0)) ticks)"
+  stop_up
+  echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
 case "$what" in
   hash) bench_hash ;;
-  *) echo "bench.sh: unknown benchmark '$what' (try: hash)" >&2; exit 2 ;;
+  loop) bench_loop ;;
+  *) echo "bench.sh: unknown benchmark '$what' (try: hash, loop)" >&2; exit 2 ;;
 esac
