@@ -461,3 +461,46 @@ fn a_newer_change_cancels_the_build_in_flight_and_only_the_last_tag_is_deployed(
     up.signal(libc::SIGTERM);
     let _ = up.child.wait();
 }
+
+/// `--json-logs` prints one JSON object per line (events and output alike); `--quiet` keeps
+/// problems only.
+#[test]
+fn json_logs_and_quiet_views() {
+    let p = Project::new();
+    p.write(
+        "devenv.toml",
+        "[project]\nname = \"views\"\n\n[[local]]\nname = \"hello\"\ncmd = \"echo hi there\"\n\n[[local]]\nname = \"broken\"\ncmd = \"exit 2\"\n",
+    );
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out = local_up(&p, home.path(), &["--ci", "--json-logs"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(events.iter().all(|e| e["ts_ms"].as_u64().is_some()));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "log" && e["resource"] == "hello" && e["message"] == "hi there")
+    );
+    assert!(events.iter().any(|e| e["event"] == "error"
+        && e["resource"] == "broken"
+        && e["message"] == "`exit 2` exited with code 2"));
+
+    let out = local_up(&p, home.path(), &["--ci", "--quiet"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("hi there") && !text.contains("running "),
+        "{text}"
+    );
+    assert!(
+        text.contains("error      broken: `exit 2` exited with code 2"),
+        "{text}"
+    );
+}

@@ -155,7 +155,7 @@ pub async fn session(setup: Setup) -> Result<ExitCode> {
         });
         Some(w)
     };
-    tasks.spawn(view(snap_rx.clone(), cfg.clone()));
+    let view_task = tokio::spawn(view(snap_rx.clone(), cfg.clone()));
 
     let mut workers = ClusterWorkers {
         cfg: cfg.clone(),
@@ -202,6 +202,10 @@ pub async fn session(setup: Setup) -> Result<ExitCode> {
         })
     };
     let end = driver::run(state, rx, tx.clone(), &mut workers, &snap_tx).await;
+    // The view prints the last changes before it ends.
+    drop(snap_tx);
+    let _ = tokio::time::timeout(Duration::from_millis(300), view_task).await;
+    out::set_progress("");
     stopper.abort();
     drop(watcher);
     tasks.abort_all();
@@ -277,30 +281,31 @@ async fn view(mut snaps: watch::Receiver<Snapshot>, cfg: Arc<Config>) {
         .collect();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let started = tokio::time::Instant::now();
+    let mut show = |snap: &Snapshot| {
+        for (name, r) in &snap.state.resources {
+            if last.get(name) == Some(&r.status) {
+                continue;
+            }
+            last.insert(name.clone(), r.status);
+            let local = cfg.locals.iter().any(|l| &l.name == name);
+            match r.status {
+                Status::Building if local => out::say_for("running", name, ""),
+                Status::Deploying => out::say_for("deploying", name, ""),
+                Status::Ready if local => out::say_for("ready", name, ""),
+                Status::Error => {
+                    out::say_for("error", name, r.last_error.as_deref().unwrap_or("failed"))
+                }
+                _ => {}
+            }
+        }
+    };
     loop {
         tokio::select! {
             changed = snaps.changed() => {
+                let snap = snaps.borrow_and_update().clone();
+                show(&snap);
                 if changed.is_err() {
                     break;
-                }
-                let snap = snaps.borrow().clone();
-                for (name, r) in &snap.state.resources {
-                    if last.get(name) == Some(&r.status) {
-                        continue;
-                    }
-                    last.insert(name.clone(), r.status);
-                    let local = cfg.locals.iter().any(|l| &l.name == name);
-                    match r.status {
-                        Status::Building if local => out::say_for("running", name, ""),
-                        Status::Deploying => out::say_for("deploying", name, ""),
-                        Status::Ready if local => out::say_for("ready", name, ""),
-                        Status::Error => out::say_for(
-                            "error",
-                            name,
-                            r.last_error.as_deref().unwrap_or("failed"),
-                        ),
-                        _ => {}
-                    }
                 }
             }
             _ = tick.tick() => {
