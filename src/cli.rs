@@ -15,6 +15,7 @@ use crate::cluster::{bootstrap, kubeconfig};
 use crate::config::{self, Loaded};
 use crate::{doctor, plan};
 
+mod client;
 mod daemon;
 mod dev;
 mod out;
@@ -71,6 +72,31 @@ pub enum Command {
         /// Print every event and output line as one JSON object per line, for scripts
         #[arg(long)]
         json_logs: bool,
+        /// Serve the status page on this port instead of `[web] port` (0: any free port)
+        #[arg(long, env = "DEVENV_WEB_PORT", value_name = "PORT")]
+        port: Option<u16>,
+    },
+    /// Show the resources of the running `devenv up` of this project
+    Status {
+        /// Print the daemon's status as JSON (the API's `GET /api/status`)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a resource's log from the running `devenv up` (builds, commands, pods)
+    Logs {
+        /// The resource
+        name: String,
+        /// Keep printing new lines as they come
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// How many of the last lines to print first
+        #[arg(long, default_value_t = 200)]
+        tail: usize,
+    },
+    /// Rebuild (or rerun) a resource now in the running `devenv up`
+    Trigger {
+        /// The resource
+        name: String,
     },
     /// Build the configured images once (all, or those named) and print name:tag
     Build {
@@ -167,6 +193,18 @@ pub fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { json } => doctor(cli.config.as_deref(), &cwd, json),
+        Command::Status { json } => {
+            let loaded = load(cli.config.as_deref(), &cwd)?;
+            client::status(&loaded.config, json)
+        }
+        Command::Logs { name, follow, tail } => {
+            let loaded = load(cli.config.as_deref(), &cwd)?;
+            client::logs(&loaded.config, &name, follow, tail)
+        }
+        Command::Trigger { name } => {
+            let loaded = load(cli.config.as_deref(), &cwd)?;
+            client::trigger(&loaded.config, &name)
+        }
         Command::Up {
             dry_run,
             json,
@@ -174,6 +212,7 @@ pub fn run() -> Result<ExitCode> {
             ci,
             quiet,
             json_logs,
+            port,
         } => {
             out::set_mode(if json_logs {
                 out::Mode::Json
@@ -186,7 +225,10 @@ pub fn run() -> Result<ExitCode> {
                     progress: tty,
                 }
             });
-            let loaded = load(cli.config.as_deref(), &cwd)?;
+            let mut loaded = load(cli.config.as_deref(), &cwd)?;
+            if let Some(p) = port {
+                loaded.config.web.port = p;
+            }
             print_warnings(&loaded);
             let shown = shown_path(&loaded.config.file, &cwd);
             let plan = plan::compute(&loaded.config, &shown)?;

@@ -17,6 +17,7 @@ mod exec;
 mod pattern;
 mod plan;
 mod watch;
+mod web;
 
 use std::process::ExitCode;
 

@@ -24,9 +24,27 @@ fn local_up(p: &Project, home: &Path, extra: &[&str]) -> Command {
         .current_dir(p.path())
         .env("PATH", "/usr/bin:/bin")
         .env("HOME", home)
+        .env("DEVENV_WEB_PORT", "0")
         .env_remove("KUBECONFIG")
         .env_remove("DOCKER_HOST");
     cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// examples/hello with its port forward on a free local port (tests run side by side).
+fn hello() -> Project {
+    let p = Project::example("hello");
+    let cfg = p
+        .read("devenv.toml")
+        .replace("\"8080:8080\"", &format!("\"{}:8080\"", free_port()));
+    p.write("devenv.toml", &cfg);
+    p
 }
 
 fn lines(p: &Project, rel: &str) -> usize {
@@ -111,7 +129,7 @@ fn a_local_only_project_runs_on_change_once_per_burst_and_stops_cleanly() {
             "already running for {}",
             p.path().join("devenv.toml").display()
         )) && err.contains(&format!("(pid {})", up.child.id()))
-            && err.contains("http://127.0.0.1:10350/"),
+            && err.contains("its page: http://127.0.0.1:"),
         "{err}"
     );
 
@@ -291,7 +309,7 @@ fn editing_hello_rebuilds_once_redeploys_the_new_tag_and_sigterm_leaves_nothing(
     if which("buildah").is_none() {
         panic!("buildah is not installed: run scripts/install-test-tools.sh --with-builders");
     }
-    let p = Project::example("hello");
+    let p = hello();
     let cfg = p.read("devenv.toml").replace(
         "context = \".\"\n",
         "context = \".\"\nbuilder = \"buildah\"\n",
@@ -385,7 +403,7 @@ fn editing_hello_rebuilds_once_redeploys_the_new_tag_and_sigterm_leaves_nothing(
 /// deployed. (Fake Docker daemon and fake API server; the builder really runs.)
 #[test]
 fn a_newer_change_cancels_the_build_in_flight_and_only_the_last_tag_is_deployed() {
-    let p = Project::example("hello");
+    let p = hello();
     let cfg = p.read("devenv.toml").replace(
         "context = \".\"\n",
         "context = \".\"\nbuilder = \"custom\"\ncommand = \"if [ -f \\\"$SLOW_FLAG\\\" ]; then sleep 300 & echo $! >> \\\"$SLOW_LOG\\\"; echo building slowly; wait; fi; docker build -t \\\"$DEVENV_IMAGE\\\" .\"\n",
@@ -503,4 +521,70 @@ fn json_logs_and_quiet_views() {
         text.contains("error      broken: `exit 2` exited with code 2"),
         "{text}"
     );
+}
+
+/// `devenv status`, `logs` and `trigger` against a running daemon, and a clear error when
+/// none runs.
+#[test]
+fn status_logs_and_trigger_talk_to_the_running_daemon() {
+    let p = Project::new();
+    p.write(
+        "devenv.toml",
+        "[project]\nname = \"cli\"\n\n[[local]]\nname = \"gen\"\ncmd = \"echo generated code\"\n\n[[local]]\nname = \"e2e\"\ncmd = \"echo e2e ran >> e2e.txt; echo e2e passed\"\ntrigger = \"manual\"\n",
+    );
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let client = |args: &[&str]| {
+        Command::new(common::devenv_bin())
+            .args(args)
+            .current_dir(p.path())
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", home.path())
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let none = client(&["status"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("no `devenv up` is running for"),
+        "{}",
+        String::from_utf8_lossy(&none.stderr)
+    );
+
+    let mut up = Running::spawn(local_up(&p, home.path(), &[]));
+    up.wait_for("ready      gen");
+    up.wait_for("page       http://127.0.0.1:");
+    let status = client(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout).to_string();
+    assert_eq!(status.status.code(), Some(0), "{text}");
+    assert!(text.contains("gen       local    ready"), "{text}");
+    assert!(text.contains("e2e       local    pending"), "{text}");
+    let json = client(&["status", "--json"]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&json.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v["header"]["provider"], "none");
+
+    let logs = client(&["logs", "gen"]);
+    assert_eq!(
+        String::from_utf8_lossy(&logs.stdout),
+        "cmd | generated code\n"
+    );
+
+    let t = client(&["trigger", "e2e"]);
+    assert_eq!(
+        t.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&t.stderr)
+    );
+    wait_lines(&p, "e2e.txt", 1, &up);
+    up.wait_for("ready      e2e");
+    let logs = client(&["logs", "e2e", "--tail", "1"]);
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "cmd | e2e passed\n");
+    let bad = client(&["trigger", "nope"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("404: no resource `nope`"));
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+    let after = client(&["status"]);
+    assert_eq!(after.status.code(), Some(1));
 }

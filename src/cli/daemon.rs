@@ -41,11 +41,85 @@ impl Lock {
     pub fn groups_file(&self) -> PathBuf {
         self.dir.join("groups")
     }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Records where the page really is (once its port is bound) and the token (a file only the
+/// user can read) for `devenv status`, `logs` and `trigger`.
+pub fn publish(dir: &Path, cfg: &Config, port: u16, token: &str) -> Result<()> {
+    let info = Info {
+        pid: std::process::id(),
+        config: cfg.file.clone(),
+        url: format!("http://127.0.0.1:{port}/"),
+        started_ms: crate::engine::log::now_ms(),
+    };
+    write_token(&dir.join("token"), token)?;
+    write_info(dir, &info)
+}
+
+fn write_token(path: &Path, token: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(token.as_bytes())?;
+    Ok(())
+}
+
+fn write_info(dir: &Path, info: &Info) -> Result<()> {
+    let tmp = dir.join("daemon.json.tmp");
+    let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(serde_json::to_string_pretty(info)?.as_bytes())?;
+    std::fs::rename(&tmp, dir.join("daemon.json"))?;
+    Ok(())
+}
+
+/// The running daemon of `cfg`'s project: its record and token. An error says that none runs.
+pub fn find(cfg: &Config) -> Result<(Info, String)> {
+    let none = || {
+        anyhow::anyhow!(
+            "no `devenv up` is running for {}\n  hint: start one with `devenv up`",
+            cfg.file.display()
+        )
+    };
+    let dir = project_dir(cfg).ok_or_else(none)?;
+    // A free lock means the record, if any, is a crashed daemon's.
+    if let Ok(file) = OpenOptions::new().write(true).open(dir.join("lock")) {
+        // SAFETY: flock(2) on a descriptor this function owns; released when it is dropped.
+        let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if free {
+            return Err(none());
+        }
+    } else {
+        return Err(none());
+    }
+    let info = read_info(&dir).ok_or_else(none)?;
+    let token = std::fs::read_to_string(dir.join("token")).unwrap_or_default();
+    Ok((info, token.trim().to_owned()))
+}
+
+impl Info {
+    /// The page's port.
+    pub fn port(&self) -> Option<u16> {
+        self.url
+            .trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+    }
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(self.dir.join("daemon.json"));
+        let _ = std::fs::remove_file(self.dir.join("token"));
     }
 }
 
@@ -86,10 +160,7 @@ pub fn acquire(cfg: &Config) -> Result<Lock> {
         url: format!("http://127.0.0.1:{}/", cfg.web.port),
         started_ms: crate::engine::log::now_ms(),
     };
-    let tmp = dir.join("daemon.json.tmp");
-    let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(serde_json::to_string_pretty(&info)?.as_bytes())?;
-    std::fs::rename(&tmp, dir.join("daemon.json"))?;
+    write_info(&dir, &info)?;
     Ok(Lock { _file: file, dir })
 }
 

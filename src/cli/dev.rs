@@ -21,7 +21,7 @@ use crate::deploy::rollout::{self, Health};
 use crate::engine::driver::{self, Logs, Snapshot, Workers};
 use crate::engine::state::{Command, Event, Graph, Node, State, Status};
 use crate::exec::{self, Cancel, Cmd, ExecError};
-use crate::{build, deploy, doctor, watch as files};
+use crate::{build, deploy, doctor, watch as files, web};
 
 /// A local command may run long (a code generator, a test suite), but not forever.
 const RUN_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -45,6 +45,46 @@ pub struct Setup {
     /// Cluster resource -> the images it runs.
     pub resource_images: BTreeMap<String, Vec<String>>,
     pub ci: bool,
+    /// The doctor report `up` ran (for the page and the API).
+    pub doctor: serde_json::Value,
+    /// The project's state directory (the daemon's lock, record and token).
+    pub state_dir: std::path::PathBuf,
+}
+
+/// What the page shows of each resource besides its state.
+fn resource_infos(
+    cfg: &Config,
+    resource_images: &BTreeMap<String, Vec<String>>,
+) -> Vec<web::ResourceInfo> {
+    let mut out: Vec<web::ResourceInfo> = cfg
+        .resources
+        .iter()
+        .map(|r| web::ResourceInfo {
+            name: r.name.clone(),
+            kind: "cluster".into(),
+            workload: Some(r.workload.to_string()),
+            namespace: Some(r.namespace.clone()),
+            images: resource_images.get(&r.name).cloned().unwrap_or_default(),
+            port_forwards: r
+                .port_forwards
+                .iter()
+                .map(|p| format!("{}:{}", p.local, p.remote))
+                .collect(),
+            links: r.links.clone(),
+            manual: r.trigger == config::TriggerMode::Manual,
+        })
+        .collect();
+    out.extend(cfg.locals.iter().map(|l| web::ResourceInfo {
+        name: l.name.clone(),
+        kind: "local".into(),
+        workload: None,
+        namespace: None,
+        images: Vec::new(),
+        port_forwards: Vec::new(),
+        links: l.links.clone(),
+        manual: l.trigger == config::TriggerMode::Manual,
+    }));
+    out
 }
 
 /// The engine's view of the project.
@@ -156,6 +196,46 @@ pub async fn session(setup: Setup) -> Result<ExitCode> {
         Some(w)
     };
     let view_task = tokio::spawn(view(snap_rx.clone(), cfg.clone()));
+    // The status page and the API (not with --ci).
+    if !setup.ci {
+        let proc_root = doctor::Env::from_process().proc_root;
+        let listener = web::listen(cfg.web.port, &proc_root)
+            .await
+            .map_err(|e| anyhow::anyhow!("the status page: {e}\n  hint: {}", e.hint()))?;
+        let port = listener.local_addr().map_or(cfg.web.port, |a| a.port());
+        let token = web::new_token();
+        super::daemon::publish(&setup.state_dir, &cfg, port, &token)?;
+        let header = web::Header {
+            project: cfg.project.clone(),
+            config: cfg.file.display().to_string(),
+            provider: if cfg.needs_cluster() {
+                match cfg.cluster.provider {
+                    config::Provider::Minikube => "minikube".into(),
+                    config::Provider::Existing => "existing".into(),
+                }
+            } else {
+                "none".into()
+            },
+            profile: cfg.needs_cluster().then(|| cfg.cluster.profile.clone()),
+            context: setup.target.as_ref().map(|t| t.context.clone()),
+            cpus: cfg.needs_cluster().then_some(cfg.cluster.cpus),
+            memory_mb: cfg.needs_cluster().then_some(cfg.cluster.memory_mb),
+        };
+        tasks.spawn(web::serve(
+            listener,
+            web::Shared {
+                snapshots: snap_rx.clone(),
+                logs: logs.clone(),
+                events: tx.clone(),
+                header,
+                resources: resource_infos(&cfg, &setup.resource_images),
+                doctor: setup.doctor.clone(),
+                token,
+                port,
+            },
+        ));
+        out::say("page", format!("http://127.0.0.1:{port}/"));
+    }
 
     let mut workers = ClusterWorkers {
         cfg: cfg.clone(),

@@ -71,7 +71,7 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
         return Ok(ExitCode::FAILURE);
     }
     let rt = super::runtime()?;
-    let setup = if cfg.needs_cluster() {
+    let mut setup = if cfg.needs_cluster() {
         match bring_up(&rt, cfg, plan, opts)? {
             Ok(setup) => setup,
             Err(code) => return Ok(code),
@@ -89,8 +89,12 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
             statuses: BTreeMap::new(),
             resource_images: BTreeMap::new(),
             ci: opts.ci,
+            doctor: serde_json::Value::Null,
+            state_dir: lock.dir().to_path_buf(),
         }
     };
+    setup.doctor = serde_json::to_value(&report).unwrap_or_default();
+    setup.state_dir = lock.dir().to_path_buf();
     let code = rt.block_on(dev::session(setup))?;
     // Forwards, log streams and watches end with the runtime; the cluster stays as it is.
     rt.shutdown_timeout(Duration::from_millis(500));
@@ -325,6 +329,8 @@ fn bring_up(
         statuses,
         resource_images,
         ci: opts.ci,
+        doctor: serde_json::Value::Null,
+        state_dir: std::path::PathBuf::new(),
     }))
 }
 

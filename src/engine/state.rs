@@ -50,6 +50,7 @@ pub struct ResourceState {
     pub deployed: BTreeMap<String, String>,
     /// Manual resources: sources changed since the last build.
     pub changed_since_build: bool,
+    #[serde(rename = "last_deploy_at_ms", serialize_with = "as_ms")]
     pub last_deploy_at: Option<Duration>,
     /// Deploys started so far.
     pub deploys: u32,
@@ -63,11 +64,21 @@ pub struct ResourceState {
 pub struct ImageState {
     /// The build in flight, by generation.
     pub building: Option<u64>,
+    #[serde(rename = "build_started_ms", serialize_with = "as_ms")]
     pub build_started: Option<Duration>,
     /// The last good reference (`name:tag`).
     pub reference: Option<String>,
     pub last_error: Option<String>,
+    #[serde(rename = "last_build_ms", serialize_with = "as_ms")]
     pub last_build_took: Option<Duration>,
+}
+
+/// Durations in JSON are whole milliseconds (times are since the engine started).
+fn as_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,10 +113,6 @@ pub enum Event {
         resource: String,
         message: String,
     },
-    #[allow(
-        dead_code,
-        reason = "sent by `devenv trigger` through the daemon's API, which is not built yet"
-    )]
     Trigger {
         resource: String,
     },

@@ -122,6 +122,8 @@ esac"##,
             .env("FAKE_API_SERVER", self.api.url())
             .env("FAKE_MINIKUBE_DIR", &self.mk)
             .env("DEVENV_PROC_ROOT", self.proc_root.path())
+            // Tests run side by side: each daemon's page takes any free port.
+            .env("DEVENV_WEB_PORT", "0")
             .env_remove("DOCKER_HOST")
             .env_remove("MINIKUBE_HOME");
         for (k, v) in extra {

@@ -1,0 +1,110 @@
+//! `devenv status`, `logs` and `trigger`: clients of the project's running daemon, found
+//! through the state directory, speaking its HTTP API.
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+
+use super::daemon;
+use crate::config::Config;
+use crate::web::TOKEN_HEADER;
+use crate::web::client::{self, Response};
+
+fn port_of(cfg: &Config) -> Result<(u16, String)> {
+    let (info, token) = daemon::find(cfg)?;
+    let port = info
+        .port()
+        .with_context(|| format!("the daemon's record has no port: {}", info.url))?;
+    Ok((port, token))
+}
+
+fn ok(r: Response) -> Result<Response> {
+    if (200..300).contains(&r.status) {
+        return Ok(r);
+    }
+    let why = serde_json::from_str::<serde_json::Value>(&r.body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or(r.body.clone());
+    anyhow::bail!("the daemon answered {}: {why}", r.status)
+}
+
+/// `devenv status [--json]`.
+pub fn status(cfg: &Config, json: bool) -> Result<ExitCode> {
+    let (port, _) = port_of(cfg)?;
+    let r = ok(client::request(port, "GET", "/api/status", &[])?)?;
+    if json {
+        println!("{}", r.body);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let v: serde_json::Value = serde_json::from_str(&r.body).context("the daemon's status")?;
+    let empty = Vec::new();
+    let rows = v["resources"].as_array().unwrap_or(&empty);
+    let width = rows
+        .iter()
+        .filter_map(|r| r["name"].as_str().map(str::len))
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    println!(
+        "{:width$}  {:7}  {:9}  {:8}  error",
+        "resource", "kind", "status", "build"
+    );
+    for r in rows {
+        let build = r["build_ms"]
+            .as_u64()
+            .map_or("-".to_owned(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
+        let error = r["last_error"]
+            .as_str()
+            .and_then(|e| e.lines().next())
+            .unwrap_or("");
+        println!(
+            "{:width$}  {:7}  {:9}  {:8}  {error}",
+            r["name"].as_str().unwrap_or("?"),
+            r["kind"].as_str().unwrap_or("?"),
+            r["status"].as_str().unwrap_or("?"),
+            build
+        );
+    }
+    println!("\npage: http://127.0.0.1:{port}/");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `devenv logs NAME [-f] [--tail N]`.
+pub fn logs(cfg: &Config, name: &str, follow: bool, tail: usize) -> Result<ExitCode> {
+    let (port, _) = port_of(cfg)?;
+    let path = format!(
+        "/api/logs/{name}?tail={tail}{}",
+        if follow { "&follow=1" } else { "" }
+    );
+    let status = client::events(port, &path, &[], |e| {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.data) {
+            let source = v["source"].as_str().unwrap_or("");
+            let text = v["text"].as_str().unwrap_or("");
+            if source.is_empty() {
+                println!("{text}");
+            } else {
+                println!("{source} | {text}");
+            }
+        }
+        true
+    })?;
+    if status != 200 {
+        let r = client::request(port, "GET", &path.replace("&follow=1", ""), &[])?;
+        ok(r)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `devenv trigger NAME`.
+pub fn trigger(cfg: &Config, name: &str) -> Result<ExitCode> {
+    let (port, token) = port_of(cfg)?;
+    ok(client::request(
+        port,
+        "POST",
+        &format!("/api/trigger/{name}"),
+        &[(TOKEN_HEADER, &token)],
+    )?)?;
+    println!("triggered  {name}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,459 @@
+//! The status page and the daemon's API: the only user of axum.
+//!
+//! Owns what leaves the daemon over HTTP and who may ask. It binds 127.0.0.1 only. Every
+//! request must name this server in its Host header (a DNS-rebinding page cannot). A request
+//! that changes state must also come from the page's own origin, if it has an Origin, and
+//! carry the daemon's token, so another site open in the same browser cannot drive devenv.
+//! Must not change the engine's state except by sending it events; serves only what the
+//! engine publishes, and no secret value is ever in it.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State as AxState};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+pub mod client;
+
+use crate::engine::driver::{Logs, Snapshot};
+use crate::engine::state::Event;
+
+const INDEX: &str = include_str!("../../web/index.html");
+const APP_JS: &str = include_str!("../../web/app.js");
+const STYLE: &str = include_str!("../../web/style.css");
+
+/// The header that carries the daemon's token.
+pub const TOKEN_HEADER: &str = "x-devenv-token";
+
+/// What the page's header shows about the project and its cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct Header {
+    pub project: String,
+    pub config: String,
+    /// `minikube`, `existing`, or `none` for a local-only project.
+    pub provider: String,
+    pub profile: Option<String>,
+    pub context: Option<String>,
+    pub cpus: Option<u32>,
+    pub memory_mb: Option<u64>,
+}
+
+/// A resource as the page and `devenv status` see it, besides the engine's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceInfo {
+    pub name: String,
+    /// `cluster` or `local`.
+    pub kind: String,
+    pub workload: Option<String>,
+    pub namespace: Option<String>,
+    pub images: Vec<String>,
+    pub port_forwards: Vec<String>,
+    pub links: Vec<String>,
+    pub manual: bool,
+}
+
+/// Everything the server needs.
+#[derive(Clone)]
+pub struct Shared {
+    pub snapshots: watch::Receiver<Snapshot>,
+    pub logs: Logs,
+    pub events: mpsc::UnboundedSender<Event>,
+    pub header: Header,
+    pub resources: Vec<ResourceInfo>,
+    /// The doctor report `up` ran, as JSON.
+    pub doctor: serde_json::Value,
+    pub token: String,
+    pub port: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("port {port} on 127.0.0.1 is taken{}", holder.as_ref().map_or(String::new(), |(pid, name)| format!(" by `{name}` (pid {pid})")))]
+    Busy {
+        port: u16,
+        holder: Option<(u32, String)>,
+    },
+    #[error("cannot listen on 127.0.0.1:{port}: {source}")]
+    Bind {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl WebError {
+    pub fn hint(&self) -> String {
+        match self {
+            WebError::Busy { .. } => {
+                "stop that process, or set another `[web] port` in devenv.toml".into()
+            }
+            WebError::Bind { .. } => "set another `[web] port` in devenv.toml".into(),
+        }
+    }
+}
+
+/// Binds the page's port on loopback.
+pub async fn listen(
+    port: u16,
+    proc_root: &std::path::Path,
+) -> Result<tokio::net::TcpListener, WebError> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            WebError::Busy {
+                port,
+                holder: crate::doctor::port_holder(proc_root, port),
+            }
+        } else {
+            WebError::Bind { port, source: e }
+        }
+    })
+}
+
+/// A fresh random token for this daemon.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 24];
+    let seeded = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    if seeded.is_err() {
+        // No /dev/urandom: hash what differs between runs.
+        let fallback = format!(
+            "{}-{}-{:?}",
+            std::process::id(),
+            crate::engine::log::now_ms(),
+            std::time::Instant::now()
+        );
+        bytes.copy_from_slice(&blake3::hash(fallback.as_bytes()).as_bytes()[..24]);
+    }
+    blake3::hash(&bytes).to_hex()[..32].to_owned()
+}
+
+/// Serves until the task is aborted.
+pub async fn serve(listener: tokio::net::TcpListener, shared: Shared) {
+    let app = router(shared);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::warn!(error = %e, "the web server stopped");
+    }
+}
+
+pub fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route(
+            "/app.js",
+            get(|| async { asset("text/javascript", APP_JS) }),
+        )
+        .route("/style.css", get(|| async { asset("text/css", STYLE) }))
+        .route("/api/status", get(status))
+        .route("/api/events", get(events))
+        .route("/api/logs/{resource}", get(logs))
+        .route("/api/trigger/{resource}", post(trigger))
+        .route("/api/doctor", get(doctor))
+        .layer(middleware::from_fn_with_state(shared.clone(), guard))
+        .with_state(shared)
+}
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct ApiError {
+    error: String,
+}
+
+fn refuse(code: StatusCode, why: &str) -> Response {
+    (
+        code,
+        Json(ApiError {
+            error: why.to_owned(),
+        }),
+    )
+        .into_response()
+}
+
+/// Whether `host` (a Host header) names this server: localhost or 127.0.0.1, on our port.
+fn host_ok(host: &str, port: u16) -> bool {
+    let (name, p) = match host.rsplit_once(':') {
+        Some((n, p)) => (n, p.parse::<u16>().ok()),
+        None => (host, None),
+    };
+    matches!(name, "127.0.0.1" | "localhost") && p == Some(port)
+}
+
+fn origin_ok(origin: &str, port: u16) -> bool {
+    origin == format!("http://127.0.0.1:{port}") || origin == format!("http://localhost:{port}")
+}
+
+/// Host check on every request; Origin and token on anything that is not a read.
+async fn guard(AxState(s): AxState<Shared>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !host_ok(host, s.port) {
+        return refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this server answers only to 127.0.0.1 or localhost on its own port",
+        );
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let ok = origin.to_str().is_ok_and(|o| origin_ok(o, s.port));
+            if !ok {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "cross-origin requests may not change anything",
+                );
+            }
+        }
+        let token = headers.get(TOKEN_HEADER).and_then(|t| t.to_str().ok());
+        if token != Some(s.token.as_str()) {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "a missing or wrong token: the page and `devenv trigger` send the daemon's",
+            );
+        }
+    }
+    next.run(req).await
+}
+
+async fn index(AxState(s): AxState<Shared>) -> Response {
+    // The page is same-origin only; the token goes into it and nowhere else.
+    let html = INDEX.replace("{{TOKEN}}", &s.token);
+    let mut r = (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        html,
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+        ),
+    );
+    r
+}
+
+/// The JSON of `GET /api/status`.
+#[derive(Serialize)]
+pub struct Status {
+    pub header: Header,
+    pub seq: u64,
+    pub at_ms: u64,
+    pub resources: Vec<ResourceStatus>,
+    pub images: serde_json::Value,
+}
+
+#[derive(Serialize)]
+pub struct ResourceStatus {
+    #[serde(flatten)]
+    pub info: ResourceInfo,
+    #[serde(flatten)]
+    pub state: serde_json::Value,
+    /// Milliseconds of the last build of this resource's images, if any.
+    pub build_ms: Option<u64>,
+}
+
+fn status_of(s: &Shared) -> Status {
+    let snap = s.snapshots.borrow().clone();
+    let resources = s
+        .resources
+        .iter()
+        .map(|info| {
+            let state = snap
+                .state
+                .resources
+                .get(&info.name)
+                .and_then(|r| serde_json::to_value(r).ok())
+                .unwrap_or(serde_json::Value::Null);
+            let build_ms = info
+                .images
+                .iter()
+                .filter_map(|i| snap.state.images.get(i))
+                .filter_map(|i| i.last_build_took)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .max();
+            ResourceStatus {
+                info: info.clone(),
+                state,
+                build_ms,
+            }
+        })
+        .collect();
+    Status {
+        header: s.header.clone(),
+        seq: snap.seq,
+        at_ms: snap.at_ms,
+        resources,
+        images: serde_json::to_value(&snap.state.images).unwrap_or_default(),
+    }
+}
+
+async fn status(AxState(s): AxState<Shared>) -> Json<Status> {
+    Json(status_of(&s))
+}
+
+async fn doctor(AxState(s): AxState<Shared>) -> Json<serde_json::Value> {
+    Json(s.doctor.clone())
+}
+
+/// `GET /api/events`: the status now (with `id` = its sequence number), then again after
+/// every change of state. A reconnecting client gets the current status at once, so it
+/// never misses where things are.
+async fn events(
+    AxState(s): AxState<Shared>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let rx = s.snapshots.clone();
+    let stream = futures::stream::unfold((s, rx, true), |(s, mut rx, first)| async move {
+        if !first && rx.changed().await.is_err() {
+            return None;
+        }
+        rx.borrow_and_update();
+        let st = status_of(&s);
+        let ev = SseEvent::default()
+            .event("status")
+            .id(st.seq.to_string())
+            .json_data(&st)
+            .unwrap_or_else(|_| SseEvent::default().comment("unserializable"));
+        Some((Ok(ev), (s, rx, false)))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    tail: Option<usize>,
+    follow: Option<String>,
+}
+
+#[derive(Serialize)]
+struct LogLine<'a> {
+    seq: u64,
+    time_ms: u64,
+    source: &'a str,
+    text: &'a str,
+}
+
+/// `GET /api/logs/{resource}?tail=N&follow=1`: the last N lines (default 200), then, with
+/// follow, each new line as it comes. `Last-Event-ID` resumes after that line.
+async fn logs(
+    AxState(s): AxState<Shared>,
+    Path(resource): Path<String>,
+    Query(q): Query<LogQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if !s.resources.iter().any(|r| r.name == resource) {
+        return refuse(StatusCode::NOT_FOUND, &format!("no resource `{resource}`"));
+    }
+    let follow = matches!(q.follow.as_deref(), Some("1" | "true" | "yes"));
+    let resume: Option<u64> = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let tail = q.tail.unwrap_or(200);
+    let first: Vec<SseEvent> = s.logs.with(&resource, |b| {
+        let lines: Vec<_> = match resume {
+            Some(seq) => b.since(seq).collect(),
+            None => b.tail(tail).collect(),
+        };
+        lines.iter().map(|l| line_event(l)).collect()
+    });
+    let mut last = s.logs.with(&resource, |b| b.tail(1).next().map(|l| l.seq));
+    if let Some(r) = resume {
+        last = last.max(Some(r));
+    }
+    let initial = futures::stream::iter(first.into_iter().map(Ok::<_, Infallible>));
+    if !follow {
+        return Sse::new(initial).into_response();
+    }
+    let more = futures::stream::unfold((s, resource, last), |(s, res, mut last)| async move {
+        loop {
+            let new: Vec<SseEvent> = s.logs.with(&res, |b| {
+                let lines: Vec<_> = match last {
+                    Some(seq) => b.since(seq).collect(),
+                    None => b.tail(usize::MAX).collect(),
+                };
+                if let Some(l) = lines.last() {
+                    last = Some(l.seq);
+                }
+                lines.iter().map(|l| line_event(l)).collect()
+            });
+            if !new.is_empty() {
+                return Some((
+                    futures::stream::iter(new.into_iter().map(Ok::<_, Infallible>)),
+                    (s, res, last),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    use futures::StreamExt;
+    Sse::new(initial.chain(more.flatten()))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+fn line_event(l: &crate::engine::log::Line) -> SseEvent {
+    let body = LogLine {
+        seq: l.seq,
+        time_ms: l.time_ms,
+        source: &l.source,
+        text: &l.text,
+    };
+    SseEvent::default()
+        .event("log")
+        .id(l.seq.to_string())
+        .json_data(&body)
+        .unwrap_or_else(|_| SseEvent::default().comment("unserializable"))
+}
+
+#[derive(Serialize)]
+struct Triggered {
+    triggered: String,
+}
+
+/// `POST /api/trigger/{resource}`: rebuild (or rerun) it now.
+async fn trigger(AxState(s): AxState<Shared>, Path(resource): Path<String>) -> Response {
+    if !s.resources.iter().any(|r| r.name == resource) {
+        return refuse(StatusCode::NOT_FOUND, &format!("no resource `{resource}`"));
+    }
+    if s.events
+        .send(Event::Trigger {
+            resource: resource.clone(),
+        })
+        .is_err()
+    {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped");
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(Triggered {
+            triggered: resource,
+        }),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,275 @@
+//! The API over real HTTP on 127.0.0.1, through the same client the CLI uses: every
+//! endpoint, SSE with reconnection, and the refusals with their status codes.
+
+use super::client::{self, SseEvent};
+use super::*;
+use crate::engine::driver;
+use crate::engine::state::{Graph, Node, State};
+
+struct Server {
+    port: u16,
+    token: String,
+    snaps: watch::Sender<Snapshot>,
+    state: State,
+    events: mpsc::UnboundedReceiver<Event>,
+    logs: Logs,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn server() -> Server {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let state = State::new(Graph {
+        images: vec!["api".into()],
+        resources: vec![
+            Node {
+                name: "backend".into(),
+                images: vec!["api".into()],
+                depends_on: vec![],
+                manual: false,
+                local: false,
+            },
+            Node {
+                name: "tests".into(),
+                images: vec![],
+                depends_on: vec![],
+                manual: true,
+                local: true,
+            },
+        ],
+    });
+    let (snaps, rx) = watch::channel(driver::initial(&state));
+    let (tx, events) = mpsc::unbounded_channel();
+    let logs = Logs::new(1 << 20);
+    let token = new_token();
+    let listener = rt
+        .block_on(listen(0, std::path::Path::new("/proc")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let info = |name: &str, kind: &str| ResourceInfo {
+        name: name.into(),
+        kind: kind.into(),
+        workload: None,
+        namespace: None,
+        images: if kind == "cluster" {
+            vec!["api".into()]
+        } else {
+            vec![]
+        },
+        port_forwards: vec!["8000:8000".into()],
+        links: vec![],
+        manual: kind == "local",
+    };
+    let shared = Shared {
+        snapshots: rx,
+        logs: logs.clone(),
+        events: tx,
+        header: Header {
+            project: "todo".into(),
+            config: "devenv.toml".into(),
+            provider: "minikube".into(),
+            profile: Some("minikube".into()),
+            context: Some("minikube".into()),
+            cpus: Some(4),
+            memory_mb: Some(8192),
+        },
+        resources: vec![info("backend", "cluster"), info("tests", "local")],
+        doctor: serde_json::json!({"summary": {"ok": 9, "warn": 1, "fail": 0, "skipped": 2}}),
+        token: token.clone(),
+        port,
+    };
+    rt.spawn(serve(listener, shared));
+    Server {
+        port,
+        token,
+        snaps,
+        state,
+        events,
+        logs,
+        _rt: rt,
+    }
+}
+
+impl Server {
+    fn publish(&mut self, ev: Event, seq: u64) {
+        self.state.reduce(Duration::from_millis(seq * 10), ev);
+        self.snaps.send_replace(Snapshot {
+            seq,
+            at_ms: seq * 10,
+            state: self.state.clone(),
+        });
+    }
+
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> client::Response {
+        client::request(self.port, "GET", path, headers).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn post(&self, path: &str, headers: &[(&str, &str)]) -> client::Response {
+        client::request(self.port, "POST", path, headers).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+fn json(r: &client::Response) -> serde_json::Value {
+    serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.body))
+}
+
+#[test]
+fn status_lists_every_resource_with_stable_fields() {
+    let mut s = server();
+    s.publish(Event::Start, 1);
+    let r = s.get("/api/status", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = json(&r);
+    assert_eq!(v["header"]["project"], "todo");
+    assert_eq!(v["header"]["cpus"], 4);
+    assert_eq!(v["seq"], 1);
+    let backend = &v["resources"][0];
+    assert_eq!(backend["name"], "backend");
+    assert_eq!(backend["kind"], "cluster");
+    assert_eq!(backend["status"], "building");
+    assert_eq!(backend["port_forwards"][0], "8000:8000");
+    assert!(backend["last_deploy_at_ms"].is_null());
+    assert_eq!(v["resources"][1]["status"], "pending");
+    assert_eq!(v["images"]["api"]["build_started_ms"], 10);
+}
+
+#[test]
+fn the_doctor_report_and_the_page_are_served() {
+    let s = server();
+    assert_eq!(json(&s.get("/api/doctor", &[]))["summary"]["ok"], 9);
+    let page = s.get("/", &[]);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(&s.token), "the page carries the token");
+    assert!(!page.body.contains("https://"), "no CDN");
+    assert_eq!(s.get("/app.js", &[]).status, 200);
+    assert_eq!(s.get("/style.css", &[]).status, 200);
+    assert_eq!(s.get("/api/logs/nope", &[]).status, 404);
+}
+
+#[test]
+fn a_foreign_host_is_refused_everywhere() {
+    let s = server();
+    for path in ["/", "/api/status", "/api/doctor"] {
+        let r = s.get(path, &[("Host", "evil.example:80")]);
+        assert_eq!(r.status, 421, "{path}: {}", r.body);
+        assert!(!r.body.contains(&s.token));
+    }
+    // A rebinding page names its own host with our port: still refused.
+    let r = s.get("/", &[("Host", &format!("attacker.test:{}", s.port))]);
+    assert_eq!(r.status, 421);
+    let ok = s.get("/api/status", &[("Host", &format!("localhost:{}", s.port))]);
+    assert_eq!(ok.status, 200);
+}
+
+#[test]
+fn a_trigger_needs_the_token_and_the_page_s_origin() {
+    let mut s = server();
+    let path = "/api/trigger/tests";
+    assert_eq!(s.post(path, &[]).status, 401, "no token");
+    assert_eq!(s.post(path, &[(TOKEN_HEADER, "wrong")]).status, 401);
+    let cross = s.post(
+        path,
+        &[(TOKEN_HEADER, &s.token), ("Origin", "https://evil.example")],
+    );
+    assert_eq!(cross.status, 403, "{}", cross.body);
+    assert!(s.events.try_recv().is_err(), "nothing reached the engine");
+    let origin = format!("http://127.0.0.1:{}", s.port);
+    let ok = s.post(path, &[(TOKEN_HEADER, &s.token), ("Origin", &origin)]);
+    assert_eq!(ok.status, 202, "{}", ok.body);
+    assert_eq!(json(&ok)["triggered"], "tests");
+    assert_eq!(
+        s.events.try_recv().ok(),
+        Some(Event::Trigger {
+            resource: "tests".into()
+        })
+    );
+    // The CLI sends no Origin, only the token.
+    assert_eq!(s.post(path, &[(TOKEN_HEADER, &s.token)]).status, 202);
+    assert_eq!(
+        s.post("/api/trigger/nope", &[(TOKEN_HEADER, &s.token)])
+            .status,
+        404
+    );
+}
+
+/// Reads events until `n` arrived.
+fn take_events(port: u16, path: &str, headers: &[(&str, &str)], n: usize) -> Vec<SseEvent> {
+    let mut got = Vec::new();
+    let status = client::events(port, path, headers, |e| {
+        got.push(e);
+        got.len() < n
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, 200);
+    got
+}
+
+#[test]
+fn events_send_a_snapshot_on_connect_then_every_change_and_resume_on_reconnect() {
+    let mut s = server();
+    let port = s.port;
+    let reader = std::thread::spawn(move || take_events(port, "/api/events", &[], 3));
+    std::thread::sleep(Duration::from_millis(300));
+    s.publish(Event::Start, 1);
+    std::thread::sleep(Duration::from_millis(100));
+    s.publish(
+        Event::BuildDone {
+            image: "api".into(),
+            generation: 1,
+            result: Ok("api:devenv-1".into()),
+        },
+        2,
+    );
+    let got = reader.join().unwrap_or_else(|_| panic!("reader panicked"));
+    let ids: Vec<Option<&str>> = got.iter().map(|e| e.id.as_deref()).collect();
+    assert_eq!(ids, [Some("0"), Some("1"), Some("2")]);
+    assert!(got.iter().all(|e| e.event == "status"));
+    let last: serde_json::Value =
+        serde_json::from_str(&got[2].data).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(last["resources"][0]["status"], "deploying");
+    // A client that reconnects (EventSource sends Last-Event-ID) is told where things are now.
+    let again = take_events(port, "/api/events", &[("Last-Event-ID", "1")], 1);
+    assert_eq!(again[0].id.as_deref(), Some("2"));
+}
+
+#[test]
+fn logs_give_the_tail_then_follow_and_resume_after_the_last_seen_line() {
+    let s = server();
+    for i in 0..5 {
+        s.logs.push("backend", "pod/app", &format!("line {i}"));
+    }
+    let texts = |evs: &[SseEvent]| -> Vec<String> {
+        evs.iter()
+            .map(|e| {
+                let v: serde_json::Value =
+                    serde_json::from_str(&e.data).unwrap_or_else(|err| panic!("{err}"));
+                v["text"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect()
+    };
+    let tail = take_events(s.port, "/api/logs/backend?tail=2", &[], 10);
+    assert_eq!(texts(&tail), ["line 3", "line 4"]);
+    assert_eq!(tail[1].id.as_deref(), Some("4"));
+
+    let port = s.port;
+    let follower =
+        std::thread::spawn(move || take_events(port, "/api/logs/backend?tail=1&follow=1", &[], 3));
+    std::thread::sleep(Duration::from_millis(300));
+    s.logs.push("backend", "build", "line 5");
+    s.logs.push("backend", "build", "line 6");
+    let followed = follower
+        .join()
+        .unwrap_or_else(|_| panic!("follower panicked"));
+    assert_eq!(texts(&followed), ["line 4", "line 5", "line 6"]);
+
+    let resumed = take_events(
+        s.port,
+        "/api/logs/backend?follow=1",
+        &[("Last-Event-ID", "5")],
+        1,
+    );
+    assert_eq!(texts(&resumed), ["line 6"]);
+}
