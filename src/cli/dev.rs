@@ -636,17 +636,7 @@ impl Workers for ClusterWorkers {
                         .await;
                         match res {
                             Ok(()) => {
-                                out::say(
-                                    "ready",
-                                    format!(
-                                        "{} ({}, {}/{} pods, {:.1}s)",
-                                        r.name,
-                                        r.workload,
-                                        pods.ready,
-                                        pods.total,
-                                        started.elapsed().as_secs_f64()
-                                    ),
-                                );
+                                super::up::say_ready(&r, pods, started.elapsed());
                                 let _ = tx.send(Event::Ready { resource: r.name });
                             }
                             Err(e) => {

@@ -376,6 +376,21 @@ fn resource_images(
         .collect()
 }
 
+/// `ready      name (workload, x/y pods, Ns)`.
+pub(super) fn say_ready(r: &config::Resource, pods: PodCounts, took: Duration) {
+    out::say(
+        "ready",
+        format!(
+            "{} ({}, {}/{} pods, {:.1}s)",
+            r.name,
+            r.workload,
+            pods.ready,
+            pods.total,
+            took.as_secs_f64()
+        ),
+    );
+}
+
 /// How a resource's bring-up ended.
 #[derive(Debug)]
 enum Outcome {
@@ -421,17 +436,7 @@ async fn wait_one(target: &Target, r: &config::Resource, fail_fast: bool) -> Out
     match res {
         Ok(()) => {
             let took = started.elapsed();
-            out::say(
-                "ready",
-                format!(
-                    "{} ({}, {}/{} pods, {:.1}s)",
-                    r.name,
-                    r.workload,
-                    pods.ready,
-                    pods.total,
-                    took.as_secs_f64()
-                ),
-            );
+            say_ready(r, pods, took);
             Outcome::Ready { took, pods }
         }
         Err(e) => {

@@ -152,16 +152,25 @@ async fn collect(rx: &mut mpsc::UnboundedReceiver<BTreeSet<PathBuf>>) -> Vec<BTr
     out
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_burst_becomes_one_batch_and_a_pause_splits_batches() {
+/// A debounce of 50 ms with a 2 s cap: paths in, batches out.
+fn debouncer() -> (
+    mpsc::UnboundedSender<PathBuf>,
+    mpsc::UnboundedReceiver<BTreeSet<PathBuf>>,
+) {
     let (ptx, prx) = mpsc::unbounded_channel();
-    let (stx, mut srx) = mpsc::unbounded_channel();
+    let (stx, srx) = mpsc::unbounded_channel();
     tokio::spawn(debounce(
         prx,
         Duration::from_millis(50),
         Duration::from_secs(2),
         stx,
     ));
+    (ptx, srx)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_becomes_one_batch_and_a_pause_splits_batches() {
+    let (ptx, mut srx) = debouncer();
     for i in 0..10_000 {
         let _ = ptx.send(PathBuf::from(format!("f{i}")));
         if i % 1000 == 0 {
@@ -193,14 +202,7 @@ async fn a_burst_becomes_one_batch_and_a_pause_splits_batches() {
 
 #[tokio::test(start_paused = true)]
 async fn an_endless_stream_still_flushes_at_the_cap() {
-    let (ptx, prx) = mpsc::unbounded_channel();
-    let (stx, mut srx) = mpsc::unbounded_channel();
-    tokio::spawn(debounce(
-        prx,
-        Duration::from_millis(50),
-        Duration::from_secs(2),
-        stx,
-    ));
+    let (ptx, mut srx) = debouncer();
     for i in 0..100 {
         let _ = ptx.send(PathBuf::from(format!("f{i}")));
         tokio::time::sleep(Duration::from_millis(30)).await;
