@@ -476,6 +476,18 @@ fn a_newer_change_cancels_the_build_in_flight_and_only_the_last_tag_is_deployed(
         deployment["spec"]["template"]["spec"]["containers"][0]["image"],
         last
     );
+    // Build output, bring-up's and the loop's, is in the resource's log.
+    let logs = w.run(&["logs", "hello", "--tail", "1000"], &[]);
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        logs.contains("build | #1 [internal] load build definition from Dockerfile"),
+        "{logs}"
+    );
+    assert!(logs.contains("build | building slowly"), "{logs}");
+    assert!(
+        logs.contains(&format!("deploy | deployed with {last}")),
+        "{logs}"
+    );
     up.signal(libc::SIGTERM);
     let _ = up.child.wait();
 }

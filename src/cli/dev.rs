@@ -49,6 +49,8 @@ pub struct Setup {
     pub doctor: serde_json::Value,
     /// The project's state directory (the daemon's lock, record and token).
     pub state_dir: std::path::PathBuf,
+    /// Bring-up's build output: `(image, time_ms, line)`.
+    pub build_lines: Vec<(String, u64, String)>,
 }
 
 /// What the page shows of each resource besides its state.
@@ -117,6 +119,15 @@ pub fn graph(cfg: &Config, resource_images: &BTreeMap<String, Vec<String>>) -> G
 pub async fn session(setup: Setup) -> Result<ExitCode> {
     let cfg = setup.cfg.clone();
     let logs = Logs::new(cfg.web.log_buffer);
+    // Bring-up's builds start the logs of the resources that run their images.
+    let image_users = users(&setup.resource_images);
+    for (image, time_ms, line) in &setup.build_lines {
+        for r in image_users.get(image).into_iter().flatten() {
+            logs.with(r, |b| {
+                b.push(*time_ms, "build", line);
+            });
+        }
+    }
     let mut tasks = tokio::task::JoinSet::new();
     if let (Some(target), false) = (&setup.target, setup.ci) {
         follow_cluster(&cfg, target, &setup, &logs, &mut tasks).await?;

@@ -91,6 +91,7 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
             ci: opts.ci,
             doctor: serde_json::Value::Null,
             state_dir: lock.dir().to_path_buf(),
+            build_lines: Vec::new(),
         }
     };
     setup.doctor = serde_json::to_value(&report).unwrap_or_default();
@@ -211,11 +212,13 @@ fn bring_up(
         );
     }
     let names: Vec<String> = cfg.images.iter().map(|i| i.name.clone()).collect();
+    let build_lines = super::BuildLines::default();
     let Some(references) = super::run_builds(
         cfg,
         &names,
         ready.image_store.as_ref(),
         build::run::default_parallelism(),
+        Some(&build_lines),
     ) else {
         return Ok(Err(ExitCode::FAILURE));
     };
@@ -331,6 +334,7 @@ fn bring_up(
         ci: opts.ci,
         doctor: serde_json::Value::Null,
         state_dir: std::path::PathBuf::new(),
+        build_lines: build_lines.into_inner().unwrap_or_default(),
     }))
 }
 
