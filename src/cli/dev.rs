@@ -256,6 +256,9 @@ pub async fn session(setup: Setup) -> Result<ExitCode> {
         logs: logs.clone(),
         users: users(&setup.resource_images),
         builds: HashMap::new(),
+        build_slots: Arc::new(tokio::sync::Semaphore::new(
+            build::run::default_parallelism(),
+        )),
         runs: HashMap::new(),
         serves: Arc::new(Mutex::new(HashMap::new())),
         waits: HashMap::new(),
@@ -522,6 +525,8 @@ struct ClusterWorkers {
     /// Image -> resources that run it (their logs get the build's output).
     users: BTreeMap<String, Vec<String>>,
     builds: HashMap<String, (u64, Cancel)>,
+    /// How many builds may run at once (half the CPUs, at least one).
+    build_slots: Arc<tokio::sync::Semaphore>,
     runs: HashMap<String, (u64, Cancel)>,
     /// Serve commands running, by local resource.
     serves: Arc<Mutex<HashMap<String, Cancel>>>,
@@ -547,13 +552,23 @@ impl Workers for ClusterWorkers {
                 let store = self.store.clone();
                 let logs = self.logs.clone();
                 let users = self.users.get(&image).cloned().unwrap_or_default();
-                tokio::task::spawn_blocking(move || {
-                    let result = build_image(&cfg, &image, store.as_ref(), &cancel, &logs, &users);
-                    let _ = tx.send(Event::BuildDone {
-                        image,
-                        generation,
-                        result,
-                    });
+                let slots = self.build_slots.clone();
+                tokio::spawn(async move {
+                    // Builds of different images run side by side, up to the limit.
+                    let permit = slots.acquire_owned().await;
+                    let result = tokio::task::spawn_blocking(move || {
+                        let r = build_image(&cfg, &image, store.as_ref(), &cancel, &logs, &users);
+                        drop(permit);
+                        (image, r)
+                    })
+                    .await;
+                    if let Ok((image, result)) = result {
+                        let _ = tx.send(Event::BuildDone {
+                            image,
+                            generation,
+                            result,
+                        });
+                    }
                 });
             }
             Command::Cancel { image, generation } => {
