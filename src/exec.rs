@@ -381,8 +381,13 @@ pub fn run(cmd: &Cmd) -> Result<Finished, ExecError> {
     result
 }
 
+/// How much of a streamed command's output is kept for its caller (its last lines): a serve
+/// command that logs for days must not grow devenv.
+pub const KEPT_OUTPUT: usize = 256 * 1024;
+
 /// Runs `cmd` with stdout and stderr merged, handing each line to `on_line` as it arrives
-/// (for progress output such as `minikube start`'s). The returned `stdout` holds every line.
+/// (for progress output such as `minikube start`'s). The returned `stdout` holds the last
+/// lines, up to [`KEPT_OUTPUT`] bytes.
 pub fn run_lines(cmd: &Cmd, mut on_line: impl FnMut(&str)) -> Result<Finished, ExecError> {
     let command = cmd.display();
     let started = Instant::now();
@@ -411,7 +416,8 @@ pub fn run_lines(cmd: &Cmd, mut on_line: impl FnMut(&str)) -> Result<Finished, E
         }
         fired
     });
-    let mut all = String::new();
+    let mut kept: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let mut kept_bytes = 0;
     let mut lines = io::BufReader::new(&reader);
     let mut buf = Vec::new();
     loop {
@@ -422,8 +428,14 @@ pub fn run_lines(cmd: &Cmd, mut on_line: impl FnMut(&str)) -> Result<Finished, E
                 let line = String::from_utf8_lossy(&buf);
                 let line = line.trim_end_matches(['\n', '\r']);
                 on_line(line);
-                all.push_str(line);
-                all.push('\n');
+                kept_bytes += line.len() + 1;
+                kept.push_back(line.to_owned());
+                while kept_bytes > KEPT_OUTPUT {
+                    match kept.pop_front() {
+                        Some(old) => kept_bytes -= old.len() + 1,
+                        None => break,
+                    }
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
@@ -463,6 +475,11 @@ pub fn run_lines(cmd: &Cmd, mut on_line: impl FnMut(&str)) -> Result<Finished, E
             after: cmd.timeout,
         });
     }
+    let mut all = String::with_capacity(kept_bytes);
+    for l in kept {
+        all.push_str(&l);
+        all.push('\n');
+    }
     let finished = Finished {
         code: status.and_then(|s| s.code()),
         stdout: all,
@@ -497,6 +514,20 @@ mod tests {
         assert_eq!(seen, ["one", "two", "three"]);
         assert_eq!(f.code, Some(4));
         assert_eq!(f.stdout, "one\ntwo\nthree\n");
+    }
+
+    #[test]
+    fn a_streaming_command_keeps_only_its_last_output() {
+        let mut seen = 0;
+        let f = run_lines(
+            &Cmd::new("sh").args(["-c", "seq 100000 | sed 's/^/line /'"]),
+            |_| seen += 1,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(seen, 100_000, "every line is handed over");
+        assert!(f.stdout.len() <= KEPT_OUTPUT, "{}", f.stdout.len());
+        assert!(f.stdout.ends_with("line 99999\nline 100000\n"));
+        assert!(!f.stdout.starts_with("line 1\n"));
     }
 
     #[test]

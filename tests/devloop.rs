@@ -600,3 +600,93 @@ fn status_logs_and_trigger_talk_to_the_running_daemon() {
     let after = client(&["status"]);
     assert_eq!(after.status.code(), Some(1));
 }
+
+/// The daemon's VmRSS in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Soak (not timed): 200,000 log lines through one resource, twice. The resource's log keeps
+/// within `[web] log_buffer` (1 MB here), and the daemon's memory does not grow with the
+/// lines: the second flood adds next to nothing.
+#[test]
+fn two_hundred_thousand_log_lines_leave_memory_within_the_buffer_bound() {
+    let p = Project::new();
+    p.write(
+        "devenv.toml",
+        "[project]\nname = \"soak\"\n\n[[local]]\nname = \"flood\"\ncmd = \"seq 200000 | sed 's/^/a log line of the flood, number /'\"\ntrigger = \"manual\"\n\n[web]\nlog_buffer = \"1MB\"\n",
+    );
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut up = Running::spawn(local_up(&p, home.path(), &["--quiet"]));
+    let pid = up.child.id();
+    let client = |args: &[&str]| {
+        Command::new(common::devenv_bin())
+            .args(args)
+            .current_dir(p.path())
+            .env("HOME", home.path())
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client(&["status"]).status.success() {
+        assert!(Instant::now() < deadline, "no daemon: {}", up.text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let status = || -> serde_json::Value {
+        serde_json::from_slice(&client(&["status", "--json"]).stdout)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let flood = |n: u64| {
+        assert!(client(&["trigger", "flood"]).status.success());
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let s = status();
+            if s["resources"][0]["status"] == "ready" && s["resources"][0]["runs"] == n {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the flood did not end: {s}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let before = rss_kib(pid);
+    flood(1);
+    let after_one = rss_kib(pid);
+    flood(2);
+    let after_two = rss_kib(pid);
+    // What the log holds: the newest lines only, within the bound.
+    let logs = client(&["logs", "flood", "--tail", "1000000"]);
+    let text = String::from_utf8_lossy(&logs.stdout);
+    let kept = text.lines().count();
+    assert!(
+        text.lines()
+            .last()
+            .is_some_and(|l| l.ends_with("number 200000")),
+        "the newest line is kept"
+    );
+    // As the buffer counts: source + text + 64 bytes a line (printed as `source | text`).
+    let bytes: usize = text.lines().map(|l| l.len() - " | ".len() + 64).sum();
+    assert!(bytes <= 1 << 20, "{kept} lines, {bytes} bytes");
+    assert!(kept < 200_000 && kept > 5_000, "{kept} lines kept");
+    eprintln!(
+        "RSS: {before} KiB before, {after_one} after 200,000 lines, {after_two} after 400,000; {kept} lines kept"
+    );
+    assert!(
+        after_one < before + 16 * 1024,
+        "the first flood grew the daemon by {} KiB",
+        after_one.saturating_sub(before)
+    );
+    assert!(
+        after_two < after_one + 2 * 1024,
+        "the second flood grew it again by {} KiB",
+        after_two.saturating_sub(after_one)
+    );
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+}
