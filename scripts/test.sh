@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/install-test-tools.sh --with-builders
+bash scripts/install-test-tools.sh --with-builders --with-browser
 export PATH="/usr/local/bin:$HOME/.local/bin:$PATH"
 
 echo "== cargo fmt --check"
