@@ -449,6 +449,12 @@ fn forwards_follow_the_pod_logs_stream_and_sigterm_stops_cleanly() {
     w.api
         .log("hello", "hello-2-0", "hello", false, "started again");
     up.wait_for("  hello | hello-2-0/hello started again");
+    // The daemon's status counts the pods (the page shows them).
+    let status = w.run(&["status", "--json"], &[]);
+    let v: Value = serde_json::from_slice(&status.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v["resources"][0]["name"], "hello");
+    assert_eq!(v["resources"][0]["pods"]["ready"], 1, "{v}");
+    assert_eq!(v["resources"][0]["pods"]["total"], 1, "{v}");
     assert_eq!(through_forward(port, "pong"), "hello-2-0:8080 pong");
     assert!(w.api.requests().iter().any(|r| r.path
         == "/api/v1/namespaces/hello/pods/hello-2-0/portforward"

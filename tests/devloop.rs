@@ -690,3 +690,29 @@ fn two_hundred_thousand_log_lines_leave_memory_within_the_buffer_bound() {
     up.signal(libc::SIGTERM);
     let _ = up.child.wait();
 }
+
+/// A busy page port stops `up` before anything starts, with the process holding it named
+/// (doctor's port check; the server's own bind says the same if the port is taken later).
+#[test]
+fn a_busy_page_port_names_its_holder() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = held
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = local_project();
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out = local_up(&p, home.path(), &["--port", &port.to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port} is in use by `devloop-"))
+            && err.contains(&format!("(pid {})", std::process::id()))
+            && err.contains("free for the status page ([web] port)"),
+        "{err}"
+    );
+    assert!(!p.path().join("runs.txt").exists(), "nothing ran");
+    drop(held);
+}

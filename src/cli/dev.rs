@@ -129,8 +129,10 @@ pub async fn session(setup: Setup) -> Result<ExitCode> {
         }
     }
     let mut tasks = tokio::task::JoinSet::new();
+    let (pods_tx, pods_rx) = watch::channel(BTreeMap::new());
+    let pods_tx = Arc::new(pods_tx);
     if let (Some(target), false) = (&setup.target, setup.ci) {
-        follow_cluster(&cfg, target, &setup, &logs, &mut tasks).await?;
+        follow_cluster(&cfg, target, &setup, &logs, &pods_tx, &mut tasks).await?;
     }
 
     let mut state = State::new(graph(&cfg, &setup.resource_images));
@@ -236,6 +238,7 @@ pub async fn session(setup: Setup) -> Result<ExitCode> {
             listener,
             web::Shared {
                 snapshots: snap_rx.clone(),
+                pods: pods_rx.clone(),
                 logs: logs.clone(),
                 events: tx.clone(),
                 header,
@@ -433,6 +436,7 @@ async fn follow_cluster(
     target: &Target,
     setup: &Setup,
     logs: &Logs,
+    pod_counts: &Arc<watch::Sender<BTreeMap<String, rollout::PodCounts>>>,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Result<()> {
     let proc_root = doctor::Env::from_process().proc_root;
@@ -476,6 +480,25 @@ async fn follow_cluster(
         }
         for link in &r.links {
             out::say("link", format!("{}: {link}", r.name));
+        }
+        // Pod counts for the page, kept current.
+        {
+            let pods = pods.clone();
+            let name = r.name.clone();
+            let counts = pod_counts.clone();
+            tasks.spawn(async move {
+                let mut changed = pods.changed.clone();
+                loop {
+                    let all = pods.store.state();
+                    let refs: Vec<&k8s_openapi::api::core::v1::Pod> =
+                        all.iter().map(AsRef::as_ref).collect();
+                    let c = rollout::pod_counts(&refs);
+                    counts.send_if_modified(|m| m.insert(name.clone(), c) != Some(c));
+                    if changed.changed().await.is_err() {
+                        break;
+                    }
+                }
+            });
         }
         let name = r.name.clone();
         let logs = logs.clone();

@@ -24,6 +24,9 @@ use tokio::sync::{mpsc, watch};
 
 pub mod client;
 
+use std::collections::BTreeMap;
+
+use crate::deploy::rollout::PodCounts;
 use crate::engine::driver::{Logs, Snapshot};
 use crate::engine::state::Event;
 
@@ -65,6 +68,8 @@ pub struct ResourceInfo {
 #[derive(Clone)]
 pub struct Shared {
     pub snapshots: watch::Receiver<Snapshot>,
+    /// Each cluster resource's pods: ready, total, restarts.
+    pub pods: watch::Receiver<BTreeMap<String, PodCounts>>,
     pub logs: Logs,
     pub events: mpsc::UnboundedSender<Event>,
     pub header: Header,
@@ -273,10 +278,13 @@ pub struct ResourceStatus {
     pub state: serde_json::Value,
     /// Milliseconds of the last build of this resource's images, if any.
     pub build_ms: Option<u64>,
+    /// Its pods (cluster resources): ready, total, container restarts.
+    pub pods: Option<PodCounts>,
 }
 
 fn status_of(s: &Shared) -> Status {
     let snap = s.snapshots.borrow().clone();
+    let pods = s.pods.borrow().clone();
     let resources = s
         .resources
         .iter()
@@ -298,6 +306,7 @@ fn status_of(s: &Shared) -> Status {
                 info: info.clone(),
                 state,
                 build_ms,
+                pods: pods.get(&info.name).copied(),
             }
         })
         .collect();
@@ -325,19 +334,31 @@ async fn events(
     AxState(s): AxState<Shared>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = s.snapshots.clone();
-    let stream = futures::stream::unfold((s, rx, true), |(s, mut rx, first)| async move {
-        if !first && rx.changed().await.is_err() {
-            return None;
-        }
-        rx.borrow_and_update();
-        let st = status_of(&s);
-        let ev = SseEvent::default()
-            .event("status")
-            .id(st.seq.to_string())
-            .json_data(&st)
-            .unwrap_or_else(|_| SseEvent::default().comment("unserializable"));
-        Some((Ok(ev), (s, rx, false)))
-    });
+    let pods = s.pods.clone();
+    let stream = futures::stream::unfold(
+        (s, rx, pods, true),
+        |(s, mut rx, mut pods, first)| async move {
+            if !first {
+                // A change of state or of the pods.
+                let changed = tokio::select! {
+                    r = rx.changed() => r.is_ok(),
+                    r = pods.changed() => r.is_ok() || rx.changed().await.is_ok(),
+                };
+                if !changed {
+                    return None;
+                }
+            }
+            rx.borrow_and_update();
+            pods.borrow_and_update();
+            let st = status_of(&s);
+            let ev = SseEvent::default()
+                .event("status")
+                .id(st.seq.to_string())
+                .json_data(&st)
+                .unwrap_or_else(|_| SseEvent::default().comment("unserializable"));
+            Some((Ok(ev), (s, rx, pods, false)))
+        },
+    );
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 

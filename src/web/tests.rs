@@ -10,6 +10,7 @@ struct Server {
     port: u16,
     token: String,
     snaps: watch::Sender<Snapshot>,
+    _pods: watch::Sender<BTreeMap<String, PodCounts>>,
     state: State,
     events: mpsc::UnboundedReceiver<Event>,
     logs: Logs,
@@ -63,8 +64,18 @@ fn server() -> Server {
         links: vec![],
         manual: kind == "local",
     };
+    let (pods_tx, pods) = watch::channel(BTreeMap::new());
+    pods_tx.send_replace(BTreeMap::from([(
+        "backend".to_owned(),
+        PodCounts {
+            ready: 1,
+            total: 2,
+            restarts: 3,
+        },
+    )]));
     let shared = Shared {
         snapshots: rx,
+        pods,
         logs: logs.clone(),
         events: tx,
         header: Header {
@@ -86,6 +97,7 @@ fn server() -> Server {
         port,
         token,
         snaps,
+        _pods: pods_tx,
         state,
         events,
         logs,
@@ -132,7 +144,12 @@ fn status_lists_every_resource_with_stable_fields() {
     assert_eq!(backend["status"], "building");
     assert_eq!(backend["port_forwards"][0], "8000:8000");
     assert!(backend["last_deploy_at_ms"].is_null());
+    assert_eq!(
+        backend["pods"],
+        serde_json::json!({"ready": 1, "total": 2, "restarts": 3})
+    );
     assert_eq!(v["resources"][1]["status"], "pending");
+    assert!(v["resources"][1]["pods"].is_null());
     assert_eq!(v["images"]["api"]["build_started_ms"], 10);
 }
 
