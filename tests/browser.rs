@@ -149,13 +149,6 @@ impl Drop for Driver {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
 #[test]
 fn the_page_shows_live_state_and_logs_and_its_trigger_reaches_the_engine() {
     let (Some(chromium), Some(driver)) = (common::which("chromium"), common::which("chromedriver"))
@@ -189,7 +182,7 @@ fn the_page_shows_live_state_and_logs_and_its_trigger_reaches_the_engine() {
         .trim()
         .to_owned();
 
-    let wd_port = free_port();
+    let wd_port = common::free_port();
     let _driver = Driver(
         Command::new(driver)
             .arg(format!("--port={wd_port}"))

@@ -16,28 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{FakeBin, Project, stderr, stdout};
-
-struct Storage {
-    dir: tempfile::TempDir,
-}
-
-impl Storage {
-    /// A containers-storage root of its own (vfs), so tests never share or pollute images.
-    fn new() -> Storage {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let conf = format!(
-            "[storage]\ndriver = \"vfs\"\nrunroot = \"{0}/run\"\ngraphroot = \"{0}/graph\"\n",
-            dir.path().display()
-        );
-        std::fs::write(dir.path().join("storage.conf"), conf).unwrap_or_else(|e| panic!("{e}"));
-        Storage { dir }
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.dir.path().join("storage.conf")
-    }
-}
+use common::{FakeBin, Project, Storage, stderr, stdout};
 
 fn fake_minikube(bin: &FakeBin, state_dir: &Path, driver: &str) {
     bin.minikube();
@@ -165,7 +144,7 @@ struct PodmanService {
 
 impl PodmanService {
     fn start(storage: &Storage) -> PodmanService {
-        let socket = storage.dir.path().join("podman.sock");
+        let socket = storage.dir().join("podman.sock");
         let child = Command::new("podman")
             .args([
                 "system",

@@ -383,13 +383,6 @@ fn a_dependent_of_a_failed_resource_is_not_deployed() {
     assert!(w.api.object(&deployment_path("hello", "web")).is_none());
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// Sends `msg` through the forward and returns what came back.
 fn through_forward(port: u16, msg: &str) -> String {
     use std::io::{Read, Write};
@@ -406,7 +399,7 @@ fn through_forward(port: u16, msg: &str) -> String {
 #[test]
 fn forwards_follow_the_pod_logs_stream_and_sigterm_stops_cleanly() {
     let p = Project::example("hello");
-    let port = free_port();
+    let port = common::free_port();
     let cfg = p.read("devenv.toml").replace(
         "port_forwards = [\"8080:8080\"]",
         &format!("port_forwards = [\"{port}:8080\"]"),

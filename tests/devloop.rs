@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -30,21 +30,26 @@ fn local_up(p: &Project, home: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// examples/hello with its port forward on a free local port (tests run side by side).
 fn hello() -> Project {
     let p = Project::example("hello");
-    let cfg = p
-        .read("devenv.toml")
-        .replace("\"8080:8080\"", &format!("\"{}:8080\"", free_port()));
+    let cfg = p.read("devenv.toml").replace(
+        "\"8080:8080\"",
+        &format!("\"{}:8080\"", common::free_port()),
+    );
     p.write("devenv.toml", &cfg);
     p
+}
+
+/// A devenv command other than `up` in `p` (`status`, `logs`, `trigger`), with `home`.
+fn devenv_in(p: &Project, home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(common::devenv_bin())
+        .args(args)
+        .current_dir(p.path())
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", home)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn lines(p: &Project, rel: &str) -> usize {
@@ -255,20 +260,6 @@ fn ci_runs_local_resources_once_and_fails_on_a_failing_one() {
     );
 }
 
-/// A containers-storage root of its own (vfs), so the test never shares images.
-fn storage(dir: &Path) -> PathBuf {
-    let conf = dir.join("storage.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[storage]\ndriver = \"vfs\"\nrunroot = \"{0}/run\"\ngraphroot = \"{0}/graph\"\n",
-            dir.display()
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    conf
-}
-
 /// The processes below `pid`, from /proc.
 fn descendants(pid: u32) -> Vec<i32> {
     let mut parents: Vec<(i32, i32)> = Vec::new();
@@ -321,8 +312,8 @@ fn editing_hello_rebuilds_once_redeploys_the_new_tag_and_sigterm_leaves_nothing(
     let w = World::new(p);
     w.api.auto_rollout();
     w.profile("running", 4, 8192);
-    let store = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let conf = storage(store.path());
+    let store = common::Storage::new();
+    let conf = store.conf();
     let path = format!(
         "{}:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
         w.bin.path().display()
@@ -545,15 +536,7 @@ fn status_logs_and_trigger_talk_to_the_running_daemon() {
         "[project]\nname = \"cli\"\n\n[[local]]\nname = \"gen\"\ncmd = \"echo generated code\"\n\n[[local]]\nname = \"e2e\"\ncmd = \"echo e2e ran >> e2e.txt; echo e2e passed\"\ntrigger = \"manual\"\n",
     );
     let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let client = |args: &[&str]| {
-        Command::new(common::devenv_bin())
-            .args(args)
-            .current_dir(p.path())
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", home.path())
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
+    let client = |args: &[&str]| devenv_in(&p, home.path(), args);
     let none = client(&["status"]);
     assert_eq!(none.status.code(), Some(1));
     assert!(
@@ -625,14 +608,7 @@ fn two_hundred_thousand_log_lines_leave_memory_within_the_buffer_bound() {
     let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut up = Running::spawn(local_up(&p, home.path(), &["--quiet"]));
     let pid = up.child.id();
-    let client = |args: &[&str]| {
-        Command::new(common::devenv_bin())
-            .args(args)
-            .current_dir(p.path())
-            .env("HOME", home.path())
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
+    let client = |args: &[&str]| devenv_in(&p, home.path(), args);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !client(&["status"]).status.success() {
         assert!(Instant::now() < deadline, "no daemon: {}", up.text());

@@ -176,3 +176,37 @@ impl FakeBin {
         self.tool("minikube", fixture.trim_start_matches("#!/bin/sh\n"))
     }
 }
+
+/// A port on 127.0.0.1 that nothing listens on right now (tests run side by side).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A containers-storage root of its own (vfs), so tests never share or pollute images.
+pub struct Storage {
+    dir: tempfile::TempDir,
+}
+
+impl Storage {
+    pub fn new() -> Storage {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let conf = format!(
+            "[storage]\ndriver = \"vfs\"\nrunroot = \"{0}/run\"\ngraphroot = \"{0}/graph\"\n",
+            dir.path().display()
+        );
+        std::fs::write(dir.path().join("storage.conf"), conf).unwrap_or_else(|e| panic!("{e}"));
+        Storage { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The file to give buildah and podman as CONTAINERS_STORAGE_CONF.
+    pub fn conf(&self) -> PathBuf {
+        self.dir.path().join("storage.conf")
+    }
+}
