@@ -17,9 +17,9 @@ use crate::build::run::BuildError;
 use crate::cluster::kube::Target;
 use crate::cluster::minikube::ImageStore;
 use crate::config::{self, Config};
-use crate::deploy::rollout::{self, Health};
+use crate::deploy::rollout;
 use crate::engine::driver::{self, Logs, Snapshot, Workers};
-use crate::engine::state::{Command, Event, Graph, Node, State, Status};
+use crate::engine::state::{Command, Event, Graph, Node, ResourceState, State, Status};
 use crate::exec::{self, Cancel, Cmd, ExecError};
 use crate::{build, deploy, doctor, watch as files, web};
 
@@ -45,10 +45,6 @@ pub struct Setup {
     /// Cluster resource -> the images it runs.
     pub resource_images: BTreeMap<String, Vec<String>>,
     pub ci: bool,
-    /// The doctor report `up` ran (for the page and the API).
-    pub doctor: serde_json::Value,
-    /// The project's state directory (the daemon's lock, record and token).
-    pub state_dir: std::path::PathBuf,
     /// Bring-up's build output: `(image, time_ms, line)`.
     pub build_lines: Vec<(String, u64, String)>,
 }
@@ -115,8 +111,13 @@ pub fn graph(cfg: &Config, resource_images: &BTreeMap<String, Vec<String>>) -> G
     }
 }
 
-/// Runs the dev loop to its end.
-pub async fn session(setup: Setup) -> Result<ExitCode> {
+/// Runs the dev loop to its end. `state_dir` is the project's state directory (the daemon's
+/// lock, record and token); `doctor` the report `up` ran, for the page and the API.
+pub async fn session(
+    setup: Setup,
+    state_dir: &std::path::Path,
+    doctor: serde_json::Value,
+) -> Result<ExitCode> {
     let cfg = setup.cfg.clone();
     let logs = Logs::new(cfg.web.log_buffer);
     // Bring-up's builds start the logs of the resources that run their images.
@@ -217,7 +218,7 @@ pub async fn session(setup: Setup) -> Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("the status page: {e}\n  hint: {}", e.hint()))?;
         let port = listener.local_addr().map_or(cfg.web.port, |a| a.port());
         let token = web::new_token();
-        super::daemon::publish(&setup.state_dir, &cfg, port, &token)?;
+        super::daemon::publish(state_dir, &cfg, port, &token)?;
         let header = web::Header {
             project: cfg.project.clone(),
             config: cfg.file.display().to_string(),
@@ -243,7 +244,7 @@ pub async fn session(setup: Setup) -> Result<ExitCode> {
                 events: tx.clone(),
                 header,
                 resources: resource_infos(&cfg, &setup.resource_images),
-                doctor: setup.doctor.clone(),
+                doctor,
                 token,
                 port,
             },
@@ -257,7 +258,7 @@ pub async fn session(setup: Setup) -> Result<ExitCode> {
         store: setup.store.clone(),
         discovery: setup.discovery.clone(),
         logs: logs.clone(),
-        users: users(&setup.resource_images),
+        users: image_users,
         builds: HashMap::new(),
         build_slots: Arc::new(tokio::sync::Semaphore::new(
             build::run::default_parallelism(),
@@ -312,11 +313,7 @@ pub async fn session(setup: Setup) -> Result<ExitCode> {
         // A manual local resource that nobody triggered is not a failure.
         let ok = end.resources.iter().all(|(n, r)| {
             r.status == Status::Ready
-                || (r.status == Status::Pending
-                    && cfg
-                        .locals
-                        .iter()
-                        .any(|l| &l.name == n && l.trigger == config::TriggerMode::Manual))
+                || cfg.locals.iter().any(|l| &l.name == n && untriggered(l, r))
         });
         return Ok(if ok {
             ExitCode::SUCCESS
@@ -339,13 +336,18 @@ fn settled(s: &State) -> bool {
         })
 }
 
+/// A manual local resource that nobody triggered (so it never ran).
+fn untriggered(l: &config::LocalResource, r: &ResourceState) -> bool {
+    l.trigger == config::TriggerMode::Manual && r.status == Status::Pending
+}
+
 fn summary_of_locals(cfg: &Config, s: &State) {
     for l in &cfg.locals {
         if let Some(r) = s.resources.get(&l.name) {
             let status = match r.status {
                 Status::Ready => "ready",
                 Status::Error => "failed",
-                _ if l.trigger == config::TriggerMode::Manual => "manual (not triggered)",
+                _ if untriggered(l, r) => "manual (not triggered)",
                 _ => "not run",
             };
             out::plain(&format!("{:20}  local     {status}", l.name));
@@ -653,7 +655,7 @@ impl Workers for ClusterWorkers {
                     let target = target.clone();
                     let task = tokio::spawn(async move {
                         let started = std::time::Instant::now();
-                        let mut shown: Option<Health> = None;
+                        let mut health = super::up::HealthLines::new(&r.name);
                         let mut pods = rollout::PodCounts::default();
                         let tx2 = tx.clone();
                         let n = r.name.clone();
@@ -665,21 +667,12 @@ impl Workers for ClusterWorkers {
                             false,
                             &mut |u| {
                                 pods = u.pods;
-                                if shown.as_ref() == Some(u.health) {
-                                    return;
+                                if let Some(message) = health.show(u.health) {
+                                    let _ = tx2.send(Event::Unhealthy {
+                                        resource: n.clone(),
+                                        message,
+                                    });
                                 }
-                                match u.health {
-                                    Health::Waiting(m) => out::say_for("waiting", &n, m),
-                                    Health::Problem(p) => {
-                                        out::say_for("problem", &n, &p.to_string());
-                                        let _ = tx2.send(Event::Unhealthy {
-                                            resource: n.clone(),
-                                            message: p.to_string(),
-                                        });
-                                    }
-                                    Health::Ready | Health::Failed(_) => {}
-                                }
-                                shown = Some(u.health.clone());
                             },
                         )
                         .await;

@@ -71,7 +71,7 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
         return Ok(ExitCode::FAILURE);
     }
     let rt = super::runtime()?;
-    let mut setup = if cfg.needs_cluster() {
+    let setup = if cfg.needs_cluster() {
         match bring_up(&rt, cfg, plan, opts)? {
             Ok(setup) => setup,
             Err(code) => return Ok(code),
@@ -89,14 +89,11 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
             statuses: BTreeMap::new(),
             resource_images: BTreeMap::new(),
             ci: opts.ci,
-            doctor: serde_json::Value::Null,
-            state_dir: lock.dir().to_path_buf(),
             build_lines: Vec::new(),
         }
     };
-    setup.doctor = serde_json::to_value(&report).unwrap_or_default();
-    setup.state_dir = lock.dir().to_path_buf();
-    let code = rt.block_on(dev::session(setup))?;
+    let doctor_json = serde_json::to_value(&report).unwrap_or_default();
+    let code = rt.block_on(dev::session(setup, lock.dir(), doctor_json))?;
     // Forwards, log streams and watches end with the runtime; the cluster stays as it is.
     rt.shutdown_timeout(Duration::from_millis(500));
     drop(lock);
@@ -332,8 +329,6 @@ fn bring_up(
         statuses,
         resource_images,
         ci: opts.ci,
-        doctor: serde_json::Value::Null,
-        state_dir: std::path::PathBuf::new(),
         build_lines: build_lines.into_inner().unwrap_or_default(),
     }))
 }
@@ -395,6 +390,41 @@ pub(super) fn say_ready(r: &config::Resource, pods: PodCounts, took: Duration) {
     );
 }
 
+/// Prints a resource's health while it is waited for, once per change: `waiting` and
+/// `problem` lines.
+pub(super) struct HealthLines {
+    name: String,
+    shown: Option<Health>,
+}
+
+impl HealthLines {
+    pub(super) fn new(name: &str) -> HealthLines {
+        HealthLines {
+            name: name.to_owned(),
+            shown: None,
+        }
+    }
+
+    /// Prints `health` if it differs from the last shown; returns the problem when that is
+    /// what is new.
+    pub(super) fn show(&mut self, health: &Health) -> Option<String> {
+        if self.shown.as_ref() == Some(health) {
+            return None;
+        }
+        self.shown = Some(health.clone());
+        match health {
+            Health::Waiting(m) => out::say_for("waiting", &self.name, m),
+            Health::Problem(p) => {
+                let p = p.to_string();
+                out::say_for("problem", &self.name, &p);
+                return Some(p);
+            }
+            Health::Ready | Health::Failed(_) => {}
+        }
+        None
+    }
+}
+
 /// How a resource's bring-up ended.
 #[derive(Debug)]
 enum Outcome {
@@ -414,19 +444,10 @@ enum Outcome {
 async fn wait_one(target: &Target, r: &config::Resource, fail_fast: bool) -> Outcome {
     let started = Instant::now();
     let mut pods = PodCounts::default();
-    let name = r.name.clone();
-    let mut shown: Option<Health> = None;
+    let mut health = HealthLines::new(&r.name);
     let mut on_update = |u: rollout::Update<'_>| {
         pods = u.pods;
-        if shown.as_ref() == Some(u.health) {
-            return;
-        }
-        match u.health {
-            Health::Waiting(m) => out::say("waiting", format!("{name}: {m}")),
-            Health::Problem(p) => out::say("problem", format!("{name}: {p}")),
-            Health::Ready | Health::Failed(_) => {}
-        }
-        shown = Some(u.health.clone());
+        health.show(u.health);
     };
     let res = rollout::wait_ready(
         &target.client,
