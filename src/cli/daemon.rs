@@ -92,9 +92,8 @@ pub fn find(cfg: &Config) -> Result<(Info, String)> {
     let dir = project_dir(cfg).ok_or_else(none)?;
     // A free lock means the record, if any, is a crashed daemon's.
     if let Ok(file) = OpenOptions::new().write(true).open(dir.join("lock")) {
-        // SAFETY: flock(2) on a descriptor this function owns; released when it is dropped.
-        let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-        if free {
+        // Taken here, it is released when `file` is dropped.
+        if try_lock(&file) {
             return Err(none());
         }
     } else {
@@ -123,6 +122,12 @@ impl Drop for Lock {
     }
 }
 
+/// Takes the exclusive lock on `file` if no one holds it; it lasts as long as the file is open.
+fn try_lock(file: &File) -> bool {
+    // SAFETY: flock(2) on a descriptor `file` owns.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
 /// Takes the project's lock, or says which `up` holds it and where its page is.
 pub fn acquire(cfg: &Config) -> Result<Lock> {
     let Some(dir) = project_dir(cfg) else {
@@ -136,9 +141,7 @@ pub fn acquire(cfg: &Config) -> Result<Lock> {
         .write(true)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    // SAFETY: flock(2) on a descriptor this function owns.
-    let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if r != 0 {
+    if !try_lock(&file) {
         let holder = read_info(&dir);
         let who = match &holder {
             Some(i) => format!(
