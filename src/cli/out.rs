@@ -90,19 +90,7 @@ fn emit_to(text: &str, stderr: bool) {
 /// A line of a tool devenv runs for itself (a builder, helm, minikube), on stderr:
 /// `  name | text`.
 pub fn tool(name: &str, text: &str) {
-    match mode() {
-        Mode::Json => emit(&json_line(&[
-            ("event", "log"),
-            ("resource", name),
-            ("source", "tool"),
-            ("message", text),
-        ])),
-        Mode::Quiet => {}
-        Mode::Plain { color: true, .. } => {
-            emit_to(&format!("\x1b[2m  {name} |\x1b[0m {text}"), true)
-        }
-        Mode::Plain { color: false, .. } => emit_to(&format!("  {name} | {text}"), true),
-    }
+    log_line(name, "tool", "", text, true);
 }
 
 /// An event line: `verb       text`.
@@ -136,8 +124,13 @@ pub fn say_for(verb: &str, resource: &str, text: &str) {
     }
 }
 
-/// One line of output of a build, a command or a pod: `  resource | text`.
+/// One line of output of a build, a command or a pod: `  resource | source text`.
 pub fn output(resource: &str, source: &str, text: &str) {
+    log_line(resource, source, source, text, false);
+}
+
+/// An output line: `source` goes into JSON, `shown` (if any) before the text otherwise.
+fn log_line(resource: &str, source: &str, shown: &str, text: &str, stderr: bool) {
     match mode() {
         Mode::Json => emit(&json_line(&[
             ("event", "log"),
@@ -147,16 +140,17 @@ pub fn output(resource: &str, source: &str, text: &str) {
         ])),
         Mode::Quiet => {}
         Mode::Plain { color, .. } => {
-            let src = if source.is_empty() {
+            let src = if shown.is_empty() {
                 String::new()
             } else {
-                format!("{source} ")
+                format!("{shown} ")
             };
-            if color {
-                emit(&format!("\x1b[2m  {resource} |\x1b[0m {src}{text}"))
+            let line = if color {
+                format!("\x1b[2m  {resource} |\x1b[0m {src}{text}")
             } else {
-                emit(&format!("  {resource} | {src}{text}"))
-            }
+                format!("  {resource} | {src}{text}")
+            };
+            emit_to(&line, stderr);
         }
     }
 }
