@@ -16,7 +16,7 @@ pub use live::Watcher;
 #[cfg(test)]
 use live::{Batch, WatchError, debounce};
 
-use crate::build::context::{ContextError, ignore_file, ignore_patterns};
+use crate::build::context::{ContextError, ignore_patterns};
 use crate::config::Config;
 use crate::pattern::{Pattern, PatternSet};
 
@@ -50,8 +50,8 @@ struct Root {
     owner: Owner,
     /// Patterns relative to `path` (an image context's `.dockerignore`), if any.
     local: PatternSet,
-    /// Files that count even when `local` excludes them: the Dockerfile and its ignore file,
-    /// which Docker always sends.
+    /// Files that count even when `local` excludes them, which Docker always sends: the
+    /// Dockerfile first, then the two places its ignore file can be.
     always: Vec<PathBuf>,
 }
 
@@ -90,7 +90,6 @@ impl Rules {
             let (set, _) = ignore_patterns(img)?;
             let owner = Owner::Image(img.name.clone());
             let mut always = vec![img.dockerfile.clone()];
-            always.extend(ignore_file(img));
             always.push(img.context.join(".dockerignore"));
             always.push(PathBuf::from(format!(
                 "{}.dockerignore",
