@@ -393,17 +393,19 @@ async fn logs(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let tail = q.tail.unwrap_or(200);
-    let first: Vec<SseEvent> = s.logs.with(&resource, |b| {
+    // The first lines and where following goes on from, read under one lock so that no line
+    // pushed in between is lost.
+    let (first, last): (Vec<SseEvent>, Option<u64>) = s.logs.with(&resource, |b| {
         let lines: Vec<_> = match resume {
             Some(seq) => b.since(seq).collect(),
             None => b.tail(tail).collect(),
         };
-        lines.iter().map(|l| line_event(l)).collect()
+        let newest = b.tail(1).next().map(|l| l.seq);
+        (
+            lines.iter().map(|l| line_event(l)).collect(),
+            newest.max(resume),
+        )
     });
-    let mut last = s.logs.with(&resource, |b| b.tail(1).next().map(|l| l.seq));
-    if let Some(r) = resume {
-        last = last.max(Some(r));
-    }
     let initial = futures::stream::iter(first.into_iter().map(Ok::<_, Infallible>));
     if !follow {
         return Sse::new(initial).into_response();
