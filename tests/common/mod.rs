@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fake_kube;
+pub mod real;
 pub mod running;
 pub mod world;
 

@@ -74,6 +74,13 @@ esac"##,
         self.write_kubeconfig(&[("minikube", &self.api.url())], "minikube");
     }
 
+    /// Points devenv at the real control plane instead of the fake API server: a running
+    /// (fake) Minikube profile whose context is the real cluster's.
+    pub fn use_real(&self, cluster: &super::real::RealCluster) {
+        self.profile("running", 4, 8192);
+        cluster.kubeconfig_as(&self.kubeconfig(), "minikube");
+    }
+
     pub fn write_kubeconfig(&self, contexts: &[(&str, &str)], current: &str) {
         let mut text = String::from("apiVersion: v1\nkind: Config\nclusters:\n");
         for (name, server) in contexts {

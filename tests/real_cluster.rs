@@ -1,0 +1,530 @@
+//! The real-cluster tier: devenv through the real binary against a real Kubernetes control
+//! plane (`../shared/kubeapi`: kube-apiserver, kube-controller-manager, kube-scheduler and
+//! etcd v1.36, with a stand-in kubelet that makes pods Ready; no container runs). The real
+//! helm and kubectl are used; Minikube and the Docker daemon stay the fakes of tests/cluster.rs
+//! (`World`), so builds are recorded rather than run.
+//!
+//! What the control plane cannot do here (pod logs, exec and port-forward reach no kubelet:
+//! the API server answers 500) is what the fake API server in tests/common covers; here it
+//! is the failure devenv must explain.
+//!
+//! `scripts/test.sh` starts the control plane when `../shared/kubeapi` exists; without it each
+//! test says it was skipped (see common::real). Each test works in namespaces of its own.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::real::RealCluster;
+use common::running::Running;
+use common::world::World;
+use common::{Project, stderr, stdout};
+use serde_json::Value;
+
+/// No Debug dump of a Rust value, nor a raw tracing line, reaches the user.
+fn assert_readable(text: &str) {
+    for bad in [
+        "Status {",
+        "Some(",
+        "ListMeta",
+        "ERROR failed",
+        "ServiceError",
+        "ApiError",
+    ] {
+        assert!(
+            !text.contains(bad),
+            "`{bad}` in what devenv printed:\n{text}"
+        );
+    }
+}
+
+/// examples/hello in namespace `ns`, with a free port for its forward.
+fn hello(ns: &str) -> Project {
+    let p = Project::example("hello");
+    let cfg = p
+        .read("devenv.toml")
+        .replace("namespace = \"hello\"", &format!("namespace = \"{ns}\""))
+        .replace("8080:8080", &format!("{}:8080", common::free_port()));
+    p.write("devenv.toml", &cfg);
+    p
+}
+
+/// examples/todo in namespace `ns`: its .env, free forward ports, the real helm.
+fn todo(rc: &RealCluster, base: &str) -> (World, String) {
+    let ns = rc.namespace(base);
+    let p = Project::example("todo");
+    let cfg = p
+        .read("devenv.toml")
+        .replace("namespace = \"todo\"", &format!("namespace = \"{ns}\""))
+        .replace("8000:8000", &format!("{}:8000", common::free_port()))
+        .replace("3000:3000", &format!("{}:3000", common::free_port()))
+        // NodePorts are cluster-wide: tests side by side on one cluster need their own.
+        .replace(
+            "set = { \"backend.replicaCount\" = 1 }",
+            &format!(
+                "set = {{ \"backend.replicaCount\" = 1, \"frontend.nodePort\" = {} }}",
+                node_port()
+            ),
+        );
+    p.write("devenv.toml", &cfg);
+    p.write(".env", &p.read(".env.example"));
+    let w = World::new(p);
+    w.use_real(rc);
+    w.bin.real("helm");
+    (w, ns)
+}
+
+/// A NodePort of this test's own (30000-32767), from its process id and a counter.
+fn node_port() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    30000 + (std::process::id() * 7 + n) % 2768
+}
+
+fn helm(w: &World, rc: &RealCluster, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("helm")
+        .args(args)
+        .env("KUBECONFIG", &rc.admin)
+        .env("HOME", w.fakes.path())
+        .output()
+        .unwrap_or_else(|e| panic!("helm: {e}"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn image_of(d: &Value) -> String {
+    d["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The tag a `built      NAME:TAG (…)` or `present    NAME:TAG …` line names.
+fn built_tags(text: &str, image: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| {
+            l.strip_prefix("built      ")
+                .or(l.strip_prefix("present    "))
+        })
+        .filter(|l| l.starts_with(&format!("{image}:")))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+fn configmap(name: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  a: b\n")
+}
+
+/// examples/hello by plain manifests: server-side apply with devenv's labels and field
+/// manager, readiness from the real controllers, an edit that rebuilds once and rolls the
+/// Deployment to the new tag, and pod counts that count the current pods (right after the
+/// rolling update a 1-replica Deployment showed `2/2`).
+#[test]
+fn hello_via_manifests_applies_waits_and_an_edit_rolls_out_the_new_tag() {
+    let Some(rc) = RealCluster::get("hello_via_manifests") else {
+        return;
+    };
+    let ns = rc.namespace("hello");
+    let w = World::new(hello(&ns));
+    w.use_real(&rc);
+
+    let mut up = Running::start(&w, &["up"]);
+    up.wait_for("running    Ctrl-C stops devenv");
+    let first = built_tags(&up.text(), "hello");
+    assert_eq!(first.len(), 1, "{}", up.text());
+    assert!(
+        up.text()
+            .contains("ready      hello (deployment/hello, 1/1 pods"),
+        "{}",
+        up.text()
+    );
+    let d = rc
+        .get_json("deployment", Some(&ns), "hello")
+        .unwrap_or_else(|| panic!("no Deployment"));
+    assert_eq!(image_of(&d), first[0]);
+    assert_eq!(
+        d["metadata"]["labels"]["devenv.dev/project"], "hello",
+        "{d:#}"
+    );
+    let managers: Vec<&str> = d["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["operation"] == "Apply")
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert_eq!(managers, ["devenv"], "{d:#}");
+
+    // One edit: one rebuild, one redeploy, and the real rollout to the new tag.
+    w.p.write("hello.txt", "hello, edited while devenv runs\n");
+    up.wait_for_n("ready      hello (", 2);
+    let text = up.text();
+    let tags = built_tags(&text, "hello");
+    assert_eq!(
+        tags.len(),
+        2,
+        "one build at start, one after the edit:\n{text}"
+    );
+    assert_ne!(tags[0], tags[1]);
+    assert_eq!(up.count("deployed   hello with"), 1, "{text}");
+    let d = rc
+        .get_json("deployment", Some(&ns), "hello")
+        .unwrap_or_else(|| panic!("no Deployment"));
+    assert_eq!(image_of(&d), tags[1]);
+    // A 1-replica Deployment right after its rolling update has one pod, not two.
+    let again = text
+        .lines()
+        .filter(|l| l.starts_with("ready      hello ("))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(again.contains(", 1/1 pods"), "{again}\n{text}");
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+    assert_readable(&up.text());
+}
+
+/// Defects seen on real runs: a second `up --ci` reported `0/0 pods` for a Deployment that
+/// runs 1/1; `down` left the objects of a manifest file deleted since they were applied.
+/// Also: prune of a file that left the manifests.
+#[test]
+fn a_second_up_counts_the_pods_prune_follows_the_files_and_down_follows_the_inventory() {
+    let Some(rc) = RealCluster::get("second_up_prune_down") else {
+        return;
+    };
+    let ns = rc.namespace("inventory");
+    let p = hello(&ns);
+    p.write("k8s/extra-a.yaml", &configmap("extra-a"));
+    p.write("k8s/extra-b.yaml", &configmap("extra-b"));
+    let w = World::new(p);
+    w.use_real(&rc);
+    let out = w.run(&["up", "--ci"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
+    // A second `up --ci` builds nothing and counts the pod that runs.
+    let out = w.run(&["up", "--ci"], &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(text.contains("present    hello:"), "{text}");
+    assert!(
+        text.contains("hello     deployment/hello  ready     1/1"),
+        "{text}"
+    );
+
+    // A file that left the manifests: its object is pruned by the next `up`.
+    std::fs::remove_file(w.p.path().join("k8s/extra-a.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let out = w.run(&["up", "--ci"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("pruned     ConfigMap/extra-a"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(rc.get_json("configmap", Some(&ns), "extra-a").is_none());
+    assert!(rc.get_json("configmap", Some(&ns), "extra-b").is_some());
+
+    // `down` after another file was deleted still removes what devenv applied from it.
+    std::fs::remove_file(w.p.path().join("k8s/extra-b.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let out = w.run(&["down"], &[]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_readable(&text);
+    rc.wait_until("the ConfigMap and the Deployment are gone", |rc| {
+        rc.get_json("configmap", Some(&ns), "extra-b").is_none()
+            && rc
+                .get_json("deployment", Some(&ns), "hello")
+                .is_none_or(|d| d["metadata"]["deletionTimestamp"].is_string())
+    });
+    assert!(text.contains("removed    ConfigMap/extra-b"), "{text}");
+    assert!(text.contains("removed    Deployment/hello"), "{text}");
+}
+
+/// examples/todo through its Helm chart with the real helm: a real release whose values
+/// carry the content tags, the Secret from .env with its keys (never its values), and `down`
+/// removing the release and the Secret.
+#[test]
+fn todo_via_its_chart_is_a_real_release_with_the_content_tags_and_down_removes_it() {
+    let Some(rc) = RealCluster::get("todo_via_its_chart") else {
+        return;
+    };
+    let (w, ns) = todo(&rc, "todo");
+    let out = w.run(&["up", "--ci"], &[]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_readable(&text);
+    let backend = built_tags(&text, "todo-backend");
+    let frontend = built_tags(&text, "todo-frontend");
+    assert_eq!((backend.len(), frontend.len()), (1, 1), "{text}");
+
+    let (ok, values) = helm(&w, &rc, &["get", "values", "todo", "-n", &ns, "-o", "json"]);
+    assert!(ok, "{values}");
+    let values: Value = serde_json::from_str(&values).unwrap_or_else(|e| panic!("{e}: {values}"));
+    let tag = |i: &str| {
+        i.rsplit_once(':')
+            .map(|(_, t)| t.to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        values["backend"]["image"]["tag"],
+        tag(&backend[0]),
+        "{values:#}"
+    );
+    assert_eq!(
+        values["frontend"]["image"]["tag"],
+        tag(&frontend[0]),
+        "{values:#}"
+    );
+    let d = rc
+        .get_json("deployment", Some(&ns), "todo-backend")
+        .unwrap_or_else(|| panic!("no backend Deployment"));
+    assert_eq!(image_of(&d), backend[0]);
+
+    let s = rc
+        .get_json("secret", Some(&ns), "todo-secrets")
+        .unwrap_or_else(|| panic!("no Secret"));
+    let mut keys: Vec<&str> = s["data"]
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    keys.sort_unstable();
+    let mut want: Vec<String> =
+        w.p.read(".env")
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .filter_map(|l| {
+                l.split_once('=')
+                    .map(|(k, _)| k.trim().trim_start_matches("export ").to_owned())
+            })
+            .collect();
+    want.sort();
+    assert_eq!(keys, want);
+    for line in w.p.read(".env").lines() {
+        if let Some((_, v)) = line.split_once('=')
+            && v.len() > 3
+        {
+            assert!(
+                !text.contains(v.trim()),
+                "a secret value was printed:\n{text}"
+            );
+        }
+    }
+
+    let out = w.run(&["down"], &[]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("removed    helm release `todo`"), "{text}");
+    let (ok, _) = helm(&w, &rc, &["status", "todo", "-n", &ns]);
+    assert!(!ok, "the release is gone");
+    assert!(rc.get_json("secret", Some(&ns), "todo-secrets").is_none());
+}
+
+/// A chart that renders the Namespace it is installed into (a common shape): the release
+/// installs, the `[[secret]]` in that namespace is applied, and Helm owns the namespace (so
+/// `down` takes it away with the release).
+#[test]
+fn a_chart_that_renders_its_release_namespace_deploys_with_its_secret() {
+    let Some(rc) = RealCluster::get("chart_renders_its_namespace") else {
+        return;
+    };
+    let (w, ns) = todo(&rc, "ownns");
+    w.p.write(
+        "helm/todo-app/templates/namespace.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {{ .Release.Namespace }}\n  labels:\n    team: todo\n",
+    );
+    let out = w.run(&["up", "--ci"], &[]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_readable(&text);
+    let n = rc
+        .get_json("namespace", None, &ns)
+        .unwrap_or_else(|| panic!("no namespace"));
+    assert_eq!(n["metadata"]["labels"]["team"], "todo", "{n:#}");
+    assert_eq!(
+        n["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm",
+        "{n:#}"
+    );
+    assert_eq!(
+        n["metadata"]["annotations"]["meta.helm.sh/release-name"], "todo",
+        "{n:#}"
+    );
+    assert!(rc.get_json("secret", Some(&ns), "todo-secrets").is_some());
+    let (ok, manifest) = helm(&w, &rc, &["get", "manifest", "todo", "-n", &ns]);
+    assert!(ok && manifest.contains("kind: Namespace"), "{manifest}");
+    // A second up upgrades the same release.
+    let out = w.run(&["up", "--ci"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+/// Failures injected through the stand-in kubelet: a crash loop and an image the cluster
+/// does not have, each reported with Kubernetes' reason and a hint, `--ci` exiting 1; the
+/// crashed container's logs, which this cluster cannot serve, are explained in one sentence.
+#[test]
+fn a_crash_loop_and_a_missing_image_are_reported_with_reason_and_hint() {
+    let Some(rc) = RealCluster::get("crash_loop_and_missing_image") else {
+        return;
+    };
+    for (image, reason, hint) in [
+        ("crashloop", "CrashLoopBackOff", "hint: the container exits"),
+        (
+            "neverpull",
+            "ErrImageNeverPull",
+            "hint: the image is not in the cluster",
+        ),
+    ] {
+        let ns = rc.namespace(image);
+        let p = hello(&ns);
+        let cfg = p
+            .read("devenv.toml")
+            .replace(
+                "name = \"hello\"\ncontext",
+                &format!("name = \"{image}\"\ncontext"),
+            )
+            .replace("images = [\"hello\"]", &format!("images = [\"{image}\"]"));
+        p.write(
+            "devenv.toml",
+            &format!("{cfg}readiness_timeout = \"60s\"\n"),
+        );
+        p.write(
+            "k8s/deployment.yaml",
+            &p.read("k8s/deployment.yaml")
+                .replace("image: hello", &format!("image: {image}")),
+        );
+        let w = World::new(p);
+        w.use_real(&rc);
+        let started = Instant::now();
+        let out = w.run(&["up", "--ci"], &[]);
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(50),
+            "it failed fast: {text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "failed     hello: deployment/hello in {ns} failed: {reason}"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(hint), "{text}");
+        assert!(
+            text.contains("hello     deployment/hello  failed"),
+            "{text}"
+        );
+        assert_readable(&text);
+        if image == "crashloop" {
+            assert!(
+                text.contains("the crashed container's logs cannot be read: the API server cannot reach the node's kubelet"),
+                "{text}"
+            );
+        }
+    }
+}
+
+/// Pod logs and port-forwards cannot reach this cluster's pods: devenv says why, once per
+/// resource, in the terminal, in the resource's log (`devenv logs`, the page) and in the
+/// status API, instead of a bare 500 or a Debug dump.
+#[test]
+fn a_failing_log_stream_and_port_forward_say_why_once() {
+    let Some(rc) = RealCluster::get("failing_log_stream_and_forward") else {
+        return;
+    };
+    let ns = rc.namespace("streams");
+    let w = World::new(hello(&ns));
+    w.use_real(&rc);
+    let mut up = Running::start(&w, &["up"]);
+    up.wait_for("running    Ctrl-C stops devenv");
+    up.wait_for("logs       hello: cannot follow");
+    let cfg = w.p.read("devenv.toml");
+    let port: u16 = cfg
+        .split("port_forwards = [\"")
+        .nth(1)
+        .and_then(|s| s.split(':').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {cfg}"));
+    for _ in 0..3 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
+        }
+    }
+    up.wait_for("forward    hello: cannot forward");
+    let logs = w.run(&["logs", "hello"], &[]);
+    let logs = stdout(&logs);
+    assert!(
+        logs.contains("cannot follow the logs of pod hello-"),
+        "{logs}"
+    );
+    assert!(logs.contains("cannot forward"), "{logs}");
+    let status = w.run(&["status", "--json"], &[]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let warning = status["resources"][0]["warning"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(warning.contains("cannot forward"), "{status:#}");
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+    let text = up.text();
+    assert_eq!(
+        up.count("logs       hello: cannot follow"),
+        1,
+        "once:\n{text}"
+    );
+    assert_eq!(
+        up.count("forward    hello: cannot forward"),
+        1,
+        "once:\n{text}"
+    );
+    assert!(text.contains("hint: "), "{text}");
+    assert_readable(&text);
+    assert_readable(&logs);
+}
+
+/// A control plane of this test's own (its API server is killed and restarted): the watches
+/// of a running `up` recover, and the next edit is built, deployed and rolled out.
+#[test]
+fn watches_recover_after_an_api_server_restart_and_the_next_edit_deploys() {
+    let Some(rc) = RealCluster::get("api_server_restart") else {
+        return;
+    };
+    let own = common::real::OwnControlPlane::start();
+    let ns = rc.namespace("outage");
+    let w = World::new(hello(&ns));
+    w.profile("running", 4, 8192);
+    own.cluster.kubeconfig_as(&w.kubeconfig(), "minikube");
+    let mut up = Running::start(&w, &["up"]);
+    up.wait_for("running    Ctrl-C stops devenv");
+    own.outage(3);
+    w.p.write("hello.txt", "hello after the outage\n");
+    up.wait_for_n("ready      hello (", 2);
+    let tags = built_tags(&up.text(), "hello");
+    assert_eq!(tags.len(), 2, "{}", up.text());
+    let d = own
+        .cluster
+        .get_json("deployment", Some(&ns), "hello")
+        .unwrap_or_else(|| panic!("no Deployment"));
+    assert_eq!(image_of(&d), tags[1]);
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+    assert_readable(&up.text());
+}
