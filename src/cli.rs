@@ -159,8 +159,10 @@ pub enum ConfigCommand {
 }
 
 fn init_logging(verbose: u8) {
+    // Without -v, only devenv's own warnings: a library's log line (kube-rs logs every
+    // failed request at ERROR) is no message for the user; devenv says what failed itself.
     let default = match verbose {
-        0 => "warn",
+        0 => "devenv=warn",
         1 => "devenv=debug,info",
         _ => "devenv=trace,debug",
     };
@@ -287,11 +289,20 @@ pub fn run() -> Result<ExitCode> {
                 println!("nothing to remove: the config deploys nothing to a cluster");
                 return Ok(ExitCode::SUCCESS);
             }
-            let removed = runtime()?.block_on(bootstrap::tear_down(
-                cfg,
-                &kubeconfig_files(),
-                stop_cluster,
-            ))?;
+            let files = kubeconfig_files();
+            let inventory_dir = build::context::state_dir();
+            let (removed, objects) = runtime()?.block_on(async {
+                let target = crate::cluster::kube::connect(cfg, &files).await?;
+                let release = bootstrap::uninstall_release(cfg, &target).await?;
+                let inventory = inventory_dir
+                    .as_deref()
+                    .map(|s| crate::deploy::apply::inventory_path(s, &cfg.root, &target.context));
+                let objects =
+                    crate::deploy::apply::remove_applied(&target, cfg, inventory.as_deref())
+                        .await?;
+                let removed = bootstrap::tear_down(cfg, &target, stop_cluster, release).await?;
+                anyhow::Ok((removed, objects))
+            })?;
             match &removed.helm_release {
                 Some(r) => println!(
                     "removed    helm release `{r}` from {}",
@@ -302,11 +313,14 @@ pub fn run() -> Result<ExitCode> {
                 }
                 None => {}
             }
-            if removed.manifests > 0 {
-                println!(
-                    "removed    the objects of {} manifest file(s)",
-                    removed.manifests
-                );
+            for o in &objects {
+                match o {
+                    crate::deploy::apply::Pruned::Deleted(r) => println!("removed    {r}"),
+                    crate::deploy::apply::Pruned::Kept(r) => println!(
+                        "kept       {r}: it is not labelled as {}'s any more",
+                        cfg.project
+                    ),
+                }
             }
             for s in &removed.secrets {
                 println!("removed    secret `{s}`");
@@ -342,8 +356,9 @@ fn build_store(cfg: &config::Config, names: &[String]) -> Result<Option<ImageSto
     match mk.state()? {
         ProfileState::Running => Ok(Some(mk.image_store()?)),
         other => anyhow::bail!(
-            "minikube profile `{}` is not running ({other:?}): images built with docker go into its Docker daemon\n  hint: `devenv up` starts it; or build elsewhere with --builder buildah",
-            cfg.cluster.profile
+            "minikube profile `{}` is not running ({}): images built with docker go into its Docker daemon\n  hint: `devenv up` starts it; or build elsewhere with --builder buildah",
+            cfg.cluster.profile,
+            other.describe()
         ),
     }
 }

@@ -35,8 +35,14 @@ fn main() -> ExitCode {
                 eprintln!("{err}");
             } else {
                 eprintln!("error: {err}");
+                // Many messages already end with their cause: each is said once.
+                let mut said = err.to_string();
                 for cause in err.chain().skip(1) {
-                    eprintln!("  caused by: {cause}");
+                    let text = cause.to_string();
+                    if !said.contains(&text) {
+                        eprintln!("  caused by: {text}");
+                        said.push_str(&text);
+                    }
                 }
             }
             ExitCode::FAILURE

@@ -500,12 +500,12 @@ fn down_removes_what_devenv_deployed_and_leaves_the_cluster_running() {
 }
 
 #[test]
-fn down_deletes_the_objects_of_plain_manifests_through_the_real_kubectl() {
+fn down_deletes_the_objects_of_plain_manifests_that_are_still_devenvs() {
     let w = world();
     w.profile("running", 4, 8192);
     w.api.insert(
         "/apis/apps/v1/namespaces/hello/deployments/hello",
-        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "hello", "namespace": "hello"}}),
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "hello", "namespace": "hello", "labels": {"devenv.dev/project": "hello"}}}),
     );
     let out = w.run(&["down"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -520,7 +520,11 @@ fn down_deletes_the_objects_of_plain_manifests_through_the_real_kubectl() {
         deletes,
         ["/apis/apps/v1/namespaces/hello/deployments/hello"]
     );
-    assert!(stdout(&out).contains("removed    the objects of 1 manifest file(s)"));
+    assert!(
+        stdout(&out).contains("removed    Deployment/hello"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -786,8 +790,12 @@ fn helm_upgrade_runs_with_the_built_tags_and_exactly_the_planned_command_line() 
     );
 }
 
+/// Helm keeps its release record in the release's namespace before it creates anything, so
+/// a chart that renders that Namespace needs it to exist first, with Helm's ownership
+/// metadata (Helm then adopts it). The real helm against a real API server is in
+/// tests/real_cluster.rs; here the fake API server sees what devenv writes.
 #[test]
-fn a_chart_that_renders_its_own_namespace_gets_it_created_by_helm_not_devenv() {
+fn a_chart_that_renders_its_own_namespace_gets_it_made_for_helm_to_adopt() {
     let w = todo_world();
     w.p.write(
         "helm/todo-app/templates/namespace.yaml",
@@ -796,17 +804,38 @@ fn a_chart_that_renders_its_own_namespace_gets_it_created_by_helm_not_devenv() {
     let out = w.run(&["up", "--ci"], &[]);
     assert_cluster_ready(&out);
     assert!(
-        stdout(&out).contains("namespace  `todo` is created by the chart itself"),
+        stdout(&out)
+            .contains("namespace  `todo` is rendered by the chart: it is made for Helm to own"),
         "{}",
         stdout(&out)
     );
-    assert!(
-        !w.api
-            .writes()
-            .iter()
-            .any(|r| r.path == "/api/v1/namespaces/todo" && r.query.contains("fieldManager=devenv")),
-        "devenv must leave the namespace to Helm"
+    // What devenv wrote (the fake helm's own apply replaces the object after it: the fake
+    // API server keeps no field ownership).
+    let write = w
+        .api
+        .writes()
+        .into_iter()
+        .find(|r| r.path == "/api/v1/namespaces/todo" && r.query.contains("fieldManager=devenv"))
+        .unwrap_or_else(|| panic!("devenv did not make the namespace"));
+    let ns: serde_json::Value =
+        serde_json::from_str(&write.body).unwrap_or_else(|e| panic!("{e}: {}", write.body));
+    assert_eq!(
+        ns["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm",
+        "{ns:#}"
     );
+    assert_eq!(
+        ns["metadata"]["annotations"]["meta.helm.sh/release-name"], "todo",
+        "{ns:#}"
+    );
+    assert_eq!(
+        ns["metadata"]["annotations"]["meta.helm.sh/release-namespace"], "todo",
+        "{ns:#}"
+    );
+    // The Secret went into it before the release.
+    let text = stdout(&out);
+    let secret_at = text.find("secret     `todo-secrets`").unwrap_or(usize::MAX);
+    let deployed_at = text.find("deployed   helm release").unwrap_or(0);
+    assert!(secret_at < deployed_at, "{text}");
     assert_eq!(w.helm_calls().len(), 1);
 }
 
@@ -954,4 +983,29 @@ fn objects_that_leave_the_manifests_are_pruned_only_while_labelled_as_devenvs() 
     // The inventory now holds only what the manifests have: nothing more to prune.
     let again = w.run(&["up", "--ci"], &[]);
     assert!(!stdout(&again).contains("pruned") && !stdout(&again).contains("kept "));
+}
+
+/// An API server that does not answer is named with its address and a hint, once, before
+/// anything tries to use it: no library log line, no error chain of transport internals.
+#[test]
+fn an_unreachable_api_server_is_named_with_its_address_and_a_hint() {
+    let w = world();
+    w.profile("running", 4, 8192);
+    let server = format!("https://127.0.0.1:{}", common::free_port());
+    w.write_kubeconfig(&[("minikube", &server)], "minikube");
+    for args in [&["up", "--ci"][..], &["down"][..]] {
+        let out = w.run(args, &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!(
+                "error: cannot reach the API server of kube context `minikube` at {server}: connection refused\n  hint: is the cluster running? `minikube status -p minikube` tells"
+            )),
+            "{err}"
+        );
+        assert_eq!(err.matches("connection refused").count(), 1, "{err}");
+        for bad in ["ServiceError", "ERROR", "caused by", "Connect)"] {
+            assert!(!err.contains(bad), "`{bad}` in:\n{err}");
+        }
+    }
 }

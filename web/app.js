@@ -38,6 +38,7 @@ function render() {
     if (r.name === selected) tr.classList.add("selected");
     const name = cell(tr, r.name);
     if (r.kind === "local") name.append(" (local)");
+    if (r.warning) { name.classList.add("warn"); name.title = r.warning; }
     cell(tr, r.status ?? "-", `status s-${r.status}`).title = r.last_error ?? "";
     cell(tr, r.build_ms != null ? `${(r.build_ms / 1000).toFixed(1)}s` : "-");
     cell(tr, r.last_deploy_at_ms != null ? age(status.at_ms - r.last_deploy_at_ms) : "-");
@@ -70,6 +71,9 @@ function renderDetail() {
   const err = $("error");
   err.hidden = !(r.status === "error" && r.last_error);
   err.textContent = r.last_error ? `Last error: ${r.last_error}` : "";
+  const warn = $("warning");
+  warn.hidden = !r.warning;
+  warn.textContent = r.warning ? `Warning: ${r.warning}` : "";
   $("trigger").textContent = r.manual && r.changed_since_build ? "Trigger update (files changed)" : "Trigger update";
 }
 

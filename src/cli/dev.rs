@@ -130,10 +130,10 @@ pub async fn session(
         }
     }
     let mut tasks = tokio::task::JoinSet::new();
-    let (pods_tx, pods_rx) = watch::channel(BTreeMap::new());
-    let pods_tx = Arc::new(pods_tx);
+    let (live_tx, live_rx) = watch::channel(BTreeMap::new());
+    let live_tx = Arc::new(live_tx);
     if let (Some(target), false) = (&setup.target, setup.ci) {
-        follow_cluster(&cfg, target, &setup, &logs, &pods_tx, &mut tasks).await?;
+        follow_cluster(&cfg, target, &setup, &logs, &live_tx, &mut tasks).await?;
     }
 
     let mut state = State::new(graph(&cfg, &setup.resource_images));
@@ -239,7 +239,7 @@ pub async fn session(
             listener,
             web::Shared {
                 snapshots: snap_rx.clone(),
-                pods: pods_rx.clone(),
+                live: live_rx.clone(),
                 logs: logs.clone(),
                 events: tx.clone(),
                 header,
@@ -438,7 +438,7 @@ async fn follow_cluster(
     target: &Target,
     setup: &Setup,
     logs: &Logs,
-    pod_counts: &Arc<watch::Sender<BTreeMap<String, rollout::PodCounts>>>,
+    live: &Arc<watch::Sender<BTreeMap<String, web::Live>>>,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Result<()> {
     let proc_root = doctor::Env::from_process().proc_root;
@@ -457,12 +457,11 @@ async fn follow_cluster(
                     r.name, pf.local, r.workload, pf.remote
                 ),
             );
-            let name = r.name.clone();
             tasks.spawn(deploy::forward::serve(
                 listener,
                 pods.clone(),
                 pf.remote,
-                move |m| out::say_for("forward", &name, &m),
+                warn(&r.name, "forward", logs, live),
             ));
         }
         if let Some(ip) = &setup.node_ip {
@@ -487,15 +486,15 @@ async fn follow_cluster(
         {
             let pods = pods.clone();
             let name = r.name.clone();
-            let counts = pod_counts.clone();
+            let live = live.clone();
             tasks.spawn(async move {
                 let mut changed = pods.changed.clone();
                 loop {
-                    let all = pods.store.state();
-                    let refs: Vec<&k8s_openapi::api::core::v1::Pod> =
-                        all.iter().map(AsRef::as_ref).collect();
-                    let c = rollout::pod_counts(&refs);
-                    counts.send_if_modified(|m| m.insert(name.clone(), c) != Some(c));
+                    let c = Some(pods.counts());
+                    live.send_if_modified(|m| {
+                        let l = m.entry(name.clone()).or_default();
+                        std::mem::replace(&mut l.pods, c) != c
+                    });
                     if changed.changed().await.is_err() {
                         break;
                     }
@@ -503,18 +502,23 @@ async fn follow_cluster(
             });
         }
         let name = r.name.clone();
+        let report = warn(&r.name, "logs", logs, live);
         let logs = logs.clone();
-        tasks.spawn(deploy::logs::follow(pods, move |l| {
-            let source = format!("{}/{}", l.pod, l.container);
-            out::output(&name, &source, &l.text);
-            logs.with(&name, |b| {
-                b.push(
-                    l.time_ms.unwrap_or_else(crate::engine::log::now_ms),
-                    &source,
-                    &l.text,
-                );
-            });
-        }));
+        tasks.spawn(deploy::logs::follow(
+            pods,
+            move |l| {
+                let source = format!("{}/{}", l.pod, l.container);
+                out::output(&name, &source, &l.text);
+                logs.with(&name, |b| {
+                    b.push(
+                        l.time_ms.unwrap_or_else(crate::engine::log::now_ms),
+                        &source,
+                        &l.text,
+                    );
+                });
+            },
+            report,
+        ));
     }
     for l in &cfg.locals {
         for link in &l.links {
@@ -522,6 +526,24 @@ async fn follow_cluster(
         }
     }
     Ok(())
+}
+
+/// Where a failure of a resource's log stream or port-forward goes: the terminal (`label`
+/// line), the resource's log, and its warning in the status API and on the page.
+fn warn(
+    resource: &str,
+    label: &'static str,
+    logs: &Logs,
+    live: &Arc<watch::Sender<BTreeMap<String, web::Live>>>,
+) -> impl Fn(String) + Send + Sync + Clone + 'static {
+    let (name, logs, live) = (resource.to_owned(), logs.clone(), live.clone());
+    move |message: String| {
+        out::say_for(label, &name, &message);
+        for line in message.lines() {
+            logs.push(&name, label, line);
+        }
+        live.send_modify(|m| m.entry(name.clone()).or_default().warning = Some(message));
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -720,7 +720,7 @@ fn inspect_chart(
     for ns in &found.own_namespaces {
         out::say(
             "namespace",
-            format!("`{ns}` is created by the chart itself"),
+            format!("`{ns}` is rendered by the chart: it is made for Helm to own"),
         );
     }
     Ok(found.own_namespaces)

@@ -59,12 +59,12 @@ pub fn minikube_up(
 }
 
 /// Brings the cluster up: Minikube (when configured), then the guarded client and the
-/// namespaces.
+/// namespaces (those in `chart_namespaces`, which the Helm chart renders, made for Helm).
 pub async fn bring_up(
     cfg: &Config,
     kubeconfig: &[PathBuf],
     recreate: bool,
-    skip_namespaces: &[String],
+    chart_namespaces: &[String],
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Ready, BootstrapError> {
     let (action, addons_enabled, image_store) = match cfg.cluster.provider {
@@ -76,13 +76,17 @@ pub async fn bring_up(
     };
     let target = k::connect(cfg, kubeconfig).await?;
     let mut namespaces_created = Vec::new();
-    // A chart that renders its own Namespace owns it: Helm refuses to adopt one devenv made.
-    for ns in cfg
-        .namespaces()
-        .into_iter()
-        .filter(|n| !skip_namespaces.contains(n))
-    {
-        if k::ensure_namespace(&target, &ns).await? {
+    for ns in cfg.namespaces() {
+        // A namespace the chart renders is Helm's: made here (the release record and the
+        // Secrets must live in it before Helm runs) with the metadata Helm adopts.
+        let created = match &cfg.deploy.helm {
+            Some(h) if chart_namespaces.contains(&ns) => {
+                k::ensure_namespace_for_helm(&target, &ns, &h.release, &cfg.deploy.namespace)
+                    .await?
+            }
+            _ => k::ensure_namespace(&target, &ns).await?,
+        };
+        if created {
             namespaces_created.push(ns);
         }
     }
@@ -99,7 +103,6 @@ pub async fn bring_up(
 #[derive(Debug, Default)]
 pub struct Removed {
     pub helm_release: Option<String>,
-    pub manifests: usize,
     pub secrets: Vec<String>,
     pub cluster_stopped: bool,
 }
@@ -125,53 +128,45 @@ fn run_checked(cmd: &Cmd, tolerate: &[&str]) -> Result<bool, BootstrapError> {
     })
 }
 
-/// Removes what devenv deployed (the Helm release, the manifests' objects, its Secrets) and
-/// leaves the cluster running, unless `stop_cluster`. Never deletes a cluster.
+/// Uninstalls the Helm release, if there is one and it is installed; its name when it was.
+/// The first half of `down` (the manifests' objects go next, from deploy).
+pub async fn uninstall_release(
+    cfg: &Config,
+    target: &Target,
+) -> Result<Option<String>, BootstrapError> {
+    let Some(h) = &cfg.deploy.helm else {
+        return Ok(None);
+    };
+    let cmd = Cmd::new("helm")
+        .args([
+            "uninstall",
+            &h.release,
+            "--namespace",
+            &cfg.deploy.namespace,
+            "--kube-context",
+            &target.context,
+        ])
+        .timeout(TEARDOWN_TIMEOUT);
+    Ok(
+        tokio::task::block_in_place(|| run_checked(&cmd, &["not found"]))?
+            .then(|| h.release.clone()),
+    )
+}
+
+/// The rest of `down`: the Secrets devenv made, and with `stop_cluster` the Minikube
+/// profile stopped (never deleted). The cluster keeps running otherwise.
 pub async fn tear_down(
     cfg: &Config,
-    kubeconfig: &[PathBuf],
+    target: &Target,
     stop_cluster: bool,
+    helm_release: Option<String>,
 ) -> Result<Removed, BootstrapError> {
-    let target = k::connect(cfg, kubeconfig).await?;
-    let mut removed = Removed::default();
-    let ns = cfg.deploy.namespace.clone();
-    if let Some(h) = &cfg.deploy.helm {
-        let cmd = Cmd::new("helm")
-            .args([
-                "uninstall",
-                &h.release,
-                "--namespace",
-                &ns,
-                "--kube-context",
-                &target.context,
-            ])
-            .timeout(TEARDOWN_TIMEOUT);
-        if tokio::task::block_in_place(|| run_checked(&cmd, &["not found"]))? {
-            removed.helm_release = Some(h.release.clone());
-        }
-    }
-    if !cfg.deploy.manifests.is_empty() {
-        let mut args: Vec<String> = [
-            "delete",
-            "--context",
-            &target.context,
-            "--namespace",
-            &ns,
-            "--ignore-not-found",
-            "--wait=false",
-        ]
-        .map(String::from)
-        .into();
-        for m in &cfg.deploy.manifests {
-            args.push("-f".into());
-            args.push(m.display().to_string());
-        }
-        let cmd = Cmd::new("kubectl").args(args).timeout(TEARDOWN_TIMEOUT);
-        tokio::task::block_in_place(|| run_checked(&cmd, &[]))?;
-        removed.manifests = cfg.deploy.manifests.len();
-    }
+    let mut removed = Removed {
+        helm_release,
+        ..Removed::default()
+    };
     for s in &cfg.secrets {
-        if k::delete_secret(&target, &s.namespace, &s.name).await? {
+        if k::delete_secret(target, &s.namespace, &s.name).await? {
             removed.secrets.push(s.name.clone());
         }
     }

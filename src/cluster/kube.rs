@@ -52,12 +52,165 @@ pub enum KubeError {
         source: kube::Error,
     },
     /// A request to the API server failed.
-    #[error("{what}: {source}")]
-    Api {
-        what: String,
-        #[source]
-        source: kube::Error,
+    #[error("{what}: {source}{}", source.hint().map_or(String::new(), |h| format!("\n  hint: {h}")))]
+    Api { what: String, source: ApiFailure },
+    /// The API server did not answer at all.
+    #[error("cannot reach the API server of kube context `{context}`{}: {detail}\n  hint: {hint}", server.as_ref().map_or(String::new(), |s| format!(" at {s}")))]
+    Unreachable {
+        context: String,
+        server: Option<String>,
+        detail: String,
+        hint: String,
     },
+}
+
+/// What kind of trouble a request to the API server ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Trouble {
+    /// No answer: nothing listens, DNS, TLS, a timeout.
+    Unreachable,
+    /// The API server answered, but could not reach the node's kubelet, which serves pod
+    /// logs, exec and port-forward.
+    KubeletUnreachable,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    /// Any other answer.
+    Other,
+}
+
+/// A kube-rs error as a user reads it: one sentence with the API server's own message, and
+/// never a Debug dump of its Status (kube-rs's own Display has one). It ends the cause chain.
+#[derive(Debug)]
+pub struct ApiFailure(pub kube::Error);
+
+impl From<kube::Error> for ApiFailure {
+    fn from(e: kube::Error) -> Self {
+        ApiFailure(e)
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&explain(&self.0).0)
+    }
+}
+
+impl ApiFailure {
+    pub fn trouble(&self) -> Trouble {
+        explain(&self.0).1
+    }
+
+    pub fn hint(&self) -> Option<&'static str> {
+        self.trouble().hint()
+    }
+}
+
+impl Trouble {
+    /// What to do about it, where there is something to say that does not depend on the
+    /// context (the caller adds context-specific hints, such as the unreachable server's).
+    pub fn hint(self) -> Option<&'static str> {
+        match self {
+            Trouble::KubeletUnreachable => Some(
+                "pod logs, exec and port-forward go from the API server to the node's kubelet; check that the node is Ready and reachable (`kubectl get nodes -o wide`)",
+            ),
+            Trouble::Unauthorized => Some(
+                "the cluster refused the kubeconfig's credentials; refresh them (for Minikube: `minikube update-context`)",
+            ),
+            Trouble::Forbidden => Some(
+                "the context's user may not do this; `kubectl auth can-i --list` shows what it may do",
+            ),
+            Trouble::Unreachable => Some(
+                "check that the cluster is running (`minikube status`) and that the kube context points at it",
+            ),
+            Trouble::NotFound | Trouble::Other => None,
+        }
+    }
+}
+
+/// The sentence for a status the API server sent.
+fn explain_status(s: &kube::core::Status) -> (String, Trouble) {
+    let message = if s.message.is_empty() {
+        s.reason.clone()
+    } else {
+        s.message.clone()
+    };
+    let to_kubelet = [
+        ":10250",
+        "dialing backend",
+        "egress",
+        "containerLogs",
+        "kubelet",
+    ];
+    let trouble = match s.code {
+        401 => Trouble::Unauthorized,
+        403 => Trouble::Forbidden,
+        404 => Trouble::NotFound,
+        500..=504 if to_kubelet.iter().any(|k| message.contains(k)) => Trouble::KubeletUnreachable,
+        _ => Trouble::Other,
+    };
+    let code = if s.code == 0 {
+        String::new()
+    } else {
+        format!(" (HTTP {})", s.code)
+    };
+    let text = match trouble {
+        Trouble::KubeletUnreachable => {
+            format!("the API server cannot reach the node's kubelet{code}: {message}")
+        }
+        _ if message.is_empty() => format!("the API server refused the request{code}"),
+        _ => format!("{message}{code}"),
+    };
+    (text, trouble)
+}
+
+/// The deepest cause of an error, as a sentence fragment (`connection refused`).
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    let text = cur.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_owned(),
+        _ => text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
+/// A kube-rs error as one sentence, and what kind of trouble it is.
+pub fn explain(e: &kube::Error) -> (String, Trouble) {
+    match e {
+        kube::Error::Api(status) => explain_status(status),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => (
+            format!("no answer from the API server: {}", root_cause(e)),
+            Trouble::Unreachable,
+        ),
+        kube::Error::SerdeError(s) => (
+            format!("an answer of the API server could not be read: {s}"),
+            Trouble::Other,
+        ),
+        other => (root_cause(other), Trouble::Other),
+    }
+}
+
+/// A watch's error as one sentence, and what kind of trouble it is.
+pub fn explain_watch(e: &kube::runtime::watcher::Error) -> (String, Trouble) {
+    use kube::runtime::watcher::Error as W;
+    match e {
+        W::InitialListFailed(k) | W::WatchStartFailed(k) | W::WatchFailed(k) => explain(k),
+        W::WatchError(status) => explain_status(status),
+        W::NoResourceVersion => (
+            "the API server sent no resourceVersion, so the list cannot be watched".into(),
+            Trouble::Other,
+        ),
+    }
 }
 
 /// A cluster devenv may write to: the client and the context it was checked for.
@@ -128,6 +281,33 @@ pub async fn connect(cfg: &Config, files: &[PathBuf]) -> Result<Target, KubeErro
         context: context.clone(),
         source,
     })?;
+    // One cheap request first, so an API server that does not answer is told once, with
+    // its address, before anything else tries.
+    if let Err(e) = client.apiserver_version().await {
+        let failure = ApiFailure(e);
+        if failure.trouble() != Trouble::Unreachable {
+            return Err(KubeError::Api {
+                what: format!("the API server of kube context `{context}`"),
+                source: failure,
+            });
+        }
+        let hint = if cfg.cluster.provider == crate::config::Provider::Minikube {
+            format!(
+                "is the cluster running? `minikube status -p {p}` tells, and `devenv up` starts it; if it runs, the context's address may be stale: `minikube update-context -p {p}`",
+                p = cfg.cluster.profile
+            )
+        } else {
+            format!(
+                "check that the cluster is up and that context `{context}` points at it: `kubectl --context {context} cluster-info`"
+            )
+        };
+        return Err(KubeError::Unreachable {
+            context,
+            server,
+            detail: root_cause(&failure.0),
+            hint,
+        });
+    }
     Ok(Target {
         client,
         context,
@@ -142,9 +322,9 @@ pub async fn ensure_namespace(t: &Target, name: &str) -> Result<bool, KubeError>
     if api
         .get_opt(name)
         .await
-        .map_err(|source| KubeError::Api {
+        .map_err(|e| KubeError::Api {
             what: what(),
-            source,
+            source: e.into(),
         })?
         .is_some()
     {
@@ -157,11 +337,63 @@ pub async fn ensure_namespace(t: &Target, name: &str) -> Result<bool, KubeError>
     });
     api.patch(name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&ns))
         .await
-        .map_err(|source| KubeError::Api {
+        .map_err(|e| KubeError::Api {
             what: what(),
-            source,
+            source: e.into(),
         })?;
     Ok(true)
+}
+
+/// Creates a namespace the Helm chart renders itself, for Helm to adopt: Helm keeps its
+/// release record in the release's namespace before it creates anything, so the namespace
+/// must exist first, and it must carry Helm's ownership metadata or Helm refuses to take it
+/// over. One devenv made earlier gets that metadata too; one that exists otherwise is left
+/// alone (Helm then says whose it is). True when it was created.
+pub async fn ensure_namespace_for_helm(
+    t: &Target,
+    name: &str,
+    release: &str,
+    release_namespace: &str,
+) -> Result<bool, KubeError> {
+    let api: Api<Namespace> = Api::all(t.client.clone());
+    let what = || format!("namespace `{name}` in context `{}`", t.context);
+    let existing = api.get_opt(name).await.map_err(|e| KubeError::Api {
+        what: what(),
+        source: e.into(),
+    })?;
+    let devenvs = existing.as_ref().is_some_and(|ns| {
+        ns.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(MANAGED_BY.0))
+            .is_some_and(|v| v == MANAGED_BY.1)
+    });
+    if existing.is_some() && !devenvs {
+        return Ok(false);
+    }
+    let ns = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "labels": { MANAGED_BY.0: "Helm" },
+            "annotations": {
+                "meta.helm.sh/release-name": release,
+                "meta.helm.sh/release-namespace": release_namespace,
+            },
+        }
+    });
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&ns),
+    )
+    .await
+    .map_err(|e| KubeError::Api {
+        what: what(),
+        source: e.into(),
+    })?;
+    Ok(existing.is_none())
 }
 
 /// Deletes a Secret devenv made; a missing one is fine.
@@ -170,9 +402,9 @@ pub async fn delete_secret(t: &Target, namespace: &str, name: &str) -> Result<bo
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
-        Err(source) => Err(KubeError::Api {
+        Err(e) => Err(KubeError::Api {
             what: format!("deleting secret `{name}` in `{namespace}`"),
-            source,
+            source: e.into(),
         }),
     }
 }

@@ -30,6 +30,19 @@ pub enum ProfileState {
     },
 }
 
+impl ProfileState {
+    /// The state in words, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            ProfileState::Absent => "it does not exist".into(),
+            ProfileState::Running => "running".into(),
+            ProfileState::Stopped => "stopped".into(),
+            ProfileState::Paused => "paused".into(),
+            ProfileState::Broken { detail } => format!("not healthy: {detail}"),
+        }
+    }
+}
+
 /// Parses `minikube status -o json`: one object for a single node, an array for several.
 /// The exit code's bits say what is not running (1 host, 2 cluster, 4 kubeconfig).
 pub fn parse_status(stdout: &str, code: Option<i32>) -> ProfileState {

@@ -28,6 +28,12 @@ pub enum ApplyError {
         api_version: String,
         kind: String,
     },
+    /// A manifest file is not YAML devenv can read.
+    #[error("{file}: {error}")]
+    Unreadable { file: String, error: String },
+    /// The inventory of applied objects could not be written.
+    #[error("cannot write {file}: {error}")]
+    Inventory { file: String, error: String },
     #[error(transparent)]
     Kube(#[from] KubeError),
 }
@@ -129,7 +135,7 @@ pub async fn apply(
         let (resource, at) = locate(discovery, file, doc, namespace)?;
         let body = serde_json::to_value(doc).map_err(|e| KubeError::Api {
             what: at.to_string(),
-            source: kube::Error::SerdeError(e),
+            source: kube::Error::SerdeError(e).into(),
         })?;
         api_for(t, &resource, &at)
             .patch(
@@ -138,9 +144,9 @@ pub async fn apply(
                 &Patch::Apply(&body),
             )
             .await
-            .map_err(|source| KubeError::Api {
+            .map_err(|e| KubeError::Api {
                 what: format!("applying {at} from {file}"),
-                source,
+                source: e.into(),
             })?;
         applied.push(at.to_string());
     }
@@ -176,13 +182,10 @@ pub async fn prune(
             continue;
         };
         let api = api_for(t, &resource, at);
-        let live = api
-            .get_opt(&at.name)
-            .await
-            .map_err(|source| KubeError::Api {
-                what: format!("reading {at}"),
-                source,
-            })?;
+        let live = api.get_opt(&at.name).await.map_err(|e| KubeError::Api {
+            what: format!("reading {at}"),
+            source: e.into(),
+        })?;
         let Some(live) = live else { continue };
         let ours = live
             .metadata
@@ -196,13 +199,61 @@ pub async fn prune(
         }
         api.delete(&at.name, &DeleteParams::background())
             .await
-            .map_err(|source| KubeError::Api {
+            .map_err(|e| KubeError::Api {
                 what: format!("pruning {at}"),
-                source,
+                source: e.into(),
             })?;
         out.push(Pruned::Deleted(at.clone()));
     }
     Ok(out)
+}
+
+/// What `down` removes of the plain manifests' objects: everything the inventory says devenv
+/// applied (a file deleted since is no excuse to leave its objects behind) and everything
+/// today's files name, each only while it carries this project's label. The inventory is
+/// emptied of what was removed.
+pub async fn remove_applied(
+    t: &Target,
+    cfg: &crate::config::Config,
+    inventory: Option<&Path>,
+) -> Result<Vec<Pruned>, ApplyError> {
+    let mut wanted = inventory.map(load_inventory).unwrap_or_default();
+    if wanted.is_empty() && cfg.deploy.manifests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let discovery = discover(t).await?;
+    for file in &cfg.deploy.manifests {
+        let shown = cfg.rel(file);
+        // A file that is gone or unreadable now still had its objects in the inventory.
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        let docs = super::manifests::rewrite(&text, &Default::default(), &cfg.project)
+            .map_err(|e| ApplyError::Unreadable {
+                file: shown.clone(),
+                error: e,
+            })?
+            .docs;
+        wanted.extend(refs(&discovery, &shown, &docs, &cfg.deploy.namespace)?);
+    }
+    wanted.sort();
+    wanted.dedup();
+    let done = prune(t, &discovery, &wanted, &cfg.project).await?;
+    if let Some(path) = inventory {
+        let left: Vec<ObjectRef> = load_inventory(path)
+            .into_iter()
+            .filter(|r| {
+                !done
+                    .iter()
+                    .any(|p| matches!(p, Pruned::Deleted(d) if d == r))
+            })
+            .collect();
+        save_inventory(path, &left).map_err(|e| ApplyError::Inventory {
+            file: path.display().to_string(),
+            error: e.to_string(),
+        })?;
+    }
+    Ok(done)
 }
 
 /// Where the inventory of what devenv applied for this project and context is kept.
@@ -232,8 +283,8 @@ pub async fn discover(t: &Target) -> Result<Discovery, KubeError> {
     Discovery::new(t.client.clone())
         .run()
         .await
-        .map_err(|source| KubeError::Api {
+        .map_err(|e| KubeError::Api {
             what: format!("API discovery on `{}`", t.context),
-            source,
+            source: e.into(),
         })
 }

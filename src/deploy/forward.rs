@@ -9,6 +9,7 @@ use std::path::Path;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::pods::Pods;
+use crate::cluster::kube::{Trouble, explain};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
@@ -49,43 +50,61 @@ pub async fn listen(port: u16, proc_root: &Path) -> Result<TcpListener, ForwardE
 }
 
 /// Accepts connections on `listener` for ever and carries each to port `remote` of the
-/// newest ready pod. `report` gets one line per notable event (no ready pod, a failed
-/// forward).
+/// newest ready pod. A failure goes to `report` as a sentence (with a hint where there is
+/// one), once per kind of failure until a connection is carried again.
 pub async fn serve(
     listener: TcpListener,
     pods: Pods,
     remote: u16,
     report: impl Fn(String) + Send + Sync + Clone + 'static,
 ) {
+    let once = super::logs::Once::default();
+    let local = listener.local_addr().map_or(0, |a| a.port());
     loop {
         let Ok((conn, _)) = listener.accept().await else {
             continue;
         };
         let pods = pods.clone();
         let report = report.clone();
+        let once = once.clone();
         tokio::spawn(async move {
-            if let Err(e) = carry(conn, &pods, remote).await {
-                report(e);
+            match carry(conn, &pods, remote).await {
+                Ok(()) => once.recovered(),
+                Err((trouble, why)) => {
+                    if once.first(trouble) {
+                        report(format!(
+                            "cannot forward 127.0.0.1:{local} to port {remote}: {why}{}",
+                            trouble
+                                .hint()
+                                .map_or(String::new(), |h| format!("\n  hint: {h}"))
+                        ));
+                    }
+                }
             }
         });
     }
 }
 
-async fn carry(mut conn: TcpStream, pods: &Pods, remote: u16) -> Result<(), String> {
+async fn carry(mut conn: TcpStream, pods: &Pods, remote: u16) -> Result<(), (Trouble, String)> {
     let Some(pod) = pods.ready_pod() else {
-        return Err(format!(
-            "no ready pod ({}) to forward port {remote} to; the connection was closed",
-            pods.selector
+        return Err((
+            Trouble::NotFound,
+            format!(
+                "no pod ({}) is ready, so the connection was closed",
+                pods.selector
+            ),
         ));
     };
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let mut pf = pods
-        .api
-        .portforward(&name, &[remote])
-        .await
-        .map_err(|e| format!("port-forward to pod {name}:{remote}: {e}"))?;
+    let mut pf = pods.api.portforward(&name, &[remote]).await.map_err(|e| {
+        let (why, trouble) = explain(&e);
+        (trouble, format!("pod {name}: {why}"))
+    })?;
     let Some(mut upstream) = pf.take_stream(remote) else {
-        return Err(format!("port-forward to pod {name}:{remote}: no stream"));
+        return Err((
+            Trouble::Other,
+            format!("pod {name}: the API server opened no stream for the port"),
+        ));
     };
     let copied = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
     drop(upstream);
@@ -101,7 +120,7 @@ async fn carry(mut conn: TcpStream, pods: &Pods, remote: u16) -> Result<(), Stri
         {
             Ok(())
         }
-        Err(e) => Err(format!("port-forward to pod {name}:{remote}: {e}")),
+        Err(e) => Err((Trouble::Other, format!("pod {name}: {e}"))),
     }
 }
 

@@ -2,12 +2,14 @@
 //! picked up as they appear, line by line with Kubernetes' own time stamps.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use futures::{AsyncBufReadExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::LogParams;
 
 use super::pods::Pods;
+use crate::cluster::kube::{Trouble, explain};
 
 /// One line a container wrote.
 #[derive(Debug, Clone)]
@@ -48,10 +50,38 @@ fn started(p: &Pod) -> Vec<(String, i32)> {
         .collect()
 }
 
-/// Follows the logs of every started container of `pods` until the task is dropped.
-pub async fn follow(pods: Pods, sink: impl Fn(PodLine) + Send + Sync + Clone + 'static) {
+/// Says each kind of failure once, until things work again: a resource with many pods and
+/// containers that all fail the same way gets one line, not one per container.
+#[derive(Clone, Default)]
+pub struct Once {
+    said: Arc<Mutex<HashSet<Trouble>>>,
+}
+
+impl Once {
+    /// True the first time `t` is seen since the last [`Once::recovered`].
+    pub fn first(&self, t: Trouble) -> bool {
+        self.said
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(t)
+    }
+
+    pub fn recovered(&self) {
+        self.said.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// Follows the logs of every started container of `pods` until the task is dropped. A
+/// stream that cannot be opened is told to `report` as a sentence with a hint, once per
+/// kind of failure until a stream opens again.
+pub async fn follow(
+    pods: Pods,
+    sink: impl Fn(PodLine) + Send + Sync + Clone + 'static,
+    report: impl Fn(String) + Send + Sync + Clone + 'static,
+) {
     let mut seen: HashSet<(String, String, i32)> = HashSet::new();
     let mut changed = pods.changed.clone();
+    let once = Once::default();
     loop {
         for pod in pods.store.state() {
             let (Some(name), Some(uid)) = (pod.metadata.name.clone(), pod.metadata.uid.clone())
@@ -64,6 +94,8 @@ pub async fn follow(pods: Pods, sink: impl Fn(PodLine) + Send + Sync + Clone + '
                 }
                 let api = pods.api.clone();
                 let sink = sink.clone();
+                let report = report.clone();
+                let once = once.clone();
                 let name = name.clone();
                 tokio::spawn(async move {
                     let params = LogParams {
@@ -73,9 +105,20 @@ pub async fn follow(pods: Pods, sink: impl Fn(PodLine) + Send + Sync + Clone + '
                         ..LogParams::default()
                     };
                     let stream = match api.log_stream(&name, &params).await {
-                        Ok(s) => s,
+                        Ok(s) => {
+                            once.recovered();
+                            s
+                        }
                         Err(e) => {
-                            tracing::debug!("logs of {name}/{container}: {e}");
+                            let (why, trouble) = explain(&e);
+                            if once.first(trouble) {
+                                report(format!(
+                                    "cannot follow the logs of pod {name}, container {container}: {why}{}",
+                                    trouble
+                                        .hint()
+                                        .map_or(String::new(), |h| format!("\n  hint: {h}"))
+                                ));
+                            }
                             return;
                         }
                     };

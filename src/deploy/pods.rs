@@ -4,14 +4,17 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::DynamicObject;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
-use super::rollout::{api_resource, label_selector};
-use crate::config::Workload;
+use super::rollout::{
+    PodCounts, api_resource, current_pods, current_template_hash, label_selector, pod_counts,
+};
+use crate::config::{Workload, WorkloadKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodsError {
@@ -19,8 +22,7 @@ pub enum PodsError {
     Read {
         workload: String,
         namespace: String,
-        #[source]
-        source: kube::Error,
+        source: crate::cluster::kube::ApiFailure,
     },
     #[error("{workload} in {namespace} has no spec.selector: devenv finds its pods by it")]
     NoSelector { workload: String, namespace: String },
@@ -31,6 +33,10 @@ pub enum PodsError {
 pub struct Pods {
     pub api: Api<Pod>,
     pub store: Store<Pod>,
+    /// A Deployment's ReplicaSets, to tell its current pods from old ones.
+    pub replicasets: Option<Store<ReplicaSet>>,
+    /// The workload's uid (its ReplicaSets name it as their owner).
+    pub owner_uid: Option<String>,
     /// Bumped whenever a pod is added, changed or removed.
     pub changed: tokio::sync::watch::Receiver<u64>,
     pub selector: String,
@@ -47,14 +53,11 @@ pub async fn watch(
 ) -> Result<Pods, PodsError> {
     let wl: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), namespace, &api_resource(workload.kind));
-    let obj = wl
-        .get(&workload.name)
-        .await
-        .map_err(|source| PodsError::Read {
-            workload: workload.to_string(),
-            namespace: namespace.to_owned(),
-            source,
-        })?;
+    let obj = wl.get(&workload.name).await.map_err(|e| PodsError::Read {
+        workload: workload.to_string(),
+        namespace: namespace.to_owned(),
+        source: e.into(),
+    })?;
     let value = serde_json::to_value(&obj).unwrap_or_default();
     let selector = label_selector(&value).ok_or_else(|| PodsError::NoSelector {
         workload: workload.to_string(),
@@ -69,32 +72,59 @@ pub async fn watch(
         })
         .unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let (store, writer) = reflector::store();
     let (tx, changed) = tokio::sync::watch::channel(0u64);
-    let stream = watcher::watcher(api.clone(), watcher::Config::default().labels(&selector))
-        .default_backoff()
-        .reflect(writer);
-    tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        let mut n = 0u64;
-        while let Some(ev) = stream.next().await {
-            if let Err(e) = ev {
-                tracing::debug!("watching pods: {e}");
-                continue;
-            }
-            n += 1;
-            if tx.send(n).is_err() {
-                break;
-            }
-        }
+    let tx = Arc::new(tx);
+    let store = reflect(api.clone(), &selector, tx.clone());
+    // A Deployment's pods are those of its newest ReplicaSet.
+    let replicasets = (workload.kind == WorkloadKind::Deployment).then(|| {
+        let rs: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
+        reflect(rs, &selector, tx)
     });
     Ok(Pods {
         api,
         store,
+        replicasets,
+        owner_uid: obj.metadata.uid.clone(),
         changed,
         selector,
         template_labels,
     })
+}
+
+/// A reflector store of the objects `selector` picks, kept current on a task of its own
+/// (until every reader is gone); each change bumps `changed`.
+fn reflect<K>(
+    api: Api<K>,
+    selector: &str,
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
+) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = watcher::watcher(api, watcher::Config::default().labels(selector))
+        .default_backoff()
+        .reflect(writer);
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            if let Err(e) = ev {
+                tracing::debug!("watching: {}", crate::cluster::kube::explain_watch(&e).0);
+                continue;
+            }
+            changed.send_modify(|n| *n += 1);
+            if changed.is_closed() {
+                break;
+            }
+        }
+    });
+    store
 }
 
 fn is_ready(p: &Pod) -> bool {
@@ -109,6 +139,17 @@ fn is_ready(p: &Pod) -> bool {
 }
 
 impl Pods {
+    /// Ready/total pods and restarts of the workload's current revision.
+    pub fn counts(&self) -> PodCounts {
+        let all = self.store.state();
+        let refs: Vec<&Pod> = all.iter().map(AsRef::as_ref).collect();
+        let hash = self.replicasets.as_ref().and_then(|rs| {
+            let list = rs.state();
+            current_template_hash(self.owner_uid.as_deref(), list.iter().map(AsRef::as_ref))
+        });
+        pod_counts(&current_pods(&refs, hash.as_deref()))
+    }
+
     /// The newest ready pod, if any.
     pub fn ready_pod(&self) -> Option<Arc<Pod>> {
         self.store

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Event as KubeEvent, Pod};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, LogParams};
 use kube::runtime::WatchStreamExt;
@@ -39,6 +40,9 @@ pub struct Problem {
     pub hint: Option<String>,
     /// The last lines the crashed container wrote, for crash loops.
     pub logs: Vec<String>,
+    /// Why those lines could not be read, when they could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs_unreadable: Option<String>,
 }
 
 impl Problem {
@@ -76,6 +80,9 @@ impl std::fmt::Display for Problem {
             for l in &self.logs {
                 write!(f, "\n    {l}")?;
             }
+        }
+        if let Some(why) = &self.logs_unreadable {
+            write!(f, "\n  the crashed container's logs cannot be read: {why}")?;
         }
         if let Some(h) = &self.hint {
             write!(f, "\n  hint: {h}")?;
@@ -264,6 +271,7 @@ pub fn pod_problem(pod: &Pod) -> Option<Problem> {
             message,
             hint,
             logs: Vec::new(),
+            logs_unreadable: None,
         };
         match reason.as_str() {
             "ImagePullBackOff" | "ErrImagePull" | "ErrImageNeverPull" => {
@@ -301,7 +309,12 @@ pub fn pod_problem(pod: &Pod) -> Option<Problem> {
                         "the container keeps exiting ({} restarts{code})",
                         cs.restart_count
                     ),
-                    None,
+                    Some(format!(
+                        "the container exits soon after it starts; its own last lines say why (`kubectl logs --previous -n {} {} -c {}`)",
+                        pod.metadata.namespace.as_deref().unwrap_or("default"),
+                        name.as_deref().unwrap_or("POD"),
+                        cs.name
+                    )),
                 ));
             }
             "InvalidImageName"
@@ -323,6 +336,7 @@ pub fn pod_problem(pod: &Pod) -> Option<Problem> {
         message: c.message.clone().unwrap_or_default(),
         hint: Some("the cluster lacks room for the pod's requests; lower them or give Minikube more CPUs/memory in [cluster]".into()),
         logs: Vec::new(),
+        logs_unreadable: None,
     })
 }
 
@@ -336,6 +350,13 @@ pub fn event_problem(ev: &KubeEvent) -> Option<Problem> {
         "Unhealthy" => Some("a probe fails: check the probe's path and port against what the container serves, and its initialDelaySeconds".to_owned()),
         "FailedScheduling" => Some("the cluster lacks room for the pod's requests; lower them or give Minikube more CPUs/memory in [cluster]".to_owned()),
         "FailedMount" => Some("a volume's source (Secret, ConfigMap, claim) is missing".to_owned()),
+        "ErrImageNeverPull" | "ErrImagePull" | "ImagePullBackOff" => Some(IMAGE_HINT.to_owned()),
+        "Failed" if ev.message.as_deref().is_some_and(|m| m.contains("pull")) => {
+            Some(IMAGE_HINT.to_owned())
+        }
+        "BackOff" => Some(
+            "a container keeps exiting soon after it starts; its own last lines say why (`kubectl logs --previous`)".to_owned(),
+        ),
         _ => None,
     };
     Some(Problem {
@@ -345,6 +366,7 @@ pub fn event_problem(ev: &KubeEvent) -> Option<Problem> {
         message: ev.message.clone().unwrap_or_default(),
         hint,
         logs: Vec::new(),
+        logs_unreadable: None,
     })
 }
 
@@ -369,6 +391,7 @@ pub fn assess(
                 message: String::new(),
                 hint: None,
                 logs: Vec::new(),
+                logs_unreadable: None,
             });
             p.message = if p.message.is_empty() {
                 message
@@ -396,6 +419,60 @@ pub fn assess(
             }
         }
     }
+}
+
+/// The ReplicaSet a Deployment runs now: of those it owns, the one of its newest revision.
+/// Its `pod-template-hash` label names its pods.
+pub fn current_template_hash<'a>(
+    deployment_uid: Option<&str>,
+    replicasets: impl IntoIterator<Item = &'a ReplicaSet>,
+) -> Option<String> {
+    let revision = |rs: &ReplicaSet| {
+        rs.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+            .and_then(|r| r.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    replicasets
+        .into_iter()
+        .filter(|rs| {
+            deployment_uid.is_none_or(|uid| {
+                rs.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.uid == uid && o.controller == Some(true))
+            })
+        })
+        .max_by_key(|rs| revision(rs))
+        .and_then(|rs| {
+            rs.metadata
+                .labels
+                .as_ref()?
+                .get("pod-template-hash")
+                .cloned()
+        })
+}
+
+/// The pods that count for a resource, as `kubectl get` counts a workload's: not being
+/// deleted, and, when the current ReplicaSet is known (`template_hash`), only its pods (the
+/// old ones a rolling update leaves for a moment are not the Deployment's any more).
+pub fn current_pods<'a>(pods: &[&'a Pod], template_hash: Option<&str>) -> Vec<&'a Pod> {
+    pods.iter()
+        .copied()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            template_hash.is_none_or(|h| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("pod-template-hash"))
+                    .is_some_and(|ph| ph == h)
+            })
+        })
+        .collect()
 }
 
 /// Ready/total pods and restarts.
@@ -517,20 +594,27 @@ pub async fn wait_ready(
         watcher::Config::default().fields("involvedObject.kind=Pod,type=Warning"),
     );
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
     let mut pod_stream = None;
+    let mut rs_stream = None;
     let mut selector: Option<String> = None;
+    // Ready is said only once the pods have been listed, so the counts are true.
+    let mut pods_listed = false;
+    let mut replicasets = Mirror::<ReplicaSet>::new();
 
     let mut workloads = Mirror::<DynamicObject>::new();
     let mut pods = Mirror::<Pod>::new();
     let mut events = Mirror::<KubeEvent>::new();
-    let mut crash_logs: BTreeMap<(String, String, i32), Vec<String>> = BTreeMap::new();
+    let mut crash_logs: BTreeMap<(String, String, i32), Result<Vec<String>, String>> =
+        BTreeMap::new();
     let mut last: Option<(Health, PodCounts)> = None;
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let shown = workload.to_string();
     let watch_err = |what: &str, source: watcher::Error| {
-        tracing::debug!("watching {what} of {shown} in {namespace}: {source}");
-        format!("watching {what}: {source}")
+        let (why, _) = crate::cluster::kube::explain_watch(&source);
+        tracing::debug!("watching {what} of {shown} in {namespace}: {why}");
+        format!("watching {what}: {why}")
     };
     let mut watch_error: Option<String> = None;
 
@@ -546,9 +630,20 @@ pub async fn wait_ready(
                 Some(s) => futures::StreamExt::next(s).await,
                 None => futures::future::pending().await,
             } } => match ev {
-                Some(Ok(ev)) => pods.apply(ev),
+                Some(Ok(ev)) => {
+                    pods_listed |= matches!(ev, Event::InitDone);
+                    pods.apply(ev);
+                }
                 // The watcher recovers by itself (410 Gone: it lists again, with back-off).
                 Some(Err(e)) => { watch_error = Some(watch_err("the pods", e)); continue; }
+                None => {}
+            },
+            ev = async { match rs_stream.as_mut() {
+                Some(s) => futures::StreamExt::next(s).await,
+                None => futures::future::pending().await,
+            } } => match ev {
+                Some(Ok(ev)) => replicasets.apply(ev),
+                Some(Err(e)) => { watch_error = Some(watch_err("the replica sets", e)); continue; }
                 None => {}
             },
             ev = ev_stream.next() => match ev {
@@ -579,14 +674,24 @@ pub async fn wait_ready(
         if wanted.is_some() && wanted != selector {
             selector = wanted;
             pods = Mirror::new();
+            pods_listed = false;
             let cfg = watcher::Config::default().labels(selector.as_deref().unwrap_or(""));
+            if workload.kind == WorkloadKind::Deployment {
+                replicasets = Mirror::new();
+                rs_stream = Some(watcher(rs_api.clone(), cfg.clone()));
+            }
             pod_stream = Some(watcher(pod_api.clone(), cfg));
         }
-        let current: Vec<&Pod> = if selector.is_some() {
+        let all: Vec<&Pod> = if selector.is_some() {
             pods.objects.values().collect()
         } else {
             Vec::new()
         };
+        let hash = current_template_hash(
+            obj.as_ref().and_then(|o| o["metadata"]["uid"].as_str()),
+            replicasets.objects.values(),
+        );
+        let current = current_pods(&all, hash.as_deref());
         let mut warnings: Vec<(String, Problem)> = events
             .objects
             .values()
@@ -617,7 +722,7 @@ pub async fn wait_ready(
             last = Some((health.clone(), counts));
         }
         match health {
-            Health::Ready => return Ok(()),
+            Health::Ready if pods_listed => return Ok(()),
             Health::Failed(problem) => {
                 return Err(RolloutError::Failed {
                     workload: shown,
@@ -653,7 +758,7 @@ async fn attach_crash_logs(
     api: &Api<Pod>,
     pods: &[&Pod],
     problem: &mut Problem,
-    cache: &mut BTreeMap<(String, String, i32), Vec<String>>,
+    cache: &mut BTreeMap<(String, String, i32), Result<Vec<String>, String>>,
 ) {
     let (Some(pod), Some(container)) = (problem.pod.clone(), problem.container.clone()) else {
         return;
@@ -674,12 +779,16 @@ async fn attach_crash_logs(
             ..LogParams::default()
         };
         let lines = match api.logs(&pod, &params).await {
-            Ok(text) => text.lines().map(str::to_owned).collect(),
-            Err(e) => vec![format!("(the logs could not be read: {e})")],
+            Ok(text) => Ok(text.lines().map(str::to_owned).collect()),
+            Err(e) => Err(crate::cluster::kube::explain(&e).0),
         };
         cache.insert(key.clone(), lines);
     }
-    problem.logs = cache.get(&key).cloned().unwrap_or_default();
+    match cache.get(&key) {
+        Some(Ok(lines)) => problem.logs.clone_from(lines),
+        Some(Err(why)) => problem.logs_unreadable = Some(why.clone()),
+        None => {}
+    }
 }
 
 /// One line for a health state.
@@ -864,6 +973,7 @@ mod tests {
             message: "Readiness probe failed: HTTP probe failed with statuscode: 503".into(),
             hint: None,
             logs: vec![],
+            logs_unreadable: None,
         };
         let other_pod = Problem {
             pod: Some("web-0".into()),

@@ -112,7 +112,7 @@ pub async fn apply(t: &Target, cfg: &Config, p: &Prepared) -> Result<(), SecretE
     obj.metadata.managed_fields = None;
     let mut body = serde_json::to_value(&obj).map_err(|e| KubeError::Api {
         what: format!("secret `{}`", p.name),
-        source: kube::Error::SerdeError(e),
+        source: kube::Error::SerdeError(e).into(),
     })?;
     body["apiVersion"] = "v1".into();
     body["kind"] = "Secret".into();
@@ -122,10 +122,10 @@ pub async fn apply(t: &Target, cfg: &Config, p: &Prepared) -> Result<(), SecretE
         &Patch::Apply(&body),
     )
     .await
-    .map_err(|source| KubeError::Api {
+    .map_err(|e| KubeError::Api {
         // The error names the Secret, never its content.
         what: format!("applying secret `{}` in `{}`", p.name, p.namespace),
-        source,
+        source: e.into(),
     })?;
     Ok(())
 }

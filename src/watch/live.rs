@@ -90,7 +90,15 @@ fn classify(e: notify::Error, path: &Path, dirs: usize) -> WatchError {
                 source: io,
             },
         },
-        other => WatchError::Notify(format!("{other:?}")),
+        notify::ErrorKind::PathNotFound => WatchError::Io {
+            path: path.to_path_buf(),
+            source: std::io::ErrorKind::NotFound.into(),
+        },
+        notify::ErrorKind::Generic(m) => WatchError::Notify(m),
+        notify::ErrorKind::WatchNotFound => WatchError::Notify("no such watch".into()),
+        notify::ErrorKind::InvalidConfig(_) => {
+            WatchError::Notify("the watcher's configuration is invalid".into())
+        }
     }
 }
 
@@ -134,7 +142,6 @@ fn add_watches(
             Ok(()) => added += 1,
             Err(e) => match classify(e, d, total) {
                 WatchError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {}
-                WatchError::Notify(m) if m.contains("PathNotFound") => {}
                 other => return Err(other),
             },
         }

@@ -55,7 +55,7 @@ fn head(r: &mut BufReader<TcpStream>) -> Result<(u16, bool), ClientError> {
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| ClientError::Read(format!("bad status line {line:?}")))?;
+        .ok_or_else(|| ClientError::Read(format!("bad status line `{}`", line.trim_end())))?;
     let mut chunked = false;
     loop {
         line.clear();
@@ -99,7 +99,9 @@ impl Read for Body {
                 self.r.read_line(&mut size)?;
             }
             let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|e| std::io::Error::other(format!("bad chunk size {size:?}: {e}")))?;
+                .map_err(|e| {
+                    std::io::Error::other(format!("bad chunk size `{}`: {e}", size.trim_end()))
+                })?;
             if n == 0 {
                 self.done = true;
                 return Ok(0);

@@ -64,12 +64,22 @@ pub struct ResourceInfo {
     pub manual: bool,
 }
 
+/// What is known of a cluster resource besides the engine's state, kept current from its
+/// watches, log streams and port-forwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Live {
+    pub pods: Option<PodCounts>,
+    /// The last failure of its log stream or a port-forward, as a sentence with a hint.
+    pub warning: Option<String>,
+}
+
 /// Everything the server needs.
 #[derive(Clone)]
 pub struct Shared {
     pub snapshots: watch::Receiver<Snapshot>,
-    /// Each cluster resource's pods: ready, total, restarts.
-    pub pods: watch::Receiver<BTreeMap<String, PodCounts>>,
+    /// What the cluster says of each cluster resource now: its pods, and the last problem
+    /// following its logs or forwarding its ports.
+    pub live: watch::Receiver<BTreeMap<String, Live>>,
     pub logs: Logs,
     pub events: mpsc::UnboundedSender<Event>,
     pub header: Header,
@@ -132,10 +142,12 @@ pub fn new_token() -> String {
     if seeded.is_err() {
         // No /dev/urandom: hash what differs between runs.
         let fallback = format!(
-            "{}-{}-{:?}",
+            "{}-{}-{}",
             std::process::id(),
             crate::engine::log::now_ms(),
-            std::time::Instant::now()
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
         );
         bytes.copy_from_slice(&blake3::hash(fallback.as_bytes()).as_bytes()[..24]);
     }
@@ -280,11 +292,13 @@ pub struct ResourceStatus {
     pub build_ms: Option<u64>,
     /// Its pods (cluster resources): ready, total, container restarts.
     pub pods: Option<PodCounts>,
+    /// The last failure following its logs or forwarding its ports, if any.
+    pub warning: Option<String>,
 }
 
 fn status_of(s: &Shared) -> Status {
     let snap = s.snapshots.borrow().clone();
-    let pods = s.pods.borrow().clone();
+    let live = s.live.borrow().clone();
     let resources = s
         .resources
         .iter()
@@ -306,7 +320,8 @@ fn status_of(s: &Shared) -> Status {
                 info: info.clone(),
                 state,
                 build_ms,
-                pods: pods.get(&info.name).copied(),
+                pods: live.get(&info.name).and_then(|l| l.pods),
+                warning: live.get(&info.name).and_then(|l| l.warning.clone()),
             }
         })
         .collect();
@@ -334,7 +349,7 @@ async fn events(
     AxState(s): AxState<Shared>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = s.snapshots.clone();
-    let pods = s.pods.clone();
+    let pods = s.live.clone();
     let stream = futures::stream::unfold(
         (s, rx, pods, true),
         |(s, mut rx, mut pods, first)| async move {

@@ -10,7 +10,7 @@ struct Server {
     port: u16,
     token: String,
     snaps: watch::Sender<Snapshot>,
-    _pods: watch::Sender<BTreeMap<String, PodCounts>>,
+    _pods: watch::Sender<BTreeMap<String, Live>>,
     state: State,
     events: mpsc::UnboundedReceiver<Event>,
     logs: Logs,
@@ -67,15 +67,18 @@ fn server() -> Server {
     let (pods_tx, pods) = watch::channel(BTreeMap::new());
     pods_tx.send_replace(BTreeMap::from([(
         "backend".to_owned(),
-        PodCounts {
-            ready: 1,
-            total: 2,
-            restarts: 3,
+        Live {
+            pods: Some(PodCounts {
+                ready: 1,
+                total: 2,
+                restarts: 3,
+            }),
+            warning: None,
         },
     )]));
     let shared = Shared {
         snapshots: rx,
-        pods,
+        live: pods,
         logs: logs.clone(),
         events: tx,
         header: Header {
