@@ -178,12 +178,36 @@ impl FakeBin {
     }
 }
 
-/// A port on 127.0.0.1 that nothing listens on right now (tests run side by side).
+/// A port on 127.0.0.1 that nothing listens on right now, for a listener devenv itself opens
+/// (a port-forward), so the test cannot hold it.
+///
+/// It is not one the OS hands out for port 0: those come from the ephemeral range, where every
+/// fake API server, status page and outgoing connection of the tests running side by side
+/// gets its port, and one could take this port between the check and devenv's bind. A port
+/// below that range is picked at random (by process, time and a counter), then checked free.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (start, span) = (10000u32, low.saturating_sub(10000).max(1000));
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    for _ in 0..1000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = start + seed.wrapping_add(n.wrapping_mul(7919)) % span;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 /// A containers-storage root of its own (vfs), so tests never share or pollute images.
