@@ -527,6 +527,9 @@ impl State {
             .filter_map(|(n, i)| i.reference.clone().map(|r| (n.clone(), r)))
             .collect();
         let mut due = Vec::new();
+        // Built, but to the tag that runs already (a change undone, say after a failed build):
+        // nothing to deploy, and the resource is what the cluster runs, so it is waited for.
+        let mut unchanged = Vec::new();
         for node in self.graph.resources.iter().filter(|n| !n.local) {
             let Some(state) = self.resources.get(&node.name) else {
                 continue;
@@ -544,7 +547,13 @@ impl State {
                 .iter()
                 .any(|i| self.images.get(i).is_some_and(|s| s.last_error.is_some()));
             let fresh = state.status == Status::Pending;
-            if (wanted == state.deployed && !fresh) || failed_build {
+            if wanted == state.deployed && !fresh && !failed_build {
+                if state.status == Status::Building {
+                    unchanged.push(node.name.clone());
+                }
+                continue;
+            }
+            if failed_build {
                 continue;
             }
             // Like Tilt's resource_deps, order holds on the first start; later batches
@@ -561,6 +570,17 @@ impl State {
             if deps_ready {
                 due.push((node.name.clone(), wanted));
             }
+        }
+        if !unchanged.is_empty() {
+            for n in &unchanged {
+                if let Some(r) = self.resources.get_mut(n) {
+                    r.status = Status::Waiting;
+                    r.last_error = None;
+                }
+            }
+            out.push(Command::Wait {
+                resources: unchanged,
+            });
         }
         if due.is_empty() {
             return;
@@ -840,6 +860,45 @@ mod tests {
                 &[("api", "api:a4"), ("web", "web:w1")]
             )]
         );
+    }
+
+    /// Issue 14, point 5: after a failed build, the source goes back to what is deployed; the
+    /// build succeeds with the deployed tag. The resource must not stay `building` with the
+    /// old error: nothing is redeployed, and it is waited for again as it runs.
+    #[test]
+    fn a_build_back_to_the_deployed_tag_after_a_failure_resets_the_resource() {
+        let mut s = up();
+        s.reduce(t(100), changed(&["api"]));
+        s.reduce(
+            t(110),
+            Event::BuildDone {
+                image: "api".into(),
+                generation: 5,
+                result: Err("step 3/7 RUN pip install failed".into()),
+            },
+        );
+        s.reduce(t(200), changed(&["api"]));
+        assert_eq!(s.resources["backend"].status, Status::Building);
+        let out = s.reduce(t(210), built("api", 6, "a1"));
+        assert_eq!(
+            out,
+            [Command::Wait {
+                resources: vec!["backend".into(), "worker".into()]
+            }],
+            "nothing to deploy: the same tag runs"
+        );
+        for n in ["backend", "worker"] {
+            let r = &s.resources[n];
+            assert_eq!(r.status, Status::Waiting, "{n}");
+            assert_eq!(r.last_error, None, "{n}");
+        }
+        s.reduce(
+            t(220),
+            Event::Ready {
+                resource: "backend".into(),
+            },
+        );
+        assert_eq!(s.resources["backend"].status, Status::Ready);
     }
 
     #[test]
