@@ -400,13 +400,12 @@ pub(crate) fn run_builds(
         match r {
             Ok(b) => {
                 match b.outcome {
-                    build::run::Outcome::Built => println!(
-                        "built      {} ({:.1}s)",
-                        b.reference,
-                        b.duration.as_secs_f64()
+                    build::run::Outcome::Built => out::say(
+                        "built",
+                        format!("{} ({:.1}s)", b.reference, b.duration.as_secs_f64()),
                     ),
                     build::run::Outcome::Present => {
-                        println!("present    {} (nothing to build)", b.reference)
+                        out::say("present", format!("{} (nothing to build)", b.reference))
                     }
                 }
                 references.insert(img.name.clone(), b.reference);

@@ -1009,3 +1009,31 @@ fn an_unreachable_api_server_is_named_with_its_address_and_a_hint() {
         }
     }
 }
+
+/// Issue 14, point 8: `up --ci --json-logs` on a cluster project prints only JSON lines on
+/// stdout, bring-up's build lines and the summary included.
+#[test]
+fn up_ci_json_logs_prints_only_json_lines_on_stdout() {
+    let w = world();
+    w.profile("running", 4, 8192);
+    let out = w.run(&["up", "--ci", "--json-logs"], &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{text}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["event"] == "built"
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("hello:devenv-"))),
+        "{text}"
+    );
+    let summary: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["event"] == "summary").collect();
+    assert_eq!(summary.len(), 1, "{text}");
+    assert_eq!(summary[0]["resource"], "hello");
+    assert_eq!(summary[0]["status"], "ready");
+    assert_eq!(summary[0]["pods"], "1/1");
+}

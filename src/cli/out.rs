@@ -155,6 +155,14 @@ fn log_line(resource: &str, source: &str, shown: &str, text: &str, stderr: bool)
     }
 }
 
+/// A record for scripts (`--json-logs` only): one JSON object of `fields`. Nothing in the
+/// other modes, which print their own text for it.
+pub fn record(fields: &[(&str, &str)]) {
+    if mode() == Mode::Json {
+        emit(&json_line(fields));
+    }
+}
+
 /// Text that is neither an event nor output (the summary table); `--quiet` keeps it, JSON
 /// mode leaves it to the caller.
 pub fn plain(text: &str) {

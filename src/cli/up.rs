@@ -478,52 +478,61 @@ fn print_summary(cfg: &config::Config, results: &BTreeMap<String, Outcome>) {
     if cfg.resources.is_empty() {
         return;
     }
-    let width = cfg
+    let rows: Vec<[String; 5]> = cfg
         .resources
         .iter()
-        .map(|r| r.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(8);
-    let wl_width = cfg
-        .resources
-        .iter()
-        .map(|r| r.workload.to_string().len())
-        .max()
-        .unwrap_or(0)
-        .max(8);
-    println!();
-    println!(
+        .map(|r| {
+            let (status, pods, time) = match results.get(&r.name) {
+                Some(Outcome::Ready { took, pods }) => (
+                    "ready".to_owned(),
+                    format!("{}/{}", pods.ready, pods.total),
+                    format!("{:.1}s", took.as_secs_f64()),
+                ),
+                Some(Outcome::Failed { pods, .. }) => (
+                    "failed".to_owned(),
+                    format!("{}/{}", pods.ready, pods.total),
+                    "-".to_owned(),
+                ),
+                Some(Outcome::Skipped(_)) => ("skipped".to_owned(), "-".into(), "-".into()),
+                None => ("-".to_owned(), "-".into(), "-".into()),
+            };
+            [r.name.clone(), r.workload.to_string(), status, pods, time]
+        })
+        .collect();
+    for [name, workload, status, pods, time] in &rows {
+        let why = match results.get(name) {
+            Some(Outcome::Failed { error, .. }) => error.clone(),
+            Some(Outcome::Skipped(dep)) => format!("not deployed, because `{dep}` is not ready"),
+            _ => String::new(),
+        };
+        out::record(&[
+            ("event", "summary"),
+            ("resource", name),
+            ("workload", workload),
+            ("status", status),
+            ("pods", pods),
+            ("time", time),
+            ("error", &why),
+        ]);
+    }
+    let width = rows.iter().map(|r| r[0].len()).max().unwrap_or(0).max(8);
+    let wl_width = rows.iter().map(|r| r[1].len()).max().unwrap_or(0).max(8);
+    out::plain("");
+    out::plain(&format!(
         "{:width$}  {:wl_width$}  {:8}  {:5}  time",
         "resource", "workload", "status", "pods"
-    );
-    for r in &cfg.resources {
-        let (status, pods, time) = match results.get(&r.name) {
-            Some(Outcome::Ready { took, pods }) => (
-                "ready".to_owned(),
-                format!("{}/{}", pods.ready, pods.total),
-                format!("{:.1}s", took.as_secs_f64()),
-            ),
-            Some(Outcome::Failed { pods, .. }) => (
-                "failed".to_owned(),
-                format!("{}/{}", pods.ready, pods.total),
-                "-".to_owned(),
-            ),
-            Some(Outcome::Skipped(_)) => ("skipped".to_owned(), "-".into(), "-".into()),
-            None => ("-".to_owned(), "-".into(), "-".into()),
-        };
-        println!(
-            "{:width$}  {:wl_width$}  {status:8}  {pods:5}  {time}",
-            r.name,
-            r.workload.to_string()
-        );
+    ));
+    for [name, workload, status, pods, time] in &rows {
+        out::plain(&format!(
+            "{name:width$}  {workload:wl_width$}  {status:8}  {pods:5}  {time}"
+        ));
     }
     for (name, o) in results {
         match o {
-            Outcome::Failed { error, .. } => println!("\n{name}: {error}"),
-            Outcome::Skipped(dep) => {
-                println!("\n{name}: not deployed, because `{dep}` is not ready")
-            }
+            Outcome::Failed { error, .. } => out::plain(&format!("\n{name}: {error}")),
+            Outcome::Skipped(dep) => out::plain(&format!(
+                "\n{name}: not deployed, because `{dep}` is not ready"
+            )),
             Outcome::Ready { .. } => {}
         }
     }
