@@ -692,3 +692,43 @@ fn a_busy_page_port_names_its_holder() {
     assert!(!p.path().join("runs.txt").exists(), "nothing ran");
     drop(held);
 }
+
+/// Issue 14, point 2: SIGTERM while bring-up's first build runs ends devenv within 2 s, and
+/// no process of the build's group (its grandchild included) is left running.
+#[test]
+fn sigterm_during_the_first_build_leaves_no_process_of_the_build() {
+    let p = hello();
+    let cfg = p.read("devenv.toml").replace(
+        "context = \".\"\n",
+        "context = \".\"\nbuilder = \"custom\"\ncommand = \"sleep 300 & echo $! >> \\\"$SLOW_LOG\\\"; echo building slowly; wait\"\n",
+    );
+    p.write("devenv.toml", &cfg);
+    let w = World::new(p);
+    w.api.auto_rollout();
+    w.profile("running", 4, 8192);
+    let log = w.fakes.path().join("slow.log");
+    let log_s = log.display().to_string();
+    let path = format!("{}:/usr/bin:/bin", w.bin.path().display());
+    let mut up = Running::spawn(w.command(&["up"], &[("PATH", &path), ("SLOW_LOG", &log_s)]));
+    up.wait_for("  hello | building slowly");
+    let sleeper: i32 = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(alive(sleeper));
+    let stopped = Instant::now();
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+    assert!(
+        stopped.elapsed() < Duration::from_secs(2),
+        "{:?}: {}",
+        stopped.elapsed(),
+        up.text()
+    );
+    assert!(
+        gone_within(sleeper, Duration::from_secs(2)),
+        "the build's grandchild survived:\n{}",
+        up.text()
+    );
+}

@@ -39,6 +39,18 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
         );
     }
     exec::record_groups(&lock.groups_file());
+    let rt = super::runtime()?;
+    // Ctrl-C or SIGTERM before the dev loop takes over (doctor, the cluster, the first
+    // builds, readiness): every process group devenv started is killed, then devenv ends.
+    let guard = rt.spawn(async {
+        dev::wait_for_stop().await;
+        out::say(
+            "stopping",
+            "interrupted during bring-up: every command devenv started is stopped; the cluster is left as it is",
+        );
+        exec::kill_all();
+        std::process::exit(1);
+    });
     // Nothing is touched unless the machine can run the plan.
     let state = doctor::ConfigState::Valid {
         config: cfg,
@@ -70,7 +82,6 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
         );
         return Ok(ExitCode::FAILURE);
     }
-    let rt = super::runtime()?;
     let setup = if cfg.needs_cluster() {
         match bring_up(&rt, cfg, plan, opts)? {
             Ok(setup) => setup,
@@ -93,6 +104,8 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
         }
     };
     let doctor_json = serde_json::to_value(&report).unwrap_or_default();
+    // The dev loop stops cleanly on its own.
+    guard.abort();
     let code = rt.block_on(dev::session(setup, lock.dir(), doctor_json))?;
     // Forwards, log streams and watches end with the runtime; the cluster stays as it is.
     rt.shutdown_timeout(Duration::from_millis(500));
