@@ -72,16 +72,16 @@ pub fn parse(text: &str) -> Result<Parsed, Problem> {
         let Some(eq) = body.find('=') else {
             return Err(Problem {
                 line: start_line,
-                message: "expected KEY=value".into(),
+                message: "expected KEY=value (a value over several lines, such as a PEM key, must be in double quotes)".into(),
             });
         };
         let key = body[..eq].trim().to_owned();
         if !valid_key(&key) {
+            // The text before `=` is not shown: on a malformed line it is often a value (the
+            // body of an unquoted PEM key, a password typed in the wrong place).
             return Err(Problem {
                 line: start_line,
-                message: format!(
-                    "invalid key `{key}`: use letters, digits and _ (not starting with a digit)"
-                ),
+                message: "the text before `=` is not a key (a key is letters, digits, `_`, `.` and `-`, not starting with a digit; the text is not shown, it may be secret). A value over several lines, such as a PEM key, must be in double quotes".into(),
             });
         }
         // Position of the value's first character in `chars`.
@@ -191,6 +191,23 @@ pub fn parse(text: &str) -> Result<Parsed, Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 16, point 4: a malformed line's text is never in the message.
+    #[test]
+    fn a_malformed_line_never_shows_its_text() {
+        for (text, secret) in [
+            ("my db password hunter2=x\n", "hunter2"),
+            (
+                "KEY=-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC=\n-----END PRIVATE KEY-----\n",
+                "MIIEvQ",
+            ),
+            ("A=1\n9lives=s3cr3t-value\n", "9lives"),
+        ] {
+            let e = parse(text).err().unwrap_or_else(|| panic!("{text} parsed"));
+            assert!(!e.message.contains(secret), "{}", e.message);
+            assert!(e.message.contains("double quotes"), "{}", e.message);
+        }
+    }
 
     fn values(text: &str) -> BTreeMap<String, String> {
         match parse(text) {
@@ -318,7 +335,10 @@ mod tests {
         assert_eq!(parse("1ABC=x\n").err().map(|e| e.line), Some(1));
         assert_eq!(
             parse("A=1\njust text\n").err().map(|e| (e.line, e.message)),
-            Some((2, "expected KEY=value".to_owned()))
+            Some((
+                2,
+                "expected KEY=value (a value over several lines, such as a PEM key, must be in double quotes)".to_owned()
+            ))
         );
         assert!(parse("MY KEY=x\n").is_err());
     }
