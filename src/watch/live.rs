@@ -200,11 +200,27 @@ impl Watcher {
                     }
                     for p in ev.paths {
                         if matches!(ev.kind, EventKind::Create(_)) && p.is_dir() {
-                            let new = lock(&rules).dirs_under(&p);
-                            let n =
-                                total.fetch_add(new.len(), std::sync::atomic::Ordering::Relaxed);
-                            if let Err(e) = add_watches(&mut lock(&inner), &new, n + new.len()) {
-                                let _ = out_tx.send(Err(e));
+                            // Walked again after the watches are in place: a directory made
+                            // inside while the first walk ran is no event of a watch.
+                            let mut new: Vec<PathBuf> = Vec::new();
+                            loop {
+                                let more: Vec<PathBuf> = lock(&rules)
+                                    .dirs_under(&p)
+                                    .into_iter()
+                                    .filter(|d| !new.contains(d))
+                                    .collect();
+                                if more.is_empty() {
+                                    break;
+                                }
+                                let n = total
+                                    .fetch_add(more.len(), std::sync::atomic::Ordering::Relaxed);
+                                if let Err(e) =
+                                    add_watches(&mut lock(&inner), &more, n + more.len())
+                                {
+                                    let _ = out_tx.send(Err(e));
+                                    break;
+                                }
+                                new.extend(more);
                             }
                             for d in &new {
                                 if let Ok(rd) = std::fs::read_dir(d) {

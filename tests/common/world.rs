@@ -17,10 +17,36 @@ pub struct World {
     pub mk: PathBuf,
 }
 
+/// The examples forward fixed local ports (8080, 8000, 3000): tests running side by side,
+/// or a developer's own `devenv up`, would hold them. Each world's config gets free ones.
+fn free_example_ports(p: &Project) {
+    let file = p.path().join("devenv.toml");
+    let Ok(cfg) = std::fs::read_to_string(&file) else {
+        return;
+    };
+    let rewritten: Vec<String> = cfg
+        .lines()
+        .map(|l| {
+            if !l.trim_start().starts_with("port_forwards") {
+                return l.to_owned();
+            }
+            let mut l = l.to_owned();
+            for fixed in ["\"8080:", "\"8000:", "\"3000:"] {
+                while l.contains(fixed) {
+                    l = l.replacen(fixed, &format!("\"{}:", super::free_port()), 1);
+                }
+            }
+            l
+        })
+        .collect();
+    std::fs::write(&file, rewritten.join("\n") + "\n").unwrap_or_else(|e| panic!("{e}"));
+}
+
 impl World {
     /// A project with fake minikube (stateful), a fake docker daemon, the real kubectl and a
     /// fresh fake API server.
     pub fn new(p: Project) -> World {
+        free_example_ports(&p);
         let bin = FakeBin::new();
         bin.minikube();
         let fakes = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
