@@ -384,6 +384,42 @@ pub fn run(cmd: &Cmd) -> Result<Finished, ExecError> {
 /// How much of a streamed command's output is kept for its caller (its last lines): a serve
 /// command that logs for days must not grow devenv.
 pub const KEPT_OUTPUT: usize = 256 * 1024;
+/// The longest output line kept whole: the rest of a longer one is dropped (and said so), so
+/// a command that prints without newlines cannot grow devenv.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Reads one line (up to and without its `\n`) into `buf`, keeping at most `cap` bytes of
+/// it; returns the bytes read (0 at the end) and how many of the line's were dropped.
+fn read_line_capped(
+    r: &mut impl io::BufRead,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> io::Result<(usize, usize)> {
+    let (mut read, mut dropped) = (0, 0);
+    loop {
+        let available = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok((read, dropped));
+        }
+        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..i], Some(i + 1)),
+            None => (available, None),
+        };
+        let room = cap.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        dropped += chunk.len().saturating_sub(room);
+        let used = done.unwrap_or(available.len());
+        r.consume(used);
+        read += used;
+        if done.is_some() {
+            return Ok((read, dropped));
+        }
+    }
+}
 
 /// Runs `cmd` with stdout and stderr merged, handing each line to `on_line` as it arrives
 /// (for progress output such as `minikube start`'s). The returned `stdout` holds the last
@@ -422,11 +458,15 @@ pub fn run_lines(cmd: &Cmd, mut on_line: impl FnMut(&str)) -> Result<Finished, E
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        match lines.read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {
-                let line = String::from_utf8_lossy(&buf);
-                let line = line.trim_end_matches(['\n', '\r']);
+        match read_line_capped(&mut lines, &mut buf, MAX_LINE) {
+            Ok((0, _)) => break,
+            Ok((_, dropped)) => {
+                let text = String::from_utf8_lossy(&buf);
+                let mut line = text.trim_end_matches(['\n', '\r']).to_owned();
+                if dropped > 0 {
+                    line.push_str(&format!(" … [{dropped} more bytes of this line dropped]"));
+                }
+                let line = line.as_str();
                 on_line(line);
                 kept_bytes += line.len() + 1;
                 kept.push_back(line.to_owned());
@@ -493,6 +533,42 @@ pub fn run_lines(cmd: &Cmd, mut on_line: impl FnMut(&str)) -> Result<Finished, E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 16, point 3: one output line without an end is not held whole.
+    #[test]
+    fn an_overlong_line_is_cut_and_the_rest_dropped() {
+        let mut seen = Vec::new();
+        let f = run_lines(
+            &Cmd::new("sh").args([
+                "-c",
+                "head -c 5000000 /dev/zero | tr '\\0' a; echo; echo next",
+            ]),
+            |l| seen.push(l.to_owned()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(f.code, Some(0));
+        assert_eq!(
+            seen.len(),
+            2,
+            "{:?}",
+            seen.iter().map(String::len).collect::<Vec<_>>()
+        );
+        assert!(seen[0].starts_with(&"a".repeat(MAX_LINE)));
+        assert!(
+            seen[0].ends_with(&format!(
+                " … [{} more bytes of this line dropped]",
+                5_000_000 - MAX_LINE
+            )),
+            "{}",
+            &seen[0][MAX_LINE..]
+        );
+        assert_eq!(seen[1], "next");
+        assert!(
+            f.stdout.len() < KEPT_OUTPUT + MAX_LINE,
+            "{}",
+            f.stdout.len()
+        );
+    }
 
     #[test]
     fn captures_output_and_exit_code() {
