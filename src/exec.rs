@@ -6,7 +6,7 @@
 //! output: callers do that.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};

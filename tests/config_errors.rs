@@ -529,3 +529,47 @@ fn a_log_buffer_outside_its_range_is_refused_with_the_default() {
     let out = ok.devenv(&["config", "check"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// Issue 16, points 8 and 10: the config file must be a regular file of sane size in UTF-8;
+/// a device, a FIFO or a huge file is refused at once, and each error says its cause once.
+#[test]
+fn the_config_file_must_be_a_regular_utf8_file_of_sane_size() {
+    let p = Project::new();
+    let fifo = p.path().join("fifo.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap_or_else(|e| panic!("mkfifo: {e}"));
+    assert!(made.success());
+    p.write("big.toml", &"# padding\n".repeat(120_000));
+    std::fs::write(
+        p.path().join("latin1.toml"),
+        b"[project]\nname = \"caf\xe9\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for (file, says) in [
+        (
+            "/dev/zero".to_owned(),
+            "/dev/zero is a device, not a regular file",
+        ),
+        (
+            fifo.display().to_string(),
+            "fifo.toml is a FIFO, not a regular file",
+        ),
+        (
+            "big.toml".to_owned(),
+            "big.toml is 1200000 bytes; a devenv.toml is at most 1048576",
+        ),
+        (
+            "latin1.toml".to_owned(),
+            "latin1.toml:2:12: the file is not UTF-8 text",
+        ),
+    ] {
+        let out = p.devenv(&["config", "check", "--config", &file]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{file}: {err}");
+        assert!(err.contains(says), "{file}: {err}");
+        assert!(err.contains("hint: "), "{file}: {err}");
+        assert!(!err.contains("caused by"), "{file}: {err}");
+    }
+}

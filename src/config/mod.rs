@@ -33,6 +33,19 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// Not a file to read a config from: a directory, a FIFO, a device.
+    #[error("{} is {what}, not a regular file\n  hint: --config takes the path of a devenv.toml", path.display())]
+    NotAFile { path: PathBuf, what: &'static str },
+    /// Larger than any config: a wrong path, most likely.
+    #[error("{} is {size} bytes; a devenv.toml is at most {MAX_CONFIG_BYTES}\n  hint: check the path given to --config", path.display())]
+    TooLarge { path: PathBuf, size: u64 },
+    /// Not text.
+    #[error("{}:{line}:{column}: the file is not UTF-8 text (this is its first byte that is not)\n  hint: save it as UTF-8", path.display())]
+    NotText {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+    },
     /// Parsed or checked, with at least one error; warnings come along.
     #[error("{}", render(diagnostics))]
     Invalid { diagnostics: Vec<Diagnostic> },
@@ -82,11 +95,68 @@ pub fn locate(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf, ConfigErro
 
 /// Reads and validates the config at `path` (absolute). Diagnostics show the path relative
 /// to `cwd` when it lies below it.
-pub fn load(path: &Path, cwd: &Path) -> Result<Loaded, ConfigError> {
-    let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+/// The largest config file devenv reads.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Reads the config file: a regular file (a FIFO or device would hang or never end), of at
+/// most [`MAX_CONFIG_BYTES`], in UTF-8.
+fn read_bounded(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::FileTypeExt as _;
+    let read_err = |source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    let t = meta.file_type();
+    let what = if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_char_device() || t.is_block_device() {
+        Some("a device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        None
+    };
+    if let Some(what) = what {
+        return Err(ConfigError::NotAFile {
+            path: path.to_path_buf(),
+            what,
+        });
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+        });
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(read_err)?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        ConfigError::NotText {
+            path: path.to_path_buf(),
+            line: good.iter().filter(|&&b| b == b'\n').count() + 1,
+            column: String::from_utf8_lossy(&good[line_start..]).chars().count() + 1,
+        }
+    })
+}
+
+pub fn load(path: &Path, cwd: &Path) -> Result<Loaded, ConfigError> {
+    let source = read_bounded(path)?;
     let abs = normalize(path);
     let shown = abs.strip_prefix(cwd).map_or(abs.clone(), Path::to_path_buf);
     parse(&shown, &abs, &source)
