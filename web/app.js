@@ -1,7 +1,7 @@
 // devenv's status page: live state over Server-Sent Events, logs of the selected resource,
-// and the trigger button. No framework, no build step.
+// and the trigger button. No framework, no build step. A trigger is signed by the session
+// cookie the sign-in address set (HttpOnly: this script never sees a credential).
 "use strict";
-const token = document.querySelector('meta[name="devenv-token"]').content;
 const $ = (id) => document.getElementById(id);
 let status = null;
 let selected = null;
@@ -112,7 +112,7 @@ $("trigger").addEventListener("click", async () => {
   const btn = $("trigger");
   btn.disabled = true;
   try {
-    const r = await fetch(`/api/trigger/${encodeURIComponent(selected)}`, { method: "POST", headers: { "X-Devenv-Token": token } });
+    const r = await fetch(`/api/trigger/${encodeURIComponent(selected)}`, { method: "POST", credentials: "same-origin" });
     $("conn").textContent = r.ok ? `triggered ${selected}` : `trigger failed: ${(await r.json()).error}`;
   } finally {
     btn.disabled = false;

@@ -218,6 +218,7 @@ pub async fn session(
             .map_err(|e| anyhow::anyhow!("the status page: {e}\n  hint: {}", e.hint()))?;
         let port = listener.local_addr().map_or(cfg.web.port, |a| a.port());
         let token = web::new_token();
+        let session = web::new_token();
         super::daemon::publish(state_dir, &cfg, port, &token)?;
         let header = web::Header {
             project: cfg.project.clone(),
@@ -245,11 +246,13 @@ pub async fn session(
                 header,
                 resources: resource_infos(&cfg, &setup.resource_images),
                 doctor,
-                token,
+                token: token.clone(),
+                session,
                 port,
             },
         ));
-        out::say("page", format!("http://127.0.0.1:{port}/"));
+        // The address signs the browser in (the page carries no credential of its own).
+        out::say("page", format!("http://127.0.0.1:{port}/?token={token}"));
     }
 
     let mut workers = ClusterWorkers {

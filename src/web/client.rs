@@ -10,6 +10,21 @@ use std::time::Duration;
 pub struct Response {
     pub status: u16,
     pub body: String,
+    /// The `Set-Cookie` header, if the answer had one (the CLI signs in with the token, so
+    /// only the sign-in tests read it).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub set_cookie: Option<String>,
+    /// The `Location` header, if the answer had one.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub location: Option<String>,
+}
+
+/// The status line and the headers devenv's clients look at.
+struct Head {
+    status: u16,
+    chunked: bool,
+    set_cookie: Option<String>,
+    location: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +61,8 @@ fn open(
     Ok(BufReader::new(s))
 }
 
-/// Reads the status line and headers; returns the status and whether the body is chunked.
-fn head(r: &mut BufReader<TcpStream>) -> Result<(u16, bool), ClientError> {
+/// Reads the status line and headers.
+fn head(r: &mut BufReader<TcpStream>) -> Result<Head, ClientError> {
     let mut line = String::new();
     r.read_line(&mut line)
         .map_err(|e| ClientError::Read(e.to_string()))?;
@@ -57,6 +72,7 @@ fn head(r: &mut BufReader<TcpStream>) -> Result<(u16, bool), ClientError> {
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| ClientError::Read(format!("bad status line `{}`", line.trim_end())))?;
     let mut chunked = false;
+    let (mut set_cookie, mut location) = (None, None);
     loop {
         line.clear();
         r.read_line(&mut line)
@@ -65,14 +81,23 @@ fn head(r: &mut BufReader<TcpStream>) -> Result<(u16, bool), ClientError> {
         if l.is_empty() {
             break;
         }
-        if let Some((k, v)) = l.split_once(':')
-            && k.eq_ignore_ascii_case("transfer-encoding")
-            && v.trim().eq_ignore_ascii_case("chunked")
-        {
-            chunked = true;
+        if let Some((k, v)) = l.split_once(':') {
+            let v = v.trim();
+            if k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked") {
+                chunked = true;
+            } else if k.eq_ignore_ascii_case("set-cookie") {
+                set_cookie = Some(v.to_owned());
+            } else if k.eq_ignore_ascii_case("location") {
+                location = Some(v.to_owned());
+            }
         }
     }
-    Ok((status, chunked))
+    Ok(Head {
+        status,
+        chunked,
+        set_cookie,
+        location,
+    })
 }
 
 /// The body as it arrives, de-chunked.
@@ -127,17 +152,22 @@ pub fn request(
     headers: &[(&str, &str)],
 ) -> Result<Response, ClientError> {
     let mut r = open(port, method, path, headers)?;
-    let (status, chunked) = head(&mut r)?;
+    let h = head(&mut r)?;
     let mut body = String::new();
     Body {
         r,
-        chunked,
+        chunked: h.chunked,
         left: 0,
         done: false,
     }
     .read_to_string(&mut body)
     .map_err(|e| ClientError::Read(e.to_string()))?;
-    Ok(Response { status, body })
+    Ok(Response {
+        status: h.status,
+        body,
+        set_cookie: h.set_cookie,
+        location: h.location,
+    })
 }
 
 /// One Server-Sent Event.
@@ -158,7 +188,9 @@ pub fn events(
 ) -> Result<u16, ClientError> {
     let mut r = open(port, "GET", path, headers)?;
     let _ = r.get_ref().set_read_timeout(None);
-    let (status, chunked) = head(&mut r)?;
+    let Head {
+        status, chunked, ..
+    } = head(&mut r)?;
     if status != 200 {
         return Ok(status);
     }

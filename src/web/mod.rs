@@ -86,8 +86,32 @@ pub struct Shared {
     pub resources: Vec<ResourceInfo>,
     /// The doctor report `up` ran, as JSON.
     pub doctor: serde_json::Value,
+    /// The daemon's token: the CLI sends it in [`TOKEN_HEADER`]; the sign-in address
+    /// (`/?token=…`, printed in the terminal) trades it for the page's session cookie.
     pub token: String,
+    /// The page's session secret, in an HttpOnly, SameSite=Strict cookie: never in the page,
+    /// so another local user who can fetch the page cannot read it.
+    pub session: String,
     pub port: u16,
+}
+
+impl Shared {
+    /// The name of this daemon's session cookie (cookies do not tell ports apart).
+    fn cookie_name(&self) -> String {
+        format!("devenv_session_{}", self.port)
+    }
+
+    /// Whether a request carries the session cookie.
+    fn has_session(&self, headers: &HeaderMap) -> bool {
+        let name = self.cookie_name();
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .any(|(k, v)| k == name && v == self.session)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -242,19 +266,45 @@ async fn guard(AxState(s): AxState<Shared>, req: Request, next: Next) -> Respons
             }
         }
         let token = headers.get(TOKEN_HEADER).and_then(|t| t.to_str().ok());
-        if token != Some(s.token.as_str()) {
+        if token != Some(s.token.as_str()) && !s.has_session(headers) {
             return refuse(
                 StatusCode::UNAUTHORIZED,
-                "a missing or wrong token: the page and `devenv trigger` send the daemon's",
+                "not signed in: open the page through the address `devenv up` printed (it ends in ?token=…); `devenv trigger` sends the daemon's token itself",
             );
         }
     }
     next.run(req).await
 }
 
-async fn index(AxState(s): AxState<Shared>) -> Response {
-    // The page is same-origin only; the token goes into it and nowhere else.
-    let html = INDEX.replace("{{TOKEN}}", &s.token);
+#[derive(Deserialize)]
+struct SignIn {
+    token: Option<String>,
+}
+
+async fn index(AxState(s): AxState<Shared>, Query(q): Query<SignIn>) -> Response {
+    // The sign-in address: the right token buys the session cookie, and the token leaves the
+    // address bar at once. The page itself never carries a credential.
+    if let Some(t) = q.token {
+        if t != s.token {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "a wrong token: use the address `devenv up` printed",
+            );
+        }
+        let cookie = format!(
+            "{}={}; HttpOnly; SameSite=Strict; Path=/",
+            s.cookie_name(),
+            s.session
+        );
+        let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            r.headers_mut().insert(header::SET_COOKIE, v);
+        }
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return r;
+    }
+    let html = INDEX;
     let mut r = (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),

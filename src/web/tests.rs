@@ -93,6 +93,7 @@ fn server() -> Server {
         resources: vec![info("backend", "cluster"), info("tests", "local")],
         doctor: serde_json::json!({"summary": {"ok": 9, "warn": 1, "fail": 0, "skipped": 2}}),
         token: token.clone(),
+        session: new_token(),
         port,
     };
     rt.spawn(serve(listener, shared));
@@ -162,7 +163,10 @@ fn the_doctor_report_and_the_page_are_served() {
     assert_eq!(json(&s.get("/api/doctor", &[]))["summary"]["ok"], 9);
     let page = s.get("/", &[]);
     assert_eq!(page.status, 200);
-    assert!(page.body.contains(&s.token), "the page carries the token");
+    assert!(
+        !page.body.contains(&s.token),
+        "the page carries no credential: another local user can fetch it"
+    );
     assert!(!page.body.contains("https://"), "no CDN");
     assert_eq!(s.get("/app.js", &[]).status, 200);
     assert_eq!(s.get("/style.css", &[]).status, 200);
@@ -212,6 +216,55 @@ fn a_trigger_needs_the_token_and_the_page_s_origin() {
         s.post("/api/trigger/nope", &[(TOKEN_HEADER, &s.token)])
             .status,
         404
+    );
+}
+
+/// Issue 16, point 6: the token is never served to whoever asks. The sign-in address trades
+/// it for an HttpOnly, SameSite=Strict session cookie (and leaves the address bar); a
+/// trigger is signed by that cookie or by the token header, never by a fetch of the page.
+#[test]
+fn the_page_signs_in_with_a_cookie_and_never_serves_a_credential() {
+    let mut s = server();
+    assert_eq!(s.get("/?token=wrong", &[]).status, 401);
+    let signed = s.get(&format!("/?token={}", s.token), &[]);
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    assert_eq!(signed.location.as_deref(), Some("/"));
+    let cookie = signed
+        .set_cookie
+        .clone()
+        .unwrap_or_else(|| panic!("no cookie"));
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains(&s.token),
+        "the cookie is a session of its own: {cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap_or_default().to_owned();
+    let origin = format!("http://127.0.0.1:{}", s.port);
+    let path = "/api/trigger/tests";
+    let page = s.get("/", &[("Cookie", &pair)]);
+    assert!(!page.body.contains(&s.token));
+    assert!(!page.body.contains(pair.split('=').nth(1).unwrap_or("-")));
+    let ok = s.post(path, &[("Cookie", &pair), ("Origin", &origin)]);
+    assert_eq!(ok.status, 202, "{}", ok.body);
+    assert!(s.events.try_recv().is_ok());
+    let name = pair.split('=').next().unwrap_or_default();
+    let wrong = format!("{name}=guess");
+    assert_eq!(
+        s.post(path, &[("Cookie", &wrong), ("Origin", &origin)])
+            .status,
+        401
+    );
+    let cross = s.post(
+        path,
+        &[("Cookie", &pair), ("Origin", "https://evil.example")],
+    );
+    assert_eq!(cross.status, 403);
+    assert!(
+        s.events.try_recv().is_err(),
+        "nothing else reached the engine"
     );
 }
 
