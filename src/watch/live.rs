@@ -199,7 +199,10 @@ impl Watcher {
                         continue;
                     }
                     for p in ev.paths {
-                        if matches!(ev.kind, EventKind::Create(_)) && p.is_dir() {
+                        // A symlink is never followed, to a directory least of all: `ln -s / x`
+                        // in a watched directory would watch the whole machine.
+                        let real_dir = p.symlink_metadata().is_ok_and(|m| m.is_dir());
+                        if matches!(ev.kind, EventKind::Create(_)) && real_dir {
                             // Walked again after the watches are in place: a directory made
                             // inside while the first walk ran is no event of a watch.
                             let mut new: Vec<PathBuf> = Vec::new();

@@ -279,3 +279,29 @@ async fn the_real_watcher_batches_bursts_and_follows_new_directories() {
     );
     drop(watcher);
 }
+
+/// Issue 16, point 1: a symlink to a directory made while devenv watches is not followed:
+/// `ln -s / x` must not watch the machine, nor `ln -s .. up` loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_made_while_watching_is_not_followed() {
+    let (_dir, cfg) = project("");
+    let outside = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(outside.path().join("deep")).unwrap_or_else(|e| panic!("{e}"));
+    let (watcher, mut rx) = Watcher::start(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let root = cfg.root.clone();
+    std::os::unix::fs::symlink(outside.path(), root.join("api/app/elsewhere"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink("..", root.join("api/app/up")).unwrap_or_else(|e| panic!("{e}"));
+    // The links themselves are changes in the context.
+    let b = next(&mut rx, Duration::from_secs(5)).await;
+    assert_eq!(
+        b.map(|b| b.targets.images),
+        Some(BTreeSet::from(["api".to_owned()]))
+    );
+    while next(&mut rx, Duration::from_millis(500)).await.is_some() {}
+    // What happens behind a link is not watched.
+    std::fs::write(outside.path().join("deep/f.py"), "x").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(outside.path().join("g.py"), "x").unwrap_or_else(|e| panic!("{e}"));
+    assert!(next(&mut rx, Duration::from_millis(800)).await.is_none());
+    drop(watcher);
+}
