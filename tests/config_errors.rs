@@ -573,3 +573,54 @@ fn the_config_file_must_be_a_regular_utf8_file_of_sane_size() {
         assert!(!err.contains("caused by"), "{file}: {err}");
     }
 }
+
+/// Issue 16, point 2: a built or watched path outside the project is an error at its value
+/// (`deps = ["/"]` watched the whole machine), unless `[project] allow_outside` names it.
+#[test]
+fn paths_outside_the_project_are_refused_unless_allowed() {
+    let local = |deps: &str| {
+        format!("{BASE}\n[[local]]\nname = \"gen\"\ncmd = \"true\"\ndeps = [{deps}]\n")
+    };
+    fails(
+        &local("\"/\""),
+        "17:9",
+        &[
+            "deps path `/` is outside the project",
+            "[project] allow_outside",
+        ],
+    );
+    fails(
+        &local("\"../../../../\""),
+        "17:9",
+        &["deps path `../../../../` is outside the project"],
+    );
+    fails(
+        &BASE.replace("context = \"app\"", "context = \"/etc\""),
+        "3:11",
+        &["build context `/etc` is outside the project"],
+    );
+    // A symlink that leads out is outside too.
+    let p = project(&local("\"link\""));
+    std::os::unix::fs::symlink("/etc", p.path().join("link")).unwrap_or_else(|e| panic!("{e}"));
+    let out = p.devenv(&["config", "check"]);
+    assert!(
+        stderr(&out).contains("deps path `link` is outside the project"),
+        "{}",
+        stderr(&out)
+    );
+    // Named outside directories are allowed; `/` is not.
+    let sibling = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let s = sibling.path().display().to_string();
+    let allowed = format!(
+        "[project]\nallow_outside = [\"{s}\"]\n\n{}",
+        local(&format!("\"{s}\""))
+    );
+    let p = project(&allowed);
+    let out = p.devenv(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    fails(
+        &format!("[project]\nallow_outside = [\"/\"]\n\n{BASE}"),
+        "2:18",
+        &["allow_outside may not name `/`"],
+    );
+}

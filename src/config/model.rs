@@ -35,6 +35,8 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawProject {
     pub name: Option<Spanned<String>>,
+    /// Paths outside the project that builds and watches may use all the same.
+    pub allow_outside: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]

@@ -20,6 +20,9 @@ struct Checker<'a> {
     source: &'a str,
     root: &'a Path,
     diags: Vec<Diagnostic>,
+    /// The project root and `[project] allow_outside`, symlinks resolved: where built and
+    /// watched paths may be.
+    allowed: Vec<PathBuf>,
 }
 
 impl Checker<'_> {
@@ -69,6 +72,29 @@ impl Checker<'_> {
             self.push(d);
             None
         }
+    }
+
+    /// An existing path that is built or watched: it must resolve (symlinks too) inside the
+    /// project or a path `[project] allow_outside` names, or `deps = ["/"]` would watch the
+    /// whole machine, devenv's own state files included.
+    fn inside(&mut self, value: &Spanned<String>, what: &str) -> Option<PathBuf> {
+        let p = self.existing(value, what)?;
+        let real = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+        if self.allowed.iter().any(|a| real.starts_with(a)) {
+            return Some(p);
+        }
+        let d = self
+            .at(
+                value.span(),
+                format!(
+                    "{what} `{}` is outside the project ({}): devenv builds and watches inside it",
+                    value.get_ref(),
+                    self.root.display()
+                ),
+            )
+            .hint("move it into the project, or name the outside directory it is in under [project] allow_outside");
+        self.push(d);
+        None
     }
 
     fn check<T>(&mut self, span: Range<usize>, r: Result<T, String>) -> Option<T> {
@@ -270,10 +296,28 @@ pub fn validate(
         source,
         root: &root,
         diags: Vec::new(),
+        allowed: vec![std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone())],
     };
 
     // [project]
-    let project = match raw.project.and_then(|p| p.name) {
+    let (name, allow_outside) = match raw.project {
+        Some(p) => (p.name, p.allow_outside.unwrap_or_default()),
+        None => (None, Vec::new()),
+    };
+    for a in &allow_outside {
+        if let Some(p) = c.existing(a, "allow_outside path") {
+            let real = std::fs::canonicalize(&p).unwrap_or(p);
+            if real.parent().is_none() {
+                let d = c
+                    .at(a.span(), "allow_outside may not name `/`: devenv would watch the whole machine")
+                    .hint("name the directory outside the project that the build or watch really needs");
+                c.push(d);
+                continue;
+            }
+            c.allowed.push(real);
+        }
+    }
+    let project = match name {
         Some(n) => {
             c.check(
                 n.span(),
@@ -477,7 +521,7 @@ pub fn validate(
             .deps
             .unwrap_or_default()
             .iter()
-            .filter_map(|d| c.existing(d, "deps path"))
+            .filter_map(|d| c.inside(d, "deps path"))
             .collect();
         let workdir = match &l.workdir {
             Some(w) => c.existing(w, "workdir").unwrap_or_else(|| root.clone()),
@@ -825,7 +869,7 @@ fn check_images(c: &mut Checker, raw: Vec<RawImage>, provider: Provider) -> Vec<
         c.check(img.name.span(), units::check_image_name(img.name.get_ref()));
         c.duplicate(&mut seen, "image name", &img.name);
         let context = match &img.context {
-            Some(ctx) => match c.existing(ctx, "build context") {
+            Some(ctx) => match c.inside(ctx, "build context") {
                 Some(p) if !p.is_dir() => {
                     let d = c.at(
                         ctx.span(),
@@ -900,7 +944,7 @@ fn check_images(c: &mut Checker, raw: Vec<RawImage>, provider: Provider) -> Vec<
             .watch
             .unwrap_or_default()
             .iter()
-            .filter_map(|w| c.existing(w, "watch path"))
+            .filter_map(|w| c.inside(w, "watch path"))
             .collect();
         let mut ignore = Vec::new();
         for p in img.ignore.unwrap_or_default() {
