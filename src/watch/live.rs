@@ -20,8 +20,22 @@ const MAX_BATCH_WAIT: Duration = Duration::from_secs(5);
 /// A batch this big is a bulk change (a checkout, a generator, an unpacked archive)...
 const BULK: usize = 100;
 /// ...and waits this long for quiet, at least, so a writer that stalls for a moment does not
-/// split it.
+/// split it...
 const BULK_QUIET: Duration = Duration::from_millis(250);
+/// ...plus this much for every further thousand paths, up to [`BULK_QUIET_MAX`]: the bigger
+/// the change, the likelier its writer stalls (a checkout on a loaded machine), and the less
+/// a little more waiting costs next to the build it starts.
+const BULK_QUIET_PER_1000: Duration = Duration::from_millis(50);
+const BULK_QUIET_MAX: Duration = Duration::from_secs(1);
+
+/// How long a batch of `n` paths waits for quiet.
+fn quiet_for(n: usize, quiet: Duration) -> Duration {
+    if n < BULK {
+        return quiet;
+    }
+    let extra = BULK_QUIET_PER_1000 * u32::try_from(n / 1000).unwrap_or(u32::MAX);
+    quiet.max((BULK_QUIET + extra).min(BULK_QUIET_MAX))
+}
 
 /// A debounced set of changes and what they touch.
 #[derive(Debug, Clone)]
@@ -294,7 +308,7 @@ impl Watcher {
 }
 
 /// Collects paths into batches: a batch closes once `quiet` passes with no new path (at least
-/// [`BULK_QUIET`] once it holds [`BULK`] paths), or `max` after its first path, whichever
+/// [`BULK_QUIET`] and more, see [`quiet_for`], once it holds [`BULK`] paths), or `max` after its first path, whichever
 /// comes first. Ends when `rx` closes.
 pub async fn debounce(
     mut rx: mpsc::UnboundedReceiver<PathBuf>,
@@ -307,11 +321,7 @@ pub async fn debounce(
         let opened = Instant::now();
         let mut open = true;
         while open {
-            let wait = if set.len() >= BULK {
-                quiet.max(BULK_QUIET)
-            } else {
-                quiet
-            };
+            let wait = quiet_for(set.len(), quiet);
             let until = (Instant::now() + wait).min(opened + max);
             match tokio::time::timeout_at(until, rx.recv()).await {
                 Ok(Some(p)) => {

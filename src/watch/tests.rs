@@ -177,10 +177,11 @@ async fn a_burst_becomes_one_batch_and_a_pause_splits_batches() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    // A pause longer than the debounce inside a bulk change does not split it.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A pause longer than the debounce inside a bulk change does not split it: 10,000 paths
+    // wait 250 ms + 50 ms per thousand = 750 ms for quiet (a loaded machine's writer stalls).
+    tokio::time::sleep(Duration::from_millis(700)).await;
     let _ = ptx.send(PathBuf::from("f-after-a-stall"));
-    tokio::time::sleep(Duration::from_millis(249)).await;
+    tokio::time::sleep(Duration::from_millis(749)).await;
     assert!(
         collect(&mut srx).await.is_empty(),
         "closed before the quiet period"
