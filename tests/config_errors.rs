@@ -624,3 +624,55 @@ fn paths_outside_the_project_are_refused_unless_allowed() {
         &["allow_outside may not name `/`"],
     );
 }
+
+/// Issue 16, point 7: values that would fail or overflow later are refused at check time, at
+/// their line and column: environment names with `=` or NUL, NUL in a command, a 2 MB
+/// command (echoed whole by every error), sizes and durations past any sane bound.
+#[test]
+fn values_that_would_fail_or_overflow_later_are_refused_at_check_time() {
+    let local =
+        |extra: &str| format!("{BASE}\n[[local]]\nname = \"gen\"\ncmd = \"true\"\n{extra}\n");
+    fails(
+        &local("env = { \"A=B\" = \"x\" }"),
+        "17:17",
+        &["`A=B` is no environment variable name"],
+    );
+    fails(
+        &local("env = { \"A\\u0000B\" = \"x\" }"),
+        "17:22",
+        &["is no environment variable name"],
+    );
+    fails(
+        &local("env = { A = \"x\\u0000y\" }"),
+        "17:13",
+        &["the value of `A` holds a NUL byte"],
+    );
+    let err = fails(
+        &format!(
+            "{BASE}\n[[local]]\nname = \"gen\"\ncmd = \"{}\"\n",
+            "x".repeat(500_000)
+        ),
+        "16:7",
+        &["the command is 500000 bytes long; at most 16384 are allowed"],
+    );
+    assert!(
+        err.len() < 20_000,
+        "the error does not echo the command: {} bytes",
+        err.len()
+    );
+    fails(
+        &local("").replace("cmd = \"true\"", "cmd = \"echo \\u0000\""),
+        "16:7",
+        &["the command holds a NUL byte"],
+    );
+    fails(
+        &format!("[cluster]\nmemory = \"99999999999999999999g\"\n\n{BASE}"),
+        "2:10",
+        &["is larger than 1 TiB"],
+    );
+    fails(
+        &format!("{BASE}readiness_timeout = \"99999999999999999h\"\n"),
+        "13:21",
+        &["is longer than 24h"],
+    );
+}

@@ -87,6 +87,9 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// How many characters of a source line an error shows at most.
+const SHOWN_LINE: usize = 120;
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let label = match self.severity {
@@ -107,14 +110,31 @@ impl fmt::Display for Diagnostic {
             writeln!(f, "{gutter}--> {}", self.file.display())?;
         }
         if let Some(src) = &self.source_line {
+            // A long line is shown as a window around the column, so an error about a
+            // 500 KB value is not 500 KB long.
+            let chars = src.chars().count();
+            let (from, marker) = if chars > SHOWN_LINE {
+                let from = (self.column - 1).saturating_sub(SHOWN_LINE / 3);
+                (
+                    from,
+                    self.marker_len.min(SHOWN_LINE - (self.column - 1 - from)),
+                )
+            } else {
+                (0, self.marker_len)
+            };
+            let shown: String = src.chars().skip(from).take(SHOWN_LINE).collect();
+            let (before, after) = (
+                if from > 0 { "…" } else { "" },
+                if from + SHOWN_LINE < chars { "…" } else { "" },
+            );
             writeln!(f, "{gutter} |")?;
-            writeln!(f, "{} | {src}", self.line)?;
-            let pad: String = src
+            writeln!(f, "{} | {before}{shown}{after}", self.line)?;
+            let pad: String = before
                 .chars()
-                .take(self.column - 1)
+                .chain(src.chars().skip(from).take(self.column - 1 - from))
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
-            writeln!(f, "{gutter} | {pad}{}", "^".repeat(self.marker_len))?;
+            writeln!(f, "{gutter} | {pad}{}", "^".repeat(marker.max(1)))?;
         }
         if let Some(e) = &self.expected {
             writeln!(f, "{gutter} = expected: {e}")?;

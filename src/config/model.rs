@@ -167,7 +167,7 @@ pub struct RawLocal {
     pub serve_cmd: Option<Spanned<String>>,
     pub deps: Option<Vec<Spanned<String>>>,
     pub workdir: Option<Spanned<String>>,
-    pub env: Option<BTreeMap<String, Scalar>>,
+    pub env: Option<BTreeMap<String, Spanned<Scalar>>>,
     pub depends_on: Option<Vec<Spanned<String>>>,
     pub trigger: Option<Spanned<TriggerMode>>,
     pub links: Option<Vec<Spanned<String>>>,

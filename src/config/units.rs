@@ -3,6 +3,11 @@
 
 use std::time::Duration;
 
+/// The largest size accepted: 1 TiB.
+pub const MAX_MEGABYTES: u64 = 1024 * 1024;
+/// The longest duration accepted: a day.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 /// Parses a size the way `minikube start --memory` does: a plain number is megabytes, units
 /// are binary (`8g` = 8192 MB) and may be written `g`, `gb`, `gi`, `gib`, in any case.
 pub fn parse_megabytes(text: &str) -> Result<u64, String> {
@@ -39,6 +44,11 @@ pub fn parse_megabytes(text: &str) -> Result<u64, String> {
     if mb < 1.0 {
         return Err(format!("size \"{text}\" is smaller than 1 MB"));
     }
+    if mb > MAX_MEGABYTES as f64 {
+        return Err(format!(
+            "size \"{text}\" is larger than 1 TiB, more than any machine devenv sizes"
+        ));
+    }
     Ok(mb as u64)
 }
 
@@ -67,14 +77,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(rest.len());
+        let too_long = || format!("duration \"{text}\" is longer than 24h");
         let part = match &rest[..unit_len] {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
+            "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(too_long)?),
+            "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(too_long)?),
             _ => return Err(bad()),
         };
-        total += part;
+        total = total.saturating_add(part);
+        if total > MAX_DURATION {
+            return Err(too_long());
+        }
         rest = &rest[unit_len..];
     }
     Ok(total)

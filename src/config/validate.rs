@@ -221,6 +221,36 @@ fn parse_workload(text: &str) -> Result<Workload, String> {
     })
 }
 
+/// The longest command line a `[[local]]` may have: a shell's own limit is far above, but a
+/// longer one is a script that belongs in a file (and would fill every error that shows it).
+const MAX_COMMAND_BYTES: usize = 16 * 1024;
+
+fn check_command(cmd: &str) -> Result<(), String> {
+    if cmd.contains('\0') {
+        return Err("the command holds a NUL byte, which no shell can run".into());
+    }
+    if cmd.len() > MAX_COMMAND_BYTES {
+        return Err(format!(
+            "the command is {} bytes long; at most {MAX_COMMAND_BYTES} are allowed",
+            cmd.len()
+        ));
+    }
+    Ok(())
+}
+
+fn check_env(key: &str, value: &str) -> Result<(), String> {
+    if key.is_empty() || key.contains(['=', '\0']) || key.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "`{}` is no environment variable name (empty, or with `=`, a space or a NUL)",
+            key.escape_default()
+        ));
+    }
+    if value.contains('\0') {
+        return Err(format!("the value of `{key}` holds a NUL byte"));
+    }
+    Ok(())
+}
+
 fn scalars(map: Option<BTreeMap<String, Scalar>>) -> BTreeMap<String, String> {
     map.unwrap_or_default()
         .into_iter()
@@ -515,7 +545,22 @@ pub fn validate(
             if cmd.get_ref().trim().is_empty() {
                 let d = c.at(cmd.span(), "command is empty");
                 c.push(d);
+            } else if let Err(e) = check_command(cmd.get_ref()) {
+                let d = c.at(cmd.span(), e).hint(
+                    "put a long script in a file of the project and run that file, like cmd = \"./scripts/gen.sh\"",
+                );
+                c.push(d);
             }
+        }
+        let mut env = BTreeMap::new();
+        for (k, v) in l.env.unwrap_or_default() {
+            if let Err(e) = check_env(&k, &v.get_ref().0) {
+                let d = c.at(v.span(), e).hint(
+                    "an environment variable's name is letters, digits and `_`; its value cannot hold a NUL byte",
+                );
+                c.push(d);
+            }
+            env.insert(k, v.into_inner().0);
         }
         let deps: Vec<PathBuf> = l
             .deps
@@ -535,7 +580,7 @@ pub fn validate(
             serve_cmd: l.serve_cmd.map(Spanned::into_inner),
             deps,
             workdir,
-            env: scalars(l.env),
+            env,
             depends_on: strings(l.depends_on),
             trigger: l.trigger.map_or(TriggerMode::Auto, Spanned::into_inner),
             links,
