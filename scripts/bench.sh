@@ -11,6 +11,8 @@
 #                                 in about 1,100 directories
 #                             (c) launch -> first command run, 5 launches
 #                             (d) a 10,000-file burst: number of runs, time to the run
+#   scripts/bench.sh plan     `config check` and `up --dry-run` on 1,000 and 10,000 [[local]]
+#                             resources in one dependency chain
 #
 # BENCH_DIR (default /tmp/devenv-bench) keeps the generated trees between runs.
 set -euo pipefail
@@ -197,8 +199,41 @@ PY
   echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
+# Checking and planning a config of N [[local]] resources, each depending on the one before
+# (a chain: the worst case for dependency ordering). Best of 3 runs each.
+bench_plan() {
+  machine
+  for n in 1000 10000; do
+    local dir="$bench_dir/plan-$n"
+    mkdir -p "$dir"
+    python3 - "$n" "$dir/devenv.toml" <<'PY'
+import sys
+n, out = int(sys.argv[1]), sys.argv[2]
+s = '[project]\nname = "many"\n\n'
+for i in range(n):
+    s += f'[[local]]\nname = "l{i}"\ncmd = "true"\n' + (f'depends_on = ["l{i-1}"]\n' if i else '') + '\n'
+open(out, 'w').write(s)
+PY
+    for what in "config check" "up --dry-run"; do
+      best=""
+      for _ in 1 2 3; do
+        local t0 t1
+        t0=$(date +%s%N)
+        # shellcheck disable=SC2086
+        (cd "$dir" && "$devenv" $what >/dev/null)
+        t1=$(date +%s%N)
+        local took=$(( (t1 - t0) / 1000000 ))
+        if [ -z "$best" ] || [ "$took" -lt "$best" ]; then best=$took; fi
+      done
+      echo "$n locals: devenv $what: ${best} ms (best of 3)"
+    done
+  done
+  echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
 case "$what" in
   hash) bench_hash ;;
   loop) bench_loop ;;
-  *) echo "bench.sh: unknown benchmark '$what' (try: hash, loop)" >&2; exit 2 ;;
+  plan) bench_plan ;;
+  *) echo "bench.sh: unknown benchmark '$what' (try: hash, loop, plan)" >&2; exit 2 ;;
 esac

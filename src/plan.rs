@@ -220,15 +220,40 @@ pub fn dependency_order(cfg: &Config) -> Vec<String> {
                 .map(|l| (l.name.as_str(), l.depends_on.as_slice())),
         )
         .collect();
-    let mut done: Vec<String> = Vec::new();
-    while done.len() < nodes.len() {
-        let next = nodes.iter().find(|(n, deps)| {
-            !done.iter().any(|d| d == n) && deps.iter().all(|d| done.contains(d))
-        });
-        match next {
-            Some((n, _)) => done.push((*n).to_owned()),
-            // Unreachable for a validated config; never loop forever on a bad one.
-            None => break,
+    // Kahn's algorithm with the ready nodes in a min-heap of config positions: each step takes
+    // the first resource in config order whose dependencies are all done. O((n + e) log n).
+    let index: std::collections::HashMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, (n, _))| (*n, i))
+        .collect();
+    let mut waiting: Vec<usize> = vec![0; nodes.len()];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    for (i, (_, deps)) in nodes.iter().enumerate() {
+        for d in deps.iter() {
+            // A dependency on a name that is no node never gets done (a validated config
+            // has none), so neither does the node.
+            match index.get(d.as_str()) {
+                Some(&j) => dependents[j].push(i),
+                None => waiting[i] = usize::MAX,
+            }
+            waiting[i] = waiting[i].saturating_add(1);
+        }
+    }
+    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = waiting
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| **w == 0)
+        .map(|(i, _)| std::cmp::Reverse(i))
+        .collect();
+    let mut done = Vec::with_capacity(nodes.len());
+    while let Some(std::cmp::Reverse(i)) = ready.pop() {
+        done.push(nodes[i].0.to_owned());
+        for &j in &dependents[i] {
+            waiting[j] -= 1;
+            if waiting[j] == 0 {
+                ready.push(std::cmp::Reverse(j));
+            }
         }
     }
     done
@@ -240,8 +265,10 @@ pub fn dependency_order(cfg: &Config) -> Vec<String> {
 pub fn waves(cfg: &Config) -> Vec<Vec<String>> {
     let mut level: BTreeMap<String, usize> = BTreeMap::new();
     let mut waves: Vec<Vec<String>> = Vec::new();
+    let by_name: BTreeMap<&str, &crate::config::Resource> =
+        cfg.resources.iter().map(|r| (r.name.as_str(), r)).collect();
     for name in dependency_order(cfg) {
-        let Some(r) = cfg.resources.iter().find(|r| r.name == name) else {
+        let Some(r) = by_name.get(name.as_str()) else {
             continue;
         };
         let at = r
@@ -380,8 +407,12 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
         });
     }
 
+    let resources: BTreeMap<&str, &crate::config::Resource> =
+        cfg.resources.iter().map(|r| (r.name.as_str(), r)).collect();
+    let locals: BTreeMap<&str, &crate::config::LocalResource> =
+        cfg.locals.iter().map(|l| (l.name.as_str(), l)).collect();
     for name in dependency_order(cfg) {
-        if let Some(r) = cfg.resources.iter().find(|r| r.name == name) {
+        if let Some(r) = resources.get(name.as_str()) {
             steps.push(Step::Wait {
                 resource: r.name.clone(),
                 workload: r.workload.to_string(),
@@ -390,7 +421,7 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
                 after: r.depends_on.clone(),
                 trigger: r.trigger,
             });
-        } else if let Some(l) = cfg.locals.iter().find(|l| l.name == name) {
+        } else if let Some(l) = locals.get(name.as_str()) {
             steps.push(Step::Local {
                 resource: l.name.clone(),
                 cmd: l.cmd.clone(),

@@ -23,6 +23,9 @@ struct Checker<'a> {
     /// The project root and `[project] allow_outside`, symlinks resolved: where built and
     /// watched paths may be.
     allowed: Vec<PathBuf>,
+    /// Where each line of the source starts, for line numbers in O(log n) (counting newlines
+    /// from the top for every name made checking quadratic).
+    line_starts: Vec<usize>,
 }
 
 impl Checker<'_> {
@@ -35,10 +38,8 @@ impl Checker<'_> {
     }
 
     fn line_of(&self, span: &Range<usize>) -> usize {
-        self.source[..span.start.min(self.source.len())]
-            .matches('\n')
-            .count()
-            + 1
+        let at = span.start.min(self.source.len());
+        self.line_starts.partition_point(|&s| s <= at)
     }
 
     /// `rel` resolved against the project root, lexically (no symlinks followed).
@@ -327,6 +328,9 @@ pub fn validate(
         root: &root,
         diags: Vec::new(),
         allowed: vec![std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone())],
+        line_starts: std::iter::once(0)
+            .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+            .collect(),
     };
 
     // [project]
@@ -1186,13 +1190,18 @@ fn check_deploy(
 /// Unknown or self references, then cycles, reported at the `depends_on` entry at fault.
 fn check_dependencies(c: &mut Checker, edges: &[(Spanned<String>, Vec<Spanned<String>>)]) {
     let names: Vec<&str> = edges.iter().map(|(n, _)| n.get_ref().as_str()).collect();
+    // First occurrence wins, as a scan from the front would find it.
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(names.len());
+    for (i, n) in names.iter().enumerate() {
+        index.entry(n).or_insert(i);
+    }
     let mut graph: Vec<Vec<(usize, Range<usize>)>> = vec![Vec::new(); edges.len()];
     for (i, (name, deps)) in edges.iter().enumerate() {
         for d in deps {
             if d.get_ref() == name.get_ref() {
                 let diag = c.at(d.span(), format!("`{}` depends on itself", name.get_ref()));
                 c.push(diag);
-            } else if let Some(j) = names.iter().position(|n| *n == d.get_ref()) {
+            } else if let Some(&j) = index.get(d.get_ref().as_str()) {
                 graph[i].push((j, d.span()));
             } else {
                 let mut diag = c.at(
