@@ -712,6 +712,33 @@ mod tests {
         Ok(())
     }
 
+    /// Every resource after what it depends on; among those ready, config order first (the
+    /// rule the old quadratic scan had, kept by the heap).
+    #[test]
+    fn dependency_order_puts_dependencies_first_and_keeps_config_order_for_ties() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let local = |n: &str, deps: &[&str]| {
+            format!(
+                "[[local]]\nname = \"{n}\"\ncmd = \"true\"\ndepends_on = [{}]\n\n",
+                deps.iter()
+                    .map(|d| format!("\"{d}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let text = [
+            local("c", &["a"]),
+            local("b", &[]),
+            local("e", &["d", "b"]),
+            local("a", &[]),
+            local("d", &["c"]),
+        ]
+        .concat();
+        let file = dir.path().join("devenv.toml");
+        let loaded = crate::config::parse(&file, &file, &text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dependency_order(&loaded.config), ["b", "a", "c", "d", "e"]);
+    }
+
     #[test]
     fn quoting() {
         assert_eq!(shell_quote("a-b.c/d:e=f"), "a-b.c/d:e=f");
