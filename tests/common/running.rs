@@ -83,7 +83,7 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
+        // Dropping stops devenv (and what it started) as the panic unwinds.
         panic!("no `{what}` within 60 s:\n{}", self.text());
     }
 
@@ -97,7 +97,20 @@ impl Running {
 }
 
 impl Drop for Running {
+    /// A failed test still leaves nothing running: devenv gets SIGTERM first, so it stops
+    /// every process group it started (a serve command's grandchildren included, which a
+    /// SIGKILL would orphan), and SIGKILL only if it has not ended within 5 s.
     fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal(libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
