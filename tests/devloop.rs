@@ -72,6 +72,45 @@ fn wait_lines(p: &Project, rel: &str, n: usize, up: &Running) {
     }
 }
 
+/// The process group of `pid` (field 5 of /proc/PID/stat).
+fn process_group(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+        .and_then(|g| g.parse().ok())
+        .unwrap_or_else(|| panic!("no process group for {pid}: {stat}"))
+}
+
+/// Waits until devenv's record of live process groups (a `groups` file in its state
+/// directory under `home`) lists `pgid`.
+fn wait_recorded(home: &Path, pgid: i32) {
+    fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                files(&p, out);
+            } else if p.file_name().is_some_and(|n| n == "groups") {
+                out.push(p);
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut found = Vec::new();
+        files(home, &mut found);
+        if found.iter().any(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(&pgid.to_string()))
+        }) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "group {pgid} never recorded");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn read_pid(p: &Project, rel: &str) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -209,6 +248,9 @@ fn after_a_kill_9_the_next_up_leaves_no_orphan() {
     let mut up = Running::spawn(local_up(&p, home.path(), &[]));
     up.wait_for("serving");
     let grandchild = read_pid(&p, "server.pid");
+    // The serve command's group is recorded just after it starts: the kill comes after that
+    // (the grandchild can write its pid file first).
+    wait_recorded(home.path(), process_group(grandchild));
     up.signal(libc::SIGKILL);
     let _ = up.child.wait();
     std::thread::sleep(Duration::from_millis(200));
@@ -730,5 +772,52 @@ fn sigterm_during_the_first_build_leaves_no_process_of_the_build() {
         gone_within(sleeper, Duration::from_secs(2)),
         "the build's grandchild survived:\n{}",
         up.text()
+    );
+}
+
+/// Issue 14, point 7: a file saved while bring-up's first build runs is seen (the watcher
+/// starts before the builds) and built and deployed after it.
+#[test]
+fn a_save_during_the_first_build_is_built_after_it() {
+    let p = hello();
+    let cfg = p.read("devenv.toml").replace(
+        "context = \".\"\n",
+        "context = \".\"\nbuilder = \"custom\"\ncommand = \"echo building slowly; while [ -f \\\"$SLOW_FLAG\\\" ]; do sleep 0.05; done; docker build -t \\\"$DEVENV_IMAGE\\\" .\"\n",
+    );
+    p.write("devenv.toml", &cfg);
+    let w = World::new(p);
+    w.api.auto_rollout();
+    w.profile("running", 4, 8192);
+    let flag = w.fakes.path().join("slow");
+    std::fs::write(&flag, "").unwrap_or_else(|e| panic!("{e}"));
+    let flag_s = flag.display().to_string();
+    let path = format!("{}:/usr/bin:/bin", w.bin.path().display());
+    let mut up = Running::spawn(w.command(&["up"], &[("PATH", &path), ("SLOW_FLAG", &flag_s)]));
+    up.wait_for("  hello | building slowly");
+    // The tag was hashed before the build began: this save comes after it.
+    w.p.write("hello.txt", "saved while the first build ran\n");
+    std::fs::remove_file(&flag).unwrap_or_else(|e| panic!("{e}"));
+    up.wait_for("changed    1 file (hello.txt) -> hello");
+    up.wait_for("deployed   hello with hello:devenv-");
+    up.wait_for_n("ready      hello (", 2);
+    let text = up.text();
+    let built: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("built      "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        built.len(),
+        2,
+        "the first build, then the saved file's:\n{text}"
+    );
+    assert_ne!(built[0], built[1], "{text}");
+    let deployment = w
+        .api
+        .object("/apis/apps/v1/namespaces/hello/deployments/hello")
+        .unwrap_or_else(|| panic!("no Deployment"));
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"], built[1],
+        "{text}"
     );
 }

@@ -47,6 +47,32 @@ pub struct Setup {
     pub ci: bool,
     /// Bring-up's build output: `(image, time_ms, line)`.
     pub build_lines: Vec<(String, u64, String)>,
+    /// The file watcher, started before bring-up so that a save during its builds is seen.
+    pub watch: Option<Watching>,
+}
+
+/// A started file watcher and its batches.
+pub type Watching = (
+    files::Watcher,
+    mpsc::UnboundedReceiver<Result<files::Batch, files::WatchError>>,
+);
+
+/// Starts the file watcher (inside a tokio runtime), saying what it watches.
+pub fn start_watching(cfg: &Config) -> Result<Watching> {
+    let (w, batches) = files::Watcher::start(cfg).map_err(|e| match e.hint() {
+        Some(h) => anyhow::anyhow!("{e}\n  hint: {h}"),
+        None => anyhow::anyhow!("{e}"),
+    })?;
+    out::say(
+        "watching",
+        format!(
+            "{} director{} (debounce {} ms)",
+            w.dirs,
+            if w.dirs == 1 { "y" } else { "ies" },
+            cfg.watch.debounce.as_millis()
+        ),
+    );
+    Ok((w, batches))
 }
 
 /// What the page shows of each resource besides its state.
@@ -114,7 +140,7 @@ pub fn graph(cfg: &Config, resource_images: &BTreeMap<String, Vec<String>>) -> G
 /// Runs the dev loop to its end. `state_dir` is the project's state directory (the daemon's
 /// lock, record and token); `doctor` the report `up` ran, for the page and the API.
 pub async fn session(
-    setup: Setup,
+    mut setup: Setup,
     state_dir: &std::path::Path,
     doctor: serde_json::Value,
 ) -> Result<ExitCode> {
@@ -150,19 +176,10 @@ pub async fn session(
     let watcher = if setup.ci {
         None
     } else {
-        let (w, mut batches) = files::Watcher::start(&cfg).map_err(|e| match e.hint() {
-            Some(h) => anyhow::anyhow!("{e}\n  hint: {h}"),
-            None => anyhow::anyhow!("{e}"),
-        })?;
-        out::say(
-            "watching",
-            format!(
-                "{} director{} (debounce {} ms)",
-                w.dirs,
-                if w.dirs == 1 { "y" } else { "ies" },
-                cfg.watch.debounce.as_millis()
-            ),
-        );
+        let (w, mut batches) = match setup.watch.take() {
+            Some(started) => started,
+            None => start_watching(&cfg)?,
+        };
         let tx = tx.clone();
         let root = cfg.root.clone();
         tasks.spawn(async move {
@@ -209,7 +226,14 @@ pub async fn session(
         });
         Some(w)
     };
-    let view_task = tokio::spawn(view(snap_rx.clone(), cfg.clone()));
+    // The view starts from the state before anything ran (taken now, not when its task first
+    // runs: a fast change would already be in the snapshot and never printed).
+    let first: BTreeMap<String, Status> = state
+        .resources
+        .iter()
+        .map(|(n, r)| (n.clone(), r.status))
+        .collect();
+    let view_task = tokio::spawn(view(snap_rx.clone(), cfg.clone(), first));
     // The status page and the API (not with --ci).
     if !setup.ci {
         let proc_root = doctor::Env::from_process().proc_root;
@@ -373,14 +397,11 @@ fn users(resource_images: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, Ve
 }
 
 /// Prints each resource's changes of status, and keeps the live progress line (TTY only).
-async fn view(mut snaps: watch::Receiver<Snapshot>, cfg: Arc<Config>) {
-    let mut last: BTreeMap<String, Status> = snaps
-        .borrow()
-        .state
-        .resources
-        .iter()
-        .map(|(n, r)| (n.clone(), r.status))
-        .collect();
+async fn view(
+    mut snaps: watch::Receiver<Snapshot>,
+    cfg: Arc<Config>,
+    mut last: BTreeMap<String, Status>,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let started = tokio::time::Instant::now();
     let mut show = |snap: &Snapshot| {

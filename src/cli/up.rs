@@ -83,8 +83,18 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
         return Ok(ExitCode::FAILURE);
     }
     let setup = if cfg.needs_cluster() {
+        // Watching starts before the first builds: a save while they run is built after them.
+        let watching = if opts.ci {
+            None
+        } else {
+            let _in_runtime = rt.enter();
+            Some(dev::start_watching(cfg)?)
+        };
         match bring_up(&rt, cfg, plan, opts)? {
-            Ok(setup) => setup,
+            Ok(setup) => dev::Setup {
+                watch: watching,
+                ..setup
+            },
             Err(code) => return Ok(code),
         }
     } else {
@@ -101,6 +111,7 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
             resource_images: BTreeMap::new(),
             ci: opts.ci,
             build_lines: Vec::new(),
+            watch: None,
         }
     };
     let doctor_json = serde_json::to_value(&report).unwrap_or_default();
@@ -343,6 +354,7 @@ fn bring_up(
         resource_images,
         ci: opts.ci,
         build_lines: build_lines.into_inner().unwrap_or_default(),
+        watch: None,
     }))
 }
 

@@ -12,9 +12,9 @@ mod live;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-pub use live::Watcher;
 #[cfg(test)]
-use live::{Batch, WatchError, debounce};
+use live::debounce;
+pub use live::{Batch, WatchError, Watcher};
 
 use crate::build::context::{ContextError, ignore_patterns};
 use crate::config::Config;
