@@ -431,20 +431,30 @@ fn editing_hello_rebuilds_once_redeploys_the_new_tag_and_sigterm_leaves_nothing(
     }
 }
 
-/// Issue 5's cancellation: a slow custom builder is still building when the next change
-/// comes; its whole process group is killed and reaped, and only the last build's tag is
-/// deployed. (Fake Docker daemon and fake API server; the builder really runs.)
-#[test]
-fn a_newer_change_cancels_the_build_in_flight_and_only_the_last_tag_is_deployed() {
+/// examples/hello built by a custom `command` (a real shell command line, slow on purpose in
+/// the tests that use it), with the fake Docker daemon, a running (fake) Minikube profile and
+/// the fake API server playing the controllers.
+fn custom_built_hello(command: &str) -> World {
     let p = hello();
     let cfg = p.read("devenv.toml").replace(
         "context = \".\"\n",
-        "context = \".\"\nbuilder = \"custom\"\ncommand = \"if [ -f \\\"$SLOW_FLAG\\\" ]; then sleep 300 & echo $! >> \\\"$SLOW_LOG\\\"; echo building slowly; wait; fi; docker build -t \\\"$DEVENV_IMAGE\\\" .\"\n",
+        &format!("context = \".\"\nbuilder = \"custom\"\ncommand = \"{command}\"\n"),
     );
     p.write("devenv.toml", &cfg);
     let w = World::new(p);
     w.api.auto_rollout();
     w.profile("running", 4, 8192);
+    w
+}
+
+/// Issue 5's cancellation: a slow custom builder is still building when the next change
+/// comes; its whole process group is killed and reaped, and only the last build's tag is
+/// deployed. (Fake Docker daemon and fake API server; the builder really runs.)
+#[test]
+fn a_newer_change_cancels_the_build_in_flight_and_only_the_last_tag_is_deployed() {
+    let w = custom_built_hello(
+        "if [ -f \\\"$SLOW_FLAG\\\" ]; then sleep 300 & echo $! >> \\\"$SLOW_LOG\\\"; echo building slowly; wait; fi; docker build -t \\\"$DEVENV_IMAGE\\\" .",
+    );
     let flag = w.fakes.path().join("slow");
     let log = w.fakes.path().join("slow.log");
     let (flag_s, log_s) = (flag.display().to_string(), log.display().to_string());
@@ -739,15 +749,8 @@ fn a_busy_page_port_names_its_holder() {
 /// no process of the build's group (its grandchild included) is left running.
 #[test]
 fn sigterm_during_the_first_build_leaves_no_process_of_the_build() {
-    let p = hello();
-    let cfg = p.read("devenv.toml").replace(
-        "context = \".\"\n",
-        "context = \".\"\nbuilder = \"custom\"\ncommand = \"sleep 300 & echo $! >> \\\"$SLOW_LOG\\\"; echo building slowly; wait\"\n",
-    );
-    p.write("devenv.toml", &cfg);
-    let w = World::new(p);
-    w.api.auto_rollout();
-    w.profile("running", 4, 8192);
+    let w =
+        custom_built_hello("sleep 300 & echo $! >> \\\"$SLOW_LOG\\\"; echo building slowly; wait");
     let log = w.fakes.path().join("slow.log");
     let log_s = log.display().to_string();
     let path = format!("{}:/usr/bin:/bin", w.bin.path().display());
@@ -779,15 +782,9 @@ fn sigterm_during_the_first_build_leaves_no_process_of_the_build() {
 /// starts before the builds) and built and deployed after it.
 #[test]
 fn a_save_during_the_first_build_is_built_after_it() {
-    let p = hello();
-    let cfg = p.read("devenv.toml").replace(
-        "context = \".\"\n",
-        "context = \".\"\nbuilder = \"custom\"\ncommand = \"echo building slowly; while [ -f \\\"$SLOW_FLAG\\\" ]; do sleep 0.05; done; docker build -t \\\"$DEVENV_IMAGE\\\" .\"\n",
+    let w = custom_built_hello(
+        "echo building slowly; while [ -f \\\"$SLOW_FLAG\\\" ]; do sleep 0.05; done; docker build -t \\\"$DEVENV_IMAGE\\\" .",
     );
-    p.write("devenv.toml", &cfg);
-    let w = World::new(p);
-    w.api.auto_rollout();
-    w.profile("running", 4, 8192);
     let flag = w.fakes.path().join("slow");
     std::fs::write(&flag, "").unwrap_or_else(|e| panic!("{e}"));
     let flag_s = flag.display().to_string();

@@ -52,7 +52,7 @@ pub enum KubeError {
         source: kube::Error,
     },
     /// A request to the API server failed.
-    #[error("{what}: {source}{}", source.hint().map_or(String::new(), |h| format!("\n  hint: {h}")))]
+    #[error("{what}: {source}{}", source.trouble().hint_line())]
     Api { what: String, source: ApiFailure },
     /// The API server did not answer at all.
     #[error("cannot reach the API server of kube context `{context}`{}: {detail}\n  hint: {hint}", server.as_ref().map_or(String::new(), |s| format!(" at {s}")))]
@@ -102,13 +102,15 @@ impl ApiFailure {
     pub fn trouble(&self) -> Trouble {
         explain(&self.0).1
     }
-
-    pub fn hint(&self) -> Option<&'static str> {
-        self.trouble().hint()
-    }
 }
 
 impl Trouble {
+    /// The hint as a line to put under a message (`\n  hint: …`), or nothing.
+    pub fn hint_line(self) -> String {
+        self.hint()
+            .map_or(String::new(), |h| format!("\n  hint: {h}"))
+    }
+
     /// What to do about it, where there is something to say that does not depend on the
     /// context (the caller adds context-specific hints, such as the unreachable server's).
     pub fn hint(self) -> Option<&'static str> {

@@ -74,9 +74,7 @@ pub async fn serve(
                     if once.first(trouble) {
                         report(format!(
                             "cannot forward 127.0.0.1:{local} to port {remote}: {why}{}",
-                            trouble
-                                .hint()
-                                .map_or(String::new(), |h| format!("\n  hint: {h}"))
+                            trouble.hint_line()
                         ));
                     }
                 }

@@ -114,9 +114,7 @@ pub async fn follow(
                             if once.first(trouble) {
                                 report(format!(
                                     "cannot follow the logs of pod {name}, container {container}: {why}{}",
-                                    trouble
-                                        .hint()
-                                        .map_or(String::new(), |h| format!("\n  hint: {h}"))
+                                    trouble.hint_line()
                                 ));
                             }
                             return;
