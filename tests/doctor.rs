@@ -906,14 +906,15 @@ fn buildah_and_podman_are_checked_only_when_an_image_uses_them() {
 
 #[test]
 fn too_little_disk_for_a_new_profile_fails() {
-    let p = project(&format!("[cluster]\ndisk = \"100000000g\"\n\n{HELLO_LIKE}"));
+    // 1000 GiB: within what a config may say (1 TiB), beyond this machine's free disk.
+    let p = project(&format!("[cluster]\ndisk = \"1000g\"\n\n{HELLO_LIKE}"));
     let bin = FakeBin::new();
     healthy(&bin);
     let r = doctor(p.path(), bin.path(), None, &[]);
     assert_eq!(r.status("host.disk"), "fail");
     assert!(
         r.found("host.disk")
-            .contains("a new profile may use up to 102400000000 MB"),
+            .contains("a new profile may use up to 1024000 MB"),
         "{}",
         r.found("host.disk")
     );
