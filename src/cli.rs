@@ -471,7 +471,13 @@ fn doctor(explicit: Option<&Path>, cwd: &Path, json: bool) -> Result<ExitCode> {
         }
         None => doctor::ConfigState::Missing,
     };
-    let report = doctor::run(&state, &doctor::Env::from_process());
+    let env = doctor::Env {
+        web_port: std::env::var("DEVENV_WEB_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok()),
+        ..doctor::Env::from_process()
+    };
+    let report = doctor::run(&state, &env);
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &report)?;

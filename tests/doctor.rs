@@ -44,6 +44,9 @@ fn project(config: &str) -> Project {
 struct Run {
     out: Output,
     json: Value,
+    /// The status page's port this run checked (a free one: a developer's own `devenv up`
+    /// may hold 10350).
+    web_port: u16,
 }
 
 impl Run {
@@ -92,6 +95,8 @@ fn doctor(dir: &Path, path: &Path, proc_root: Option<&Path>, extra_env: &[(&str,
     if let Some(p) = proc_root {
         cmd.env("DEVENV_PROC_ROOT", p);
     }
+    let web_port = common::free_port();
+    cmd.env("DEVENV_WEB_PORT", web_port.to_string());
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -103,7 +108,11 @@ fn doctor(dir: &Path, path: &Path, proc_root: Option<&Path>, extra_env: &[(&str,
             stderr(&out)
         )
     });
-    Run { out, json }
+    Run {
+        out,
+        json,
+        web_port,
+    }
 }
 
 fn docker_running(bin: &FakeBin) {
@@ -488,7 +497,7 @@ fn a_busy_port_names_the_process_holding_it() {
             && fix.contains(&format!("kill {}", std::process::id())),
         "{fix}"
     );
-    assert_eq!(r.status("port.10350"), "ok");
+    assert_eq!(r.status(&format!("port.{}", r.web_port)), "ok");
     drop(listener);
 }
 
@@ -681,10 +690,20 @@ fn without_a_config_doctor_checks_the_default_setup() {
     );
     assert_eq!(r.status("tool.minikube"), "ok");
     assert!(
-        r.row("port.10350")["found"]
+        r.row(&format!("port.{}", r.web_port))["found"]
             .as_str()
             .unwrap_or("")
             .contains("free")
+    );
+    // Without DEVENV_WEB_PORT the default page port is checked (free or not: a developer's
+    // own daemon may hold it).
+    let r = doctor(p.path(), bin.path(), None, &[("DEVENV_WEB_PORT", "")]);
+    assert!(
+        r.row("port.10350")["required"]
+            .as_str()
+            .is_some_and(|s| s.contains("10350")),
+        "{}",
+        r.json
     );
 }
 

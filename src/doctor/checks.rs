@@ -667,7 +667,8 @@ pub fn port_holder(proc_root: &Path, port: u16) -> Option<(u32, String)> {
 
 fn port_checks(cfg: Option<&Config>, env: &Env) -> Vec<Check> {
     let mut ports: Vec<(u16, String)> = vec![(
-        cfg.map_or(DEFAULT_WEB_PORT, |c| c.web.port),
+        env.web_port
+            .unwrap_or_else(|| cfg.map_or(DEFAULT_WEB_PORT, |c| c.web.port)),
         "the status page ([web] port)".to_owned(),
     )];
     for r in cfg.map(|c| c.resources.as_slice()).unwrap_or_default() {

@@ -178,6 +178,9 @@ pub struct Env {
     pub minikube_home: Option<PathBuf>,
     /// The deadline of each command doctor runs.
     pub command_timeout: Duration,
+    /// The status page's port when it is not the config's: `devenv doctor` takes
+    /// `DEVENV_WEB_PORT` as `up` does (`up` puts its own choice into the config it checks).
+    pub web_port: Option<u16>,
 }
 
 impl Env {
@@ -193,6 +196,7 @@ impl Env {
             command_timeout: var("DEVENV_DOCTOR_TIMEOUT_MS")
                 .and_then(|v| v.parse().ok())
                 .map_or(Duration::from_secs(8), Duration::from_millis),
+            web_port: None,
         }
     }
 }
