@@ -28,6 +28,14 @@ const BULK_QUIET: Duration = Duration::from_millis(250);
 const BULK_QUIET_PER_1000: Duration = Duration::from_millis(50);
 const BULK_QUIET_MAX: Duration = Duration::from_secs(1);
 
+/// How long a batch of `n` paths may stay open: `max`, or a millisecond per path for a bulk
+/// change written slowly (10,000 files on a loaded machine took over 5 s), up to 30 s. A
+/// stream that never goes quiet is still cut.
+fn open_at_most(n: usize, max: Duration) -> Duration {
+    let per_path = Duration::from_millis(u64::try_from(n).unwrap_or(u64::MAX));
+    max.max(per_path.min(Duration::from_secs(30)))
+}
+
 /// How long a batch of `n` paths waits for quiet.
 fn quiet_for(n: usize, quiet: Duration) -> Duration {
     if n < BULK {
@@ -322,7 +330,7 @@ pub async fn debounce(
         let mut open = true;
         while open {
             let wait = quiet_for(set.len(), quiet);
-            let until = (Instant::now() + wait).min(opened + max);
+            let until = (Instant::now() + wait).min(opened + open_at_most(set.len(), max));
             match tokio::time::timeout_at(until, rx.recv()).await {
                 Ok(Some(p)) => {
                     set.insert(p);

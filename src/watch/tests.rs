@@ -306,3 +306,22 @@ async fn a_symlink_made_while_watching_is_not_followed() {
     assert!(next(&mut rx, Duration::from_millis(800)).await.is_none());
     drop(watcher);
 }
+
+/// A bulk change written slowly (10,000 paths over 8 s, a loaded machine) stays one batch:
+/// a big batch may stay open a millisecond per path, past the usual cap.
+#[tokio::test(start_paused = true)]
+async fn a_slowly_written_bulk_change_is_still_one_batch() {
+    let (ptx, mut srx) = debouncer();
+    for i in 0..10_000 {
+        let _ = ptx.send(PathBuf::from(format!("f{i}")));
+        if i >= 100 && i % 100 == 0 {
+            tokio::time::sleep(Duration::from_millis(80)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let batches = collect(&mut srx).await;
+    assert_eq!(
+        batches.iter().map(BTreeSet::len).collect::<Vec<_>>(),
+        [10_000]
+    );
+}
