@@ -217,11 +217,12 @@ pub async fn remove_applied(
     cfg: &crate::config::Config,
     inventory: Option<&Path>,
 ) -> Result<Vec<Pruned>, ApplyError> {
-    let mut wanted = inventory.map(load_inventory).unwrap_or_default();
-    if wanted.is_empty() && cfg.deploy.manifests.is_empty() {
+    let recorded = inventory.map(load_inventory).unwrap_or_default();
+    if recorded.is_empty() && cfg.deploy.manifests.is_empty() {
         return Ok(Vec::new());
     }
     let discovery = discover(t).await?;
+    let mut wanted = recorded.clone();
     for file in &cfg.deploy.manifests {
         let shown = cfg.rel(file);
         // A file that is gone or unreadable now still had its objects in the inventory.
@@ -240,7 +241,7 @@ pub async fn remove_applied(
     wanted.dedup();
     let done = prune(t, &discovery, &wanted, &cfg.project).await?;
     if let Some(path) = inventory {
-        let left: Vec<ObjectRef> = load_inventory(path)
+        let left: Vec<ObjectRef> = recorded
             .into_iter()
             .filter(|r| {
                 !done
