@@ -171,6 +171,30 @@ fn start_time(pid: i32) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether a process of group `pgid` is running (not a zombie). Where /proc cannot be read,
+/// any member counts.
+fn has_running_member(pgid: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    dir.flatten().any(|e| {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            return false;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        let Some(close) = stat.rfind(')') else {
+            return false;
+        };
+        // After the command: state, ppid, pgrp.
+        let mut f = stat[close + 1..].split_whitespace();
+        let state = f.next();
+        let pgrp = f.nth(1).and_then(|g| g.parse::<i32>().ok());
+        pgrp == Some(pgid) && state != Some("Z") && state != Some("X")
+    })
+}
+
 fn register(pgid: i32, live: bool) {
     let Ok(mut g) = live_groups().lock() else {
         return;
@@ -211,9 +235,12 @@ pub fn kill_leftovers(path: &Path) -> usize {
                 continue;
             }
             if pgid > 0 {
+                // kill(2) succeeds on a group of unreaped zombies too (an init that never
+                // reaps): only a group with a process still running counts.
+                let running = has_running_member(pgid);
                 // SAFETY: kill(2) on a process group; no memory is shared.
                 let r = unsafe { libc::kill(-pgid, libc::SIGKILL) };
-                if r == 0 {
+                if r == 0 && running {
                     tracing::info!(pgid, "killed a process group left by an earlier run");
                     killed += 1;
                 }
@@ -533,6 +560,52 @@ pub fn run_lines(cmd: &Cmd, mut on_line: impl FnMut(&str)) -> Result<Finished, E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A recorded group whose processes have all exited is not counted as left running,
+    /// even when its leader is still an unreaped zombie (an init that never reaps, as in
+    /// some containers: the CI run counted two groups where one was running). Failed before:
+    /// kill(2) succeeds on a zombie, so it was counted.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_group_of_zombies_is_not_counted_as_left_running() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut zombie = std::process::Command::new("true")
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut running = std::process::Command::new("sleep")
+            .arg("300")
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (z, r) = (zombie.id() as i32, running.id() as i32);
+        // Wait for `true` to exit without reaping it: its stat says Z.
+        let state = |pid: i32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().chars().next()))
+                .flatten()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while state(z) != Some('Z') && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(state(z), Some('Z'));
+        let file = dir.path().join("groups");
+        std::fs::write(
+            &file,
+            format!(
+                "{z} {}\n{r} {}\n",
+                start_time(z).unwrap_or(0),
+                start_time(r).unwrap_or(0)
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(kill_leftovers(&file), 1);
+        let _ = running.wait();
+        let _ = zombie.wait();
+    }
 
     /// Issue 16, point 3: one output line without an end is not held whole.
     #[test]
