@@ -275,7 +275,7 @@ pub fn run() -> Result<ExitCode> {
             let store = build_store(&cfg, &selected)?;
             let jobs = jobs.unwrap_or_else(build::run::default_parallelism);
             Ok(
-                if run_builds(&cfg, &selected, store.as_ref(), jobs, None).is_some() {
+                if run_builds(&cfg, &selected, store.as_ref(), jobs).is_some() {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE
@@ -363,19 +363,14 @@ fn build_store(cfg: &config::Config, names: &[String]) -> Result<Option<ImageSto
     }
 }
 
-/// Build output kept for the resources' logs: `(image, time_ms, line)`.
-pub(crate) type BuildLines = std::sync::Mutex<Vec<(String, u64, String)>>;
-
 /// Builds the named images (several at once, up to half the CPUs), streaming each builder's
 /// output to stderr with the image's name in front, and prints `name:tag` and the outcome of
-/// each to stdout. Returns each image's reference, or None when a build failed. With `keep`,
-/// every output line is also kept, time-stamped, as `(image, time_ms, line)`.
+/// each to stdout. Returns each image's reference, or None when a build failed.
 pub(crate) fn run_builds(
     cfg: &config::Config,
     names: &[String],
     store: Option<&ImageStore>,
     jobs: usize,
-    keep: Option<&BuildLines>,
 ) -> Option<BTreeMap<String, String>> {
     let images: Vec<&config::Image> = cfg
         .images
@@ -384,15 +379,6 @@ pub(crate) fn run_builds(
         .collect();
     let results = build::run::build_all(cfg, &images, store, jobs, &|image, line| {
         out::tool(image, line);
-        if let Some(k) = keep
-            && let Ok(mut k) = k.lock()
-        {
-            k.push((
-                image.to_owned(),
-                crate::engine::log::now_ms(),
-                line.to_owned(),
-            ));
-        }
     });
     let mut ok = true;
     let mut references = BTreeMap::new();

@@ -259,33 +259,6 @@ pub fn dependency_order(cfg: &Config) -> Vec<String> {
     done
 }
 
-/// The cluster resources in waves: each wave's resources depend only on earlier waves', so a
-/// wave deploys once the ones before it are ready. Dependencies on `[[local]]` resources do
-/// not hold a wave back.
-pub fn waves(cfg: &Config) -> Vec<Vec<String>> {
-    let mut level: BTreeMap<String, usize> = BTreeMap::new();
-    let mut waves: Vec<Vec<String>> = Vec::new();
-    let by_name: BTreeMap<&str, &crate::config::Resource> =
-        cfg.resources.iter().map(|r| (r.name.as_str(), r)).collect();
-    for name in dependency_order(cfg) {
-        let Some(r) = by_name.get(name.as_str()) else {
-            continue;
-        };
-        let at = r
-            .depends_on
-            .iter()
-            .filter_map(|d| level.get(d).map(|l| l + 1))
-            .max()
-            .unwrap_or(0);
-        level.insert(name.clone(), at);
-        if waves.len() <= at {
-            waves.resize(at + 1, Vec::new());
-        }
-        waves[at].push(name);
-    }
-    waves
-}
-
 /// Computes the plan for `cfg`. `config_shown` is how the config file is named in output.
 pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
     let mut steps = vec![Step::Doctor {

@@ -373,11 +373,11 @@ fn a_dependent_of_a_failed_resource_is_not_deployed() {
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("skipped    web: `api` is not ready"),
+        text.contains("skipped    web: not started: `api` failed"),
         "{text}"
     );
     assert!(
-        text.contains("web: not deployed, because `api` is not ready"),
+        text.contains("web: not deployed, because `api` failed"),
         "{text}"
     );
     assert!(w.api.object(&deployment_path("hello", "web")).is_none());

@@ -172,7 +172,11 @@ fn hello_via_manifests_applies_waits_and_an_edit_rolls_out_the_new_tag() {
         "one build at start, one after the edit:\n{text}"
     );
     assert_ne!(tags[0], tags[1]);
-    assert_eq!(up.count("deployed   hello with"), 1, "{text}");
+    assert_eq!(
+        up.count("deployed   hello with"),
+        2,
+        "first deploy and the edit's:\n{text}"
+    );
     let d = rc
         .get_json("deployment", Some(&ns), "hello")
         .unwrap_or_else(|| panic!("no Deployment"));

@@ -1,9 +1,11 @@
-//! `devenv up`: the whole bring-up, from the doctor gate to ready resources.
+//! `devenv up`: opens the engine's session (the page first), runs the doctor gate and the
+//! cluster side of bring-up (cluster, namespaces, secrets, forward ports, prune), then lets
+//! the engine build, deploy and wait in dependency order, and run the dev loop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use serde_norway::Value;
@@ -13,8 +15,8 @@ use crate::cluster::bootstrap;
 use crate::cluster::kube::Target;
 use crate::cluster::minikube::{Action, ImageStore};
 use crate::config::{self, Loaded};
-use crate::deploy::rollout::{self, Health, PodCounts};
-use crate::{build, deploy, doctor, engine, exec, plan};
+use crate::deploy::rollout::{Health, PodCounts};
+use crate::{build, deploy, doctor, exec, plan};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -40,8 +42,8 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
     }
     exec::record_groups(&lock.groups_file());
     let rt = super::runtime()?;
-    // Ctrl-C or SIGTERM before the dev loop takes over (doctor, the cluster, the first
-    // builds, readiness): every process group devenv started is killed, then devenv ends.
+    // Ctrl-C or SIGTERM while the cluster side is brought up (doctor, the cluster, secrets):
+    // every process group devenv started is killed, then devenv ends.
     let guard = rt.spawn(async {
         dev::wait_for_stop().await;
         out::say(
@@ -51,6 +53,35 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
         exec::kill_all();
         std::process::exit(1);
     });
+    // The graph comes from the config and the manifest files: no cluster needed, so the
+    // page answers before doctor runs.
+    let placeholders: BTreeMap<String, String> = cfg
+        .images
+        .iter()
+        .map(|i| (i.name.clone(), format!("{}:devenv-unbuilt", i.name)))
+        .collect();
+    let docs = if cfg.needs_cluster() {
+        load_manifests(cfg, &placeholders, false)?
+    } else {
+        Vec::new()
+    };
+    let resource_images = resource_images(cfg, &docs, &placeholders);
+    let released: BTreeSet<String> = if cfg.deploy.helm.is_some() {
+        cfg.resources
+            .iter()
+            .filter(|r| !docs.iter().any(|d| d.owner.as_deref() == Some(&r.name)))
+            .map(|r| r.name.clone())
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+    let mut session = rt.block_on(dev::Session::open(
+        std::sync::Arc::new(cfg.clone()),
+        resource_images,
+        &released,
+        lock.dir(),
+        opts.ci,
+    ))?;
     // Nothing is touched unless the machine can run the plan.
     let state = doctor::ConfigState::Valid {
         config: cfg,
@@ -82,62 +113,42 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
         );
         return Ok(ExitCode::FAILURE);
     }
-    let setup = if cfg.needs_cluster() {
-        // Watching starts before the first builds: a save while they run is built after them.
-        let watching = if opts.ci {
-            None
-        } else {
-            let _in_runtime = rt.enter();
-            Some(dev::start_watching(cfg)?)
-        };
-        match bring_up(&rt, cfg, plan, opts)? {
-            Ok(setup) => dev::Setup {
-                watch: watching,
-                ..setup
-            },
-            Err(code) => return Ok(code),
+    session.set_doctor(serde_json::to_value(&report).unwrap_or_default());
+    {
+        let _in_runtime = rt.enter();
+        session.start()?;
+    }
+    if cfg.needs_cluster() {
+        match prepare(&rt, cfg, plan, opts, &docs) {
+            Ok(prepared) => session.cluster_ready(prepared),
+            Err(e) => {
+                rt.block_on(session.abort());
+                return Err(e);
+            }
         }
-    } else {
-        // Only [[local]] resources: no cluster, no Docker, no Minikube.
-        dev::Setup {
-            cfg: std::sync::Arc::new(cfg.clone()),
-            target: None,
-            store: None,
-            discovery: None,
-            deployed: Vec::new(),
-            node_ip: None,
-            references: BTreeMap::new(),
-            statuses: BTreeMap::new(),
-            resource_images: BTreeMap::new(),
-            ci: opts.ci,
-            build_lines: Vec::new(),
-            watch: None,
-        }
-    };
-    let doctor_json = serde_json::to_value(&report).unwrap_or_default();
-    // The dev loop stops cleanly on its own.
+    }
+    // The engine stops cleanly on its own from here.
     guard.abort();
-    let code = rt.block_on(dev::session(setup, lock.dir(), doctor_json))?;
+    let code = rt.block_on(session.finish())?;
     // Forwards, log streams and watches end with the runtime; the cluster stays as it is.
     rt.shutdown_timeout(Duration::from_millis(500));
     drop(lock);
     Ok(code)
 }
 
-/// Brings the cluster side up: cluster, secrets, builds, deploys in dependency order,
-/// readiness, prune and the summary. Returns what the dev loop needs, or the exit code when
-/// `up` ends here (`--ci` with nothing local to run, or a failure).
-fn bring_up(
+/// The cluster side of bring-up, before any build or deploy: chart dependencies and checks,
+/// the cluster, namespaces, secrets, the forward ports, and prune of what left the
+/// manifests. `docs` are the manifest objects (their images not built yet).
+fn prepare(
     rt: &tokio::runtime::Runtime,
     cfg: &config::Config,
     plan: &plan::Plan,
     opts: Options,
-) -> Result<Result<dev::Setup, ExitCode>> {
+    docs: &[Doc],
+) -> Result<dev::Prepared> {
     let recreate_cluster = opts.recreate_cluster;
     let helm_step = plan.steps.iter().find_map(|s| match s {
-        plan::Step::Helm {
-            render, command, ..
-        } => Some((render.clone(), command.clone())),
+        plan::Step::Helm { render, .. } => Some(render.clone()),
         _ => None,
     });
     if let Some(h) = &cfg.deploy.helm {
@@ -145,7 +156,7 @@ fn bring_up(
     }
     // The chart is rendered before anything is touched: what it does decides what devenv does.
     let own_namespaces = match &helm_step {
-        Some((render, _)) => inspect_chart(cfg, plan, render)?,
+        Some(render) => inspect_chart(cfg, plan, render)?,
         None => Vec::new(),
     };
     let ready = rt.block_on(bootstrap::bring_up(
@@ -232,18 +243,21 @@ fn bring_up(
             ),
         );
     }
-    let names: Vec<String> = cfg.images.iter().map(|i| i.name.clone()).collect();
-    let build_lines = super::BuildLines::default();
-    let Some(references) = super::run_builds(
-        cfg,
-        &names,
-        ready.image_store.as_ref(),
-        build::run::default_parallelism(),
-        Some(&build_lines),
-    ) else {
-        return Ok(Err(ExitCode::FAILURE));
-    };
-    let docs = load_manifests(cfg, &references)?;
+    // Forward ports are taken now: a busy one stops `up` before anything is deployed.
+    let mut forwards = BTreeMap::new();
+    if !opts.ci {
+        let proc_root = doctor::Env::from_process().proc_root;
+        for r in &cfg.resources {
+            let mut bound = Vec::new();
+            for pf in &r.port_forwards {
+                let listener = rt
+                    .block_on(deploy::forward::listen(pf.local, &proc_root))
+                    .map_err(|e| anyhow::anyhow!("{}: {e}\n  hint: {}", r.name, e.hint()))?;
+                bound.push((pf.local, pf.remote, listener));
+            }
+            forwards.insert(r.name.clone(), bound);
+        }
+    }
     let inventory = build::context::state_dir()
         .map(|s| deploy::apply::inventory_path(&s, &cfg.root, &ready.target.context));
     let previous = inventory
@@ -255,107 +269,26 @@ fn bring_up(
     } else {
         Some(rt.block_on(deploy::apply::discover(&ready.target))?)
     };
-    // Everything that is not a resource's workload goes first: Services, ConfigMaps...
-    if let Some(d) = &discovery {
-        apply_docs(
-            rt.handle(),
-            &ready.target,
-            d,
-            cfg,
-            docs.iter().filter(|m| m.owner.is_none()),
-        )?;
-    }
-    if let Some((_, upgrade)) = &helm_step {
-        helm_upgrade(cfg, upgrade)?;
-    }
-    let mut results: BTreeMap<String, Outcome> = BTreeMap::new();
-    for wave in plan::waves(cfg) {
-        let mut waiting = Vec::new();
-        for name in wave {
-            let Some(r) = cfg.resources.iter().find(|r| r.name == name) else {
-                continue;
-            };
-            if let Some(dep) = r.depends_on.iter().find(|d| {
-                results
-                    .get(*d)
-                    .is_some_and(|o| !matches!(o, Outcome::Ready { .. }))
-            }) {
-                out::say("skipped", format!("{}: `{dep}` is not ready", r.name));
-                results.insert(r.name.clone(), Outcome::Skipped(dep.clone()));
-                continue;
-            }
-            if let Some(d) = &discovery {
-                let owned = docs.iter().filter(|m| m.owner.as_deref() == Some(&r.name));
-                apply_docs(rt.handle(), &ready.target, d, cfg, owned)?;
-            }
-            waiting.push(r);
-        }
-        let outcomes = rt.block_on(futures::future::join_all(
-            waiting.iter().map(|r| wait_one(&ready.target, r, opts.ci)),
-        ));
-        for (r, o) in waiting.iter().zip(outcomes) {
-            results.insert(r.name.clone(), o);
-        }
-    }
     if let (Some(d), Some(path)) = (&discovery, &inventory) {
-        prune(rt, &ready.target, d, cfg, &docs, &previous, path)?;
+        prune(rt, &ready.target, d, cfg, docs, &previous, path)?;
     }
-    print_summary(cfg, &results);
-    let all_ready = results.values().all(|o| matches!(o, Outcome::Ready { .. }));
-    if opts.ci && (cfg.locals.is_empty() || !all_ready) {
-        return Ok(Err(if all_ready {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }));
-    }
-    let deployed: Vec<config::Resource> = cfg
-        .resources
-        .iter()
-        .filter(|r| !matches!(results.get(&r.name), Some(Outcome::Skipped(_)) | None))
-        .cloned()
-        .collect();
     let node_ip = match cfg.cluster.provider {
-        config::Provider::Minikube => crate::cluster::minikube::Minikube {
+        config::Provider::Minikube if !opts.ci => crate::cluster::minikube::Minikube {
             cfg,
             query_timeout: Duration::from_secs(30),
         }
         .ip()
         .map_err(|e| eprintln!("warning: no NodePort URLs: {e}"))
         .ok(),
-        config::Provider::Existing => None,
+        _ => None,
     };
-    let statuses = results
-        .iter()
-        .map(|(name, o)| {
-            let s = match o {
-                Outcome::Ready { .. } => (engine::state::Status::Ready, None),
-                Outcome::Failed { error, .. } => {
-                    (engine::state::Status::Error, Some(error.clone()))
-                }
-                Outcome::Skipped(dep) => (
-                    engine::state::Status::Pending,
-                    Some(format!("not deployed: `{dep}` is not ready")),
-                ),
-            };
-            (name.clone(), s)
-        })
-        .collect();
-    let resource_images = resource_images(cfg, &docs, &references);
-    Ok(Ok(dev::Setup {
-        cfg: std::sync::Arc::new(cfg.clone()),
-        target: Some(ready.target.clone()),
+    Ok(dev::Prepared {
+        target: ready.target.clone(),
         store: ready.image_store.clone(),
         discovery: discovery.map(std::sync::Arc::new),
-        deployed,
         node_ip,
-        references,
-        statuses,
-        resource_images,
-        ci: opts.ci,
-        build_lines: build_lines.into_inner().unwrap_or_default(),
-        watch: None,
-    }))
+        forwards: std::sync::Mutex::new(forwards),
+    })
 }
 
 /// The images each resource runs: as configured, else those its manifest objects name, else
@@ -450,119 +383,6 @@ impl HealthLines {
     }
 }
 
-/// How a resource's bring-up ended.
-#[derive(Debug)]
-enum Outcome {
-    Ready {
-        took: Duration,
-        pods: PodCounts,
-    },
-    Failed {
-        pods: PodCounts,
-        error: String,
-    },
-    /// Not deployed: the named dependency is not ready.
-    Skipped(String),
-}
-
-/// Waits for one resource, printing each change of its health.
-async fn wait_one(target: &Target, r: &config::Resource, fail_fast: bool) -> Outcome {
-    let started = Instant::now();
-    let mut pods = PodCounts::default();
-    let mut health = HealthLines::new(&r.name);
-    let mut on_update = |u: rollout::Update<'_>| {
-        pods = u.pods;
-        health.show(u.health);
-    };
-    let res = rollout::wait_ready(
-        &target.client,
-        &r.namespace,
-        &r.workload,
-        r.readiness_timeout,
-        fail_fast,
-        &mut on_update,
-    )
-    .await;
-    match res {
-        Ok(()) => {
-            let took = started.elapsed();
-            say_ready(r, pods, took);
-            Outcome::Ready { took, pods }
-        }
-        Err(e) => {
-            out::say("failed", format!("{}: {e}", r.name));
-            Outcome::Failed {
-                pods,
-                error: e.to_string(),
-            }
-        }
-    }
-}
-
-fn print_summary(cfg: &config::Config, results: &BTreeMap<String, Outcome>) {
-    if cfg.resources.is_empty() {
-        return;
-    }
-    let rows: Vec<[String; 5]> = cfg
-        .resources
-        .iter()
-        .map(|r| {
-            let (status, pods, time) = match results.get(&r.name) {
-                Some(Outcome::Ready { took, pods }) => (
-                    "ready".to_owned(),
-                    format!("{}/{}", pods.ready, pods.total),
-                    format!("{:.1}s", took.as_secs_f64()),
-                ),
-                Some(Outcome::Failed { pods, .. }) => (
-                    "failed".to_owned(),
-                    format!("{}/{}", pods.ready, pods.total),
-                    "-".to_owned(),
-                ),
-                Some(Outcome::Skipped(_)) => ("skipped".to_owned(), "-".into(), "-".into()),
-                None => ("-".to_owned(), "-".into(), "-".into()),
-            };
-            [r.name.clone(), r.workload.to_string(), status, pods, time]
-        })
-        .collect();
-    for [name, workload, status, pods, time] in &rows {
-        let why = match results.get(name) {
-            Some(Outcome::Failed { error, .. }) => error.clone(),
-            Some(Outcome::Skipped(dep)) => format!("not deployed, because `{dep}` is not ready"),
-            _ => String::new(),
-        };
-        out::record(&[
-            ("event", "summary"),
-            ("resource", name),
-            ("workload", workload),
-            ("status", status),
-            ("pods", pods),
-            ("time", time),
-            ("error", &why),
-        ]);
-    }
-    let width = rows.iter().map(|r| r[0].len()).max().unwrap_or(0).max(8);
-    let wl_width = rows.iter().map(|r| r[1].len()).max().unwrap_or(0).max(8);
-    out::plain("");
-    out::plain(&format!(
-        "{:width$}  {:wl_width$}  {:8}  {:5}  time",
-        "resource", "workload", "status", "pods"
-    ));
-    for [name, workload, status, pods, time] in &rows {
-        out::plain(&format!(
-            "{name:width$}  {workload:wl_width$}  {status:8}  {pods:5}  {time}"
-        ));
-    }
-    for (name, o) in results {
-        match o {
-            Outcome::Failed { error, .. } => out::plain(&format!("\n{name}: {error}")),
-            Outcome::Skipped(dep) => out::plain(&format!(
-                "\n{name}: not deployed, because `{dep}` is not ready"
-            )),
-            Outcome::Ready { .. } => {}
-        }
-    }
-}
-
 /// One manifest object with devenv's images in place, and the resource whose workload it is.
 pub(super) struct Doc {
     pub file: String,
@@ -575,6 +395,7 @@ pub(super) struct Doc {
 pub(super) fn load_manifests(
     cfg: &config::Config,
     references: &BTreeMap<String, String>,
+    say: bool,
 ) -> Result<Vec<Doc>> {
     let mut out = Vec::new();
     for file in &cfg.deploy.manifests {
@@ -582,10 +403,10 @@ pub(super) fn load_manifests(
         let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {shown}"))?;
         let rewritten = deploy::manifests::rewrite(&text, references, &cfg.project)
             .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
-        for w in &rewritten.warnings {
+        for w in rewritten.warnings.iter().filter(|_| say) {
             eprintln!("warning: {shown}: {w}");
         }
-        for r in &rewritten.replacements {
+        for r in rewritten.replacements.iter().filter(|_| say) {
             out::say(
                 "image",
                 format!("{} `{}`: {} -> {}", r.object, r.container, r.from, r.to),
@@ -800,18 +621,6 @@ pub(super) fn run_helm(cfg: &config::Config, argv: &[String], timeout: Duration)
                 .map(|l| format!("  {l}"))
                 .collect::<Vec<_>>()
                 .join("\n")
-        );
-    }
-    Ok(())
-}
-
-/// `helm upgrade --install` with the built tags.
-fn helm_upgrade(cfg: &config::Config, argv: &[String]) -> Result<()> {
-    run_helm(cfg, argv, Duration::from_secs(600))?;
-    if let Some(h) = &cfg.deploy.helm {
-        out::say(
-            "deployed",
-            format!("helm release `{}` in {}", h.release, cfg.deploy.namespace),
         );
     }
     Ok(())

@@ -158,6 +158,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn events_flow_through_workers_and_snapshots_follow() {
         let state = State::new(Graph {
+            cluster: false,
             images: vec!["api".into()],
             resources: vec![Node {
                 name: "backend".into(),
@@ -165,6 +166,7 @@ mod tests {
                 depends_on: vec![],
                 manual: false,
                 local: false,
+                release: None,
             }],
         });
         let (tx, rx) = mpsc::unbounded_channel();

@@ -14,13 +14,15 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// What the engine knows of the project: resources, the images they run, their order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Graph {
     pub images: Vec<String>,
     pub resources: Vec<Node>,
+    /// Cluster resources and image builds wait for the cluster (`Event::ClusterReady`).
+    pub cluster: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Node {
     pub name: String,
     pub images: Vec<String>,
@@ -29,6 +31,9 @@ pub struct Node {
     pub manual: bool,
     /// A `[[local]]` resource: its command runs on the machine, nothing is deployed.
     pub local: bool,
+    /// The Helm release that deploys it: one upgrade creates every workload of a release,
+    /// so they deploy together and `depends_on` between them cannot hold one back.
+    pub release: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -58,6 +63,15 @@ pub struct ResourceState {
     pub running: Option<u64>,
     /// Local resources: runs started so far.
     pub runs: u32,
+    /// Why it waits, while it waits (like Tilt's hold reasons): "waiting for the cluster",
+    /// "waiting for `backend` to be ready", "`gen` failed".
+    pub held: Option<String>,
+    /// Held by a failure (of a dependency, or of what that waits for): it stays as it is
+    /// until that is fixed.
+    pub blocked: bool,
+    /// It was ready at least once.
+    #[serde(skip)]
+    pub ever_ready: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -71,6 +85,8 @@ pub struct ImageState {
     pub last_error: Option<String>,
     #[serde(rename = "last_build_ms", serialize_with = "as_ms")]
     pub last_build_took: Option<Duration>,
+    /// A build is wanted but held (by the cluster, or a local step it waits for).
+    pub queued: bool,
 }
 
 /// Durations in JSON are whole milliseconds (times are since the engine started).
@@ -109,6 +125,15 @@ pub enum Event {
     Ready {
         resource: String,
     },
+    /// A problem seen while a resource is waited for (a crash loop, a failing probe): it is
+    /// shown as the resource's error while the wait goes on.
+    Problem {
+        resource: String,
+        message: String,
+    },
+    /// The cluster is up, with the image store, namespaces and secrets: cluster resources
+    /// and image builds may start.
+    ClusterReady,
     Unhealthy {
         resource: String,
         message: String,
@@ -164,10 +189,13 @@ pub struct State {
     /// The deploy in flight: its generation and resources.
     deploying: Option<(u64, Vec<String>)>,
     stopped: bool,
+    /// Whether the cluster is up (always, for a project without one).
+    pub cluster_ready: bool,
 }
 
 impl State {
     pub fn new(graph: Graph) -> State {
+        let graph_cluster = graph.cluster;
         State {
             resources: graph
                 .resources
@@ -184,6 +212,9 @@ impl State {
                             deploys: 0,
                             running: None,
                             runs: 0,
+                            held: None,
+                            blocked: false,
+                            ever_ready: false,
                         },
                     )
                 })
@@ -197,11 +228,19 @@ impl State {
             next_generation: 1,
             deploying: None,
             stopped: false,
+            cluster_ready: !graph_cluster,
         }
     }
 
-    /// Applies one event at time `now` (since the engine started) and returns what to do.
+    /// Applies one event at time `now` (since the engine started) and returns what to do;
+    /// then says, for each resource that waits, why.
     pub fn reduce(&mut self, now: Duration, ev: Event) -> Vec<Command> {
+        let out = self.apply(now, ev);
+        self.refresh_holds();
+        out
+    }
+
+    fn apply(&mut self, now: Duration, ev: Event) -> Vec<Command> {
         if self.stopped {
             return Vec::new();
         }
@@ -216,9 +255,14 @@ impl State {
                     .map(|(n, _)| n.clone())
                     .collect();
                 for image in all {
-                    self.start_build(now, &image, &mut out);
+                    self.want_build(now, &image, &mut out);
                 }
                 self.schedule_runs(&mut out);
+                self.schedule_deploy(&mut out);
+            }
+            Event::ClusterReady => {
+                self.cluster_ready = true;
+                self.start_queued(now, &mut out);
                 self.schedule_deploy(&mut out);
             }
             Event::Changed { images, locals } => {
@@ -245,7 +289,7 @@ impl State {
                         }
                         continue;
                     }
-                    self.start_build(now, &image, &mut out);
+                    self.want_build(now, &image, &mut out);
                 }
             }
             Event::BuildDone {
@@ -326,6 +370,7 @@ impl State {
                     Ok(()) => {
                         r.status = Status::Ready;
                         r.last_error = None;
+                        r.ever_ready = true;
                     }
                     Err(e) => {
                         r.status = Status::Error;
@@ -333,15 +378,24 @@ impl State {
                     }
                 }
                 self.schedule_runs(&mut out);
+                self.start_queued(now, &mut out);
                 self.schedule_deploy(&mut out);
             }
             Event::Ready { resource } => {
                 if let Some(r) = self.resources.get_mut(&resource) {
                     r.status = Status::Ready;
                     r.last_error = None;
+                    r.ever_ready = true;
                 }
                 self.schedule_runs(&mut out);
                 self.schedule_deploy(&mut out);
+            }
+            Event::Problem { resource, message } => {
+                if let Some(r) = self.resources.get_mut(&resource)
+                    && r.status == Status::Waiting
+                {
+                    r.last_error = Some(message);
+                }
             }
             Event::Unhealthy { resource, message } => {
                 if let Some(r) = self.resources.get_mut(&resource) {
@@ -369,7 +423,7 @@ impl State {
                     self.schedule_deploy(&mut out);
                 }
                 for image in &node.images {
-                    self.start_build(now, image, &mut out);
+                    self.want_build(now, image, &mut out);
                 }
             }
             Event::Shutdown => {
@@ -406,39 +460,6 @@ impl State {
             .iter()
             .filter(|r| r.images.iter().any(|i| i == image))
             .collect()
-    }
-
-    /// Seeds what a bring-up done outside the engine left: an image's built reference.
-    pub fn seed_image(&mut self, image: &str, reference: &str) {
-        if let Some(i) = self.images.get_mut(image) {
-            i.reference = Some(reference.to_owned());
-        }
-    }
-
-    /// Seeds a cluster resource deployed outside the engine, with its status and error.
-    pub fn seed_resource(&mut self, name: &str, status: Status, error: Option<String>) {
-        let references: BTreeMap<String, String> = self
-            .node(name)
-            .map(|n| {
-                n.images
-                    .iter()
-                    .filter_map(|i| {
-                        self.images
-                            .get(i)
-                            .and_then(|s| s.reference.clone())
-                            .map(|r| (i.clone(), r))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(r) = self.resources.get_mut(name) {
-            r.status = status;
-            r.last_error = error;
-            if status != Status::Pending {
-                r.deployed = references;
-                r.deploys += 1;
-            }
-        }
     }
 
     /// Starts (or restarts) a local resource's run.
@@ -489,6 +510,215 @@ impl State {
         }
     }
 
+    /// Builds `image` now, or queues the build while something holds it.
+    fn want_build(&mut self, now: Duration, image: &str, out: &mut Vec<Command>) {
+        if self.build_hold(image).is_some() {
+            if let Some(i) = self.images.get_mut(image) {
+                i.queued = true;
+            }
+            return;
+        }
+        self.start_build(now, image, out);
+    }
+
+    /// Starts every queued build that nothing holds any more.
+    fn start_queued(&mut self, now: Duration, out: &mut Vec<Command>) {
+        let free: Vec<String> = self
+            .images
+            .iter()
+            .filter(|(_, i)| i.queued)
+            .map(|(n, _)| n.clone())
+            .filter(|n| self.build_hold(n).is_none())
+            .collect();
+        for image in free {
+            self.start_build(now, &image, out);
+        }
+    }
+
+    /// What holds a build of `image`, with whether it is a failure: the cluster (whose image
+    /// store builds go to), or a `[[local]]` that a resource running the image depends on
+    /// (its output may be in the build context), until it ran once, and while it runs.
+    fn build_hold(&self, image: &str) -> Option<(String, bool)> {
+        if !self.cluster_ready {
+            return Some(("waiting for the cluster".to_owned(), false));
+        }
+        for user in self.users(image) {
+            for d in &user.depends_on {
+                if !self.node(d).is_some_and(|n| n.local) {
+                    continue;
+                }
+                let Some(dep) = self.resources.get(d) else {
+                    continue;
+                };
+                if dep.running.is_some() {
+                    return Some((format!("waiting for `{d}` to finish"), false));
+                }
+                if !dep.ever_ready {
+                    if let Some(why) = self.failure(d) {
+                        return Some((why, true));
+                    }
+                    return Some((format!("waiting for `{d}` to be ready"), false));
+                }
+            }
+        }
+        None
+    }
+
+    /// Why `name` cannot come up until something is fixed: it failed, or what it waits for
+    /// did. `None` while it may still come up.
+    fn failure(&self, name: &str) -> Option<String> {
+        let r = self.resources.get(name)?;
+        if r.status == Status::Error && !r.ever_ready {
+            return Some(format!("`{name}` failed"));
+        }
+        if r.blocked && r.status == Status::Pending {
+            return r.held.clone();
+        }
+        None
+    }
+
+    /// Recomputes every resource's hold reason (after each event).
+    fn refresh_holds(&mut self) {
+        // Dependencies first, so that a failure passes down a chain in one pass.
+        let order = self.dependency_order();
+        let building = self
+            .images
+            .values()
+            .filter(|i| i.building.is_some())
+            .count();
+        for name in order {
+            let Some(node) = self.node(&name).cloned() else {
+                continue;
+            };
+            let Some(state) = self.resources.get(&name) else {
+                continue;
+            };
+            let waiting = state.status == Status::Pending
+                || (state.status == Status::Building && !node.local && {
+                    node.images
+                        .iter()
+                        .all(|i| self.images.get(i).is_none_or(|s| s.building.is_none()))
+                });
+            let hold: Option<(String, bool)> = if !waiting
+                || (node.manual && state.deploys == 0 && node.local)
+            {
+                None
+            } else if !node.local && !self.cluster_ready {
+                Some(("waiting for the cluster".to_owned(), false))
+            } else if let Some(h) = node
+                .images
+                .iter()
+                .filter(|i| self.images.get(*i).is_some_and(|s| s.queued))
+                .find_map(|i| self.build_hold(i))
+            {
+                Some(h)
+            } else if let Some(h) = (state.deploys == 0 || node.local)
+                .then(|| self.dependency_hold(&node))
+                .flatten()
+            {
+                Some(h)
+            } else if !node.local && building > 0 && state.status != Status::Pending {
+                Some((
+                    format!(
+                        "deploy queued: {building} build{} running (builds that run together deploy together)",
+                        if building == 1 { "" } else { "s" }
+                    ),
+                    false,
+                ))
+            } else {
+                None
+            };
+            if let Some(r) = self.resources.get_mut(&name) {
+                r.blocked = hold.as_ref().is_some_and(|(_, f)| *f);
+                r.held = hold.map(|(h, _)| h);
+            }
+        }
+    }
+
+    /// The first dependency of `node` that holds it, with whether that is a failure.
+    fn dependency_hold(&self, node: &Node) -> Option<(String, bool)> {
+        for d in &node.depends_on {
+            let same_release =
+                node.release.is_some() && self.node(d).is_some_and(|n| n.release == node.release);
+            if same_release {
+                continue;
+            }
+            let Some(dep) = self.resources.get(d) else {
+                continue;
+            };
+            if dep.status == Status::Ready {
+                continue;
+            }
+            if let Some(why) = self.failure(d) {
+                return Some((
+                    if why == format!("`{d}` failed") {
+                        why
+                    } else {
+                        format!("`{d}` cannot start: {why}")
+                    },
+                    true,
+                ));
+            }
+            return Some((format!("waiting for `{d}` to be ready"), false));
+        }
+        None
+    }
+
+    /// Resource names with each one's dependencies before it (config order for ties).
+    fn dependency_order(&self) -> Vec<String> {
+        let mut done: BTreeSet<String> = BTreeSet::new();
+        let mut order = Vec::new();
+        let nodes = &self.graph.resources;
+        while order.len() < nodes.len() {
+            let before = order.len();
+            for n in nodes {
+                if done.contains(&n.name) {
+                    continue;
+                }
+                if n.depends_on
+                    .iter()
+                    .all(|d| done.contains(d) || self.node(d).is_none())
+                {
+                    done.insert(n.name.clone());
+                    order.push(n.name.clone());
+                }
+            }
+            if order.len() == before {
+                // A cycle (config check refuses them): the rest in config order.
+                for n in nodes {
+                    if done.insert(n.name.clone()) {
+                        order.push(n.name.clone());
+                    }
+                }
+            }
+        }
+        order
+    }
+
+    /// Nothing is in flight and nothing more will happen by itself: every resource is
+    /// ready, failed, held by a failure, or manual and never triggered. `--ci` ends here.
+    pub fn settled(&self) -> bool {
+        if !self.cluster_ready || self.deploying.is_some() {
+            return false;
+        }
+        if self.images.iter().any(|(n, i)| {
+            i.building.is_some() || (i.queued && !self.build_hold(n).is_some_and(|(_, f)| f))
+        }) {
+            return false;
+        }
+        self.graph.resources.iter().all(|n| {
+            let Some(r) = self.resources.get(&n.name) else {
+                return true;
+            };
+            r.running.is_none()
+                && match r.status {
+                    Status::Ready | Status::Error => true,
+                    Status::Pending => r.blocked || n.manual,
+                    Status::Building | Status::Deploying | Status::Waiting => r.blocked,
+                }
+        })
+    }
+
     fn start_build(&mut self, now: Duration, image: &str, out: &mut Vec<Command>) {
         let generation = self.next_generation;
         self.next_generation += 1;
@@ -502,6 +732,7 @@ impl State {
             });
         }
         img.build_started = Some(now);
+        img.queued = false;
         out.push(Command::Build {
             image: image.to_owned(),
             generation,
@@ -518,7 +749,10 @@ impl State {
     /// deployment uses other references, and whose dependencies are ready; but only once no
     /// build is in flight (builds that run together deploy together) and no deploy is.
     fn schedule_deploy(&mut self, out: &mut Vec<Command>) {
-        if self.deploying.is_some() || self.images.values().any(|i| i.building.is_some()) {
+        if !self.cluster_ready
+            || self.deploying.is_some()
+            || self.images.values().any(|i| i.building.is_some())
+        {
             return;
         }
         let references: BTreeMap<String, String> = self
@@ -527,6 +761,11 @@ impl State {
             .filter_map(|(n, i)| i.reference.clone().map(|r| (n.clone(), r)))
             .collect();
         let mut due = Vec::new();
+        // Deployable but held by a dependency: deployed anyway with a release-mate that is
+        // due (one helm upgrade creates them all).
+        let mut held = Vec::new();
+        // Built but held back by a dependency: pending, not building.
+        let mut held_back = Vec::new();
         // Built, but to the tag that runs already (a change undone, say after a failed build):
         // nothing to deploy, and the resource is what the cluster runs, so it is waited for.
         let mut unchanged = Vec::new();
@@ -556,19 +795,35 @@ impl State {
             if failed_build {
                 continue;
             }
-            // Like Tilt's resource_deps, order holds on the first start; later batches
-            // redeploy together (one helm upgrade for all images changed together).
-            // Local resources do not hold a deploy back (see plan::waves).
-            let deps_ready = state.deploys > 0
-                || node.depends_on.iter().all(|d| {
-                    self.node(d).is_some_and(|n| n.local)
-                        || self
-                            .resources
-                            .get(d)
-                            .is_none_or(|s| s.status == Status::Ready)
-                });
+            // Like Tilt's resource_deps, order holds on the first start (a `[[local]]` too);
+            // later batches redeploy together (one helm upgrade for all images changed
+            // together). Within one Helm release nothing can be held back.
+            let deps_ready = state.deploys > 0 || self.dependency_hold(node).is_none();
             if deps_ready {
                 due.push((node.name.clone(), wanted));
+            } else {
+                if node.release.is_some() {
+                    held.push((node.name.clone(), node.release.clone(), wanted));
+                }
+                held_back.push(node.name.clone());
+            }
+        }
+        let releases: BTreeSet<Option<String>> = due
+            .iter()
+            .filter_map(|(n, _)| self.node(n).map(|n| n.release.clone()))
+            .filter(Option::is_some)
+            .collect();
+        for (name, release, wanted) in held {
+            if releases.contains(&release) {
+                due.push((name, wanted));
+            }
+        }
+        for n in &held_back {
+            if !due.iter().any(|(d, _)| d == n)
+                && let Some(r) = self.resources.get_mut(n)
+                && r.status == Status::Building
+            {
+                r.status = Status::Pending;
             }
         }
         if !unchanged.is_empty() {
@@ -615,12 +870,14 @@ mod tests {
             depends_on: deps.iter().map(|s| (*s).into()).collect(),
             manual,
             local: false,
+            release: None,
         }
     }
 
     /// backend (image api), frontend (image web) after backend, worker (image api too).
     fn todo() -> State {
         State::new(Graph {
+            cluster: false,
             images: vec!["api".into(), "web".into()],
             resources: vec![
                 node("backend", &["api"], &[], false),
@@ -728,7 +985,12 @@ mod tests {
                 &[("api", "api:a1"), ("web", "web:w1")]
             )]
         );
-        assert_eq!(s.resources["frontend"].status, Status::Building);
+        // Built, but held: pending, and why.
+        assert_eq!(s.resources["frontend"].status, Status::Pending);
+        assert_eq!(
+            s.resources["frontend"].held.as_deref(),
+            Some("waiting for `backend` to be ready")
+        );
         assert_eq!(
             s.reduce(
                 t(30),
@@ -904,6 +1166,7 @@ mod tests {
     #[test]
     fn manual_resources_build_only_when_triggered() {
         let mut s = State::new(Graph {
+            cluster: false,
             images: vec!["api".into()],
             resources: vec![node("backend", &["api"], &[], true)],
         });
@@ -1012,6 +1275,7 @@ mod tests {
         let mut e2e = node("e2e", &[], &["backend"], true);
         e2e.local = true;
         State::new(Graph {
+            cluster: false,
             images: vec!["api".into()],
             resources: vec![node("backend", &["api"], &[], false), codegen, e2e],
         })
@@ -1111,28 +1375,6 @@ mod tests {
                 },
                 Command::Stop
             ]
-        );
-    }
-
-    /// After a bring-up done outside the engine, Start builds nothing; a change builds and
-    /// redeploys only what uses the changed image.
-    #[test]
-    fn a_seeded_state_builds_only_what_changes() {
-        let mut s = todo();
-        s.seed_image("api", "api:a1");
-        s.seed_image("web", "web:w1");
-        for r in ["backend", "frontend", "worker"] {
-            s.seed_resource(r, Status::Ready, None);
-        }
-        assert_eq!(s.reduce(t(0), Event::Start), []);
-        assert_eq!(s.reduce(t(10), changed(&["web"])), [build("web", 1)]);
-        assert_eq!(
-            s.reduce(t(20), built("web", 1, "w2")),
-            [deploy(
-                2,
-                &["frontend"],
-                &[("api", "api:a1"), ("web", "web:w2")]
-            )]
         );
     }
 }

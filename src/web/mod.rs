@@ -84,8 +84,8 @@ pub struct Shared {
     pub events: mpsc::UnboundedSender<Event>,
     pub header: Header,
     pub resources: Vec<ResourceInfo>,
-    /// The doctor report `up` ran, as JSON.
-    pub doctor: serde_json::Value,
+    /// The doctor report `up` ran, as JSON (null until it ran: the page starts first).
+    pub doctor: watch::Receiver<serde_json::Value>,
     /// The daemon's token: the CLI sends it in [`TOKEN_HEADER`]; the sign-in address
     /// (`/?token=…`, printed in the terminal) trades it for the page's session cookie.
     pub token: String,
@@ -389,7 +389,7 @@ async fn status(AxState(s): AxState<Shared>) -> Json<Status> {
 }
 
 async fn doctor(AxState(s): AxState<Shared>) -> Json<serde_json::Value> {
-    Json(s.doctor.clone())
+    Json(s.doctor.borrow().clone())
 }
 
 /// `GET /api/events`: the status now (with `id` = its sequence number), then again after

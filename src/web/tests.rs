@@ -24,6 +24,7 @@ fn server() -> Server {
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     let state = State::new(Graph {
+        cluster: false,
         images: vec!["api".into()],
         resources: vec![
             Node {
@@ -32,6 +33,7 @@ fn server() -> Server {
                 depends_on: vec![],
                 manual: false,
                 local: false,
+                release: None,
             },
             Node {
                 name: "tests".into(),
@@ -39,6 +41,7 @@ fn server() -> Server {
                 depends_on: vec![],
                 manual: true,
                 local: true,
+                release: None,
             },
         ],
     });
@@ -91,7 +94,10 @@ fn server() -> Server {
             memory_mb: Some(8192),
         },
         resources: vec![info("backend", "cluster"), info("tests", "local")],
-        doctor: serde_json::json!({"summary": {"ok": 9, "warn": 1, "fail": 0, "skipped": 2}}),
+        doctor: tokio::sync::watch::channel(
+            serde_json::json!({"summary": {"ok": 9, "warn": 1, "fail": 0, "skipped": 2}}),
+        )
+        .1,
         token: token.clone(),
         session: new_token(),
         port,

@@ -71,6 +71,13 @@ impl Running {
         });
     }
 
+    /// Waits until `what` shows up after the first `marker`.
+    pub fn wait_after(&mut self, marker: &str, what: &str) {
+        self.wait_until(what, |t| {
+            t.find(marker).is_some_and(|at| t[at..].contains(what))
+        });
+    }
+
     fn wait_until(&mut self, what: &str, done: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
