@@ -831,3 +831,88 @@ fn a_save_during_the_first_build_is_built_after_it() {
         "{text}"
     );
 }
+
+/// Issue 14 point 3: a `[[local]]` whose command writes a file into an image's context runs
+/// before that image's first build (the real buildah: a COPY of a missing file fails the
+/// build), and editing the local's deps re-runs it and rebuilds the image once, with a new
+/// content tag. (Fake Minikube and fake API server; the local and the builder really run.)
+#[test]
+fn a_local_step_runs_before_the_image_build_that_copies_its_output() {
+    if which("buildah").is_none() {
+        panic!("buildah is not installed: run scripts/install-test-tools.sh --with-builders");
+    }
+    let p = hello();
+    let cfg = p
+        .read("devenv.toml")
+        .replace(
+            "context = \".\"\n",
+            "context = \"app\"\nbuilder = \"buildah\"\n",
+        )
+        .replace(
+            "images = [\"hello\"]\n",
+            "images = [\"hello\"]\ndepends_on = [\"gen\"]\n",
+        );
+    p.write(
+        "devenv.toml",
+        &format!(
+            "{cfg}\n[[local]]\nname = \"gen\"\ncmd = \"sleep 0.5; cp src/input.txt app/stamp.txt\"\ndeps = [\"src\"]\n"
+        ),
+    );
+    p.write(
+        "app/Dockerfile",
+        "FROM scratch\nCOPY stamp.txt /stamp.txt\n",
+    );
+    p.write("src/input.txt", "first\n");
+    let w = World::new(p);
+    w.api.auto_rollout();
+    w.profile("running", 4, 8192);
+    let store = common::Storage::new();
+    let conf_s = store.conf().display().to_string();
+    let path = format!(
+        "{}:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
+        w.bin.path().display()
+    );
+    let mut up = Running::spawn(w.command(
+        &["up"],
+        &[
+            ("PATH", &path),
+            ("CONTAINERS_STORAGE_CONF", &conf_s),
+            ("BUILDAH_ISOLATION", "chroot"),
+        ],
+    ));
+    up.wait_for("ready      hello (");
+    let text = up.text();
+    let ran = text.find("ready      gen").unwrap_or(usize::MAX);
+    let building = text.find("building   hello").unwrap_or(0);
+    assert!(ran < building, "gen ends before the build starts:\n{text}");
+    assert!(
+        text.contains("STEP 2/2: COPY stamp.txt /stamp.txt"),
+        "{text}"
+    );
+    let tags = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter_map(|l| l.strip_prefix("built      "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(tags(&text).len(), 1, "{text}");
+
+    w.p.write("src/input.txt", "second\n");
+    up.wait_for_n("ready      gen", 2);
+    up.wait_for_n("ready      hello (", 2);
+    // Anything more would come within the debounce; give it a moment to show.
+    std::thread::sleep(Duration::from_millis(500));
+    let text = up.text();
+    let built = tags(&text);
+    assert_eq!(
+        built.len(),
+        2,
+        "one rebuild after the local re-ran:\n{text}"
+    );
+    assert_ne!(built[0], built[1], "{text}");
+    assert_eq!(up.count("deployed   hello with"), 2, "{text}");
+    assert_eq!(w.p.read("app/stamp.txt"), "second\n");
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+}

@@ -532,3 +532,68 @@ fn watches_recover_after_an_api_server_restart_and_the_next_edit_deploys() {
     let _ = up.child.wait();
     assert_readable(&up.text());
 }
+
+/// Issue 14 point 1: a crash-looping first rollout blocks nothing. The page and the API
+/// answer from the start, the resource shows its reason while it is still waited for, the
+/// other resource comes up with its forward, and an edit made meanwhile is built and rolled
+/// out. (The stand-in kubelet crash-loops images named `crashloop`.)
+#[test]
+fn a_crash_looping_first_rollout_blocks_nothing_else() {
+    let Some(rc) = RealCluster::get("crash_looping_first_rollout") else {
+        return;
+    };
+    let ns = rc.namespace("crashfirst");
+    let p = hello(&ns);
+    p.write(
+        "devenv.toml",
+        &format!(
+            "{}\n[[image]]\nname = \"crashloop\"\ncontext = \"crash\"\n\n[[resource]]\nname = \"crash\"\nworkload = \"deployment/crash\"\nimages = [\"crashloop\"]\n",
+            p.read("devenv.toml")
+        ),
+    );
+    p.write("crash/Dockerfile", "FROM scratch\nCOPY c.txt /c.txt\n");
+    p.write("crash/c.txt", "crash\n");
+    p.write(
+        "k8s/crash.yaml",
+        &p.read("k8s/deployment.yaml")
+            .replace("hello", "crash")
+            .replace("image: crash", "image: crashloop"),
+    );
+    let w = World::new(p);
+    w.use_real(&rc);
+    let mut up = Running::start(&w, &["up"]);
+    up.wait_for("context    ");
+    // The page line comes before the cluster side of bring-up.
+    let text = up.text();
+    assert!(
+        text.find("page       ").unwrap_or(usize::MAX) < text.find("context    ").unwrap_or(0),
+        "{text}"
+    );
+    up.wait_for("ready      hello (");
+    up.wait_for("forward    hello: http://127.0.0.1:");
+    up.wait_for("problem    crash: CrashLoopBackOff");
+    let status = w.run(&["status", "--json"], &[]);
+    let json = String::from_utf8_lossy(&status.stdout).to_string();
+    assert_eq!(status.status.code(), Some(0), "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+    let crash = v["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["name"] == "crash")
+        .cloned()
+        .unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(crash["status"], "waiting", "{json}");
+    assert!(
+        crash["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("CrashLoopBackOff")),
+        "{json}"
+    );
+    // An edit while crash is still waited for: built and rolled out.
+    w.p.write("hello.txt", "edited while crash loops\n");
+    up.wait_for_n("ready      hello (", 2);
+    let text = up.text();
+    assert_eq!(built_tags(&text, "hello").len(), 2, "{text}");
+    assert!(!text.contains("ready      crash"), "{text}");
+}

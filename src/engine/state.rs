@@ -1377,4 +1377,170 @@ mod tests {
             ]
         );
     }
+
+    /// `gen` (a local step), `app` (image app) after it, on a cluster.
+    fn generated() -> State {
+        let mut gen_node = node("gen", &[], &[], false);
+        gen_node.local = true;
+        State::new(Graph {
+            cluster: true,
+            images: vec!["app".into()],
+            resources: vec![gen_node, node("app", &["app"], &["gen"], false)],
+        })
+    }
+
+    fn ran(resource: &str, generation: u64, result: Result<(), String>) -> Event {
+        Event::RunDone {
+            resource: resource.into(),
+            generation,
+            result,
+        }
+    }
+
+    /// Issue 14 point 3: a `[[local]]` that a resource depends on runs before that
+    /// resource's image is built (its output may be in the context), while the cluster
+    /// comes up; each wait has its reason.
+    #[test]
+    fn a_local_step_runs_before_the_image_build_that_depends_on_it() {
+        let mut s = generated();
+        assert_eq!(s.reduce(t(0), Event::Start), [run("gen", 1)]);
+        assert!(s.images["app"].queued);
+        assert_eq!(
+            s.resources["app"].held.as_deref(),
+            Some("waiting for the cluster")
+        );
+        assert!(!s.settled());
+        // The cluster is up, but gen still runs: the build waits for it.
+        assert_eq!(s.reduce(t(5), Event::ClusterReady), []);
+        assert_eq!(
+            s.resources["app"].held.as_deref(),
+            Some("waiting for `gen` to finish")
+        );
+        assert_eq!(s.reduce(t(10), ran("gen", 1, Ok(()))), [build("app", 2)]);
+        assert_eq!(s.resources["app"].held, None);
+        assert_eq!(
+            s.reduce(t(20), built("app", 2, "a1")),
+            [deploy(3, &["app"], &[("app", "app:a1")])]
+        );
+    }
+
+    /// A change to the local's inputs re-runs it; the image's change that its output makes
+    /// while it runs is built once, after it.
+    #[test]
+    fn a_rerun_local_holds_the_dependent_build_until_it_ends() {
+        let mut s = generated();
+        s.reduce(t(0), Event::Start);
+        s.reduce(t(1), Event::ClusterReady);
+        s.reduce(t(2), ran("gen", 1, Ok(())));
+        s.reduce(t(3), built("app", 2, "a1"));
+        s.reduce(
+            t(4),
+            Event::DeployDone {
+                generation: 3,
+                result: Ok(()),
+            },
+        );
+        s.reduce(
+            t(5),
+            Event::Ready {
+                resource: "app".into(),
+            },
+        );
+        let rerun = s.reduce(
+            t(10),
+            Event::Changed {
+                images: BTreeSet::new(),
+                locals: BTreeSet::from(["gen".to_owned()]),
+            },
+        );
+        assert_eq!(rerun, [run("gen", 4)]);
+        assert_eq!(s.reduce(t(11), changed(&["app"])), []);
+        assert_eq!(s.reduce(t(12), ran("gen", 4, Ok(()))), [build("app", 5)]);
+        assert_eq!(
+            s.reduce(t(13), built("app", 5, "a2")),
+            [deploy(6, &["app"], &[("app", "app:a2")])]
+        );
+    }
+
+    /// A failed first run blocks what depends on it: skipped, with the reason, and `--ci`
+    /// settles instead of waiting forever.
+    #[test]
+    fn a_failed_local_blocks_its_dependents_and_settles() {
+        let mut s = generated();
+        s.reduce(t(0), Event::Start);
+        s.reduce(t(1), Event::ClusterReady);
+        assert!(!s.settled());
+        assert_eq!(s.reduce(t(2), ran("gen", 1, Err("exit 2".into()))), []);
+        assert_eq!(s.resources["app"].held.as_deref(), Some("`gen` failed"));
+        assert!(s.resources["app"].blocked);
+        assert_eq!(s.resources["app"].status, Status::Pending);
+        assert!(s.settled());
+    }
+
+    /// Issue 14 point 4: one Helm release deploys its workloads together; `depends_on`
+    /// between two of them holds nothing back, and the dependent is waited for too.
+    #[test]
+    fn one_release_deploys_together_whatever_depends_on_says() {
+        let mut backend = node("backend", &["api"], &[], false);
+        let mut frontend = node("frontend", &["web"], &["backend"], false);
+        backend.release = Some("todo".into());
+        frontend.release = Some("todo".into());
+        let mut s = State::new(Graph {
+            cluster: false,
+            images: vec!["api".into(), "web".into()],
+            resources: vec![backend, frontend],
+        });
+        s.reduce(t(0), Event::Start);
+        s.reduce(t(1), built("api", 1, "a1"));
+        assert_eq!(
+            s.reduce(t(2), built("web", 2, "w1")),
+            [deploy(
+                3,
+                &["backend", "frontend"],
+                &[("api", "api:a1"), ("web", "web:w1")]
+            )]
+        );
+        assert_eq!(
+            s.reduce(
+                t(3),
+                Event::DeployDone {
+                    generation: 3,
+                    result: Ok(())
+                }
+            ),
+            [Command::Wait {
+                resources: vec!["backend".into(), "frontend".into()]
+            }]
+        );
+        assert_eq!(s.resources["frontend"].held, None);
+    }
+
+    /// A problem seen while waiting is shown, and the wait goes on (not settled).
+    #[test]
+    fn a_problem_during_the_wait_is_shown_and_the_wait_goes_on() {
+        let mut s = todo();
+        s.reduce(t(0), Event::Start);
+        s.reduce(t(1), built("api", 1, "a1"));
+        s.reduce(t(2), built("web", 2, "w1"));
+        s.reduce(
+            t(3),
+            Event::DeployDone {
+                generation: 3,
+                result: Ok(()),
+            },
+        );
+        s.reduce(
+            t(4),
+            Event::Problem {
+                resource: "backend".into(),
+                message: "CrashLoopBackOff".into(),
+            },
+        );
+        assert_eq!(s.resources["backend"].status, Status::Waiting);
+        assert_eq!(
+            s.resources["backend"].last_error.as_deref(),
+            Some("CrashLoopBackOff")
+        );
+        assert!(!s.settled());
+    }
 }
