@@ -676,3 +676,34 @@ fn values_that_would_fail_or_overflow_later_are_refused_at_check_time() {
         &["is longer than 24h"],
     );
 }
+
+/// Issue 14 point 4: `depends_on` between two workloads of one Helm release is said at
+/// check time, with how to order them instead.
+#[test]
+fn depends_on_inside_one_helm_release_is_a_warning_with_the_way_to_order_them() {
+    let p = common::Project::example("todo");
+    p.write(".env", "SECRET_KEY=x\nDATABASE_URL=y\n");
+    let cfg = p.read("devenv.toml").replace(
+        "port_forwards = [\"3000:3000\"]\n",
+        "port_forwards = [\"3000:3000\"]\ndepends_on = [\"backend\"]\n",
+    );
+    p.write("devenv.toml", &cfg);
+    let out = p.devenv(&["config", "check"]);
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: `frontend` depends on `backend`, but both are workloads of the Helm release `todo`"),
+        "{err}"
+    );
+    let line = cfg
+        .lines()
+        .position(|l| l.starts_with("depends_on = [\"backend\"]"))
+        .map_or(0, |i| i + 1);
+    assert!(err.contains(&format!("--> devenv.toml:{line}:15")), "{err}");
+    assert!(
+        err.contains(
+            "hint: to order them in the cluster, give `frontend`'s pods an init container"
+        ),
+        "{err}"
+    );
+}

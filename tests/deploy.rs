@@ -494,3 +494,63 @@ fn a_busy_forward_port_is_a_clear_error() {
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
     drop(held);
 }
+
+/// Issue 14 point 4: one `helm upgrade` creates both workloads of examples/todo, so
+/// `depends_on = ["backend"]` cannot hold the frontend back. When the backend fails, the
+/// `--ci` summary says what the cluster holds (the frontend is ready) instead of "not
+/// deployed", and there is one helm upgrade, not two. (Fake API server; the helm stand-in
+/// renders with the real helm and applies with the real kubectl.)
+#[test]
+fn a_dependent_in_the_same_helm_release_is_reported_as_the_cluster_runs_it() {
+    let p = Project::example("todo");
+    p.write(".env", "SECRET_KEY=x\nDATABASE_URL=y\n");
+    let cfg = p.read("devenv.toml").replace(
+        "port_forwards = [\"3000:3000\"]\n",
+        "port_forwards = [\"3000:3000\"]\ndepends_on = [\"backend\"]\n",
+    );
+    assert!(cfg.contains("depends_on = [\"backend\"]"), "{cfg}");
+    p.write("devenv.toml", &cfg);
+    let w = World::new(p);
+    w.profile("running", 4, 8192);
+    w.fake_helm();
+    let mut child = w.spawn(&["up", "--ci"], &[]);
+    let (backend, frontend) = (
+        deployment_path("todo", "todo-backend"),
+        deployment_path("todo", "todo-frontend"),
+    );
+    wait_until("the release is applied", &mut child, || {
+        w.api.object(&backend).is_some() && w.api.object(&frontend).is_some()
+    });
+    pod(
+        &w.api,
+        "todo",
+        "todo-frontend",
+        "frontend-1",
+        running_pod(true),
+    );
+    deployment_status(&w.api, "todo", "todo-frontend", 1, 1);
+    w.api.modify(&backend, |d| {
+        let generation = d["metadata"]["generation"].clone();
+        d["status"] = json!({"observedGeneration": generation, "conditions": [{"type": "Progressing",
+            "status": "False", "reason": "ProgressDeadlineExceeded",
+            "message": "ReplicaSet \"todo-backend-7d9\" has timed out progressing."}]});
+    });
+    let out = finish(&mut child);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("backend   deployment/todo-backend   failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("frontend  deployment/todo-frontend  ready"),
+        "{text}"
+    );
+    assert!(!text.contains("not deployed"), "{text}");
+    let upgrades = w
+        .helm_calls()
+        .iter()
+        .filter(|c| c.starts_with("upgrade"))
+        .count();
+    assert_eq!(upgrades, 1, "{:?}", w.helm_calls());
+}

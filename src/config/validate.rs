@@ -592,6 +592,40 @@ pub fn validate(
     }
 
     check_dependencies(&mut c, &edges);
+    // One helm upgrade creates every workload of the release: `depends_on` between two of
+    // them cannot hold one back (with manifests too, which resource the chart renders is
+    // known only once it is rendered, so this is said only for a chart alone).
+    if let (Some(h), true) = (&deploy.helm, deploy.manifests.is_empty()) {
+        let cluster: Vec<&str> = resources.iter().map(|r| r.name.as_str()).collect();
+        for (name, deps) in edges
+            .iter()
+            .filter(|(n, _)| cluster.contains(&n.get_ref().as_str()))
+        {
+            for d in deps
+                .iter()
+                .filter(|d| cluster.contains(&d.get_ref().as_str()))
+            {
+                let w = c
+                    .at(
+                        d.span(),
+                        format!(
+                            "`{}` depends on `{}`, but both are workloads of the Helm release `{}`: one helm upgrade creates them together, so devenv cannot hold `{}` back (it waits for both and reports each as the cluster runs it)",
+                            name.get_ref(),
+                            d.get_ref(),
+                            h.release,
+                            name.get_ref()
+                        ),
+                    )
+                    .hint(format!(
+                        "to order them in the cluster, give `{}`'s pods an init container that waits for `{}` (as examples/todo's chart does), or deploy one of them from plain manifests",
+                        name.get_ref(),
+                        d.get_ref()
+                    ))
+                    .warning();
+                c.push(w);
+            }
+        }
+    }
 
     // [watch]
     let (debounce, raw_ignore) = match raw.watch {
