@@ -11,6 +11,7 @@
 #                                 in about 1,100 directories
 #                             (c) launch -> first command run, 5 launches
 #                             (d) a 10,000-file burst: number of runs, time to the run
+#                             (e) launch -> the status page answering /api/status, 5 launches
 #   scripts/bench.sh plan     `config check` and `up --dry-run` on 1,000 and 10,000 [[local]]
 #                             resources in one dependency chain
 #
@@ -138,6 +139,24 @@ bench_loop() {
     stop_up
   done
   echo "(c) launch -> first command run: median $(printf '%s\n' "${launch[@]}" | median) ms (${launch[*]} ms)"
+
+  # (e) launch -> the status page answers (the page starts before anything else runs)
+  local page=() port i
+  for run in 1 2 3 4 5; do
+    rm -f "$dir/stamps.txt" "$dir/up.log"
+    t0=$(date +%s%N)
+    (cd "$dir" && exec env HOME="$bench_dir/home" DEVENV_WEB_PORT=0 "$devenv" up >"$dir/up.log" 2>&1) &
+    up_pid=$!
+    port=""
+    for i in $(seq 4000); do
+      port=$(sed -n 's|^page       http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$dir/up.log" 2>/dev/null | head -1)
+      if [ -n "$port" ] && curl -s -o /dev/null "http://127.0.0.1:$port/api/status"; then break; fi
+      sleep 0.002
+    done
+    page+=("$(ms "$t0" "$(date +%s%N)")")
+    stop_up
+  done
+  echo "(e) launch -> status page answers: median $(printf '%s\n' "${page[@]}" | median) ms (${page[*]} ms)"
 
   # (a) write -> command started, default debounce
   rm -f "$dir/stamps.txt"; start_up "$dir"; wait_lines "$dir/stamps.txt" 1

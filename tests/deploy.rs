@@ -104,6 +104,16 @@ fn deployment_status(api: &FakeKube, ns: &str, name: &str, updated: u32, availab
     });
 }
 
+/// The Deployment at `path` (named `name`) has exceeded its progress deadline.
+fn past_deadline(api: &FakeKube, path: &str, name: &str) {
+    api.modify(path, |d| {
+        let generation = d["metadata"]["generation"].clone();
+        d["status"] = json!({"observedGeneration": generation, "conditions": [{"type": "Progressing",
+            "status": "False", "reason": "ProgressDeadlineExceeded",
+            "message": format!("ReplicaSet \"{name}-7d9\" has timed out progressing.")}]});
+    });
+}
+
 /// examples/hello with `up --ci` running and its Deployment applied (nothing else done).
 fn hello_up(timeout: &str) -> (World, Child) {
     let w = hello(timeout);
@@ -363,12 +373,7 @@ fn a_dependent_of_a_failed_resource_is_not_deployed() {
     wait_until("api is applied", &mut child, || {
         w.api.object(&api).is_some()
     });
-    w.api.modify(&api, |d| {
-        let generation = d["metadata"]["generation"].clone();
-        d["status"] = json!({"observedGeneration": generation, "conditions": [{"type": "Progressing",
-            "status": "False", "reason": "ProgressDeadlineExceeded",
-            "message": "ReplicaSet \"api-7d9\" has timed out progressing."}]});
-    });
+    past_deadline(&w.api, &api, "api");
     let out = finish(&mut child);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -529,12 +534,7 @@ fn a_dependent_in_the_same_helm_release_is_reported_as_the_cluster_runs_it() {
         running_pod(true),
     );
     deployment_status(&w.api, "todo", "todo-frontend", 1, 1);
-    w.api.modify(&backend, |d| {
-        let generation = d["metadata"]["generation"].clone();
-        d["status"] = json!({"observedGeneration": generation, "conditions": [{"type": "Progressing",
-            "status": "False", "reason": "ProgressDeadlineExceeded",
-            "message": "ReplicaSet \"todo-backend-7d9\" has timed out progressing."}]});
-    });
+    past_deadline(&w.api, &backend, "todo-backend");
     let out = finish(&mut child);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
