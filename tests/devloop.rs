@@ -736,9 +736,9 @@ fn a_busy_page_port_names_its_holder() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains(&format!("port {port} on 127.0.0.1 is taken by `devloop-"))
+        err.contains(&format!("127.0.0.1:{port} is in use by `devloop-"))
             && err.contains(&format!("(pid {})", std::process::id()))
-            && err.contains("set another `[web] port`"),
+            && err.contains("free for the status page ([web] port)"),
         "{err}"
     );
     assert!(!p.path().join("runs.txt").exists(), "nothing ran");

@@ -142,6 +142,8 @@ pub fn graph(
 /// The page answers from [`Session::open`] on, before doctor and the cluster, so bring-up is
 /// watched live; `--ci` is the same engine with an exit rule ([`State::settled`]).
 pub struct Session {
+    /// Why the page could not start (its port is taken), said once doctor has run.
+    page_error: Option<anyhow::Error>,
     cfg: Arc<Config>,
     ci: bool,
     logs: Logs,
@@ -183,11 +185,25 @@ impl Session {
         let (snap_tx, snap_rx) = watch::channel(driver::initial(&state));
         let (doctor_tx, doctor_rx) = watch::channel(serde_json::Value::Null);
         let mut tasks = tokio::task::JoinSet::new();
-        if !ci {
+        let mut page_error = None;
+        let listener = if ci {
+            None
+        } else {
             let proc_root = doctor::Env::from_process().proc_root;
-            let listener = web::listen(cfg.web.port, &proc_root)
-                .await
-                .map_err(|e| anyhow::anyhow!("the status page: {e}\n  hint: {}", e.hint()))?;
+            // A busy port is said after doctor, whose report names it with everything else
+            // that is wrong (see Session::page_error).
+            match web::listen(cfg.web.port, &proc_root).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    page_error = Some(anyhow::anyhow!(
+                        "the status page: {e}\n  hint: {}",
+                        e.hint()
+                    ));
+                    None
+                }
+            }
+        };
+        if let Some(listener) = listener {
             let port = listener.local_addr().map_or(cfg.web.port, |a| a.port());
             let token = web::new_token();
             let session = web::new_token();
@@ -227,6 +243,7 @@ impl Session {
             out::say("page", format!("http://127.0.0.1:{port}/?token={token}"));
         }
         Ok(Session {
+            page_error,
             cfg,
             ci,
             logs,
@@ -246,6 +263,11 @@ impl Session {
             stopper: None,
             watcher: None,
         })
+    }
+
+    /// Why the status page could not start, if it could not.
+    pub fn page_error(&mut self) -> Option<anyhow::Error> {
+        self.page_error.take()
     }
 
     /// The doctor report, for the page and the API.

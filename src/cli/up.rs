@@ -113,6 +113,9 @@ pub fn up(loaded: &Loaded, shown: String, plan: &plan::Plan, opts: Options) -> R
         );
         return Ok(ExitCode::FAILURE);
     }
+    if let Some(e) = session.page_error() {
+        return Err(e);
+    }
     session.set_doctor(serde_json::to_value(&report).unwrap_or_default());
     {
         let _in_runtime = rt.enter();
