@@ -290,7 +290,7 @@ pub fn run() -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let files = kubeconfig_files();
-            let inventory_dir = build::context::state_dir();
+            let inventory_dir = crate::host::state_dir();
             let (removed, objects) = runtime()?.block_on(async {
                 let target = crate::cluster::kube::connect(cfg, &files).await?;
                 let release = bootstrap::uninstall_release(cfg, &target).await?;

@@ -42,10 +42,7 @@ impl Cancel {
 
     /// Kills the running commands' process groups (they are reaped by their callers).
     pub fn cancel(&self) {
-        let groups = match self.0.groups.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let groups = crate::host::lock(&self.0.groups);
         self.0.cancelled.store(true, Ordering::SeqCst);
         for g in groups.iter() {
             kill_group(*g);
@@ -58,10 +55,7 @@ impl Cancel {
 
     /// Follows a started command; one started after the cancel is killed at once.
     fn attach(&self, pgid: i32) {
-        let mut groups = match self.0.groups.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut groups = crate::host::lock(&self.0.groups);
         groups.push(pgid);
         if self.is_cancelled() {
             kill_group(pgid);

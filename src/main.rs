@@ -14,6 +14,8 @@ mod deploy;
 mod doctor;
 mod engine;
 mod exec;
+mod host;
+mod objects;
 mod pattern;
 mod plan;
 mod watch;

@@ -180,33 +180,6 @@ pub fn doctor_checks(cfg: &Config) -> Vec<String> {
     checks
 }
 
-/// The `minikube start` command line for the configured profile.
-pub fn minikube_start_command(cfg: &Config) -> Vec<String> {
-    let c = &cfg.cluster;
-    let mut argv: Vec<String> = vec![
-        "minikube".into(),
-        "start".into(),
-        "-p".into(),
-        c.profile.clone(),
-        format!("--cpus={}", c.cpus),
-        format!("--memory={}", c.memory_mb),
-    ];
-    if let Some(d) = c.disk_mb {
-        argv.push(format!("--disk-size={d}mb"));
-    }
-    if let Some(d) = &c.driver {
-        argv.push(format!("--driver={d}"));
-    }
-    if let Some(v) = &c.kubernetes_version {
-        argv.push(format!("--kubernetes-version={v}"));
-    }
-    if let Some(r) = &c.container_runtime {
-        argv.push(format!("--container-runtime={r}"));
-    }
-    argv.extend(c.start_flags.iter().cloned());
-    argv
-}
-
 /// Resource names in an order where every resource comes after what it depends on; ties keep
 /// the config's order. The config was checked for cycles.
 pub fn dependency_order(cfg: &Config) -> Vec<String> {
@@ -269,7 +242,7 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
         if minikube {
             steps.push(Step::Cluster {
                 profile: cfg.cluster.profile.clone(),
-                command: minikube_start_command(cfg),
+                command: crate::cluster::minikube::start_command(cfg),
                 cpus: cfg.cluster.cpus,
                 memory_mb: cfg.cluster.memory_mb,
             });

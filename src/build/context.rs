@@ -140,20 +140,6 @@ struct DigestCache {
     entries: HashMap<String, (Stamp, blake3::Hash)>,
 }
 
-/// Where devenv keeps state between runs: `$DEVENV_STATE_DIR`, else the platform's state
-/// directory (`~/.local/state/devenv` on Linux).
-pub fn state_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("DEVENV_STATE_DIR").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d));
-    }
-    let dirs = directories::ProjectDirs::from("", "", "devenv")?;
-    Some(
-        dirs.state_dir()
-            .unwrap_or_else(|| dirs.data_local_dir())
-            .to_path_buf(),
-    )
-}
-
 impl DigestCache {
     fn load(context: &Path, state: Option<&Path>) -> DigestCache {
         let path = state.map(|d| {
@@ -395,7 +381,7 @@ fn hash_files(
 
 /// Computes the content tag of `image`, with the digest cache in devenv's state directory.
 pub fn digest(image: &Image) -> Result<ContextDigest, ContextError> {
-    digest_with(image, state_dir().as_deref())
+    digest_with(image, crate::host::state_dir().as_deref())
 }
 
 /// Computes the content tag of `image`; `state` holds the digest cache (none: no cache).

@@ -25,7 +25,7 @@ pub struct Info {
 
 /// The project's state directory: one per config file.
 pub fn project_dir(cfg: &Config) -> Option<PathBuf> {
-    let base = crate::build::context::state_dir()?;
+    let base = crate::host::state_dir()?;
     let key = blake3::hash(cfg.file.to_string_lossy().as_bytes()).to_hex();
     Some(base.join("projects").join(&key.as_str()[..16]))
 }

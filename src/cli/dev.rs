@@ -803,12 +803,7 @@ fn follow_tasks() -> &'static Arc<Mutex<tokio::task::JoinSet<()>>> {
     TASKS.get_or_init(|| Arc::new(Mutex::new(tokio::task::JoinSet::new())))
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
+use crate::host::lock;
 
 impl Workers for ClusterWorkers {
     fn dispatch(&mut self, cmd: Command, events: &mpsc::UnboundedSender<Event>) {

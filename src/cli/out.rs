@@ -67,10 +67,7 @@ fn emit(text: &str) {
 }
 
 fn emit_to(text: &str, stderr: bool) {
-    let line = match progress().lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    };
+    let line = crate::host::lock(progress());
     let mut out = std::io::stdout().lock();
     if !line.is_empty() {
         let _ = write!(out, "\r\x1b[2K");
@@ -176,10 +173,7 @@ pub fn set_progress(text: &str) {
     if !matches!(mode(), Mode::Plain { progress: true, .. }) {
         return;
     }
-    let mut line = match progress().lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    };
+    let mut line = crate::host::lock(progress());
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "\r\x1b[2K\x1b[2m{text}\x1b[0m");
     let _ = out.flush();

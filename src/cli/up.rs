@@ -16,7 +16,7 @@ use crate::cluster::kube::Target;
 use crate::cluster::minikube::{Action, ImageStore};
 use crate::config::{self, Loaded};
 use crate::deploy::rollout::{Health, PodCounts};
-use crate::{build, deploy, doctor, exec, plan};
+use crate::{deploy, doctor, exec, plan};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -261,7 +261,7 @@ fn prepare(
             forwards.insert(r.name.clone(), bound);
         }
     }
-    let inventory = build::context::state_dir()
+    let inventory = crate::host::state_dir()
         .map(|s| deploy::apply::inventory_path(&s, &cfg.root, &ready.target.context));
     let previous = inventory
         .as_deref()

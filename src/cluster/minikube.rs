@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::doctor::parse::{Profile, json_object, minikube_profiles};
 use crate::exec::{self, Cmd, ExecError};
 
 /// `minikube status` exits 85 for a profile that does not exist.
@@ -353,7 +352,7 @@ impl Minikube<'_> {
     ) -> Result<Action, MinikubeError> {
         let profile = self.profile().to_owned();
         let state = self.state()?;
-        let full_start = crate::plan::minikube_start_command(self.cfg);
+        let full_start = start_command(self.cfg);
         match state {
             ProfileState::Absent => {
                 self.start(full_start, progress)?;
@@ -467,9 +466,140 @@ impl Minikube<'_> {
     }
 }
 
+/// The `minikube start` command line for the configured profile.
+pub fn start_command(cfg: &Config) -> Vec<String> {
+    let c = &cfg.cluster;
+    let mut argv: Vec<String> = vec![
+        "minikube".into(),
+        "start".into(),
+        "-p".into(),
+        c.profile.clone(),
+        format!("--cpus={}", c.cpus),
+        format!("--memory={}", c.memory_mb),
+    ];
+    if let Some(d) = c.disk_mb {
+        argv.push(format!("--disk-size={d}mb"));
+    }
+    if let Some(d) = &c.driver {
+        argv.push(format!("--driver={d}"));
+    }
+    if let Some(v) = &c.kubernetes_version {
+        argv.push(format!("--kubernetes-version={v}"));
+    }
+    if let Some(r) = &c.container_runtime {
+        argv.push(format!("--container-runtime={r}"));
+    }
+    argv.extend(c.start_flags.iter().cloned());
+    argv
+}
+
+/// The first JSON object in a tool's output: tools print notices before or after it.
+pub fn json_object(text: &str) -> Option<serde_json::Value> {
+    let start = text.find('{')?;
+    let mut stream =
+        serde_json::Deserializer::from_str(&text[start..]).into_iter::<serde_json::Value>();
+    match stream.next() {
+        Some(Ok(v @ serde_json::Value::Object(_))) => Some(v),
+        _ => text[start + 1..]
+            .find('{')
+            .and_then(|i| json_object(&text[start + 1 + i..])),
+    }
+}
+
+/// One profile from `minikube profile list -o json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    pub status: String,
+    pub cpus: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub driver: Option<String>,
+    pub valid: bool,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct RawProfiles {
+    #[serde(default)]
+    valid: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    invalid: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+/// Parses `minikube profile list -o json`: `{"invalid": [...], "valid": [{"Name", "Status",
+/// "Config": {"CPUs", "Memory", "Driver", ...}}]}`, or `{"error": {...}}` when minikube could
+/// not read its profiles.
+pub fn minikube_profiles(out: &str) -> Result<Vec<Profile>, String> {
+    let v = json_object(out).ok_or_else(|| {
+        format!(
+            "no JSON in the output: {}",
+            out.lines().next().unwrap_or("(empty)")
+        )
+    })?;
+    let raw: RawProfiles = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    if let Some(err) = raw.error {
+        return Err(format!("minikube could not list profiles: {err}"));
+    }
+    let one = |p: &serde_json::Value, valid: bool| Profile {
+        name: p["Name"].as_str().unwrap_or_default().to_owned(),
+        status: p["Status"].as_str().unwrap_or("Unknown").to_owned(),
+        cpus: p["Config"]["CPUs"].as_u64(),
+        memory_mb: p["Config"]["Memory"].as_u64(),
+        driver: p["Config"]["Driver"].as_str().map(str::to_owned),
+        valid,
+    };
+    let mut out = Vec::new();
+    out.extend(raw.valid.unwrap_or_default().iter().map(|p| one(p, true)));
+    out.extend(
+        raw.invalid
+            .unwrap_or_default()
+            .iter()
+            .map(|p| one(p, false)),
+    );
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn minikube_profile_list() {
+        let out = r#"{"invalid":[{"Name":"old","Status":"","Config":null}],"valid":[{"Name":"minikube","Status":"Running","Config":{"Name":"minikube","Memory":4000,"CPUs":2,"DiskSize":20000,"Driver":"docker","KubernetesConfig":{"KubernetesVersion":"v1.32.0"}},"Active":true}]}"#;
+        let ps = minikube_profiles(out).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ps.len(), 2);
+        assert_eq!(
+            ps[0],
+            Profile {
+                name: "minikube".into(),
+                status: "Running".into(),
+                cpus: Some(2),
+                memory_mb: Some(4000),
+                driver: Some("docker".into()),
+                valid: true
+            }
+        );
+        assert!(!ps[1].valid);
+        assert_eq!(
+            minikube_profiles(r#"{"invalid":[],"valid":[]}"#),
+            Ok(vec![])
+        );
+        // A notice line before the JSON, as some releases print.
+        assert_eq!(
+            minikube_profiles(
+                "! Executing \"docker container inspect\" took an unusually long time\n{\"invalid\":[],\"valid\":[]}\n"
+            ),
+            Ok(vec![])
+        );
+        assert!(
+            minikube_profiles(
+                r#"{"error":{"Op":"open","Path":"/root/.minikube/profiles","Err":13}}"#
+            )
+            .is_err()
+        );
+        assert!(minikube_profiles("").is_err());
+    }
 
     /// `minikube status -o json` as several releases print it.
     #[test]

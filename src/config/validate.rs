@@ -12,7 +12,7 @@ use super::diagnostic::{Diagnostic, did_you_mean};
 use super::model::*;
 use super::resolved::*;
 use super::units;
-use crate::deploy::manifests;
+use crate::objects;
 use crate::pattern::Pattern;
 
 struct Checker<'a> {
@@ -648,11 +648,9 @@ pub fn validate(
     for m in &deploy.manifests {
         match std::fs::read_to_string(m)
             .map_err(|e| e.to_string())
-            .and_then(|t| manifests::image_references(&t))
+            .and_then(|t| objects::image_references(&t))
         {
-            Ok(refs) => {
-                deployed.extend(refs.iter().map(|r| manifests::repository_of(r).to_owned()))
-            }
+            Ok(refs) => deployed.extend(refs.iter().map(|r| objects::repository_of(r).to_owned())),
             Err(e) => {
                 let d = Diagnostic::at(
                     display_file,

@@ -43,7 +43,7 @@ pub async fn listen(port: u16, proc_root: &Path) -> Result<TcpListener, ForwardE
         Ok(l) => Ok(l),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(ForwardError::Busy {
             port,
-            holder: crate::doctor::port_holder(proc_root, port),
+            holder: crate::host::port_holder(proc_root, port),
         }),
         Err(source) => Err(ForwardError::Listen { port, source }),
     }

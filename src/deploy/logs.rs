@@ -60,14 +60,11 @@ pub struct Once {
 impl Once {
     /// True the first time `t` is seen since the last [`Once::recovered`].
     pub fn first(&self, t: Trouble) -> bool {
-        self.said
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(t)
+        crate::host::lock(&self.said).insert(t)
     }
 
     pub fn recovered(&self) {
-        self.said.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        crate::host::lock(&self.said).clear();
     }
 }
 

@@ -447,7 +447,7 @@ fn minikube_profile_check(cfg: Option<&Config>, needs: &Needs, env: &Env) -> Che
         Err(e) => return c.fail(e.to_string(), install_minikube()),
         Ok(f) => f,
     };
-    let profiles = match parse::minikube_profiles(&out.stdout) {
+    let profiles = match crate::cluster::minikube::minikube_profiles(&out.stdout) {
         Ok(p) => p,
         Err(e) => {
             return c.warn(
@@ -634,37 +634,6 @@ fn inotify_check(cfg: Option<&Config>, env: &Env) -> Check {
     }
 }
 
-/// The process listening on `port`, from /proc: `(pid, command name)`.
-pub fn port_holder(proc_root: &Path, port: u16) -> Option<(u32, String)> {
-    let mut inodes = Vec::new();
-    for table in ["net/tcp", "net/tcp6"] {
-        if let Ok(t) = std::fs::read_to_string(proc_root.join(table)) {
-            inodes.extend(parse::listening_inodes(&t, port));
-        }
-    }
-    if inodes.is_empty() {
-        return None;
-    }
-    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
-    for e in std::fs::read_dir(proc_root).ok()?.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(e.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if let Ok(target) = std::fs::read_link(fd.path())
-                && wanted.iter().any(|w| target.as_os_str() == w.as_str())
-            {
-                let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-                return Some((pid, comm.trim().to_owned()));
-            }
-        }
-    }
-    None
-}
-
 fn port_checks(cfg: Option<&Config>, env: &Env) -> Vec<Check> {
     let mut ports: Vec<(u16, String)> = vec![(
         env.web_port
@@ -686,7 +655,7 @@ fn port_checks(cfg: Option<&Config>, env: &Env) -> Vec<Check> {
             match std::net::TcpListener::bind(("127.0.0.1", port)) {
                 Ok(_) => c.ok(format!("127.0.0.1:{port} is free for {what}")),
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                    let holder = port_holder(&env.proc_root, port);
+                    let holder = crate::host::port_holder(&env.proc_root, port);
                     let by = holder.as_ref().map_or("another process".to_owned(), |(pid, comm)| format!("`{comm}` (pid {pid})"));
                     let mut fix = Fix::new(format!(
                         "stop {by}, or give {what} another local port in devenv.toml"

@@ -8,8 +8,6 @@
 mod checks;
 pub mod parse;
 
-pub use checks::port_holder;
-
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use serde::Deserialize;
+use crate::cluster::minikube::json_object;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Version {
@@ -52,19 +52,6 @@ impl Version {
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
-    }
-}
-
-/// The first JSON object in a tool's output: tools print notices before or after it.
-pub fn json_object(text: &str) -> Option<serde_json::Value> {
-    let start = text.find('{')?;
-    let mut stream =
-        serde_json::Deserializer::from_str(&text[start..]).into_iter::<serde_json::Value>();
-    match stream.next() {
-        Some(Ok(v @ serde_json::Value::Object(_))) => Some(v),
-        _ => text[start + 1..]
-            .find('{')
-            .and_then(|i| json_object(&text[start + 1 + i..])),
     }
 }
 
@@ -153,60 +140,6 @@ pub fn docker_daemon(stdout: &str, stderr: &str) -> DaemonState {
     }
 }
 
-/// One profile from `minikube profile list -o json`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Profile {
-    pub name: String,
-    pub status: String,
-    pub cpus: Option<u64>,
-    pub memory_mb: Option<u64>,
-    pub driver: Option<String>,
-    pub valid: bool,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawProfiles {
-    #[serde(default)]
-    valid: Option<Vec<serde_json::Value>>,
-    #[serde(default)]
-    invalid: Option<Vec<serde_json::Value>>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-}
-
-/// Parses `minikube profile list -o json`: `{"invalid": [...], "valid": [{"Name", "Status",
-/// "Config": {"CPUs", "Memory", "Driver", ...}}]}`, or `{"error": {...}}` when minikube could
-/// not read its profiles.
-pub fn minikube_profiles(out: &str) -> Result<Vec<Profile>, String> {
-    let v = json_object(out).ok_or_else(|| {
-        format!(
-            "no JSON in the output: {}",
-            out.lines().next().unwrap_or("(empty)")
-        )
-    })?;
-    let raw: RawProfiles = serde_json::from_value(v).map_err(|e| e.to_string())?;
-    if let Some(err) = raw.error {
-        return Err(format!("minikube could not list profiles: {err}"));
-    }
-    let one = |p: &serde_json::Value, valid: bool| Profile {
-        name: p["Name"].as_str().unwrap_or_default().to_owned(),
-        status: p["Status"].as_str().unwrap_or("Unknown").to_owned(),
-        cpus: p["Config"]["CPUs"].as_u64(),
-        memory_mb: p["Config"]["Memory"].as_u64(),
-        driver: p["Config"]["Driver"].as_str().map(str::to_owned),
-        valid,
-    };
-    let mut out = Vec::new();
-    out.extend(raw.valid.unwrap_or_default().iter().map(|p| one(p, true)));
-    out.extend(
-        raw.invalid
-            .unwrap_or_default()
-            .iter()
-            .map(|p| one(p, false)),
-    );
-    Ok(out)
-}
-
 /// Counts `processor` lines of /proc/cpuinfo.
 pub fn cpuinfo_cpus(text: &str) -> usize {
     text.lines().filter(|l| l.starts_with("processor")).count()
@@ -224,26 +157,23 @@ pub fn meminfo_mb(text: &str) -> (Option<u64>, Option<u64>) {
     (field("MemTotal:"), field("MemAvailable:"))
 }
 
-/// Inodes of sockets listening on `port` (IPv4 or IPv6 table of /proc/net/tcp*).
-pub fn listening_inodes(proc_net_tcp: &str, port: u16) -> Vec<u64> {
-    proc_net_tcp
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let local = f.get(1)?;
-            let state = f.get(3)?;
-            let p = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
-            (p == port && *state == "0A")
-                .then(|| f.get(9)?.parse().ok())
-                .flatten()
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_files() {
+        assert_eq!(
+            cpuinfo_cpus("processor\t: 0\nmodel name\t: x\n\nprocessor\t: 1\n"),
+            2
+        );
+        assert_eq!(
+            meminfo_mb(
+                "MemTotal:       24576000 kB\nMemFree:         1000 kB\nMemAvailable:   20480000 kB\n"
+            ),
+            (Some(24000), Some(20000))
+        );
+    }
 
     #[test]
     fn versions_in_real_outputs() {
@@ -318,63 +248,5 @@ mod tests {
             docker_daemon("", "something odd\n"),
             DaemonState::Other { .. }
         ));
-    }
-
-    #[test]
-    fn minikube_profile_list() {
-        let out = r#"{"invalid":[{"Name":"old","Status":"","Config":null}],"valid":[{"Name":"minikube","Status":"Running","Config":{"Name":"minikube","Memory":4000,"CPUs":2,"DiskSize":20000,"Driver":"docker","KubernetesConfig":{"KubernetesVersion":"v1.32.0"}},"Active":true}]}"#;
-        let ps = minikube_profiles(out).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(ps.len(), 2);
-        assert_eq!(
-            ps[0],
-            Profile {
-                name: "minikube".into(),
-                status: "Running".into(),
-                cpus: Some(2),
-                memory_mb: Some(4000),
-                driver: Some("docker".into()),
-                valid: true
-            }
-        );
-        assert!(!ps[1].valid);
-        assert_eq!(
-            minikube_profiles(r#"{"invalid":[],"valid":[]}"#),
-            Ok(vec![])
-        );
-        // A notice line before the JSON, as some releases print.
-        assert_eq!(
-            minikube_profiles(
-                "! Executing \"docker container inspect\" took an unusually long time\n{\"invalid\":[],\"valid\":[]}\n"
-            ),
-            Ok(vec![])
-        );
-        assert!(
-            minikube_profiles(
-                r#"{"error":{"Op":"open","Path":"/root/.minikube/profiles","Err":13}}"#
-            )
-            .is_err()
-        );
-        assert!(minikube_profiles("").is_err());
-    }
-
-    #[test]
-    fn proc_files() {
-        assert_eq!(
-            cpuinfo_cpus("processor\t: 0\nmodel name\t: x\n\nprocessor\t: 1\n"),
-            2
-        );
-        assert_eq!(
-            meminfo_mb(
-                "MemTotal:       24576000 kB\nMemFree:         1000 kB\nMemAvailable:   20480000 kB\n"
-            ),
-            (Some(24000), Some(20000))
-        );
-        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n   1: 0100007F:1F41 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 999 1\n";
-        assert_eq!(listening_inodes(tcp, 8000), vec![12345]);
-        assert_eq!(
-            listening_inodes(tcp, 8001),
-            Vec::<u64>::new(),
-            "not listening"
-        );
     }
 }

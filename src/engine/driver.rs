@@ -38,10 +38,7 @@ impl Logs {
 
     /// Runs `f` on a resource's buffer (made on first use).
     pub fn with<R>(&self, resource: &str, f: impl FnOnce(&mut LogBuffer) -> R) -> R {
-        let mut all = match self.inner.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut all = crate::host::lock(&self.inner);
         let b = all
             .entry(resource.to_owned())
             .or_insert_with(|| LogBuffer::new(self.max_bytes));

@@ -2,7 +2,6 @@
 //! a ring buffer bounded in bytes, so memory stays flat however much a pod writes.
 
 use std::collections::VecDeque;
-use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -33,11 +32,7 @@ pub struct LogBuffer {
     lines: VecDeque<Line>,
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use crate::host::now_ms;
 
 fn cost(l: &Line) -> usize {
     l.text.len() + l.source.len() + LINE_OVERHEAD

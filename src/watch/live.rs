@@ -145,12 +145,7 @@ impl Drop for Watcher {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
+use crate::host::lock;
 
 /// Adds a watch on each of `dirs`; a directory that vanished meanwhile is skipped.
 fn add_watches(

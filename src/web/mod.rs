@@ -150,7 +150,7 @@ pub async fn listen(
         if e.kind() == std::io::ErrorKind::AddrInUse {
             WebError::Busy {
                 port,
-                holder: crate::doctor::port_holder(proc_root, port),
+                holder: crate::host::port_holder(proc_root, port),
             }
         } else {
             WebError::Bind { port, source: e }
