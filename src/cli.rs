@@ -10,16 +10,12 @@ use anyhow::{Context as _, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::build;
+use crate::cluster::bootstrap;
 use crate::cluster::minikube::{ImageStore, Minikube, ProfileState};
-use crate::cluster::{bootstrap, kubeconfig};
 use crate::config::{self, Loaded};
-use crate::{doctor, plan};
+use crate::{doctor, out, plan, session};
 
 mod client;
-mod daemon;
-mod dev;
-mod out;
-mod up;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -75,7 +71,13 @@ pub enum Command {
         /// Serve the status page on this port instead of `[web] port` (0: any free port)
         #[arg(long, env = "DEVENV_WEB_PORT", value_name = "PORT")]
         port: Option<u16>,
+        /// Run in the background: return once the page answers and the doctor's checks
+        /// passed; its output goes to a log file; `devenv stop` ends it
+        #[arg(long, short = 'd', conflicts_with_all = ["dry_run", "ci"])]
+        detach: bool,
     },
+    /// Stop the running `devenv up` of this project (as Ctrl-C would); the cluster stays up
+    Stop,
     /// Show the resources of the running `devenv up` of this project
     Status {
         /// Print the daemon's status as JSON (the API's `GET /api/status`)
@@ -207,6 +209,10 @@ pub fn run() -> Result<ExitCode> {
             let loaded = load(cli.config.as_deref(), &cwd)?;
             client::trigger(&loaded.config, &name)
         }
+        Command::Stop => {
+            let loaded = load(cli.config.as_deref(), &cwd)?;
+            session::detach::stop(&loaded.config)
+        }
         Command::Up {
             dry_run,
             json,
@@ -215,6 +221,7 @@ pub fn run() -> Result<ExitCode> {
             quiet,
             json_logs,
             port,
+            detach,
         } => {
             out::set_mode(if json_logs {
                 out::Mode::Json
@@ -244,11 +251,20 @@ pub fn run() -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            up::up(
+            drop(plan);
+            if detach {
+                // The same command, without --detach, in the background.
+                let args: Vec<std::ffi::OsString> = std::env::args_os()
+                    .skip(1)
+                    .filter(|a| a != "--detach" && a != "-d")
+                    .collect();
+                return session::detach::detach(&loaded.config, args);
+            }
+            session::up(
                 &loaded,
                 shown,
-                &plan,
-                up::Options {
+                &cwd,
+                session::Options {
                     recreate_cluster,
                     ci,
                 },
@@ -289,9 +305,9 @@ pub fn run() -> Result<ExitCode> {
                 println!("nothing to remove: the config deploys nothing to a cluster");
                 return Ok(ExitCode::SUCCESS);
             }
-            let files = kubeconfig_files();
+            let files = crate::workers::bringup::kubeconfig_files();
             let inventory_dir = crate::host::state_dir();
-            let (removed, objects) = runtime()?.block_on(async {
+            let (removed, objects) = session::runtime()?.block_on(async {
                 let target = crate::cluster::kube::connect(cfg, &files).await?;
                 let release = bootstrap::uninstall_release(cfg, &target).await?;
                 let inventory = inventory_dir
@@ -403,19 +419,6 @@ pub(crate) fn run_builds(
         }
     }
     ok.then_some(references)
-}
-
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-pub(crate) fn kubeconfig_files() -> Vec<PathBuf> {
-    let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
-    kubeconfig::default_paths(std::env::var("KUBECONFIG").ok().as_deref(), home.as_deref())
 }
 
 /// `devenv doctor`: exit 0 when nothing failed, 1 when a check failed, 2 when doctor itself

@@ -1,10 +1,14 @@
 //! devenv: bootstraps and runs a local Kubernetes development environment.
 //!
-//! The pipeline, one module per stage: `cli` parses and dispatches; `config` reads and
-//! validates devenv.toml; `doctor` checks the machine; `plan` turns the config into the
-//! ordered steps of `up`; `cluster` guards where devenv writes; `build` names and builds
-//! images; `deploy` puts them in the cluster; `watch` decides what to watch. `exec` runs every
-//! external command; `pattern` is the .dockerignore language they share.
+//! The pipeline, one module per stage: `cli` parses and dispatches; `session` runs one `up`
+//! (lock, signals, page, engine, watcher, reload); `engine` is the pure state machine and
+//! `workers` its hands; `views` and `web` show its state; `config` reads and validates
+//! devenv.toml and `reload` says what an edit of it changes; `doctor` checks the machine;
+//! `plan` turns the config into the ordered steps of `up`; `cluster` guards where devenv
+//! writes; `build` names and builds images; `deploy` puts them in the cluster; `watch` decides
+//! what to watch. At the bottom: `exec` runs every external command, `out` prints the
+//! terminal's lines, `host` knows the machine, `objects` reads Kubernetes YAML, and `pattern`
+//! is the .dockerignore language. tests/layering.rs keeps the layers apart.
 
 mod build;
 mod cli;
@@ -16,10 +20,15 @@ mod engine;
 mod exec;
 mod host;
 mod objects;
+mod out;
 mod pattern;
 mod plan;
+mod reload;
+mod session;
+mod views;
 mod watch;
 mod web;
+mod workers;
 
 use std::process::ExitCode;
 

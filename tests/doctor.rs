@@ -506,13 +506,14 @@ fn low_inotify_limits_fail_with_the_sysctl_fix_and_ignored_dirs_do_not_count() {
     let p = project(HELLO_LIKE);
     let bin = FakeBin::new();
     healthy(&bin);
-    // app, app/src: node_modules is in .dockerignore and is not watched.
+    // app, app/src, and for reload the directories of devenv.toml (the root) and of the
+    // manifest (k8s): node_modules is in .dockerignore and is not watched.
     let proc_root = common::fake_proc(8, 32768, 30000, 1, 128);
     let r = doctor(p.path(), bin.path(), Some(proc_root.path()), &[]);
     assert_eq!(r.status("inotify"), "fail");
     assert_eq!(
         r.found("inotify"),
-        "max_user_watches 1, max_user_instances 128; devenv watches 2 directories"
+        "max_user_watches 1, max_user_instances 128; devenv watches 4 directories"
     );
     let fix = r.fix_text("inotify");
     assert!(

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 
-use super::daemon;
 use crate::config::Config;
+use crate::session::daemon;
 use crate::web::TOKEN_HEADER;
 use crate::web::client::{self, Response};
 

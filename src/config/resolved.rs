@@ -23,7 +23,7 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// minikube refuses to start with less memory than this.
 pub const MINIKUBE_MIN_MEMORY_MB: u64 = 1800;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Config {
     /// Absolute path of the config file.
     pub file: PathBuf,
@@ -40,7 +40,7 @@ pub struct Config {
     pub watch: Watch,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Cluster {
     pub provider: Provider,
     pub profile: String,
@@ -61,7 +61,7 @@ pub struct Cluster {
     pub registry: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Image {
     pub name: String,
     pub context: PathBuf,
@@ -76,14 +76,14 @@ pub struct Image {
     pub command: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Secret {
     pub name: String,
     pub namespace: String,
     pub env_files: Vec<PathBuf>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Deploy {
     pub namespace: String,
     pub helm: Option<Helm>,
@@ -91,7 +91,7 @@ pub struct Deploy {
     pub manifests: Vec<PathBuf>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Helm {
     pub chart: PathBuf,
     pub release: String,
@@ -100,14 +100,14 @@ pub struct Helm {
     pub images: Vec<HelmImage>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HelmImage {
     pub image: String,
     pub keys: HelmImageKeys,
 }
 
 /// Which chart values receive an image reference.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HelmImageKeys {
     /// `<repository>=name` and `<tag>=devenv-…`, the layout `helm create` generates.
@@ -155,7 +155,7 @@ impl std::fmt::Display for Workload {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Resource {
     pub name: String,
     pub workload: Workload,
@@ -169,7 +169,7 @@ pub struct Resource {
     pub links: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LocalResource {
     pub name: String,
     pub cmd: Option<String>,
@@ -182,7 +182,7 @@ pub struct LocalResource {
     pub links: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Web {
     pub port: u16,
     pub open_browser: bool,
@@ -190,7 +190,7 @@ pub struct Web {
     pub log_buffer: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Watch {
     pub debounce: Duration,
     /// Patterns relative to the project root whose changes never trigger anything.

@@ -656,6 +656,13 @@ fn port_checks(cfg: Option<&Config>, env: &Env) -> Vec<Check> {
                 Ok(_) => c.ok(format!("127.0.0.1:{port} is free for {what}")),
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                     let holder = crate::host::port_holder(&env.proc_root, port);
+                    if holder
+                        .as_ref()
+                        .is_some_and(|(pid, _)| *pid == std::process::id())
+                    {
+                        // `up` opens its page before the doctor's checks run.
+                        return c.ok(format!("127.0.0.1:{port} is this devenv's: {what}"));
+                    }
                     let by = holder.as_ref().map_or("another process".to_owned(), |(pid, comm)| format!("`{comm}` (pid {pid})"));
                     let mut fix = Fix::new(format!(
                         "stop {by}, or give {what} another local port in devenv.toml"

@@ -165,6 +165,7 @@ mod tests {
                 local: false,
                 release: None,
             }],
+            ..Graph::default()
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let (snap_tx, mut snap_rx) = watch::channel(initial(&state));

@@ -1,8 +1,9 @@
 //! The engine: the state devenv keeps about every resource, the pure reducer that decides
 //! what runs next, and the loop that feeds it events and hands its commands to workers.
 //!
-//! Owns resource state and the per-resource logs. Must not run processes or talk to the
-//! cluster: workers in `build`, `deploy` and `exec` do that and report back.
+//! Owns resource state, the bring-up steps (doctor, cluster), hold reasons and the
+//! per-resource logs. Must not run processes, read files or talk to the cluster: `workers`
+//! does that and reports back with events. Imports nothing of the crate but `host`'s clock.
 
 pub mod driver;
 pub mod log;

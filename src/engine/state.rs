@@ -13,16 +13,24 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-/// What the engine knows of the project: resources, the images they run, their order.
-#[derive(Debug, Clone, Default)]
+/// What the engine knows of the project: resources, the images they run, their order, and
+/// the bring-up steps that gate them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Graph {
     pub images: Vec<String>,
     pub resources: Vec<Node>,
-    /// Cluster resources and image builds wait for the cluster (`Event::ClusterReady`).
+    /// Everything waits for the doctor's checks (`Command::Doctor`, `Event::DoctorDone`):
+    /// nothing is touched on a machine that cannot run the project.
+    pub doctor: bool,
+    /// Cluster resources wait for the cluster (`Command::PrepareCluster`,
+    /// `Event::ClusterReady`).
     pub cluster: bool,
+    /// Image builds wait for the cluster too: Minikube's image store is where they go. (With
+    /// an existing cluster they go to a registry and start at once.)
+    pub builds_need_cluster: bool,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Node {
     pub name: String,
     pub images: Vec<String>,
@@ -89,6 +97,86 @@ pub struct ImageState {
     pub queued: bool,
 }
 
+/// A bring-up step that gates the resources: the doctor's checks, the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    /// Not part of this project (a project without a cluster has no cluster step).
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub status: StepStatus,
+    /// What it does now, or why it failed.
+    pub message: Option<String>,
+    #[serde(rename = "started_ms", serialize_with = "as_ms")]
+    pub started: Option<Duration>,
+    #[serde(rename = "took_ms", serialize_with = "as_ms")]
+    pub took: Option<Duration>,
+}
+
+impl Step {
+    fn new(wanted: bool) -> Step {
+        Step {
+            status: if wanted {
+                StepStatus::Pending
+            } else {
+                StepStatus::Skipped
+            },
+            message: None,
+            started: None,
+            took: None,
+        }
+    }
+
+    /// Done, or not part of the project.
+    pub fn passed(&self) -> bool {
+        matches!(self.status, StepStatus::Done | StepStatus::Skipped)
+    }
+
+    fn start(&mut self, now: Duration) {
+        self.status = StepStatus::Running;
+        self.started = Some(now);
+    }
+
+    fn end(&mut self, now: Duration, result: Result<(), String>) {
+        self.took = self.started.map(|s| now.saturating_sub(s));
+        match result {
+            Ok(()) => {
+                self.status = StepStatus::Done;
+                self.message = None;
+            }
+            Err(e) => {
+                self.status = StepStatus::Failed;
+                self.message = Some(e);
+            }
+        }
+    }
+}
+
+/// What a reload of the config changes, worked out outside the engine (the config files are
+/// read and checked there): the new graph, and what must run again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reload {
+    pub graph: Graph,
+    /// Images whose build changed (context, Dockerfile, arguments, builder): built again.
+    pub images: BTreeSet<String>,
+    /// Local resources whose command changed: run again.
+    pub locals: BTreeSet<String>,
+    /// Cluster resources whose deploy changed (values, chart, manifests): deployed again.
+    pub resources: BTreeSet<String>,
+    /// Resources whose workload or forwards changed: forgotten (forwards, log streams, wait,
+    /// commands) and brought up again as new.
+    pub replaced: BTreeSet<String>,
+    /// Manifest files to apply whole with the next deploy (their objects changed).
+    pub files: BTreeSet<String>,
+}
+
 /// Durations in JSON are whole milliseconds (times are since the engine started).
 fn as_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
@@ -131,9 +219,29 @@ pub enum Event {
         resource: String,
         message: String,
     },
+    /// The doctor's checks ended: passed, or the failure (then nothing starts and `up` ends).
+    DoctorDone {
+        result: Result<(), String>,
+    },
+    /// A step of bringing the cluster up: shown while it runs.
+    ClusterProgress {
+        message: String,
+    },
     /// The cluster is up, with the image store, namespaces and secrets: cluster resources
     /// and image builds may start.
     ClusterReady,
+    /// The cluster could not be brought up: nothing more starts and `up` ends.
+    ClusterFailed {
+        message: String,
+    },
+    /// The config changed and was read again (see [`Reload`]).
+    Reload(Box<Reload>),
+    /// The config, a values file, the chart or a manifest changed, and it is invalid: the
+    /// last good one keeps running, and this is shown until a good edit.
+    ReloadFailed {
+        message: String,
+    },
+
     Unhealthy {
         resource: String,
         message: String,
@@ -146,6 +254,11 @@ pub enum Event {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// Run the doctor's checks (`Event::DoctorDone`).
+    Doctor,
+    /// Bring the cluster up: the profile, namespaces, secrets, forward ports
+    /// (`Event::ClusterReady` or `Event::ClusterFailed`).
+    PrepareCluster,
     Build {
         image: String,
         generation: u64,
@@ -155,11 +268,13 @@ pub enum Command {
         image: String,
         generation: u64,
     },
-    /// One deploy (one helm upgrade, one apply) of these resources with these references.
+    /// One deploy (one helm upgrade, one apply) of these resources with these references,
+    /// and every object of these manifest files.
     Deploy {
         generation: u64,
         resources: Vec<String>,
         references: BTreeMap<String, String>,
+        files: Vec<String>,
     },
     /// Watch these resources until ready.
     Wait {
@@ -174,6 +289,11 @@ pub enum Command {
     CancelRun {
         resource: String,
         generation: u64,
+    },
+    /// A resource left the config: stop its forwards, log streams, readiness wait and
+    /// commands.
+    Forget {
+        resource: String,
     },
     /// Everything is cancelled; the workers can stop.
     Stop,
@@ -191,45 +311,61 @@ pub struct State {
     stopped: bool,
     /// Whether the cluster is up (always, for a project without one).
     pub cluster_ready: bool,
+    pub doctor: Step,
+    pub cluster: Step,
+    /// Why the last edit of the config (or a values file, the chart, a manifest) was not
+    /// taken: the last good one runs on. Cleared by a good edit.
+    pub config_error: Option<String>,
+    /// Manifest files to apply whole with the next deploy.
+    pending_files: BTreeSet<String>,
+}
+
+impl ResourceState {
+    fn new() -> ResourceState {
+        ResourceState {
+            status: Status::Pending,
+            last_error: None,
+            deployed: BTreeMap::new(),
+            changed_since_build: false,
+            last_deploy_at: None,
+            deploys: 0,
+            running: None,
+            runs: 0,
+            held: None,
+            blocked: false,
+            ever_ready: false,
+        }
+    }
 }
 
 impl State {
     pub fn new(graph: Graph) -> State {
-        let graph_cluster = graph.cluster;
         State {
             resources: graph
                 .resources
                 .iter()
-                .map(|r| {
-                    (
-                        r.name.clone(),
-                        ResourceState {
-                            status: Status::Pending,
-                            last_error: None,
-                            deployed: BTreeMap::new(),
-                            changed_since_build: false,
-                            last_deploy_at: None,
-                            deploys: 0,
-                            running: None,
-                            runs: 0,
-                            held: None,
-                            blocked: false,
-                            ever_ready: false,
-                        },
-                    )
-                })
+                .map(|r| (r.name.clone(), ResourceState::new()))
                 .collect(),
             images: graph
                 .images
                 .iter()
                 .map(|i| (i.clone(), ImageState::default()))
                 .collect(),
-            graph,
             next_generation: 1,
             deploying: None,
             stopped: false,
-            cluster_ready: !graph_cluster,
+            cluster_ready: !graph.cluster,
+            doctor: Step::new(graph.doctor),
+            cluster: Step::new(graph.cluster),
+            config_error: None,
+            pending_files: BTreeSet::new(),
+            graph,
         }
+    }
+
+    /// The graph the engine runs now.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
     }
 
     /// Applies one event at time `now` (since the engine started) and returns what to do;
@@ -247,7 +383,6 @@ impl State {
         let mut out = Vec::new();
         match ev {
             Event::Start => {
-                // What was built before (a seeded state) is not built again.
                 let all: Vec<String> = self
                     .images
                     .iter()
@@ -257,14 +392,48 @@ impl State {
                 for image in all {
                     self.want_build(now, &image, &mut out);
                 }
-                self.schedule_runs(&mut out);
-                self.schedule_deploy(&mut out);
+                if self.doctor.status == StepStatus::Pending {
+                    self.doctor.start(now);
+                    out.push(Command::Doctor);
+                } else {
+                    self.after_doctor(now, &mut out);
+                }
+            }
+            Event::DoctorDone { result } => {
+                if self.doctor.status != StepStatus::Running {
+                    return out;
+                }
+                let failed = result.is_err();
+                self.doctor.end(now, result);
+                if failed {
+                    self.stop(&mut out);
+                } else {
+                    self.after_doctor(now, &mut out);
+                }
+            }
+            Event::ClusterProgress { message } => {
+                if self.cluster.status == StepStatus::Running {
+                    self.cluster.message = Some(message);
+                }
             }
             Event::ClusterReady => {
+                self.cluster.end(now, Ok(()));
                 self.cluster_ready = true;
                 self.start_queued(now, &mut out);
                 self.schedule_deploy(&mut out);
             }
+            Event::ClusterFailed { message } => {
+                self.cluster.end(now, Err(message));
+                self.stop(&mut out);
+            }
+            Event::Reload(reload) => {
+                self.config_error = None;
+                self.reload(now, *reload, &mut out);
+            }
+            Event::ReloadFailed { message } => {
+                self.config_error = Some(message);
+            }
+
             Event::Changed { images, locals } => {
                 for name in locals {
                     let Some(node) = self.node(&name).filter(|n| n.local) else {
@@ -349,7 +518,7 @@ impl State {
                         }
                     }
                 }
-                if result.is_ok() {
+                if result.is_ok() && !names.is_empty() {
                     out.push(Command::Wait { resources: names });
                 }
                 self.schedule_deploy(&mut out);
@@ -426,28 +595,147 @@ impl State {
                     self.want_build(now, image, &mut out);
                 }
             }
-            Event::Shutdown => {
-                for (name, img) in &mut self.images {
-                    if let Some(generation) = img.building.take() {
-                        out.push(Command::Cancel {
-                            image: name.clone(),
-                            generation,
-                        });
-                    }
-                }
-                for (name, r) in &mut self.resources {
-                    if let Some(generation) = r.running.take() {
-                        out.push(Command::CancelRun {
-                            resource: name.clone(),
-                            generation,
-                        });
-                    }
-                }
-                self.stopped = true;
-                out.push(Command::Stop);
-            }
+            Event::Shutdown => self.stop(&mut out),
         }
         out
+    }
+
+    /// Cancels everything in flight and stops: nothing starts after this.
+    fn stop(&mut self, out: &mut Vec<Command>) {
+        for (name, img) in &mut self.images {
+            if let Some(generation) = img.building.take() {
+                out.push(Command::Cancel {
+                    image: name.clone(),
+                    generation,
+                });
+            }
+        }
+        for (name, r) in &mut self.resources {
+            if let Some(generation) = r.running.take() {
+                out.push(Command::CancelRun {
+                    resource: name.clone(),
+                    generation,
+                });
+            }
+        }
+        self.stopped = true;
+        out.push(Command::Stop);
+    }
+
+    /// The doctor passed (or there is none): the cluster comes up, local commands start, and
+    /// what needs neither the cluster nor a local step builds.
+    fn after_doctor(&mut self, now: Duration, out: &mut Vec<Command>) {
+        if self.cluster.status == StepStatus::Pending {
+            self.cluster.start(now);
+            out.push(Command::PrepareCluster);
+        }
+        self.start_queued(now, out);
+        self.schedule_runs(out);
+        self.schedule_deploy(out);
+    }
+
+    /// Takes a new graph: what left is cancelled and forgotten, what is new starts as on the
+    /// first start, and what changed runs again.
+    fn reload(&mut self, now: Duration, r: Reload, out: &mut Vec<Command>) {
+        let Reload {
+            graph,
+            images,
+            locals,
+            resources,
+            replaced,
+            files,
+        } = r;
+        // What left the config, or is brought up again as new.
+        let gone: Vec<String> = self
+            .resources
+            .keys()
+            .filter(|n| !graph.resources.iter().any(|g| &g.name == *n) || replaced.contains(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(r) = self.resources.remove(&name)
+                && let Some(generation) = r.running
+            {
+                out.push(Command::CancelRun {
+                    resource: name.clone(),
+                    generation,
+                });
+            }
+            out.push(Command::Forget { resource: name });
+        }
+        let gone_images: Vec<String> = self
+            .images
+            .keys()
+            .filter(|n| !graph.images.contains(n))
+            .cloned()
+            .collect();
+        for name in gone_images {
+            if let Some(i) = self.images.remove(&name)
+                && let Some(generation) = i.building
+            {
+                out.push(Command::Cancel {
+                    image: name,
+                    generation,
+                });
+            }
+        }
+        // What is new starts as on the first start.
+        let mut fresh_images = Vec::new();
+        for i in &graph.images {
+            if !self.images.contains_key(i) {
+                self.images.insert(i.clone(), ImageState::default());
+                fresh_images.push(i.clone());
+            }
+        }
+        for n in &graph.resources {
+            self.resources
+                .entry(n.name.clone())
+                .or_insert_with(ResourceState::new);
+        }
+        self.graph = graph;
+        if let Some((g, names)) = self.deploying.take() {
+            // A deploy in flight of resources that left: its end still counts for the rest.
+            let kept: Vec<String> = names
+                .into_iter()
+                .filter(|n| self.resources.contains_key(n))
+                .collect();
+            self.deploying = Some((g, kept));
+        }
+        if self.stopped || !self.doctor.passed() {
+            return;
+        }
+        for image in fresh_images.iter().chain(images.iter()) {
+            if self.images.contains_key(image) {
+                self.want_build(now, image, out);
+            }
+        }
+        for name in &locals {
+            if self.node(name).is_some_and(|n| n.local && !n.manual) {
+                self.start_run(name, out);
+            }
+        }
+        self.redeploy(&resources, files, out);
+        self.schedule_runs(out);
+    }
+
+    /// Deploys `resources` again (those deployed before; the rest come up as usual), with
+    /// `files` applied whole.
+    fn redeploy(
+        &mut self,
+        resources: &BTreeSet<String>,
+        files: BTreeSet<String>,
+        out: &mut Vec<Command>,
+    ) {
+        self.pending_files.extend(files);
+        for name in resources {
+            if let Some(r) = self.resources.get_mut(name)
+                && r.deploys > 0
+            {
+                // What runs no longer matches what is wanted: the next deploy takes it.
+                r.deployed.clear();
+            }
+        }
+        self.schedule_deploy(out);
     }
 
     fn node(&self, name: &str) -> Option<&Node> {
@@ -462,8 +750,11 @@ impl State {
             .collect()
     }
 
-    /// Starts (or restarts) a local resource's run.
+    /// Starts (or restarts) a local resource's run (not before the doctor passed).
     fn start_run(&mut self, name: &str, out: &mut Vec<Command>) {
+        if !self.doctor.passed() {
+            return;
+        }
         let generation = self.next_generation;
         self.next_generation += 1;
         let Some(r) = self.resources.get_mut(name) else {
@@ -486,6 +777,9 @@ impl State {
     /// On the first start, runs each automatic local resource once what it depends on is
     /// ready (a manual one runs only when triggered).
     fn schedule_runs(&mut self, out: &mut Vec<Command>) {
+        if !self.doctor.passed() {
+            return;
+        }
         let due: Vec<String> = self
             .graph
             .resources
@@ -539,7 +833,10 @@ impl State {
     /// store builds go to), or a `[[local]]` that a resource running the image depends on
     /// (its output may be in the build context), until it ran once, and while it runs.
     fn build_hold(&self, image: &str) -> Option<(String, bool)> {
-        if !self.cluster_ready {
+        if let Some(h) = self.doctor_hold() {
+            return Some(h);
+        }
+        if !self.cluster_ready && self.graph.builds_need_cluster {
             return Some(("waiting for the cluster".to_owned(), false));
         }
         for user in self.users(image) {
@@ -562,6 +859,17 @@ impl State {
             }
         }
         None
+    }
+
+    /// What holds everything while the doctor's checks run (or after they failed).
+    fn doctor_hold(&self) -> Option<(String, bool)> {
+        match self.doctor.status {
+            StepStatus::Done | StepStatus::Skipped => None,
+            StepStatus::Failed => Some(("the doctor's checks failed".to_owned(), true)),
+            StepStatus::Pending | StepStatus::Running => {
+                Some(("waiting for the doctor's checks".to_owned(), false))
+            }
+        }
     }
 
     /// Why `name` cannot come up until something is fixed: it failed, or what it waits for
@@ -603,8 +911,13 @@ impl State {
                 || (node.manual && state.deploys == 0 && node.local)
             {
                 None
+            } else if let Some(h) = self.doctor_hold() {
+                Some(h)
             } else if !node.local && !self.cluster_ready {
-                Some(("waiting for the cluster".to_owned(), false))
+                Some(match self.cluster.status {
+                    StepStatus::Failed => ("the cluster could not be brought up".to_owned(), true),
+                    _ => ("waiting for the cluster".to_owned(), false),
+                })
             } else if let Some(h) = node
                 .images
                 .iter()
@@ -698,7 +1011,7 @@ impl State {
     /// Nothing is in flight and nothing more will happen by itself: every resource is
     /// ready, failed, held by a failure, or manual and never triggered. `--ci` ends here.
     pub fn settled(&self) -> bool {
-        if !self.cluster_ready || self.deploying.is_some() {
+        if !self.doctor.passed() || !self.cluster.passed() || self.deploying.is_some() {
             return false;
         }
         if self.images.iter().any(|(n, i)| {
@@ -837,12 +1150,15 @@ impl State {
                 resources: unchanged,
             });
         }
-        if due.is_empty() {
+        if due.is_empty() && self.pending_files.is_empty() {
             return;
         }
         let generation = self.next_generation;
         self.next_generation += 1;
         let names: Vec<String> = due.iter().map(|(n, _)| n.clone()).collect();
+        let files: Vec<String> = std::mem::take(&mut self.pending_files)
+            .into_iter()
+            .collect();
         for (n, wanted) in due {
             if let Some(r) = self.resources.get_mut(&n) {
                 r.status = Status::Deploying;
@@ -855,6 +1171,7 @@ impl State {
             generation,
             resources: names,
             references,
+            files,
         });
     }
 }
@@ -884,6 +1201,7 @@ mod tests {
                 node("frontend", &["web"], &["backend"], false),
                 node("worker", &["api"], &[], false),
             ],
+            ..Graph::default()
         })
     }
 
@@ -921,6 +1239,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).into(), (*v).into()))
                 .collect(),
+            files: Vec::new(),
         }
     }
 
@@ -1169,6 +1488,7 @@ mod tests {
             cluster: false,
             images: vec!["api".into()],
             resources: vec![node("backend", &["api"], &[], true)],
+            ..Graph::default()
         });
         assert_eq!(s.reduce(t(0), Event::Start), [build("api", 1)]);
         s.reduce(t(10), built("api", 1, "a1"));
@@ -1278,6 +1598,7 @@ mod tests {
             cluster: false,
             images: vec!["api".into()],
             resources: vec![node("backend", &["api"], &[], false), codegen, e2e],
+            ..Graph::default()
         })
     }
 
@@ -1384,8 +1705,10 @@ mod tests {
         gen_node.local = true;
         State::new(Graph {
             cluster: true,
+            builds_need_cluster: true,
             images: vec!["app".into()],
             resources: vec![gen_node, node("app", &["app"], &["gen"], false)],
+            ..Graph::default()
         })
     }
 
@@ -1403,7 +1726,10 @@ mod tests {
     #[test]
     fn a_local_step_runs_before_the_image_build_that_depends_on_it() {
         let mut s = generated();
-        assert_eq!(s.reduce(t(0), Event::Start), [run("gen", 1)]);
+        assert_eq!(
+            s.reduce(t(0), Event::Start),
+            [Command::PrepareCluster, run("gen", 1)]
+        );
         assert!(s.images["app"].queued);
         assert_eq!(
             s.resources["app"].held.as_deref(),
@@ -1489,6 +1815,7 @@ mod tests {
             cluster: false,
             images: vec!["api".into(), "web".into()],
             resources: vec![backend, frontend],
+            ..Graph::default()
         });
         s.reduce(t(0), Event::Start);
         s.reduce(t(1), built("api", 1, "a1"));
@@ -1542,5 +1869,319 @@ mod tests {
             Some("CrashLoopBackOff")
         );
         assert!(!s.settled());
+    }
+
+    /// `todo()` behind the doctor's checks and a cluster, as `up` runs it.
+    fn gated() -> State {
+        let mut s = todo();
+        s = State::new(Graph {
+            doctor: true,
+            cluster: true,
+            builds_need_cluster: true,
+            ..s.graph.clone()
+        });
+        s
+    }
+
+    /// Issue 14: the doctor's checks and the cluster are engine steps. Nothing runs before
+    /// the doctor passed; builds and cluster resources wait for the cluster; each wait says
+    /// why; settled needs both steps done.
+    #[test]
+    fn bring_up_steps_gate_everything_in_order() {
+        let mut s = gated();
+        assert_eq!(s.reduce(t(0), Event::Start), [Command::Doctor]);
+        assert_eq!(s.doctor.status, StepStatus::Running);
+        assert_eq!(s.cluster.status, StepStatus::Pending);
+        assert_eq!(
+            s.resources["backend"].held.as_deref(),
+            Some("waiting for the doctor's checks")
+        );
+        assert!(!s.settled());
+        assert_eq!(
+            s.reduce(t(10), Event::DoctorDone { result: Ok(()) }),
+            [Command::PrepareCluster]
+        );
+        assert_eq!(s.doctor.took, Some(t(10)));
+        assert_eq!(
+            s.resources["backend"].held.as_deref(),
+            Some("waiting for the cluster")
+        );
+        s.reduce(
+            t(11),
+            Event::ClusterProgress {
+                message: "starting the minikube profile".into(),
+            },
+        );
+        assert_eq!(
+            s.cluster.message.as_deref(),
+            Some("starting the minikube profile")
+        );
+        assert_eq!(
+            s.reduce(t(20), Event::ClusterReady),
+            [build("api", 1), build("web", 2)]
+        );
+        assert_eq!(s.cluster.status, StepStatus::Done);
+        assert_eq!(s.cluster.message, None);
+    }
+
+    /// A failed doctor stops the engine: nothing starts, and the failure is each resource's
+    /// hold.
+    #[test]
+    fn a_failed_doctor_stops_everything() {
+        let mut s = gated();
+        s.reduce(t(0), Event::Start);
+        assert_eq!(
+            s.reduce(
+                t(5),
+                Event::DoctorDone {
+                    result: Err("1 check failed".into())
+                }
+            ),
+            [Command::Stop]
+        );
+        assert_eq!(s.doctor.status, StepStatus::Failed);
+        assert_eq!(s.doctor.message.as_deref(), Some("1 check failed"));
+        assert_eq!(s.reduce(t(6), Event::ClusterReady), []);
+        assert!(s.resources["backend"].blocked);
+    }
+
+    /// A cluster that cannot come up stops the engine, cancelling what runs.
+    #[test]
+    fn a_failed_cluster_stops_everything() {
+        let mut s = gated();
+        s.reduce(t(0), Event::Start);
+        s.reduce(t(1), Event::DoctorDone { result: Ok(()) });
+        assert_eq!(
+            s.reduce(
+                t(2),
+                Event::ClusterFailed {
+                    message: "minikube start failed".into()
+                }
+            ),
+            [Command::Stop]
+        );
+        assert_eq!(s.cluster.status, StepStatus::Failed);
+        assert_eq!(s.reduce(t(3), changed(&["api"])), []);
+    }
+
+    /// With an existing cluster (a registry), builds start once the doctor passed, while
+    /// the cluster comes up; deploys still wait for it.
+    #[test]
+    fn builds_for_a_registry_do_not_wait_for_the_cluster() {
+        let mut s = gated();
+        s.graph.builds_need_cluster = false;
+        s.reduce(t(0), Event::Start);
+        assert_eq!(
+            s.reduce(t(1), Event::DoctorDone { result: Ok(()) }),
+            [Command::PrepareCluster, build("api", 1), build("web", 2)]
+        );
+        assert_eq!(s.reduce(t(2), built("api", 1, "a1")), []);
+        assert_eq!(s.reduce(t(3), built("web", 2, "w1")), []);
+        assert_eq!(
+            s.resources["backend"].held.as_deref(),
+            Some("waiting for the cluster")
+        );
+        assert_eq!(
+            s.reduce(t(4), Event::ClusterReady),
+            [deploy(
+                3,
+                &["backend", "worker"],
+                &[("api", "api:a1"), ("web", "web:w1")]
+            )]
+        );
+    }
+
+    fn reload(graph: Graph) -> Reload {
+        Reload {
+            graph,
+            ..Reload::default()
+        }
+    }
+
+    /// A reload that removes a resource forgets it; one that adds a resource brings it up as
+    /// on the first start; an invalid edit is shown until a good one.
+    #[test]
+    fn a_reload_forgets_what_left_and_starts_what_is_new() {
+        let mut s = up();
+        let mut g = s.graph.clone();
+        g.resources.retain(|n| n.name != "worker");
+        g.images.push("jobs".into());
+        g.resources
+            .push(node("cron", &["jobs"], &["backend"], false));
+        s.reduce(
+            t(70),
+            Event::ReloadFailed {
+                message: "devenv.toml:3:1: unknown key".into(),
+            },
+        );
+        assert_eq!(
+            s.config_error.as_deref(),
+            Some("devenv.toml:3:1: unknown key")
+        );
+        let out = s.reduce(t(80), Event::Reload(Box::new(reload(g))));
+        assert_eq!(s.config_error, None);
+        assert_eq!(
+            out,
+            [
+                Command::Forget {
+                    resource: "worker".into()
+                },
+                build("jobs", 5)
+            ]
+        );
+        assert!(!s.resources.contains_key("worker"));
+        assert_eq!(s.resources["cron"].status, Status::Building);
+        // Built: cron deploys alone (backend is ready); nothing else is touched.
+        assert_eq!(
+            s.reduce(t(90), built("jobs", 5, "j1")),
+            [deploy(
+                6,
+                &["cron"],
+                &[("api", "api:a1"), ("jobs", "jobs:j1"), ("web", "web:w1")]
+            )]
+        );
+    }
+
+    /// What a reload changed runs again: a changed image is rebuilt, a changed local runs
+    /// again, the release's resources deploy again together (one helm upgrade), and a
+    /// replaced resource is forgotten and brought up as new.
+    #[test]
+    fn a_reload_runs_again_what_changed() {
+        let mut s = up();
+        let g = s.graph.clone();
+        let out = s.reduce(
+            t(70),
+            Event::Reload(Box::new(Reload {
+                graph: g.clone(),
+                images: ["web".to_owned()].into(),
+                ..Reload::default()
+            })),
+        );
+        assert_eq!(out, [build("web", 5)]);
+        s.reduce(t(71), built("web", 5, "w2"));
+        // A values file changed: backend and worker deploy again, in one deploy.
+        let mut s = up();
+        let out = s.reduce(
+            t(70),
+            Event::Reload(Box::new(Reload {
+                graph: g.clone(),
+                resources: ["backend".to_owned(), "worker".to_owned()].into(),
+                ..Reload::default()
+            })),
+        );
+        assert_eq!(
+            out,
+            [deploy(
+                5,
+                &["backend", "worker"],
+                &[("api", "api:a1"), ("web", "web:w1")]
+            )]
+        );
+        // A manifest changed: its file is applied whole with the deploy of its resources.
+        let mut s = up();
+        let out = s.reduce(
+            t(70),
+            Event::Reload(Box::new(Reload {
+                graph: g.clone(),
+                resources: ["frontend".to_owned()].into(),
+                files: ["k8s/web.yaml".to_owned()].into(),
+                ..Reload::default()
+            })),
+        );
+        assert_eq!(
+            out,
+            [Command::Deploy {
+                generation: 5,
+                resources: vec!["frontend".into()],
+                references: [("api", "api:a1"), ("web", "web:w1")]
+                    .iter()
+                    .map(|(k, v)| ((*k).into(), (*v).into()))
+                    .collect(),
+                files: vec!["k8s/web.yaml".into()],
+            }]
+        );
+        // A file of no resource's workload (a Service): applied alone, nothing waited for.
+        let mut s = up();
+        let out = s.reduce(
+            t(70),
+            Event::Reload(Box::new(Reload {
+                graph: g.clone(),
+                files: ["k8s/svc.yaml".to_owned()].into(),
+                ..Reload::default()
+            })),
+        );
+        assert!(
+            matches!(&out[..], [Command::Deploy { resources, files, .. }]
+            if resources.is_empty() && files == &["k8s/svc.yaml".to_owned()])
+        );
+        assert_eq!(
+            s.reduce(
+                t(71),
+                Event::DeployDone {
+                    generation: 5,
+                    result: Ok(())
+                }
+            ),
+            []
+        );
+        assert!(s.settled());
+        // A replaced resource: forgotten, then deployed again as new.
+        let mut s = up();
+        let out = s.reduce(
+            t(70),
+            Event::Reload(Box::new(Reload {
+                graph: g,
+                replaced: ["worker".to_owned()].into(),
+                ..Reload::default()
+            })),
+        );
+        assert_eq!(
+            out,
+            [
+                Command::Forget {
+                    resource: "worker".into()
+                },
+                deploy(5, &["worker"], &[("api", "api:a1"), ("web", "web:w1")])
+            ]
+        );
+    }
+
+    /// A changed local command runs again after a reload; a reload before the doctor passed
+    /// runs nothing.
+    #[test]
+    fn a_reload_reruns_a_changed_local_but_not_before_the_doctor() {
+        let mut s = with_locals();
+        s.reduce(t(0), Event::Start);
+        let g = s.graph.clone();
+        let out = s.reduce(
+            t(5),
+            Event::Reload(Box::new(Reload {
+                graph: g.clone(),
+                locals: ["codegen".to_owned()].into(),
+                ..Reload::default()
+            })),
+        );
+        assert!(out.contains(&Command::CancelRun {
+            resource: "codegen".into(),
+            generation: 2
+        }));
+        assert!(
+            out.iter()
+                .any(|c| matches!(c, Command::Run { resource, .. } if resource == "codegen"))
+        );
+        let mut s = gated();
+        s.reduce(t(0), Event::Start);
+        let g = s.graph.clone();
+        assert_eq!(
+            s.reduce(
+                t(1),
+                Event::Reload(Box::new(Reload {
+                    graph: g,
+                    images: ["api".to_owned()].into(),
+                    ..Reload::default()
+                }))
+            ),
+            []
+        );
     }
 }

@@ -275,10 +275,11 @@ impl Watcher {
                 let mut targets = Targets::default();
                 if set.contains(&PathBuf::new()) {
                     for r in &lock(&rules).roots {
-                        match &r.owner {
-                            Owner::Image(n) => targets.images.insert(n.clone()),
-                            Owner::Local(n) => targets.locals.insert(n.clone()),
-                        };
+                        // Everything may have changed; what `up` was set up from is read
+                        // again only when it really did (a rescan is no edit).
+                        if !matches!(r.owner, Owner::Reload(_)) {
+                            targets.add(&r.owner);
+                        }
                     }
                 } else {
                     let rules = lock(&rules);

@@ -40,6 +40,19 @@ pub fn is_noise(name: &str) -> bool {
 pub enum Owner {
     Image(String),
     Local(String),
+    /// What `up` itself was set up from: the config, the chart, a manifest.
+    Reload(Reload),
+}
+
+/// A file `up` was set up from, changed: it is read again and the difference applied.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reload {
+    /// devenv.toml.
+    Config,
+    /// A values file or a file of the chart: the release is upgraded.
+    Release,
+    /// A manifest file: its objects are applied.
+    Manifest(PathBuf),
 }
 
 /// Rules for one watched tree (a directory, or a single file).
@@ -55,16 +68,25 @@ struct Root {
     always: Vec<PathBuf>,
 }
 
-/// The images and local resources a batch of changes touches.
+/// The images, local resources and set-up files a batch of changes touches.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Targets {
     pub images: BTreeSet<String>,
     pub locals: BTreeSet<String>,
+    pub reload: BTreeSet<Reload>,
 }
 
 impl Targets {
     pub fn is_empty(&self) -> bool {
-        self.images.is_empty() && self.locals.is_empty()
+        self.images.is_empty() && self.locals.is_empty() && self.reload.is_empty()
+    }
+
+    fn add(&mut self, owner: &Owner) {
+        match owner {
+            Owner::Image(n) => self.images.insert(n.clone()),
+            Owner::Local(n) => self.locals.insert(n.clone()),
+            Owner::Reload(r) => self.reload.insert(r.clone()),
+        };
     }
 }
 
@@ -134,6 +156,27 @@ impl Rules {
                     always: Vec::new(),
                 });
             }
+        }
+        // What `up` was set up from: an edit is read again and applied (Tilt reloads too).
+        let file = |path: &PathBuf, r: Reload| Root {
+            path: path.clone(),
+            is_dir: false,
+            owner: Owner::Reload(r),
+            local: PatternSet::default(),
+            always: Vec::new(),
+        };
+        roots.push(file(&cfg.file, Reload::Config));
+        if let Some(h) = &cfg.deploy.helm {
+            roots.push(Root {
+                is_dir: h.chart.is_dir(),
+                ..file(&h.chart, Reload::Release)
+            });
+            for v in &h.values {
+                roots.push(file(v, Reload::Release));
+            }
+        }
+        for m in &cfg.deploy.manifests {
+            roots.push(file(m, Reload::Manifest(m.clone())));
         }
         let mut project = PatternSet::default();
         for p in &cfg.watch.ignore {
@@ -258,10 +301,7 @@ impl Rules {
                 }
             };
             if counts {
-                match &root.owner {
-                    Owner::Image(n) => out.images.insert(n.clone()),
-                    Owner::Local(n) => out.locals.insert(n.clone()),
-                };
+                out.add(&root.owner);
             }
         }
     }

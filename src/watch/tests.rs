@@ -111,6 +111,11 @@ fn a_path_touches_only_what_sees_it() {
     );
     assert!(touched(&rules, &root, "scripts/out/generated.txt").is_empty());
     assert!(touched(&rules, &root, "README.md").is_empty());
+    // The config file is read again when it changes.
+    assert_eq!(
+        touched(&rules, &root, "devenv.toml").reload,
+        [crate::watch::Reload::Config].into()
+    );
 }
 
 #[test]
@@ -122,9 +127,10 @@ fn ignored_directories_get_no_watch() {
         .iter()
         .map(|d| cfg.rel(d))
         .collect();
+    // The root holds devenv.toml, watched for reload (that directory alone, not below).
     assert_eq!(
         dirs,
-        ["api", "api/app", "docker", "scripts", "web", "web/src"],
+        [".", "api", "api/app", "docker", "scripts", "web", "web/src"],
         "node_modules, .git and scripts/out are not watched"
     );
 }
@@ -237,8 +243,8 @@ async fn the_real_watcher_batches_bursts_and_follows_new_directories() {
     let (_dir, cfg) = project("");
     let (watcher, mut rx) = Watcher::start(&cfg).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        watcher.dirs, 7,
-        "api, api/app, docker, scripts, scripts/out, web, web/src"
+        watcher.dirs, 8,
+        "the root (devenv.toml), api, api/app, docker, scripts, scripts/out, web, web/src"
     );
     let root = cfg.root.clone();
     let burst = root.join("api/app/burst");

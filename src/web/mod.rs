@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use crate::deploy::rollout::PodCounts;
 use crate::engine::driver::{Logs, Snapshot};
 use crate::engine::state::Event;
+use crate::workers::{Live, ResourceInfo};
 
 const INDEX: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
@@ -50,29 +51,6 @@ pub struct Header {
     pub memory_mb: Option<u64>,
 }
 
-/// A resource as the page and `devenv status` see it, besides the engine's state.
-#[derive(Debug, Clone, Serialize)]
-pub struct ResourceInfo {
-    pub name: String,
-    /// `cluster` or `local`.
-    pub kind: String,
-    pub workload: Option<String>,
-    pub namespace: Option<String>,
-    pub images: Vec<String>,
-    pub port_forwards: Vec<String>,
-    pub links: Vec<String>,
-    pub manual: bool,
-}
-
-/// What is known of a cluster resource besides the engine's state, kept current from its
-/// watches, log streams and port-forwards.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Live {
-    pub pods: Option<PodCounts>,
-    /// The last failure of its log stream or a port-forward, as a sentence with a hint.
-    pub warning: Option<String>,
-}
-
 /// Everything the server needs.
 #[derive(Clone)]
 pub struct Shared {
@@ -83,7 +61,8 @@ pub struct Shared {
     pub logs: Logs,
     pub events: mpsc::UnboundedSender<Event>,
     pub header: Header,
-    pub resources: Vec<ResourceInfo>,
+    /// Every resource of the config now (a reload changes them).
+    pub resources: watch::Receiver<Vec<ResourceInfo>>,
     /// The doctor report `up` ran, as JSON (null until it ran: the page starts first).
     pub doctor: watch::Receiver<serde_json::Value>,
     /// The daemon's token: the CLI sends it in [`TOKEN_HEADER`]; the sign-in address
@@ -330,6 +309,12 @@ pub struct Status {
     pub at_ms: u64,
     pub resources: Vec<ResourceStatus>,
     pub images: serde_json::Value,
+    /// The bring-up steps that gate the resources: `doctor` and `cluster`, each with its
+    /// status (`pending`, `running`, `done`, `failed`, `skipped`) and message.
+    pub steps: serde_json::Value,
+    /// Why the last edit of the config (or a values file, the chart, a manifest) was not
+    /// taken; the last good one runs on.
+    pub config_error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -349,8 +334,8 @@ pub struct ResourceStatus {
 fn status_of(s: &Shared) -> Status {
     let snap = s.snapshots.borrow().clone();
     let live = s.live.borrow().clone();
-    let resources = s
-        .resources
+    let infos = s.resources.borrow().clone();
+    let resources = infos
         .iter()
         .map(|info| {
             let state = snap
@@ -381,6 +366,11 @@ fn status_of(s: &Shared) -> Status {
         at_ms: snap.at_ms,
         resources,
         images: serde_json::to_value(&snap.state.images).unwrap_or_default(),
+        steps: serde_json::json!({
+            "doctor": snap.state.doctor,
+            "cluster": snap.state.cluster,
+        }),
+        config_error: snap.state.config_error.clone(),
     }
 }
 
@@ -449,7 +439,7 @@ async fn logs(
     Query(q): Query<LogQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if !s.resources.iter().any(|r| r.name == resource) {
+    if !s.resources.borrow().iter().any(|r| r.name == resource) {
         return refuse(StatusCode::NOT_FOUND, &format!("no resource `{resource}`"));
     }
     let follow = matches!(q.follow.as_deref(), Some("1" | "true" | "yes"));
@@ -523,7 +513,7 @@ struct Triggered {
 
 /// `POST /api/trigger/{resource}`: rebuild (or rerun) it now.
 async fn trigger(AxState(s): AxState<Shared>, Path(resource): Path<String>) -> Response {
-    if !s.resources.iter().any(|r| r.name == resource) {
+    if !s.resources.borrow().iter().any(|r| r.name == resource) {
         return refuse(StatusCode::NOT_FOUND, &format!("no resource `{resource}`"));
     }
     if s.events

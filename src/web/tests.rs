@@ -24,7 +24,6 @@ fn server() -> Server {
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     let state = State::new(Graph {
-        cluster: false,
         images: vec!["api".into()],
         resources: vec![
             Node {
@@ -44,6 +43,7 @@ fn server() -> Server {
                 release: None,
             },
         ],
+        ..Graph::default()
     });
     let (snaps, rx) = watch::channel(driver::initial(&state));
     let (tx, events) = mpsc::unbounded_channel();
@@ -93,7 +93,7 @@ fn server() -> Server {
             cpus: Some(4),
             memory_mb: Some(8192),
         },
-        resources: vec![info("backend", "cluster"), info("tests", "local")],
+        resources: watch::channel(vec![info("backend", "cluster"), info("tests", "local")]).1,
         doctor: tokio::sync::watch::channel(
             serde_json::json!({"summary": {"ok": 9, "warn": 1, "fail": 0, "skipped": 2}}),
         )

@@ -52,7 +52,7 @@ fn json_line(fields: &[(&str, &str)]) -> String {
     let mut m = serde_json::Map::new();
     m.insert(
         "ts_ms".into(),
-        serde_json::Value::from(crate::engine::log::now_ms()),
+        serde_json::Value::from(crate::host::now_ms()),
     );
     for (k, v) in fields {
         m.insert((*k).into(), serde_json::Value::from(*v));

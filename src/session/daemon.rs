@@ -54,7 +54,7 @@ pub fn publish(dir: &Path, cfg: &Config, port: u16, token: &str) -> Result<()> {
         pid: std::process::id(),
         config: cfg.file.clone(),
         url: format!("http://127.0.0.1:{port}/"),
-        started_ms: crate::engine::log::now_ms(),
+        started_ms: crate::host::now_ms(),
     };
     write_token(&dir.join("token"), token)?;
     write_info(dir, &info)
@@ -142,29 +142,37 @@ pub fn acquire(cfg: &Config) -> Result<Lock> {
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     if !try_lock(&file) {
-        let holder = read_info(&dir);
-        let who = match &holder {
-            Some(i) => format!(
-                "`devenv up` is already running for {} (pid {}); its page: {}",
-                i.config.display(),
-                i.pid,
-                i.url
-            ),
-            None => format!("`devenv up` is already running for {}", cfg.file.display()),
-        };
-        anyhow::bail!(
-            "{who}\n  hint: use that one (`devenv status` asks it), or stop it (Ctrl-C in its terminal{}) before starting another",
-            holder.map_or(String::new(), |i| format!(", or `kill {}`", i.pid))
-        );
+        return Err(already_running(cfg, read_info(&dir).as_ref()));
     }
     let info = Info {
         pid: std::process::id(),
         config: cfg.file.clone(),
         url: format!("http://127.0.0.1:{}/", cfg.web.port),
-        started_ms: crate::engine::log::now_ms(),
+        started_ms: crate::host::now_ms(),
     };
     write_info(&dir, &info)?;
     Ok(Lock { _file: file, dir })
+}
+
+/// The error for a second `up`: which one runs, where its page is, and how to stop it.
+pub fn already_running(cfg: &Config, holder: Option<&Info>) -> anyhow::Error {
+    let who = match holder {
+        Some(i) => format!(
+            "`devenv up` is already running for {} (pid {}); its page: {}",
+            i.config.display(),
+            i.pid,
+            i.url
+        ),
+        None => format!("`devenv up` is already running for {}", cfg.file.display()),
+    };
+    anyhow::anyhow!(
+        "{who}\n  hint: use that one (`devenv status` asks it), or stop it (`devenv stop`, or Ctrl-C in its terminal) before starting another"
+    )
+}
+
+/// The project's running daemon, if one runs.
+pub fn running(cfg: &Config) -> Option<Info> {
+    find(cfg).ok().map(|(info, _)| info)
 }
 
 /// The record of the daemon running in `dir`, if one wrote it.

@@ -1,0 +1,149 @@
+//! A daemon in the background: `devenv up --detach` starts the same `up` detached from the
+//! terminal (its own session, its output in a log file of the state directory) and returns
+//! once its page answers and the doctor's checks passed; `devenv stop` ends a running `up` as
+//! SIGTERM would, and waits until it is gone.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+
+use super::daemon;
+use crate::config::Config;
+use crate::web::client;
+
+/// Set in the detached `up`: it was started by `up --detach`.
+pub const DETACHED_ENV: &str = "DEVENV_DETACHED";
+
+/// How long `up --detach` waits for the page and the doctor's checks.
+const START_WAIT: Duration = Duration::from_secs(120);
+/// How long `devenv stop` waits for the daemon to end before it kills it.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// Where a detached `up` writes its output.
+pub fn log_path(cfg: &Config) -> Option<PathBuf> {
+    daemon::project_dir(cfg).map(|d| d.join("up.log"))
+}
+
+/// The last `n` lines of a file, for a daemon that ended early.
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// `devenv up --detach`: `args` are this process's arguments without `--detach`.
+pub fn detach(cfg: &Config, args: Vec<OsString>) -> Result<ExitCode> {
+    if let Some(info) = daemon::running(cfg) {
+        return Err(daemon::already_running(cfg, Some(&info)));
+    }
+    let Some(log) = log_path(cfg) else {
+        anyhow::bail!("no state directory: set DEVENV_STATE_DIR or HOME");
+    };
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    // The last run's output is kept beside.
+    let _ = std::fs::rename(&log, log.with_extension("log.1"));
+    let out =
+        std::fs::File::create(&log).with_context(|| format!("cannot write {}", log.display()))?;
+    let err = out.try_clone()?;
+    let exe = std::env::current_exe().context("cannot find devenv's own executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .env(DETACHED_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    // SAFETY: setsid(2) between fork and exec touches no memory of the parent; it makes the
+    // daemon a session of its own, so the terminal's Ctrl-C and hang-up never reach it.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start the detached devenv")?;
+    let pid = child.id();
+    let dir = daemon::project_dir(cfg).unwrap_or_default();
+    let started = Instant::now();
+    while started.elapsed() < START_WAIT {
+        if let Ok(Some(status)) = child.try_wait() {
+            eprintln!("{}", tail(&log, 30));
+            anyhow::bail!(
+                "the detached devenv ended ({status}) before its page answered; its output is above and in {}",
+                log.display()
+            );
+        }
+        if let Some(info) = daemon::read_info(&dir).filter(|i| i.pid == pid)
+            && let Some(port) = info.port().filter(|p| *p != 0)
+            && let Ok(r) = client::request(port, "GET", "/api/status", &[])
+            && r.status == 200
+        {
+            let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+            if v["steps"]["doctor"]["status"] == "done" {
+                let token = std::fs::read_to_string(dir.join("token")).unwrap_or_default();
+                println!("page       http://127.0.0.1:{port}/?token={}", token.trim());
+                println!(
+                    "detached   pid {pid}; its output goes to {}; `devenv stop` ends it",
+                    log.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    anyhow::bail!(
+        "the detached devenv (pid {pid}) did not answer within {} s; its output is in {}\n  hint: `devenv stop` ends it",
+        START_WAIT.as_secs(),
+        log.display()
+    )
+}
+
+/// Whether process `pid` exists.
+fn alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+fn signal(pid: u32, sig: i32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        // SAFETY: kill(2) on the pid the daemon's own record names.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// `devenv stop`: SIGTERM to the project's running `up`, then waits until it is gone.
+pub fn stop(cfg: &Config) -> Result<ExitCode> {
+    let (info, _) = daemon::find(cfg)?;
+    signal(info.pid, libc::SIGTERM);
+    let started = Instant::now();
+    while started.elapsed() < STOP_WAIT {
+        if !alive(info.pid) {
+            println!(
+                "stopped    `devenv up` (pid {}) for {}; the cluster and the workloads are left running",
+                info.pid,
+                info.config.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(info.pid, libc::SIGKILL);
+    println!(
+        "killed     `devenv up` (pid {}) did not end within {} s; the next `devenv up` stops what it left running",
+        info.pid,
+        STOP_WAIT.as_secs()
+    );
+    Ok(ExitCode::FAILURE)
+}

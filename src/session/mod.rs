@@ -1,0 +1,286 @@
+//! One run of `devenv up`, from the first instant to the last: the project's lock, the
+//! signal handlers, the status page (before anything else, so bring-up is watched live), the
+//! engine with its workers, the file watcher and the reload of what `up` was set up from,
+//! and the terminal view. `--ci` is the same session with an exit rule.
+//!
+//! Owns the life of the daemon and the wiring between its parts. Must not build, deploy or
+//! decide anything itself: the engine decides, the workers do, the views print.
+
+pub mod daemon;
+pub mod detach;
+mod reloader;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{self, Config, Loaded};
+use crate::engine::driver::{self, Logs};
+use crate::engine::state::{Event, State, StepStatus};
+use crate::workers::{self, bringup, deploy as deploy_w};
+use crate::{exec, out, views, web};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub recreate_cluster: bool,
+    pub ci: bool,
+}
+
+/// The async runtime every part of a session runs on.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// `devenv up`: one engine from the first second. The page answers first; the doctor's
+/// checks, the cluster, builds, deploys, readiness waits and the dev loop are the engine's
+/// steps. With `--ci`, a summary and an exit code once everything settled.
+pub fn up(loaded: &Loaded, shown: String, cwd: &Path, opts: Options) -> Result<ExitCode> {
+    let cfg = &loaded.config;
+    // One daemon per project; what a crashed one left running goes first.
+    let lock = daemon::acquire(cfg)?;
+    let leftovers = exec::kill_leftovers(&lock.groups_file());
+    if leftovers > 0 {
+        out::say(
+            "cleaned",
+            format!(
+                "{leftovers} process group(s) left running by an earlier devenv that did not stop cleanly"
+            ),
+        );
+    }
+    exec::record_groups(&lock.groups_file());
+    let rt = runtime()?;
+    let result = rt.block_on(run(loaded, shown, cwd, opts, lock.dir()));
+    // Forwards, log streams and watches end with the runtime; the cluster stays as it is.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    drop(lock);
+    result
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn wait_for_stop() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+/// What the page's header shows of the project.
+fn header(cfg: &Config) -> web::Header {
+    let cluster = cfg.needs_cluster();
+    web::Header {
+        project: cfg.project.clone(),
+        config: cfg.file.display().to_string(),
+        provider: if cluster {
+            match cfg.cluster.provider {
+                config::Provider::Minikube => "minikube".into(),
+                config::Provider::Existing => "existing".into(),
+            }
+        } else {
+            "none".into()
+        },
+        profile: cluster.then(|| cfg.cluster.profile.clone()),
+        context: cluster.then(|| cfg.cluster.context.clone()),
+        cpus: cluster.then_some(cfg.cluster.cpus),
+        memory_mb: cluster.then_some(cfg.cluster.memory_mb),
+    }
+}
+
+/// The channels that carry what may change while `up` runs, shared by the workers, the page
+/// and the reloader.
+pub struct Current {
+    pub cfg: watch::Sender<Arc<Config>>,
+    /// Image -> the resources that run it.
+    pub users: watch::Sender<BTreeMap<String, Vec<String>>>,
+    pub infos: watch::Sender<Vec<workers::ResourceInfo>>,
+}
+
+async fn run(
+    loaded: &Loaded,
+    shown: String,
+    cwd: &Path,
+    opts: Options,
+    state_dir: &Path,
+) -> Result<ExitCode> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    // Ctrl-C or SIGTERM from the first instant: the engine cancels whatever runs (a doctor
+    // check, minikube, a build, a wait), its workers kill every process group, and it ends.
+    let signals = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            wait_for_stop().await;
+            out::say(
+                "stopping",
+                "watchers, commands, port-forwards and log streams closed; the cluster and workloads are left running",
+            );
+            let _ = tx.send(Event::Shutdown);
+        })
+    };
+    let cfg = Arc::new(loaded.config.clone());
+    let shape = deploy_w::shape(&cfg)?;
+    let state = State::new(workers::graph(
+        &cfg,
+        &shape.resource_images,
+        &shape.released,
+    ));
+    let logs = Logs::new(cfg.web.log_buffer);
+    let (live_tx, live_rx) = watch::channel(BTreeMap::new());
+    let live = Arc::new(live_tx);
+    let (snap_tx, snap_rx) = watch::channel(driver::initial(&state));
+    let (report_tx, report_rx) = watch::channel(serde_json::Value::Null);
+    let (cfg_tx, cfg_rx) = watch::channel(cfg.clone());
+    let (users_tx, users_rx) = watch::channel(deploy_w::users(&shape.resource_images));
+    let (infos_tx, infos_rx) =
+        watch::channel(workers::resource_infos(&cfg, &shape.resource_images));
+    let current = Current {
+        cfg: cfg_tx,
+        users: users_tx,
+        infos: infos_tx,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut page_error = None;
+    if !opts.ci {
+        let proc_root = crate::doctor::Env::from_process().proc_root;
+        // A busy port is said after the doctor's checks, whose report names its holder with
+        // everything else that is wrong.
+        match web::listen(cfg.web.port, &proc_root).await {
+            Ok(listener) => {
+                let port = listener.local_addr().map_or(cfg.web.port, |a| a.port());
+                let token = web::new_token();
+                daemon::publish(state_dir, &cfg, port, &token)?;
+                tasks.spawn(web::serve(
+                    listener,
+                    web::Shared {
+                        snapshots: snap_rx.clone(),
+                        live: live_rx,
+                        logs: logs.clone(),
+                        events: tx.clone(),
+                        header: header(&cfg),
+                        resources: infos_rx,
+                        doctor: report_rx,
+                        token: token.clone(),
+                        session: web::new_token(),
+                        port,
+                    },
+                ));
+                // The address signs the browser in (the page carries no credential).
+                out::say("page", format!("http://127.0.0.1:{port}/?token={token}"));
+            }
+            Err(e) => page_error = Some(format!("the status page: {e}\n  hint: {}", e.hint())),
+        }
+    }
+    let mut workers = workers::Workers::new(workers::Setup {
+        cfg: cfg_rx,
+        ci: opts.ci,
+        logs: logs.clone(),
+        live,
+        users: users_rx,
+        bringup: bringup::Inputs {
+            shown: shown.clone(),
+            warnings: loaded.warnings.len(),
+            recreate_cluster: opts.recreate_cluster,
+            page_error: Mutex::new(page_error),
+            report: report_tx,
+        },
+    });
+    let outcomes = workers.outcomes();
+    // Without --ci, file changes feed the engine from the start, so a save during the
+    // first builds is built after them; an edit of what `up` was set up from is reloaded.
+    let watching = if opts.ci {
+        None
+    } else {
+        let w = reloader::Reloader::start(cfg.clone(), current, tx.clone(), cwd.to_path_buf())?;
+        Some(tokio::spawn(w.run()))
+    };
+    let view = tokio::spawn(views::view(snap_rx.clone(), views::shown_of(&state)));
+    let engine = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let end = driver::run(state, rx, tx, &mut workers, &snap_tx).await;
+            // The last command was Stop: the workers have ended everything.
+            drop(workers);
+            end
+        })
+    };
+    let _ = tx.send(Event::Start);
+    {
+        let mut snaps = snap_rx.clone();
+        let tx = tx.clone();
+        let ci = opts.ci;
+        tasks.spawn(async move {
+            // Once the first start settled, the dev loop is all that runs (or, with --ci,
+            // nothing more will happen by itself).
+            while snaps.changed().await.is_ok() {
+                let settled = snaps.borrow().state.settled();
+                if settled {
+                    if ci {
+                        let _ = tx.send(Event::Shutdown);
+                    } else {
+                        out::say(
+                            "running",
+                            "Ctrl-C stops devenv; the cluster and the workloads stay up",
+                        );
+                    }
+                    break;
+                }
+            }
+        });
+    }
+    let end = engine.await?;
+    // The view prints the last changes before it ends.
+    let _ = tokio::time::timeout(Duration::from_millis(300), view).await;
+    out::set_progress("");
+    signals.abort();
+    if let Some(w) = watching {
+        w.abort();
+    }
+    tasks.abort_all();
+    exec::kill_all();
+    if end.doctor.status == StepStatus::Failed {
+        // The report (or the page's port) was said.
+        return Ok(ExitCode::FAILURE);
+    }
+    if end.cluster.status == StepStatus::Failed && end.doctor.status == StepStatus::Done {
+        let why = end.cluster.message.clone().unwrap_or_default();
+        if !why.starts_with("cancelled") {
+            anyhow::bail!("{why}");
+        }
+    }
+    if opts.ci {
+        // --ci reads no edit: it ends with the config it started with.
+        let cfg = &loaded.config;
+        let outcomes = crate::host::lock(&outcomes).clone();
+        views::print_summary(cfg, &end, &outcomes);
+        views::summary_of_locals(cfg, &end);
+        // A manual local resource that nobody triggered is not a failure.
+        let ok = end.resources.iter().all(|(n, r)| {
+            r.status == crate::engine::state::Status::Ready
+                || cfg
+                    .locals
+                    .iter()
+                    .any(|l| &l.name == n && views::untriggered(l, r))
+        });
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    Ok(ExitCode::SUCCESS)
+}

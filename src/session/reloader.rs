@@ -1,0 +1,302 @@
+//! Watching while `up` runs. Batches of file changes go to the engine. An edit of what `up`
+//! was set up from (devenv.toml, the chart and its values files, a manifest) is read again
+//! and checked; a good one sends the engine the difference (one helm upgrade for a values
+//! file, that file applied for a manifest, what changed for devenv.toml), an invalid one is
+//! shown in the terminal and on the page while the last good config runs on.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+use tokio::sync::mpsc;
+
+use super::Current;
+use crate::config::{self, Config};
+use crate::engine::state::{Event, Reload};
+use crate::watch::{self as files, Reload as Edit};
+use crate::workers::{self, deploy as deploy_w};
+use crate::{out, reload};
+
+type Batches = mpsc::UnboundedReceiver<Result<files::Batch, files::WatchError>>;
+
+pub struct Reloader {
+    /// The last good config: what runs.
+    cfg: Arc<Config>,
+    current: Current,
+    tx: mpsc::UnboundedSender<Event>,
+    cwd: PathBuf,
+    watcher: files::Watcher,
+    batches: Batches,
+}
+
+/// Starts the file watcher (inside a tokio runtime), saying what it watches.
+fn start_watching(cfg: &Config) -> Result<(files::Watcher, Batches)> {
+    let (w, batches) = files::Watcher::start(cfg).map_err(|e| match e.hint() {
+        Some(h) => anyhow::anyhow!("{e}\n  hint: {h}"),
+        None => anyhow::anyhow!("{e}"),
+    })?;
+    out::say(
+        "watching",
+        format!(
+            "{} director{} (debounce {} ms)",
+            w.dirs,
+            if w.dirs == 1 { "y" } else { "ies" },
+            cfg.watch.debounce.as_millis()
+        ),
+    );
+    Ok((w, batches))
+}
+
+/// A config error as the user reads it: each diagnostic with its file, line and column.
+fn config_error(e: &config::ConfigError) -> String {
+    match e {
+        config::ConfigError::Invalid { diagnostics } => diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => other.to_string(),
+    }
+}
+
+impl Reloader {
+    pub fn start(
+        cfg: Arc<Config>,
+        current: Current,
+        tx: mpsc::UnboundedSender<Event>,
+        cwd: PathBuf,
+    ) -> Result<Reloader> {
+        let (watcher, batches) = start_watching(&cfg)?;
+        Ok(Reloader {
+            cfg,
+            current,
+            tx,
+            cwd,
+            watcher,
+            batches,
+        })
+    }
+
+    fn shown(&self) -> String {
+        self.cfg.rel(&self.cfg.file)
+    }
+
+    pub async fn run(mut self) {
+        while let Some(b) = self.batches.recv().await {
+            let b = match b {
+                Ok(b) => b,
+                Err(e) => {
+                    out::say(
+                        "error",
+                        match e.hint() {
+                            Some(h) => format!("{e}\n  hint: {h}"),
+                            None => e.to_string(),
+                        },
+                    );
+                    continue;
+                }
+            };
+            let root = &self.cfg.root;
+            let sample: Vec<String> = b
+                .sample
+                .iter()
+                .map(|p| p.strip_prefix(root).unwrap_or(p).display().to_string())
+                .collect();
+            let what: Vec<String> = b
+                .targets
+                .images
+                .iter()
+                .chain(&b.targets.locals)
+                .cloned()
+                .chain(b.targets.reload.iter().map(|r| match r {
+                    Edit::Config => "reload devenv.toml".to_owned(),
+                    Edit::Release => "helm upgrade".to_owned(),
+                    Edit::Manifest(m) => format!("apply {}", self.cfg.rel(m)),
+                }))
+                .collect();
+            out::say(
+                "changed",
+                format!(
+                    "{} file{} ({}{}) -> {}",
+                    b.paths,
+                    if b.paths == 1 { "" } else { "s" },
+                    sample.join(", "),
+                    if b.paths > sample.len() { ", …" } else { "" },
+                    what.join(", ")
+                ),
+            );
+            if !b.targets.reload.is_empty() {
+                self.reload(&b.targets.reload).await;
+            }
+            if !b.targets.images.is_empty() || !b.targets.locals.is_empty() {
+                let _ = self.tx.send(Event::Changed {
+                    images: b.targets.images,
+                    locals: b.targets.locals,
+                });
+            }
+        }
+    }
+
+    /// Reads the edited files again and sends the engine what changed, or the error.
+    async fn reload(&mut self, edits: &BTreeSet<Edit>) {
+        let result = if edits.contains(&Edit::Config) {
+            // The config names the chart and the manifests: all of them are read again.
+            self.reload_config().await
+        } else {
+            self.reload_files(edits).await
+        };
+        if let Err(message) = result {
+            let _ = self.tx.send(Event::ReloadFailed { message });
+        }
+    }
+
+    /// devenv.toml changed: read and check it, and apply the difference.
+    async fn reload_config(&mut self) -> Result<(), String> {
+        let (file, cwd) = (self.cfg.file.clone(), self.cwd.clone());
+        let loaded = tokio::task::spawn_blocking(move || config::load(&file, &cwd))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| config_error(&e))?;
+        for w in &loaded.warnings {
+            out::say("warning", w);
+        }
+        let old = self.cfg.clone();
+        let mut new = loaded.config;
+        let d0 = reload::diff(&old, &new, &BTreeSet::new());
+        for what in &d0.restart {
+            out::say(
+                "reload",
+                format!("{what} changed: it takes effect on the next `devenv up`"),
+            );
+        }
+        // What only a new `up` can take keeps its running value.
+        new.cluster = old.cluster.clone();
+        new.web = old.web.clone();
+        new.secrets = old.secrets.clone();
+        new.project = old.project.clone();
+        let new = Arc::new(new);
+        let shown = self.shown();
+        let checked = new.clone();
+        let shape = tokio::task::spawn_blocking(move || {
+            let shape = deploy_w::shape(&checked)?;
+            if checked.deploy.helm.is_some() {
+                deploy_w::check_chart(&checked, &shown)?;
+            }
+            anyhow::Ok(shape)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{e:#}"))?;
+        let d = reload::diff(&old, &new, &shape.released);
+        // The watcher follows the new paths (a new context, a new values file).
+        match start_watching(&new) {
+            Ok((w, b)) => {
+                self.watcher = w;
+                self.batches = b;
+            }
+            Err(e) => out::say("error", format!("{e:#}")),
+        }
+        self.publish(&new, &shape);
+        let files: BTreeSet<String> = if d.manifests {
+            new.deploy.manifests.iter().map(|m| new.rel(m)).collect()
+        } else {
+            BTreeSet::new()
+        };
+        let summary = summary(&d);
+        self.cfg = new.clone();
+        let _ = self.tx.send(Event::Reload(Box::new(Reload {
+            graph: workers::graph(&new, &shape.resource_images, &shape.released),
+            images: d.images,
+            locals: d.locals,
+            resources: d.redeploy,
+            replaced: d.replaced,
+            files,
+        })));
+        out::say("reloaded", format!("{}: {summary}", self.shown()));
+        Ok(())
+    }
+
+    /// A values file, the chart or a manifest changed: check it, then deploy what it
+    /// changes (one helm upgrade of the release; the manifest applied whole).
+    async fn reload_files(&mut self, edits: &BTreeSet<Edit>) -> Result<(), String> {
+        let cfg = self.cfg.clone();
+        let shown = self.shown();
+        let release = edits.contains(&Edit::Release);
+        let shape = tokio::task::spawn_blocking(move || {
+            let shape = deploy_w::shape(&cfg)?;
+            if release {
+                deploy_w::check_chart(&cfg, &shown)?;
+            }
+            anyhow::Ok(shape)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{e:#}"))?;
+        let mut resources: BTreeSet<String> = BTreeSet::new();
+        let mut files: BTreeSet<String> = BTreeSet::new();
+        if release {
+            resources.extend(shape.released.iter().cloned());
+        }
+        for e in edits {
+            if let Edit::Manifest(m) = e {
+                let rel = self.cfg.rel(m);
+                resources.extend(
+                    shape
+                        .docs
+                        .iter()
+                        .filter(|d| d.file == rel)
+                        .filter_map(|d| d.owner.clone()),
+                );
+                files.insert(rel);
+            }
+        }
+        let cfg = self.cfg.clone();
+        self.publish(&cfg, &shape);
+        // A manifest may run other images now: the graph follows.
+        let _ = self.tx.send(Event::Reload(Box::new(Reload {
+            graph: workers::graph(&cfg, &shape.resource_images, &shape.released),
+            resources,
+            files,
+            ..Reload::default()
+        })));
+        Ok(())
+    }
+
+    /// The new config and what its resources run, for the workers and the page.
+    fn publish(&self, cfg: &Arc<Config>, shape: &deploy_w::Shape) {
+        self.current.cfg.send_replace(cfg.clone());
+        self.current
+            .users
+            .send_replace(deploy_w::users(&shape.resource_images));
+        self.current
+            .infos
+            .send_replace(workers::resource_infos(cfg, &shape.resource_images));
+    }
+}
+
+/// What a reload does, in a few words.
+fn summary(d: &reload::Diff) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut list = |what: &str, set: &BTreeSet<String>| {
+        if !set.is_empty() {
+            parts.push(format!(
+                "{what} {}",
+                set.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    };
+    list("rebuild", &d.images);
+    list("rerun", &d.locals);
+    list("redeploy", &d.redeploy);
+    list("bring up again", &d.replaced);
+    if d.manifests {
+        parts.push("apply the manifests".into());
+    }
+    if d.is_empty() {
+        "nothing to run again; new and removed resources follow the new config".into()
+    } else {
+        parts.join("; ")
+    }
+}

@@ -1,0 +1,59 @@
+//! Image builds for the engine: output to the terminal and to the logs of the resources that
+//! run the image.
+
+use crate::build::{self, run::BuildError};
+use crate::cluster::minikube::ImageStore;
+use crate::config::Config;
+use crate::engine::driver::Logs;
+use crate::exec::{Cancel, ExecError};
+use crate::out;
+
+/// Builds `name` (unless its tag is present); the reference, or the error as the user reads it.
+pub fn build_image(
+    cfg: &Config,
+    name: &str,
+    store: Option<&ImageStore>,
+    cancel: &Cancel,
+    logs: &Logs,
+    users: &[String],
+) -> Result<String, String> {
+    let Some(image) = cfg.images.iter().find(|i| i.name == name) else {
+        return Err(format!("no image `{name}` in the config"));
+    };
+    out::say_for("building", name, "");
+    let r = build::run::build_one(cfg, image, store, Some(cancel), &mut |l| {
+        out::tool(name, l);
+        for u in users {
+            logs.push(u, "build", l);
+        }
+    });
+    match r {
+        Ok(b) => {
+            let text = match b.outcome {
+                build::run::Outcome::Built => {
+                    let text = format!("{} ({:.1}s)", b.reference, b.duration.as_secs_f64());
+                    out::say("built", &text);
+                    text
+                }
+                build::run::Outcome::Present => {
+                    out::say("present", format!("{} (nothing to build)", b.reference));
+                    format!("{} (already present)", b.reference)
+                }
+            };
+            for u in users {
+                logs.push(u, "build", &format!("built {text}"));
+            }
+            Ok(b.reference)
+        }
+        Err(BuildError::Exec(ExecError::Cancelled { .. })) => Err("cancelled".into()),
+        Err(e) => {
+            out::say_for("failed", name, &format!("{e}"));
+            for u in users {
+                for l in e.to_string().lines() {
+                    logs.push(u, "build", l);
+                }
+            }
+            Err(e.to_string())
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! What follows a deployed resource: its port-forwards, NodePort URLs and links, its pod
+//! counts for the page, and its pods' logs. A failure of any of them is the resource's
+//! warning, said once, and never stops the rest.
+
+use std::sync::Arc;
+
+use super::{LiveMap, Prepared};
+use crate::config;
+use crate::deploy;
+use crate::engine::driver::Logs;
+use crate::host::lock;
+use crate::out;
+
+/// Follows `r` until the task is aborted (when `r` leaves the config, or devenv stops): the
+/// tasks it starts end with it.
+pub async fn follow_one(r: config::Resource, prepared: &Prepared, logs: Logs, live: LiveMap) {
+    let target = &prepared.target;
+    let report = warn(&r.name, "follow", &logs, &live);
+    let pods = match deploy::pods::watch(&target.client, &r.namespace, &r.workload).await {
+        Ok(p) => p,
+        Err(e) => {
+            report(format!("cannot watch its pods: {e}"));
+            return;
+        }
+    };
+    // Dropped (and so aborted) when this task is.
+    let mut tasks = tokio::task::JoinSet::new();
+    // Ports bound at bring-up, or (a resource added by a reload) bound now.
+    let bound = lock(&prepared.forwards).remove(&r.name);
+    let listeners = match bound {
+        Some(l) => l,
+        None => {
+            let mut l = Vec::new();
+            for pf in &r.port_forwards {
+                match deploy::forward::listen(pf.local, &prepared.proc_root).await {
+                    Ok(listener) => l.push((pf.local, pf.remote, listener)),
+                    Err(e) => report(format!("{e}\n  hint: {}", e.hint())),
+                }
+            }
+            l
+        }
+    };
+    for (local, remote, listener) in listeners {
+        out::say(
+            "forward",
+            format!(
+                "{}: http://127.0.0.1:{local} -> {}:{remote}",
+                r.name, r.workload
+            ),
+        );
+        tasks.spawn(deploy::forward::serve(
+            listener,
+            pods.clone(),
+            remote,
+            warn(&r.name, "forward", &logs, &live),
+        ));
+    }
+    if let Some(ip) = &prepared.node_ip {
+        let api: kube::Api<k8s_openapi::api::core::v1::Service> =
+            kube::Api::namespaced(target.client.clone(), &r.namespace);
+        match api.list(&Default::default()).await {
+            Ok(l) => {
+                for url in deploy::forward::node_urls(&l.items, &pods.template_labels, ip) {
+                    out::say("url", format!("{}: {url}", r.name));
+                }
+            }
+            Err(e) => report(format!("cannot list the Services in {}: {e}", r.namespace)),
+        }
+    }
+    for link in &r.links {
+        out::say("link", format!("{}: {link}", r.name));
+    }
+    // Pod counts for the page, kept current.
+    {
+        let pods = pods.clone();
+        let name = r.name.clone();
+        let live = live.clone();
+        tasks.spawn(async move {
+            let mut changed = pods.changed.clone();
+            loop {
+                let c = Some(pods.counts());
+                live.send_if_modified(|m| {
+                    let l = m.entry(name.clone()).or_default();
+                    std::mem::replace(&mut l.pods, c) != c
+                });
+                if changed.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let name = r.name.clone();
+    let report = warn(&r.name, "logs", &logs, &live);
+    tasks.spawn(deploy::logs::follow(
+        pods,
+        move |l| {
+            let source = format!("{}/{}", l.pod, l.container);
+            out::output(&name, &source, &l.text);
+            logs.with(&name, |b| {
+                b.push(
+                    l.time_ms.unwrap_or_else(crate::host::now_ms),
+                    &source,
+                    &l.text,
+                );
+            });
+        },
+        report,
+    ));
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Where a failure of a resource's log stream or port-forward goes: the terminal (`label`
+/// line), the resource's log, and its warning in the status API and on the page.
+fn warn(
+    resource: &str,
+    label: &'static str,
+    logs: &Logs,
+    live: &LiveMap,
+) -> impl Fn(String) + Send + Sync + Clone + 'static {
+    let (name, logs, live) = (resource.to_owned(), logs.clone(), Arc::clone(live));
+    move |message: String| {
+        out::say_for(label, &name, &message);
+        for line in message.lines() {
+            logs.push(&name, label, line);
+        }
+        live.send_modify(|m| m.entry(name.clone()).or_default().warning = Some(message));
+    }
+}

@@ -1,0 +1,495 @@
+//! The engine's hands: the only implementation of its `Workers` trait. Each command becomes a
+//! call into a domain module (doctor, cluster, build, deploy, exec) on a task of its own, and
+//! its outcome goes back to the engine as an event. Output goes to the terminal (`out`) and
+//! to the resources' logs.
+//!
+//! Owns the doctor and cluster steps of bring-up, builds, deploys, readiness waits, local
+//! commands and what follows a deployed resource (forwards, URLs, pod counts, logs). Must not
+//! decide what runs next: that is the engine's reducer. Reads the config through a watch
+//! channel, so a reload reaches every command dispatched after it.
+
+pub mod bringup;
+mod build;
+pub mod deploy;
+mod follow;
+mod local;
+mod wait;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{self, Config};
+use crate::deploy::rollout::PodCounts;
+use crate::engine::driver::{self, Logs};
+use crate::engine::state::{Command, Event, Graph, Node};
+use crate::exec::{self, Cancel};
+use crate::host::lock;
+use crate::out;
+
+pub use bringup::Prepared;
+
+/// A local command may run long (a code generator, a test suite), but not forever.
+const RUN_TIMEOUT: Duration = Duration::from_secs(3600);
+/// A serve command runs until devenv stops or its inputs change.
+const SERVE_TIMEOUT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// What is known of a cluster resource besides the engine's state, kept current from its
+/// watches, log streams and port-forwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Live {
+    pub pods: Option<PodCounts>,
+    /// The last failure of its log stream or a port-forward, as a sentence with a hint.
+    pub warning: Option<String>,
+}
+
+/// Per resource, what the cluster says of it now.
+pub type LiveMap = Arc<watch::Sender<BTreeMap<String, Live>>>;
+
+/// A resource as the page and `devenv status` see it, besides the engine's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResourceInfo {
+    pub name: String,
+    /// `cluster` or `local`.
+    pub kind: String,
+    pub workload: Option<String>,
+    pub namespace: Option<String>,
+    pub images: Vec<String>,
+    pub port_forwards: Vec<String>,
+    pub links: Vec<String>,
+    pub manual: bool,
+}
+
+/// What the page shows of each resource besides its state.
+pub fn resource_infos(
+    cfg: &Config,
+    resource_images: &BTreeMap<String, Vec<String>>,
+) -> Vec<ResourceInfo> {
+    let mut out: Vec<ResourceInfo> = cfg
+        .resources
+        .iter()
+        .map(|r| ResourceInfo {
+            name: r.name.clone(),
+            kind: "cluster".into(),
+            workload: Some(r.workload.to_string()),
+            namespace: Some(r.namespace.clone()),
+            images: resource_images.get(&r.name).cloned().unwrap_or_default(),
+            port_forwards: r
+                .port_forwards
+                .iter()
+                .map(|p| format!("{}:{}", p.local, p.remote))
+                .collect(),
+            links: r.links.clone(),
+            manual: r.trigger == config::TriggerMode::Manual,
+        })
+        .collect();
+    out.extend(cfg.locals.iter().map(|l| ResourceInfo {
+        name: l.name.clone(),
+        kind: "local".into(),
+        workload: None,
+        namespace: None,
+        images: Vec::new(),
+        port_forwards: Vec::new(),
+        links: l.links.clone(),
+        manual: l.trigger == config::TriggerMode::Manual,
+    }));
+    out
+}
+
+/// The engine's view of the project. `released` names the cluster resources whose workload
+/// the Helm release renders.
+pub fn graph(
+    cfg: &Config,
+    resource_images: &BTreeMap<String, Vec<String>>,
+    released: &BTreeSet<String>,
+) -> Graph {
+    let release = cfg.deploy.helm.as_ref().map(|h| h.release.clone());
+    let mut resources: Vec<Node> = cfg
+        .resources
+        .iter()
+        .map(|r| Node {
+            name: r.name.clone(),
+            images: resource_images.get(&r.name).cloned().unwrap_or_default(),
+            depends_on: r.depends_on.clone(),
+            manual: r.trigger == config::TriggerMode::Manual,
+            local: false,
+            release: release.clone().filter(|_| released.contains(&r.name)),
+        })
+        .collect();
+    resources.extend(cfg.locals.iter().map(|l| Node {
+        name: l.name.clone(),
+        images: Vec::new(),
+        depends_on: l.depends_on.clone(),
+        manual: l.trigger == config::TriggerMode::Manual,
+        local: true,
+        release: None,
+    }));
+    Graph {
+        images: cfg.images.iter().map(|i| i.name.clone()).collect(),
+        resources,
+        doctor: true,
+        cluster: cfg.needs_cluster(),
+        // Minikube's image store is where builds go (with an existing cluster, a registry).
+        builds_need_cluster: cfg.needs_cluster()
+            && cfg.cluster.provider == config::Provider::Minikube,
+    }
+}
+
+/// How each cluster resource's last readiness wait ended: its pods and how long it took.
+pub type Outcomes = Arc<Mutex<BTreeMap<String, (PodCounts, Option<Duration>)>>>;
+
+/// What the session gives the workers.
+pub struct Setup {
+    /// The config now: a reload sends the new one before the engine hears of it.
+    pub cfg: watch::Receiver<Arc<Config>>,
+    pub ci: bool,
+    pub logs: Logs,
+    pub live: LiveMap,
+    /// Image -> the resources that run it (their logs get the build's output).
+    pub users: watch::Receiver<BTreeMap<String, Vec<String>>>,
+    pub bringup: bringup::Inputs,
+}
+
+/// The workers of `up`: each command runs on a task of its own and reports back.
+pub struct Workers {
+    cfg: watch::Receiver<Arc<Config>>,
+    ci: bool,
+    logs: Logs,
+    live: LiveMap,
+    users: watch::Receiver<BTreeMap<String, Vec<String>>>,
+    bringup: Arc<bringup::Inputs>,
+    /// Set once the cluster is up (commands that need it come only after).
+    cluster: Arc<std::sync::OnceLock<Prepared>>,
+    outcomes: Outcomes,
+    /// The follow tasks of each deployed resource (forwards, pod counts, logs), from its
+    /// first deploy on.
+    followed: Arc<Mutex<BTreeMap<String, tokio::task::JoinSet<()>>>>,
+    /// Whether the manifest objects that are no resource's workload went in (first deploy).
+    shared_applied: Arc<Mutex<bool>>,
+    /// The bring-up steps in flight (doctor, cluster), cancelled on stop.
+    steps: Cancel,
+    builds: HashMap<String, (u64, Cancel)>,
+    /// How many builds may run at once (half the CPUs, at least one).
+    build_slots: Arc<tokio::sync::Semaphore>,
+    runs: HashMap<String, (u64, Cancel)>,
+    /// Serve commands running, by local resource.
+    serves: Arc<Mutex<HashMap<String, Cancel>>>,
+    waits: HashMap<String, tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    pub fn new(setup: Setup) -> Workers {
+        Workers {
+            cfg: setup.cfg,
+            ci: setup.ci,
+            logs: setup.logs,
+            live: setup.live,
+            users: setup.users,
+            bringup: Arc::new(setup.bringup),
+            cluster: Arc::new(std::sync::OnceLock::new()),
+            outcomes: Arc::new(Mutex::new(BTreeMap::new())),
+            followed: Arc::new(Mutex::new(BTreeMap::new())),
+            shared_applied: Arc::new(Mutex::new(false)),
+            steps: Cancel::new(),
+            builds: HashMap::new(),
+            build_slots: Arc::new(tokio::sync::Semaphore::new(
+                crate::build::run::default_parallelism(),
+            )),
+            runs: HashMap::new(),
+            serves: Arc::new(Mutex::new(HashMap::new())),
+            waits: HashMap::new(),
+        }
+    }
+
+    /// How each cluster resource's last readiness wait ended (for the `--ci` summary).
+    pub fn outcomes(&self) -> Outcomes {
+        self.outcomes.clone()
+    }
+
+    fn config(&self) -> Arc<Config> {
+        self.cfg.borrow().clone()
+    }
+}
+
+impl driver::Workers for Workers {
+    fn dispatch(&mut self, cmd: Command, events: &mpsc::UnboundedSender<Event>) {
+        let tx = events.clone();
+        match cmd {
+            Command::Doctor => {
+                let cfg = self.config();
+                let inputs = self.bringup.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = bringup::doctor(&cfg, &inputs);
+                    let _ = tx.send(Event::DoctorDone { result });
+                });
+            }
+            Command::PrepareCluster => {
+                let cfg = self.config();
+                let inputs = self.bringup.clone();
+                let cluster = self.cluster.clone();
+                let cancel = self.steps.clone();
+                let handle = tokio::runtime::Handle::current();
+                let ci = self.ci;
+                tokio::task::spawn_blocking(move || {
+                    let progress = |m: &str| {
+                        let _ = tx.send(Event::ClusterProgress {
+                            message: m.to_owned(),
+                        });
+                    };
+                    match bringup::prepare(&handle, &cfg, &inputs, ci, &cancel, &progress) {
+                        Ok(p) => {
+                            let _ = cluster.set(p);
+                            let _ = tx.send(Event::ClusterReady);
+                        }
+                        Err(e) => {
+                            if !cancel.is_cancelled() {
+                                out::say("failed", format!("the cluster: {e:#}"));
+                            }
+                            let _ = tx.send(Event::ClusterFailed {
+                                message: format!("{e:#}"),
+                            });
+                        }
+                    }
+                });
+            }
+            Command::Build { image, generation } => {
+                let cancel = Cancel::new();
+                self.builds
+                    .insert(image.clone(), (generation, cancel.clone()));
+                let cfg = self.config();
+                let store = self.cluster.get().and_then(|p| p.store.clone());
+                let logs = self.logs.clone();
+                let users = self.users.borrow().get(&image).cloned().unwrap_or_default();
+                let slots = self.build_slots.clone();
+                tokio::spawn(async move {
+                    // Builds of different images run side by side, up to the limit.
+                    let permit = slots.acquire_owned().await;
+                    let result = tokio::task::spawn_blocking(move || {
+                        let r = build::build_image(
+                            &cfg,
+                            &image,
+                            store.as_ref(),
+                            &cancel,
+                            &logs,
+                            &users,
+                        );
+                        drop(permit);
+                        (image, r)
+                    })
+                    .await;
+                    if let Ok((image, result)) = result {
+                        let _ = tx.send(Event::BuildDone {
+                            image,
+                            generation,
+                            result,
+                        });
+                    }
+                });
+            }
+            Command::Cancel { image, generation } => {
+                if let Some((g, c)) = self.builds.get(&image)
+                    && *g == generation
+                {
+                    out::say_for("cancelled", &image, "a newer change supersedes this build");
+                    c.cancel();
+                }
+            }
+            Command::Deploy {
+                generation,
+                resources,
+                references,
+                files,
+            } => {
+                let cfg = self.config();
+                let cluster = self.cluster.clone();
+                let logs = self.logs.clone();
+                let handle = tokio::runtime::Handle::current();
+                let shared_applied = self.shared_applied.clone();
+                let me = self.follower();
+                tokio::task::spawn_blocking(move || {
+                    let prepared = cluster.get();
+                    let result = deploy::deploy_resources(
+                        &cfg,
+                        &handle,
+                        prepared.map(|p| &p.target),
+                        prepared.and_then(|p| p.discovery.as_deref()),
+                        &resources,
+                        &references,
+                        &files,
+                        &shared_applied,
+                    );
+                    // From its first deploy on, a resource's forwards and logs are followed.
+                    if result.is_ok() && prepared.is_some() {
+                        for name in &resources {
+                            me.follow(name, &handle);
+                        }
+                    }
+                    for r in &resources {
+                        let text = match &result {
+                            Ok(()) => format!("deployed with {}", deploy::refs_text(&references)),
+                            Err(e) => format!("deploy failed: {e}"),
+                        };
+                        logs.push(r, "deploy", &text);
+                    }
+                    if let Err(e) = &result {
+                        let what = if resources.is_empty() {
+                            files.join(", ")
+                        } else {
+                            resources.join(", ")
+                        };
+                        out::say_for("failed", &what, &format!("deploy: {e}"));
+                    }
+                    let _ = tx.send(Event::DeployDone {
+                        generation,
+                        result: result.map_err(|e| format!("{e:#}")),
+                    });
+                });
+            }
+            Command::Wait { resources } => {
+                let Some(target) = self.cluster.get().map(|p| p.target.clone()) else {
+                    return;
+                };
+                let cfg = self.config();
+                for name in resources {
+                    let Some(r) = cfg.resources.iter().find(|r| r.name == name).cloned() else {
+                        continue;
+                    };
+                    if let Some(old) = self.waits.remove(&name) {
+                        old.abort();
+                    }
+                    let task = tokio::spawn(wait::wait(
+                        r,
+                        target.clone(),
+                        self.ci,
+                        self.outcomes.clone(),
+                        tx.clone(),
+                    ));
+                    self.waits.insert(name, task);
+                }
+            }
+            Command::Run {
+                resource,
+                generation,
+            } => {
+                // A change restarts the serve command: the old one goes first.
+                if let Some(old) = lock(&self.serves).remove(&resource) {
+                    old.cancel();
+                }
+                let cancel = Cancel::new();
+                self.runs
+                    .insert(resource.clone(), (generation, cancel.clone()));
+                let cfg = self.config();
+                let Some(local) = cfg.locals.iter().find(|l| l.name == resource).cloned() else {
+                    return;
+                };
+                let logs = self.logs.clone();
+                let serves = self.serves.clone();
+                tokio::task::spawn_blocking(move || {
+                    local::run_and_serve(&local, generation, &cancel, &logs, &serves, &tx);
+                });
+            }
+            Command::CancelRun {
+                resource,
+                generation,
+            } => {
+                if let Some((g, c)) = self.runs.get(&resource)
+                    && *g == generation
+                {
+                    c.cancel();
+                }
+            }
+            Command::Forget { resource } => {
+                if let Some(mut set) = lock(&self.followed).remove(&resource) {
+                    set.abort_all();
+                }
+                if let Some(w) = self.waits.remove(&resource) {
+                    w.abort();
+                }
+                if let Some((_, c)) = self.runs.remove(&resource) {
+                    c.cancel();
+                }
+                if let Some(c) = lock(&self.serves).remove(&resource) {
+                    c.cancel();
+                }
+                lock(&self.outcomes).remove(&resource);
+                self.live.send_modify(|m| {
+                    m.remove(&resource);
+                });
+                self.logs
+                    .push(&resource, "reload", "removed from the config");
+                out::say_for("removed", &resource, "no longer in the config");
+            }
+            Command::Stop => {
+                self.steps.cancel();
+                for (_, c) in self.builds.values().chain(self.runs.values()) {
+                    c.cancel();
+                }
+                for c in lock(&self.serves).values() {
+                    c.cancel();
+                }
+                for w in self.waits.values() {
+                    w.abort();
+                }
+                for set in lock(&self.followed).values_mut() {
+                    set.abort_all();
+                }
+                exec::kill_all();
+            }
+        }
+    }
+}
+
+/// What a deploy task needs to start following resources.
+#[derive(Clone)]
+struct Follower {
+    ci: bool,
+    cfg: watch::Receiver<Arc<Config>>,
+    cluster: Arc<std::sync::OnceLock<Prepared>>,
+    logs: Logs,
+    live: LiveMap,
+    followed: Arc<Mutex<BTreeMap<String, tokio::task::JoinSet<()>>>>,
+}
+
+impl Workers {
+    fn follower(&self) -> Follower {
+        Follower {
+            ci: self.ci,
+            cfg: self.cfg.clone(),
+            cluster: self.cluster.clone(),
+            logs: self.logs.clone(),
+            live: self.live.clone(),
+            followed: self.followed.clone(),
+        }
+    }
+}
+
+impl Follower {
+    /// Follows `name`'s forwards, URLs, pods and logs, unless it is followed already.
+    fn follow(&self, name: &str, handle: &tokio::runtime::Handle) {
+        if self.ci {
+            return;
+        }
+        let cfg = self.cfg.borrow().clone();
+        let Some(r) = cfg.resources.iter().find(|r| r.name == name).cloned() else {
+            return;
+        };
+        let mut followed = lock(&self.followed);
+        if followed.contains_key(name) {
+            return;
+        }
+        let mut set = tokio::task::JoinSet::new();
+        let (cluster, logs, live) = (self.cluster.clone(), self.logs.clone(), self.live.clone());
+        set.spawn_on(
+            async move {
+                if let Some(p) = cluster.get() {
+                    follow::follow_one(r, p, logs, live).await;
+                }
+            },
+            handle,
+        );
+        followed.insert(name.to_owned(), set);
+    }
+}

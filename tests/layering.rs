@@ -1,0 +1,162 @@
+//! The crate's layering, read from its source: which module imports which (through
+//! `crate::name` paths, test modules left out). No import circle anywhere; lower layers never
+//! import higher ones; each outside boundary has one user.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Module -> the modules it imports, and module -> the crates it names.
+fn imports() -> (
+    BTreeMap<String, BTreeSet<String>>,
+    BTreeMap<String, BTreeSet<String>>,
+) {
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut crates: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut stack = vec![src.clone()];
+    let path_re = regex::Regex::new(r"crate::([a-z_]+)").unwrap_or_else(|e| panic!("{e}"));
+    let group_re = regex::Regex::new(r"crate::\{([^}]*)\}").unwrap_or_else(|e| panic!("{e}"));
+    let word_re = regex::Regex::new(r"\b([a-z_]+)\b").unwrap_or_else(|e| panic!("{e}"));
+    let extern_re = regex::Regex::new(r"(?m)(?:^use |[^:\w])(duct|notify|axum)::")
+        .unwrap_or_else(|e| panic!("{e}"));
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .flatten()
+        {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if p.extension().is_none_or(|x| x != "rs")
+                || p.file_name().is_some_and(|n| n == "tests.rs")
+            {
+                continue;
+            }
+            let rel = p.strip_prefix(&src).unwrap_or(&p);
+            let module = rel
+                .components()
+                .next()
+                .map(|c| {
+                    c.as_os_str()
+                        .to_string_lossy()
+                        .trim_end_matches(".rs")
+                        .to_owned()
+                })
+                .unwrap_or_default();
+            let mut text = std::fs::read_to_string(&p).unwrap_or_default();
+            if let Some(i) = text.find("#[cfg(test)]\nmod tests") {
+                text.truncate(i);
+            }
+            let to = edges.entry(module.clone()).or_default();
+            for c in path_re.captures_iter(&text) {
+                to.insert(c[1].to_owned());
+            }
+            for g in group_re.captures_iter(&text) {
+                for w in word_re.captures_iter(&g[1]) {
+                    if &w[1] != "self" {
+                        to.insert(w[1].to_owned());
+                    }
+                }
+            }
+            to.remove(&module);
+            for c in extern_re.captures_iter(&text) {
+                crates
+                    .entry(c[1].to_owned())
+                    .or_default()
+                    .insert(module.clone());
+            }
+        }
+    }
+    (edges, crates)
+}
+
+/// The modules reachable from `from`, itself excluded unless a circle leads back.
+fn reachable(edges: &BTreeMap<String, BTreeSet<String>>, from: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut stack: Vec<&str> = edges
+        .get(from)
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    while let Some(m) = stack.pop() {
+        if seen.insert(m.to_owned()) {
+            stack.extend(edges.get(m).into_iter().flatten().map(String::as_str));
+        }
+    }
+    seen
+}
+
+#[test]
+fn no_module_imports_itself_through_a_circle() {
+    let (edges, _) = imports();
+    let circles: Vec<&String> = edges
+        .keys()
+        .filter(|m| reachable(&edges, m).contains(*m))
+        .collect();
+    assert!(
+        circles.is_empty(),
+        "import circles through {circles:?}: {edges:#?}"
+    );
+}
+
+#[test]
+fn lower_layers_never_import_higher_ones() {
+    let (edges, _) = imports();
+    // Each module, and what it must never reach, directly or not.
+    let rules: [(&str, &[&str]); 9] = [
+        (
+            "engine",
+            &[
+                "cli", "session", "workers", "views", "web", "deploy", "build", "cluster",
+                "doctor", "exec", "watch", "config",
+            ],
+        ),
+        (
+            "cluster",
+            &[
+                "doctor", "plan", "deploy", "build", "workers", "session", "cli",
+            ],
+        ),
+        (
+            "config",
+            &[
+                "deploy", "build", "cluster", "doctor", "plan", "workers", "session", "cli", "exec",
+            ],
+        ),
+        (
+            "deploy",
+            &["doctor", "plan", "workers", "session", "cli", "web"],
+        ),
+        ("workers", &["session", "cli", "web", "views"]),
+        ("web", &["session", "cli"]),
+        ("views", &["session", "cli", "workers", "web"]),
+        ("host", &["config", "exec", "engine"]),
+        ("session", &["cli"]),
+    ];
+    for (module, never) in rules {
+        let reach = reachable(&edges, module);
+        for n in never {
+            assert!(
+                !reach.contains(*n),
+                "{module} reaches {n}: {:?}",
+                edges.get(module)
+            );
+        }
+    }
+}
+
+#[test]
+fn each_outside_boundary_has_one_user() {
+    let (_, crates) = imports();
+    for (krate, only) in [("duct", "exec"), ("notify", "watch"), ("axum", "web")] {
+        let users = crates.get(krate).cloned().unwrap_or_default();
+        assert_eq!(
+            users,
+            [only.to_owned()].into(),
+            "{krate} is used by {users:?}"
+        );
+    }
+}
