@@ -198,21 +198,18 @@ pub fn run() -> Result<ExitCode> {
         }
         Command::Doctor { json } => doctor(cli.config.as_deref(), &cwd, json),
         Command::Status { json } => {
-            let loaded = load(cli.config.as_deref(), &cwd)?;
-            client::status(&loaded.config, json)
+            client::status(&config_file(cli.config.as_deref(), &cwd)?, json)
         }
-        Command::Logs { name, follow, tail } => {
-            let loaded = load(cli.config.as_deref(), &cwd)?;
-            client::logs(&loaded.config, &name, follow, tail)
-        }
+        Command::Logs { name, follow, tail } => client::logs(
+            &config_file(cli.config.as_deref(), &cwd)?,
+            &name,
+            follow,
+            tail,
+        ),
         Command::Trigger { name } => {
-            let loaded = load(cli.config.as_deref(), &cwd)?;
-            client::trigger(&loaded.config, &name)
+            client::trigger(&config_file(cli.config.as_deref(), &cwd)?, &name)
         }
-        Command::Stop => {
-            let loaded = load(cli.config.as_deref(), &cwd)?;
-            session::detach::stop(&loaded.config)
-        }
+        Command::Stop => session::detach::stop(&config_file(cli.config.as_deref(), &cwd)?),
         Command::Up {
             dry_run,
             json,
@@ -236,6 +233,7 @@ pub fn run() -> Result<ExitCode> {
             });
             let mut loaded = load(cli.config.as_deref(), &cwd)?;
             if let Some(p) = port {
+                // The plan and doctor say the page's real port.
                 loaded.config.web.port = p;
             }
             print_warnings(&loaded);
@@ -267,6 +265,7 @@ pub fn run() -> Result<ExitCode> {
                 session::Options {
                     recreate_cluster,
                     ci,
+                    port,
                 },
             )
         }
@@ -488,6 +487,12 @@ fn doctor(explicit: Option<&Path>, cwd: &Path, json: bool) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The config file's absolute path, without reading it: the CLI clients find the running
+/// daemon by it even while an edit left the file broken.
+fn config_file(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf, config::ConfigError> {
+    Ok(config::normalize(&config::locate(explicit, cwd)?))
 }
 
 fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Loaded, config::ConfigError> {

@@ -205,7 +205,10 @@ fn register(pgid: i32, live: bool) {
             .iter()
             .map(|(p, t)| format!("{p} {}\n", t.map_or("-".to_owned(), |t| t.to_string())))
             .collect();
-        if let Err(e) = std::fs::write(path, text) {
+        // Written whole and renamed into place: a kill -9 between a truncate and a write
+        // would leave an empty list, and the next run would kill nothing.
+        let tmp = path.with_extension("tmp");
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
             tracing::debug!(path = %path.display(), error = %e, "cannot record process groups");
         }
     }
@@ -554,6 +557,30 @@ pub fn run_lines(cmd: &Cmd, mut on_line: impl FnMut(&str)) -> Result<Finished, E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The list of live groups is never seen half-written: a run killed with -9 while it
+    /// rewrote the list (a command ended) left it empty, and the next run killed nothing
+    /// (seen as a flaky kill -9 test on a loaded machine).
+    #[test]
+    fn the_recorded_groups_are_never_seen_half_written() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("groups");
+        record_groups(&path);
+        register(999_999, true);
+        let writer = std::thread::spawn(|| {
+            for _ in 0..3000 {
+                register(999_998, true);
+                register(999_998, false);
+            }
+        });
+        let mut reads = 0;
+        while !writer.is_finished() {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(text.contains("999999 "), "read {reads}: {text:?}");
+            reads += 1;
+        }
+        let _ = writer.join();
+    }
 
     /// A recorded group whose processes have all exited is not counted as left running,
     /// even when its leader is still an unreaped zombie (an init that never reaps, as in

@@ -18,14 +18,20 @@ pub struct Diff {
     /// Local resources whose command, serve command, directory or environment changed:
     /// run again.
     pub locals: BTreeSet<String>,
-    /// Cluster resources whose workload, namespace or forwards changed: forgotten (forwards,
-    /// log streams, wait) and brought up again.
+    /// Cluster resources whose workload or namespace changed: forgotten (forwards, log
+    /// streams, wait) and brought up again.
     pub replaced: BTreeSet<String>,
+    /// Cluster resources whose forwards or links changed: followed again, not redeployed.
+    pub refollow: BTreeSet<String>,
     /// Cluster resources to deploy again: every resource of the release when the Helm
     /// settings changed.
     pub redeploy: BTreeSet<String>,
     /// The manifest list changed: every file is applied whole, and what left is pruned.
     pub manifests: bool,
+    /// Resources (cluster and local) the new config adds: they come up as on the first start.
+    pub added: BTreeSet<String>,
+    /// Resources the new config no longer has: their forwards, logs and commands stop.
+    pub removed: BTreeSet<String>,
     /// Settings that only a new `devenv up` can take (the cluster, the page's port), each as
     /// the user reads it.
     pub restart: Vec<String>,
@@ -37,8 +43,11 @@ impl Diff {
         self.images.is_empty()
             && self.locals.is_empty()
             && self.replaced.is_empty()
+            && self.refollow.is_empty()
             && self.redeploy.is_empty()
             && !self.manifests
+            && self.added.is_empty()
+            && self.removed.is_empty()
     }
 }
 
@@ -47,9 +56,14 @@ fn command_of(l: &LocalResource) -> impl PartialEq + '_ {
     (&l.cmd, &l.serve_cmd, &l.workdir, &l.env)
 }
 
-/// A cluster resource as it is followed: what decides whether to bring it up again.
+/// A cluster resource as it is deployed: what decides whether to bring it up again.
+fn deployed_as(r: &Resource) -> impl PartialEq + '_ {
+    (&r.workload, &r.namespace)
+}
+
+/// A cluster resource as it is followed: what decides whether to follow it again.
 fn followed_as(r: &Resource) -> impl PartialEq + '_ {
-    (&r.workload, &r.namespace, &r.port_forwards, &r.links)
+    (&r.port_forwards, &r.links)
 }
 
 /// What `new` changes from `old`. `released` names the resources the Helm release deploys
@@ -74,10 +88,13 @@ pub fn diff(old: &Config, new: &Config, released: &BTreeSet<String>) -> Diff {
         }
     }
     for r in &new.resources {
-        if let Some(o) = old.resources.iter().find(|o| o.name == r.name)
-            && followed_as(o) != followed_as(r)
-        {
+        let Some(o) = old.resources.iter().find(|o| o.name == r.name) else {
+            continue;
+        };
+        if deployed_as(o) != deployed_as(r) {
             d.replaced.insert(r.name.clone());
+        } else if followed_as(o) != followed_as(r) {
+            d.refollow.insert(r.name.clone());
         }
     }
     if old.deploy.helm != new.deploy.helm || old.deploy.namespace != new.deploy.namespace {
@@ -89,6 +106,16 @@ pub fn diff(old: &Config, new: &Config, released: &BTreeSet<String>) -> Diff {
         );
     }
     d.manifests = old.deploy.manifests != new.deploy.manifests;
+    let names = |c: &Config| -> BTreeSet<String> {
+        c.resources
+            .iter()
+            .map(|r| r.name.clone())
+            .chain(c.locals.iter().map(|l| l.name.clone()))
+            .collect()
+    };
+    let (before, after) = (names(old), names(new));
+    d.added = after.difference(&before).cloned().collect();
+    d.removed = before.difference(&after).cloned().collect();
     if old.cluster != new.cluster {
         d.restart.push("[cluster]".into());
     }
@@ -187,6 +214,15 @@ cmd = "echo one"
     }
 
     #[test]
+    fn added_and_removed_resources_are_named() {
+        let new = BASE.replace("[[local]]\nname = \"gen\"", "[[local]]\nname = \"gen2\"");
+        let d = diff(&cfg(BASE), &cfg(&new), &all());
+        assert_eq!(d.added, ["gen2".to_owned()].into());
+        assert_eq!(d.removed, ["gen".to_owned()].into());
+        assert!(!d.is_empty());
+    }
+
+    #[test]
     fn a_changed_command_reruns_its_local() {
         let d = diff(
             &cfg(BASE),
@@ -198,14 +234,21 @@ cmd = "echo one"
     }
 
     #[test]
-    fn a_changed_forward_brings_that_resource_up_again() {
+    fn a_changed_forward_follows_that_resource_again_and_a_changed_workload_replaces_it() {
         let d = diff(
             &cfg(BASE),
             &cfg(&BASE.replace("3000:3000", "3001:3000")),
             &all(),
         );
+        assert_eq!(d.refollow, ["frontend".to_owned()].into());
+        assert!(d.replaced.is_empty() && d.redeploy.is_empty());
+        let d = diff(
+            &cfg(BASE),
+            &cfg(&BASE.replace("deployment/web", "statefulset/web")),
+            &all(),
+        );
         assert_eq!(d.replaced, ["frontend".to_owned()].into());
-        assert!(d.redeploy.is_empty());
+        assert!(d.refollow.is_empty());
     }
 
     #[test]

@@ -597,3 +597,175 @@ fn a_crash_looping_first_rollout_blocks_nothing_else() {
     assert_eq!(built_tags(&text, "hello").len(), 2, "{text}");
     assert!(!text.contains("ready      crash"), "{text}");
 }
+
+/// The release's revision now.
+fn revision(w: &World, rc: &RealCluster, ns: &str) -> u64 {
+    let (ok, out) = helm(w, rc, &["history", "todo", "-n", ns, "-o", "json"]);
+    assert!(ok, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v.as_array()
+        .and_then(|a| a.last())
+        .and_then(|r| r["revision"].as_u64())
+        .unwrap_or_default()
+}
+
+/// Waits until `f` holds, for up to 60 s.
+fn eventually(what: &str, up: &Running, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < deadline, "never {what}:\n{}", up.text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Issue 14, point 6, on a real release: an edit of a values file gives exactly one helm
+/// upgrade, and the cluster has the new value; an edit of devenv.toml that leaves the Helm
+/// settings alone upgrades nothing; a broken devenv.toml is said (terminal and status API)
+/// while everything runs on, and the fixed file resumes.
+#[test]
+fn a_values_edit_is_one_helm_upgrade_and_a_broken_config_stops_nothing() {
+    let Some(rc) = RealCluster::get("values_edit") else {
+        return;
+    };
+    let (w, ns) = todo(&rc, "reload");
+    let mut up = Running::start(&w, &["up"]);
+    up.wait_for("running    Ctrl-C stops devenv");
+    assert_eq!(revision(&w, &rc, &ns), 1);
+    let config = |rc: &RealCluster| {
+        rc.get_json("configmap", Some(&ns), "todo-config").map(|c| {
+            c["data"]["LOG_LEVEL"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+    };
+    assert_eq!(config(&rc).as_deref(), Some("debug"));
+
+    w.p.write(
+        "helm/values-dev.yaml",
+        &w.p.read("helm/values-dev.yaml")
+            .replace("LOG_LEVEL: debug", "LOG_LEVEL: warning"),
+    );
+    up.wait_for("changed    1 file (helm/values-dev.yaml) -> helm upgrade");
+    eventually("upgraded", &up, || {
+        config(&rc).as_deref() == Some("warning")
+    });
+    up.wait_for_n("ready      backend (", 2);
+    up.wait_for_n("ready      frontend (", 2);
+    assert_eq!(
+        revision(&w, &rc, &ns),
+        2,
+        "exactly one upgrade:\n{}",
+        up.text()
+    );
+    assert_eq!(
+        up.count("deployed   helm release `todo`"),
+        2,
+        "{}",
+        up.text()
+    );
+
+    // A broken devenv.toml: said with its position, and nothing stops.
+    let good = w.p.read("devenv.toml");
+    w.p.write(
+        "devenv.toml",
+        &good.replace("[deploy]\n", "[deploy]\nnamespaces = 1\n"),
+    );
+    up.wait_for("error      devenv.toml was not reloaded: unknown key `namespaces`");
+    let status = w.run(&["status", "--json"], &[]);
+    let v: Value = serde_json::from_slice(&status.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        v["config_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("devenv.toml:")),
+        "{v}"
+    );
+    assert!(
+        v["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["kind"] == "cluster")
+            .all(|r| r["status"] == "ready"),
+        "{v}"
+    );
+    // Fixed, with a link added: backend is followed again, nothing is upgraded, the error
+    // is gone.
+    w.p.write(
+        "devenv.toml",
+        &good.replace(
+            "links = [\"http://localhost:8000/docs\"]",
+            "links = [\"http://localhost:8000/docs\", \"http://localhost:8000/health\"]",
+        ),
+    );
+    up.wait_for("reloaded   devenv.toml: follow again backend");
+    up.wait_for("link       backend: http://localhost:8000/health");
+    let status = w.run(&["status", "--json"], &[]);
+    let v: Value = serde_json::from_slice(&status.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert!(v["config_error"].is_null(), "{v}");
+    assert_eq!(revision(&w, &rc, &ns), 2, "no upgrade:\n{}", up.text());
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+    assert_readable(&up.text());
+}
+
+/// Issue 14, point 6, by plain manifests: an edit of a manifest applies that file once (the
+/// cluster has the change, and nothing is rebuilt).
+#[test]
+fn a_manifest_edit_applies_that_file_once() {
+    let Some(rc) = RealCluster::get("manifest_edit") else {
+        return;
+    };
+    let ns = rc.namespace("hello-edit");
+    let p = hello(&ns);
+    p.write("k8s/config.yaml", &configmap("hello-config"));
+    // The manifests are no part of the image (else an edit is a change of its context too).
+    p.write(
+        ".dockerignore",
+        &format!("{}k8s\n", p.read(".dockerignore")),
+    );
+    let w = World::new(p);
+    w.use_real(&rc);
+    let mut up = Running::start(&w, &["up"]);
+    up.wait_for("running    Ctrl-C stops devenv");
+    let builds = up.count("built      hello:") + up.count("present    hello:");
+
+    w.p.write(
+        "k8s/deployment.yaml",
+        &w.p.read("k8s/deployment.yaml")
+            .replace("replicas: 1", "replicas: 2"),
+    );
+    up.wait_for("changed    1 file (k8s/deployment.yaml) -> apply k8s/deployment.yaml");
+    up.wait_for("ready      hello (deployment/hello, 2/2 pods");
+    let d = rc
+        .get_json("deployment", Some(&ns), "hello")
+        .unwrap_or_else(|| panic!("no Deployment"));
+    assert_eq!(d["spec"]["replicas"], 2, "{d:#}");
+    assert_eq!(
+        up.count("from k8s/deployment.yaml"),
+        2,
+        "applied at start and once after the edit:\n{}",
+        up.text()
+    );
+    assert_eq!(up.count("from k8s/config.yaml"), 1, "{}", up.text());
+    assert_eq!(
+        up.count("built      hello:") + up.count("present    hello:"),
+        builds,
+        "nothing rebuilt:\n{}",
+        up.text()
+    );
+
+    // A manifest of no resource's workload: applied alone.
+    w.p.write(
+        "k8s/config.yaml",
+        &configmap("hello-config").replace("a: b", "a: c"),
+    );
+    eventually("applied", &up, || {
+        rc.get_json("configmap", Some(&ns), "hello-config")
+            .is_some_and(|c| c["data"]["a"] == "c")
+    });
+    assert_eq!(up.count("from k8s/config.yaml"), 2, "{}", up.text());
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+    assert_readable(&up.text());
+}

@@ -5,13 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 
-use crate::config::Config;
+use std::path::Path;
+
 use crate::session::daemon;
 use crate::web::TOKEN_HEADER;
 use crate::web::client::{self, Response};
 
-fn port_of(cfg: &Config) -> Result<(u16, String)> {
-    let (info, token) = daemon::find(cfg)?;
+fn port_of(file: &Path) -> Result<(u16, String)> {
+    let (info, token) = daemon::find(file)?;
     let port = info
         .port()
         .with_context(|| format!("the daemon's record has no port: {}", info.url))?;
@@ -30,8 +31,8 @@ fn ok(r: Response) -> Result<Response> {
 }
 
 /// `devenv status [--json]`.
-pub fn status(cfg: &Config, json: bool) -> Result<ExitCode> {
-    let (port, _) = port_of(cfg)?;
+pub fn status(file: &Path, json: bool) -> Result<ExitCode> {
+    let (port, _) = port_of(file)?;
     let r = ok(client::request(port, "GET", "/api/status", &[])?)?;
     if json {
         println!("{}", r.body);
@@ -71,8 +72,8 @@ pub fn status(cfg: &Config, json: bool) -> Result<ExitCode> {
 }
 
 /// `devenv logs NAME [-f] [--tail N]`.
-pub fn logs(cfg: &Config, name: &str, follow: bool, tail: usize) -> Result<ExitCode> {
-    let (port, _) = port_of(cfg)?;
+pub fn logs(file: &Path, name: &str, follow: bool, tail: usize) -> Result<ExitCode> {
+    let (port, _) = port_of(file)?;
     let path = format!(
         "/api/logs/{name}?tail={tail}{}",
         if follow { "&follow=1" } else { "" }
@@ -97,8 +98,8 @@ pub fn logs(cfg: &Config, name: &str, follow: bool, tail: usize) -> Result<ExitC
 }
 
 /// `devenv trigger NAME`.
-pub fn trigger(cfg: &Config, name: &str) -> Result<ExitCode> {
-    let (port, token) = port_of(cfg)?;
+pub fn trigger(file: &Path, name: &str) -> Result<ExitCode> {
+    let (port, token) = port_of(file)?;
     ok(client::request(
         port,
         "POST",

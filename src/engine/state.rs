@@ -170,9 +170,11 @@ pub struct Reload {
     pub locals: BTreeSet<String>,
     /// Cluster resources whose deploy changed (values, chart, manifests): deployed again.
     pub resources: BTreeSet<String>,
-    /// Resources whose workload or forwards changed: forgotten (forwards, log streams, wait,
-    /// commands) and brought up again as new.
+    /// Resources whose workload changed: forgotten (forwards, log streams, wait, commands)
+    /// and brought up again as new.
     pub replaced: BTreeSet<String>,
+    /// Resources whose forwards or links changed: followed again, not redeployed.
+    pub refollow: BTreeSet<String>,
     /// Manifest files to apply whole with the next deploy (their objects changed).
     pub files: BTreeSet<String>,
 }
@@ -293,6 +295,10 @@ pub enum Command {
     /// A resource left the config: stop its forwards, log streams, readiness wait and
     /// commands.
     Forget {
+        resource: String,
+    },
+    /// A deployed resource's forwards or links changed: follow it again.
+    Refollow {
         resource: String,
     },
     /// Everything is cancelled; the workers can stop.
@@ -643,6 +649,7 @@ impl State {
             locals,
             resources,
             replaced,
+            refollow,
             files,
         } = r;
         // What left the config, or is brought up again as new.
@@ -712,6 +719,11 @@ impl State {
         for name in &locals {
             if self.node(name).is_some_and(|n| n.local && !n.manual) {
                 self.start_run(name, out);
+            }
+        }
+        for name in refollow {
+            if self.resources.get(&name).is_some_and(|r| r.deploys > 0) {
+                out.push(Command::Refollow { resource: name });
             }
         }
         self.redeploy(&resources, files, out);

@@ -25,8 +25,14 @@ pub struct Info {
 
 /// The project's state directory: one per config file.
 pub fn project_dir(cfg: &Config) -> Option<PathBuf> {
+    project_dir_of(&cfg.file)
+}
+
+/// The state directory of the project whose config is `file` (absolute): the CLI clients
+/// find the daemon through it even while the file does not parse.
+pub fn project_dir_of(file: &Path) -> Option<PathBuf> {
     let base = crate::host::state_dir()?;
-    let key = blake3::hash(cfg.file.to_string_lossy().as_bytes()).to_hex();
+    let key = blake3::hash(file.to_string_lossy().as_bytes()).to_hex();
     Some(base.join("projects").join(&key.as_str()[..16]))
 }
 
@@ -81,15 +87,16 @@ fn write_info(dir: &Path, info: &Info) -> Result<()> {
     Ok(())
 }
 
-/// The running daemon of `cfg`'s project: its record and token. An error says that none runs.
-pub fn find(cfg: &Config) -> Result<(Info, String)> {
+/// The running daemon of the project whose config is `file`: its record and token. An
+/// error says that none runs.
+pub fn find(file: &Path) -> Result<(Info, String)> {
     let none = || {
         anyhow::anyhow!(
             "no `devenv up` is running for {}\n  hint: start one with `devenv up`",
-            cfg.file.display()
+            file.display()
         )
     };
-    let dir = project_dir(cfg).ok_or_else(none)?;
+    let dir = project_dir_of(file).ok_or_else(none)?;
     // A free lock means the record, if any, is a crashed daemon's.
     if let Ok(file) = OpenOptions::new().write(true).open(dir.join("lock")) {
         // Taken here, it is released when `file` is dropped.
@@ -172,7 +179,7 @@ pub fn already_running(cfg: &Config, holder: Option<&Info>) -> anyhow::Error {
 
 /// The project's running daemon, if one runs.
 pub fn running(cfg: &Config) -> Option<Info> {
-    find(cfg).ok().map(|(info, _)| info)
+    find(&cfg.file).ok().map(|(info, _)| info)
 }
 
 /// The record of the daemon running in `dir`, if one wrote it.

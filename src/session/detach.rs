@@ -123,9 +123,10 @@ fn signal(pid: u32, sig: i32) {
     }
 }
 
-/// `devenv stop`: SIGTERM to the project's running `up`, then waits until it is gone.
-pub fn stop(cfg: &Config) -> Result<ExitCode> {
-    let (info, _) = daemon::find(cfg)?;
+/// `devenv stop`: SIGTERM to the running `up` of the project whose config is `file`, then
+/// waits until it is gone.
+pub fn stop(file: &Path) -> Result<ExitCode> {
+    let (info, _) = daemon::find(file)?;
     signal(info.pid, libc::SIGTERM);
     let started = Instant::now();
     while started.elapsed() < STOP_WAIT {

@@ -29,6 +29,9 @@ use crate::{exec, out, views, web};
 pub struct Options {
     pub recreate_cluster: bool,
     pub ci: bool,
+    /// `--port` (or DEVENV_WEB_PORT): the page's port instead of `[web] port`. The config
+    /// given to [`up`] has it already; every reload of the file keeps it.
+    pub port: Option<u16>,
 }
 
 /// The async runtime every part of a session runs on.
@@ -205,7 +208,13 @@ async fn run(
     let watching = if opts.ci {
         None
     } else {
-        let w = reloader::Reloader::start(cfg.clone(), current, tx.clone(), cwd.to_path_buf())?;
+        let w = reloader::Reloader::start(
+            cfg.clone(),
+            current,
+            tx.clone(),
+            cwd.to_path_buf(),
+            opts.port,
+        )?;
         Some(tokio::spawn(w.run()))
     };
     let view = tokio::spawn(views::view(snap_rx.clone(), views::shown_of(&state)));

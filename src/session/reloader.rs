@@ -26,6 +26,8 @@ pub struct Reloader {
     current: Current,
     tx: mpsc::UnboundedSender<Event>,
     cwd: PathBuf,
+    /// `--port`: it stands for `[web] port` in every config read.
+    port: Option<u16>,
     watcher: files::Watcher,
     batches: Batches,
 }
@@ -49,16 +51,20 @@ fn start_watching(cfg: &Config) -> Result<(files::Watcher, Batches)> {
 }
 
 /// A config error as the user reads it: each diagnostic with its file, line and column.
-fn config_error(e: &config::ConfigError) -> String {
-    match e {
+fn config_error(shown: &str, e: &config::ConfigError) -> String {
+    let what = match e {
         config::ConfigError::Invalid { diagnostics } => diagnostics
             .iter()
             .filter(|d| d.is_error())
-            .map(ToString::to_string)
+            .map(|d| {
+                let text = d.to_string();
+                text.strip_prefix("error: ").unwrap_or(&text).to_owned()
+            })
             .collect::<Vec<_>>()
             .join("\n"),
         other => other.to_string(),
-    }
+    };
+    format!("{shown} was not reloaded: {what}")
 }
 
 impl Reloader {
@@ -67,6 +73,7 @@ impl Reloader {
         current: Current,
         tx: mpsc::UnboundedSender<Event>,
         cwd: PathBuf,
+        port: Option<u16>,
     ) -> Result<Reloader> {
         let (watcher, batches) = start_watching(&cfg)?;
         Ok(Reloader {
@@ -74,6 +81,7 @@ impl Reloader {
             current,
             tx,
             cwd,
+            port,
             watcher,
             batches,
         })
@@ -155,15 +163,19 @@ impl Reloader {
     /// devenv.toml changed: read and check it, and apply the difference.
     async fn reload_config(&mut self) -> Result<(), String> {
         let (file, cwd) = (self.cfg.file.clone(), self.cwd.clone());
+        let shown = self.shown();
         let loaded = tokio::task::spawn_blocking(move || config::load(&file, &cwd))
             .await
             .map_err(|e| e.to_string())?
-            .map_err(|e| config_error(&e))?;
+            .map_err(|e| config_error(&shown, &e))?;
         for w in &loaded.warnings {
             out::say("warning", w);
         }
         let old = self.cfg.clone();
         let mut new = loaded.config;
+        if let Some(p) = self.port {
+            new.web.port = p;
+        }
         let d0 = reload::diff(&old, &new, &BTreeSet::new());
         for what in &d0.restart {
             out::say(
@@ -188,7 +200,7 @@ impl Reloader {
         })
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(|e| format!("{} was not reloaded: {e:#}", self.shown()))?;
         let d = reload::diff(&old, &new, &shape.released);
         // The watcher follows the new paths (a new context, a new values file).
         match start_watching(&new) {
@@ -212,6 +224,7 @@ impl Reloader {
             locals: d.locals,
             resources: d.redeploy,
             replaced: d.replaced,
+            refollow: d.refollow,
             files,
         })));
         out::say("reloaded", format!("{}: {summary}", self.shown()));
@@ -233,7 +246,7 @@ impl Reloader {
         })
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(|e| format!("not deployed: {e:#}"))?;
         let mut resources: BTreeSet<String> = BTreeSet::new();
         let mut files: BTreeSet<String> = BTreeSet::new();
         if release {
@@ -291,11 +304,14 @@ fn summary(d: &reload::Diff) -> String {
     list("rerun", &d.locals);
     list("redeploy", &d.redeploy);
     list("bring up again", &d.replaced);
+    list("follow again", &d.refollow);
+    list("start", &d.added);
+    list("remove", &d.removed);
     if d.manifests {
         parts.push("apply the manifests".into());
     }
     if d.is_empty() {
-        "nothing to run again; new and removed resources follow the new config".into()
+        "nothing to run again".into()
     } else {
         parts.join("; ")
     }

@@ -150,7 +150,9 @@ pub async fn view(mut snaps: watch::Receiver<Snapshot>, mut last: Shown) {
             if let Some(e) = &config_error {
                 out::say(
                     "error",
-                    format!("{e}\n  the last good config keeps running; fix the file to go on"),
+                    format!(
+                        "{e}\n  everything keeps running as it was; a fixed file is read again"
+                    ),
                 );
             }
         }

@@ -273,6 +273,9 @@ impl Watcher {
                     }
                 }
                 let mut targets = Targets::default();
+                // The paths that touched something: the terminal names them, not every file
+                // written beside a watched one.
+                let mut relevant: Vec<&PathBuf> = Vec::new();
                 if set.contains(&PathBuf::new()) {
                     for r in &lock(&rules).roots {
                         // Everything may have changed; what `up` was set up from is read
@@ -284,7 +287,14 @@ impl Watcher {
                 } else {
                     let rules = lock(&rules);
                     for p in &set {
-                        rules.affected(p, &mut targets);
+                        let mut one = Targets::default();
+                        rules.affected(p, &mut one);
+                        if !one.is_empty() {
+                            relevant.push(p);
+                            targets.images.extend(one.images);
+                            targets.locals.extend(one.locals);
+                            targets.reload.extend(one.reload);
+                        }
                     }
                 }
                 if targets.is_empty() {
@@ -292,8 +302,16 @@ impl Watcher {
                 }
                 let batch = Batch {
                     targets,
-                    paths: set.len(),
-                    sample: set.iter().take(3).cloned().collect(),
+                    paths: if relevant.is_empty() {
+                        set.len()
+                    } else {
+                        relevant.len()
+                    },
+                    sample: if relevant.is_empty() {
+                        set.iter().take(3).cloned().collect()
+                    } else {
+                        relevant.iter().take(3).map(|p| (*p).clone()).collect()
+                    },
                 };
                 if out_tx.send(Ok(batch)).is_err() {
                     break;

@@ -28,6 +28,8 @@ pub fn build_image(
         }
     });
     match r {
+        // Superseded as it ended: the build that replaces it is the one to tell of.
+        Ok(_) if cancel.is_cancelled() => Err("cancelled".into()),
         Ok(b) => {
             let text = match b.outcome {
                 build::run::Outcome::Built => {

@@ -32,7 +32,7 @@ pub async fn follow_one(r: config::Resource, prepared: &Prepared, logs: Logs, li
         None => {
             let mut l = Vec::new();
             for pf in &r.port_forwards {
-                match deploy::forward::listen(pf.local, &prepared.proc_root).await {
+                match listen_again(pf.local, &prepared.proc_root).await {
                     Ok(listener) => l.push((pf.local, pf.remote, listener)),
                     Err(e) => report(format!("{e}\n  hint: {}", e.hint())),
                 }
@@ -107,6 +107,26 @@ pub async fn follow_one(r: config::Resource, prepared: &Prepared, logs: Logs, li
         report,
     ));
     while tasks.join_next().await.is_some() {}
+}
+
+/// Binds a forward's port after a reload: this devenv's own earlier listener of the port may
+/// still be closing (its task was aborted a moment ago), so that holder is waited out.
+async fn listen_again(
+    port: u16,
+    proc_root: &std::path::Path,
+) -> Result<tokio::net::TcpListener, deploy::forward::ForwardError> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match deploy::forward::listen(port, proc_root).await {
+            Err(deploy::forward::ForwardError::Busy {
+                holder: Some((pid, _)),
+                ..
+            }) if pid == std::process::id() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Where a failure of a resource's log stream or port-forward goes: the terminal (`label`

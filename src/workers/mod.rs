@@ -422,6 +422,18 @@ impl driver::Workers for Workers {
                     .push(&resource, "reload", "removed from the config");
                 out::say_for("removed", &resource, "no longer in the config");
             }
+            Command::Refollow { resource } => {
+                if let Some(mut set) = lock(&self.followed).remove(&resource) {
+                    set.abort_all();
+                    // Its old listeners close with it before the new ones bind.
+                    let me = self.follower();
+                    let handle = tokio::runtime::Handle::current();
+                    tokio::spawn(async move {
+                        while set.join_next().await.is_some() {}
+                        me.follow(&resource, &handle);
+                    });
+                }
+            }
             Command::Stop => {
                 self.steps.cancel();
                 for (_, c) in self.builds.values().chain(self.runs.values()) {
