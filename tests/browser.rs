@@ -226,6 +226,13 @@ fn the_page_shows_live_state_and_logs_and_its_trigger_reaches_the_engine() {
         )
     };
     wait_page(wd_port, &sid, &status_is("gen", "ready"), "gen ready");
+    // The bring-up steps are on the page (a local-only project has no cluster step).
+    wait_page(
+        wd_port,
+        &sid,
+        "return document.getElementById('steps').textContent.startsWith('doctor: done (')",
+        "the doctor's step",
+    );
     assert_eq!(
         script(
             wd_port,

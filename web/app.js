@@ -29,6 +29,10 @@ function render() {
   $("cluster").textContent = h.provider === "none"
     ? "local resources only (no cluster)"
     : `${h.provider} profile ${h.profile ?? "-"} · context ${h.context ?? "-"} · ${h.cpus ?? "?"} CPUs, ${h.memory_mb ?? "?"} MB`;
+  renderSteps();
+  const ce = $("config-error");
+  ce.hidden = !status.config_error;
+  ce.textContent = status.config_error ? `${status.config_error}\nEverything keeps running as it was; a fixed file is read again.` : "";
   const body = document.querySelector("#resources tbody");
   body.replaceChildren();
   for (const r of status.resources) {
@@ -39,7 +43,8 @@ function render() {
     const name = cell(tr, r.name);
     if (r.kind === "local") name.append(" (local)");
     if (r.warning) { name.classList.add("warn"); name.title = r.warning; }
-    cell(tr, r.status ?? "-", `status s-${r.status}`).title = r.last_error ?? "";
+    const st = cell(tr, r.held ? `${r.status}: ${r.held}` : (r.status ?? "-"), `status s-${r.blocked ? "error" : r.status}`);
+    st.title = r.last_error ?? "";
     cell(tr, r.build_ms != null ? `${(r.build_ms / 1000).toFixed(1)}s` : "-");
     cell(tr, r.last_deploy_at_ms != null ? age(status.at_ms - r.last_deploy_at_ms) : "-");
     cell(tr, r.pods ? `${r.pods.ready}/${r.pods.total}${r.pods.restarts ? `, ${r.pods.restarts} restarts` : ""}` : "-");
@@ -61,6 +66,24 @@ function render() {
     body.appendChild(tr);
   }
   renderDetail();
+}
+
+let doctorShown = null;
+
+function renderSteps() {
+  const steps = status.steps || {};
+  const part = (name, s) => {
+    if (!s || s.status === "skipped") return null;
+    const took = s.took_ms != null ? ` (${(s.took_ms / 1000).toFixed(1)}s)` : "";
+    const what = { pending: "waiting", running: s.message ? `${s.message}…` : "running…", done: `done${took}`, failed: `failed: ${s.message ?? ""}` }[s.status] ?? s.status;
+    return `${name}: ${what}`;
+  };
+  $("steps").textContent = [part("doctor", steps.doctor), part("cluster", steps.cluster)].filter(Boolean).join(" · ");
+  const d = steps.doctor && steps.doctor.status;
+  if ((d === "done" || d === "failed") && doctorShown !== d) {
+    doctorShown = d;
+    loadDoctor();
+  }
 }
 
 function renderDetail() {
@@ -129,7 +152,11 @@ function connect() {
   es.onerror = () => { $("conn").textContent = "connection lost; reconnecting…"; };
 }
 
-fetch("/api/doctor").then((r) => r.json()).then((d) => {
-  if (d && d.summary) $("doctor").textContent = `doctor: ${d.summary.ok} ok, ${d.summary.warn} warnings, ${d.summary.fail} failed`;
-}).catch(() => {});
+function loadDoctor() {
+  fetch("/api/doctor").then((r) => r.json()).then((d) => {
+    if (d && d.summary) $("doctor").textContent = `doctor: ${d.summary.ok} ok, ${d.summary.warn} warnings, ${d.summary.fail} failed`;
+  }).catch(() => {});
+}
+
+loadDoctor();
 connect();
