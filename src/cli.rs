@@ -193,6 +193,11 @@ pub fn run() -> Result<ExitCode> {
         } => {
             let loaded = load(cli.config.as_deref(), &cwd)?;
             print_warnings(&loaded);
+            let shown = shown_path(&loaded.config.file, &cwd);
+            let mut plan = plan::compute(&loaded.config, &shown)?;
+            if !print_findings(&loaded.config, &mut plan) {
+                return Ok(ExitCode::FAILURE);
+            }
             print!("{}", summary(&loaded.config, &cwd));
             Ok(ExitCode::SUCCESS)
         }
@@ -238,8 +243,12 @@ pub fn run() -> Result<ExitCode> {
             }
             print_warnings(&loaded);
             let shown = shown_path(&loaded.config.file, &cwd);
-            let plan = plan::compute(&loaded.config, &shown)?;
+            let mut plan = plan::compute(&loaded.config, &shown)?;
             if dry_run {
+                // The plan is what `up` will really do: the chart is rendered and checked.
+                if !print_findings(&loaded.config, &mut plan) {
+                    return Ok(ExitCode::FAILURE);
+                }
                 let mut out = std::io::stdout().lock();
                 if json {
                     serde_json::to_writer_pretty(&mut out, &plan)?;
@@ -498,6 +507,24 @@ fn config_file(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf, config::C
 fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Loaded, config::ConfigError> {
     let path = config::locate(explicit, cwd)?;
     config::load(&path, cwd)
+}
+
+/// Renders the chart and reads the manifests (see `check`), prints what that found, and
+/// marks the namespaces the chart renders in `plan`; false when it found errors.
+fn print_findings(cfg: &config::Config, plan: &mut plan::Plan) -> bool {
+    let found = crate::check::check(cfg, plan);
+    plan.namespaces_for_helm(&found.own_namespaces);
+    for d in &found.diagnostics {
+        eprintln!("{d}");
+    }
+    let errors = found.errors();
+    if errors > 0 {
+        eprintln!(
+            "{errors} error{} found by rendering the chart and reading the manifests; nothing was started",
+            if errors == 1 { "" } else { "s" }
+        );
+    }
+    errors == 0
 }
 
 fn print_warnings(loaded: &Loaded) {

@@ -735,8 +735,13 @@ mod tests {
                 |_| {},
             )
         });
+        // The file is made before the pid is written into it: wait for the pid.
+        let written = || {
+            std::fs::read_to_string(&pidfile)
+                .is_ok_and(|p| p.trim().parse::<i32>().is_ok_and(|p| p > 0))
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !pidfile.exists() && Instant::now() < deadline {
+        while !written() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
         cancel.cancel();

@@ -20,6 +20,14 @@ pub fn state_dir() -> Option<PathBuf> {
     )
 }
 
+/// The state directory of the project whose config is `file` (absolute): one per config
+/// file, under [`state_dir`].
+pub fn project_state_dir(file: &Path) -> Option<PathBuf> {
+    let base = state_dir()?;
+    let key = blake3::hash(file.to_string_lossy().as_bytes()).to_hex();
+    Some(base.join("projects").join(&key.as_str()[..16]))
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()

@@ -11,10 +11,12 @@
 //! is the .dockerignore language. tests/layering.rs keeps the layers apart.
 
 mod build;
+mod check;
 mod cli;
 mod cluster;
 mod config;
 mod deploy;
+mod dockerfile;
 mod doctor;
 mod engine;
 mod exec;

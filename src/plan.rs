@@ -53,6 +53,10 @@ pub enum Step {
     },
     Namespace {
         name: String,
+        /// The chart renders this Namespace: `up` makes it with the metadata Helm adopts, and
+        /// Helm owns it (and removes it with the release).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        for_helm: bool,
     },
     /// A Secret made from .env files; values are never shown.
     Secret {
@@ -232,6 +236,17 @@ pub fn dependency_order(cfg: &Config) -> Vec<String> {
     done
 }
 
+impl Plan {
+    /// Marks the namespaces the chart renders (found by rendering it, see `check`).
+    pub fn namespaces_for_helm(&mut self, own: &[String]) {
+        for s in &mut self.steps {
+            if let Step::Namespace { name, for_helm } = s {
+                *for_helm = own.contains(name);
+            }
+        }
+    }
+}
+
 /// Computes the plan for `cfg`. `config_shown` is how the config file is named in output.
 pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
     let mut steps = vec![Step::Doctor {
@@ -274,11 +289,10 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
             context: cfg.cluster.context.clone(),
             allowed: cfg.cluster.allowed_contexts.clone(),
         });
-        steps.extend(
-            cfg.namespaces()
-                .into_iter()
-                .map(|name| Step::Namespace { name }),
-        );
+        steps.extend(cfg.namespaces().into_iter().map(|name| Step::Namespace {
+            name,
+            for_helm: false,
+        }));
     }
     for s in &cfg.secrets {
         steps.push(Step::Secret {
@@ -510,7 +524,21 @@ fn describe(step: &Step) -> (&'static str, String, Vec<String>) {
                 )
             }],
         ),
-        Step::Namespace { name } => ("namespace", format!("create `{name}` if missing"), vec![]),
+        Step::Namespace {
+            name,
+            for_helm: false,
+        } => ("namespace", format!("create `{name}` if missing"), vec![]),
+        Step::Namespace {
+            name,
+            for_helm: true,
+        } => (
+            "namespace",
+            format!("create `{name}` for Helm if missing"),
+            vec![
+                "the chart renders it: made with the metadata Helm adopts; the release owns it"
+                    .into(),
+            ],
+        ),
         Step::Secret {
             name,
             namespace,

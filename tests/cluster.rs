@@ -851,10 +851,16 @@ fn a_chart_that_ignores_the_injected_tag_stops_up_before_anything_starts() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("the chart helm/todo-app does not run devenv's images; nothing was started:"),
+        err.contains(
+            "rendering the chart and reading the manifests found 1 error; nothing was started:"
+        ),
         "{err}"
     );
-    assert!(err.contains("Deployment/todo-backend container `backend` runs `todo-backend:latest`, not devenv's `todo-backend:devenv-"), "{err}");
+    assert!(err.contains("Deployment/todo-backend (from todo-app/templates/backend-deployment.yaml) container `backend` runs `todo-backend:latest`, not devenv's `todo-backend:devenv-"), "{err}");
+    assert!(
+        err.contains("--> devenv.toml:"),
+        "the place in devenv.toml: {err}"
+    );
     assert_eq!(
         w.up_calls(),
         Vec::<String>::new(),

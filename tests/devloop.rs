@@ -824,7 +824,8 @@ fn a_save_during_the_first_build_is_built_after_it() {
         1,
         "one build of the saved content:\n{text}"
     );
-    assert_eq!(after.matches("deployed   hello with").count(), 1, "{text}");
+    // (A deploy of the first build may have begun before the save was seen.)
+    assert_eq!(after.matches(&deployed).count(), 1, "{text}");
     let deployment = w
         .api
         .object("/apis/apps/v1/namespaces/hello/deployments/hello")

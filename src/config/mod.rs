@@ -12,7 +12,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use diagnostic::Diagnostic;
+pub use diagnostic::{Diagnostic, did_you_mean};
 pub use resolved::*;
 pub use validate::normalize;
 

@@ -94,7 +94,7 @@ pub struct RawImage {
     pub name: Spanned<String>,
     pub context: Option<Spanned<String>>,
     pub dockerfile: Option<Spanned<String>>,
-    pub target: Option<String>,
+    pub target: Option<Spanned<String>>,
     pub build_args: Option<BTreeMap<String, Scalar>>,
     pub watch: Option<Vec<Spanned<String>>>,
     pub ignore: Option<Vec<Spanned<String>>>,
@@ -108,6 +108,8 @@ pub struct RawSecret {
     pub name: Spanned<String>,
     pub env_files: Spanned<Vec<Spanned<String>>>,
     pub namespace: Option<Spanned<String>>,
+    /// More Secret keys, each taking the value of a .env key: `{ "database-url" = "DATABASE_URL" }`.
+    pub keys: Option<BTreeMap<String, Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +127,10 @@ pub struct RawHelm {
     pub release: Option<Spanned<String>>,
     pub values: Option<Vec<Spanned<String>>>,
     pub set: Option<BTreeMap<String, Scalar>>,
+    /// .env files that `values_from_env` reads.
+    pub env_files: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Chart values taken from .env keys: `{ "secret.jwtSecret" = "JWT_SECRET" }`.
+    pub values_from_env: Option<BTreeMap<String, Spanned<String>>>,
     #[serde(default)]
     pub images: Vec<Spanned<RawHelmImage>>,
 }

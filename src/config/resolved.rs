@@ -38,6 +38,35 @@ pub struct Config {
     pub locals: Vec<LocalResource>,
     pub web: Web,
     pub watch: Watch,
+    /// Where values sit in the file, for problems found after loading.
+    #[serde(skip)]
+    pub places: Places,
+}
+
+/// Where the config's values sit in its file, so that problems found after loading (the
+/// chart's checks) are told with the file, line and column like any config error. Keys:
+/// `resource.NAME.workload`, `image.NAME.target`, `secret.NAME`, `secret.NAME.keys.KEY`,
+/// `helm.chart`, `helm.image.N` (and `.repository`, `.tag`, `.value`),
+/// `helm.values_from_env.KEY`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Places {
+    /// The file as the user named it.
+    pub shown: PathBuf,
+    pub source: String,
+    pub spans: BTreeMap<String, std::ops::Range<usize>>,
+}
+
+impl Config {
+    /// An error about the value at `place` (see [`Places`]); the file alone when the place
+    /// is unknown.
+    pub fn error_at(&self, place: &str, message: impl Into<String>) -> super::Diagnostic {
+        super::Diagnostic::at(
+            &self.places.shown,
+            &self.places.source,
+            self.places.spans.get(place).cloned(),
+            message.into(),
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -81,6 +110,9 @@ pub struct Secret {
     pub name: String,
     pub namespace: String,
     pub env_files: Vec<PathBuf>,
+    /// More Secret keys, each taking the value of a .env key (Secret key -> .env key); the
+    /// .env's own keys stay.
+    pub keys: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -97,6 +129,11 @@ pub struct Helm {
     pub release: String,
     pub values: Vec<PathBuf>,
     pub set: BTreeMap<String, String>,
+    /// The .env files `values_from_env` reads (later ones override earlier ones).
+    pub env_files: Vec<PathBuf>,
+    /// Chart values taken from .env keys (values key -> .env key). They reach helm in a
+    /// values file only the user can read, never on a command line.
+    pub values_from_env: BTreeMap<String, String>,
     pub images: Vec<HelmImage>,
 }
 

@@ -217,6 +217,22 @@ pub fn check_dns_subdomain(kind: &str, name: &str) -> Result<(), String> {
     }
 }
 
+/// A key of a Kubernetes Secret: letters, digits, `-`, `_` and `.`, at most 253 characters.
+pub fn check_secret_key(key: &str) -> Result<(), String> {
+    let ok = !key.is_empty()
+        && key.len() <= 253
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid Secret key \"{key}\": use letters, digits, '-', '_' and '.'"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,9 +26,16 @@ struct Checker<'a> {
     /// Where each line of the source starts, for line numbers in O(log n) (counting newlines
     /// from the top for every name made checking quadratic).
     line_starts: Vec<usize>,
+    /// Where values sit, for the checks made after loading (see [`Places`]).
+    places: BTreeMap<String, Range<usize>>,
 }
 
 impl Checker<'_> {
+    /// Records where a value sits (see [`Places`]).
+    fn place(&mut self, key: String, span: Range<usize>) {
+        self.places.insert(key, span);
+    }
+
     fn at(&self, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
         Diagnostic::at(self.file, self.source, Some(span), message.into())
     }
@@ -118,7 +125,7 @@ impl Checker<'_> {
                     format!("duplicate {what} `{}`", name.get_ref()),
                 )
                 .hint(format!(
-                    "first defined on line {first}; {what}s must be unique"
+                    "first defined on line {first}; each {what} must be unique"
                 ));
             self.push(d);
         } else {
@@ -331,6 +338,7 @@ pub fn validate(
         line_starts: std::iter::once(0)
             .chain(source.match_indices('\n').map(|(i, _)| i + 1))
             .collect(),
+        places: BTreeMap::new(),
     };
 
     // [project]
@@ -457,6 +465,10 @@ pub fn validate(
             c.push(d);
         }
         let workload = c.check(r.workload.span(), parse_workload(r.workload.get_ref()));
+        c.place(
+            format!("resource.{}.workload", r.name.get_ref()),
+            r.workload.span(),
+        );
         let ns = match r.namespace {
             Some(ns) => {
                 c.check(ns.span(), units::check_dns_label("namespace", ns.get_ref()));
@@ -648,7 +660,7 @@ pub fn validate(
     for m in &deploy.manifests {
         match std::fs::read_to_string(m)
             .map_err(|e| e.to_string())
-            .and_then(|t| objects::image_references(&t))
+            .and_then(|t| objects::image_references(&t).map_err(|e| e.to_string()))
         {
             Ok(refs) => deployed.extend(refs.iter().map(|r| objects::repository_of(r).to_owned())),
             Err(e) => {
@@ -692,6 +704,11 @@ pub fn validate(
     }
 
     let errors = c.diags.iter().any(Diagnostic::is_error);
+    let places = Places {
+        shown: display_file.to_path_buf(),
+        source: source.to_owned(),
+        spans: std::mem::take(&mut c.places),
+    };
     let diags = c.diags;
     if errors {
         return (None, diags);
@@ -711,6 +728,7 @@ pub fn validate(
             debounce,
             ignore: watch_ignore,
         },
+        places,
     };
     (Some(config), diags)
 }
@@ -1021,6 +1039,12 @@ fn check_images(c: &mut Checker, raw: Vec<RawImage>, provider: Provider) -> Vec<
                 .hint("use \"docker\", \"buildah\" or \"podman\" and a registry");
             c.push(d);
         }
+        if let Some(t) = &img.target
+            && builder != BuilderKind::Custom
+            && let Ok(text) = std::fs::read_to_string(&dockerfile)
+        {
+            check_target(c, t, &text, &c.shown(&dockerfile));
+        }
         let watch: Vec<PathBuf> = img
             .watch
             .unwrap_or_default()
@@ -1036,7 +1060,7 @@ fn check_images(c: &mut Checker, raw: Vec<RawImage>, provider: Provider) -> Vec<
             name: img.name.into_inner(),
             context: context.unwrap_or_default(),
             dockerfile,
-            target: img.target,
+            target: img.target.map(Spanned::into_inner),
             build_args: scalars(img.build_args),
             watch,
             ignore,
@@ -1045,6 +1069,76 @@ fn check_images(c: &mut Checker, raw: Vec<RawImage>, provider: Provider) -> Vec<
         });
     }
     out
+}
+
+/// A `target` must name a stage of the Dockerfile (`FROM … AS name`), or the build fails.
+fn check_target(c: &mut Checker, target: &Spanned<String>, dockerfile: &str, shown: &str) {
+    let stages = crate::dockerfile::stages(dockerfile);
+    let names: Vec<&str> = stages.iter().filter_map(|s| s.name.as_deref()).collect();
+    if names.contains(&target.get_ref().to_ascii_lowercase().as_str()) {
+        return;
+    }
+    let mut d = c.at(
+        target.span(),
+        format!("target `{}` is not a stage of {shown}", target.get_ref()),
+    );
+    d = if names.is_empty() {
+        d.hint(format!(
+            "{shown} names no stage (`FROM image AS name`): remove `target`, or name the stage to build"
+        ))
+    } else {
+        let hint = match did_you_mean(target.get_ref(), &names) {
+            Some(s) => format!("did you mean `{s}`? "),
+            None => String::new(),
+        };
+        d.expected(format!("one of its stages: {}", names.join(", ")))
+            .hint(format!("{hint}stage names are set by `FROM image AS name`"))
+    };
+    c.push(d);
+}
+
+/// An .env file the config names: it must exist. When it does not, the hint points at an
+/// example to copy, looked for beside it and up to the repository's root (where
+/// `.env.example` usually sits).
+fn env_file(c: &mut Checker, f: &Spanned<String>) -> Option<PathBuf> {
+    let p = c.path(f.get_ref());
+    if p.is_file() {
+        return Some(p);
+    }
+    let name = p
+        .file_name()
+        .map_or(".env".into(), |n| n.to_string_lossy().into_owned());
+    let candidates = [
+        format!("{name}.example"),
+        format!("{name}.sample"),
+        format!("{name}.template"),
+        ".env.example".to_owned(),
+        ".env.sample".to_owned(),
+        ".env.template".to_owned(),
+    ];
+    let mut example = None;
+    let mut dir = p.parent().map(Path::to_path_buf);
+    while let Some(d) = dir {
+        example = candidates.iter().map(|n| d.join(n)).find(|e| e.is_file());
+        // The repository's root is as far up as an example of the project can be.
+        if example.is_some() || d.join(".git").exists() || d.parent().is_none() {
+            break;
+        }
+        dir = d.parent().map(Path::to_path_buf);
+    }
+    let hint = match example {
+        Some(e) => format!(
+            "copy the example and fill it in: cp {} {}",
+            c.shown(&e),
+            c.shown(&p)
+        ),
+        None => "create it with one KEY=value per line".to_owned(),
+    };
+    let d = c
+        .at(f.span(), format!("env file `{}` not found", f.get_ref()))
+        .hint(hint);
+    c.push(d);
+    None
 }
 
 fn check_secrets(c: &mut Checker, raw: Vec<RawSecret>, namespace: &str) -> Vec<Secret> {
@@ -1056,37 +1150,27 @@ fn check_secrets(c: &mut Checker, raw: Vec<RawSecret>, namespace: &str) -> Vec<S
             units::check_dns_subdomain("secret name", s.name.get_ref()),
         );
         c.duplicate(&mut seen, "secret name", &s.name);
+        c.place(format!("secret.{}", s.name.get_ref()), s.name.span());
         if s.env_files.get_ref().is_empty() {
             let d = c
                 .at(s.env_files.span(), "env_files is empty")
                 .expected("at least one .env file, like [\".env\"]");
             c.push(d);
         }
-        let mut files = Vec::new();
-        for f in s.env_files.get_ref() {
-            let p = c.path(f.get_ref());
-            if p.is_file() {
-                files.push(p);
-                continue;
+        let files: Vec<PathBuf> = s
+            .env_files
+            .get_ref()
+            .iter()
+            .filter_map(|f| env_file(c, f))
+            .collect();
+        let mut keys = BTreeMap::new();
+        for (k, env) in s.keys.unwrap_or_default() {
+            c.place(format!("secret.{}.keys.{k}", s.name.get_ref()), env.span());
+            if let Err(e) = units::check_secret_key(&k) {
+                let d = c.at(env.span(), e);
+                c.push(d);
             }
-            let example = [
-                PathBuf::from(format!("{}.example", p.display())),
-                p.with_file_name(".env.example"),
-            ]
-            .into_iter()
-            .find(|e| e.is_file());
-            let hint = match example {
-                Some(e) => format!(
-                    "copy the example and fill it in: cp {} {}",
-                    c.shown(&e),
-                    c.shown(&p)
-                ),
-                None => "create it with one KEY=value per line".to_owned(),
-            };
-            let d = c
-                .at(f.span(), format!("env file `{}` not found", f.get_ref()))
-                .hint(hint);
-            c.push(d);
+            keys.insert(k, env.into_inner());
         }
         let ns = match s.namespace {
             Some(ns) => {
@@ -1099,6 +1183,7 @@ fn check_secrets(c: &mut Checker, raw: Vec<RawSecret>, namespace: &str) -> Vec<S
             name: s.name.into_inner(),
             namespace: ns,
             env_files: files,
+            keys,
         });
     }
     out
@@ -1120,6 +1205,7 @@ fn check_deploy(
     };
     let helm = rd.helm.map(|h| {
         let chart = c.path(h.chart.get_ref());
+        c.place("helm.chart".to_owned(), h.chart.span());
         if !chart.join("Chart.yaml").is_file() {
             let d = c
                 .at(h.chart.span(), format!("no Chart.yaml in `{}`", h.chart.get_ref()))
@@ -1146,11 +1232,14 @@ fn check_deploy(
             .iter()
             .filter_map(|v| c.existing(v, "values file"))
             .collect();
-        let mut seen = HashMap::new();
+        // One image may feed several workloads, each with its own values keys (a backend
+        // and its worker): what must be unique is the key each entry sets.
+        let mut keys_seen: HashMap<String, usize> = HashMap::new();
         let mut images = Vec::new();
-        for entry in h.images {
+        for (n, entry) in h.images.into_iter().enumerate() {
             let span = entry.span();
             let e = entry.into_inner();
+            c.place(format!("helm.image.{n}"), e.image.span());
             if !image_names.contains(&e.image.get_ref().as_str()) {
                 let mut d = c.at(e.image.span(), format!("unknown image `{}`", e.image.get_ref()));
                 d = match did_you_mean(e.image.get_ref(), image_names) {
@@ -1159,7 +1248,19 @@ fn check_deploy(
                 };
                 c.push(d);
             }
-            c.duplicate(&mut seen, "helm image entry for", &e.image);
+            for (what, k) in [("repository", &e.repository), ("tag", &e.tag), ("value", &e.value)] {
+                let Some(k) = k else { continue };
+                c.place(format!("helm.image.{n}.{what}"), k.span());
+                let line = c.line_of(&k.span());
+                if let Some(first) = keys_seen.get(k.get_ref()) {
+                    let d = c
+                        .at(k.span(), format!("values key `{}` is set by two [[deploy.helm.images]] entries", k.get_ref()))
+                        .hint(format!("the first sets it on line {first}; each values key takes one image"));
+                    c.push(d);
+                } else {
+                    keys_seen.insert(k.get_ref().clone(), line);
+                }
+            }
             let keys = match (e.repository, e.tag, e.value) {
                 (Some(r), Some(t), None) => Some(HelmImageKeys::RepositoryAndTag {
                     repository: r.into_inner(),
@@ -1182,11 +1283,29 @@ fn check_deploy(
                 });
             }
         }
+        let env_files: Vec<PathBuf> = h
+            .env_files
+            .as_ref()
+            .map(|f| f.get_ref().iter().filter_map(|f| env_file(c, f)).collect())
+            .unwrap_or_default();
+        let mut values_from_env = BTreeMap::new();
+        for (k, env) in h.values_from_env.unwrap_or_default() {
+            c.place(format!("helm.values_from_env.{k}"), env.span());
+            if h.env_files.is_none() {
+                let d = c
+                    .at(env.span(), format!("`values_from_env` takes `{}` from .env files, and [deploy.helm] names none", env.get_ref()))
+                    .hint("add env_files = [\".env\"] to [deploy.helm]");
+                c.push(d);
+            }
+            values_from_env.insert(k, env.into_inner());
+        }
         Helm {
             chart,
             release,
             values,
             set: scalars(h.set),
+            env_files,
+            values_from_env,
             images,
         }
     });

@@ -114,6 +114,123 @@ pub fn image_sets(
     out
 }
 
+/// Where the values taken from .env files (`values_from_env`) are written for helm: the
+/// project's state directory, so they are never on a command line nor in the project.
+pub fn env_values_path(cfg: &Config) -> Option<std::path::PathBuf> {
+    crate::host::project_state_dir(&cfg.file).map(|d| d.join("helm-values-from-env.yaml"))
+}
+
+/// The values file of `values_from_env`, removed when dropped.
+pub struct EnvValues(std::path::PathBuf);
+
+impl Drop for EnvValues {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A values key in `--set` syntax (`a.b`, `a\.b` for a dot inside a key) as its path.
+fn key_path(key: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = key.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next()
+                    && let Some(last) = out.last_mut()
+                {
+                    last.push(n);
+                }
+            }
+            '.' => out.push(String::new()),
+            c => {
+                if let Some(last) = out.last_mut() {
+                    last.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The values of `values_from_env` as a values file's YAML: each key nested by its dots.
+pub fn env_values_yaml(values: &BTreeMap<String, String>) -> String {
+    use serde_norway::{Mapping, Value};
+    let mut root = Mapping::new();
+    for (key, v) in values {
+        let path = key_path(key);
+        let mut at = &mut root;
+        for (i, part) in path.iter().enumerate() {
+            let k = Value::from(part.as_str());
+            if i + 1 == path.len() {
+                at.insert(k, Value::from(v.as_str()));
+                break;
+            }
+            let child = at
+                .entry(k)
+                .or_insert_with(|| Value::Mapping(Mapping::new()));
+            if !child.is_mapping() {
+                *child = Value::Mapping(Mapping::new());
+            }
+            let Value::Mapping(m) = child else { break };
+            at = m;
+        }
+    }
+    serde_norway::to_string(&Value::Mapping(root)).unwrap_or_default()
+}
+
+/// Writes the values of `values_from_env` (read from `helm.env_files`) into a file only the
+/// user can read, for one helm command; `None` when the chart takes none. The error names
+/// the .env key that is missing, never a value.
+pub fn write_env_values(cfg: &Config, helm: &Helm) -> Result<Option<EnvValues>, String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if helm.values_from_env.is_empty() {
+        return Ok(None);
+    }
+    let mut env = BTreeMap::new();
+    for f in &helm.env_files {
+        let text =
+            std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", cfg.rel(f)))?;
+        let parsed = super::dotenv::parse(&text)
+            .map_err(|p| format!("{}:{}: {}", cfg.rel(f), p.line, p.message))?;
+        env.extend(parsed.values.0);
+    }
+    let mut values = BTreeMap::new();
+    for (key, name) in &helm.values_from_env {
+        let Some(v) = env.get(name) else {
+            return Err(format!(
+                "values_from_env: `{key}` takes `{name}`, which {} does not have",
+                helm.env_files
+                    .iter()
+                    .map(|f| cfg.rel(f))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        };
+        values.insert(key.clone(), v.clone());
+    }
+    let Some(path) = env_values_path(cfg) else {
+        return Err(
+            "no state directory for the values from .env: set DEVENV_STATE_DIR or HOME".into(),
+        );
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(&path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    f.write_all(env_values_yaml(&values).as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(Some(EnvValues(path)))
+}
+
 /// Flags shared by `helm upgrade` and `helm template`: namespace, values files and `--set`s.
 /// The user's `set` entries come first so devenv's image values win over them.
 pub fn value_args(
@@ -124,6 +241,11 @@ pub fn value_args(
     let mut argv = vec!["--namespace".to_owned(), cfg.deploy.namespace.clone()];
     for v in &helm.values {
         argv.extend(["-f".to_owned(), cfg.rel(v)]);
+    }
+    if !helm.values_from_env.is_empty()
+        && let Some(p) = env_values_path(cfg)
+    {
+        argv.extend(["-f".to_owned(), p.display().to_string()]);
     }
     for (k, v) in &helm.set {
         argv.extend(["--set".to_owned(), format!("{k}={}", set_value(v))]);
@@ -181,203 +303,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn values_from_env_nest_by_their_dots() {
+        let v = BTreeMap::from([
+            ("secret.jwtSecret".to_owned(), "s3cr3t".to_owned()),
+            ("secret.db\\.url".to_owned(), "postgres://x".to_owned()),
+            ("top".to_owned(), "1".to_owned()),
+        ]);
+        let y: serde_norway::Value =
+            serde_norway::from_str(&env_values_yaml(&v)).unwrap_or_default();
+        assert_eq!(y["secret"]["jwtSecret"], "s3cr3t");
+        assert_eq!(y["secret"]["db.url"], "postgres://x");
+        assert_eq!(y["top"], "1");
+    }
+
+    #[test]
     fn commas_and_backslashes_are_escaped_for_set() {
         assert_eq!(set_value("a,b"), "a\\,b");
         assert_eq!(set_value("c:\\x"), "c:\\\\x");
         assert_eq!(set_value("plain"), "plain");
-    }
-}
-
-/// What the rendered chart does that devenv must act on.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Inspection {
-    /// Namespaces the chart creates itself: devenv must not create them first, or Helm refuses
-    /// to adopt them ("exists and cannot be imported into the current release").
-    pub own_namespaces: Vec<String>,
-    /// Problems that stop the deploy (an image that did not get devenv's tag).
-    pub errors: Vec<String>,
-    pub warnings: Vec<String>,
-}
-
-fn secret_refs(v: &serde_norway::Value, out: &mut Vec<String>) {
-    use serde_norway::Value;
-    match v {
-        Value::Mapping(m) => {
-            for (k, child) in m {
-                match k.as_str() {
-                    Some("secretRef") | Some("secretKeyRef") => {
-                        if let Some(n) = child.get("name").and_then(Value::as_str) {
-                            out.push(n.to_owned());
-                        }
-                    }
-                    Some("secret") => {
-                        if let Some(n) = child.get("secretName").and_then(Value::as_str) {
-                            out.push(n.to_owned());
-                        }
-                    }
-                    _ => {}
-                }
-                secret_refs(child, out);
-            }
-        }
-        Value::Sequence(items) => items.iter().for_each(|i| secret_refs(i, out)),
-        _ => {}
-    }
-}
-
-/// Looks at `helm template`'s output. `images` maps each injected image's repository to the
-/// tag devenv set; `secrets` are the Secrets devenv makes.
-pub fn inspect(
-    rendered: &str,
-    images: &BTreeMap<String, String>,
-    secrets: &[String],
-) -> Result<Inspection, String> {
-    use serde::Deserialize;
-    use serde_norway::Value;
-    let mut out = Inspection::default();
-    let mut rendered_secrets = Vec::new();
-    let mut referenced = Vec::new();
-    let mut seen_repos = Vec::new();
-    for doc in serde_norway::Deserializer::from_str(rendered) {
-        let v = Value::deserialize(doc)
-            .map_err(|e| format!("helm template printed invalid YAML: {e}"))?;
-        let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
-        let name = v
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        match kind {
-            "Namespace" => out.own_namespaces.push(name.to_owned()),
-            "Secret" => rendered_secrets.push(name.to_owned()),
-            _ => {}
-        }
-        secret_refs(&v, &mut referenced);
-        let mut containers = Vec::new();
-        super::manifests::collect_containers(&v, &mut containers);
-        for (container, image, policy) in containers {
-            let repo = super::manifests::repository_of(&image);
-            let Some(tag) = images.get(repo) else {
-                continue;
-            };
-            seen_repos.push(repo.to_owned());
-            if image != format!("{repo}:{tag}") {
-                out.errors.push(format!(
-                    "{kind}/{name} container `{container}` runs `{image}`, not devenv's `{repo}:{tag}`: the chart does not take the tag from the values keys in [[deploy.helm.images]] (is the image value nested under other keys, or built from other values?)"
-                ));
-            }
-            if policy.as_deref() == Some("Always") {
-                out.warnings.push(format!(
-                    "{kind}/{name} container `{container}` has imagePullPolicy: Always, so Kubernetes would try to pull `{repo}:{tag}`, which exists only in the cluster's image store; set it to IfNotPresent for development"
-                ));
-            }
-        }
-    }
-    for repo in images.keys() {
-        if !seen_repos.contains(repo) {
-            out.errors.push(format!(
-                "no container in the rendered chart runs `{repo}`: check the values keys in its [[deploy.helm.images]] entry"
-            ));
-        }
-    }
-    referenced.sort();
-    referenced.dedup();
-    for s in referenced {
-        if !secrets.contains(&s) && !rendered_secrets.contains(&s) {
-            out.warnings.push(format!(
-                "the chart uses Secret `{s}`, which it does not create and devenv.toml has no [[secret]] for; pods will wait for it until it exists"
-            ));
-        }
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod inspect_tests {
-    use super::*;
-
-    fn images() -> BTreeMap<String, String> {
-        BTreeMap::from([("todo-backend".to_owned(), "devenv-aaa".to_owned())])
-    }
-
-    const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: todo-backend\nspec:\n  template:\n    spec:\n      containers:\n      - name: backend\n        image: IMAGE\n        POLICY\n        envFrom:\n        - secretRef:\n            name: todo-secrets\n";
-
-    fn deploy(image: &str, policy: &str) -> String {
-        DEPLOY.replace("IMAGE", image).replace("POLICY", policy)
-    }
-
-    #[test]
-    fn a_chart_that_takes_the_tag_is_fine() {
-        let r = inspect(
-            &deploy("todo-backend:devenv-aaa", "imagePullPolicy: IfNotPresent"),
-            &images(),
-            &["todo-secrets".into()],
-        );
-        assert_eq!(r, Ok(Inspection::default()));
-    }
-
-    #[test]
-    fn a_pinned_or_ignored_tag_is_an_error() {
-        let r = inspect(
-            &deploy("todo-backend:1.4.2", "imagePullPolicy: IfNotPresent"),
-            &images(),
-            &["todo-secrets".into()],
-        )
-        .unwrap_or_default();
-        assert_eq!(r.errors.len(), 1, "{r:?}");
-        assert!(r.errors[0].starts_with("Deployment/todo-backend container `backend` runs `todo-backend:1.4.2`, not devenv's `todo-backend:devenv-aaa`"), "{r:?}");
-    }
-
-    #[test]
-    fn an_image_no_container_runs_is_an_error() {
-        let r = inspect(
-            &deploy("other:1", "imagePullPolicy: IfNotPresent"),
-            &images(),
-            &["todo-secrets".into()],
-        )
-        .unwrap_or_default();
-        assert_eq!(
-            r.errors,
-            [
-                "no container in the rendered chart runs `todo-backend`: check the values keys in its [[deploy.helm.images]] entry"
-            ]
-        );
-    }
-
-    #[test]
-    fn pull_policy_always_warns() {
-        let r = inspect(
-            &deploy("todo-backend:devenv-aaa", "imagePullPolicy: Always"),
-            &images(),
-            &["todo-secrets".into()],
-        )
-        .unwrap_or_default();
-        assert_eq!(r.warnings.len(), 1);
-        assert!(r.warnings[0].contains("imagePullPolicy: Always"), "{r:?}");
-    }
-
-    #[test]
-    fn the_charts_own_namespace_and_expected_secrets_are_noticed() {
-        let text = format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: todo\n---\n{}",
-            deploy("todo-backend:devenv-aaa", "imagePullPolicy: IfNotPresent")
-        );
-        let r = inspect(&text, &images(), &[]).unwrap_or_default();
-        assert_eq!(r.own_namespaces, ["todo"]);
-        assert_eq!(r.warnings.len(), 1);
-        assert!(
-            r.warnings[0]
-                .starts_with("the chart uses Secret `todo-secrets`, which it does not create"),
-            "{r:?}"
-        );
-        // A Secret the chart renders itself is not missing.
-        let with_secret =
-            format!("{text}---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: todo-secrets\n");
-        assert!(
-            inspect(&with_secret, &images(), &[])
-                .unwrap_or_default()
-                .warnings
-                .is_empty()
-        );
     }
 }

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
 pub use crate::objects::{CONTAINER_LISTS, collect_containers, repository_of};
@@ -108,11 +107,9 @@ pub fn rewrite(
     let mut docs = Vec::new();
     let mut replacements = Vec::new();
     let mut warnings = Vec::new();
-    for doc in serde_norway::Deserializer::from_str(text) {
-        let mut v = Value::deserialize(doc).map_err(|e| e.to_string())?;
-        if v.is_null() {
-            continue;
-        }
+    for doc in crate::objects::documents(text).map_err(|e| e.to_string())? {
+        warnings.extend(doc.warnings);
+        let mut v = doc.value;
         let kind = v
             .get("kind")
             .and_then(Value::as_str)

@@ -30,6 +30,14 @@ pub enum SecretError {
         line: usize,
         message: String,
     },
+    /// A `keys` entry names a .env key the files do not have.
+    #[error("Secret `{secret}` takes key `{key}` from `{env}`, which {files} does not have")]
+    MissingKey {
+        secret: String,
+        key: String,
+        env: String,
+        files: String,
+    },
     #[error(transparent)]
     Kube(#[from] KubeError),
 }
@@ -72,6 +80,23 @@ pub fn prepare(secret: &Secret, shown: &dyn Fn(&Path) -> String) -> Result<Prepa
             }
             values.insert(k, v);
         }
+    }
+    // More keys, each with the value of a .env key (a chart that reads `database-url`).
+    for (key, env) in &secret.keys {
+        let Some(v) = values.get(env).cloned() else {
+            return Err(SecretError::MissingKey {
+                secret: secret.name.clone(),
+                key: key.clone(),
+                env: env.clone(),
+                files: secret
+                    .env_files
+                    .iter()
+                    .map(|f| shown(f))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        values.insert(key.clone(), v);
     }
     Ok(Prepared {
         name: secret.name.clone(),

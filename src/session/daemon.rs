@@ -31,9 +31,7 @@ pub fn project_dir(cfg: &Config) -> Option<PathBuf> {
 /// The state directory of the project whose config is `file` (absolute): the CLI clients
 /// find the daemon through it even while the file does not parse.
 pub fn project_dir_of(file: &Path) -> Option<PathBuf> {
-    let base = crate::host::state_dir()?;
-    let key = blake3::hash(file.to_string_lossy().as_bytes()).to_hex();
-    Some(base.join("projects").join(&key.as_str()[..16]))
+    crate::host::project_state_dir(file)
 }
 
 /// The lock, released when dropped (or when the process dies, however it dies).

@@ -256,18 +256,26 @@ async fn the_real_watcher_batches_bursts_and_follows_new_directories() {
     let first = first.unwrap_or_else(|| panic!("no batch"));
     assert_eq!(names(&first.targets.images), ["api"]);
     assert!(first.targets.locals.is_empty());
-    // Anything left of the burst would show up as a second batch.
+    // Anything left of the burst (10,000 files and their directory) would show up as a
+    // second batch: it is waited for until every path was seen, however late it comes.
+    let mut seen = first.paths;
     let mut extra = Vec::new();
-    while let Some(b) = next(&mut rx, Duration::from_millis(500)).await {
+    while seen < 10_001 {
+        let Some(b) = next(&mut rx, Duration::from_secs(10)).await else {
+            break;
+        };
+        seen += b.paths;
         extra.push(b);
     }
     assert!(extra.is_empty(), "more than one batch: {extra:?}");
+    assert_eq!(seen, 10_001, "every file of the burst, and its directory");
 
     // Ignored: node_modules (not even watched), *.log at the context root, editor noise.
     std::fs::write(root.join("api/node_modules/x/new.js"), "x").unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(root.join("api/trace.log"), "x").unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(root.join("api/app/.main.py.swp"), "x").unwrap_or_else(|e| panic!("{e}"));
-    assert!(next(&mut rx, Duration::from_millis(500)).await.is_none());
+    let ignored = next(&mut rx, Duration::from_millis(500)).await;
+    assert!(ignored.is_none(), "{ignored:?}");
 
     // A directory made now is watched: a file written into it later is seen.
     let fresh = root.join("scripts/lib/deep");

@@ -124,18 +124,12 @@ pub fn prepare(
     let plan = plan::compute(cfg, &inputs.shown)?;
     let placeholders = deploy_w::placeholders(cfg);
     let docs = &deploy_w::load_manifests(cfg, &placeholders, false)?;
-    let helm_step = plan.steps.iter().find_map(|s| match s {
-        plan::Step::Helm { render, .. } => Some(render.clone()),
-        _ => None,
-    });
     if let Some(h) = &cfg.deploy.helm {
         deploy_w::chart_dependencies(cfg, h, deploy_w::Check::BringUp)?;
     }
-    // The chart is rendered before anything is touched: what it does decides what devenv does.
-    let own_namespaces = match &helm_step {
-        Some(render) => deploy_w::inspect_chart(cfg, &plan, render, deploy_w::Check::BringUp)?,
-        None => Vec::new(),
-    };
+    // The chart is rendered and checked before anything is touched: what it does decides
+    // what devenv does.
+    let own_namespaces = deploy_w::check_before(cfg, &plan, deploy_w::Check::BringUp)?;
     checkpoint(cancel)?;
     progress(match cfg.cluster.provider {
         config::Provider::Minikube => "starting the minikube profile",

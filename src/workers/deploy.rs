@@ -269,68 +269,26 @@ impl Check {
     }
 }
 
-/// Renders the chart with the planned values and checks it; returns the namespaces it creates.
-pub fn inspect_chart(
-    cfg: &config::Config,
-    plan: &plan::Plan,
-    render: &[String],
-    when: Check,
-) -> Result<Vec<String>> {
-    let Some(helm) = &cfg.deploy.helm else {
-        return Ok(Vec::new());
-    };
-    let cmd = exec::Cmd::new(render[0].clone())
-        .args(render[1..].iter().cloned())
-        .timeout(std::time::Duration::from_secs(120));
-    let cmd = exec::Cmd {
-        dir: Some(cfg.root.clone()),
-        ..cmd
-    };
-    let f = exec::run(&cmd)?;
-    if f.code != Some(0) {
-        anyhow::bail!(
-            "`{}` failed ({}):\n{}",
-            cmd.display(),
-            when.consequence(),
-            f.stderr.trim_end()
-        );
+/// Renders the chart with the planned values and reads the manifests (see `check`): the
+/// warnings are said, errors stop; returns the namespaces the chart renders.
+pub fn check_before(cfg: &config::Config, plan: &plan::Plan, when: Check) -> Result<Vec<String>> {
+    let found = crate::check::check(cfg, plan);
+    for d in found.diagnostics.iter().filter(|d| !d.is_error()) {
+        eprintln!("{d}");
     }
-    // repository -> tag of every image the chart should run.
-    let injected: BTreeMap<String, String> = plan
-        .steps
+    let errors: Vec<String> = found
+        .diagnostics
         .iter()
-        .filter_map(|s| match s {
-            plan::Step::Build {
-                image,
-                reference,
-                tag,
-                ..
-            } if helm.images.iter().any(|h| &h.image == image) => {
-                let repo = reference
-                    .strip_suffix(&format!(":{tag}"))
-                    .unwrap_or(reference);
-                Some((repo.to_owned(), tag.clone()))
-            }
-            _ => None,
-        })
+        .filter(|d| d.is_error())
+        .map(ToString::to_string)
         .collect();
-    let secrets: Vec<String> = cfg.secrets.iter().map(|s| s.name.clone()).collect();
-    let found =
-        deploy::helm::inspect(&f.stdout, &injected, &secrets).map_err(anyhow::Error::msg)?;
-    for w in &found.warnings {
-        eprintln!("warning: chart {}: {w}", cfg.rel(&helm.chart));
-    }
-    if !found.errors.is_empty() {
+    if !errors.is_empty() {
         anyhow::bail!(
-            "the chart {} does not run devenv's images; {}:\n{}",
-            cfg.rel(&helm.chart),
+            "rendering the chart and reading the manifests found {} error{}; {}:\n{}",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
             when.consequence(),
-            found
-                .errors
-                .iter()
-                .map(|e| format!("  {e}"))
-                .collect::<Vec<_>>()
-                .join("\n")
+            errors.join("\n")
         );
     }
     for ns in found
@@ -354,12 +312,7 @@ pub fn check_chart(cfg: &config::Config, shown: &str) -> Result<()> {
     };
     chart_dependencies(cfg, h, Check::Reload)?;
     let plan = plan::compute(cfg, shown)?;
-    if let Some(render) = plan.steps.iter().find_map(|s| match s {
-        plan::Step::Helm { render, .. } => Some(render),
-        _ => None,
-    }) {
-        inspect_chart(cfg, &plan, render, Check::Reload)?;
-    }
+    check_before(cfg, &plan, Check::Reload)?;
     Ok(())
 }
 
@@ -463,6 +416,8 @@ pub fn deploy_resources(
             })
             .collect();
         let argv = deploy::helm::upgrade_command(cfg, h, &images);
+        // Values from .env go in a file only the user can read, for this command only.
+        let _env = deploy::helm::write_env_values(cfg, h).map_err(anyhow::Error::msg)?;
         run_helm(cfg, &argv, Duration::from_secs(600))?;
         out::say(
             "deployed",

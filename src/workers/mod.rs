@@ -245,9 +245,7 @@ impl driver::Workers for Workers {
                             let _ = tx.send(Event::ClusterReady);
                         }
                         Err(e) => {
-                            if !cancel.is_cancelled() {
-                                out::say("failed", format!("the cluster: {e:#}"));
-                            }
+                            // `up` ends with this error; the page shows it meanwhile.
                             let _ = tx.send(Event::ClusterFailed {
                                 message: format!("{e:#}"),
                             });

@@ -1,0 +1,810 @@
+//! The chart-aware check shared by `config check`, `up --dry-run` and `up`: the chart is
+//! rendered with the values `up` would give it (`helm template` needs no cluster) and read
+//! with the manifests, and everything that would fail later is told now, each with the place
+//! in devenv.toml and the template (Helm's `# Source:` line) or manifest file:
+//! - a tag devenv injects that the chart ignores (a workload still runs `api:v3`), an image
+//!   that no container runs;
+//! - a resource's `workload` that nothing renders, an image it lists that its workload does
+//!   not run;
+//! - a key of a devenv-managed Secret that a pod reads (`secretKeyRef`) and the .env files
+//!   lack (the pod would sit in CreateContainerConfigError);
+//! - keys written twice in a rendered document (the last one counts, as in Helm).
+//!
+//! It also says which namespaces the chart renders itself (`up` leaves them to Helm).
+//! Owns these rules; must not touch the cluster or write anything but the values file of
+//! `values_from_env` (for the one `helm template` run).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_norway::Value;
+
+use crate::config::{Config, Diagnostic, HelmImageKeys};
+use crate::deploy::{helm, secrets};
+use crate::exec::{self, Cmd};
+use crate::objects::{self, Document};
+use crate::plan::{Plan, Step};
+
+/// What the check found.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Errors (that stop `up`) and warnings, each with its place.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Namespaces the chart renders: made for Helm to own, not by devenv.
+    pub own_namespaces: Vec<String>,
+    /// Whether the chart was rendered (helm ran), when there is one.
+    pub rendered: bool,
+}
+
+impl Findings {
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+}
+
+/// An object to check, and where it came from (a template or a manifest file).
+struct Object {
+    origin: String,
+    doc: Document,
+}
+
+impl Object {
+    fn kind(&self) -> &str {
+        self.doc
+            .value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    fn name(&self) -> &str {
+        self.doc
+            .value
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    fn namespace<'a>(&'a self, default: &'a str) -> &'a str {
+        self.doc
+            .value
+            .get("metadata")
+            .and_then(|m| m.get("namespace"))
+            .and_then(Value::as_str)
+            .unwrap_or(default)
+    }
+
+    /// `Kind/name (from origin)`.
+    fn told(&self) -> String {
+        format!("{} (from {})", self.doc.object(), self.origin)
+    }
+}
+
+/// How long `helm template` may take.
+const RENDER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Renders the chart with the plan's values; the objects, or what stopped it.
+fn render(cfg: &Config, argv: &[String], out: &mut Findings) -> Vec<Object> {
+    let Some(h) = &cfg.deploy.helm else {
+        return Vec::new();
+    };
+    if which::which(&argv[0]).is_err() {
+        out.diagnostics.push(
+            cfg.error_at(
+                "helm.chart",
+                "helm is not installed here: the chart was not rendered, so what it runs is checked only when `devenv up` starts",
+            )
+            .hint("`devenv doctor` says how to install helm")
+            .warning(),
+        );
+        return Vec::new();
+    }
+    let env = match helm::write_env_values(cfg, h) {
+        Ok(e) => e,
+        Err(e) => {
+            out.diagnostics.push(
+                cfg.error_at("helm.chart", e)
+                    .hint("add the key to the .env file"),
+            );
+            return Vec::new();
+        }
+    };
+    let cmd = Cmd {
+        dir: Some(cfg.root.clone()),
+        ..Cmd::new(argv[0].clone())
+            .args(argv[1..].iter().cloned())
+            .timeout(RENDER_TIMEOUT)
+    };
+    let result = exec::run(&cmd);
+    drop(env);
+    let f = match result {
+        Ok(f) => f,
+        Err(e) => {
+            out.diagnostics
+                .push(cfg.error_at("helm.chart", format!("`{}`: {e}", cmd.display())));
+            return Vec::new();
+        }
+    };
+    if f.code != Some(0) {
+        let err: Vec<&str> = f.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        out.diagnostics.push(
+            cfg.error_at(
+                "helm.chart",
+                format!(
+                    "the chart does not render: `{}` failed:\n  {}",
+                    cmd.display(),
+                    err[err.len().saturating_sub(10)..].join("\n  ")
+                ),
+            )
+            .hint("fix the template, or the values devenv gives it ([deploy.helm] values, set, images)"),
+        );
+        return Vec::new();
+    }
+    out.rendered = true;
+    match objects::documents(&f.stdout) {
+        Ok(docs) => docs
+            .into_iter()
+            .map(|doc| Object {
+                origin: doc.source.clone().unwrap_or_else(|| cfg.rel(&h.chart)),
+                doc,
+            })
+            .collect(),
+        Err(e) => {
+            out.diagnostics.push(cfg.error_at(
+                "helm.chart",
+                format!("the chart renders YAML that does not parse: {e}"),
+            ));
+            Vec::new()
+        }
+    }
+}
+
+/// The manifest files' objects (YAML errors are config errors already).
+fn manifests(cfg: &Config) -> Vec<Object> {
+    let mut out = Vec::new();
+    for m in &cfg.deploy.manifests {
+        let Ok(text) = std::fs::read_to_string(m) else {
+            continue;
+        };
+        if let Ok(docs) = objects::documents(&text) {
+            out.extend(docs.into_iter().map(|doc| Object {
+                origin: cfg.rel(m),
+                doc,
+            }));
+        }
+    }
+    out
+}
+
+/// Every Secret key a pod template reads: `(Secret, key, optional)`.
+fn secret_keys(v: &Value, out: &mut Vec<(String, String, bool)>) {
+    match v {
+        Value::Mapping(m) => {
+            for (k, child) in m {
+                if k.as_str() == Some("secretKeyRef")
+                    && let (Some(name), Some(key)) = (
+                        child.get("name").and_then(Value::as_str),
+                        child.get("key").and_then(Value::as_str),
+                    )
+                {
+                    let optional = child.get("optional").and_then(Value::as_bool) == Some(true);
+                    out.push((name.to_owned(), key.to_owned(), optional));
+                }
+                secret_keys(child, out);
+            }
+        }
+        Value::Sequence(items) => items.iter().for_each(|i| secret_keys(i, out)),
+        _ => {}
+    }
+}
+
+/// Checks `cfg` as `plan` would run it: the rendered chart and the manifests.
+pub fn check(cfg: &Config, plan: &Plan) -> Findings {
+    let mut out = Findings::default();
+    // repository -> tag, of each image built.
+    let built: BTreeMap<String, (String, String)> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Build {
+                image,
+                reference,
+                tag,
+                ..
+            } => Some((
+                image.clone(),
+                (
+                    reference
+                        .strip_suffix(&format!(":{tag}"))
+                        .unwrap_or(reference)
+                        .to_owned(),
+                    tag.clone(),
+                ),
+            )),
+            _ => None,
+        })
+        .collect();
+    let render_argv = plan.steps.iter().find_map(|s| match s {
+        Step::Helm { render, .. } => Some(render.clone()),
+        _ => None,
+    });
+    let chart = match &render_argv {
+        Some(argv) => {
+            let objects = render(cfg, argv, &mut out);
+            out.rendered.then_some(objects)
+        }
+        None => None,
+    };
+    let found = analyze(cfg, &built, chart, manifests(cfg));
+    out.diagnostics.extend(found.diagnostics);
+    out.own_namespaces = found.own_namespaces;
+    out
+}
+
+/// The checks on what was read: `chart` is the rendered chart's objects (None when there is
+/// no chart or it did not render), `manifests` the manifest files'.
+fn analyze(
+    cfg: &Config,
+    built: &BTreeMap<String, (String, String)>,
+    chart: Option<Vec<Object>>,
+    manifests: Vec<Object>,
+) -> Findings {
+    let mut out = Findings::default();
+    let chart_rendered = chart.is_some();
+    let chart_objects = chart.unwrap_or_default();
+    for o in &chart_objects {
+        for w in &o.doc.warnings {
+            out.diagnostics.push(
+                cfg.error_at("helm.chart", format!("{}: {w}", o.origin))
+                    .warning(),
+            );
+        }
+        if o.kind() == "Namespace" {
+            out.own_namespaces.push(o.name().to_owned());
+        }
+    }
+    if let Some(h) = cfg.deploy.helm.as_ref().filter(|_| chart_rendered) {
+        check_injected(cfg, h, built, &chart_objects, &mut out);
+        check_secret_refs(cfg, &chart_objects, &mut out);
+    }
+    let mut objects = chart_objects;
+    objects.extend(manifests);
+    // The chart's objects are only known when it rendered.
+    if chart_rendered || cfg.deploy.helm.is_none() {
+        check_workloads(cfg, built, &objects, &mut out);
+    }
+    check_secret_keys(cfg, &objects, &mut out);
+    out
+}
+
+/// Secrets the chart's pods use that nothing makes: neither the chart nor a `[[secret]]`.
+fn check_secret_refs(cfg: &Config, objects: &[Object], out: &mut Findings) {
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Mapping(m) => {
+                for (k, child) in m {
+                    let name = match k.as_str() {
+                        Some("secretRef" | "secretKeyRef") => child.get("name"),
+                        Some("secret") => child.get("secretName"),
+                        _ => None,
+                    };
+                    if let Some(n) = name.and_then(Value::as_str) {
+                        out.push(n.to_owned());
+                    }
+                    refs(child, out);
+                }
+            }
+            Value::Sequence(items) => items.iter().for_each(|i| refs(i, out)),
+            _ => {}
+        }
+    }
+    let rendered: Vec<&str> = objects
+        .iter()
+        .filter(|o| o.kind() == "Secret")
+        .map(Object::name)
+        .collect();
+    let mut used: Vec<(String, String)> = Vec::new();
+    for o in objects {
+        let mut r = Vec::new();
+        refs(&o.doc.value, &mut r);
+        used.extend(r.into_iter().map(|s| (s, o.told())));
+    }
+    used.sort();
+    used.dedup_by(|a, b| a.0 == b.0);
+    for (s, by) in used {
+        if !rendered.contains(&s.as_str()) && !cfg.secrets.iter().any(|x| x.name == s) {
+            out.diagnostics.push(
+                cfg.error_at(
+                    "helm.chart",
+                    format!(
+                        "{by} uses Secret `{s}`, which the chart does not make and devenv.toml has no [[secret]] for; its pods will wait until it exists"
+                    ),
+                )
+                .hint(format!("add a [[secret]] named `{s}` with its .env file"))
+                .warning(),
+            );
+        }
+    }
+}
+
+/// Each tag devenv injects reaches the containers of its repository, and some container
+/// runs each injected image.
+fn check_injected(
+    cfg: &Config,
+    h: &crate::config::Helm,
+    built: &BTreeMap<String, (String, String)>,
+    objects: &[Object],
+    out: &mut Findings,
+) {
+    for (n, hi) in h.images.iter().enumerate() {
+        // One report per image, at its first entry.
+        if h.images[..n].iter().any(|o| o.image == hi.image) {
+            continue;
+        }
+        let Some((repo, tag)) = built.get(&hi.image) else {
+            continue;
+        };
+        let keys: Vec<String> = h
+            .images
+            .iter()
+            .filter(|o| o.image == hi.image)
+            .map(|o| match &o.keys {
+                HelmImageKeys::RepositoryAndTag { tag, .. } => format!("`{tag}`"),
+                HelmImageKeys::Reference { value } => format!("`{value}`"),
+            })
+            .collect();
+        let place = match &hi.keys {
+            HelmImageKeys::RepositoryAndTag { .. } => format!("helm.image.{n}.tag"),
+            HelmImageKeys::Reference { .. } => format!("helm.image.{n}.value"),
+        };
+        let mut runs = false;
+        for o in objects {
+            let mut containers = Vec::new();
+            objects::collect_containers(&o.doc.value, &mut containers);
+            for (container, image, policy) in containers {
+                if objects::repository_of(&image) != repo {
+                    continue;
+                }
+                runs = true;
+                if policy.as_deref() == Some("Always") {
+                    out.diagnostics.push(
+                        cfg.error_at(
+                            &format!("helm.image.{n}"),
+                            format!(
+                                "{} container `{container}` has imagePullPolicy: Always, so Kubernetes would try to pull `{repo}:{tag}`, which exists only in the cluster's image store",
+                                o.told()
+                            ),
+                        )
+                        .hint("set it to IfNotPresent for development")
+                        .warning(),
+                    );
+                }
+                if image != format!("{repo}:{tag}") {
+                    out.diagnostics.push(
+                        cfg.error_at(
+                            &place,
+                            format!(
+                                "{} container `{container}` runs `{image}`, not devenv's `{repo}:{tag}`: the chart does not take the tag from {}",
+                                o.told(),
+                                keys.join(" or ")
+                            ),
+                        )
+                        .hint("find the values key the template reads the image from (its `image:` line), and name it here; one image may have an entry per workload"),
+                    );
+                }
+            }
+        }
+        if !runs {
+            out.diagnostics.push(
+                cfg.error_at(
+                    &format!("helm.image.{n}"),
+                    format!(
+                        "no container of the rendered chart runs `{repo}` (image `{}`)",
+                        hi.image
+                    ),
+                )
+                .hint("check the values keys of this entry against the chart's values.yaml"),
+            );
+        }
+    }
+}
+
+/// Each resource's workload is an object the chart or the manifests make, and runs the
+/// images the resource lists.
+fn check_workloads(
+    cfg: &Config,
+    built: &BTreeMap<String, (String, String)>,
+    objects: &[Object],
+    out: &mut Findings,
+) {
+    for r in &cfg.resources {
+        let kind = r.workload.kind.as_str();
+        let place = format!("resource.{}.workload", r.name);
+        let found = objects.iter().find(|o| {
+            o.kind().eq_ignore_ascii_case(kind)
+                && o.name() == r.workload.name
+                && o.namespace(&r.namespace) == r.namespace
+        });
+        let Some(o) = found else {
+            let same_kind: Vec<&Object> = objects
+                .iter()
+                .filter(|o| o.kind().eq_ignore_ascii_case(kind))
+                .collect();
+            let names: Vec<&str> = same_kind.iter().map(|o| o.name()).collect();
+            let mut d = cfg.error_at(
+                &place,
+                format!(
+                    "resource `{}`: no {} is rendered or in the manifests",
+                    r.name, r.workload
+                ),
+            );
+            d = match crate::config::did_you_mean(&r.workload.name, &names) {
+                Some(s) => {
+                    let from = same_kind
+                        .iter()
+                        .find(|o| o.name() == s)
+                        .map(|o| o.origin.clone())
+                        .unwrap_or_default();
+                    d.hint(format!("did you mean `{kind}/{s}` (from {from})?"))
+                }
+                None if names.is_empty() => d.hint(format!(
+                    "nothing makes a {kind}: check the kind, and the chart's values that turn it on"
+                )),
+                None => d.hint(format!(
+                    "the {kind}s there: {}",
+                    names.iter().take(8).copied().collect::<Vec<_>>().join(", ")
+                )),
+            };
+            out.diagnostics.push(d);
+            continue;
+        };
+        let Some(images) = &r.images else {
+            continue;
+        };
+        let mut containers = Vec::new();
+        objects::collect_containers(&o.doc.value, &mut containers);
+        let repos: BTreeSet<&str> = containers
+            .iter()
+            .map(|(_, i, _)| objects::repository_of(i))
+            .collect();
+        for i in images {
+            let Some((repo, _)) = built.get(i) else {
+                continue;
+            };
+            // A chart runs the injected repository; a manifest names the image (devenv
+            // rewrites `hello`, `docker.io/library/hello` to the built reference).
+            let named = |r: &&str| {
+                let r = r
+                    .strip_prefix("docker.io/library/")
+                    .or_else(|| r.strip_prefix("docker.io/"))
+                    .unwrap_or(r);
+                r == i
+            };
+            if !repos.contains(repo.as_str()) && !repos.iter().any(named) {
+                out.diagnostics.push(
+                    cfg.error_at(
+                        &place,
+                        format!(
+                            "resource `{}` lists image `{i}`, but {} runs only {}",
+                            r.name,
+                            o.told(),
+                            containers
+                                .iter()
+                                .map(|(_, i, _)| format!("`{i}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                    .hint("with Helm, give the image a [[deploy.helm.images]] entry for the keys this workload reads"),
+                );
+            }
+        }
+    }
+}
+
+/// Every key a pod reads from a Secret devenv makes is in that Secret's .env files (or its
+/// `keys`): a missing one leaves the pod in CreateContainerConfigError.
+fn check_secret_keys(cfg: &Config, objects: &[Object], out: &mut Findings) {
+    let mut keys_of: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for s in &cfg.secrets {
+        // A missing .env file is a config error already; unreadable ones are said by `up`.
+        match secrets::prepare(s, &|f| cfg.rel(f)) {
+            Ok(p) => {
+                keys_of.insert(&s.name, p.values.0.into_keys().collect());
+            }
+            Err(secrets::SecretError::MissingKey { key, .. }) => {
+                out.diagnostics.push(
+                    cfg.error_at(
+                        &format!("secret.{}.keys.{key}", s.name),
+                        secrets::prepare(s, &|f| cfg.rel(f))
+                            .err()
+                            .map(|e| e.to_string())
+                            .unwrap_or_default(),
+                    )
+                    .hint("add it to the .env file, or name a key it has"),
+                );
+            }
+            Err(_) => {}
+        }
+    }
+    for o in objects {
+        let mut refs = Vec::new();
+        secret_keys(&o.doc.value, &mut refs);
+        refs.sort();
+        refs.dedup();
+        for (secret, key, optional) in refs {
+            let Some(keys) = keys_of.get(secret.as_str()) else {
+                continue;
+            };
+            if optional || keys.contains(&key) {
+                continue;
+            }
+            let Some(s) = cfg.secrets.iter().find(|s| s.name == secret) else {
+                continue;
+            };
+            let files: Vec<String> = s.env_files.iter().map(|f| cfg.rel(f)).collect();
+            let similar: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let near = crate::config::did_you_mean(&key, &similar).or_else(|| {
+                let norm = |k: &str| k.to_ascii_lowercase().replace(['-', '.'], "_");
+                similar.iter().copied().find(|k| norm(k) == norm(&key))
+            });
+            out.diagnostics.push(
+                cfg.error_at(
+                    &format!("secret.{secret}"),
+                    format!(
+                        "{} reads key `{key}` of Secret `{secret}`, which {} does not have",
+                        o.told(),
+                        files.join(", ")
+                    ),
+                )
+                .hint(match near {
+                    Some(n) => format!(
+                        "add `{key}=…` to {}, or give the Secret the key from `{n}`: keys = {{ \"{key}\" = \"{n}\" }}",
+                        files.first().map_or(".env", String::as_str)
+                    ),
+                    None => format!(
+                        "add `{key}=…` to {}, or take it from another .env key with keys = {{ \"{key}\" = \"NAME\" }}",
+                        files.first().map_or(".env", String::as_str)
+                    ),
+                }),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// A project with one image, a chart directory and an .env, and its config.
+    fn project(extra: &str) -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path();
+        for (f, text) in [
+            ("backend/Dockerfile", "FROM scratch\nCOPY . /\n"),
+            (
+                "chart/Chart.yaml",
+                "apiVersion: v2\nname: todo\nversion: 0.1.0\n",
+            ),
+            (".env", "DATABASE_URL=postgres://u:p@db/x\nJWT_SECRET=abc\n"),
+        ] {
+            let p = root.join(f);
+            std::fs::create_dir_all(p.parent().unwrap_or(root)).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(p, text).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let text = format!(
+            "[project]\nname = \"todo\"\n[[image]]\nname = \"todo-backend\"\ncontext = \"backend\"\n[[secret]]\nname = \"todo-secrets\"\nenv_files = [\".env\"]\n[deploy.helm]\nchart = \"chart\"\n[[deploy.helm.images]]\nimage = \"todo-backend\"\nrepository = \"backend.image.repository\"\ntag = \"backend.image.tag\"\n[[resource]]\nname = \"backend\"\nworkload = \"deployment/todo-backend\"\n{extra}"
+        );
+        let file = root.join("devenv.toml");
+        std::fs::write(&file, &text).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = crate::config::parse(Path::new("devenv.toml"), &file, &text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .config;
+        (dir, cfg)
+    }
+
+    fn built() -> BTreeMap<String, (String, String)> {
+        BTreeMap::from([(
+            "todo-backend".to_owned(),
+            ("todo-backend".to_owned(), "devenv-aaa".to_owned()),
+        )])
+    }
+
+    fn rendered(text: &str) -> Vec<Object> {
+        objects::documents(text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .map(|doc| Object {
+                origin: doc.source.clone().unwrap_or_else(|| "chart".into()),
+                doc,
+            })
+            .collect()
+    }
+
+    const DEPLOY: &str = "---\n# Source: todo/templates/backend.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: todo-backend\nspec:\n  template:\n    spec:\n      containers:\n      - name: backend\n        image: IMAGE\n        POLICY\n        env:\n        - name: DB\n          valueFrom:\n            secretKeyRef:\n              name: todo-secrets\n              key: KEY\n";
+
+    fn deploy(image: &str, policy: &str, key: &str) -> String {
+        DEPLOY
+            .replace("IMAGE", image)
+            .replace("POLICY", policy)
+            .replace("KEY", key)
+    }
+
+    fn run(cfg: &Config, text: &str) -> Findings {
+        analyze(cfg, &built(), Some(rendered(text)), Vec::new())
+    }
+
+    fn messages(f: &Findings) -> Vec<String> {
+        f.diagnostics.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_chart_that_takes_the_tag_and_reads_known_keys_is_fine() {
+        let (_d, cfg) = project("");
+        let f = run(
+            &cfg,
+            &deploy(
+                "todo-backend:devenv-aaa",
+                "imagePullPolicy: IfNotPresent",
+                "DATABASE_URL",
+            ),
+        );
+        assert!(f.diagnostics.is_empty(), "{:?}", messages(&f));
+    }
+
+    /// Issue 15, point 2: a pinned tag (the chart ignores the tag key) is an error at the
+    /// `tag` key of devenv.toml, naming the template.
+    #[test]
+    fn a_pinned_tag_is_an_error_at_the_tag_key_naming_the_template() {
+        let (_d, cfg) = project("");
+        let f = run(
+            &cfg,
+            &deploy(
+                "todo-backend:v3",
+                "imagePullPolicy: IfNotPresent",
+                "DATABASE_URL",
+            ),
+        );
+        assert_eq!(f.errors(), 1, "{:?}", messages(&f));
+        let d = &f.diagnostics[0];
+        assert_eq!(
+            (d.line, d.file.display().to_string()),
+            (14, "devenv.toml".into())
+        );
+        assert!(d.message.starts_with("Deployment/todo-backend (from todo/templates/backend.yaml) container `backend` runs `todo-backend:v3`, not devenv's `todo-backend:devenv-aaa`: the chart does not take the tag from `backend.image.tag`"), "{}", d.message);
+    }
+
+    #[test]
+    fn an_image_no_container_runs_is_an_error() {
+        let (_d, cfg) = project("");
+        let f = run(
+            &cfg,
+            &deploy("other:1", "imagePullPolicy: IfNotPresent", "DATABASE_URL"),
+        );
+        assert!(
+            messages(&f)
+                .iter()
+                .any(|m| m.contains("no container of the rendered chart runs `todo-backend`")),
+            "{:?}",
+            messages(&f)
+        );
+    }
+
+    #[test]
+    fn pull_policy_always_warns() {
+        let (_d, cfg) = project("");
+        let f = run(
+            &cfg,
+            &deploy(
+                "todo-backend:devenv-aaa",
+                "imagePullPolicy: Always",
+                "DATABASE_URL",
+            ),
+        );
+        assert_eq!(f.errors(), 0);
+        assert!(
+            messages(&f)[0].contains("imagePullPolicy: Always"),
+            "{:?}",
+            messages(&f)
+        );
+    }
+
+    /// Issue 15, point 2: a `workload` nothing renders (a typo) is an error at its key, with
+    /// the rendered name as the hint.
+    #[test]
+    fn a_workload_nothing_renders_is_an_error_with_the_near_name() {
+        let (_d, cfg) =
+            project("[[resource]]\nname = \"api\"\nworkload = \"deployment/todo-backnd\"\n");
+        let f = run(
+            &cfg,
+            &deploy(
+                "todo-backend:devenv-aaa",
+                "imagePullPolicy: IfNotPresent",
+                "DATABASE_URL",
+            ),
+        );
+        let m = messages(&f);
+        assert_eq!(f.errors(), 1, "{m:?}");
+        assert!(
+            m[0].contains(
+                "resource `api`: no deployment/todo-backnd is rendered or in the manifests"
+            ),
+            "{m:?}"
+        );
+        assert!(
+            m[0].contains(
+                "did you mean `deployment/todo-backend` (from todo/templates/backend.yaml)?"
+            ),
+            "{m:?}"
+        );
+        assert!(m[0].contains("devenv.toml:20:12"), "{m:?}");
+    }
+
+    /// Issue 15, point 3: a key a pod reads from a devenv-managed Secret that the .env
+    /// lacks is an error naming the .env file, the key and the template; `keys` fixes it.
+    #[test]
+    fn a_secret_key_the_env_lacks_is_an_error_and_keys_can_rename() {
+        let (_d, cfg) = project("");
+        let f = run(
+            &cfg,
+            &deploy(
+                "todo-backend:devenv-aaa",
+                "imagePullPolicy: IfNotPresent",
+                "database-url",
+            ),
+        );
+        let m = messages(&f);
+        assert_eq!(f.errors(), 1, "{m:?}");
+        assert!(m[0].contains("Deployment/todo-backend (from todo/templates/backend.yaml) reads key `database-url` of Secret `todo-secrets`, which .env does not have"), "{m:?}");
+        assert!(
+            m[0].contains("keys = { \"database-url\" = \"DATABASE_URL\" }"),
+            "{m:?}"
+        );
+        assert!(!m[0].contains("postgres://"), "no value is shown: {m:?}");
+        // With the rename, the Secret has the key.
+        let (_d, cfg) = project("");
+        let text = std::fs::read_to_string(&cfg.file)
+            .unwrap_or_default()
+            .replace(
+                "env_files = [\".env\"]",
+                "env_files = [\".env\"]\nkeys = { \"database-url\" = \"DATABASE_URL\" }",
+            );
+        let cfg = crate::config::parse(Path::new("devenv.toml"), &cfg.file, &text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .config;
+        let f = run(
+            &cfg,
+            &deploy(
+                "todo-backend:devenv-aaa",
+                "imagePullPolicy: IfNotPresent",
+                "database-url",
+            ),
+        );
+        assert!(f.diagnostics.is_empty(), "{:?}", messages(&f));
+    }
+
+    #[test]
+    fn the_charts_own_namespace_and_secrets_nothing_makes_are_noticed() {
+        let (_d, cfg) = project("");
+        let text = format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: todo\n{}---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: todo-backend:devenv-aaa\n    envFrom:\n    - secretRef:\n        name: elsewhere\n",
+            deploy(
+                "todo-backend:devenv-aaa",
+                "imagePullPolicy: IfNotPresent",
+                "DATABASE_URL"
+            )
+        );
+        let f = run(&cfg, &text);
+        assert_eq!(f.own_namespaces, ["todo"]);
+        let m = messages(&f);
+        assert_eq!(f.errors(), 0, "{m:?}");
+        assert!(
+            m.iter()
+                .any(|m| m.contains("uses Secret `elsewhere`, which the chart does not make")),
+            "{m:?}"
+        );
+    }
+}
