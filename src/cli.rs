@@ -1,7 +1,6 @@
 //! Command-line parsing and dispatch: turns arguments into calls on the other modules and
 //! their results into output and exit codes. Owns no logic of its own beyond presentation.
 
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,9 +8,6 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::build;
-use crate::cluster::bootstrap;
-use crate::cluster::minikube::{ImageStore, Minikube, ProfileState};
 use crate::config::{self, Loaded};
 use crate::{doctor, out, plan, session};
 
@@ -291,142 +287,13 @@ pub fn run() -> Result<ExitCode> {
                     img.builder = b.into();
                 }
             }
-            let selected: Vec<String> = build::run::select(&cfg, &names)
-                .map_err(anyhow::Error::msg)?
-                .iter()
-                .map(|i| i.name.clone())
-                .collect();
-            let store = build_store(&cfg, &selected)?;
-            let jobs = jobs.unwrap_or_else(build::run::default_parallelism);
-            Ok(
-                if run_builds(&cfg, &selected, store.as_ref(), jobs).is_some() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                },
-            )
+            session::build::run(&cfg, &names, jobs)
         }
         Command::Down { stop_cluster } => {
             let loaded = load(cli.config.as_deref(), &cwd)?;
-            let cfg = &loaded.config;
-            if !cfg.needs_cluster() {
-                println!("nothing to remove: the config deploys nothing to a cluster");
-                return Ok(ExitCode::SUCCESS);
-            }
-            let files = crate::workers::bringup::kubeconfig_files();
-            let inventory_dir = crate::host::state_dir();
-            let (removed, objects) = session::runtime()?.block_on(async {
-                let target = crate::cluster::kube::connect(cfg, &files).await?;
-                let release = bootstrap::uninstall_release(cfg, &target).await?;
-                let inventory = inventory_dir
-                    .as_deref()
-                    .map(|s| crate::deploy::apply::inventory_path(s, &cfg.root, &target.context));
-                let objects =
-                    crate::deploy::apply::remove_applied(&target, cfg, inventory.as_deref())
-                        .await?;
-                let removed = bootstrap::tear_down(cfg, &target, stop_cluster, release).await?;
-                anyhow::Ok((removed, objects))
-            })?;
-            match &removed.helm_release {
-                Some(r) => println!(
-                    "removed    helm release `{r}` from {}",
-                    cfg.deploy.namespace
-                ),
-                None if cfg.deploy.helm.is_some() => {
-                    println!("removed    nothing: no helm release was installed")
-                }
-                None => {}
-            }
-            for o in &objects {
-                match o {
-                    crate::deploy::apply::Pruned::Deleted(r) => println!("removed    {r}"),
-                    crate::deploy::apply::Pruned::Kept(r) => println!(
-                        "kept       {r}: it is not labelled as {}'s any more",
-                        cfg.project
-                    ),
-                }
-            }
-            for s in &removed.secrets {
-                println!("removed    secret `{s}`");
-            }
-            if removed.cluster_stopped {
-                println!(
-                    "stopped    minikube profile `{}` (not deleted)",
-                    cfg.cluster.profile
-                );
-            } else {
-                println!("the cluster keeps running; `devenv down --stop-cluster` also stops it");
-            }
-            Ok(ExitCode::SUCCESS)
+            session::down::run(&loaded.config, stop_cluster)
         }
     }
-}
-
-/// The image store a `devenv build` outside `up` uses: Minikube's, read from the running
-/// profile, when an image is built through a Docker daemon.
-fn build_store(cfg: &config::Config, names: &[String]) -> Result<Option<ImageStore>> {
-    let needs_daemon = cfg
-        .images
-        .iter()
-        .filter(|i| names.contains(&i.name))
-        .any(config::Image::uses_docker_daemon);
-    if cfg.cluster.provider != config::Provider::Minikube || !needs_daemon {
-        return Ok(None);
-    }
-    let mk = Minikube {
-        cfg,
-        query_timeout: std::time::Duration::from_secs(60),
-    };
-    match mk.state()? {
-        ProfileState::Running => Ok(Some(mk.image_store()?)),
-        other => anyhow::bail!(
-            "minikube profile `{}` is not running ({}): images built with docker go into its Docker daemon\n  hint: `devenv up` starts it; or build elsewhere with --builder buildah",
-            cfg.cluster.profile,
-            other.describe()
-        ),
-    }
-}
-
-/// Builds the named images (several at once, up to half the CPUs), streaming each builder's
-/// output to stderr with the image's name in front, and prints `name:tag` and the outcome of
-/// each to stdout. Returns each image's reference, or None when a build failed.
-pub(crate) fn run_builds(
-    cfg: &config::Config,
-    names: &[String],
-    store: Option<&ImageStore>,
-    jobs: usize,
-) -> Option<BTreeMap<String, String>> {
-    let images: Vec<&config::Image> = cfg
-        .images
-        .iter()
-        .filter(|i| names.contains(&i.name))
-        .collect();
-    let results = build::run::build_all(cfg, &images, store, jobs, &|image, line| {
-        out::tool(image, line);
-    });
-    let mut ok = true;
-    let mut references = BTreeMap::new();
-    for (img, r) in images.iter().zip(results) {
-        match r {
-            Ok(b) => {
-                match b.outcome {
-                    build::run::Outcome::Built => out::say(
-                        "built",
-                        format!("{} ({:.1}s)", b.reference, b.duration.as_secs_f64()),
-                    ),
-                    build::run::Outcome::Present => {
-                        out::say("present", format!("{} (nothing to build)", b.reference))
-                    }
-                }
-                references.insert(img.name.clone(), b.reference);
-            }
-            Err(e) => {
-                ok = false;
-                eprintln!("error: {e}");
-            }
-        }
-    }
-    ok.then_some(references)
 }
 
 /// `devenv doctor`: exit 0 when nothing failed, 1 when a check failed, 2 when doctor itself

@@ -319,7 +319,7 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
             files: digest.files,
             bytes: digest.bytes,
             docker_env: minikube && img.uses_docker_daemon(),
-            env: build::extra_env(img, &reference).into_iter().collect(),
+            env: build::extra_env(cfg, img, &reference).into_iter().collect(),
         });
         if let Some(d) = build::delivery(cfg, img, &reference) {
             steps.push(Step::Deliver {

@@ -133,7 +133,7 @@ fn bad_memory_unit() {
     fails(
         &cfg,
         "2:10",
-        &["invalid size \"8gx\"", "like \"8g\" or \"8192mb\""],
+        &["invalid size \"8gx\"", "like \"8g\", \"8Gi\" or \"8192mb\""],
     );
 }
 

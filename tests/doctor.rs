@@ -940,3 +940,36 @@ fn too_little_disk_for_a_new_profile_fails() {
     );
     assert!(r.fix_text("host.disk").contains("set a smaller `disk`"));
 }
+
+/// Issue 15, point 10 (tests/fixtures/projects/doctor-advice): advice never names the value
+/// devenv.toml already has. On a 2-CPU machine with `cpus = 2`, the warning said "set cpus =
+/// 2"; a profile on another driver (same size) got "set cpus = 2 and memory = …".
+#[test]
+fn doctor_advice_never_loops_back_to_the_current_value() {
+    let p = Project::new();
+    common::copy_dir(
+        &common::repo_root().join("tests/fixtures/projects/doctor-advice"),
+        p.path(),
+    );
+    let bin = FakeBin::new();
+    docker_running(&bin);
+    let listed = profile("minikube", "Running", 2, 4096);
+    minikube_with(&bin, &format!(r#"{{"invalid":[],"valid":[{listed}]}}"#));
+    bin.real("kubectl");
+    let two = common::fake_proc(2, 32768, 30000, 524288, 512);
+    let r = doctor(p.path(), bin.path(), Some(two.path()), &[]);
+    assert_eq!(r.status("host.cpu"), "warn", "{}", r.json);
+    let fix = r.fix_text("host.cpu");
+    assert!(!fix.contains("set cpus = 2"), "{fix}");
+    assert!(fix.contains("minikube needs at least 2 CPUs"), "{fix}");
+    assert_eq!(r.status("minikube.profile"), "fail", "{}", r.json);
+    let fix = r.fix_text("minikube.profile");
+    assert!(
+        fix.contains("set driver = \"docker\" in [cluster]"),
+        "{fix}"
+    );
+    assert!(
+        !fix.contains("cpus =") && !fix.contains("memory ="),
+        "{fix}"
+    );
+}

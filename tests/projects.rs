@@ -352,3 +352,255 @@ fn a_key_written_twice_deploys_on_a_real_cluster() {
         .unwrap_or_default();
     assert_eq!(pvc["spec"]["accessModes"][0], "ReadWriteMany", "{pvc:#}");
 }
+
+/// `devenv build` in `p` with `args`, buildah's store in `storage`, and no minikube on PATH
+/// (this machine has none: the case of issue 15, point 8).
+fn build_without_minikube(
+    p: &Project,
+    storage: &common::Storage,
+    args: &[&str],
+) -> std::process::Output {
+    std::process::Command::new(common::devenv_bin())
+        .arg("build")
+        .args(args)
+        .current_dir(p.path())
+        .env("PATH", "/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", storage.dir())
+        .env("CONTAINERS_STORAGE_CONF", storage.conf())
+        .env_remove("BUILDAH_ISOLATION")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Issue 15, point 8: builder settings reach every command of the builder (the plan shows
+/// `buildah --storage-driver vfs bud … --label …` and BUILDAH_ISOLATION), and `devenv build
+/// --builder buildah` needs no cluster: before, it failed with only "`minikube` was not
+/// found on PATH".
+#[test]
+fn devenv_build_with_buildah_needs_no_cluster_and_takes_the_builders_settings() {
+    let p = fixture("builders");
+    let plan = p.devenv(&["up", "--dry-run"]);
+    let plan_text = stdout(&plan);
+    assert!(
+        plan_text.contains("buildah --storage-driver vfs bud --layers -t app:devenv-"),
+        "{}",
+        text(&plan)
+    );
+    assert!(
+        plan_text.contains("--label devenv.fixture=builders app"),
+        "{plan_text}"
+    );
+    assert!(
+        plan_text.contains("env: BUILDAH_ISOLATION=chroot"),
+        "{plan_text}"
+    );
+
+    let storage = common::Storage::new();
+    let out = build_without_minikube(&p, &storage, &["--builder", "buildah"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let reference = stdout(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("built      "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{t}"))
+        .to_owned();
+    assert!(
+        t.contains(&format!("local      {reference} is in buildah's own store only, loaded into no cluster: minikube is not available here")),
+        "{t}"
+    );
+    assert!(t.contains("`devenv up` loads what it runs"), "{t}");
+    let inspect = std::process::Command::new("buildah")
+        .args([
+            "--storage-driver",
+            "vfs",
+            "inspect",
+            "--type",
+            "image",
+            &reference,
+        ])
+        .env("CONTAINERS_STORAGE_CONF", storage.conf())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(inspect.status.success(), "{}", text(&inspect));
+    assert!(
+        stdout(&inspect).contains("\"devenv.fixture\": \"builders\""),
+        "the builder's own argument reached it"
+    );
+    // Its own store says it is there: nothing is built again.
+    let again = build_without_minikube(&p, &storage, &["--builder", "buildah"]);
+    assert!(
+        stdout(&again).contains(&format!("present    {reference}")),
+        "{}",
+        text(&again)
+    );
+    // docker builds go into Minikube's daemon: without one, the error says what works.
+    let docker = build_without_minikube(&p, &storage, &["--builder", "docker"]);
+    let t = text(&docker);
+    assert_eq!(docker.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("build with --builder buildah (or podman), which needs no cluster"),
+        "{t}"
+    );
+}
+
+/// Issue 15, point 5: a multi-stage build that fails in its last stage names the stage and
+/// the step (before: only `failed (exit 125)`, the line being prefixed `[2/2] STEP 3/3:`).
+#[test]
+fn a_multistage_build_failure_names_the_stage_and_the_step() {
+    let p = fixture("multistage");
+    let storage = common::Storage::new();
+    let out = build_without_minikube(&p, &storage, &["--builder", "buildah"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("at step: stage 2/2 `runner`, STEP 3/3: COPY public ./public"),
+        "{t}"
+    );
+}
+
+/// Issue 15, point 6: `memory = "8Gi"` and `"4096Mi"` were refused.
+#[test]
+fn kubernetes_sizes_are_accepted() {
+    let p = fixture("sizes");
+    let out = p.devenv(&["config", "check"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("4 CPUs, 8192 MB"), "{t}");
+    // With a cluster to start, the sizes reach `minikube start` as megabytes.
+    p.write("app/Dockerfile", "FROM scratch\nCOPY . /\n");
+    p.write(
+        "devenv.toml",
+        &format!(
+            "{}\n[[image]]\nname = \"app\"\ncontext = \"app\"\n[deploy]\nmanifests = [\"k8s.yaml\"]\n",
+            p.read("devenv.toml")
+        ),
+    );
+    p.write("k8s.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: app\nspec:\n  containers:\n  - name: app\n    image: app\n");
+    let plan = p.devenv(&["up", "--dry-run"]);
+    assert!(
+        stdout(&plan).contains("--memory=8192 --disk-size=40960mb"),
+        "{}",
+        text(&plan)
+    );
+}
+
+/// Issue 15, point 9: a missing .env's hint looked only beside the config (deploy/), while
+/// `.env.example` sat at the repository's root.
+#[test]
+fn a_missing_env_file_points_at_the_example_at_the_repository_root() {
+    let p = fixture("env-at-root");
+    std::fs::create_dir_all(p.path().join(".git")).unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(common::devenv_bin())
+        .args(["--config", "deploy/devenv.toml", "config", "check"])
+        .current_dir(p.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("env file `.env` not found"), "{t}");
+    assert!(
+        t.contains("hint: copy the example and fill it in: cp .env.example deploy/.env"),
+        "{t}"
+    );
+    // The hint works: after it, the config is valid.
+    std::fs::copy(p.path().join(".env.example"), p.path().join("deploy/.env"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(common::devenv_bin())
+        .args(["--config", "deploy/devenv.toml", "config", "check"])
+        .current_dir(p.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// The registry fixture pointed at `registry`'s port, with its image built by `builder`.
+fn registry_project(registry: &common::registry::Registry, builder: &str) -> Project {
+    let p = fixture("registry");
+    p.write(
+        "devenv.toml",
+        &p.read("devenv.toml")
+            .replace("REGISTRY_PORT", &registry.port.to_string())
+            .replace("builder = \"buildah\"", &format!("builder = \"{builder}\"")),
+    );
+    p
+}
+
+/// Issue 15, point 7: buildah and podman push to a registry on 127.0.0.1 over plain HTTP
+/// (before: the push tried https:// and failed, with no setting to change it).
+#[test]
+fn buildah_and_podman_push_to_a_loopback_registry_over_plain_http() {
+    let Some(registry) = common::registry::Registry::start() else {
+        return;
+    };
+    for builder in ["buildah", "podman"] {
+        let p = registry_project(&registry, builder);
+        let storage = common::Storage::new();
+        let out = build_without_minikube(&p, &storage, &[]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{builder}: {t}");
+        let reference = stdout(&out)
+            .lines()
+            .find_map(|l| l.strip_prefix("built      "))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{t}"))
+            .to_owned();
+        assert!(
+            reference.starts_with(&format!("127.0.0.1:{}/team/app:devenv-", registry.port)),
+            "{reference}"
+        );
+        let tag = reference.rsplit_once(':').map_or("", |(_, t)| t);
+        let (status, tags) = registry.get("/v2/team/app/tags/list");
+        assert_eq!(status, 200, "{tags}");
+        assert!(tags.contains(tag), "{builder}: {tag} not in {tags}");
+    }
+}
+
+/// Issue 15, point 7, with `up`: the existing cluster (the real control plane) runs what
+/// was pushed to the registry, and a second `up` finds the tag present and builds nothing.
+#[test]
+fn up_pushes_to_the_registry_and_a_second_up_builds_nothing() {
+    let Some(rc) = RealCluster::get("registry_up") else {
+        return;
+    };
+    let Some(registry) = common::registry::Registry::start() else {
+        return;
+    };
+    let ns = rc.namespace("registry");
+    let p = registry_project(&registry, "buildah");
+    p.write(
+        "devenv.toml",
+        &p.read("devenv.toml")
+            .replace("namespace = \"registry\"", &format!("namespace = \"{ns}\"")),
+    );
+    let w = World::new(p);
+    w.bin.real("buildah");
+    rc.kubeconfig_as(&w.kubeconfig(), "kubeapi");
+    let storage = common::Storage::new();
+    let conf = storage.conf().display().to_string();
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", w.bin.path().display());
+    let env = [
+        ("CONTAINERS_STORAGE_CONF", conf.as_str()),
+        ("PATH", path.as_str()),
+    ];
+    let out = w.run(&["up", "--ci"], &env);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let reference = stdout(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("built      "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{t}"))
+        .to_owned();
+    let d = rc
+        .get_json("deployment", Some(&ns), "app")
+        .unwrap_or_default();
+    assert_eq!(image_of(&d), reference, "{d:#}");
+    let tag = reference.rsplit_once(':').map_or("", |(_, t)| t);
+    assert!(registry.get("/v2/team/app/tags/list").1.contains(tag));
+    let again = w.run(&["up", "--ci"], &env);
+    let t = text(&again);
+    assert_eq!(again.status.code(), Some(0), "{t}");
+    assert!(t.contains(&format!("present    {reference}")), "{t}");
+    assert!(!t.contains("built      "), "nothing built:\n{t}");
+}

@@ -39,6 +39,25 @@ fn rel_to(base: &Path, p: &Path) -> String {
     }
 }
 
+/// `buildah` or `podman` with the storage driver of `[builders.NAME]`, if any: every
+/// command of that tool (build, inspect, push, save) must use the same store.
+pub fn tool(cfg: &Config, kind: BuilderKind) -> Vec<String> {
+    let name = match kind {
+        BuilderKind::Buildah => "buildah",
+        BuilderKind::Podman => "podman",
+        _ => "docker",
+    };
+    let mut argv = vec![name.to_owned()];
+    if let Some(d) = cfg
+        .builders
+        .of(kind)
+        .and_then(|s| s.storage_driver.as_ref())
+    {
+        argv.extend(["--storage-driver".to_owned(), d.clone()]);
+    }
+    argv
+}
+
 /// The builder's argv, run from the project root.
 pub fn command(cfg: &Config, image: &Image, reference: &str) -> Vec<String> {
     let ctx = cfg.rel(&image.context);
@@ -58,20 +77,33 @@ pub fn command(cfg: &Config, image: &Image, reference: &str) -> Vec<String> {
         }
         argv.push(ctx.clone());
     };
+    let settings = cfg.builders.of(image.builder);
+    let extra = |argv: &mut Vec<String>| {
+        // The builder's own arguments come before the context, which is last.
+        if let (Some(s), Some(ctx)) = (settings, argv.pop()) {
+            argv.extend(s.args.iter().cloned());
+            argv.push(ctx);
+        }
+    };
     match image.builder {
         BuilderKind::Docker => {
             let mut argv = vec!["docker".into(), "build".into()];
             common(&mut argv);
+            extra(&mut argv);
             argv
         }
         BuilderKind::Podman => {
-            let mut argv = vec!["podman".into(), "build".into()];
+            let mut argv = tool(cfg, BuilderKind::Podman);
+            argv.push("build".into());
             common(&mut argv);
+            extra(&mut argv);
             argv
         }
         BuilderKind::Buildah => {
-            let mut argv = vec!["buildah".into(), "bud".into(), "--layers".into()];
+            let mut argv = tool(cfg, BuilderKind::Buildah);
+            argv.extend(["bud".into(), "--layers".into()]);
             common(&mut argv);
+            extra(&mut argv);
             argv
         }
         BuilderKind::Minikube => {
@@ -101,14 +133,19 @@ pub fn command(cfg: &Config, image: &Image, reference: &str) -> Vec<String> {
     }
 }
 
-/// Environment variables given to the build process besides Minikube's docker-env.
-pub fn extra_env(image: &Image, reference: &str) -> Vec<(String, String)> {
+/// Environment variables given to the build process besides Minikube's docker-env: a custom
+/// builder's target reference, and the environment of `[builders.NAME]`.
+pub fn extra_env(cfg: &Config, image: &Image, reference: &str) -> Vec<(String, String)> {
     match image.builder {
         BuilderKind::Custom => vec![
             (IMAGE_ENV.to_owned(), reference.to_owned()),
             (TILT_IMAGE_ENV.to_owned(), reference.to_owned()),
         ],
-        _ => Vec::new(),
+        kind => cfg
+            .builders
+            .of(kind)
+            .map(|s| s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -142,24 +179,23 @@ pub fn delivery(cfg: &Config, image: &Image, reference: &str) -> Option<Delivery
             let tag = reference.rsplit_once(':').map_or("latest", |(_, t)| t);
             let archive = archive_path(image, tag);
             let tar = archive.display().to_string();
-            let save = if b == BuilderKind::Buildah {
-                strings(&[
-                    "buildah",
+            let mut save = tool(cfg, b);
+            if b == BuilderKind::Buildah {
+                save.extend(strings(&[
                     "push",
                     reference,
                     &format!("docker-archive:{tar}:{reference}"),
-                ])
+                ]));
             } else {
-                strings(&[
-                    "podman",
+                save.extend(strings(&[
                     "save",
                     "--format",
                     "docker-archive",
                     "-o",
                     &tar,
                     reference,
-                ])
-            };
+                ]));
+            }
             let load = strings(&[
                 "minikube",
                 "-p",
@@ -174,14 +210,19 @@ pub fn delivery(cfg: &Config, image: &Image, reference: &str) -> Option<Delivery
             })
         }
         (Provider::Existing, b) => {
-            let tool = match b {
-                BuilderKind::Buildah => "buildah",
-                BuilderKind::Podman => "podman",
-                _ => "docker",
-            };
+            let mut push = tool(cfg, b);
+            push.push("push".into());
+            // buildah and podman verify TLS unless told; a registry on this machine speaks
+            // plain HTTP (Docker's daemon treats loopback registries so by itself).
+            if cfg.cluster.insecure_registry
+                && matches!(b, BuilderKind::Buildah | BuilderKind::Podman)
+            {
+                push.push("--tls-verify=false".into());
+            }
+            push.push(reference.to_owned());
             Some(Delivery {
                 archive: None,
-                commands: vec![strings(&[tool, "push", reference])],
+                commands: vec![push],
             })
         }
     }

@@ -20,6 +20,25 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many of a failed build's last lines are shown.
 const ERROR_LINES: usize = 15;
 
+/// Where a build goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Destination<'a> {
+    /// Where the cluster runs images from: Minikube's image store (its Docker daemon, given
+    /// here, or an archive it loads) or, for an existing cluster, the registry.
+    Cluster(Option<&'a ImageStore>),
+    /// The builder's own store only: `devenv build` with no cluster to load into.
+    Local,
+}
+
+impl<'a> Destination<'a> {
+    fn store(self) -> Option<&'a ImageStore> {
+        match self {
+            Destination::Cluster(s) => s,
+            Destination::Local => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Built (and delivered) now.
@@ -79,6 +98,7 @@ pub fn effective_builder(image: &Image, store: Option<&ImageStore>) -> BuilderKi
 /// Environment for the build process: Minikube's docker-env where the build talks to a Docker
 /// daemon, a custom builder's target reference, and plain BuildKit progress for docker.
 pub fn build_env(
+    cfg: &Config,
     image: &Image,
     builder: BuilderKind,
     store: Option<&ImageStore>,
@@ -93,19 +113,28 @@ pub fn build_env(
     if builder == BuilderKind::Docker {
         env.push(("BUILDKIT_PROGRESS".into(), "plain".into()));
     }
-    env.extend(extra_env(image, reference));
+    let mut as_built = image.clone();
+    as_built.builder = builder;
+    env.extend(extra_env(cfg, &as_built, reference));
     env
 }
 
-/// The command that tells whether `reference` is already in the store the cluster uses.
-fn exists_command(cfg: &Config, builder: BuilderKind, reference: &str) -> Cmd {
+/// The command that tells whether `reference` is already in the store the cluster uses (or,
+/// with `local`, in the builder's own).
+fn exists_command(cfg: &Config, builder: BuilderKind, reference: &str, local: bool) -> Cmd {
+    let own = local || cfg.cluster.provider == Provider::Existing;
+    let with = |kind: BuilderKind, args: &[&str]| {
+        let argv = super::tool(cfg, kind);
+        Cmd::new(argv[0].clone())
+            .args(argv[1..].iter().cloned())
+            .args(args.iter().map(|a| (*a).to_owned()))
+    };
     match builder {
-        BuilderKind::Buildah if cfg.cluster.provider == Provider::Existing => {
-            Cmd::new("buildah").args(["inspect", "--type", "image", reference])
-        }
-        BuilderKind::Podman if cfg.cluster.provider == Provider::Existing => {
-            Cmd::new("podman").args(["image", "exists", reference])
-        }
+        BuilderKind::Buildah if own => with(
+            BuilderKind::Buildah,
+            &["inspect", "--type", "image", reference],
+        ),
+        BuilderKind::Podman if own => with(BuilderKind::Podman, &["image", "exists", reference]),
         // Images that Minikube loads or builds itself are looked up in Minikube.
         BuilderKind::Buildah | BuilderKind::Podman | BuilderKind::Minikube => Cmd::new("minikube")
             .args([
@@ -160,8 +189,9 @@ fn exists(
     env: &[(String, String)],
     reference: &str,
     cancel: Option<&Cancel>,
+    local: bool,
 ) -> Result<bool, ExecError> {
-    let mut cmd = exists_command(cfg, builder, reference);
+    let mut cmd = exists_command(cfg, builder, reference, local);
     cmd.cancel = cancel.cloned();
     if cmd.program == "docker" {
         cmd.env = env
@@ -179,7 +209,9 @@ fn exists(
 }
 
 /// The Dockerfile step a failed build stopped at, from BuildKit's (`> [stage 3/5] RUN …`),
-/// the legacy builder's (`Step 3/5 : RUN …`) or buildah's (`STEP 3/5: RUN …`) output.
+/// the legacy builder's (`Step 3/5 : RUN …`) or buildah's and podman's output: `STEP 3/5:
+/// RUN …` for one stage, `[2/2] STEP 3/3: COPY …` for several, told with the stage's number
+/// and name (from its `FROM … AS name` step).
 pub fn failed_step(output: &str) -> Option<String> {
     let lines: Vec<&str> = output.lines().map(str::trim).collect();
     if let Some(l) = lines
@@ -188,6 +220,26 @@ pub fn failed_step(output: &str) -> Option<String> {
         .find(|l| l.starts_with("> [") && l.ends_with(':'))
     {
         return Some(l.trim_start_matches("> ").trim_end_matches(':').to_owned());
+    }
+    // buildah and podman with several stages: `[k/n] STEP i/m: …`.
+    let staged = |l: &str| -> Option<(String, String)> {
+        let rest = l.strip_prefix('[')?;
+        let (stage, step) = rest.split_once("] ")?;
+        (stage.contains('/') && step.starts_with("STEP "))
+            .then(|| (stage.to_owned(), step.to_owned()))
+    };
+    if let Some((stage, step)) = lines.iter().rev().find_map(|l| staged(l)) {
+        let name = lines
+            .iter()
+            .filter_map(|l| staged(l))
+            .find(|(s, st)| s == &stage && st.contains(": FROM "))
+            .and_then(|(_, st)| {
+                let words: Vec<&str> = st.split_whitespace().collect();
+                let i = words.iter().position(|w| w.eq_ignore_ascii_case("as"))?;
+                words.get(i + 1).map(|n| format!(" `{n}`"))
+            })
+            .unwrap_or_default();
+        return Some(format!("stage {stage}{name}, {step}"));
     }
     lines
         .iter()
@@ -206,10 +258,12 @@ pub fn failed_step(output: &str) -> Option<String> {
 pub fn build_one(
     cfg: &Config,
     image: &Image,
-    store: Option<&ImageStore>,
+    to: Destination<'_>,
     cancel: Option<&Cancel>,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<Built, BuildError> {
+    let store = to.store();
+    let local = matches!(to, Destination::Local);
     let started = Instant::now();
     let digest = context::digest(image).map_err(|source| BuildError::Context {
         image: image.name.clone(),
@@ -218,6 +272,7 @@ pub fn build_one(
     let reference = reference(cfg, image, &digest.tag);
     let builder = effective_builder(image, store);
     if cfg.cluster.provider == Provider::Minikube
+        && !local
         && matches!(builder, BuilderKind::Docker | BuilderKind::Custom)
         && store.is_none()
     {
@@ -226,7 +281,7 @@ pub fn build_one(
             why: "this build needs Minikube's Docker daemon; run `devenv up`, or pick builder = \"buildah\" or \"podman\"".into(),
         });
     }
-    let env = build_env(image, builder, store, &reference);
+    let env = build_env(cfg, image, builder, store, &reference);
     let done = |outcome| Built {
         reference: reference.clone(),
         outcome,
@@ -234,9 +289,9 @@ pub fn build_one(
     };
     let mut as_image = image.clone();
     as_image.builder = builder;
-    if exists(cfg, builder, &env, &reference, cancel)? {
+    if exists(cfg, builder, &env, &reference, cancel, local)? {
         // Built before, but a registry may not have it yet: a push of present layers is cheap.
-        if cfg.cluster.provider == Provider::Existing {
+        if cfg.cluster.provider == Provider::Existing && !local {
             deliver(cfg, &as_image, &reference, cancel, on_line)?;
         }
         return Ok(done(Outcome::Present));
@@ -259,7 +314,9 @@ pub fn build_one(
             last_lines: lines[lines.len().saturating_sub(ERROR_LINES)..].to_vec(),
         });
     }
-    deliver(cfg, &as_image, &reference, cancel, on_line)?;
+    if !local {
+        deliver(cfg, &as_image, &reference, cancel, on_line)?;
+    }
     Ok(done(Outcome::Built))
 }
 
@@ -315,7 +372,7 @@ pub fn default_parallelism() -> usize {
 pub fn build_all(
     cfg: &Config,
     images: &[&Image],
-    store: Option<&ImageStore>,
+    to: Destination<'_>,
     limit: usize,
     on_line: &(dyn Fn(&str, &str) + Sync),
 ) -> Vec<Result<Built, BuildError>> {
@@ -328,7 +385,7 @@ pub fn build_all(
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(img) = images.get(i) else { break };
-                    let r = build_one(cfg, img, store, None, &mut |l| on_line(&img.name, l));
+                    let r = build_one(cfg, img, to, None, &mut |l| on_line(&img.name, l));
                     if let Ok(mut all) = results.lock() {
                         all[i] = Some(r);
                     }
@@ -402,6 +459,17 @@ mod tests {
         assert_eq!(
             failed_step(buildah).as_deref(),
             Some("STEP 2/2: COPY missing.txt /")
+        );
+        // buildah and podman with several stages (captured from buildah 1.28).
+        let multi = "[1/2] STEP 1/2: FROM scratch AS deps\n[1/2] STEP 2/2: COPY a.txt /a.txt\n[2/2] STEP 1/3: FROM scratch AS runner\n[2/2] STEP 2/3: COPY --from=deps /a.txt /a.txt\n[2/2] STEP 3/3: COPY public ./public\nError: building at STEP \"COPY public ./public\": checking on sources under \"/tmp/ms\": copier: stat: \"/public\": no such file or directory\n";
+        assert_eq!(
+            failed_step(multi).as_deref(),
+            Some("stage 2/2 `runner`, STEP 3/3: COPY public ./public")
+        );
+        let unnamed = "[1/2] STEP 1/1: FROM scratch\n[2/2] STEP 1/2: FROM scratch\n[2/2] STEP 2/2: COPY x /\n";
+        assert_eq!(
+            failed_step(unnamed).as_deref(),
+            Some("stage 2/2, STEP 2/2: COPY x /")
         );
         assert_eq!(failed_step("nothing useful\n"), None);
     }

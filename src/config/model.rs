@@ -29,6 +29,29 @@ pub struct RawConfig {
     pub locals: Vec<RawLocal>,
     pub web: Option<RawWeb>,
     pub watch: Option<RawWatch>,
+    pub builders: Option<RawBuilders>,
+}
+
+/// `[builders.buildah]`, `[builders.podman]`, `[builders.docker]`: settings of each builder.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuilders {
+    pub docker: Option<RawBuilder>,
+    pub buildah: Option<RawBuilder>,
+    pub podman: Option<RawBuilder>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuilder {
+    /// More arguments to the build command (`buildah bud`, `podman build`, `docker build`).
+    pub args: Option<Vec<Spanned<String>>>,
+    /// Environment of the build process.
+    pub env: Option<BTreeMap<String, Spanned<Scalar>>>,
+    /// buildah: `BUILDAH_ISOLATION` (`oci`, `rootless`, `chroot`).
+    pub isolation: Option<Spanned<String>>,
+    /// buildah, podman: `--storage-driver` for every command (`vfs`, `overlay`).
+    pub storage_driver: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,6 +86,8 @@ pub struct RawCluster {
     pub context: Option<Spanned<String>>,
     pub allowed_contexts: Option<Vec<Spanned<String>>>,
     pub registry: Option<Spanned<String>>,
+    /// Push to `registry` over plain HTTP (a registry on 127.0.0.1 or localhost always is).
+    pub insecure_registry: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]

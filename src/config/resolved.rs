@@ -38,6 +38,7 @@ pub struct Config {
     pub locals: Vec<LocalResource>,
     pub web: Web,
     pub watch: Watch,
+    pub builders: Builders,
     /// Where values sit in the file, for problems found after loading.
     #[serde(skip)]
     pub places: Places,
@@ -88,6 +89,9 @@ pub struct Cluster {
     /// config lists in `allowed_contexts`.
     pub allowed_contexts: Vec<String>,
     pub registry: Option<String>,
+    /// Pushes go to the registry over plain HTTP: it is on this machine (127.0.0.1,
+    /// localhost, ::1), as Docker treats such registries, or `insecure_registry = true`.
+    pub insecure_registry: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -217,6 +221,36 @@ pub struct LocalResource {
     pub depends_on: Vec<String>,
     pub trigger: TriggerMode,
     pub links: Vec<String>,
+}
+
+/// Settings of each builder (`[builders.NAME]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Builders {
+    pub docker: BuilderSettings,
+    pub buildah: BuilderSettings,
+    pub podman: BuilderSettings,
+}
+
+impl Builders {
+    /// The settings of `kind` (custom and minikube builders take none).
+    pub fn of(&self, kind: BuilderKind) -> Option<&BuilderSettings> {
+        match kind {
+            BuilderKind::Docker => Some(&self.docker),
+            BuilderKind::Buildah => Some(&self.buildah),
+            BuilderKind::Podman => Some(&self.podman),
+            BuilderKind::Minikube | BuilderKind::Custom => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BuilderSettings {
+    /// More arguments to the build command.
+    pub args: Vec<String>,
+    /// Environment of the build process (`BUILDAH_ISOLATION` from `isolation` included).
+    pub env: BTreeMap<String, String>,
+    /// `--storage-driver` for every command of buildah or podman.
+    pub storage_driver: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

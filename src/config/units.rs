@@ -18,7 +18,7 @@ pub fn parse_megabytes(text: &str) -> Result<u64, String> {
     let (num, unit) = t.split_at(split);
     let bad = || {
         format!(
-            "invalid size \"{text}\": expected a number with an optional unit (b, k, m, g, t), like \"8g\" or \"8192mb\""
+            "invalid size \"{text}\": expected a number with an optional unit (b, k, m, g, t, or Kubernetes' Ki, Mi, Gi, Ti), like \"8g\", \"8Gi\" or \"8192mb\""
         )
     };
     if num.is_empty() || num.starts_with('.') || num.ends_with('.') || num.matches('.').count() > 1
@@ -30,14 +30,14 @@ pub fn parse_megabytes(text: &str) -> Result<u64, String> {
     let letter_len = usize::from(unit.starts_with(['k', 'm', 'g', 't']));
     let (letter, suffix) = unit.split_at(letter_len);
     // A plain number is megabytes and a lone "b" bytes; "g", "gb" and "gib" all mean GiB, as in
-    // minikube.
+    // minikube, and so does Kubernetes' "Gi".
     let bytes_per_unit: f64 = match (letter, suffix) {
         ("", "") => 1024.0 * 1024.0,
         ("", "b") => 1.0,
-        ("k", "" | "b" | "ib") => 1024.0,
-        ("m", "" | "b" | "ib") => 1024.0 * 1024.0,
-        ("g", "" | "b" | "ib") => 1024.0 * 1024.0 * 1024.0,
-        ("t", "" | "b" | "ib") => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        ("k", "" | "b" | "i" | "ib") => 1024.0,
+        ("m", "" | "b" | "i" | "ib") => 1024.0 * 1024.0,
+        ("g", "" | "b" | "i" | "ib") => 1024.0 * 1024.0 * 1024.0,
+        ("t", "" | "b" | "i" | "ib") => 1024.0 * 1024.0 * 1024.0 * 1024.0,
         _ => return Err(bad()),
     };
     let mb = (value * bytes_per_unit / (1024.0 * 1024.0)).floor();
@@ -217,6 +217,22 @@ pub fn check_dns_subdomain(kind: &str, name: &str) -> Result<(), String> {
     }
 }
 
+/// Whether a registry (`host[:port][/path]`) is on this machine: 127.0.0.0/8, `localhost`,
+/// `::1`. Such registries speak plain HTTP by convention, as Docker treats them.
+pub fn is_loopback_registry(registry: &str) -> bool {
+    let host_port = registry.split('/').next().unwrap_or(registry);
+    let host = if let Some(rest) = host_port.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+    };
+    host == "localhost"
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A key of a Kubernetes Secret: letters, digits, `-`, `_` and `.`, at most 253 characters.
 pub fn check_secret_key(key: &str) -> Result<(), String> {
     let ok = !key.is_empty()
@@ -252,6 +268,11 @@ mod tests {
             ("20 GB", 20480),
             ("1t", 1_048_576),
             ("2097152k", 2048),
+            // Kubernetes' binary units (issue 15, point 6).
+            ("8Gi", 8192),
+            ("4096Mi", 4096),
+            ("1Ti", 1_048_576),
+            ("2097152Ki", 2048),
         ] {
             assert_eq!(parse_megabytes(text), Ok(mb), "{text}");
         }

@@ -62,6 +62,28 @@ impl Checker<'_> {
         }
     }
 
+    /// `p` as the user types it where devenv was started: relative to the directory the
+    /// config file is shown from (`deploy/devenv.toml` -> `deploy/…`, `../x`).
+    fn typed_from_cwd(&self, p: &Path) -> String {
+        let Some(dir) = self.file.parent().filter(|_| self.file.is_relative()) else {
+            return p.display().to_string();
+        };
+        let (base, to): (Vec<_>, Vec<_>) =
+            (self.root.components().collect(), p.components().collect());
+        let common = base.iter().zip(&to).take_while(|(a, b)| a == b).count();
+        let mut rel = PathBuf::new();
+        for _ in common..base.len() {
+            rel.push("..");
+        }
+        rel.extend(&to[common..]);
+        let shown = normalize(&dir.join(rel));
+        if shown.as_os_str().is_empty() {
+            ".".to_owned()
+        } else {
+            shown.display().to_string()
+        }
+    }
+
     /// An existing path the config names, or an error at its span.
     fn existing(&mut self, value: &Spanned<String>, what: &str) -> Option<PathBuf> {
         let p = self.path(value.get_ref());
@@ -640,6 +662,7 @@ pub fn validate(
     }
 
     // [watch]
+    let builders = check_builders(&mut c, raw.builders.unwrap_or_default());
     let (debounce, raw_ignore) = match raw.watch {
         Some(w) => (w.debounce.map(|d| d.into_inner().0), w.ignore),
         None => (None, None),
@@ -728,6 +751,7 @@ pub fn validate(
             debounce,
             ignore: watch_ignore,
         },
+        builders,
         places,
     };
     (Some(config), diags)
@@ -780,6 +804,7 @@ fn check_cluster(c: &mut Checker, raw: Option<RawCluster>) -> Cluster {
             context: DEFAULT_PROFILE.to_owned(),
             allowed_contexts: vec![DEFAULT_PROFILE.to_owned()],
             registry: None,
+            insecure_registry: false,
         };
     };
     let provider = rc
@@ -854,7 +879,26 @@ fn check_cluster(c: &mut Checker, raw: Option<RawCluster>) -> Cluster {
                 c.push(d);
             }
         }
+        if let Some(i) = &rc.insecure_registry
+            && rc.registry.is_none()
+        {
+            let d = c
+                .at(i.span(), "`insecure_registry` needs a `registry`")
+                .hint("add registry = \"host:port\"");
+            c.push(d);
+        }
     } else {
+        if let Some(i) = &rc.insecure_registry {
+            let d = c
+                .at(
+                    i.span(),
+                    "`insecure_registry` only applies with provider = \"existing\"",
+                )
+                .hint(
+                    "Minikube needs no registry: images are built straight into its Docker daemon",
+                );
+            c.push(d);
+        }
         for (key, v) in [("context", &rc.context), ("registry", &rc.registry)] {
             if let Some(v) = v {
                 let d = c
@@ -957,7 +1001,67 @@ fn check_cluster(c: &mut Checker, raw: Option<RawCluster>) -> Cluster {
             .map_or(DEFAULT_START_TIMEOUT, |t| t.into_inner().0),
         context,
         allowed_contexts,
+        insecure_registry: rc.insecure_registry.as_ref().is_some_and(|b| *b.get_ref())
+            || rc
+                .registry
+                .as_ref()
+                .is_some_and(|r| units::is_loopback_registry(r.get_ref())),
         registry: rc.registry.map(Spanned::into_inner),
+    }
+}
+
+/// `[builders.NAME]`: arguments and environment of each builder.
+fn check_builders(c: &mut Checker, raw: RawBuilders) -> Builders {
+    let mut one = |name: &str, b: Option<RawBuilder>| -> BuilderSettings {
+        let Some(b) = b else {
+            return BuilderSettings::default();
+        };
+        let mut env = BTreeMap::new();
+        for (k, v) in b.env.unwrap_or_default() {
+            if let Err(e) = check_env(&k, &v.get_ref().0) {
+                let d = c.at(v.span(), e);
+                c.push(d);
+            }
+            env.insert(k, v.into_inner().0);
+        }
+        if let Some(i) = &b.isolation {
+            if name != "buildah" {
+                let d = c
+                    .at(
+                        i.span(),
+                        format!("`isolation` is buildah's setting, not {name}'s"),
+                    )
+                    .hint("remove it");
+                c.push(d);
+            } else if !["oci", "rootless", "chroot"].contains(&i.get_ref().as_str()) {
+                let d = c
+                    .at(i.span(), format!("unknown isolation `{}`", i.get_ref()))
+                    .expected("one of oci, rootless, chroot (buildah's BUILDAH_ISOLATION)");
+                c.push(d);
+            }
+            env.insert("BUILDAH_ISOLATION".into(), i.get_ref().clone());
+        }
+        if let Some(sd) = &b.storage_driver
+            && name == "docker"
+        {
+            let d = c
+                .at(
+                    sd.span(),
+                    "`storage_driver` is a setting of buildah and podman, not docker's",
+                )
+                .hint("the Docker daemon's storage driver is set in its own configuration");
+            c.push(d);
+        }
+        BuilderSettings {
+            args: strings(b.args),
+            env,
+            storage_driver: b.storage_driver.map(Spanned::into_inner),
+        }
+    };
+    Builders {
+        docker: one("docker", raw.docker),
+        buildah: one("buildah", raw.buildah),
+        podman: one("podman", raw.podman),
     }
 }
 
@@ -1129,8 +1233,8 @@ fn env_file(c: &mut Checker, f: &Spanned<String>) -> Option<PathBuf> {
     let hint = match example {
         Some(e) => format!(
             "copy the example and fill it in: cp {} {}",
-            c.shown(&e),
-            c.shown(&p)
+            c.typed_from_cwd(&e),
+            c.typed_from_cwd(&p)
         ),
         None => "create it with one KEY=value per line".to_owned(),
     };

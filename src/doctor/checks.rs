@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use super::parse::{self, DaemonState, Version};
 use super::{Check, ConfigState, Env, Fix, Needs, Platform};
 use crate::cluster::{self, kubeconfig};
+use crate::config::MINIKUBE_MIN_MEMORY_MB;
 use crate::config::{
     Config, DEFAULT_CPUS, DEFAULT_MEMORY_MB, DEFAULT_PROFILE, DEFAULT_WEB_PORT, Provider,
 };
@@ -302,18 +303,32 @@ fn host_cpu_check(cfg: Option<&Config>, needs: &Needs, env: &Env) -> Check {
     } else {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     } as u32;
+    // minikube needs 2 CPUs: advice never names the value devenv.toml already has.
+    let fewer = host.saturating_sub(1).max(2);
     if host < cpus {
-        let suggest = host.saturating_sub(1).max(2);
+        let fix = if host < 2 {
+            Fix::new("minikube needs at least 2 CPUs: use a machine with more")
+        } else {
+            Fix::new(format!(
+                "set cpus = {} in [cluster] of devenv.toml (minikube needs at least 2), or use a machine with more CPUs",
+                host.min(fewer)
+            ))
+        };
         c.fail(
             format!("this machine has {host} logical CPUs; devenv.toml asks for {cpus}"),
-            Fix::new(format!(
-                "set cpus = {suggest} in [cluster] of devenv.toml (minikube needs at least 2), or use a machine with more CPUs"
-            )),
+            fix,
         )
     } else if host == cpus {
+        let fix = if fewer < cpus {
+            Fix::new(format!("set cpus = {fewer} in [cluster] of devenv.toml"))
+        } else {
+            Fix::new(
+                "minikube needs at least 2 CPUs, so only a machine with more leaves one for the host; builds will be slower meanwhile",
+            )
+        };
         c.warn(
             format!("{host} logical CPUs: all of them would go to the cluster, none to your builds and editor"),
-            Fix::new(format!("set cpus = {} in [cluster] of devenv.toml", (host - 1).max(2))),
+            fix,
         )
     } else {
         c.ok(format!("{host} logical CPUs for a {cpus}-CPU cluster"))
@@ -346,12 +361,19 @@ fn host_memory_check(cfg: Option<&Config>, needs: &Needs, env: &Env) -> Check {
         return c.skipped("cannot read /proc/meminfo on this system");
     };
     if total < memory + 1024 {
-        let suggest = total.saturating_sub(2048).max(1800);
-        return c.fail(
-            format!("{total} MB in total; devenv.toml asks for {memory} MB for the cluster"),
+        let suggest = total.saturating_sub(2048).max(MINIKUBE_MIN_MEMORY_MB);
+        let fix = if suggest < memory {
             Fix::new(format!(
                 "set memory = \"{suggest}mb\" in [cluster] of devenv.toml"
-            )),
+            ))
+        } else {
+            Fix::new(format!(
+                "minikube needs at least {MINIKUBE_MIN_MEMORY_MB} MB, and the host about 1 GB more: use a machine with more memory"
+            ))
+        };
+        return c.fail(
+            format!("{total} MB in total; devenv.toml asks for {memory} MB for the cluster"),
+            fix,
         );
     }
     match available {
@@ -482,9 +504,24 @@ fn minikube_profile_check(cfg: Option<&Config>, needs: &Needs, env: &Env) -> Che
         p.cpus.is_some_and(|v| v != u64::from(cpus)) || p.memory_mb.is_some_and(|v| v != memory);
     let driver_differs = matches!((&want_driver, &p.driver), (Some(w), Some(h)) if w != h);
     if size_differs || driver_differs {
-        let keep = match (p.cpus, p.memory_mb) {
-            (Some(pc), Some(pm)) => format!("or keep the profile: set cpus = {pc} and memory = \"{pm}mb\" in [cluster] of devenv.toml"),
-            _ => "or keep the profile: change cpus and memory in [cluster] of devenv.toml to match it".to_owned(),
+        // Only what differs is named: advice never repeats a value that already matches.
+        let mut keys = Vec::new();
+        if let Some(pc) = p.cpus.filter(|v| *v != u64::from(cpus)) {
+            keys.push(format!("cpus = {pc}"));
+        }
+        if let Some(pm) = p.memory_mb.filter(|v| *v != memory) {
+            keys.push(format!("memory = \"{pm}mb\""));
+        }
+        if driver_differs && let Some(d) = &p.driver {
+            keys.push(format!("driver = \"{d}\""));
+        }
+        let keep = if keys.is_empty() {
+            "or keep the profile: make [cluster] of devenv.toml match it".to_owned()
+        } else {
+            format!(
+                "or keep the profile: set {} in [cluster] of devenv.toml",
+                keys.join(" and ")
+            )
         };
         let mut fix = Fix::new(
             "minikube keeps a profile's size when it starts again, so pick one: recreate the profile (this deletes its workloads), or make devenv.toml match it",

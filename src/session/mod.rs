@@ -6,8 +6,10 @@
 //! Owns the life of the daemon and the wiring between its parts. Must not build, deploy or
 //! decide anything itself: the engine decides, the workers do, the views print.
 
+pub mod build;
 pub mod daemon;
 pub mod detach;
+pub mod down;
 mod reloader;
 
 use std::collections::BTreeMap;

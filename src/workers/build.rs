@@ -21,7 +21,8 @@ pub fn build_image(
         return Err(format!("no image `{name}` in the config"));
     };
     out::say_for("building", name, "");
-    let r = build::run::build_one(cfg, image, store, Some(cancel), &mut |l| {
+    let to = build::run::Destination::Cluster(store);
+    let r = build::run::build_one(cfg, image, to, Some(cancel), &mut |l| {
         out::tool(name, l);
         for u in users {
             logs.push(u, "build", l);

@@ -3,6 +3,7 @@
 
 pub mod fake_kube;
 pub mod real;
+pub mod registry;
 pub mod running;
 pub mod world;
 
