@@ -14,6 +14,9 @@
 #                             (e) launch -> the status page answering /api/status, 5 launches
 #   scripts/bench.sh plan     `config check` and `up --dry-run` on 1,000 and 10,000 [[local]]
 #                             resources in one dependency chain
+#   scripts/bench.sh api      the daemon's RSS and open descriptors before, during and after
+#                             1,000 idle connections and 200 SSE clients on its page, and
+#                             whether a request made meanwhile is answered
 #
 # BENCH_DIR (default /tmp/devenv-bench) keeps the generated trees between runs.
 set -euo pipefail
@@ -250,9 +253,65 @@ PY
   echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
+bench_api() {
+  local root="$bench_dir/api"
+  rm -rf "$root"; mkdir -p "$root/src"
+  printf '[project]\nname = "api"\n\n[[local]]\nname = "gen"\ncmd = "true"\ndeps = ["src"]\n' > "$root/devenv.toml"
+  machine
+  (cd "$root" && DEVENV_WEB_PORT=0 HOME="$root" DEVENV_STATE_DIR="$root/state" "$devenv" up > "$root/up.log" 2>&1 &)
+  local port="" pid=""
+  for _ in $(seq 100); do
+    port=$(grep -o '127.0.0.1:[0-9]*' "$root/up.log" 2>/dev/null | head -1 | cut -d: -f2)
+    [ -n "$port" ] && break; sleep 0.1
+  done
+  pid=$(pgrep -f "$devenv up" | head -1)
+  sleep 1
+  python3 - "$pid" "$port" <<'PY'
+import os, socket, sys, time
+pid, port = int(sys.argv[1]), int(sys.argv[2])
+def rss():
+    for l in open(f"/proc/{pid}/status"):
+        if l.startswith("VmRSS"):
+            return int(l.split()[1]) / 1024
+def fds():
+    return len(os.listdir(f"/proc/{pid}/fd"))
+print(f"before: RSS {rss():.1f} MB, {fds()} descriptors")
+idle, sse = [], []
+for _ in range(1000):
+    try:
+        idle.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+    except OSError:
+        pass
+for _ in range(200):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=2)
+        s.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port)
+        sse.append(s)
+    except OSError:
+        pass
+time.sleep(3)
+print(f"during: RSS {rss():.1f} MB, {fds()} descriptors ({len(idle)} idle and {len(sse)} SSE connections opened)")
+t = time.time()
+try:
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % port)
+    s.settimeout(30)
+    print(f"a request made meanwhile: {s.recv(15).decode()} after {time.time() - t:.2f} s")
+except OSError as e:
+    print(f"a request made meanwhile failed: {e}")
+for s in idle + sse:
+    s.close()
+time.sleep(8)
+print(f"after (8 s later): RSS {rss():.1f} MB, {fds()} descriptors")
+PY
+  kill -TERM "$pid" 2>/dev/null || true
+  echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
 case "$what" in
   hash) bench_hash ;;
   loop) bench_loop ;;
   plan) bench_plan ;;
-  *) echo "bench.sh: unknown benchmark '$what' (try: hash, loop, plan)" >&2; exit 2 ;;
+  api) bench_api ;;
+  *) echo "bench.sh: unknown benchmark '$what' (try: hash, loop, plan, api)" >&2; exit 2 ;;
 esac

@@ -370,3 +370,67 @@ mod tests {
         assert_eq!(p("a/b/**/c").as_deref(), Some("a/b"));
     }
 }
+
+/// Properties over generated patterns and paths (bounded: 256 cases each).
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn segment() -> impl Strategy<Value = String> {
+        "[a-z0-9_-]{1,8}"
+    }
+
+    fn path() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec(segment(), 1..5)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_line_parses_or_fails_without_panicking(line in any::<String>()) {
+            let _ = Pattern::parse(&line);
+            let _ = PatternSet::parse(&line);
+        }
+
+        /// A pattern with no wildcard excludes exactly that path and what is under it.
+        #[test]
+        fn a_literal_pattern_excludes_its_path_and_below(p in path(), child in segment(), other in segment()) {
+            let text = p.join("/");
+            let set = PatternSet::parse(&text).map_err(|(_, e)| TestCaseError::fail(e))?;
+            prop_assert!(set.is_excluded(&text));
+            let below = format!("{text}/{child}");
+            prop_assert!(set.is_excluded(&below));
+            let sibling = format!("{text}{other}");
+            prop_assert!(!set.is_excluded(&sibling));
+            prop_assert!(set.excludes_whole_dir(&text));
+        }
+
+        /// The last pattern that matches decides: `!` after a pattern re-includes.
+        #[test]
+        fn a_later_negation_re_includes(p in path()) {
+            let text = p.join("/");
+            let set = PatternSet::parse(&format!("{text}\n!{text}")).map_err(|(_, e)| TestCaseError::fail(e))?;
+            prop_assert!(!set.is_excluded(&text));
+            let set = PatternSet::parse(&format!("!{text}\n{text}")).map_err(|(_, e)| TestCaseError::fail(e))?;
+            prop_assert!(set.is_excluded(&text));
+        }
+
+        /// `*` stays within one path element; `**` crosses them.
+        #[test]
+        fn stars_match_within_and_across_elements(dir in segment(), a in segment(), b in segment()) {
+            let one = PatternSet::parse(&format!("{dir}/*")).map_err(|(_, e)| TestCaseError::fail(e))?;
+            let file = format!("{dir}/{a}");
+            let other = format!("{a}x/{b}");
+            prop_assert!(one.is_excluded(&file));
+            prop_assert!(!one.is_excluded(&dir));
+            prop_assert!(!one.is_excluded(&other));
+            let any = PatternSet::parse(&format!("**/{b}")).map_err(|(_, e)| TestCaseError::fail(e))?;
+            let deep = format!("{dir}/{a}/{b}");
+            prop_assert!(any.is_excluded(&deep));
+            prop_assert!(any.is_excluded(&b));
+        }
+    }
+}

@@ -707,3 +707,29 @@ fn depends_on_inside_one_helm_release_is_a_warning_with_the_way_to_order_them() 
         "{err}"
     );
 }
+
+/// Issue 16, point 10: a 20,000-part dotted table header said only "recursion limit", with no
+/// position; a key nested as deep, the same.
+#[test]
+fn a_very_deep_dotted_key_is_told_at_its_place() {
+    let header = format!("{BASE}\n[{}]\nx = 1\n", vec!["a"; 20_000].join("."));
+    fails(
+        &header,
+        "14:1",
+        &["a key or table header of 20000 dotted parts", "at most 64"],
+    );
+    let key = format!("{BASE}\n{} = 1\n", vec!["k"; 5_000].join("."));
+    fails(
+        &key,
+        "14:1",
+        &["a key or table header of 5000 dotted parts"],
+    );
+    // A dotted URL in a multi-line string is text, not a key.
+    let text = format!(
+        "{BASE}\n[[local]]\nname = \"docs\"\ncmd = \"\"\"\necho {}\n\"\"\"\n",
+        vec!["x"; 100].join(".")
+    );
+    let p = project(&text);
+    let out = p.devenv(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

@@ -1178,3 +1178,81 @@ fn sigterm_during_a_readiness_wait_ends_within_two_seconds() {
     );
     assert_eq!(status.code(), Some(0), "{}", up.text());
 }
+
+/// Issue 16, point 1: a watched directory deleted and made again was no longer watched, and
+/// nothing said so. Now both are told, and what is written into it afterwards runs again.
+#[test]
+fn a_watched_directory_removed_and_made_again_is_watched_again_and_told() {
+    let p = Project::new();
+    p.write(
+        "devenv.toml",
+        "[project]\nname = \"again\"\n\n[[local]]\nname = \"gen\"\ncmd = \"echo run >> runs.txt\"\ndeps = [\"src/gen\"]\n",
+    );
+    p.write("src/gen/a.txt", "a\n");
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut up = Running::spawn(local_up(&p, home.path(), &[]));
+    up.wait_for("ready      gen");
+    std::fs::remove_dir_all(p.path().join("src/gen")).unwrap_or_else(|e| panic!("{e}"));
+    up.wait_for("watching   src/gen was removed: it is watched again when it comes back");
+    std::fs::create_dir_all(p.path().join("src/gen")).unwrap_or_else(|e| panic!("{e}"));
+    up.wait_for("watching   src/gen is back: watched again");
+    let runs = lines(&p, "runs.txt");
+    p.write("src/gen/b.txt", "b\n");
+    wait_lines(&p, "runs.txt", runs + 1, &up);
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+}
+
+/// Issue 16, point 5: with 256 file descriptors, 300 idle connections to the page took them
+/// all: the API stopped answering and the next file change failed to start its command ("Too
+/// many open files"). Now the server takes as many connections as its descriptors allow
+/// beside a reserve for the dev loop, and closes those that send nothing.
+#[test]
+fn idle_connections_cannot_starve_the_dev_loop_of_file_descriptors() {
+    let p = local_project();
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args([
+        "-c",
+        &format!("ulimit -n 256 && exec {} up", common::devenv_bin()),
+    ])
+    .current_dir(p.path())
+    .env("PATH", "/usr/bin:/bin")
+    .env("HOME", home.path())
+    .env("DEVENV_WEB_PORT", "0")
+    .env_remove("KUBECONFIG")
+    .env_remove("DOCKER_HOST");
+    let mut up = Running::spawn(cmd);
+    up.wait_for("ready      gen");
+    let port: u16 = up
+        .text()
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no page port:\n{}", up.text()));
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            idle.push(s);
+        }
+    }
+    // The dev loop still starts commands.
+    let runs = lines(&p, "runs.txt");
+    p.write(
+        "src/main.py",
+        "print('edited beside 300 idle connections')\n",
+    );
+    wait_lines(&p, "runs.txt", runs + 1, &up);
+    assert!(!up.text().contains("Too many open files"), "{}", up.text());
+    // And the API answers (idle connections are closed when they send nothing).
+    let status = devenv_in(&p, home.path(), &["status", "--json"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    drop(idle);
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+}

@@ -162,13 +162,140 @@ pub fn load(path: &Path, cwd: &Path) -> Result<Loaded, ConfigError> {
     parse(&shown, &abs, &source)
 }
 
+/// How many parts a dotted key or table header may have: devenv.toml nests 3 deep; the
+/// parser's own limit came without a position ("recursion limit").
+pub const MAX_KEY_PARTS: usize = 64;
+
+/// A dotted key or table header of more than [`MAX_KEY_PARTS`] parts, told at its place.
+fn too_deep(shown: &Path, source: &str) -> Option<Diagnostic> {
+    let mut offset = 0;
+    // Inside a multi-line string, a line is text, not a key.
+    let mut in_string = false;
+    for line in source.split_inclusive('\n') {
+        let was = in_string;
+        if (line.matches("\"\"\"").count() + line.matches("\'\'\'").count()) % 2 == 1 {
+            in_string = !in_string;
+        }
+        if was {
+            offset += line.len();
+            continue;
+        }
+        let t = line.trim_start();
+        let indent = line.len() - t.len();
+        // The key part: a header's inside, or what comes before `=`.
+        let key = if let Some(h) = t.strip_prefix('[') {
+            h.trim_start_matches('[').split(']').next().unwrap_or("")
+        } else {
+            t.split('=').next().unwrap_or("")
+        };
+        let mut parts = 1;
+        let mut quote: Option<char> = None;
+        for c in key.chars() {
+            match (quote, c) {
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (None, '.') => parts += 1,
+                _ => {}
+            }
+        }
+        if parts > MAX_KEY_PARTS {
+            let start = offset + indent;
+            return Some(
+                Diagnostic::at(
+                    shown,
+                    source,
+                    Some(start..start + 1),
+                    format!("a key or table header of {parts} dotted parts"),
+                )
+                .expected(format!(
+                    "at most {MAX_KEY_PARTS} (devenv.toml's tables nest 3 deep)"
+                ))
+                .hint("see docs/config.md for the tables devenv.toml has"),
+            );
+        }
+        offset += line.len();
+    }
+    None
+}
+
 /// Parses and validates config text; `abs` anchors relative paths.
 pub fn parse(shown: &Path, abs: &Path, source: &str) -> Result<Loaded, ConfigError> {
+    if let Some(d) = too_deep(shown, source) {
+        return Err(ConfigError::Invalid {
+            diagnostics: vec![d],
+        });
+    }
     let raw: model::RawConfig = toml::from_str(source).map_err(|e| ConfigError::Invalid {
         diagnostics: vec![diagnostic::from_toml_error(shown, source, &e)],
     })?;
     match validate::validate(shown, abs, source, raw) {
         (Some(config), warnings) => Ok(Loaded { config, warnings }),
         (None, diagnostics) => Err(ConfigError::Invalid { diagnostics }),
+    }
+}
+
+/// Properties of the loader over generated input (bounded: 256 cases each).
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Every diagnostic points inside the text (or at no place).
+    fn in_bounds(text: &str, e: &ConfigError) -> Result<(), TestCaseError> {
+        let lines = text.split('\n').count().max(1);
+        if let ConfigError::Invalid { diagnostics } = e {
+            prop_assert!(!diagnostics.is_empty());
+            for d in diagnostics {
+                prop_assert!(d.line <= lines, "line {} of {lines}: {d}", d.line);
+                prop_assert!(d.line == 0 || d.column >= 1, "{d}");
+            }
+        }
+        Ok(())
+    }
+
+    fn field() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "name = \"[a-z][a-z0-9-]{0,10}\"",
+            "cmd = \"[ -~]{0,20}\"",
+            "deps = \\[\"[a-z]{1,5}\"\\]",
+            "trigger = \"(manual|auto|often)\"",
+            "depends_on = \\[\"[a-z]{1,5}\"\\]",
+            "[a-z_]{1,10} = [0-9]{1,5}",
+            "env = \\{ [A-Z]{1,5} = \"[a-z]{0,5}\" \\}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_text_loads_or_fails_at_a_place_in_it(text in any::<String>()) {
+            let dir = std::env::temp_dir();
+            if let Err(e) = parse(Path::new("devenv.toml"), &dir.join("devenv.toml"), &text) {
+                in_bounds(&text, &e)?;
+            }
+        }
+
+        /// Configs shaped like real ones (tables of locals with good and bad keys): valid, or
+        /// every error at a place in the file.
+        #[test]
+        fn shaped_configs_load_or_fail_at_a_place(
+            tables in prop::collection::vec(prop::collection::vec(field(), 0..6), 0..5)
+        ) {
+            let mut text = String::from("[project]\nname = \"p\"\n");
+            for t in &tables {
+                text.push_str("\n[[local]]\n");
+                for f in t {
+                    text.push_str(f);
+                    text.push('\n');
+                }
+            }
+            let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            match parse(Path::new("devenv.toml"), &dir.path().join("devenv.toml"), &text) {
+                Ok(l) => prop_assert!(l.config.locals.len() <= tables.len()),
+                Err(e) => in_bounds(&text, &e)?,
+            }
+        }
     }
 }

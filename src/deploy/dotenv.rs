@@ -372,3 +372,84 @@ mod tests {
         assert_eq!(v["app.config-key"], "1");
     }
 }
+
+/// Properties over generated input (bounded: 256 cases each, PROPTEST_CASES to change).
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A value written as the parser reads double quotes.
+    fn quoted(v: &str) -> String {
+        let mut out = String::from("\"");
+        for c in v.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                '$' => out.push_str("\\$"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        "[A-Za-z_][A-Za-z0-9_.-]{0,12}"
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_text_parses_or_fails_without_panicking(text in any::<String>()) {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn quoted_values_come_back_as_written(
+            entries in prop::collection::btree_map(key(), any::<String>(), 0..12)
+        ) {
+            let text: String = entries
+                .iter()
+                .map(|(k, v)| format!("{k}={}\n", quoted(v)))
+                .collect();
+            let parsed = parse(&text).map_err(|p| TestCaseError::fail(p.message))?;
+            prop_assert_eq!(parsed.values.0, entries);
+        }
+
+        /// No byte of a value is in an error, whatever line breaks the file.
+        #[test]
+        fn errors_never_carry_a_value(
+            entries in prop::collection::btree_map(key(), "[A-Za-z0-9+/]{12,40}", 1..6),
+            bad in prop_oneof![
+                "MIIEvQ[A-Za-z0-9+/]{20,40}",
+                "my db password zq[a-z]{4}[0-9]{2}=x",
+                "zq[a-z]{6}".prop_map(|s| format!("K=\"{s} never closed")),
+                "zq[a-z]{6}".prop_map(|s| format!("K='{s}")),
+                "zq[a-z]{6}".prop_map(|s| format!("K=\"{s}\" trailing zqtail")),
+            ],
+            at in 0usize..6,
+        ) {
+            let mut lines: Vec<String> = entries.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            lines.insert(at.min(lines.len()), bad.clone());
+            let text = lines.join("\n");
+            if let Err(p) = parse(&text) {
+                for v in entries.values() {
+                    prop_assert!(!p.message.contains(v.as_str()), "{}", p.message);
+                }
+                // The bad line's secret-looking parts (generated as `zq…` and base64).
+                for word in bad
+                    .split(|c: char| !c.is_alphanumeric())
+                    .filter(|w| w.starts_with("zq") || w.starts_with("MIIEvQ"))
+                {
+                    prop_assert!(!p.message.contains(word), "{}", p.message);
+                }
+            }
+        }
+    }
+}

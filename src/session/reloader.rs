@@ -95,6 +95,12 @@ impl Reloader {
         while let Some(b) = self.batches.recv().await {
             let b = match b {
                 Ok(b) => b,
+                Err(e) if e.is_notice() => {
+                    let text = e.to_string();
+                    let root = self.cfg.root.display().to_string();
+                    out::say("watching", text.replace(&format!("{root}/"), ""));
+                    continue;
+                }
                 Err(e) => {
                     out::say(
                         "error",

@@ -71,11 +71,22 @@ pub enum WatchError {
     },
     #[error("cannot watch files: {0}")]
     Notify(String),
+    /// A watched directory was removed: not an error, said so the user knows.
+    #[error("{} was removed: it is watched again when it comes back", path.display())]
+    Gone { path: PathBuf },
+    /// A removed watched directory is back, and watched again.
+    #[error("{} is back: watched again", path.display())]
+    Back { path: PathBuf },
     #[error(transparent)]
     Context(#[from] ContextError),
 }
 
 impl WatchError {
+    /// Whether this is news rather than a failure (a watched directory gone, or back).
+    pub fn is_notice(&self) -> bool {
+        matches!(self, WatchError::Gone { .. } | WatchError::Back { .. })
+    }
+
     /// What to do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
@@ -191,6 +202,8 @@ impl Watcher {
 
         // Raw events -> paths; new directories get watches, and their files count as changed
         // (they may have been written before the watch was in place).
+        // Watched root directories that were removed, until they come back.
+        let missing: Arc<Mutex<BTreeSet<PathBuf>>> = Arc::new(Mutex::new(BTreeSet::new()));
         let expand = {
             let inner = inner.clone();
             let rules = rules.clone();
@@ -216,9 +229,57 @@ impl Watcher {
                         continue;
                     }
                     for p in ev.paths {
+                        // A watched root directory removed (a `rm -rf gen && mkdir gen`, a
+                        // branch switch): its watches went with it. Its nearest existing
+                        // ancestor is watched meanwhile, to see it come back.
+                        if matches!(ev.kind, EventKind::Remove(_))
+                            && !p.exists()
+                            && lock(&rules).is_root_dir(&p)
+                            && !lock(&missing).contains(&p)
+                        {
+                            lock(&missing).insert(p.clone());
+                            if let Some(a) = p.ancestors().skip(1).find(|a| a.is_dir()) {
+                                let _ = lock(&inner).watch(a, RecursiveMode::NonRecursive);
+                            }
+                            let _ = out_tx.send(Err(WatchError::Gone { path: p.clone() }));
+                        }
                         // A symlink is never followed, to a directory least of all: `ln -s / x`
                         // in a watched directory would watch the whole machine.
                         let real_dir = p.symlink_metadata().is_ok_and(|m| m.is_dir());
+                        if matches!(ev.kind, EventKind::Create(_)) && real_dir {
+                            let back: Vec<PathBuf> = lock(&missing)
+                                .iter()
+                                .filter(|m| m.starts_with(&p))
+                                .cloned()
+                                .collect();
+                            for m in back {
+                                if m.is_dir() {
+                                    lock(&missing).remove(&m);
+                                    let dirs = lock(&rules).dirs_under(&m);
+                                    let n = total.fetch_add(
+                                        dirs.len(),
+                                        std::sync::atomic::Ordering::Relaxed,
+                                    );
+                                    if let Err(e) =
+                                        add_watches(&mut lock(&inner), &dirs, n + dirs.len())
+                                    {
+                                        let _ = out_tx.send(Err(e));
+                                    }
+                                    let _ = out_tx.send(Err(WatchError::Back { path: m.clone() }));
+                                    // What it holds now counts as changed.
+                                    for d in &dirs {
+                                        for e in
+                                            std::fs::read_dir(d).into_iter().flatten().flatten()
+                                        {
+                                            let _ = path_tx.send(e.path());
+                                        }
+                                    }
+                                } else {
+                                    // An ancestor came back first (`mkdir -p`): watch it too.
+                                    let _ = lock(&inner).watch(&p, RecursiveMode::NonRecursive);
+                                }
+                            }
+                        }
                         if matches!(ev.kind, EventKind::Create(_)) && real_dir {
                             // Walked again after the watches are in place: a directory made
                             // inside while the first walk ran is no event of a watch.

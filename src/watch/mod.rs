@@ -191,6 +191,12 @@ impl Rules {
         })
     }
 
+    /// Whether `path` is a watched tree's root directory (an image's context, a `deps` or
+    /// `watch` directory).
+    pub fn is_root_dir(&self, path: &Path) -> bool {
+        self.roots.iter().any(|r| r.is_dir && r.path == path)
+    }
+
     /// Whether `root` (a directory root) skips directory `dir` below it entirely.
     fn skips_dir(&self, root: &Root, dir: &Path) -> bool {
         if dir

@@ -158,10 +158,99 @@ pub fn new_token() -> String {
 }
 
 /// Serves until the task is aborted.
+/// How long a client may take to send a request's headers, and how long a kept-alive
+/// connection may sit idle before its next request: a connection that sends nothing is
+/// closed, so idle clients cannot hold the server's slots.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The same when most slots are taken: idle connections make room sooner.
+const BUSY_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+/// The most a connection may buffer of a request (the API's requests are small).
+const MAX_BUF: usize = 64 * 1024;
+/// File descriptors kept for the dev loop whatever the page's clients do: its commands'
+/// pipes, its watches, its cluster connections.
+const FD_RESERVE: u64 = 128;
+/// Connections served at once, at most (the page, `devenv status`/`logs`, SSE clients).
+const MAX_CONNECTIONS: u64 = 256;
+
+/// How many connections may be open at once: [`MAX_CONNECTIONS`], fewer when the process's
+/// file descriptor limit leaves less than that beside [`FD_RESERVE`] (a limit of 256 gives
+/// 64: the next file change can still start its command).
+pub fn connection_limit() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes into the struct we own.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        1024
+    };
+    let usable = soft.saturating_sub(FD_RESERVE) / 2;
+    usize::try_from(usable.clamp(8, MAX_CONNECTIONS)).unwrap_or(8)
+}
+
+/// Gives freed heap back to the system (glibc keeps it otherwise): after many connections
+/// closed, the daemon's memory goes back to what it was.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim(3) only releases free memory at the top of glibc's heaps.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Serves the page and the API on `listener` until the task is dropped. At most
+/// [`connection_limit`] connections are served at once (the rest wait in the kernel's
+/// backlog, costing no descriptor); each must send its headers within [`HEADER_TIMEOUT`]
+/// ([`BUSY_HEADER_TIMEOUT`] while three quarters of the slots are taken).
 pub async fn serve(listener: tokio::net::TcpListener, shared: Shared) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let app = router(shared);
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::warn!(error = %e, "the web server stopped");
+    let limit = connection_limit();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limit));
+    let open = std::sync::Arc::new(AtomicUsize::new(0));
+    let peak = std::sync::Arc::new(AtomicUsize::new(0));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of descriptors (or another passing failure): wait, never spin.
+                tracing::debug!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let busy = slots.available_permits() < limit / 4;
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let (open, peak) = (open.clone(), peak.clone());
+        let now = open.fetch_add(1, Ordering::Relaxed) + 1;
+        peak.fetch_max(now, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(if busy {
+                    BUSY_HEADER_TIMEOUT
+                } else {
+                    HEADER_TIMEOUT
+                })
+                .max_buf_size(MAX_BUF);
+            let conn = b.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+            drop(permit);
+            // Most of many connections gone: their memory goes back too.
+            let left = open.fetch_sub(1, Ordering::Relaxed) - 1;
+            let was = peak.load(Ordering::Relaxed);
+            if was > 16 && left * 2 < was {
+                peak.store(left, Ordering::Relaxed);
+                trim_heap();
+            }
+        });
     }
 }
 
