@@ -21,6 +21,7 @@ mod doctor;
 mod engine;
 mod exec;
 mod host;
+mod live;
 mod objects;
 mod out;
 mod pattern;

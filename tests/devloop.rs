@@ -210,7 +210,20 @@ fn a_local_only_project_runs_on_change_once_per_burst_and_stops_cleanly() {
         gone_within(serve_child, Duration::from_secs(5)),
         "the old serve survived"
     );
-    let serve_child = read_pid(&p, "server.pid");
+    // `serving` is said as the new serve command starts: its pid comes a moment later.
+    let old = serve_child;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let serve_child = loop {
+        let pid = read_pid(&p, "server.pid");
+        if pid != old {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new serve command wrote no pid"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(alive(serve_child));
 
     // SIGTERM: out within 2 s, and nothing it started survives.

@@ -434,6 +434,11 @@ pub fn digest_with(image: &Image, state: Option<&Path>) -> Result<ContextDigest,
         h.update(b"=");
         h.update(v.as_bytes());
     }
+    // The development command is a line of the Dockerfile that is built.
+    if !image.dev_command.is_empty() {
+        h.update(b"\0dev_command\0");
+        h.update(super::dev_cmd_line(&image.dev_command).as_bytes());
+    }
     let hex = h.finalize().to_hex();
     tracing::debug!(image = %image.name, files, bytes, read, "hashed build context");
     Ok(ContextDigest {
@@ -461,6 +466,8 @@ mod tests {
             ignore: vec![],
             builder: BuilderKind::Docker,
             command: None,
+            live_update: None,
+            dev_command: vec![],
         }
     }
 

@@ -58,10 +58,62 @@ pub fn tool(cfg: &Config, kind: BuilderKind) -> Vec<String> {
     argv
 }
 
+/// The `CMD` line a `dev_command` adds to the Dockerfile, in JSON form.
+pub fn dev_cmd_line(cmd: &[String]) -> String {
+    format!(
+        "CMD {}",
+        serde_json::to_string(cmd).unwrap_or_else(|_| "[]".into())
+    )
+}
+
+/// Where the Dockerfile of an image with a `dev_command` is written: the project's state
+/// directory (the project's own files are never touched).
+pub fn dev_dockerfile_path(cfg: &Config, image: &Image) -> Option<std::path::PathBuf> {
+    if image.dev_command.is_empty() {
+        return None;
+    }
+    crate::host::project_state_dir(&cfg.file).map(|d| {
+        d.join("dockerfiles")
+            .join(format!("{}.Dockerfile", image.name.replace('/', "_")))
+    })
+}
+
+/// Writes the development Dockerfile of `image`: its own, with the `dev_command` as the last
+/// line (its ignore file beside it, when it has one of its own), and returns its path.
+pub fn write_dev_dockerfile(
+    cfg: &Config,
+    image: &Image,
+) -> std::io::Result<Option<std::path::PathBuf>> {
+    let Some(path) = dev_dockerfile_path(cfg, image) else {
+        return Ok(None);
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut text = std::fs::read_to_string(&image.dockerfile)?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("# devenv: the image's dev_command\n");
+    text.push_str(&dev_cmd_line(&image.dev_command));
+    text.push('\n');
+    std::fs::write(&path, text)?;
+    let own_ignore =
+        std::path::PathBuf::from(format!("{}.dockerignore", image.dockerfile.display()));
+    let copy = std::path::PathBuf::from(format!("{}.dockerignore", path.display()));
+    if own_ignore.is_file() {
+        std::fs::copy(&own_ignore, &copy)?;
+    } else {
+        let _ = std::fs::remove_file(&copy);
+    }
+    Ok(Some(path))
+}
+
 /// The builder's argv, run from the project root.
 pub fn command(cfg: &Config, image: &Image, reference: &str) -> Vec<String> {
     let ctx = cfg.rel(&image.context);
-    let dockerfile = cfg.rel(&image.dockerfile);
+    let dockerfile = dev_dockerfile_path(cfg, image)
+        .map_or_else(|| cfg.rel(&image.dockerfile), |p| p.display().to_string());
     let common = |argv: &mut Vec<String>| {
         argv.extend([
             "-t".into(),

@@ -296,6 +296,13 @@ pub fn build_one(
         }
         return Ok(done(Outcome::Present));
     }
+    super::write_dev_dockerfile(cfg, image).map_err(|e| BuildError::Context {
+        image: image.name.clone(),
+        source: ContextError::Io {
+            path: image.dockerfile.clone(),
+            source: e,
+        },
+    })?;
     let argv = super::command(cfg, &as_image, &reference);
     let mut cmd = Cmd::new(argv[0].clone())
         .args(argv[1..].iter().cloned())

@@ -125,6 +125,30 @@ pub struct RawImage {
     pub ignore: Option<Vec<Spanned<String>>>,
     pub builder: Option<Spanned<BuilderKind>>,
     pub command: Option<Spanned<String>>,
+    /// Saved files go into the running containers instead of a new image.
+    pub live_update: Option<Spanned<bool>>,
+    /// The image's CMD for development (`["uvicorn", "main:app", "--reload"]`).
+    pub dev_command: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Explicit `local -> remote` pairs, instead of the Dockerfile's.
+    pub sync: Option<Vec<Spanned<RawSync>>>,
+    /// Commands to run in the container when given files changed.
+    pub run: Option<Vec<Spanned<RawRun>>>,
+    /// Files whose change always means a full build.
+    pub fall_back_on: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSync {
+    pub local: Spanned<String>,
+    pub remote: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRun {
+    pub cmd: Spanned<String>,
+    pub on: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -107,6 +107,23 @@ pub struct Image {
     pub ignore: Vec<String>,
     pub builder: BuilderKind,
     pub command: Option<String>,
+    /// Live update, when on: saved files go into the running containers.
+    pub live_update: Option<LiveUpdate>,
+    /// The CMD the image is built with for development, if any (like Tilt's `entrypoint`):
+    /// the app's own reloader then picks up synced files.
+    pub dev_command: Vec<String>,
+}
+
+/// What the config says of live update beside the Dockerfile (which gives the sync map).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LiveUpdate {
+    /// Explicit `local -> remote` pairs (local relative to the context); when given, they
+    /// replace the Dockerfile's copies.
+    pub sync: Vec<(String, String)>,
+    /// `(command, patterns)`: run in the container when one of the patterns changed.
+    pub run: Vec<(String, Vec<String>)>,
+    /// Patterns (relative to the context) whose change means a full build.
+    pub fall_back_on: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

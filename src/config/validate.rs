@@ -1143,6 +1143,7 @@ fn check_images(c: &mut Checker, raw: Vec<RawImage>, provider: Provider) -> Vec<
                 .hint("use \"docker\", \"buildah\" or \"podman\" and a registry");
             c.push(d);
         }
+        let live_update = check_live_update(c, &img, builder);
         if let Some(t) = &img.target
             && builder != BuilderKind::Custom
             && let Ok(text) = std::fs::read_to_string(&dockerfile)
@@ -1160,6 +1161,30 @@ fn check_images(c: &mut Checker, raw: Vec<RawImage>, provider: Provider) -> Vec<
             c.check(p.span(), Pattern::parse(p.get_ref()).map(|_| ()));
             ignore.push(p.into_inner());
         }
+        let dev_command: Vec<String> = match &img.dev_command {
+            Some(cmd) if builder == BuilderKind::Custom || builder == BuilderKind::Minikube => {
+                let d = c
+                    .at(
+                        cmd.span(),
+                        format!(
+                            "`dev_command` needs builder docker, buildah or podman, not {}",
+                            builder.as_str()
+                        ),
+                    )
+                    .hint("a custom builder sets the command itself: remove `dev_command`");
+                c.push(d);
+                Vec::new()
+            }
+            Some(cmd) if cmd.get_ref().is_empty() => {
+                let d = c
+                    .at(cmd.span(), "`dev_command` is empty")
+                    .expected("the program and its arguments, like [\"uvicorn\", \"app.main:app\", \"--reload\"]");
+                c.push(d);
+                Vec::new()
+            }
+            Some(cmd) => cmd.get_ref().iter().map(|a| a.get_ref().clone()).collect(),
+            None => Vec::new(),
+        };
         out.push(Image {
             name: img.name.into_inner(),
             context: context.unwrap_or_default(),
@@ -1170,9 +1195,84 @@ fn check_images(c: &mut Checker, raw: Vec<RawImage>, provider: Provider) -> Vec<
             ignore,
             builder,
             command: img.command.map(Spanned::into_inner),
+            live_update,
+            dev_command,
         });
     }
     out
+}
+
+/// `live_update` and the keys that refine it (`sync`, `run`, `fall_back_on`), which mean
+/// nothing without it.
+fn check_live_update(c: &mut Checker, img: &RawImage, builder: BuilderKind) -> Option<LiveUpdate> {
+    let on = img.live_update.as_ref().is_some_and(|b| *b.get_ref());
+    if !on {
+        let extra = img
+            .sync
+            .as_ref()
+            .and_then(|s| s.first().map(Spanned::span))
+            .or_else(|| img.run.as_ref().and_then(|r| r.first().map(Spanned::span)))
+            .or_else(|| {
+                img.fall_back_on
+                    .as_ref()
+                    .and_then(|f| f.first().map(Spanned::span))
+            });
+        if let Some(span) = extra {
+            let d = c
+                .at(span, "`sync`, `run` and `fall_back_on` refine live update, which is off for this image")
+                .hint("add live_update = true to the [[image]]");
+            c.push(d);
+        }
+        return None;
+    }
+    if builder == BuilderKind::Custom
+        && img.sync.is_none()
+        && let Some(b) = &img.live_update
+    {
+        let d = c
+            .at(
+                b.span(),
+                "live update reads the sync map from the Dockerfile, and a custom builder has none",
+            )
+            .hint("give the copies yourself: sync = [{ local = \"src\", remote = \"/app/src\" }]");
+        c.push(d);
+    }
+    let mut lu = LiveUpdate::default();
+    for s in img.sync.iter().flatten() {
+        let s = s.get_ref();
+        if !s.remote.get_ref().starts_with('/') {
+            let d = c
+                .at(
+                    s.remote.span(),
+                    format!(
+                        "`remote` must be an absolute path in the container, not `{}`",
+                        s.remote.get_ref()
+                    ),
+                )
+                .hint("like \"/app/src\"");
+            c.push(d);
+        }
+        lu.sync
+            .push((s.local.get_ref().clone(), s.remote.get_ref().clone()));
+    }
+    for r in img.run.iter().flatten() {
+        let r = r.get_ref();
+        if let Err(e) = check_command(r.cmd.get_ref()) {
+            let d = c.at(r.cmd.span(), e);
+            c.push(d);
+        }
+        let mut on = Vec::new();
+        for p in &r.on {
+            c.check(p.span(), Pattern::parse(p.get_ref()).map(|_| ()));
+            on.push(p.get_ref().clone());
+        }
+        lu.run.push((r.cmd.get_ref().clone(), on));
+    }
+    for p in img.fall_back_on.iter().flatten() {
+        c.check(p.span(), Pattern::parse(p.get_ref()).map(|_| ()));
+        lu.fall_back_on.push(p.get_ref().clone());
+    }
+    Some(lu)
 }
 
 /// A `target` must name a stage of the Dockerfile (`FROM … AS name`), or the build fails.

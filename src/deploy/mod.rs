@@ -13,3 +13,4 @@ pub mod manifests;
 pub mod pods;
 pub mod rollout;
 pub mod secrets;
+pub mod sync;

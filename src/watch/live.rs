@@ -28,11 +28,12 @@ const BULK_QUIET: Duration = Duration::from_millis(250);
 const BULK_QUIET_PER_1000: Duration = Duration::from_millis(50);
 const BULK_QUIET_MAX: Duration = Duration::from_secs(1);
 
-/// How long a batch of `n` paths may stay open: `max`, or a millisecond per path for a bulk
-/// change written slowly (10,000 files on a loaded machine took over 5 s), up to 30 s. A
-/// stream that never goes quiet is still cut.
+/// How long a batch of `n` paths may stay open: `max`, or 3 ms per path for a bulk change
+/// written slowly, up to 30 s. So a stream of at least one path per 3 ms is one batch however
+/// long it takes (10,000 files written beside two CPU hogs took over 5 s, at about a path per
+/// millisecond, and were cut in two at 5 s); a stream that never goes quiet is still cut.
 fn open_at_most(n: usize, max: Duration) -> Duration {
-    let per_path = Duration::from_millis(u64::try_from(n).unwrap_or(u64::MAX));
+    let per_path = Duration::from_millis(u64::try_from(n).unwrap_or(u64::MAX).saturating_mul(3));
     max.max(per_path.min(Duration::from_secs(30)))
 }
 
