@@ -604,3 +604,48 @@ fn up_pushes_to_the_registry_and_a_second_up_builds_nothing() {
     assert!(t.contains(&format!("present    {reference}")), "{t}");
     assert!(!t.contains("built      "), "nothing built:\n{t}");
 }
+
+/// Issue 17: `dev_command` is the CMD of the image built for development; the project's
+/// Dockerfile is untouched, and the command is part of the content tag.
+#[test]
+fn dev_command_is_the_built_images_cmd() {
+    let p = fixture("dev-command");
+    let dockerfile = p.read("app/Dockerfile");
+    let storage = common::Storage::new();
+    let out = build_without_minikube(&p, &storage, &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let reference = stdout(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("built      "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{t}"))
+        .to_owned();
+    let inspect = std::process::Command::new("buildah")
+        .args(["inspect", "--type", "image", &reference])
+        .env("CONTAINERS_STORAGE_CONF", storage.conf())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let v: Value = serde_json::from_slice(&inspect.stdout).unwrap_or_default();
+    assert_eq!(
+        v["OCIv1"]["config"]["Cmd"],
+        serde_json::json!(["/app/serve", "--reload"]),
+        "{}",
+        text(&inspect)
+    );
+    assert_eq!(
+        p.read("app/Dockerfile"),
+        dockerfile,
+        "the project's Dockerfile is untouched"
+    );
+    // Another command is another image.
+    p.write(
+        "devenv.toml",
+        &p.read("devenv.toml")
+            .replace("\"--reload\"]", "\"--reload\", \"--debug\"]"),
+    );
+    let again = build_without_minikube(&p, &storage, &[]);
+    let t = text(&again);
+    assert!(t.contains("built      app:devenv-"), "{t}");
+    assert!(!t.contains(&reference), "a new tag: {t}");
+}

@@ -1144,6 +1144,31 @@ fn check_images(c: &mut Checker, raw: Vec<RawImage>, provider: Provider) -> Vec<
             c.push(d);
         }
         let live_update = check_live_update(c, &img, builder);
+        if let (Some(lu), Some(on)) = (&live_update, &img.live_update)
+            && lu.sync.is_empty()
+            && let Ok(text) = std::fs::read_to_string(&dockerfile)
+        {
+            let map = crate::live::infer(
+                &text,
+                img.target.as_ref().map(|t| t.get_ref().as_str()),
+                &scalars(img.build_args.clone()),
+                Vec::new(),
+            );
+            if !map.syncs_anything() {
+                let stage = map
+                    .stage
+                    .as_deref()
+                    .map_or("the last stage".to_owned(), |s| format!("stage `{s}`"));
+                let d = c
+                    .at(
+                        on.span(),
+                        format!("live update would build every change: {stage} copies nothing from the context after its last RUN"),
+                    )
+                    .hint("build a development stage that copies the sources last (target = \"dev\"), or give `sync` rules")
+                    .warning();
+                c.push(d);
+            }
+        }
         if let Some(t) = &img.target
             && builder != BuilderKind::Custom
             && let Ok(text) = std::fs::read_to_string(&dockerfile)

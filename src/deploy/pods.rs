@@ -150,6 +150,38 @@ impl Pods {
         pod_counts(&current_pods(&refs, hash.as_deref()))
     }
 
+    /// The containers of the current revision's ready pods that run an image of `repo`
+    /// (live update puts files into these).
+    pub fn ready_containers(&self, repo: &str) -> Vec<super::sync::Container> {
+        let all = self.store.state();
+        let refs: Vec<&Pod> = all.iter().map(AsRef::as_ref).collect();
+        let hash = self.replicasets.as_ref().and_then(|rs| {
+            let list = rs.state();
+            current_template_hash(self.owner_uid.as_deref(), list.iter().map(AsRef::as_ref))
+        });
+        let mut out = Vec::new();
+        for p in current_pods(&refs, hash.as_deref()) {
+            if !is_ready(p) {
+                continue;
+            }
+            let (Some(name), Some(uid)) = (&p.metadata.name, &p.metadata.uid) else {
+                continue;
+            };
+            for c in p.spec.iter().flat_map(|s| &s.containers) {
+                let image = c.image.as_deref().unwrap_or("");
+                if crate::objects::repository_of(image) == repo {
+                    out.push(super::sync::Container {
+                        pod: name.clone(),
+                        uid: uid.clone(),
+                        container: c.name.clone(),
+                    });
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// The newest ready pod, if any.
     pub fn ready_pod(&self) -> Option<Arc<Pod>> {
         self.store

@@ -150,15 +150,17 @@ async fn exec(
         let mut err = p.stderr();
         // The writer stays open until the status came: with subprotocol v4, closing stdin
         // closes the whole stream, status included (tar ends on its own at the archive's end).
+        // It is written while the status is waited for: a container that fails at once
+        // (no tar) answers before it reads anything.
         let mut writer = p.stdin();
-        if let (Some(w), Some(data)) = (writer.as_mut(), stdin) {
-            w.write_all(data)
-                .await
-                .map_err(|e| fail(format!("writing to it: {e}")))?;
-            w.flush()
-                .await
-                .map_err(|e| fail(format!("writing to it: {e}")))?;
-        }
+        let write = async {
+            if let (Some(w), Some(data)) = (writer.as_mut(), stdin) {
+                if w.write_all(data).await.is_ok() {
+                    let _ = w.flush().await;
+                }
+            }
+            futures::future::pending::<()>().await;
+        };
         let mut text = Vec::new();
         let read_out = async {
             if let Some(o) = out.as_mut() {
@@ -172,9 +174,14 @@ async fn exec(
             }
         };
         let st = async {
-            match status {
-                Some(s) => s.await,
-                None => None,
+            tokio::select! {
+                s = async {
+                    match status {
+                        Some(s) => s.await,
+                        None => None,
+                    }
+                } => s,
+                () = write => None,
             }
         };
         let (status, (), ()) = tokio::join!(st, read_out, read_err);

@@ -184,11 +184,13 @@ mod tests {
         let _ = tx.send(Event::Changed {
             images: BTreeSet::from(["api".to_owned()]),
             locals: BTreeSet::new(),
+            sync: BTreeMap::new(),
         });
         tokio::time::sleep(Duration::from_millis(30)).await;
         let _ = tx.send(Event::Changed {
             images: BTreeSet::from(["api".to_owned()]),
             locals: BTreeSet::new(),
+            sync: BTreeMap::new(),
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
         let _ = tx.send(Event::Shutdown);

@@ -49,6 +49,8 @@ pub struct Node {
 pub enum Status {
     Pending,
     Building,
+    /// A live update puts changed files into its running containers.
+    Syncing,
     Deploying,
     Waiting,
     Ready,
@@ -95,6 +97,54 @@ pub struct ImageState {
     pub last_build_took: Option<Duration>,
     /// A build is wanted but held (by the cluster, or a local step it waits for).
     pub queued: bool,
+    /// The live update in flight, by generation.
+    pub syncing: Option<u64>,
+    /// What the last live update did (`synced 3 files to 2 containers in 140 ms`).
+    pub last_sync: Option<String>,
+    /// Why live update is off until the next build (a new pod could not catch up, say).
+    pub live_off: Option<String>,
+    /// Why live update is off for good (the image has no `tar`).
+    pub live_never: Option<String>,
+    /// Files changed while a live update ran: synced after it.
+    #[serde(skip)]
+    pub next_sync: Option<SyncPlan>,
+}
+
+/// A live update of one image: files put into its running containers, files removed there,
+/// then commands run there. Worked out outside the engine (from the Dockerfile's sync map).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncPlan {
+    /// `(path relative to the context, path in the container, chown)`.
+    pub copies: Vec<(String, String, Option<String>)>,
+    /// Paths in the container.
+    pub deletes: Vec<String>,
+    pub runs: Vec<String>,
+    /// Where the commands run.
+    pub workdir: String,
+}
+
+impl SyncPlan {
+    /// This plan, then `later`: a file's last copy or deletion counts.
+    pub fn then(mut self, later: SyncPlan) -> SyncPlan {
+        for c in later.copies {
+            self.deletes.retain(|d| d != &c.1);
+            self.copies.retain(|o| o.1 != c.1);
+            self.copies.push(c);
+        }
+        for d in later.deletes {
+            self.copies.retain(|o| o.1 != d);
+            if !self.deletes.contains(&d) {
+                self.deletes.push(d);
+            }
+        }
+        for r in later.runs {
+            if !self.runs.contains(&r) {
+                self.runs.push(r);
+            }
+        }
+        self.workdir = later.workdir;
+        self
+    }
 }
 
 /// A bring-up step that gates the resources: the doctor's checks, the cluster.
@@ -192,9 +242,27 @@ pub enum Event {
     /// Bring everything up: build every image.
     Start,
     /// A debounced batch of file changes touched these images' and local resources' inputs.
+    /// An image in `sync` can take the change by live update (its files into the running
+    /// containers); the engine does so when the image runs everywhere it should.
     Changed {
         images: BTreeSet<String>,
         locals: BTreeSet<String>,
+        sync: BTreeMap<String, SyncPlan>,
+    },
+    /// A live update ended: what it did, or why it failed (the image is built instead).
+    /// `lasting`: the failure will not pass (the image has no `tar`): live update stays off
+    /// for the image, builds included.
+    SyncDone {
+        image: String,
+        generation: u64,
+        result: Result<String, String>,
+        lasting: bool,
+    },
+    /// A pod that started after live updates could not be given their files: the image is
+    /// built with them instead.
+    SyncLost {
+        image: String,
+        why: String,
     },
     BuildDone {
         image: String,
@@ -264,6 +332,12 @@ pub enum Command {
     Build {
         image: String,
         generation: u64,
+    },
+    /// Put these files into the running containers of `image` (live update).
+    Sync {
+        image: String,
+        generation: u64,
+        plan: SyncPlan,
     },
     /// Kill the build's process group and reap it; its result will be ignored.
     Cancel {
@@ -440,7 +514,11 @@ impl State {
                 self.config_error = Some(message);
             }
 
-            Event::Changed { images, locals } => {
+            Event::Changed {
+                images,
+                locals,
+                mut sync,
+            } => {
                 for name in locals {
                     let Some(node) = self.node(&name).filter(|n| n.local) else {
                         continue;
@@ -464,8 +542,64 @@ impl State {
                         }
                         continue;
                     }
+                    if let Some(plan) = sync.remove(&image)
+                        && self.can_sync(&image)
+                    {
+                        self.want_sync(&image, plan, &mut out);
+                        continue;
+                    }
                     self.want_build(now, &image, &mut out);
                 }
+            }
+            Event::SyncDone {
+                image,
+                generation,
+                result,
+                lasting,
+            } => {
+                let Some(img) = self.images.get_mut(&image) else {
+                    return out;
+                };
+                if img.syncing != Some(generation) {
+                    return out;
+                }
+                img.syncing = None;
+                match result {
+                    Ok(report) => {
+                        img.last_sync = Some(report);
+                        let users: Vec<String> =
+                            self.users(&image).iter().map(|r| r.name.clone()).collect();
+                        for n in users {
+                            if let Some(r) = self.resources.get_mut(&n)
+                                && r.status == Status::Syncing
+                            {
+                                r.status = Status::Ready;
+                            }
+                        }
+                        if let Some(next) =
+                            self.images.get_mut(&image).and_then(|i| i.next_sync.take())
+                        {
+                            self.want_sync(&image, next, &mut out);
+                        }
+                    }
+                    Err(why) => {
+                        // Live update stops for this image until it is built again (for good
+                        // when the failure will not pass), and the build carries the change.
+                        if lasting {
+                            img.live_never = Some(why.clone());
+                        }
+                        img.live_off = Some(why);
+                        img.next_sync = None;
+                        self.want_build(now, &image, &mut out);
+                    }
+                }
+            }
+            Event::SyncLost { image, why } => {
+                let Some(img) = self.images.get_mut(&image) else {
+                    return out;
+                };
+                img.live_off = Some(why);
+                self.want_build(now, &image, &mut out);
             }
             Event::BuildDone {
                 image,
@@ -485,6 +619,9 @@ impl State {
                     Ok(reference) => {
                         img.reference = Some(reference);
                         img.last_error = None;
+                        // The new image holds what live updates put into the old one.
+                        img.live_off = None;
+                        img.last_sync = None;
                     }
                     Err(e) => {
                         img.last_error = Some(e.clone());
@@ -816,6 +953,61 @@ impl State {
         }
     }
 
+    /// Whether a change of `image` may go into its running containers: it was built, runs in
+    /// every resource that uses it (each ready, with this build), no build of it is in
+    /// flight, and live update was not turned off for it.
+    fn can_sync(&self, image: &str) -> bool {
+        let Some(img) = self.images.get(image) else {
+            return false;
+        };
+        let Some(reference) = &img.reference else {
+            return false;
+        };
+        if img.building.is_some()
+            || img.queued
+            || img.live_off.is_some()
+            || img.live_never.is_some()
+        {
+            return false;
+        }
+        let users = self.users(image);
+        !users.is_empty()
+            && users.iter().all(|n| {
+                self.resources.get(&n.name).is_some_and(|r| {
+                    matches!(r.status, Status::Ready | Status::Syncing)
+                        && r.deployed.get(image) == Some(reference)
+                })
+            })
+    }
+
+    /// Starts a live update of `image`, or (one running) runs it after.
+    fn want_sync(&mut self, image: &str, plan: SyncPlan, out: &mut Vec<Command>) {
+        let generation = self.next_generation;
+        let Some(img) = self.images.get_mut(image) else {
+            return;
+        };
+        if img.syncing.is_some() {
+            img.next_sync = Some(match img.next_sync.take() {
+                Some(earlier) => earlier.then(plan),
+                None => plan,
+            });
+            return;
+        }
+        self.next_generation += 1;
+        img.syncing = Some(generation);
+        let users: Vec<String> = self.users(image).iter().map(|r| r.name.clone()).collect();
+        for n in users {
+            if let Some(r) = self.resources.get_mut(&n) {
+                r.status = Status::Syncing;
+            }
+        }
+        out.push(Command::Sync {
+            image: image.to_owned(),
+            generation,
+            plan,
+        });
+    }
+
     /// Builds `image` now, or queues the build while something holds it.
     fn want_build(&mut self, now: Duration, image: &str, out: &mut Vec<Command>) {
         if self.build_hold(image).is_some() {
@@ -1027,7 +1219,9 @@ impl State {
             return false;
         }
         if self.images.iter().any(|(n, i)| {
-            i.building.is_some() || (i.queued && !self.build_hold(n).is_some_and(|(_, f)| f))
+            i.building.is_some()
+                || i.syncing.is_some()
+                || (i.queued && !self.build_hold(n).is_some_and(|(_, f)| f))
         }) {
             return false;
         }
@@ -1039,7 +1233,9 @@ impl State {
                 && match r.status {
                     Status::Ready | Status::Error => true,
                     Status::Pending => r.blocked || n.manual,
-                    Status::Building | Status::Deploying | Status::Waiting => r.blocked,
+                    Status::Building | Status::Syncing | Status::Deploying | Status::Waiting => {
+                        r.blocked
+                    }
                 }
         })
     }
@@ -1233,6 +1429,7 @@ mod tests {
         Event::Changed {
             images: images.iter().map(|s| (*s).into()).collect(),
             locals: BTreeSet::new(),
+            sync: BTreeMap::new(),
         }
     }
 
@@ -1658,6 +1855,7 @@ mod tests {
         let change = Event::Changed {
             images: BTreeSet::new(),
             locals: ["codegen".to_owned(), "e2e".to_owned()].into(),
+            sync: BTreeMap::new(),
         };
         assert_eq!(
             s.reduce(t(40), change.clone()),
@@ -1789,6 +1987,7 @@ mod tests {
             Event::Changed {
                 images: BTreeSet::new(),
                 locals: BTreeSet::from(["gen".to_owned()]),
+                sync: BTreeMap::new(),
             },
         );
         assert_eq!(rerun, [run("gen", 4)]);
@@ -2194,6 +2393,167 @@ mod tests {
                 }))
             ),
             []
+        );
+    }
+
+    fn plan(file: &str) -> SyncPlan {
+        SyncPlan {
+            copies: vec![(file.into(), format!("/app/{file}"), None)],
+            deletes: vec![],
+            runs: vec![],
+            workdir: "/app".into(),
+        }
+    }
+
+    fn synced(images: &[&str], file: &str) -> Event {
+        Event::Changed {
+            images: images.iter().map(|s| (*s).into()).collect(),
+            locals: BTreeSet::new(),
+            sync: images
+                .iter()
+                .map(|i| ((*i).to_owned(), plan(file)))
+                .collect(),
+        }
+    }
+
+    fn sync_cmd(image: &str, generation: u64, p: SyncPlan) -> Command {
+        Command::Sync {
+            image: image.into(),
+            generation,
+            plan: p,
+        }
+    }
+
+    fn sync_done(image: &str, generation: u64, result: Result<&str, &str>, lasting: bool) -> Event {
+        Event::SyncDone {
+            image: image.into(),
+            generation,
+            result: result.map(str::to_owned).map_err(str::to_owned),
+            lasting,
+        }
+    }
+
+    /// Issue 17: a change live update can carry goes into the running containers: no build,
+    /// no deploy; the resources show `syncing`, then `ready`, and what was synced.
+    #[test]
+    fn a_syncable_change_is_synced_not_built() {
+        let mut s = up();
+        assert_eq!(
+            s.reduce(t(70), synced(&["api"], "main.py")),
+            [sync_cmd("api", 5, plan("main.py"))]
+        );
+        assert_eq!(s.resources["backend"].status, Status::Syncing);
+        assert_eq!(s.resources["worker"].status, Status::Syncing);
+        assert!(!s.settled());
+        assert_eq!(
+            s.reduce(
+                t(80),
+                sync_done(
+                    "api",
+                    5,
+                    Ok("synced 1 file to 2 containers in 40 ms"),
+                    false
+                )
+            ),
+            []
+        );
+        assert_eq!(s.resources["backend"].status, Status::Ready);
+        assert_eq!(
+            s.images["api"].last_sync.as_deref(),
+            Some("synced 1 file to 2 containers in 40 ms")
+        );
+        assert_eq!(s.resources["backend"].deploys, 1, "nothing redeployed");
+        assert!(s.settled());
+    }
+
+    /// A change while a sync runs is synced after it, merged with what came meanwhile.
+    #[test]
+    fn changes_during_a_sync_are_synced_after_it_in_one_go() {
+        let mut s = up();
+        s.reduce(t(70), synced(&["api"], "a.py"));
+        assert_eq!(s.reduce(t(71), synced(&["api"], "b.py")), []);
+        assert_eq!(s.reduce(t(72), synced(&["api"], "c.py")), []);
+        let mut merged = plan("b.py");
+        merged
+            .copies
+            .push(("c.py".into(), "/app/c.py".into(), None));
+        assert_eq!(
+            s.reduce(t(80), sync_done("api", 5, Ok("synced"), false)),
+            [sync_cmd("api", 6, merged)]
+        );
+    }
+
+    /// A failed sync builds the image instead, and the next changes are built too until a
+    /// build brings live update back; a lasting failure (no tar) keeps it off.
+    #[test]
+    fn a_failed_sync_falls_back_to_a_build() {
+        let mut s = up();
+        s.reduce(t(70), synced(&["api"], "a.py"));
+        assert_eq!(
+            s.reduce(t(80), sync_done("api", 5, Err("pod x: tar failed"), false)),
+            [build("api", 6)]
+        );
+        assert_eq!(
+            s.images["api"].live_off.as_deref(),
+            Some("pod x: tar failed")
+        );
+        s.reduce(t(90), built("api", 6, "a2"));
+        assert_eq!(s.images["api"].live_off, None);
+
+        let mut s = up();
+        s.reduce(t(70), synced(&["api"], "a.py"));
+        s.reduce(t(80), sync_done("api", 5, Err("no tar in the image"), true));
+        s.reduce(t(90), built("api", 6, "a2"));
+        let out = s.reduce(
+            t(95),
+            Event::DeployDone {
+                generation: 7,
+                result: Ok(()),
+            },
+        );
+        assert!(matches!(&out[..], [Command::Wait { .. }]), "{out:?}");
+        s.reduce(
+            t(96),
+            Event::Ready {
+                resource: "backend".into(),
+            },
+        );
+        s.reduce(
+            t(97),
+            Event::Ready {
+                resource: "worker".into(),
+            },
+        );
+        assert_eq!(
+            s.reduce(t(100), synced(&["api"], "b.py")),
+            [build("api", 8)],
+            "a lasting failure: built every time"
+        );
+    }
+
+    /// Live update needs every user of the image running this build: otherwise it is built.
+    #[test]
+    fn a_resource_that_is_not_ready_makes_it_a_build() {
+        let mut s = up();
+        s.reduce(
+            t(70),
+            Event::Unhealthy {
+                resource: "worker".into(),
+                message: "CrashLoopBackOff".into(),
+            },
+        );
+        assert_eq!(s.reduce(t(80), synced(&["api"], "a.py")), [build("api", 5)]);
+        // A pod that could not catch up: built too.
+        let mut s = up();
+        assert_eq!(
+            s.reduce(
+                t(70),
+                Event::SyncLost {
+                    image: "api".into(),
+                    why: "new pod".into()
+                }
+            ),
+            [build("api", 5)]
         );
     }
 }

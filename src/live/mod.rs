@@ -8,7 +8,7 @@
 
 mod infer;
 
-pub use infer::{Entry, SyncMap, infer};
+pub use infer::{SyncMap, infer};
 
 use std::collections::BTreeSet;
 

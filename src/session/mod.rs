@@ -203,6 +203,7 @@ async fn run(
             page_error: Mutex::new(page_error),
             report: report_tx,
         },
+        events: tx.clone(),
     });
     let outcomes = workers.outcomes();
     // Without --ci, file changes feed the engine from the start, so a save during the

@@ -4,7 +4,7 @@
 //! file, that file applied for a manifest, what changed for devenv.toml), an invalid one is
 //! shown in the terminal and on the page while the last good config runs on.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -13,10 +13,10 @@ use tokio::sync::mpsc;
 
 use super::Current;
 use crate::config::{self, Config};
-use crate::engine::state::{Event, Reload};
+use crate::engine::state::{Event, Reload, SyncPlan};
 use crate::watch::{self as files, Reload as Edit};
 use crate::workers::{self, deploy as deploy_w};
-use crate::{out, reload};
+use crate::{live, out, reload};
 
 type Batches = mpsc::UnboundedReceiver<Result<files::Batch, files::WatchError>>;
 
@@ -145,9 +145,11 @@ impl Reloader {
                 self.reload(&b.targets.reload).await;
             }
             if !b.targets.images.is_empty() || !b.targets.locals.is_empty() {
+                let sync = sync_plans(&self.cfg, &b.targets);
                 let _ = self.tx.send(Event::Changed {
                     images: b.targets.images,
                     locals: b.targets.locals,
+                    sync,
                 });
             }
         }
@@ -293,6 +295,103 @@ impl Reloader {
             .infos
             .send_replace(workers::resource_infos(cfg, &shape.resource_images));
     }
+}
+
+/// The live updates a batch allows: for each image with `live_update` whose changed files
+/// the sync map carries. The others are built; why is said here.
+fn sync_plans(cfg: &Config, targets: &files::Targets) -> BTreeMap<String, SyncPlan> {
+    let mut out = BTreeMap::new();
+    for image in &targets.images {
+        let Some(img) = cfg.images.iter().find(|i| &i.name == image) else {
+            continue;
+        };
+        let Some(lu) = &img.live_update else {
+            continue;
+        };
+        let Some(paths) = targets.image_paths.get(image) else {
+            out::say_for(
+                "rebuild",
+                image,
+                "live update: too many files changed at once to sync; building it",
+            );
+            continue;
+        };
+        let rel = |p: &std::path::Path| {
+            p.strip_prefix(&img.context)
+                .ok()
+                .map(|r| r.to_string_lossy().replace('\\', "/"))
+        };
+        let changed: Vec<(String, bool)> = paths
+            .iter()
+            .map(|p| match rel(p) {
+                Some(r) => (r, p.exists()),
+                // Outside the context (a Dockerfile elsewhere, a `watch` path).
+                None => (cfg.rel(p), p.exists()),
+            })
+            .collect();
+        let mut build_files = Vec::new();
+        for f in [
+            img.dockerfile.clone(),
+            img.context.join(".dockerignore"),
+            std::path::PathBuf::from(format!("{}.dockerignore", img.dockerfile.display())),
+        ] {
+            if let Some(r) = rel(&f) {
+                build_files.push(r);
+            }
+        }
+        if paths.iter().any(|p| {
+            rel(p).is_none()
+                && (p == &img.dockerfile || p.extension().is_some_and(|e| e == "dockerignore"))
+        }) {
+            out::say_for(
+                "rebuild",
+                image,
+                "live update: the Dockerfile changed; building it",
+            );
+            continue;
+        }
+        let text = std::fs::read_to_string(&img.dockerfile).unwrap_or_default();
+        let map = live::infer(&text, img.target.as_deref(), &img.build_args, build_files);
+        let rules = live::Rules {
+            sync: lu.sync.clone(),
+            run: lu
+                .run
+                .iter()
+                .map(|(cmd, on)| live::RunStep {
+                    cmd: cmd.clone(),
+                    on: on.clone(),
+                })
+                .collect(),
+            fall_back_on: lu.fall_back_on.clone(),
+        };
+        match live::decide(&map, &rules, &changed) {
+            live::Decision::Sync {
+                copies,
+                deletes,
+                runs,
+                workdir,
+            } => {
+                out.insert(
+                    image.clone(),
+                    SyncPlan {
+                        copies: copies
+                            .into_iter()
+                            .map(|c| (c.local, c.remote, c.chown))
+                            .collect(),
+                        deletes,
+                        runs,
+                        workdir,
+                    },
+                );
+            }
+            live::Decision::Rebuild { file, why } => out::say_for(
+                "rebuild",
+                image,
+                &format!("live update cannot carry {file}: {why}; building it"),
+            ),
+        }
+    }
+    out
 }
 
 /// What a reload does, in a few words.

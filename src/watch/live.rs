@@ -356,12 +356,18 @@ impl Watcher {
                             targets.images.extend(one.images);
                             targets.locals.extend(one.locals);
                             targets.reload.extend(one.reload);
+                            for (image, paths) in one.image_paths {
+                                targets.image_paths.entry(image).or_default().extend(paths);
+                            }
                         }
                     }
                 }
                 if targets.is_empty() {
                     continue;
                 }
+                targets
+                    .image_paths
+                    .retain(|_, paths| paths.len() <= super::MAX_SYNC_PATHS);
                 let batch = Batch {
                     targets,
                     paths: if relevant.is_empty() {

@@ -74,7 +74,13 @@ pub struct Targets {
     pub images: BTreeSet<String>,
     pub locals: BTreeSet<String>,
     pub reload: BTreeSet<Reload>,
+    /// The changed paths of each image (for live update); an image in `images` but not here
+    /// changed as a whole (a rescan), or in too many paths to list.
+    pub image_paths: std::collections::BTreeMap<String, BTreeSet<PathBuf>>,
 }
+
+/// More changed paths of one image than live update takes in one batch: it is built.
+pub const MAX_SYNC_PATHS: usize = 1000;
 
 impl Targets {
     pub fn is_empty(&self) -> bool {
@@ -308,6 +314,12 @@ impl Rules {
             };
             if counts {
                 out.add(&root.owner);
+                if let Owner::Image(n) = &root.owner {
+                    out.image_paths
+                        .entry(n.clone())
+                        .or_default()
+                        .insert(path.to_path_buf());
+                }
             }
         }
     }

@@ -11,9 +11,26 @@ use crate::engine::driver::Logs;
 use crate::host::lock;
 use crate::out;
 
+/// What following a resource keeps for live update: its pods (the sync worker reaches its
+/// containers through them) and, for each of its live-updated images, new containers kept
+/// up to date with what earlier live updates put into the running ones.
+pub struct Keep {
+    pub pods: super::live::PodsOf,
+    pub ledgers: super::live::Ledgers,
+    pub events: tokio::sync::mpsc::UnboundedSender<crate::engine::state::Event>,
+    pub cfg: Arc<config::Config>,
+    pub live_images: Vec<String>,
+}
+
 /// Follows `r` until the task is aborted (when `r` leaves the config, or devenv stops): the
 /// tasks it starts end with it.
-pub async fn follow_one(r: config::Resource, prepared: &Prepared, logs: Logs, live: LiveMap) {
+pub async fn follow_one(
+    r: config::Resource,
+    prepared: &Prepared,
+    logs: Logs,
+    live: LiveMap,
+    keep: Keep,
+) {
     let target = &prepared.target;
     let report = warn(&r.name, "follow", &logs, &live);
     let pods = match deploy::pods::watch(&target.client, &r.namespace, &r.workload).await {
@@ -25,6 +42,18 @@ pub async fn follow_one(r: config::Resource, prepared: &Prepared, logs: Logs, li
     };
     // Dropped (and so aborted) when this task is.
     let mut tasks = tokio::task::JoinSet::new();
+    lock(&keep.pods).insert(r.name.clone(), pods.clone());
+    if !keep.live_images.is_empty() {
+        tasks.spawn(super::live::catch_up(
+            keep.cfg.clone(),
+            r.name.clone(),
+            keep.live_images.clone(),
+            pods.clone(),
+            keep.ledgers.clone(),
+            logs.clone(),
+            keep.events.clone(),
+        ));
+    }
     // Ports bound at bring-up, or (a resource added by a reload) bound now.
     let bound = lock(&prepared.forwards).remove(&r.name);
     let listeners = match bound {

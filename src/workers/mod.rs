@@ -12,6 +12,7 @@ pub mod bringup;
 mod build;
 pub mod deploy;
 mod follow;
+mod live;
 mod local;
 mod wait;
 
@@ -151,6 +152,9 @@ pub struct Setup {
     /// Image -> the resources that run it (their logs get the build's output).
     pub users: watch::Receiver<BTreeMap<String, Vec<String>>>,
     pub bringup: bringup::Inputs,
+    /// The engine's events, for what happens outside a command (a new pod behind on live
+    /// updates).
+    pub events: mpsc::UnboundedSender<Event>,
 }
 
 /// The workers of `up`: each command runs on a task of its own and reports back.
@@ -178,6 +182,11 @@ pub struct Workers {
     /// Serve commands running, by local resource.
     serves: Arc<Mutex<HashMap<String, Cancel>>>,
     waits: HashMap<String, tokio::task::JoinHandle<()>>,
+    /// Each followed resource's pods (live update reaches its containers through them).
+    pods: live::PodsOf,
+    /// What live updates put into each image since it was built.
+    ledgers: live::Ledgers,
+    events: mpsc::UnboundedSender<Event>,
 }
 
 impl Workers {
@@ -201,6 +210,9 @@ impl Workers {
             runs: HashMap::new(),
             serves: Arc::new(Mutex::new(HashMap::new())),
             waits: HashMap::new(),
+            pods: Arc::new(Mutex::new(BTreeMap::new())),
+            ledgers: Arc::new(Mutex::new(BTreeMap::new())),
+            events: setup.events,
         }
     }
 
@@ -262,6 +274,7 @@ impl driver::Workers for Workers {
                 let logs = self.logs.clone();
                 let users = self.users.borrow().get(&image).cloned().unwrap_or_default();
                 let slots = self.build_slots.clone();
+                let ledgers = self.ledgers.clone();
                 tokio::spawn(async move {
                     // Builds of different images run side by side, up to the limit.
                     let permit = slots.acquire_owned().await;
@@ -279,12 +292,52 @@ impl driver::Workers for Workers {
                     })
                     .await;
                     if let Ok((image, result)) = result {
+                        if result.is_ok() {
+                            // The new image holds what live updates put into the old one.
+                            lock(&ledgers).remove(&image);
+                        }
                         let _ = tx.send(Event::BuildDone {
                             image,
                             generation,
                             result,
                         });
                     }
+                });
+            }
+            Command::Sync {
+                image,
+                generation,
+                plan,
+            } => {
+                let cfg = self.config();
+                let users = self.users.borrow().get(&image).cloned().unwrap_or_default();
+                let (pods, ledgers, logs) =
+                    (self.pods.clone(), self.ledgers.clone(), self.logs.clone());
+                tokio::spawn(async move {
+                    let result =
+                        live::sync(cfg, image.clone(), plan, users, pods, ledgers, logs).await;
+                    let lasting = result.as_ref().err().is_some_and(|f| f.lasting);
+                    if let Err(f) = &result {
+                        out::say_for(
+                            "rebuild",
+                            &image,
+                            &format!(
+                                "live update failed ({}); building it{}",
+                                f.why,
+                                if f.lasting {
+                                    ", and every change from now on"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        );
+                    }
+                    let _ = tx.send(Event::SyncDone {
+                        image,
+                        generation,
+                        result: result.map_err(|f| f.why),
+                        lasting,
+                    });
                 });
             }
             Command::Cancel { image, generation } => {
@@ -403,6 +456,7 @@ impl driver::Workers for Workers {
                 if let Some(mut set) = lock(&self.followed).remove(&resource) {
                     set.abort_all();
                 }
+                lock(&self.pods).remove(&resource);
                 if let Some(w) = self.waits.remove(&resource) {
                     w.abort();
                 }
@@ -455,6 +509,10 @@ impl driver::Workers for Workers {
 /// What a deploy task needs to start following resources.
 #[derive(Clone)]
 struct Follower {
+    pods: live::PodsOf,
+    ledgers: live::Ledgers,
+    events: mpsc::UnboundedSender<Event>,
+    users: watch::Receiver<BTreeMap<String, Vec<String>>>,
     ci: bool,
     cfg: watch::Receiver<Arc<Config>>,
     cluster: Arc<std::sync::OnceLock<Prepared>>,
@@ -466,6 +524,10 @@ struct Follower {
 impl Workers {
     fn follower(&self) -> Follower {
         Follower {
+            pods: self.pods.clone(),
+            ledgers: self.ledgers.clone(),
+            events: self.events.clone(),
+            users: self.users.clone(),
             ci: self.ci,
             cfg: self.cfg.clone(),
             cluster: self.cluster.clone(),
@@ -492,10 +554,30 @@ impl Follower {
         }
         let mut set = tokio::task::JoinSet::new();
         let (cluster, logs, live) = (self.cluster.clone(), self.logs.clone(), self.live.clone());
+        // The images of this resource that live update reaches: their new containers catch up.
+        let live_images: Vec<String> = self
+            .users
+            .borrow()
+            .iter()
+            .filter(|(_, rs)| rs.iter().any(|x| x == name))
+            .map(|(i, _)| i.clone())
+            .filter(|i| {
+                cfg.images
+                    .iter()
+                    .any(|img| &img.name == i && img.live_update.is_some())
+            })
+            .collect();
+        let keep = follow::Keep {
+            pods: self.pods.clone(),
+            ledgers: self.ledgers.clone(),
+            events: self.events.clone(),
+            cfg: cfg.clone(),
+            live_images,
+        };
         set.spawn_on(
             async move {
                 if let Some(p) = cluster.get() {
-                    follow::follow_one(r, p, logs, live).await;
+                    follow::follow_one(r, p, logs, live, keep).await;
                 }
             },
             handle,

@@ -18,6 +18,13 @@
 //! - `pods/NAME/portforward` over WebSocket (`v4.channel.k8s.io`): each port gets its data and
 //!   error channels with the port-number preamble; the "pod" answers every chunk it receives
 //!   with `<pod>:<port> <chunk>`, so a test can see which pod a connection reached.
+//! - `pods/NAME/exec` over WebSocket (`v5.channel.k8s.io`, `v4.channel.k8s.io` when that is
+//!   all the client offers): stdin on channel 0 (and v5's close signal on 255), stdout and
+//!   stderr on 1 and 2, the `Status` on 3. Each container has a directory of its own
+//!   ([`FakeKube::container_dir`]) that stands for its filesystem: `tar -x -f - -C /`
+//!   unpacks stdin there (the archive ends at its end-of-archive blocks), `rm -rf -- PATHS`
+//!   removes there, `sh -c LINE` is recorded in `<dir>.runs`. A container whose image's name
+//!   holds `notar` has no tar, as a distroless image: every exec fails as the runtime says.
 //!
 //! It leaves out: controllers (tests play the Deployment controller and kubelet by writing
 //! objects and status themselves), list pagination (everything comes in one page), POST/PUT,
@@ -67,6 +74,11 @@ struct State {
     log_clock: u64,
     /// Play the Deployment controller and kubelet: see [`FakeKube::auto_rollout`].
     auto_rollout: bool,
+    /// Where containers' files go (see [`FakeKube::container_dir`]).
+    exec_root: Option<std::path::PathBuf>,
+    /// Speak only v4.channel.k8s.io on exec (an API server before v5: no close signal for
+    /// stdin).
+    exec_v4_only: bool,
 }
 
 struct Shared {
@@ -775,6 +787,174 @@ async fn serve_portforward(socket: WebSocket, pod: String, ports: Vec<u16>) {
     }
 }
 
+/// `pods/NAME/exec`: see the module's doc.
+async fn exec(
+    shared: Arc<Shared>,
+    UrlPath((ns, pod)): UrlPath<(String, String)>,
+    RawQuery(query): RawQuery,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let path = format!("/api/v1/namespaces/{ns}/pods/{pod}");
+    let mut command = Vec::new();
+    let mut container = String::new();
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "command" => command.push(decode(v)),
+            "container" => container = decode(v),
+            _ => {}
+        }
+    }
+    let (image, dir, v4_only) = {
+        let mut st = shared.lock();
+        st.requests.push(Recorded {
+            method: "GET".into(),
+            path: format!("{path}/exec"),
+            query: query.clone(),
+            content_type: String::new(),
+            body: command.join(" "),
+        });
+        let image = st.objects.get(&path).and_then(|o| {
+            o["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["name"] == container.as_str())
+                .and_then(|c| c["image"].as_str().map(str::to_owned))
+        });
+        let dir = st
+            .exec_root
+            .as_ref()
+            .map(|r| r.join(&ns).join(&pod).join(&container));
+        (image, dir, st.exec_v4_only)
+    };
+    let Some(image) = image else {
+        return status(
+            404,
+            "NotFound",
+            format!("container {container} of pod {pod} not found"),
+        );
+    };
+    let Some(dir) = dir else {
+        return status(
+            500,
+            "InternalError",
+            "the test gave the fake no exec root".into(),
+        );
+    };
+    let protocols: &[&'static str] = if v4_only {
+        &["v4.channel.k8s.io"]
+    } else {
+        &["v5.channel.k8s.io", "v4.channel.k8s.io"]
+    };
+    ws.protocols(protocols.iter().copied())
+        .on_upgrade(move |socket| serve_exec(socket, command, image, dir))
+}
+
+/// Whether a tar stream holds a whole archive (up to its end-of-archive block).
+fn whole_archive(data: &[u8]) -> bool {
+    let mut at = 0;
+    while at + 512 <= data.len() {
+        let block = &data[at..at + 512];
+        if block.iter().all(|b| *b == 0) {
+            return true;
+        }
+        let size_field = String::from_utf8_lossy(&block[124..136]);
+        let size = u64::from_str_radix(size_field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+            .unwrap_or(0);
+        let blocks = usize::try_from(size.div_ceil(512)).unwrap_or(0);
+        at += 512 * (1 + blocks);
+    }
+    false
+}
+
+async fn serve_exec(
+    socket: WebSocket,
+    command: Vec<String>,
+    image: String,
+    dir: std::path::PathBuf,
+) {
+    let (mut tx, mut rx) = socket.split();
+    let send_status = |ok: Result<(), (String, String)>| {
+        let body = match ok {
+            Ok(()) => json!({"metadata": {}, "status": "Success"}),
+            Err((reason, message)) => json!({
+                "metadata": {}, "status": "Failure", "reason": reason, "message": message,
+                "details": {"causes": [{"reason": "ExitCode", "message": "1"}]}
+            }),
+        };
+        let mut frame = vec![3u8];
+        frame.extend_from_slice(body.to_string().as_bytes());
+        frame
+    };
+    let program = command.first().cloned().unwrap_or_default();
+    if image.contains("notar") {
+        let frame = send_status(Err((
+            "InternalError".into(),
+            format!(
+                "OCI runtime exec failed: exec failed: unable to start container process: exec: \"{program}\": executable file not found in $PATH: unknown"
+            ),
+        )));
+        let _ = tx.send(Message::Binary(frame.into())).await;
+        let _ = tx.send(Message::Close(None)).await;
+        return;
+    }
+    let result: Result<(), (String, String)> = match program.as_str() {
+        "tar" => {
+            let mut data = Vec::new();
+            while !whole_archive(&data) {
+                match rx.next().await {
+                    Some(Ok(Message::Binary(b))) => match b.first() {
+                        Some(0) => data.extend_from_slice(&b[1..]),
+                        // v5: stdin closed.
+                        Some(255) => break,
+                        _ => {}
+                    },
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                }
+            }
+            let _ = std::fs::create_dir_all(&dir);
+            tar::Archive::new(data.as_slice())
+                .unpack(&dir)
+                .map_err(|e| ("InternalError".to_owned(), format!("tar: {e}")))
+        }
+        "rm" => {
+            for p in command.iter().skip_while(|a| *a != "--").skip(1) {
+                let at = dir.join(p.trim_start_matches('/'));
+                let _ = std::fs::remove_file(&at).or_else(|_| std::fs::remove_dir_all(&at));
+            }
+            Ok(())
+        }
+        "sh" => {
+            let line = command.get(2).cloned().unwrap_or_default();
+            let runs = std::path::PathBuf::from(format!("{}.runs", dir.display()));
+            if let Some(parent) = runs.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            let mut old = std::fs::read_to_string(&runs).unwrap_or_default();
+            old.push_str(&line);
+            old.push('\n');
+            let _ = std::fs::write(&runs, old);
+            let mut out = vec![1u8];
+            out.extend_from_slice(b"ran\n");
+            let _ = tx.send(Message::Binary(out.into())).await;
+            if line.contains("exit 3") {
+                Err(("NonZeroExitCode".into(), "command terminated with non-zero exit code: error executing command [sh -c ...], exit code 3".into()))
+            } else {
+                Ok(())
+            }
+        }
+        other => Err((
+            "InternalError".into(),
+            format!("exec: \"{other}\": the fake runs tar, rm and sh only"),
+        )),
+    };
+    let _ = tx.send(Message::Binary(send_status(result).into())).await;
+    let _ = tx.send(Message::Close(None)).await;
+}
+
 /// A resource the fake serves: (plural, kind, namespaced).
 type Resource = (&'static str, &'static str, bool);
 
@@ -870,10 +1050,15 @@ impl FakeKube {
                 let listener =
                     tokio::net::TcpListener::from_std(listener).unwrap_or_else(|e| panic!("{e}"));
                 let pf = sh.clone();
+                let ex = sh.clone();
                 let app = axum::Router::new()
                     .route(
                         "/api/v1/namespaces/{ns}/pods/{name}/portforward",
                         axum::routing::any(move |p, q, ws| portforward(pf.clone(), p, q, ws)),
+                    )
+                    .route(
+                        "/api/v1/namespaces/{ns}/pods/{name}/exec",
+                        axum::routing::any(move |p, q, ws| exec(ex.clone(), p, q, ws)),
                     )
                     .fallback(
                         move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
@@ -906,6 +1091,24 @@ impl FakeKube {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// From now on, `pods/NAME/exec` works, each container's files under `root`.
+    pub fn exec_into(&self, root: &std::path::Path) -> &FakeKube {
+        self.shared.lock().exec_root = Some(root.to_path_buf());
+        self
+    }
+
+    /// From now on, exec speaks only the v4 subprotocol (no close signal for stdin).
+    pub fn exec_v4_only(&self) -> &FakeKube {
+        self.shared.lock().exec_v4_only = true;
+        self
+    }
+
+    /// The directory that stands for a container's filesystem.
+    pub fn container_dir(&self, ns: &str, pod: &str, container: &str) -> std::path::PathBuf {
+        let root = self.shared.lock().exec_root.clone().unwrap_or_default();
+        root.join(ns).join(pod).join(container)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {

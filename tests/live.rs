@@ -1,0 +1,231 @@
+//! Live update through the binary (issue 17): saved files go into the running containers
+//! through the API server's `pods/exec`, with no build and no deploy. The fake API server
+//! (tests/common/fake_kube.rs) speaks the real websocket subprotocol (v5.channel.k8s.io) and
+//! unpacks what it receives into a directory per container; Minikube and the Docker daemon
+//! are the fakes of common::world (builds are recorded, not run). scripts/e2e-minikube.sh runs
+//! the same on a machine with Minikube.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::Project;
+use common::running::Running;
+use common::world::World;
+
+/// hello with a Python-shaped Dockerfile (requirements copied and installed before the
+/// code), live update on, `extra` appended to its [[image]].
+fn live_project(image: &str, extra: &str) -> Project {
+    let p = Project::example("hello");
+    p.write(
+        "Dockerfile",
+        "FROM scratch\nWORKDIR /app\nCOPY requirements.txt .\nRUN pip install -r requirements.txt\nCOPY . .\nCMD [\"python\", \"app.py\"]\n",
+    );
+    p.write("requirements.txt", "fastapi\n");
+    p.write("app.py", "print('one')\n");
+    let port = common::free_port();
+    let cfg = p
+        .read("devenv.toml")
+        .replace(
+            "[[image]]\nname = \"hello\"\ncontext = \".\"",
+            &format!("[[image]]\nname = \"{image}\"\ncontext = \".\"\nlive_update = true\n{extra}"),
+        )
+        .replace("images = [\"hello\"]", &format!("images = [\"{image}\"]"))
+        .replace("\"8080:8080\"", &format!("\"{port}:8080\""));
+    p.write("devenv.toml", &cfg);
+    p.write(
+        "k8s/deployment.yaml",
+        &p.read("k8s/deployment.yaml")
+            .replace("image: hello", &format!("image: {image}")),
+    );
+    p
+}
+
+struct Live {
+    w: World,
+    up: Running,
+    _exec: tempfile::TempDir,
+}
+
+fn start(p: Project) -> Live {
+    start_with(p, false)
+}
+
+fn start_with(p: Project, v4_only: bool) -> Live {
+    let w = World::new(p);
+    w.api.auto_rollout();
+    if v4_only {
+        w.api.exec_v4_only();
+    }
+    let exec = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    w.api.exec_into(exec.path());
+    w.profile("running", 4, 8192);
+    let mut up = Running::start(&w, &["up"]);
+    up.wait_for("running    Ctrl-C stops devenv");
+    Live { w, up, _exec: exec }
+}
+
+/// A file in the container's directory, once it holds `want`.
+fn wait_file(l: &Live, pod: &str, path: &str, want: &str) {
+    let file: PathBuf = l.w.api.container_dir("hello", pod, "hello").join(path);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&file).unwrap_or_default() != want {
+        assert!(
+            Instant::now() < deadline,
+            "{} never held {want:?}:\n{}",
+            file.display(),
+            l.up.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn builds(l: &Live) -> usize {
+    l.up.count("built      ")
+}
+
+fn execs(l: &Live) -> Vec<String> {
+    l.w.api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/exec"))
+        .map(|r| r.body)
+        .collect()
+}
+
+/// An edit of a synced file reaches the container, and nothing is built or deployed; the
+/// terminal and `devenv status` say what was synced.
+#[test]
+fn an_edit_is_synced_into_the_container_and_nothing_is_built() {
+    let mut l = start(live_project("hello", ""));
+    let (built, deployed) = (builds(&l), l.up.count("deployed   hello with"));
+    l.w.p.write("app.py", "print('two')\n");
+    l.up.wait_for("synced     hello: synced 1 file to 1 container in ");
+    wait_file(&l, "hello-1-0", "app/app.py", "print('two')\n");
+    assert_eq!(builds(&l), built, "no build:\n{}", l.up.text());
+    assert_eq!(l.up.count("deployed   hello with"), deployed, "no deploy");
+    assert_eq!(execs(&l), ["tar -x -f - -C /"]);
+    let status = l.w.run(&["status", "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+    assert!(
+        v["images"]["hello"]["last_sync"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("synced 1 file to 1 container")),
+        "{v}"
+    );
+    // A file deleted from the context is removed in the container.
+    std::fs::remove_file(l.w.p.path().join("app.py")).unwrap_or_else(|e| panic!("{e}"));
+    l.up.wait_for_n("synced     hello: synced 0 files (and removed 1)", 1);
+    let gone =
+        l.w.api
+            .container_dir("hello", "hello-1-0", "hello")
+            .join("app/app.py");
+    assert!(!gone.exists(), "{}", l.up.text());
+    assert_eq!(builds(&l), built);
+    l.up.signal(libc::SIGTERM);
+    let _ = l.up.child.wait();
+}
+
+/// An API server that speaks only the v4 subprotocol (no close signal for stdin): the sync
+/// still ends with the container's answer (tar stops at the archive's end).
+#[test]
+fn an_edit_is_synced_over_the_v4_subprotocol_too() {
+    let mut l = start_with(live_project("hello", ""), true);
+    l.w.p.write("app.py", "print('v4')\n");
+    l.up.wait_for("synced     hello: synced 1 file to 1 container in ");
+    wait_file(&l, "hello-1-0", "app/app.py", "print('v4')\n");
+    l.up.signal(libc::SIGTERM);
+    let _ = l.up.child.wait();
+}
+
+/// requirements.txt is copied before `RUN pip install`: an edit is a build, and the terminal
+/// says why; with a `run` rule, it is synced and the command runs in the container instead.
+#[test]
+fn requirements_rebuild_or_run_their_step_as_configured() {
+    let mut l = start(live_project("hello", ""));
+    let built = builds(&l);
+    l.w.p.write("requirements.txt", "fastapi\nuvicorn\n");
+    l.up.wait_for("rebuild    hello: live update cannot carry requirements.txt: it is copied (Dockerfile line 3) before `RUN pip install -r requirements.txt` (line 4)");
+    l.up.wait_for_n("built      hello:", built + 1);
+    l.up.signal(libc::SIGTERM);
+    let _ = l.up.child.wait();
+
+    let mut l = start(live_project(
+        "hello",
+        "run = [{ cmd = \"pip install -r requirements.txt\", on = [\"requirements.txt\"] }]\n",
+    ));
+    let built = builds(&l);
+    l.w.p.write("requirements.txt", "fastapi\nuvicorn\n");
+    l.up.wait_for("synced     hello: synced 1 file to 1 container");
+    wait_file(
+        &l,
+        "hello-1-0",
+        "app/requirements.txt",
+        "fastapi\nuvicorn\n",
+    );
+    let runs = std::fs::read_to_string(format!(
+        "{}.runs",
+        l.w.api
+            .container_dir("hello", "hello-1-0", "hello")
+            .display()
+    ))
+    .unwrap_or_default();
+    assert_eq!(runs, "cd '/app' && pip install -r requirements.txt\n");
+    assert_eq!(builds(&l), built, "{}", l.up.text());
+    l.up.signal(libc::SIGTERM);
+    let _ = l.up.child.wait();
+}
+
+/// An edit of the Dockerfile is a build.
+#[test]
+fn a_dockerfile_edit_rebuilds() {
+    let mut l = start(live_project("hello", ""));
+    let built = builds(&l);
+    l.w.p.write(
+        "Dockerfile",
+        &format!("{}# a comment\n", l.w.p.read("Dockerfile")),
+    );
+    l.up.wait_for("rebuild    hello: live update cannot carry Dockerfile: the Dockerfile (or its .dockerignore) changed");
+    l.up.wait_for_n("built      hello:", built + 1);
+    assert!(execs(&l).is_empty());
+    l.up.signal(libc::SIGTERM);
+    let _ = l.up.child.wait();
+}
+
+/// A pod that starts after a live update (a restart, a replaced pod) gets the synced files.
+#[test]
+fn a_new_pod_receives_the_synced_files() {
+    let mut l = start(live_project("hello", ""));
+    l.w.p.write("app.py", "print('synced')\n");
+    l.up.wait_for("synced     hello: synced 1 file to 1 container");
+    // The pod is replaced (its node went away, say): a new one of the same image.
+    let old = "/api/v1/namespaces/hello/pods/hello-1-0";
+    let mut pod = l.w.api.object(old).unwrap_or_else(|| panic!("no pod"));
+    pod["metadata"]["name"] = serde_json::json!("hello-1-x");
+    pod["metadata"]["uid"] = serde_json::Value::Null;
+    l.w.api.remove(old);
+    l.w.api
+        .insert("/api/v1/namespaces/hello/pods/hello-1-x", pod);
+    l.up.wait_for("(new pod hello-1-x: the files of earlier live updates)");
+    wait_file(&l, "hello-1-x", "app/app.py", "print('synced')\n");
+    l.up.signal(libc::SIGTERM);
+    let _ = l.up.child.wait();
+}
+
+/// An image without tar (distroless, scratch): the first sync fails, the image is built
+/// instead, and from then on every change is built without trying again.
+#[test]
+fn an_image_without_tar_falls_back_once() {
+    let mut l = start(live_project("hello-notar", ""));
+    let built = builds(&l);
+    l.w.p.write("app.py", "print('two')\n");
+    l.up.wait_for("rebuild    hello-notar: live update failed (pod hello-1-0, container hello: the image has no `tar`, which live update needs in the container); building it, and every change from now on");
+    l.up.wait_for_n("built      hello-notar:", built + 1);
+    l.up.wait_for_n("ready      hello (", 2);
+    l.w.p.write("app.py", "print('three')\n");
+    l.up.wait_for_n("built      hello-notar:", built + 2);
+    assert_eq!(execs(&l).len(), 1, "tried once:\n{}", l.up.text());
+    l.up.signal(libc::SIGTERM);
+    let _ = l.up.child.wait();
+}
