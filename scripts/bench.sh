@@ -14,6 +14,10 @@
 #                             (e) launch -> the status page answering /api/status, 5 launches
 #   scripts/bench.sh plan     `config check` and `up --dry-run` on 1,000 and 10,000 [[local]]
 #                             resources in one dependency chain
+#   scripts/bench.sh live     save -> file in the running container, 50 saves, by live update
+#                             and by the full build path (build, deploy, rollout) in one run;
+#                             the cluster is tests/common's fake API server (pods/exec over
+#                             the real websocket protocol), builds are the fake docker's
 #   scripts/bench.sh api      the daemon's RSS and open descriptors before, during and after
 #                             1,000 idle connections and 200 SSE clients on its page, and
 #                             whether a request made meanwhile is answered
@@ -308,10 +312,17 @@ PY
   echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
+bench_live() {
+  machine
+  (cd "$repo" && cargo test --release --quiet --test live measure_save_to_running -- --ignored --nocapture 2>&1 | grep -E '^(live update|full build path):')
+  echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
 case "$what" in
   hash) bench_hash ;;
+  live) bench_live ;;
   loop) bench_loop ;;
   plan) bench_plan ;;
   api) bench_api ;;
-  *) echo "bench.sh: unknown benchmark '$what' (try: hash, loop, plan, api)" >&2; exit 2 ;;
+  *) echo "bench.sh: unknown benchmark '$what' (try: hash, loop, plan, live, api)" >&2; exit 2 ;;
 esac

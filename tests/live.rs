@@ -229,3 +229,58 @@ fn an_image_without_tar_falls_back_once() {
     l.up.signal(libc::SIGTERM);
     let _ = l.up.child.wait();
 }
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Save -> the file in the container, 50 times, by live update and by the full build path
+/// (build, deploy, rollout), in one run. Not a test: `scripts/bench.sh live` runs it and
+/// prints the figures for docs/performance.md.
+#[test]
+#[ignore = "a benchmark: scripts/bench.sh live"]
+fn measure_save_to_running() {
+    let mut l = start(live_project("hello", ""));
+    let mut synced = Vec::new();
+    for i in 0..50 {
+        let text = format!("print({i})\n");
+        let started = Instant::now();
+        l.w.p.write("app.py", &text);
+        wait_file(&l, "hello-1-0", "app/app.py", &text);
+        synced.push(started.elapsed());
+        // Past the debounce, so each save is a batch of its own.
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    l.up.signal(libc::SIGTERM);
+    let _ = l.up.child.wait();
+
+    // The same saves without live update: a build, a deploy, a rollout to the new tag.
+    let p = live_project("hello", "");
+    p.write(
+        "devenv.toml",
+        &p.read("devenv.toml").replace("live_update = true\n", ""),
+    );
+    let mut l = start(p);
+    let mut rebuilt = Vec::new();
+    for i in 0..50 {
+        let started = Instant::now();
+        l.w.p.write("app.py", &format!("print({i})\n"));
+        l.up.wait_for_n("ready      hello (", i + 2);
+        rebuilt.push(started.elapsed());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    l.up.signal(libc::SIGTERM);
+    let _ = l.up.child.wait();
+    for (what, mut v) in [("live update", synced), ("full build path", rebuilt)] {
+        v.sort();
+        println!(
+            "{what}: save -> running: p50 {} ms, p99 {} ms (min {} ms, max {} ms, {} saves)",
+            percentile(&v, 0.5).as_millis(),
+            percentile(&v, 0.99).as_millis(),
+            v[0].as_millis(),
+            v[v.len() - 1].as_millis(),
+            v.len()
+        );
+    }
+}

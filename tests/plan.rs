@@ -39,10 +39,14 @@ fn normalize_modes(dir: &Path) {
 #[cfg(not(unix))]
 fn normalize_modes(_dir: &Path) {}
 
+/// The plan as text, with the project's state directory (where the development Dockerfile
+/// of an image with a `dev_command` goes) written as `<state>`: it differs per machine.
 fn plan_text(p: &Project) -> String {
     let out = p.devenv(&["up", "--dry-run"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out)
+    let state =
+        regex::Regex::new(r"/[^ ]*/projects/[0-9a-f]{16}/").unwrap_or_else(|e| panic!("{e}"));
+    state.replace_all(&stdout(&out), "<state>/").into_owned()
 }
 
 fn plan_json(p: &Project) -> serde_json::Value {

@@ -50,7 +50,8 @@ pub struct Why {
 #[derive(Debug, Clone)]
 pub struct SyncMap {
     entries: Vec<Entry>,
-    /// Sources copied from the context by stages the running image is not built from.
+    /// Sources copied from the context by the stages the running image takes output from
+    /// (`COPY --from=`) without being built from them.
     other_stages: Vec<(Source, String)>,
     /// The Dockerfile and its ignore files, relative to the context (when inside it).
     build_files: Vec<String>,
@@ -258,7 +259,7 @@ pub fn infer(
                 .position(|s| s.name.as_deref() == Some(t.as_str()))
         })
         .unwrap_or(stages.len().saturating_sub(1));
-    let chain = if stages.is_empty() {
+    let running_chain = if stages.is_empty() {
         Vec::new()
     } else {
         chain(&stages, running)
@@ -266,14 +267,43 @@ pub fn infer(
     let mut entries: Vec<Entry> = Vec::new();
     let mut workdir = "/".to_owned();
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
-    for &si in &chain {
+    for &si in &running_chain {
         for ins in &stages[si].instructions {
             step(ins, &mut entries, &mut workdir, &mut vars, &global);
         }
     }
+    // The stages whose output the running image takes (`COPY --from=`), with the stages
+    // those are built from and take from: a file one of them uses reaches the image only
+    // through what that stage built.
+    let mut needed: Vec<usize> = running_chain.clone();
+    let mut i = 0;
+    while i < needed.len() {
+        let si = needed[i];
+        i += 1;
+        for ins in &stages[si].instructions {
+            if !matches!(ins.keyword.as_str(), "COPY" | "ADD") {
+                continue;
+            }
+            let Some(from) = ins.flags.iter().find_map(|f| f.strip_prefix("--from=")) else {
+                continue;
+            };
+            let from = from.to_ascii_lowercase();
+            let found = stages
+                .iter()
+                .position(|s| s.name.as_deref() == Some(from.as_str()))
+                .or_else(|| from.parse::<usize>().ok().filter(|n| *n < stages.len()));
+            if let Some(f) = found {
+                for s in chain(&stages, f) {
+                    if !needed.contains(&s) {
+                        needed.push(s);
+                    }
+                }
+            }
+        }
+    }
     let mut other_stages = Vec::new();
     for (si, stage) in stages.iter().enumerate() {
-        if chain.contains(&si) {
+        if running_chain.contains(&si) || !needed.contains(&si) {
             continue;
         }
         let name = stage.name.clone().unwrap_or_else(|| format!("{}", si + 1));
@@ -295,7 +325,7 @@ pub fn infer(
         other_stages,
         build_files,
         workdir,
-        stage: chain
+        stage: running_chain
             .last()
             .and_then(|&i| stages.get(i))
             .and_then(|s| s.name.clone()),
@@ -440,9 +470,7 @@ impl SyncMap {
                 rerunnable: true,
             });
         }
-        if matching.is_empty()
-            && let Some((_, stage)) = self.other_stages.iter().find(|(s, _)| s.covers(path))
-        {
+        if let Some((_, stage)) = self.other_stages.iter().find(|(s, _)| s.covers(path)) {
             return Err(Why {
                 text: format!(
                     "stage `{stage}` uses it, and the running image has only what that stage built"

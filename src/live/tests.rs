@@ -75,6 +75,18 @@ fn a_dev_target_syncs_sources_and_rebuilds_on_its_lockfiles() {
     assert_eq!(m.stage.as_deref(), Some("dev"));
 }
 
+/// A development stage that takes `node_modules` from a deps stage: sources sync, but the
+/// lockfiles the deps stage installs from are built; a production stage beside, which the
+/// development one does not use, changes nothing.
+#[test]
+fn a_stage_the_running_one_copies_from_claims_its_files() {
+    let text = "FROM node:18 AS deps\nWORKDIR /app\nCOPY package.json package-lock.json* ./\nRUN npm ci\n\nFROM node:18 AS builder\nWORKDIR /app\nCOPY . .\nRUN npm run build\n\nFROM node:18 AS dev\nWORKDIR /app\nCOPY --from=deps /app/node_modules ./node_modules\nCOPY . .\nCMD [\"npx\", \"next\", \"dev\"]\n";
+    let m = map(text, Some("dev"));
+    assert_eq!(to(&m, "app/page.tsx"), Ok("/app/app/page.tsx".into()));
+    assert!(why_not(&m, "package.json").contains("stage `deps` uses it"));
+    assert!(why_not(&m, "package-lock.json").contains("stage `deps` uses it"));
+}
+
 #[test]
 fn workdir_changes_apply_to_the_copies_after_them() {
     let m = map(
