@@ -37,9 +37,15 @@ fn live_project(image: &str, extra: &str) -> Project {
     p.write(
         "k8s/deployment.yaml",
         &p.read("k8s/deployment.yaml")
-            .replace("image: hello", &format!("image: {image}")),
+            .replace("image: hello", &format!("image: {image}"))
+            .replace("replicas: 1", &format!("replicas: {}", replicas())),
     );
     p
+}
+
+/// Two pods, so that "every container" means more than one (the no-tar case keeps one).
+fn replicas() -> u32 {
+    2
 }
 
 struct Live {
@@ -101,17 +107,19 @@ fn an_edit_is_synced_into_the_container_and_nothing_is_built() {
     let mut l = start(live_project("hello", ""));
     let (built, deployed) = (builds(&l), l.up.count("deployed   hello with"));
     l.w.p.write("app.py", "print('two')\n");
-    l.up.wait_for("synced     hello: synced 1 file to 1 container in ");
+    l.up.wait_for("synced     hello: synced 1 file to 2 containers in ");
+    // Into every running container of the image.
     wait_file(&l, "hello-1-0", "app/app.py", "print('two')\n");
+    wait_file(&l, "hello-1-1", "app/app.py", "print('two')\n");
     assert_eq!(builds(&l), built, "no build:\n{}", l.up.text());
     assert_eq!(l.up.count("deployed   hello with"), deployed, "no deploy");
-    assert_eq!(execs(&l), ["tar -x -f - -C /"]);
+    assert_eq!(execs(&l), ["tar -x -f - -C /", "tar -x -f - -C /"]);
     let status = l.w.run(&["status", "--json"], &[]);
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
     assert!(
         v["images"]["hello"]["last_sync"]
             .as_str()
-            .is_some_and(|s| s.starts_with("synced 1 file to 1 container")),
+            .is_some_and(|s| s.starts_with("synced 1 file to 2 containers")),
         "{v}"
     );
     // A file deleted from the context is removed in the container.
@@ -133,7 +141,7 @@ fn an_edit_is_synced_into_the_container_and_nothing_is_built() {
 fn an_edit_is_synced_over_the_v4_subprotocol_too() {
     let mut l = start_with(live_project("hello", ""), true);
     l.w.p.write("app.py", "print('v4')\n");
-    l.up.wait_for("synced     hello: synced 1 file to 1 container in ");
+    l.up.wait_for("synced     hello: synced 1 file to 2 containers in ");
     wait_file(&l, "hello-1-0", "app/app.py", "print('v4')\n");
     l.up.signal(libc::SIGTERM);
     let _ = l.up.child.wait();
@@ -157,7 +165,7 @@ fn requirements_rebuild_or_run_their_step_as_configured() {
     ));
     let built = builds(&l);
     l.w.p.write("requirements.txt", "fastapi\nuvicorn\n");
-    l.up.wait_for("synced     hello: synced 1 file to 1 container");
+    l.up.wait_for("synced     hello: synced 1 file to 2 containers");
     wait_file(
         &l,
         "hello-1-0",
@@ -198,7 +206,7 @@ fn a_dockerfile_edit_rebuilds() {
 fn a_new_pod_receives_the_synced_files() {
     let mut l = start(live_project("hello", ""));
     l.w.p.write("app.py", "print('synced')\n");
-    l.up.wait_for("synced     hello: synced 1 file to 1 container");
+    l.up.wait_for("synced     hello: synced 1 file to 2 containers");
     // The pod is replaced (its node went away, say): a new one of the same image.
     let old = "/api/v1/namespaces/hello/pods/hello-1-0";
     let mut pod = l.w.api.object(old).unwrap_or_else(|| panic!("no pod"));

@@ -45,7 +45,8 @@ function render() {
     if (r.warning) { name.classList.add("warn"); name.title = r.warning; }
     const st = cell(tr, r.held ? `${r.status}: ${r.held}` : (r.status ?? "-"), `status s-${r.blocked ? "error" : r.status}`);
     st.title = r.last_error ?? "";
-    cell(tr, r.build_ms != null ? `${(r.build_ms / 1000).toFixed(1)}s` : "-");
+    const build = cell(tr, r.last_sync ? `live ${r.last_sync.replace(/^synced /, "")}` : (r.build_ms != null ? `built ${(r.build_ms / 1000).toFixed(1)}s` : "-"));
+    if (r.last_sync) build.title = r.last_sync;
     cell(tr, r.last_deploy_at_ms != null ? age(status.at_ms - r.last_deploy_at_ms) : "-");
     cell(tr, r.pods ? `${r.pods.ready}/${r.pods.total}${r.pods.restarts ? `, ${r.pods.restarts} restarts` : ""}` : "-");
     const ports = cell(tr, "");

@@ -414,6 +414,9 @@ pub struct ResourceStatus {
     pub state: serde_json::Value,
     /// Milliseconds of the last build of this resource's images, if any.
     pub build_ms: Option<u64>,
+    /// What the last live update of its images did, since they were last built
+    /// (`synced 3 files to 2 containers in 140 ms`), if any.
+    pub last_sync: Option<String>,
     /// Its pods (cluster resources): ready, total, container restarts.
     pub pods: Option<PodCounts>,
     /// The last failure following its logs or forwarding its ports, if any.
@@ -440,10 +443,16 @@ fn status_of(s: &Shared) -> Status {
                 .filter_map(|i| i.last_build_took)
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
                 .max();
+            let last_sync = info
+                .images
+                .iter()
+                .filter_map(|i| snap.state.images.get(i))
+                .find_map(|i| i.last_sync.clone());
             ResourceStatus {
                 info: info.clone(),
                 state,
                 build_ms,
+                last_sync,
                 pods: live.get(&info.name).and_then(|l| l.pods),
                 warning: live.get(&info.name).and_then(|l| l.warning.clone()),
             }
