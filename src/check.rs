@@ -275,7 +275,51 @@ fn analyze(
         check_workloads(cfg, built, &objects, &mut out);
     }
     check_secret_keys(cfg, &objects, &mut out);
+    check_live_update(cfg, built, &objects, &mut out);
     out
+}
+
+/// Live update writes into the containers: one whose root filesystem is read-only would
+/// turn every save into a failed sync and a build.
+fn check_live_update(
+    cfg: &Config,
+    built: &BTreeMap<String, (String, String)>,
+    objects: &[Object],
+    out: &mut Findings,
+) {
+    for img in cfg.images.iter().filter(|i| i.live_update.is_some()) {
+        let Some((repo, _)) = built.get(&img.name) else {
+            continue;
+        };
+        for o in objects {
+            for c in objects::container_specs(&o.doc.value) {
+                let runs = c
+                    .get("image")
+                    .and_then(Value::as_str)
+                    .is_some_and(|i| objects::repository_of(i) == repo);
+                let read_only = c
+                    .get("securityContext")
+                    .and_then(|s| s.get("readOnlyRootFilesystem"))
+                    .and_then(Value::as_bool)
+                    == Some(true);
+                if runs && read_only {
+                    let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
+                    out.diagnostics.push(
+                        cfg.error_at(
+                            &format!("image.{}.live_update", img.name),
+                            format!(
+                                "{} container `{name}` has readOnlyRootFilesystem: true, so live update cannot write into it: its first sync would fail, and from then on every save would build `{}`",
+                                o.told(),
+                                img.name
+                            ),
+                        )
+                        .hint("set securityContext.readOnlyRootFilesystem to false in the development values (or mount a writable volume where the files go)")
+                        .warning(),
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Secrets the chart's pods use that nothing makes: neither the chart nor a `[[secret]]`.
@@ -581,6 +625,11 @@ mod tests {
 
     /// A project with one image, a chart directory and an .env, and its config.
     fn project(extra: &str) -> (tempfile::TempDir, Config) {
+        project_with("", extra)
+    }
+
+    /// As [`project`], with `image_keys` in the image's table.
+    fn project_with(image_keys: &str, extra: &str) -> (tempfile::TempDir, Config) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let root = dir.path();
         for (f, text) in [
@@ -596,7 +645,7 @@ mod tests {
             std::fs::write(p, text).unwrap_or_else(|e| panic!("{e}"));
         }
         let text = format!(
-            "[project]\nname = \"todo\"\n[[image]]\nname = \"todo-backend\"\ncontext = \"backend\"\n[[secret]]\nname = \"todo-secrets\"\nenv_files = [\".env\"]\n[deploy.helm]\nchart = \"chart\"\n[[deploy.helm.images]]\nimage = \"todo-backend\"\nrepository = \"backend.image.repository\"\ntag = \"backend.image.tag\"\n[[resource]]\nname = \"backend\"\nworkload = \"deployment/todo-backend\"\n{extra}"
+            "[project]\nname = \"todo\"\n[[image]]\nname = \"todo-backend\"\ncontext = \"backend\"\n{image_keys}\n[[secret]]\nname = \"todo-secrets\"\nenv_files = [\".env\"]\n[deploy.helm]\nchart = \"chart\"\n[[deploy.helm.images]]\nimage = \"todo-backend\"\nrepository = \"backend.image.repository\"\ntag = \"backend.image.tag\"\n[[resource]]\nname = \"backend\"\nworkload = \"deployment/todo-backend\"\n{extra}"
         );
         let file = root.join("devenv.toml");
         std::fs::write(&file, &text).unwrap_or_else(|e| panic!("{e}"));
@@ -709,6 +758,49 @@ mod tests {
             messages(&f)[0].contains("imagePullPolicy: Always"),
             "{:?}",
             messages(&f)
+        );
+    }
+
+    /// Live update cannot write into a read-only root filesystem: a warning at `live_update`.
+    #[test]
+    fn live_update_into_a_read_only_root_filesystem_warns_at_the_key() {
+        let (_d, cfg) = project_with("live_update = true", "");
+        let ro = deploy("todo-backend:devenv-aaa", "", "DATABASE_URL").replace(
+            "        env:\n",
+            "        securityContext:\n          readOnlyRootFilesystem: true\n        env:\n",
+        );
+        let f = run(&cfg, &ro);
+        let m = messages(&f);
+        let hit: Vec<&String> = m
+            .iter()
+            .filter(|m| m.contains("readOnlyRootFilesystem: true"))
+            .collect();
+        assert_eq!(hit.len(), 1, "{m:#?}");
+        assert!(
+            hit[0].contains("devenv.toml:6:")
+                && hit[0].contains(
+                    "Deployment/todo-backend (from todo/templates/backend.yaml) container `backend`"
+                )
+                && hit[0].contains("set securityContext.readOnlyRootFilesystem to false"),
+            "{}",
+            hit[0]
+        );
+        assert_eq!(f.errors(), 0, "a warning, not an error: {m:#?}");
+        // A writable one, or no live update, says nothing.
+        let rw = ro.replace(
+            "readOnlyRootFilesystem: true",
+            "readOnlyRootFilesystem: false",
+        );
+        assert!(
+            !messages(&run(&cfg, &rw))
+                .iter()
+                .any(|m| m.contains("readOnlyRoot"))
+        );
+        let (_d2, plain) = project("");
+        assert!(
+            !messages(&run(&plain, &ro))
+                .iter()
+                .any(|m| m.contains("readOnlyRoot"))
         );
     }
 

@@ -343,30 +343,39 @@ pub fn collect_images(v: &Value, out: &mut Vec<String>) {
 
 /// `(container name, image, imagePullPolicy)` of every container and init container in `v`.
 pub fn collect_containers(v: &Value, out: &mut Vec<(String, String, Option<String>)>) {
-    match v {
-        Value::Mapping(m) => {
-            for (k, child) in m {
-                let is_list = k.as_str().is_some_and(|k| CONTAINER_LISTS.contains(&k));
-                if let (true, Value::Sequence(items)) = (is_list, child) {
-                    for item in items {
-                        if let Some(img) = item.get("image").and_then(Value::as_str) {
-                            let field =
-                                |k: &str| item.get(k).and_then(Value::as_str).map(str::to_owned);
-                            out.push((
-                                field("name").unwrap_or_default(),
-                                img.to_owned(),
-                                field("imagePullPolicy"),
-                            ));
-                        }
-                    }
-                }
-                collect_containers(child, out);
-            }
+    for item in container_specs(v) {
+        if let Some(img) = item.get("image").and_then(Value::as_str) {
+            let field = |k: &str| item.get(k).and_then(Value::as_str).map(str::to_owned);
+            out.push((
+                field("name").unwrap_or_default(),
+                img.to_owned(),
+                field("imagePullPolicy"),
+            ));
         }
-        Value::Sequence(items) => items.iter().for_each(|i| collect_containers(i, out)),
-        Value::Tagged(t) => collect_containers(&t.value, out),
-        _ => {}
     }
+}
+
+/// Every container spec (an item of `containers`, `initContainers`, …) anywhere in `v`.
+pub fn container_specs(v: &Value) -> Vec<&Value> {
+    fn walk<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+        match v {
+            Value::Mapping(m) => {
+                for (k, child) in m {
+                    let is_list = k.as_str().is_some_and(|k| CONTAINER_LISTS.contains(&k));
+                    if let (true, Value::Sequence(items)) = (is_list, child) {
+                        out.extend(items.iter());
+                    }
+                    walk(child, out);
+                }
+            }
+            Value::Sequence(items) => items.iter().for_each(|i| walk(i, out)),
+            Value::Tagged(t) => walk(&t.value, out),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, &mut out);
+    out
 }
 
 /// The repository part of an image reference: no tag, no digest.

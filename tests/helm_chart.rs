@@ -159,3 +159,35 @@ fn real_helm_lints_and_renders_the_chart_with_the_planned_images() {
         "the backend reads the Secret devenv makes"
     );
 }
+
+/// The sample's config and chart pass every check `up` makes before it starts, warnings
+/// included: its development values keep the root filesystem writable for live update,
+/// and each injected tag reaches its containers.
+#[test]
+fn the_sample_passes_the_checks_before_up_without_a_warning() {
+    let p = Project::example("todo");
+    p.write(".env", &p.read(".env.example"));
+    let out = p.devenv(&["config", "check"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("devenv.toml: valid"),
+        "{err}"
+    );
+    // The chart's own default (read-only) would be told at live_update.
+    p.write(
+        "helm/values-dev.yaml",
+        &p.read("helm/values-dev.yaml").replace(
+            "readOnlyRootFilesystem: false",
+            "readOnlyRootFilesystem: true",
+        ),
+    );
+    let err = stderr(&p.devenv(&["config", "check"]));
+    assert_eq!(
+        err.matches("has readOnlyRootFilesystem: true, so live update cannot write into it")
+            .count(),
+        2,
+        "{err}"
+    );
+}

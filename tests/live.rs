@@ -43,7 +43,7 @@ fn live_project(image: &str, extra: &str) -> Project {
     p
 }
 
-/// Two pods, so that "every container" means more than one (the no-tar case keeps one).
+/// Two pods, so that "every container" means more than one.
 fn replicas() -> u32 {
     2
 }
@@ -228,11 +228,35 @@ fn an_image_without_tar_falls_back_once() {
     let mut l = start(live_project("hello-notar", ""));
     let built = builds(&l);
     l.w.p.write("app.py", "print('two')\n");
-    l.up.wait_for("rebuild    hello-notar: live update failed (pod hello-1-0, container hello: the image has no `tar`, which live update needs in the container); building it, and every change from now on");
+    // Either pod may be the first one ready (and so the first one tried).
+    l.up.wait_for_line(&[
+        "rebuild    hello-notar: live update failed (pod hello-1-",
+        ", container hello: the image has no `tar`, which live update needs in the container); building it, and every change from now on",
+    ]);
     l.up.wait_for_n("built      hello-notar:", built + 1);
     l.up.wait_for_n("ready      hello (", 2);
     l.w.p.write("app.py", "print('three')\n");
     l.up.wait_for_n("built      hello-notar:", built + 2);
+    assert_eq!(execs(&l).len(), 1, "tried once:\n{}", l.up.text());
+    l.up.signal(libc::SIGTERM);
+    let _ = l.up.child.wait();
+}
+
+/// A container whose root filesystem is read-only (the chart's securityContext): tar
+/// cannot write, the image is built instead, and live update is not tried again.
+#[test]
+fn a_read_only_root_filesystem_falls_back_once() {
+    let mut l = start(live_project("hello-readonly", ""));
+    let built = builds(&l);
+    l.w.p.write("app.py", "print('two')\n");
+    l.up.wait_for_line(&[
+        "rebuild    hello-readonly: live update failed (pod hello-1-",
+        ", container hello: its root filesystem is read-only (securityContext.readOnlyRootFilesystem), so live update cannot write into it); building it, and every change from now on",
+    ]);
+    l.up.wait_for_n("built      hello-readonly:", built + 1);
+    l.up.wait_for_n("ready      hello (", 2);
+    l.w.p.write("app.py", "print('three')\n");
+    l.up.wait_for_n("built      hello-readonly:", built + 2);
     assert_eq!(execs(&l).len(), 1, "tried once:\n{}", l.up.text());
     l.up.signal(libc::SIGTERM);
     let _ = l.up.child.wait();

@@ -1144,6 +1144,12 @@ fn check_images(c: &mut Checker, raw: Vec<RawImage>, provider: Provider) -> Vec<
             c.push(d);
         }
         let live_update = check_live_update(c, &img, builder);
+        if let Some(on) = &img.live_update {
+            c.place(
+                format!("image.{}.live_update", img.name.get_ref()),
+                on.span(),
+            );
+        }
         if let (Some(lu), Some(on)) = (&live_update, &img.live_update)
             && lu.sync.is_empty()
             && let Ok(text) = std::fs::read_to_string(&dockerfile)

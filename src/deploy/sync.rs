@@ -48,6 +48,11 @@ pub enum SyncError {
         container: String,
         program: String,
     },
+    /// The container's root filesystem is read-only (`readOnlyRootFilesystem: true`).
+    #[error(
+        "pod {pod}, container {container}: its root filesystem is read-only (securityContext.readOnlyRootFilesystem), so live update cannot write into it"
+    )]
+    ReadOnly { pod: String, container: String },
     #[error("pod {pod}, container {container}: {what} failed: {message}")]
     Exec {
         pod: String,
@@ -103,6 +108,13 @@ pub fn archive(copies: &[(PathBuf, String, Option<String>)]) -> Result<Vec<u8>, 
     Ok(out)
 }
 
+impl SyncError {
+    /// Whether trying again cannot help: the image or the pod spec rules live update out.
+    pub fn lasting(&self) -> bool {
+        matches!(self, Self::Missing { .. } | Self::ReadOnly { .. })
+    }
+}
+
 /// Whether an exec's failure says the program is not in the image.
 fn missing_program(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
@@ -125,6 +137,11 @@ async fn exec(
                 pod: c.pod.clone(),
                 container: c.container.clone(),
                 program: program.clone(),
+            }
+        } else if message.contains("Read-only file system") {
+            SyncError::ReadOnly {
+                pod: c.pod.clone(),
+                container: c.container.clone(),
             }
         } else {
             SyncError::Exec {
@@ -192,8 +209,14 @@ async fn exec(
                 let mut m = s.message.unwrap_or_else(|| "failed".into());
                 let tail = String::from_utf8_lossy(&etext);
                 let tail = tail.trim();
-                if !tail.is_empty() {
-                    m = format!("{m}: {}", tail.lines().last().unwrap_or(tail));
+                // GNU tar ends with "Exiting with failure status…": the line before says why.
+                let why = tail
+                    .lines()
+                    .rev()
+                    .find(|l| !l.contains("Exiting with failure status"))
+                    .or_else(|| tail.lines().last());
+                if let Some(why) = why {
+                    m = format!("{m}: {why}");
                 }
                 Err(fail(m))
             }

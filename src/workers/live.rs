@@ -103,7 +103,7 @@ pub async fn sync(
         let r = sync::push_all(&p.api, containers, &push, &say)
             .await
             .map_err(|e| Failure {
-                lasting: matches!(e, sync::SyncError::Missing { .. }),
+                lasting: e.lasting(),
                 why: e.to_string(),
             })?;
         report = Some(match report {

@@ -25,6 +25,8 @@
 //!   unpacks stdin there (the archive ends at its end-of-archive blocks), `rm -rf -- PATHS`
 //!   removes there, `sh -c LINE` is recorded in `<dir>.runs`. A container whose image's name
 //!   holds `notar` has no tar, as a distroless image: every exec fails as the runtime says.
+//!   One whose image's name holds `readonly` runs with `readOnlyRootFilesystem`: tar reads
+//!   its stdin and exits 2 with GNU tar's "Read-only file system" line on stderr.
 //!
 //! It leaves out: controllers (tests play the Deployment controller and kubelet by writing
 //! objects and status themselves), list pagination (everything comes in one page), POST/PUT,
@@ -915,10 +917,26 @@ async fn serve_exec(
                     Some(Ok(_)) => {}
                 }
             }
-            let _ = std::fs::create_dir_all(&dir);
-            tar::Archive::new(data.as_slice())
-                .unpack(&dir)
-                .map_err(|e| ("InternalError".to_owned(), format!("tar: {e}")))
+            if image.contains("readonly") {
+                let name = tar::Archive::new(data.as_slice())
+                    .entries()
+                    .ok()
+                    .and_then(|mut e| e.next())
+                    .and_then(Result::ok)
+                    .and_then(|e| e.path().ok().map(|p| p.display().to_string()))
+                    .unwrap_or_default();
+                let mut err = vec![2u8];
+                err.extend_from_slice(
+                    format!("tar: {name}: Cannot open: Read-only file system\ntar: Exiting with failure status due to previous errors\n").as_bytes(),
+                );
+                let _ = tx.send(Message::Binary(err.into())).await;
+                Err(("NonZeroExitCode".into(), "command terminated with non-zero exit code: error executing command [tar -x -f - -C /], exit code 2".into()))
+            } else {
+                let _ = std::fs::create_dir_all(&dir);
+                tar::Archive::new(data.as_slice())
+                    .unpack(&dir)
+                    .map_err(|e| ("InternalError".to_owned(), format!("tar: {e}")))
+            }
         }
         "rm" => {
             for p in command.iter().skip_while(|a| *a != "--").skip(1) {

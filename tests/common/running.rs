@@ -64,6 +64,23 @@ impl Running {
         self.wait_until(what, |t| t.contains(what));
     }
 
+    /// Waits until one line holds each of `parts`, in order (what lies between varies).
+    pub fn wait_for_line(&mut self, parts: &[&str]) {
+        let what = parts.join("…");
+        self.wait_until(&what, |t| {
+            t.lines().any(|l| {
+                let mut rest = l;
+                parts.iter().all(|p| match rest.find(p) {
+                    Some(at) => {
+                        rest = &rest[at + p.len()..];
+                        true
+                    }
+                    None => false,
+                })
+            })
+        });
+    }
+
     /// Waits until `what` shows up `n` times.
     pub fn wait_for_n(&mut self, what: &str, n: usize) {
         self.wait_until(what, |t| {
