@@ -419,18 +419,13 @@ fn forwards_follow_the_pod_logs_stream_and_sigterm_stops_cleanly() {
     w.api.auto_rollout();
     let mut up = Running::start(&w, &["up"]);
     up.wait_for("running    Ctrl-C stops devenv");
-    let text = up.text();
-    assert!(
-        text.contains(&format!(
-            "forward    hello: http://127.0.0.1:{port} -> deployment/hello:8080"
-        )),
-        "{text}"
-    );
-    // The NodePort Service's address, as `minikube service --url` gives it.
-    assert!(
-        text.contains("url        hello: http://192.168.49.2:30080"),
-        "{text}"
-    );
+    // Said by the task that follows the pods, beside the readiness wait.
+    up.wait_for(&format!(
+        "forward    hello: http://127.0.0.1:{port} -> deployment/hello:8080"
+    ));
+    // The NodePort Service's address, as `minikube service --url` gives it (asked for
+    // beside the readiness wait, so it may come after `running`).
+    up.wait_for("url        hello: http://192.168.49.2:30080");
     // The forward reaches the running pod, through pods/portforward.
     assert_eq!(through_forward(port, "ping"), "hello-1-0:8080 ping");
     w.api
