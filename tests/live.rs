@@ -235,9 +235,16 @@ fn an_image_without_tar_falls_back_once() {
     ]);
     l.up.wait_for_n("built      hello-notar:", built + 1);
     l.up.wait_for_n("ready      hello (", 2);
+    // The tar, and when the container closed the stream before its answer came (it may, as
+    // it fails at once while the archive is being sent), one `tar --help` that asks again.
+    let tried = execs(&l);
+    assert!(
+        tried == ["tar -x -f - -C /"] || tried == ["tar -x -f - -C /", "tar --help"],
+        "{tried:?}"
+    );
     l.w.p.write("app.py", "print('three')\n");
     l.up.wait_for_n("built      hello-notar:", built + 2);
-    assert_eq!(execs(&l).len(), 1, "tried once:\n{}", l.up.text());
+    assert_eq!(execs(&l), tried, "tried once:\n{}", l.up.text());
     l.up.signal(libc::SIGTERM);
     let _ = l.up.child.wait();
 }

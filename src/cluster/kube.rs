@@ -279,7 +279,7 @@ pub async fn connect(cfg: &Config, files: &[PathBuf]) -> Result<Target, KubeErro
             context: context.clone(),
             source,
         })?;
-    let client = Client::try_from(config).map_err(|source| KubeError::Client {
+    let client = client_of(config).map_err(|source| KubeError::Client {
         context: context.clone(),
         source,
     })?;
@@ -409,4 +409,43 @@ pub async fn delete_secret(t: &Target, namespace: &str, name: &str) -> Result<bo
             source: e.into(),
         }),
     }
+}
+
+/// The client kube-rs would build from `config` (its TLS, timeouts, retries of 429/503/504,
+/// credentials and headers), with TCP_NODELAY on its connections: the frames of an exec or
+/// a port-forward (small writes, one after another) go out at once instead of waiting for
+/// the server's delayed ACK, 40 ms each on Linux (a live update of one file into two
+/// containers took 89 ms with it, 5 ms without).
+fn client_of(config: kube::Config) -> Result<Client, kube::Error> {
+    use kube::client::ConfigExt as _;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = config.rustls_https_connector_with_connector(http)?;
+    let mut connector = hyper_timeout::TimeoutConnector::new(https);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(config.reset_reader_on_write);
+    let hyper_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(
+            config
+                .default_retry
+                .then_some(tower::retry::RetryLayer::new(
+                    kube::client::retry::RetryPolicy::server_retry(),
+                )),
+        )
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(
+            |e: hyper_util::client::legacy::Error| -> Box<dyn std::error::Error + Send + Sync> {
+                Box::new(e)
+            },
+        )
+        .service(hyper_client);
+    Ok(Client::new(service, config.default_namespace))
 }

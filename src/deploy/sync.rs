@@ -122,6 +122,31 @@ fn missing_program(message: &str) -> bool {
         || m.contains("no such file or directory") && m.contains("exec")
 }
 
+/// How a failure without the container's answer begins.
+const NO_ANSWER: &str = "no answer from the container";
+
+/// How long stdout and stderr may still be read once the exec's answer came.
+const GRACE: Duration = Duration::from_secs(1);
+
+/// Reads `r` (at most 64 KiB) into `buf` until it ends, or until `done` and then [`GRACE`].
+async fn drain(
+    r: Option<impl tokio::io::AsyncRead + Unpin>,
+    buf: &mut Vec<u8>,
+    mut done: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(r) = r else {
+        return;
+    };
+    let mut r = r.take(64 * 1024);
+    tokio::select! {
+        _ = r.read_to_end(buf) => {}
+        () = async {
+            let _ = done.wait_for(|d| *d).await;
+            tokio::time::sleep(GRACE).await;
+        } => {}
+    }
+}
+
 /// Runs `command` in the container, with `stdin` when given; its failure as a message.
 async fn exec(
     api: &Api<Pod>,
@@ -158,13 +183,15 @@ async fn exec(
         .stdout(true)
         .stderr(true);
     let run = async {
+        tracing::debug!(pod = %c.pod, container = %c.container, %what, "exec");
         let mut p = api
             .exec(&c.pod, command.clone(), &params)
             .await
             .map_err(|e| fail(crate::cluster::kube::explain(&e).0))?;
+        tracing::debug!(pod = %c.pod, %what, "exec connected");
         let status = p.take_status();
-        let mut out = p.stdout();
-        let mut err = p.stderr();
+        let out = p.stdout();
+        let err = p.stderr();
         // The writer stays open until the status came: with subprotocol v4, closing stdin
         // closes the whole stream, status included (tar ends on its own at the archive's end).
         // It is written while the status is waited for: a container that fails at once
@@ -178,20 +205,14 @@ async fn exec(
             }
             futures::future::pending::<()>().await;
         };
+        // Once the answer came (or the connection ended without one), what is still to be
+        // read of stdout and stderr gets a moment: kube-rs ends the streams after the status,
+        // but leaves them open when its loop stops on an error.
+        let (answered, done) = tokio::sync::watch::channel(false);
         let mut text = Vec::new();
-        let read_out = async {
-            if let Some(o) = out.as_mut() {
-                let _ = o.take(64 * 1024).read_to_end(&mut text).await;
-            }
-        };
         let mut etext = Vec::new();
-        let read_err = async {
-            if let Some(e) = err.as_mut() {
-                let _ = e.take(64 * 1024).read_to_end(&mut etext).await;
-            }
-        };
         let st = async {
-            tokio::select! {
+            let s = tokio::select! {
                 s = async {
                     match status {
                         Some(s) => s.await,
@@ -199,10 +220,17 @@ async fn exec(
                     }
                 } => s,
                 () = write => None,
-            }
+            };
+            let _ = answered.send(true);
+            s
         };
-        let (status, (), ()) = tokio::join!(st, read_out, read_err);
+        let (status, (), ()) = tokio::join!(
+            st,
+            drain(out, &mut text, done.clone()),
+            drain(err, &mut etext, done)
+        );
         drop(writer);
+        tracing::debug!(pod = %c.pod, %what, answered = status.is_some(), "exec ended");
         match status {
             Some(s) if s.status.as_deref() == Some("Success") => Ok(()),
             Some(s) => {
@@ -220,7 +248,15 @@ async fn exec(
                 }
                 Err(fail(m))
             }
-            None => Ok(()),
+            // No answer: the connection broke (a container that failed at once may close it
+            // while its stdin is still being sent). Whether it ran is not known.
+            None => {
+                let why = match tokio::time::timeout(GRACE, p.join()).await {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "the connection ended".to_owned(),
+                };
+                Err(fail(format!("{NO_ANSWER} ({why})")))
+            }
         }
     };
     tokio::time::timeout(EXEC_TIMEOUT, run)
@@ -237,14 +273,34 @@ pub async fn push_to(
     on_output: &(dyn Fn(&str) + Sync),
 ) -> Result<(), SyncError> {
     if !push.copies.is_empty() {
-        exec(
+        let sent = exec(
             api,
             c,
             ["tar", "-x", "-f", "-", "-C", "/"].map(String::from).into(),
             Some(tar),
             "tar -x",
         )
-        .await?;
+        .await;
+        if let Err(SyncError::Exec { message, .. }) = &sent
+            && message.starts_with(NO_ANSWER)
+        {
+            // A container without tar fails at once and may close the stream while the
+            // archive is still being sent, taking its answer along: asked again with nothing
+            // to send, it says whether tar is there.
+            exec(
+                api,
+                c,
+                ["tar", "--help"].map(String::from).into(),
+                None,
+                "tar --help",
+            )
+            .await
+            .or_else(|e| match e {
+                SyncError::Missing { .. } => Err(e),
+                _ => Ok(()),
+            })?;
+        }
+        sent?;
     }
     if !push.deletes.is_empty() {
         let mut argv: Vec<String> = ["rm", "-rf", "--"].map(String::from).into();

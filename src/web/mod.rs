@@ -224,6 +224,8 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Shared) {
                 continue;
             }
         };
+        // Small writes (an event, a log line) go out at once, not after the client's ACK.
+        let _ = stream.set_nodelay(true);
         let busy = slots.available_permits() < limit / 4;
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         let (open, peak) = (open.clone(), peak.clone());

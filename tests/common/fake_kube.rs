@@ -23,7 +23,8 @@
 //!   stderr on 1 and 2, the `Status` on 3. Each container has a directory of its own
 //!   ([`FakeKube::container_dir`]) that stands for its filesystem: `tar -x -f - -C /`
 //!   unpacks stdin there (the archive ends at its end-of-archive blocks), `rm -rf -- PATHS`
-//!   removes there, `sh -c LINE` is recorded in `<dir>.runs`. A container whose image's name
+//!   removes there, `sh -c LINE` is recorded in `<dir>.runs` (tar reads whole 10240-byte
+//!   records, as GNU tar does, before it answers). A container whose image's name
 //!   holds `notar` has no tar, as a distroless image: every exec fails as the runtime says.
 //!   One whose image's name holds `readonly` runs with `readOnlyRootFilesystem`: tar reads
 //!   its stdin and exits 2 with GNU tar's "Read-only file system" line on stderr.
@@ -905,7 +906,9 @@ async fn serve_exec(
     let result: Result<(), (String, String)> = match program.as_str() {
         "tar" => {
             let mut data = Vec::new();
-            while !whole_archive(&data) {
+            // As GNU tar: whole 10240-byte records are read, up to the one holding the
+            // end-of-archive blocks (or until stdin ends).
+            while !(whole_archive(&data) && data.len() % 10240 == 0) {
                 match rx.next().await {
                     Some(Ok(Message::Binary(b))) => match b.first() {
                         Some(0) => data.extend_from_slice(&b[1..]),
@@ -1083,6 +1086,12 @@ impl FakeKube {
                             handle(sh.clone(), method, uri, headers, body)
                         },
                     );
+                // Every connection without Nagle's delay, as the real API server's (Go sets
+                // TCP_NODELAY by default): a small frame after another (an exec's status, then
+                // its close) would otherwise wait for the client's delayed ACK, 40 ms.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 // No graceful shutdown: open watches and followed logs would hold it up.
                 tokio::select! {
                     _ = axum::serve(listener, app) => {}
