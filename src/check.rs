@@ -645,7 +645,7 @@ mod tests {
             std::fs::write(p, text).unwrap_or_else(|e| panic!("{e}"));
         }
         let text = format!(
-            "[project]\nname = \"todo\"\n[[image]]\nname = \"todo-backend\"\ncontext = \"backend\"\n{image_keys}\n[[secret]]\nname = \"todo-secrets\"\nenv_files = [\".env\"]\n[deploy.helm]\nchart = \"chart\"\n[[deploy.helm.images]]\nimage = \"todo-backend\"\nrepository = \"backend.image.repository\"\ntag = \"backend.image.tag\"\n[[resource]]\nname = \"backend\"\nworkload = \"deployment/todo-backend\"\n{extra}"
+            "[project]\nname = \"todo\"\n[[image]]\nname = \"todo-backend\"\ncontext = \"backend\"\n{image_keys}[[secret]]\nname = \"todo-secrets\"\nenv_files = [\".env\"]\n[deploy.helm]\nchart = \"chart\"\n[[deploy.helm.images]]\nimage = \"todo-backend\"\nrepository = \"backend.image.repository\"\ntag = \"backend.image.tag\"\n[[resource]]\nname = \"backend\"\nworkload = \"deployment/todo-backend\"\n{extra}"
         );
         let file = root.join("devenv.toml");
         std::fs::write(&file, &text).unwrap_or_else(|e| panic!("{e}"));
@@ -764,7 +764,7 @@ mod tests {
     /// Live update cannot write into a read-only root filesystem: a warning at `live_update`.
     #[test]
     fn live_update_into_a_read_only_root_filesystem_warns_at_the_key() {
-        let (_d, cfg) = project_with("live_update = true", "");
+        let (_d, cfg) = project_with("live_update = true\n", "");
         let ro = deploy("todo-backend:devenv-aaa", "", "DATABASE_URL").replace(
             "        env:\n",
             "        securityContext:\n          readOnlyRootFilesystem: true\n        env:\n",

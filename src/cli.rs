@@ -113,6 +113,21 @@ pub enum Command {
         #[arg(long)]
         stop_cluster: bool,
     },
+    /// Write a devenv.toml for the repository from its Dockerfiles, chart or manifests and
+    /// .env files, saying what it found and what it guessed
+    Init {
+        /// The repository's root (default: the current directory)
+        dir: Option<PathBuf>,
+        /// Print the config instead of writing it
+        #[arg(long)]
+        print: bool,
+        /// Replace an existing devenv.toml (the old one is kept as devenv.toml.bak)
+        #[arg(long)]
+        force: bool,
+        /// Add the test commands found (pytest, npm test) as manual [[local]] steps
+        #[arg(long)]
+        with_tests: bool,
+    },
     /// Check that this machine can run the environment, and say what to fix
     Doctor {
         /// Print the report as JSON (schema: docs/doctor.md)
@@ -198,6 +213,17 @@ pub fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { json } => doctor(cli.config.as_deref(), &cwd, json),
+        Command::Init {
+            dir,
+            print,
+            force,
+            with_tests,
+        } => init(&crate::init::Options {
+            dir: dir.unwrap_or_else(|| cwd.clone()),
+            print,
+            force,
+            with_tests,
+        }),
         Command::Status { json } => {
             client::status(&config_file(cli.config.as_deref(), &cwd)?, json)
         }
@@ -294,6 +320,61 @@ pub fn run() -> Result<ExitCode> {
             session::down::run(&loaded.config, stop_cluster)
         }
     }
+}
+
+/// `devenv init`: the config (printed, or written with what was found said), then what
+/// `config check` says of it; exit 1 when it does not pass yet.
+fn init(opts: &crate::init::Options) -> Result<ExitCode> {
+    let outcome = match crate::init::init(opts) {
+        Ok(o) => o,
+        Err(e) => {
+            return Err(match e.hint() {
+                Some(h) => anyhow::anyhow!("{e}\n  hint: {h}"),
+                None => anyhow::anyhow!("{e}"),
+            });
+        }
+    };
+    let say = |kind: &str, text: &str| {
+        if opts.print {
+            eprintln!("{kind:<10} {text}");
+        } else {
+            println!("{kind:<10} {text}");
+        }
+    };
+    for n in &outcome.notes {
+        say(n.kind, &n.text);
+    }
+    if opts.print {
+        print!("{}", outcome.text);
+    }
+    for d in &outcome.check {
+        eprintln!("{d}");
+    }
+    if outcome.errors > 0 {
+        let what = if outcome.written {
+            "was written but"
+        } else {
+            "as printed"
+        };
+        eprintln!(
+            "{} {what} does not pass `devenv config check` yet: {} error{} above",
+            outcome.path.display(),
+            outcome.errors,
+            if outcome.errors == 1 { "" } else { "s" }
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if outcome.written {
+        say(
+            "wrote",
+            &format!(
+                "{} (it passes `devenv config check`)",
+                outcome.path.display()
+            ),
+        );
+        say("next", "devenv up");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `devenv doctor`: exit 0 when nothing failed, 1 when a check failed, 2 when doctor itself

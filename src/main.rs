@@ -21,6 +21,7 @@ mod doctor;
 mod engine;
 mod exec;
 mod host;
+mod init;
 mod live;
 mod objects;
 mod out;

@@ -767,7 +767,7 @@ fn helm_upgrade_runs_with_the_built_tags_and_exactly_the_planned_command_line() 
     assert_eq!(
         w.helm_calls(),
         [format!(
-            "upgrade --install todo helm/todo-app --kube-context minikube --namespace todo -f helm/values-dev.yaml --set backend.replicaCount=1 --set backend.image.repository=todo-backend --set backend.image.tag={backend} --set frontend.image.repository=todo-frontend --set frontend.image.tag={frontend}"
+            "upgrade --install todo helm/todo-app --kube-context minikube --namespace todo -f helm/values-dev.yaml --set backend.image.repository=todo-backend --set backend.image.tag={backend} --set frontend.image.repository=todo-frontend --set frontend.image.tag={frontend}"
         )]
     );
     let text = stdout(&out);

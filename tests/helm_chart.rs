@@ -73,8 +73,6 @@ fn real_helm_lints_and_renders_the_chart_with_the_planned_images() {
         "-f",
         "helm/values-dev.yaml",
         "--set",
-        "backend.replicaCount=1",
-        "--set",
         "backend.image.repository=todo-backend",
         "--set",
         &format!("backend.image.tag={backend_tag}"),

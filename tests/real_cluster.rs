@@ -60,9 +60,9 @@ fn todo(rc: &RealCluster, base: &str) -> (World, String) {
         .replace("3000:3000", &format!("{}:3000", common::free_port()))
         // NodePorts are cluster-wide: tests side by side on one cluster need their own.
         .replace(
-            "set = { \"backend.replicaCount\" = 1 }",
+            "values = [\"helm/values-dev.yaml\"]\n",
             &format!(
-                "set = {{ \"backend.replicaCount\" = 1, \"frontend.nodePort\" = {} }}",
+                "values = [\"helm/values-dev.yaml\"]\nset = {{ \"frontend.nodePort\" = {} }}\n",
                 node_port()
             ),
         );

@@ -1,0 +1,169 @@
+//! The walk over the repository: what `init` reads, found in one bounded pass that skips
+//! what is never source (dependencies, build output, version control, virtualenvs).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Directories never entered: dependencies, build output, caches, version control.
+const SKIPPED: &[&str] = &[
+    "node_modules",
+    "vendor",
+    "target",
+    "dist",
+    "out",
+    "venv",
+    "env",
+    "__pycache__",
+    "bower_components",
+    "coverage",
+    "site-packages",
+];
+
+/// Directory names whose YAML files are plain manifests.
+pub const MANIFEST_DIRS: &[&str] = &["k8s", "kubernetes", "kube", "deploy", "manifests"];
+
+/// At most this many directory entries are looked at: a tree beyond it is noted as cut.
+const MAX_ENTRIES: usize = 500_000;
+/// Deeper than this nothing is read (sources sit near the top).
+const MAX_DEPTH: usize = 12;
+
+/// What the walk found, every list in path order.
+#[derive(Debug, Default)]
+pub struct Tree {
+    pub root: PathBuf,
+    /// Dockerfiles of any name (`Dockerfile`, `api.Dockerfile`, `Dockerfile.dev`).
+    pub dockerfiles: Vec<PathBuf>,
+    /// Directories holding a `Chart.yaml` (not the dependencies under a chart's `charts/`).
+    pub charts: Vec<PathBuf>,
+    /// YAML files under a manifest directory (`k8s/`, `deploy/`, …), outside charts.
+    pub manifests: Vec<PathBuf>,
+    /// `.env` files and their examples.
+    pub env_files: Vec<PathBuf>,
+    /// Every directory, by name (for contexts that are not beside their Dockerfile).
+    pub dirs_by_name: BTreeMap<String, Vec<PathBuf>>,
+    /// Directories with Python tests (`tests/`, `test_*.py`) or a package.json.
+    pub test_dirs: Vec<PathBuf>,
+    /// How many entries were looked at, and whether the walk stopped at its bound.
+    pub entries: usize,
+    pub cut: bool,
+}
+
+/// Whether `name` is a Dockerfile's name.
+pub fn is_dockerfile(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "dockerfile"
+        || n == "containerfile"
+        || n.starts_with("dockerfile.")
+        || n.ends_with(".dockerfile")
+        || n.ends_with(".containerfile")
+}
+
+/// Whether `name` is a dotenv file or an example of one.
+pub fn is_env_file(name: &str) -> bool {
+    name == ".env" || [".env.example", ".env.sample", ".env.template", ".env.dist"].contains(&name)
+}
+
+/// Directory entries a root `.gitignore` names plainly (`frontend/node_modules`, `build/`):
+/// the walk skips them. Patterns with wildcards are left to the fixed list.
+fn ignored_dirs(root: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(root.join(".gitignore")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+        .filter(|l| !l.contains(['*', '?', '[']))
+        .map(|l| root.join(l.trim_start_matches('/').trim_end_matches('/')))
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+/// Walks `root` once.
+pub fn scan(root: &Path) -> Tree {
+    let mut t = Tree {
+        root: root.to_path_buf(),
+        ..Tree::default()
+    };
+    let ignored = ignored_dirs(root);
+    // (directory, depth, inside a chart, inside a manifest directory)
+    let mut stack = vec![(root.to_path_buf(), 0usize, false, false)];
+    while let Some((dir, depth, in_chart, in_manifests)) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut entries: Vec<(String, PathBuf, bool)> = Vec::new();
+        for e in rd.flatten() {
+            t.entries += 1;
+            if t.entries > MAX_ENTRIES {
+                t.cut = true;
+                break;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            // Symlinks are not followed: a link to a parent would loop.
+            let is_dir = e.file_type().is_ok_and(|f| f.is_dir());
+            entries.push((name, e.path(), is_dir));
+        }
+        if t.cut {
+            break;
+        }
+        let chart_here = entries.iter().any(|(n, _, d)| !d && n == "Chart.yaml");
+        let mut has_tests = false;
+        for (name, path, is_dir) in &entries {
+            if *is_dir {
+                if name == "tests" || name == "test" {
+                    has_tests = true;
+                }
+                continue;
+            }
+            if is_dockerfile(name) {
+                t.dockerfiles.push(path.clone());
+            } else if is_env_file(name) {
+                t.env_files.push(path.clone());
+            } else if name == "package.json"
+                || name.starts_with("test_") && name.ends_with(".py")
+                || name.ends_with("_test.go")
+            {
+                has_tests = true;
+            } else if in_manifests
+                && !in_chart
+                && !chart_here
+                && (name.ends_with(".yaml") || name.ends_with(".yml"))
+            {
+                t.manifests.push(path.clone());
+            }
+        }
+        if chart_here && !in_chart {
+            t.charts.push(dir.clone());
+        }
+        if has_tests && !in_chart {
+            t.test_dirs.push(dir.clone());
+        }
+        if depth >= MAX_DEPTH {
+            continue;
+        }
+        for (name, path, is_dir) in entries {
+            if !is_dir
+                || name.starts_with('.')
+                || SKIPPED.contains(&name.as_str())
+                || ignored.contains(&path)
+            {
+                continue;
+            }
+            t.dirs_by_name
+                .entry(name.clone())
+                .or_default()
+                .push(path.clone());
+            let manifests = in_manifests || MANIFEST_DIRS.contains(&name.as_str());
+            stack.push((path, depth + 1, in_chart || chart_here, manifests));
+        }
+    }
+    t.dockerfiles.sort();
+    t.charts.sort();
+    t.manifests.sort();
+    t.env_files.sort();
+    t.test_dirs.sort();
+    for v in t.dirs_by_name.values_mut() {
+        v.sort();
+    }
+    t
+}

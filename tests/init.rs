@@ -1,0 +1,342 @@
+//! `devenv init` on repositories of different shapes (tests/fixtures/init/, and the todo
+//! sample without its devenv.toml): the written config passes `config check`, plans with
+//! `up --dry-run`, and says what the repository holds. The chart is rendered by the real
+//! `helm` (scripts/install-test-tools.sh installs it); nothing reaches a cluster.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{copy_dir, repo_root, stderr, stdout};
+
+/// A copy of a repository in a directory of the project's name (init names the project
+/// after its directory, as a checkout is named after its repository).
+struct Repo {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Repo {
+    fn of(from: &Path, name: &str) -> Repo {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tmp.path().join(name);
+        copy_dir(from, &dir);
+        Repo { _tmp: tmp, dir }
+    }
+
+    fn fixture(name: &str) -> Repo {
+        Repo::of(&repo_root().join("tests/fixtures/init").join(name), name)
+    }
+
+    fn devenv(&self, args: &[&str]) -> Output {
+        Command::new(common::devenv_bin())
+            .args(args)
+            .current_dir(&self.dir)
+            .env_remove("DEVENV_CONFIG")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run devenv: {e}"))
+    }
+
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    /// `devenv init` (with `args`), which must pass; its output.
+    fn init(&self, args: &[&str]) -> String {
+        let mut all = vec!["init"];
+        all.extend(args);
+        let out = self.devenv(&all);
+        assert!(
+            out.status.success(),
+            "init failed:\n{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    /// `config check` and `up --dry-run` on what init wrote; the plan.
+    fn checked_plan(&self) -> String {
+        let check = self.devenv(&["config", "check"]);
+        assert!(
+            check.status.success(),
+            "config check:\n{}\n{}",
+            stderr(&check),
+            self.read("devenv.toml")
+        );
+        assert!(!stderr(&check).contains("warning"), "{}", stderr(&check));
+        let plan = self.devenv(&["up", "--dry-run"]);
+        assert!(plan.status.success(), "dry run:\n{}", stderr(&plan));
+        stdout(&plan)
+    }
+}
+
+/// Lines of the config that are not comments, for assertions that do not hang on wording.
+fn settings(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The comments, joined into one line (they wrap at any word).
+fn said(text: &str) -> String {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[track_caller]
+fn has(text: &str, what: &str) {
+    assert!(text.contains(what), "no {what:?} in\n{text}");
+}
+
+/// The plan with what differs from one machine or copy to the next written the same: the
+/// state directory, the local ports init chose (the remote ports stay).
+fn normalized(plan: &str) -> String {
+    let state =
+        regex::Regex::new(r"/[^ ]*/projects/[0-9a-f]{16}/").unwrap_or_else(|e| panic!("{e}"));
+    let local = regex::Regex::new(r"127\.0\.0\.1:[0-9]+").unwrap_or_else(|e| panic!("{e}"));
+    let ports = regex::Regex::new(r"ports [0-9, ]+ free").unwrap_or_else(|e| panic!("{e}"));
+    let p = state.replace_all(plan, "<state>/");
+    let p = local.replace_all(&p, "127.0.0.1:<port>");
+    ports.replace_all(&p, "ports <ports> free").into_owned()
+}
+
+/// Issue 18's first acceptance point: the todo sample without its devenv.toml, initialised,
+/// plans exactly as the hand-written config does.
+#[test]
+fn the_todo_sample_initialised_plans_as_its_hand_written_config() {
+    let sample = repo_root().join("examples/todo");
+    let hand = Repo::of(&sample, "todo");
+    std::fs::write(hand.dir.join(".env"), hand.read(".env.example"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let made = Repo::of(&sample, "todo");
+    std::fs::remove_file(made.dir.join("devenv.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let told = made.init(&["--with-tests"]);
+    has(&told, "created    .env from .env.example");
+    has(&told, "(it passes `devenv config check`)");
+    assert_eq!(made.read(".env"), made.read(".env.example"));
+    let text = made.read("devenv.toml");
+    // Where the parts came from is said beside them.
+    let said_in = said(&text);
+    has(
+        &said_in,
+        "Found by rendering the chart with a marker in each value: Deployment/todo-backend container `backend` takes the image from `backend.image.repository` and `backend.image.tag`.",
+    );
+    has(&said_in, "`uvicorn` reloads changed files with --reload");
+    has(
+        &said_in,
+        "Its init container waits for backend; one helm upgrade deploys both",
+    );
+    assert_eq!(
+        normalized(&made.checked_plan()),
+        normalized(&hand.checked_plan())
+    );
+}
+
+#[test]
+fn init_prints_the_same_text_for_the_same_tree_and_never_replaces_a_config_unasked() {
+    let r = Repo::fixture("ledger");
+    let first = r.devenv(&["init", "--print"]);
+    let second = r.devenv(&["init", "--print"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(stdout(&first), stdout(&second));
+    assert!(
+        !r.dir.join("devenv.toml").exists(),
+        "--print writes nothing"
+    );
+    r.init(&[]);
+    assert_eq!(r.read("devenv.toml"), stdout(&first));
+    std::fs::write(r.dir.join("devenv.toml"), "# mine\n").unwrap_or_else(|e| panic!("{e}"));
+    let again = r.devenv(&["init"]);
+    assert_eq!(again.status.code(), Some(1));
+    has(
+        &stderr(&again),
+        "devenv.toml exists; devenv init does not replace it",
+    );
+    has(
+        &stderr(&again),
+        "--force replaces the file and keeps the old one as devenv.toml.bak",
+    );
+    assert_eq!(r.read("devenv.toml"), "# mine\n");
+    let forced = r.init(&["--force"]);
+    has(&forced, "kept       the old devenv.toml as devenv.toml.bak");
+    assert_eq!(r.read("devenv.toml.bak"), "# mine\n");
+    assert_eq!(r.read("devenv.toml"), stdout(&first));
+}
+
+/// Dockerfiles under docker/<service>/ whose contexts are services/<service>; plain
+/// manifests whose images the images take their names from; an init container that waits
+/// for the other workload's Service.
+#[test]
+fn dockerfiles_in_a_docker_directory_with_contexts_elsewhere() {
+    let r = Repo::fixture("acme");
+    r.init(&[]);
+    let s = settings(&r.read("devenv.toml"));
+    has(
+        &s,
+        "[[image]]\nname = \"acme/api\"\ncontext = \"services/api\"\ndockerfile = \"docker/api/Dockerfile\"\nlive_update = true\ndev_command = [\"uvicorn\", \"src.main:app\", \"--host\", \"0.0.0.0\", \"--port\", \"8080\", \"--reload\"]",
+    );
+    has(
+        &s,
+        "[[image]]\nname = \"acme/web\"\ncontext = \"services/web\"\ndockerfile = \"docker/web/Dockerfile\"\nlive_update = true",
+    );
+    has(&s, "manifests = [\"k8s/*.yaml\"]");
+    has(
+        &s,
+        "name = \"web\"\nworkload = \"deployment/web\"\nimages = [\"acme/web\"]",
+    );
+    has(&s, ":3000\"]\ndepends_on = [\"api\"]");
+    let plan = r.checked_plan();
+    has(&plan, "dockerfiles/acme_api.Dockerfile services/api");
+    has(&plan, "-f docker/web/Dockerfile services/web");
+    has(
+        &plan,
+        "wait       web: deployment/web in acme ready (timeout 5m), after api",
+    );
+}
+
+/// A chart whose image keys are its own (`apiServer.img.name`, a whole reference in
+/// `frontend.image`), found by rendering; a distroless image gets no live update.
+#[test]
+fn a_chart_with_image_keys_of_its_own_naming() {
+    let r = Repo::fixture("shop");
+    r.init(&[]);
+    let text = r.read("devenv.toml");
+    let s = settings(&text);
+    has(
+        &s,
+        "[[deploy.helm.images]]\nimage = \"shop-api\"\nrepository = \"apiServer.img.name\"\ntag = \"apiServer.img.version\"",
+    );
+    has(
+        &s,
+        "[[deploy.helm.images]]\nimage = \"shop-ui\"\nvalue = \"frontend.image\"",
+    );
+    has(
+        &s,
+        "name = \"api-server\"\nworkload = \"deployment/shop-api-server\"",
+    );
+    has(&s, "target = \"final\"");
+    assert!(!s.contains("live_update"), "{s}");
+    has(
+        &said(&text),
+        "Live update off: its running stage copies no sources after its last RUN",
+    );
+    // Port 80 is forwarded from a port above 1024.
+    let ui = regex::Regex::new(r#"port_forwards = \["(80[0-9][0-9]):80"\]"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(ui.is_match(&s), "{s}");
+    let plan = r.checked_plan();
+    has(
+        &plan,
+        "--set apiServer.img.name=shop-api --set apiServer.img.version=devenv-",
+    );
+    has(&plan, "--set frontend.image=shop-ui:devenv-");
+}
+
+/// One image run by a web Deployment and a worker (one pair of keys) and a migration Job
+/// (keys of its own); the chart calls the image otherwise than the project.
+#[test]
+fn one_image_in_several_workloads_through_several_keys() {
+    let r = Repo::fixture("ledger");
+    r.init(&[]);
+    let text = r.read("devenv.toml");
+    let s = settings(&text);
+    has(
+        &s,
+        "[[deploy.helm.images]]\nimage = \"ledger\"\nrepository = \"image.repository\"\ntag = \"image.tag\"\n[[deploy.helm.images]]\nimage = \"ledger\"\nrepository = \"migrations.image.repository\"\ntag = \"migrations.image.tag\"",
+    );
+    has(
+        &said(&text),
+        "Deployment/ledger-web container `web`, Deployment/ledger-worker container `worker` take the image from `image.repository` and `image.tag`",
+    );
+    for (name, workload) in [
+        ("web", "deployment/ledger-web"),
+        ("worker", "deployment/ledger-worker"),
+        ("migrate", "job/ledger-migrate"),
+    ] {
+        has(
+            &s,
+            &format!("name = \"{name}\"\nworkload = \"{workload}\"\nimages = [\"ledger\"]"),
+        );
+    }
+    has(
+        &s,
+        "dev_command = [\"gunicorn\", \"app.wsgi:app\", \"--bind\", \"0.0.0.0:8000\", \"--reload\"]",
+    );
+    let plan = r.checked_plan();
+    has(&plan, "--set migrations.image.repository=ledger");
+}
+
+/// A chart that renders its own Namespace (from the development values beside it), with an
+/// image whose command does not reload: no live update.
+#[test]
+fn a_chart_that_renders_its_namespace() {
+    let r = Repo::fixture("orbit");
+    r.init(&[]);
+    let text = r.read("devenv.toml");
+    let s = settings(&text);
+    has(&s, "[deploy]\nnamespace = \"orbit-dev\"");
+    has(&s, "values = [\"deploy/values-local.yaml\"]");
+    has(
+        &said(&text),
+        "Namespace `orbit-dev`: the Namespace the chart renders.",
+    );
+    has(
+        &said(&text),
+        "`node src/index.js` does not reload changed files",
+    );
+    assert!(!s.contains("live_update"), "{s}");
+    // No containerPort: the Service's target port.
+    has(&s, ":4000\"]");
+    let plan = r.checked_plan();
+    has(&plan, "the chart renders it");
+}
+
+/// Plain manifests with an untagged image: the image is named as the manifests call it.
+#[test]
+fn plain_manifests_with_an_untagged_image() {
+    let r = Repo::fixture("hello-api");
+    r.init(&[]);
+    let s = settings(&r.read("devenv.toml"));
+    has(&s, "[[image]]\nname = \"hello-api\"\ncontext = \".\"");
+    has(&s, "manifests = [\"deploy/app.yaml\"]");
+    has(
+        &s,
+        "[[resource]]\nname = \"hello-api\"\nworkload = \"deployment/hello-api\"",
+    );
+    let plan = r.checked_plan();
+    has(
+        &plan,
+        "wait       hello-api: deployment/hello-api in hello-api ready",
+    );
+}
+
+/// A `.env.example` at the root: the Secret the pods read is made from `.env` (made from the
+/// example), with the key the chart spells otherwise mapped; the tests found become a
+/// manual step with --with-tests.
+#[test]
+fn an_env_example_at_the_root_gives_the_secret() {
+    let r = Repo::fixture("notes");
+    let told = r.init(&["--with-tests"]);
+    has(
+        &told,
+        "created    .env from .env.example: put your own values in it\n",
+    );
+    let s = settings(&r.read("devenv.toml"));
+    has(
+        &s,
+        "[[secret]]\nname = \"notes-secrets\"\nenv_files = [\".env\"]\nkeys = { \"database-url\" = \"DATABASE_URL\" }",
+    );
+    has(&s, "target = \"development\"\nlive_update = true");
+    has(
+        &s,
+        "[[local]]\nname = \"server-tests\"\ncmd = \"python3 -m pytest -q tests\"\nworkdir = \"server\"\ndeps = [\"server/notes\", \"server/tests\"]\ntrigger = \"manual\"",
+    );
+    let plan = r.checked_plan();
+    has(&plan, "secret     notes-secrets in notes from .env");
+}
