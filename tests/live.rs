@@ -269,6 +269,28 @@ fn a_read_only_root_filesystem_falls_back_once() {
     let _ = l.up.child.wait();
 }
 
+/// An exec whose stream ends without the container's answer is a failed sync (the image is
+/// built instead), not a success, and the next save tries live update again.
+#[test]
+fn an_exec_without_an_answer_builds_and_the_next_save_syncs_again() {
+    let mut l = start(live_project("hello-noanswer", ""));
+    let built = builds(&l);
+    l.w.p.write("app.py", "print('two')\n");
+    l.up.wait_for_line(&[
+        "rebuild    hello-noanswer: live update failed (pod hello-1-",
+        ", container hello: tar -x failed: no answer from the container (",
+        "); building it",
+    ]);
+    l.up.wait_for_n("built      hello-noanswer:", built + 1);
+    l.up.wait_for_n("ready      hello (", 2);
+    let tried = execs(&l).len();
+    l.w.p.write("app.py", "print('three')\n");
+    l.up.wait_for_n("built      hello-noanswer:", built + 2);
+    assert!(execs(&l).len() > tried, "tried again:\n{}", l.up.text());
+    l.up.signal(libc::SIGTERM);
+    let _ = l.up.child.wait();
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]

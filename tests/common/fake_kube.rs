@@ -26,6 +26,7 @@
 //!   removes there, `sh -c LINE` is recorded in `<dir>.runs` (tar reads whole 10240-byte
 //!   records, as GNU tar does, before it answers). A container whose image's name
 //!   holds `notar` has no tar, as a distroless image: every exec fails as the runtime says.
+//!   One whose image's name holds `noanswer` closes every exec's stream without an answer.
 //!   One whose image's name holds `readonly` runs with `readOnlyRootFilesystem`: tar reads
 //!   its stdin and exits 2 with GNU tar's "Read-only file system" line on stderr.
 //!
@@ -892,6 +893,11 @@ async fn serve_exec(
         frame
     };
     let program = command.first().cloned().unwrap_or_default();
+    if image.contains("noanswer") {
+        // The stream breaks before any answer (a node that went away).
+        let _ = tx.send(Message::Close(None)).await;
+        return;
+    }
     if image.contains("notar") {
         let frame = send_status(Err((
             "InternalError".into(),
