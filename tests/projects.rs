@@ -26,6 +26,14 @@ fn text(o: &std::process::Output) -> String {
     format!("{}{}", stdout(o), stderr(o))
 }
 
+/// A finished devenv run that must have exited with `code`: its stdout and stderr.
+#[track_caller]
+fn expect(out: std::process::Output, code: i32) -> String {
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(code), "{t}");
+    t
+}
+
 /// The fixture on the real control plane, in a namespace of the test's own.
 fn on_real(rc: &RealCluster, p: Project, ns_in_file: &str, base: &str) -> (World, String) {
     let ns = rc.namespace(base);
@@ -54,8 +62,7 @@ fn image_of(d: &Value) -> String {
 #[test]
 fn one_image_feeds_two_workloads_through_two_entries() {
     let p = fixture("shared-image");
-    let out = p.devenv(&["config", "check"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    expect(p.devenv(&["config", "check"]), 0);
     let plan = p.devenv(&["up", "--dry-run"]);
     let plan_text = stdout(&plan);
     assert!(
@@ -72,9 +79,7 @@ fn one_image_feeds_two_workloads_through_two_entries() {
         .read("devenv.toml")
         .replace("tag = \"worker.image.tag\"", "tag = \"api.image.tag\"");
     p.write("devenv.toml", &twice);
-    let out = p.devenv(&["config", "check"]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{t}");
+    let t = expect(p.devenv(&["config", "check"]), 1);
     assert!(
         t.contains("values key `api.image.tag` is set by two [[deploy.helm.images]] entries"),
         "{t}"
@@ -90,9 +95,7 @@ fn one_image_feeds_two_workloads_through_two_entries() {
         .join("[[deploy.helm.images]]")
         .replace("tag = \"api.image.tag\"\n\n", "tag = \"api.image.tag\"\n\n[[resource]]\nname = \"api\"\nworkload = \"deployment/api\"\n\n[[resource]]\nname = \"worker\"\nworkload = \"deployment/worker\"\n");
     p.write("devenv.toml", &one);
-    let out = p.devenv(&["config", "check"]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{t}");
+    let t = expect(p.devenv(&["config", "check"]), 1);
     assert!(
         t.contains("Deployment/worker (from shared-image/templates/worker.yaml) container `worker` runs `web:latest`, not devenv's `web:devenv-"),
         "{t}"
@@ -106,9 +109,7 @@ fn one_image_feeds_two_workloads_on_a_real_cluster() {
         return;
     };
     let (w, ns) = on_real(&rc, fixture("shared-image"), "shared", "shared");
-    let out = w.run(&["up", "--ci"], &[]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{t}");
+    let t = expect(w.run(&["up", "--ci"], &[]), 0);
     assert_eq!(t.matches("built      web:").count(), 1, "built once:\n{t}");
     let api = rc
         .get_json("deployment", Some(&ns), "api")
@@ -127,9 +128,7 @@ fn one_image_feeds_two_workloads_on_a_real_cluster() {
 #[test]
 fn config_check_renders_the_chart_and_finds_what_up_would_fail_on() {
     let p = fixture("checks-before-up");
-    let out = p.devenv(&["config", "check"]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{t}");
+    let t = expect(p.devenv(&["config", "check"]), 1);
     assert!(
         t.contains("target `runner` is not a stage of backend/Dockerfile"),
         "{t}"
@@ -144,9 +143,7 @@ fn config_check_renders_the_chart_and_finds_what_up_would_fail_on() {
         &p.read("devenv.toml")
             .replace("target = \"runner\"", "target = \"runtime\""),
     );
-    let out = p.devenv(&["config", "check"]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{t}");
+    let t = expect(p.devenv(&["config", "check"]), 1);
     assert!(
         t.contains("Deployment/backend (from checks/templates/backend.yaml) container `backend` runs `backend:v3`, not devenv's `backend:devenv-"),
         "{t}"
@@ -183,8 +180,7 @@ fn config_check_renders_the_chart_and_finds_what_up_would_fail_on() {
         &p.read("devenv.toml")
             .replace("deployment/backnd", "deployment/backend"),
     );
-    let out = p.devenv(&["config", "check"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    expect(p.devenv(&["config", "check"]), 0);
     let dry = p.devenv(&["up", "--dry-run"]);
     let plan = stdout(&dry);
     assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
@@ -205,9 +201,7 @@ fn config_check_renders_the_chart_and_finds_what_up_would_fail_on() {
 fn secret_keys_are_checked_and_can_be_renamed_and_passed_as_values() {
     let p = fixture("secret-keys");
     p.write(".env", &p.read(".env.example"));
-    let out = p.devenv(&["config", "check"]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{t}");
+    let t = expect(p.devenv(&["config", "check"]), 1);
     assert!(t.contains("the chart does not render"), "{t}");
     assert!(t.contains("secret.jwtSecret is required"), "{t}");
 
@@ -216,9 +210,7 @@ fn secret_keys_are_checked_and_can_be_renamed_and_passed_as_values() {
         "release = \"app\"\nenv_files = [\".env\"]\nvalues_from_env = { \"secret.jwtSecret\" = \"JWT_SECRET\" }",
     );
     p.write("devenv.toml", &with_value);
-    let out = p.devenv(&["config", "check"]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{t}");
+    let t = expect(p.devenv(&["config", "check"]), 1);
     assert!(
         t.contains("Deployment/api (from secret-keys/templates/api.yaml) reads key `database-url` of Secret `app-secrets`, which .env does not have"),
         "{t}"
@@ -243,8 +235,7 @@ fn secret_keys_are_checked_and_can_be_renamed_and_passed_as_values() {
         ),
     );
     p.write(".env", &format!("{}API_TOKEN=tok-123456\n", p.read(".env")));
-    let out = p.devenv(&["config", "check"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    expect(p.devenv(&["config", "check"]), 0);
     let dry = p.devenv(&["up", "--dry-run"]);
     let plan = text(&dry);
     assert!(plan.contains("helm-values-from-env.yaml"), "{plan}");
@@ -276,9 +267,7 @@ fn secret_keys_and_values_from_env_on_a_real_cluster() {
             ),
     );
     let (w, ns) = on_real(&rc, p, "secrets", "secrets");
-    let out = w.run(&["up", "--ci"], &[]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{t}");
+    let t = expect(w.run(&["up", "--ci"], &[]), 0);
     for secret in ["hunter2", "change-me-jwt-value", "tok-123456"] {
         assert!(!t.contains(secret), "a secret value was printed:\n{t}");
     }
@@ -327,9 +316,7 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
 #[test]
 fn a_key_written_twice_in_a_template_is_a_warning_naming_it() {
     let p = fixture("duplicate-keys");
-    let out = p.devenv(&["config", "check"]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{t}");
+    let t = expect(p.devenv(&["config", "check"]), 0);
     assert!(
         t.contains("dupkeys/templates/pvc.yaml: key `spec.accessModes` is written twice (lines 6 and 11); the last one is used, as Helm and kubectl do"),
         "{t}"
@@ -343,9 +330,7 @@ fn a_key_written_twice_deploys_on_a_real_cluster() {
         return;
     };
     let (w, ns) = on_real(&rc, fixture("duplicate-keys"), "dupkeys", "dupkeys");
-    let out = w.run(&["up", "--ci"], &[]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{t}");
+    let t = expect(w.run(&["up", "--ci"], &[]), 0);
     assert!(t.contains("is written twice"), "{t}");
     let pvc = rc
         .get_json("persistentvolumeclaim", Some(&ns), "data")
@@ -463,9 +448,7 @@ fn a_multistage_build_failure_names_the_stage_and_the_step() {
 #[test]
 fn kubernetes_sizes_are_accepted() {
     let p = fixture("sizes");
-    let out = p.devenv(&["config", "check"]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{t}");
+    let t = expect(p.devenv(&["config", "check"]), 0);
     assert!(t.contains("4 CPUs, 8192 MB"), "{t}");
     // With a cluster to start, the sizes reach `minikube start` as megabytes.
     p.write("app/Dockerfile", "FROM scratch\nCOPY . /\n");
