@@ -185,12 +185,16 @@ mod tests {
             images: BTreeSet::from(["api".to_owned()]),
             locals: BTreeSet::new(),
             sync: BTreeMap::new(),
+            files: Vec::new(),
+            paths: 0,
         });
         tokio::time::sleep(Duration::from_millis(30)).await;
         let _ = tx.send(Event::Changed {
             images: BTreeSet::from(["api".to_owned()]),
             locals: BTreeSet::new(),
             sync: BTreeMap::new(),
+            files: Vec::new(),
+            paths: 0,
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
         let _ = tx.send(Event::Shutdown);

@@ -8,7 +8,7 @@
 //! on the first start a resource deploys only when what it depends on is ready; manual
 //! resources build only when triggered; after shutdown nothing new starts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -82,6 +82,124 @@ pub struct ResourceState {
     /// It was ready at least once.
     #[serde(skip)]
     pub ever_ready: bool,
+    /// When it last took a change: a deploy, a live update or a local run that succeeded.
+    #[serde(rename = "updated_at_ms", serialize_with = "as_ms")]
+    pub updated_at: Option<Duration>,
+    /// Its last [`HISTORY`] builds, live updates, deploys and runs, oldest first.
+    pub history: VecDeque<HistoryEntry>,
+    /// Why it is deployed again next (a reload, a trigger), when not for a new image.
+    #[serde(skip)]
+    deploy_cause: Option<Cause>,
+    /// Local resources: when the run in flight started, and why.
+    #[serde(skip)]
+    run_started: Option<(Duration, Cause)>,
+}
+
+/// How many entries each resource's history keeps.
+pub const HISTORY: usize = 20;
+
+/// One build, live update, deploy or run, as the status page's history shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    /// `build`, `sync`, `deploy` or `run`.
+    pub kind: &'static str,
+    /// The image built or synced.
+    pub image: Option<String>,
+    /// What started it: `first start`, `app/main.py changed`, `manual trigger`, `config
+    /// reload`, or why a live update became a build.
+    pub trigger: String,
+    #[serde(rename = "started_ms", serialize_with = "ms")]
+    pub started: Duration,
+    #[serde(rename = "took_ms", serialize_with = "ms")]
+    pub took: Duration,
+    /// The failure's first lines; none when it succeeded.
+    pub error: Option<String>,
+}
+
+/// Why something runs: what the history says started it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    Start,
+    /// Files changed: a few of them, and how many in all.
+    Files(Vec<String>, usize),
+    Manual,
+    Reload,
+    /// Anything else, said as is (`live update failed`).
+    Other(String),
+}
+
+/// Changed files a cause names, at most.
+const CAUSE_FILES: usize = 5;
+
+impl Cause {
+    /// `self`, then `later`: changed files add up, anything else is replaced.
+    fn then(self, later: Cause) -> Cause {
+        match (self, later) {
+            (Cause::Files(mut a, n), Cause::Files(b, m)) => {
+                let both = b.iter().filter(|f| a.contains(f)).count();
+                for f in b {
+                    if !a.contains(&f) && a.len() < CAUSE_FILES {
+                        a.push(f);
+                    }
+                }
+                let total = (n + m).saturating_sub(both).max(a.len());
+                Cause::Files(a, total)
+            }
+            (_, later) => later,
+        }
+    }
+
+    fn merge(earlier: Option<Cause>, later: Cause) -> Cause {
+        match earlier {
+            Some(e) => e.then(later),
+            None => later,
+        }
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cause::Start => f.write_str("first start"),
+            Cause::Files(shown, total) => {
+                let more = total.saturating_sub(shown.len());
+                if shown.is_empty() {
+                    write!(
+                        f,
+                        "{total} file{} changed",
+                        if *total == 1 { "" } else { "s" }
+                    )
+                } else if more == 0 {
+                    write!(f, "{} changed", shown.join(", "))
+                } else {
+                    write!(f, "{} and {more} more changed", shown.join(", "))
+                }
+            }
+            Cause::Manual => f.write_str("manual trigger"),
+            Cause::Reload => f.write_str("config reload"),
+            Cause::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// The first lines of an error, for the history (the whole one is the resource's error).
+fn first_lines(e: &str) -> String {
+    const LINES: usize = 3;
+    const WIDTH: usize = 240;
+    let mut out: Vec<String> = Vec::new();
+    for l in e.lines().filter(|l| !l.trim().is_empty()).take(LINES) {
+        let mut l = l.to_owned();
+        if l.len() > WIDTH {
+            let mut cut = WIDTH;
+            while !l.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            l.truncate(cut);
+            l.push('…');
+        }
+        out.push(l);
+    }
+    out.join("\n")
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -108,6 +226,19 @@ pub struct ImageState {
     /// Files changed while a live update ran: synced after it.
     #[serde(skip)]
     pub next_sync: Option<SyncPlan>,
+    /// Why the next build is wanted, and why the one in flight runs.
+    #[serde(skip)]
+    cause: Option<Cause>,
+    #[serde(skip)]
+    build_cause: Option<Cause>,
+    /// Why the running image was built (its deploys say the same).
+    #[serde(skip)]
+    built_cause: Option<Cause>,
+    /// The live update in flight: when it started and why; and why the next one runs.
+    #[serde(skip)]
+    sync_started: Option<(Duration, Cause)>,
+    #[serde(skip)]
+    next_sync_cause: Option<Cause>,
 }
 
 /// A live update of one image: files put into its running containers, files removed there,
@@ -232,9 +363,13 @@ pub struct Reload {
 /// Durations in JSON are whole milliseconds (times are since the engine started).
 fn as_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
-        Some(d) => s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        Some(d) => ms(d, s),
         None => s.serialize_none(),
     }
+}
+
+fn ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,6 +383,10 @@ pub enum Event {
         images: BTreeSet<String>,
         locals: BTreeSet<String>,
         sync: BTreeMap<String, SyncPlan>,
+        /// A few of the changed paths (relative to the project), for the history.
+        files: Vec<String>,
+        /// How many paths changed in all.
+        paths: usize,
     },
     /// A live update ended: what it did, or why it failed (the image is built instead).
     /// `lasting`: the failure will not pass (the image has no `tar`): live update stays off
@@ -398,9 +537,23 @@ pub struct State {
     pub config_error: Option<String>,
     /// Manifest files to apply whole with the next deploy.
     pending_files: BTreeSet<String>,
+    /// The deploy in flight: when it started, and why each resource is in it.
+    #[serde(skip)]
+    deploy_started: Option<(Duration, BTreeMap<String, Cause>)>,
+    /// The time of the event being applied.
+    #[serde(skip)]
+    now: Duration,
 }
 
 impl ResourceState {
+    /// Adds an entry to the history, dropping the oldest past [`HISTORY`].
+    fn record(&mut self, entry: HistoryEntry) {
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(entry);
+    }
+
     fn new() -> ResourceState {
         ResourceState {
             status: Status::Pending,
@@ -414,6 +567,10 @@ impl ResourceState {
             held: None,
             blocked: false,
             ever_ready: false,
+            updated_at: None,
+            history: VecDeque::new(),
+            deploy_cause: None,
+            run_started: None,
         }
     }
 }
@@ -439,6 +596,8 @@ impl State {
             cluster: Step::new(graph.cluster),
             config_error: None,
             pending_files: BTreeSet::new(),
+            deploy_started: None,
+            now: Duration::ZERO,
             graph,
         }
     }
@@ -451,6 +610,7 @@ impl State {
     /// Applies one event at time `now` (since the engine started) and returns what to do;
     /// then says, for each resource that waits, why.
     pub fn reduce(&mut self, now: Duration, ev: Event) -> Vec<Command> {
+        self.now = now;
         let out = self.apply(now, ev);
         self.refresh_holds();
         out
@@ -470,7 +630,7 @@ impl State {
                     .map(|(n, _)| n.clone())
                     .collect();
                 for image in all {
-                    self.want_build(now, &image, &mut out);
+                    self.want_build(now, &image, Cause::Start, &mut out);
                 }
                 if self.doctor.status == StepStatus::Pending {
                     self.doctor.start(now);
@@ -518,7 +678,10 @@ impl State {
                 images,
                 locals,
                 mut sync,
+                files,
+                paths,
             } => {
+                let cause = Cause::Files(files.into_iter().take(CAUSE_FILES).collect(), paths);
                 for name in locals {
                     let Some(node) = self.node(&name).filter(|n| n.local) else {
                         continue;
@@ -529,7 +692,7 @@ impl State {
                         }
                         continue;
                     }
-                    self.start_run(&name, &mut out);
+                    self.start_run(&name, cause.clone(), &mut out);
                 }
                 for image in images {
                     let users = self.users(&image);
@@ -545,10 +708,10 @@ impl State {
                     if let Some(plan) = sync.remove(&image)
                         && self.can_sync(&image)
                     {
-                        self.want_sync(&image, plan, &mut out);
+                        self.want_sync(&image, plan, cause.clone(), &mut out);
                         continue;
                     }
-                    self.want_build(now, &image, &mut out);
+                    self.want_build(now, &image, cause.clone(), &mut out);
                 }
             }
             Event::SyncDone {
@@ -564,22 +727,46 @@ impl State {
                     return out;
                 }
                 img.syncing = None;
+                let (started, cause) = img
+                    .sync_started
+                    .take()
+                    .unwrap_or((now, Cause::Other(String::new())));
+                let entry = HistoryEntry {
+                    kind: "sync",
+                    image: Some(image.clone()),
+                    trigger: cause.to_string(),
+                    started,
+                    took: now.saturating_sub(started),
+                    error: result.as_ref().err().map(|e| first_lines(e)),
+                };
+                let users: Vec<String> =
+                    self.users(&image).iter().map(|r| r.name.clone()).collect();
+                for n in &users {
+                    if let Some(r) = self.resources.get_mut(n) {
+                        r.record(entry.clone());
+                    }
+                }
+                let Some(img) = self.images.get_mut(&image) else {
+                    return out;
+                };
                 match result {
                     Ok(report) => {
                         img.last_sync = Some(report);
-                        let users: Vec<String> =
-                            self.users(&image).iter().map(|r| r.name.clone()).collect();
                         for n in users {
                             if let Some(r) = self.resources.get_mut(&n)
                                 && r.status == Status::Syncing
                             {
                                 r.status = Status::Ready;
+                                r.updated_at = Some(now);
                             }
                         }
-                        if let Some(next) =
-                            self.images.get_mut(&image).and_then(|i| i.next_sync.take())
-                        {
-                            self.want_sync(&image, next, &mut out);
+                        let next = self.images.get_mut(&image).and_then(|i| {
+                            i.next_sync
+                                .take()
+                                .map(|p| (p, i.next_sync_cause.take().unwrap_or(Cause::Start)))
+                        });
+                        if let Some((next, cause)) = next {
+                            self.want_sync(&image, next, cause, &mut out);
                         }
                     }
                     Err(why) => {
@@ -590,7 +777,11 @@ impl State {
                         }
                         img.live_off = Some(why);
                         img.next_sync = None;
-                        self.want_build(now, &image, &mut out);
+                        let cause = Cause::merge(
+                            img.next_sync_cause.take().map(|c| cause.clone().then(c)),
+                            Cause::Other(format!("{cause}; live update failed")),
+                        );
+                        self.want_build(now, &image, cause, &mut out);
                     }
                 }
             }
@@ -599,7 +790,12 @@ impl State {
                     return out;
                 };
                 img.live_off = Some(why);
-                self.want_build(now, &image, &mut out);
+                self.want_build(
+                    now,
+                    &image,
+                    Cause::Other("a new pod missed live updates".to_owned()),
+                    &mut out,
+                );
             }
             Event::BuildDone {
                 image,
@@ -615,6 +811,29 @@ impl State {
                 }
                 img.building = None;
                 img.last_build_took = img.build_started.map(|s| now.saturating_sub(s));
+                let cause = img.build_cause.take().unwrap_or(Cause::Start);
+                let started = img.build_started.unwrap_or(now);
+                let entry = HistoryEntry {
+                    kind: "build",
+                    image: Some(image.clone()),
+                    trigger: cause.to_string(),
+                    started,
+                    took: now.saturating_sub(started),
+                    error: result.as_ref().err().map(|e| first_lines(e)),
+                };
+                if result.is_ok() {
+                    img.built_cause = Some(cause);
+                }
+                let users: Vec<String> =
+                    self.users(&image).iter().map(|r| r.name.clone()).collect();
+                for n in &users {
+                    if let Some(r) = self.resources.get_mut(n) {
+                        r.record(entry.clone());
+                    }
+                }
+                let Some(img) = self.images.get_mut(&image) else {
+                    return out;
+                };
                 match result {
                     Ok(reference) => {
                         img.reference = Some(reference);
@@ -645,15 +864,25 @@ impl State {
                     self.deploying = Some((g, names));
                     return out;
                 }
+                let (started, mut causes) = self.deploy_started.take().unwrap_or_default();
                 for n in &names {
                     let Some(r) = self.resources.get_mut(n) else {
                         continue;
                     };
+                    r.record(HistoryEntry {
+                        kind: "deploy",
+                        image: None,
+                        trigger: causes.remove(n).unwrap_or(Cause::Start).to_string(),
+                        started,
+                        took: now.saturating_sub(started),
+                        error: result.as_ref().err().map(|e| first_lines(e)),
+                    });
                     match &result {
                         Ok(()) => {
                             r.status = Status::Waiting;
                             r.last_error = None;
                             r.last_deploy_at = Some(now);
+                            r.updated_at = Some(now);
                         }
                         Err(e) => {
                             r.status = Status::Error;
@@ -678,11 +907,21 @@ impl State {
                     return out; // cancelled by a newer run
                 }
                 r.running = None;
+                let (started, cause) = r.run_started.take().unwrap_or((now, Cause::Start));
+                r.record(HistoryEntry {
+                    kind: "run",
+                    image: None,
+                    trigger: cause.to_string(),
+                    started,
+                    took: now.saturating_sub(started),
+                    error: result.as_ref().err().map(|e| first_lines(e)),
+                });
                 match result {
                     Ok(()) => {
                         r.status = Status::Ready;
                         r.last_error = None;
                         r.ever_ready = true;
+                        r.updated_at = Some(now);
                     }
                     Err(e) => {
                         r.status = Status::Error;
@@ -723,7 +962,7 @@ impl State {
                     r.changed_since_build = false;
                 }
                 if node.local {
-                    self.start_run(&resource, &mut out);
+                    self.start_run(&resource, Cause::Manual, &mut out);
                     return out;
                 }
                 if node.images.is_empty() {
@@ -731,11 +970,12 @@ impl State {
                     if let Some(r) = self.resources.get_mut(&resource) {
                         r.deployed.clear();
                         r.status = Status::Pending;
+                        r.deploy_cause = Some(Cause::Manual);
                     }
                     self.schedule_deploy(&mut out);
                 }
                 for image in &node.images {
-                    self.want_build(now, image, &mut out);
+                    self.want_build(now, image, Cause::Manual, &mut out);
                 }
             }
             Event::Shutdown => self.stop(&mut out),
@@ -850,12 +1090,12 @@ impl State {
         }
         for image in fresh_images.iter().chain(images.iter()) {
             if self.images.contains_key(image) {
-                self.want_build(now, image, out);
+                self.want_build(now, image, Cause::Reload, out);
             }
         }
         for name in &locals {
             if self.node(name).is_some_and(|n| n.local && !n.manual) {
-                self.start_run(name, out);
+                self.start_run(name, Cause::Reload, out);
             }
         }
         for name in refollow {
@@ -882,6 +1122,7 @@ impl State {
             {
                 // What runs no longer matches what is wanted: the next deploy takes it.
                 r.deployed.clear();
+                r.deploy_cause = Some(Cause::Reload);
             }
         }
         self.schedule_deploy(out);
@@ -900,7 +1141,8 @@ impl State {
     }
 
     /// Starts (or restarts) a local resource's run (not before the doctor passed).
-    fn start_run(&mut self, name: &str, out: &mut Vec<Command>) {
+    fn start_run(&mut self, name: &str, cause: Cause, out: &mut Vec<Command>) {
+        let now = self.now;
         if !self.doctor.passed() {
             return;
         }
@@ -909,7 +1151,10 @@ impl State {
         let Some(r) = self.resources.get_mut(name) else {
             return;
         };
+        // A run cancelled by this one: its cause carries over.
+        let mut earlier = None;
         if let Some(old) = r.running.replace(generation) {
+            earlier = r.run_started.take().map(|(_, c)| c);
             out.push(Command::CancelRun {
                 resource: name.to_owned(),
                 generation: old,
@@ -917,6 +1162,7 @@ impl State {
         }
         r.status = Status::Building;
         r.runs += 1;
+        r.run_started = Some((now, Cause::merge(earlier, cause)));
         out.push(Command::Run {
             resource: name.to_owned(),
             generation,
@@ -949,7 +1195,7 @@ impl State {
             .map(|n| n.name.clone())
             .collect();
         for n in due {
-            self.start_run(&n, out);
+            self.start_run(&n, Cause::Start, out);
         }
     }
 
@@ -981,8 +1227,9 @@ impl State {
     }
 
     /// Starts a live update of `image`, or (one running) runs it after.
-    fn want_sync(&mut self, image: &str, plan: SyncPlan, out: &mut Vec<Command>) {
+    fn want_sync(&mut self, image: &str, plan: SyncPlan, cause: Cause, out: &mut Vec<Command>) {
         let generation = self.next_generation;
+        let now = self.now;
         let Some(img) = self.images.get_mut(image) else {
             return;
         };
@@ -991,10 +1238,12 @@ impl State {
                 Some(earlier) => earlier.then(plan),
                 None => plan,
             });
+            img.next_sync_cause = Some(Cause::merge(img.next_sync_cause.take(), cause));
             return;
         }
         self.next_generation += 1;
         img.syncing = Some(generation);
+        img.sync_started = Some((now, cause));
         let users: Vec<String> = self.users(image).iter().map(|r| r.name.clone()).collect();
         for n in users {
             if let Some(r) = self.resources.get_mut(&n) {
@@ -1009,7 +1258,10 @@ impl State {
     }
 
     /// Builds `image` now, or queues the build while something holds it.
-    fn want_build(&mut self, now: Duration, image: &str, out: &mut Vec<Command>) {
+    fn want_build(&mut self, now: Duration, image: &str, cause: Cause, out: &mut Vec<Command>) {
+        if let Some(i) = self.images.get_mut(image) {
+            i.cause = Some(Cause::merge(i.cause.take(), cause));
+        }
         if self.build_hold(image).is_some() {
             if let Some(i) = self.images.get_mut(image) {
                 i.queued = true;
@@ -1246,12 +1498,17 @@ impl State {
         let Some(img) = self.images.get_mut(image) else {
             return;
         };
+        // A build cancelled by this one: its cause carries over.
+        let mut earlier = None;
         if let Some(old) = img.building.replace(generation) {
+            earlier = img.build_cause.take();
             out.push(Command::Cancel {
                 image: image.to_owned(),
                 generation: old,
             });
         }
+        let cause = img.cause.take().unwrap_or(Cause::Start);
+        img.build_cause = Some(Cause::merge(earlier, cause));
         img.build_started = Some(now);
         img.queued = false;
         out.push(Command::Build {
@@ -1367,13 +1624,28 @@ impl State {
         let files: Vec<String> = std::mem::take(&mut self.pending_files)
             .into_iter()
             .collect();
+        let mut causes = BTreeMap::new();
         for (n, wanted) in due {
+            // Why: a reload or a trigger asked for it, or its first start, or the cause of
+            // the build whose image it now runs.
+            let new_image = wanted
+                .iter()
+                .find(|(i, r)| self.resources.get(&n).and_then(|s| s.deployed.get(*i)) != Some(*r))
+                .and_then(|(i, _)| self.images.get(i))
+                .and_then(|i| i.built_cause.clone());
             if let Some(r) = self.resources.get_mut(&n) {
+                let cause = match r.deploy_cause.take() {
+                    Some(c) => c,
+                    None if r.deploys == 0 => Cause::Start,
+                    None => new_image.unwrap_or(Cause::Other("deploy".to_owned())),
+                };
+                causes.insert(n.clone(), cause);
                 r.status = Status::Deploying;
                 r.deployed = wanted;
                 r.deploys += 1;
             }
         }
+        self.deploy_started = Some((self.now, causes));
         self.deploying = Some((generation, names.clone()));
         out.push(Command::Deploy {
             generation,
@@ -1430,6 +1702,8 @@ mod tests {
             images: images.iter().map(|s| (*s).into()).collect(),
             locals: BTreeSet::new(),
             sync: BTreeMap::new(),
+            files: Vec::new(),
+            paths: 0,
         }
     }
 
@@ -1856,6 +2130,8 @@ mod tests {
             images: BTreeSet::new(),
             locals: ["codegen".to_owned(), "e2e".to_owned()].into(),
             sync: BTreeMap::new(),
+            files: Vec::new(),
+            paths: 0,
         };
         assert_eq!(
             s.reduce(t(40), change.clone()),
@@ -1988,6 +2264,8 @@ mod tests {
                 images: BTreeSet::new(),
                 locals: BTreeSet::from(["gen".to_owned()]),
                 sync: BTreeMap::new(),
+                files: Vec::new(),
+                paths: 0,
             },
         );
         assert_eq!(rerun, [run("gen", 4)]);
@@ -2413,6 +2691,8 @@ mod tests {
                 .iter()
                 .map(|i| ((*i).to_owned(), plan(file)))
                 .collect(),
+            files: vec![file.to_owned()],
+            paths: 1,
         }
     }
 
@@ -2481,6 +2761,16 @@ mod tests {
             s.reduce(t(80), sync_done("api", 5, Ok("synced"), false)),
             [sync_cmd("api", 6, merged)]
         );
+        s.reduce(t(95), sync_done("api", 6, Ok("synced"), false));
+        let h = history(&s, "backend");
+        assert_eq!(
+            h[2..],
+            [
+                ("sync", "a.py changed".to_owned(), 10, None),
+                ("sync", "b.py, c.py changed".to_owned(), 15, None),
+            ]
+        );
+        assert_eq!(s.resources["backend"].updated_at, Some(t(95)));
     }
 
     /// A failed sync builds the image instead, and the next changes are built too until a
@@ -2499,6 +2789,24 @@ mod tests {
         );
         s.reduce(t(90), built("api", 6, "a2"));
         assert_eq!(s.images["api"].live_off, None);
+        let h = history(&s, "backend");
+        assert_eq!(
+            h[2..],
+            [
+                (
+                    "sync",
+                    "a.py changed".to_owned(),
+                    10,
+                    Some("pod x: tar failed".to_owned())
+                ),
+                (
+                    "build",
+                    "a.py changed; live update failed".to_owned(),
+                    10,
+                    None
+                ),
+            ]
+        );
 
         let mut s = up();
         s.reduce(t(70), synced(&["api"], "a.py"));
@@ -2555,5 +2863,194 @@ mod tests {
             ),
             [build("api", 5)]
         );
+    }
+
+    fn edit(images: &[&str], files: &[&str], paths: usize) -> Event {
+        Event::Changed {
+            images: images.iter().map(|s| (*s).into()).collect(),
+            locals: BTreeSet::new(),
+            sync: BTreeMap::new(),
+            files: files.iter().map(|s| (*s).into()).collect(),
+            paths,
+        }
+    }
+
+    /// `(kind, trigger, took ms, error)` of a resource's history.
+    fn history(s: &State, name: &str) -> Vec<(&'static str, String, u128, Option<String>)> {
+        s.resources[name]
+            .history
+            .iter()
+            .map(|h| {
+                (
+                    h.kind,
+                    h.trigger.clone(),
+                    h.took.as_millis(),
+                    h.error.clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn history_tells_each_build_and_deploy_with_its_cause_duration_and_result() {
+        let mut s = up();
+        assert_eq!(
+            history(&s, "backend"),
+            [
+                ("build", "first start".to_owned(), 10, None),
+                ("deploy", "first start".to_owned(), 10, None),
+            ]
+        );
+        // A failed build: its first lines, and the file that caused it.
+        assert_eq!(
+            s.reduce(t(100), edit(&["api"], &["app/main.py"], 1)),
+            [build("api", 5)]
+        );
+        s.reduce(
+            t(350),
+            Event::BuildDone {
+                image: "api".into(),
+                generation: 5,
+                result: Err(format!(
+                    "step RUN pip install failed\n\n{}\nline 3\nline 4",
+                    "x".repeat(300)
+                )),
+            },
+        );
+        let h = history(&s, "backend");
+        let failed = &h[2];
+        assert_eq!(
+            (failed.0, failed.1.as_str(), failed.2),
+            ("build", "app/main.py changed", 250)
+        );
+        let error = failed.3.clone().unwrap_or_default();
+        assert_eq!(error.lines().count(), 3, "{error}");
+        assert!(
+            error.starts_with("step RUN pip install failed\nxxx"),
+            "{error}"
+        );
+        assert!(error.ends_with("…\nline 3"), "{error}");
+        // The worker runs the same image: the same entry.
+        assert_eq!(history(&s, "worker")[2], h[2]);
+        // Fixed: a good build, then a deploy that says why.
+        s.reduce(t(400), edit(&["api"], &["app/main.py"], 1));
+        s.reduce(t(450), built("api", 6, "a2"));
+        s.reduce(
+            t(470),
+            Event::DeployDone {
+                generation: 7,
+                result: Ok(()),
+            },
+        );
+        assert_eq!(
+            history(&s, "backend")[3..],
+            [
+                ("build", "app/main.py changed".to_owned(), 50, None),
+                ("deploy", "app/main.py changed".to_owned(), 20, None),
+            ]
+        );
+        assert_eq!(s.resources["backend"].updated_at, Some(t(470)));
+        // The frontend took no part.
+        assert_eq!(history(&s, "frontend").len(), 2);
+        // A manual trigger says so, and the history keeps the last 20.
+        for i in 0..30u64 {
+            s.reduce(
+                t(1000 + i * 10),
+                Event::Trigger {
+                    resource: "frontend".into(),
+                },
+            );
+        }
+        let h = history(&s, "frontend");
+        assert_eq!(h.len(), 2, "cancelled builds are not entries: {h:?}");
+        let g = match s.images["web"].building {
+            Some(g) => g,
+            None => panic!("no build of web"),
+        };
+        for i in 0..30u64 {
+            s.reduce(t(2000 + i * 10), built("web", g, &format!("w{i}")));
+            s.reduce(
+                t(2005 + i * 10),
+                Event::Trigger {
+                    resource: "frontend".into(),
+                },
+            );
+            let g2 = s.images["web"].building;
+            if let Some(g2) = g2 {
+                s.reduce(t(2006 + i * 10), built("web", g2, &format!("v{i}")));
+            }
+        }
+        assert_eq!(s.resources["frontend"].history.len(), HISTORY);
+    }
+
+    #[test]
+    fn changes_during_a_build_add_up_in_its_cause() {
+        let mut s = up();
+        s.reduce(t(100), edit(&["api"], &["app/a.py", "app/b.py"], 2));
+        // A second save cancels the build; the next one carries both.
+        s.reduce(t(110), edit(&["api"], &["app/b.py", "app/c.py"], 2));
+        let g = s.images["api"].building.unwrap_or_default();
+        s.reduce(t(200), built("api", g, "a2"));
+        let h = history(&s, "backend");
+        assert_eq!(h.len(), 3, "{h:?}");
+        assert_eq!(h[2].1, "app/a.py, app/b.py, app/c.py changed");
+        // Many files: a few named, and how many more.
+        let many: Vec<String> = (0..40).map(|i| format!("f{i}.py")).collect();
+        let names: Vec<&str> = many.iter().map(String::as_str).collect();
+        s.reduce(t(300), edit(&["api"], &names, 10_000));
+        let g = s.images["api"].building.unwrap_or_default();
+        s.reduce(t(400), built("api", g, "a3"));
+        let h = history(&s, "backend");
+        assert_eq!(
+            h.last().map(|e| e.1.as_str()),
+            Some("f0.py, f1.py, f2.py, f3.py, f4.py and 9995 more changed")
+        );
+    }
+
+    #[test]
+    fn local_runs_are_in_the_history_and_say_when_they_updated() {
+        let mut s = with_locals();
+        s.reduce(t(0), Event::Start);
+        s.reduce(
+            t(25),
+            Event::RunDone {
+                resource: "codegen".into(),
+                generation: 2,
+                result: Err("exit status 1".into()),
+            },
+        );
+        assert_eq!(s.resources["codegen"].updated_at, None);
+        s.reduce(
+            t(30),
+            Event::Trigger {
+                resource: "codegen".into(),
+            },
+        );
+        let g = s.resources["codegen"].running.unwrap_or_default();
+        s.reduce(
+            t(45),
+            Event::RunDone {
+                resource: "codegen".into(),
+                generation: g,
+                result: Ok(()),
+            },
+        );
+        assert_eq!(
+            history(&s, "codegen"),
+            [
+                (
+                    "run",
+                    "first start".to_owned(),
+                    25,
+                    Some("exit status 1".to_owned())
+                ),
+                ("run", "manual trigger".to_owned(), 15, None),
+            ]
+        );
+        assert_eq!(s.resources["codegen"].updated_at, Some(t(45)));
+        let json = serde_json::to_value(&s.resources["codegen"]).unwrap_or_default();
+        assert_eq!(json["updated_at_ms"], 45);
+        assert_eq!(json["history"][1]["trigger"], "manual trigger");
+        assert_eq!(json["history"][0]["took_ms"], 25);
     }
 }

@@ -150,6 +150,8 @@ impl Reloader {
                     images: b.targets.images,
                     locals: b.targets.locals,
                     sync,
+                    files: sample,
+                    paths: b.paths,
                 });
             }
         }
