@@ -21,25 +21,40 @@ pub struct Snapshot {
     pub state: State,
 }
 
-/// Every resource's log, shared by the workers that write and the views that read.
+/// Every resource's log, shared by the workers that write and the views that read. Lines
+/// are numbered across resources too, so the all-resources view reads them in the order
+/// they came; readers that follow wait on [`Logs::subscribe`] rather than poll.
 #[derive(Debug, Clone)]
 pub struct Logs {
-    inner: Arc<Mutex<BTreeMap<String, LogBuffer>>>,
+    inner: Arc<Mutex<AllLogs>>,
     max_bytes: usize,
+    /// The number of lines pushed so far, for followers to wait on.
+    pushed: Arc<watch::Sender<u64>>,
 }
+
+#[derive(Debug, Default)]
+struct AllLogs {
+    buffers: BTreeMap<String, LogBuffer>,
+    next: u64,
+}
+
+/// A line of the all-resources view: the resource's name and the line.
+pub type Tagged = (String, super::log::Line);
 
 impl Logs {
     pub fn new(max_bytes: usize) -> Logs {
         Logs {
-            inner: Arc::new(Mutex::new(BTreeMap::new())),
+            inner: Arc::new(Mutex::new(AllLogs::default())),
             max_bytes,
+            pushed: Arc::new(watch::channel(0).0),
         }
     }
 
-    /// Runs `f` on a resource's buffer (made on first use).
-    pub fn with<R>(&self, resource: &str, f: impl FnOnce(&mut LogBuffer) -> R) -> R {
+    /// Runs `f` on a resource's buffer (made on first use), to read it.
+    pub fn with<R>(&self, resource: &str, f: impl FnOnce(&LogBuffer) -> R) -> R {
         let mut all = crate::host::lock(&self.inner);
         let b = all
+            .buffers
             .entry(resource.to_owned())
             .or_insert_with(|| LogBuffer::new(self.max_bytes));
         f(b)
@@ -47,9 +62,46 @@ impl Logs {
 
     /// Appends a line to a resource's log, stamped now.
     pub fn push(&self, resource: &str, source: &str, text: &str) {
-        self.with(resource, |b| {
-            b.push(super::log::now_ms(), source, text);
-        });
+        self.push_at(resource, super::log::now_ms(), source, text);
+    }
+
+    /// Appends a line to a resource's log with its own time stamp.
+    pub fn push_at(&self, resource: &str, time_ms: u64, source: &str, text: &str) {
+        let pushed = {
+            let mut all = crate::host::lock(&self.inner);
+            let global = all.next;
+            all.next += 1;
+            all.buffers
+                .entry(resource.to_owned())
+                .or_insert_with(|| LogBuffer::new(self.max_bytes))
+                .push_numbered(global, time_ms, source, text);
+            all.next
+        };
+        self.pushed.send_replace(pushed);
+    }
+
+    /// Changes whenever a line is pushed.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.pushed.subscribe()
+    }
+
+    /// Lines of every resource in the order they came: those after the global position
+    /// `since`, or else the last `tail`; at most `tail` either way (the newest).
+    pub fn all(&self, since: Option<u64>, tail: usize) -> Vec<Tagged> {
+        let all = crate::host::lock(&self.inner);
+        let mut lines: Vec<Tagged> = Vec::new();
+        for (name, b) in &all.buffers {
+            let mine: Vec<&super::log::Line> = match since {
+                Some(g) => b.since_global(g).collect(),
+                None => b.tail(tail).collect(),
+            };
+            let skip = mine.len().saturating_sub(tail);
+            lines.extend(mine[skip..].iter().map(|l| (name.clone(), (*l).clone())));
+        }
+        lines.sort_by_key(|(_, l)| l.global);
+        let skip = lines.len().saturating_sub(tail);
+        lines.drain(..skip);
+        lines
     }
 }
 

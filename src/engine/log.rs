@@ -11,6 +11,9 @@ pub struct Line {
     /// Position in the resource's log since devenv started; survives trimming, so a reader
     /// can resume after the last line it saw.
     pub seq: u64,
+    /// Position among the lines of every resource (see `Logs`): the all-resources view
+    /// orders and resumes by it.
+    pub global: u64,
     /// Milliseconds since the Unix epoch, when devenv received the line (or the time
     /// Kubernetes stamped it, for pod logs).
     pub time_ms: u64,
@@ -52,6 +55,11 @@ impl LogBuffer {
     /// Appends a line (cut at [`MAX_LINE`] bytes), dropping the oldest ones to stay within
     /// the bound. Returns the stored line.
     pub fn push(&mut self, time_ms: u64, source: &str, text: &str) -> &Line {
+        self.push_numbered(self.next_seq, time_ms, source, text)
+    }
+
+    /// [`LogBuffer::push`], with the line's position among every resource's lines.
+    pub fn push_numbered(&mut self, global: u64, time_ms: u64, source: &str, text: &str) -> &Line {
         let mut text = text.trim_end_matches(['\r', '\n']).to_owned();
         if text.len() > MAX_LINE {
             let mut cut = MAX_LINE;
@@ -63,6 +71,7 @@ impl LogBuffer {
         }
         let line = Line {
             seq: self.next_seq,
+            global,
             time_ms,
             source: source.to_owned(),
             text,
@@ -87,7 +96,14 @@ impl LogBuffer {
 
     /// Lines after `seq` (exclusive), oldest first.
     pub fn since(&self, seq: u64) -> impl Iterator<Item = &Line> {
-        self.lines.iter().filter(move |l| l.seq > seq)
+        let from = self.lines.partition_point(|l| l.seq <= seq);
+        self.lines.range(from..)
+    }
+
+    /// Lines after the global position `global` (exclusive), oldest first.
+    pub fn since_global(&self, global: u64) -> impl Iterator<Item = &Line> {
+        let from = self.lines.partition_point(|l| l.global <= global);
+        self.lines.range(from..)
     }
 
     pub fn len(&self) -> usize {

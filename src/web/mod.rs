@@ -266,6 +266,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/style.css", get(|| async { asset("text/css", STYLE) }))
         .route("/api/status", get(status))
         .route("/api/events", get(events))
+        .route("/api/logs", get(all_logs))
         .route("/api/logs/{resource}", get(logs))
         .route("/api/trigger/{resource}", post(trigger))
         .route("/api/doctor", get(doctor))
@@ -527,8 +528,64 @@ struct LogQuery {
 struct LogLine<'a> {
     seq: u64,
     time_ms: u64,
+    /// The resource (in the all-resources stream).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<&'a str>,
     source: &'a str,
     text: &'a str,
+}
+
+/// Reads what a log stream sends next: the lines after a position (from the first line
+/// without one), the newest `limit` of them, as events, and the position of the last one.
+type ReadLines = Box<dyn Fn(Option<u64>, usize) -> (Vec<SseEvent>, Option<u64>) + Send + Sync>;
+
+/// A log stream: `read`'s first lines, then, with `follow`, each new batch as lines are
+/// pushed (woken by the log, never polled).
+fn log_stream(
+    s: &Shared,
+    follow: bool,
+    resume: Option<u64>,
+    tail: usize,
+    read: ReadLines,
+) -> Response {
+    let mut pushed = s.logs.subscribe();
+    pushed.borrow_and_update();
+    // A resumed stream gets every line it missed (the buffers bound them); a new one the tail.
+    let (first, last) = read(resume, if resume.is_some() { usize::MAX } else { tail });
+    let last = last.or(resume);
+    let initial = futures::stream::iter(first.into_iter().map(Ok::<_, Infallible>));
+    if !follow {
+        return Sse::new(initial).into_response();
+    }
+    let more = futures::stream::unfold(
+        (pushed, read, last),
+        |(mut pushed, read, mut last)| async move {
+            loop {
+                let (new, newest) = read(last, usize::MAX);
+                if newest.is_some() {
+                    last = newest;
+                }
+                if !new.is_empty() {
+                    return Some((
+                        futures::stream::iter(new.into_iter().map(Ok::<_, Infallible>)),
+                        (pushed, read, last),
+                    ));
+                }
+                pushed.changed().await.ok()?;
+            }
+        },
+    );
+    use futures::StreamExt;
+    Sse::new(initial.chain(more.flatten()))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+fn resume_of(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// `GET /api/logs/{resource}?tail=N&follow=1`: the last N lines (default 200), then, with
@@ -543,65 +600,60 @@ async fn logs(
         return refuse(StatusCode::NOT_FOUND, &format!("no resource `{resource}`"));
     }
     let follow = matches!(q.follow.as_deref(), Some("1" | "true" | "yes"));
-    let resume: Option<u64> = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
     let tail = q.tail.unwrap_or(200);
-    // The first lines and where following goes on from, read under one lock so that no line
-    // pushed in between is lost.
-    let (first, last): (Vec<SseEvent>, Option<u64>) = s.logs.with(&resource, |b| {
-        let lines: Vec<_> = match resume {
-            Some(seq) => b.since(seq).collect(),
-            None => b.tail(tail).collect(),
-        };
-        let newest = b.tail(1).next().map(|l| l.seq);
-        (
-            lines.iter().map(|l| line_event(l)).collect(),
-            newest.max(resume),
-        )
+    let logs = s.logs.clone();
+    let read: ReadLines = Box::new(move |after: Option<u64>, limit: usize| {
+        logs.with(&resource, |b| {
+            let mut lines: Vec<_> = match after {
+                Some(seq) => b.since(seq).collect(),
+                None => b.tail(limit).collect(),
+            };
+            lines.drain(..lines.len().saturating_sub(limit));
+            let newest = lines.last().map(|l| l.seq);
+            (
+                lines.iter().map(|l| line_event(l, None, l.seq)).collect(),
+                newest,
+            )
+        })
     });
-    let initial = futures::stream::iter(first.into_iter().map(Ok::<_, Infallible>));
-    if !follow {
-        return Sse::new(initial).into_response();
-    }
-    let more = futures::stream::unfold((s, resource, last), |(s, res, mut last)| async move {
-        loop {
-            let new: Vec<SseEvent> = s.logs.with(&res, |b| {
-                let lines: Vec<_> = match last {
-                    Some(seq) => b.since(seq).collect(),
-                    None => b.tail(usize::MAX).collect(),
-                };
-                if let Some(l) = lines.last() {
-                    last = Some(l.seq);
-                }
-                lines.iter().map(|l| line_event(l)).collect()
-            });
-            if !new.is_empty() {
-                return Some((
-                    futures::stream::iter(new.into_iter().map(Ok::<_, Infallible>)),
-                    (s, res, last),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
-    use futures::StreamExt;
-    Sse::new(initial.chain(more.flatten()))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+    log_stream(&s, follow, resume_of(&headers), tail, read)
 }
 
-fn line_event(l: &crate::engine::log::Line) -> SseEvent {
+/// `GET /api/logs?tail=N&follow=1`: every resource's lines in the order they came (each
+/// with its resource), as for one resource; ids are positions among all lines.
+async fn all_logs(
+    AxState(s): AxState<Shared>,
+    Query(q): Query<LogQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let follow = matches!(q.follow.as_deref(), Some("1" | "true" | "yes"));
+    let tail = q.tail.unwrap_or(200);
+    let logs = s.logs.clone();
+    let read: ReadLines = Box::new(move |after: Option<u64>, limit: usize| {
+        let lines = logs.all(after, limit);
+        let newest = lines.last().map(|(_, l)| l.global);
+        (
+            lines
+                .iter()
+                .map(|(r, l)| line_event(l, Some(r), l.global))
+                .collect(),
+            newest,
+        )
+    });
+    log_stream(&s, follow, resume_of(&headers), tail, read)
+}
+
+fn line_event(l: &crate::engine::log::Line, resource: Option<&str>, seq: u64) -> SseEvent {
     let body = LogLine {
-        seq: l.seq,
+        seq,
         time_ms: l.time_ms,
+        resource,
         source: &l.source,
         text: &l.text,
     };
     SseEvent::default()
         .event("log")
-        .id(l.seq.to_string())
+        .id(seq.to_string())
         .json_data(&body)
         .unwrap_or_else(|_| SseEvent::default().comment("unserializable"))
 }

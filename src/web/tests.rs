@@ -352,3 +352,63 @@ fn logs_give_the_tail_then_follow_and_resume_after_the_last_seen_line() {
     );
     assert_eq!(texts(&resumed), ["line 6"]);
 }
+
+#[test]
+fn all_logs_interleave_resources_in_order_follow_and_resume() {
+    let s = server();
+    s.logs.push("backend", "build", "b0");
+    s.logs.push("tests", "cmd", "t0");
+    s.logs.push("backend", "pod/app", "b1");
+    s.logs.push("tests", "cmd", "t1");
+    let lines = |evs: &[SseEvent]| -> Vec<String> {
+        evs.iter()
+            .map(|e| {
+                let v: serde_json::Value =
+                    serde_json::from_str(&e.data).unwrap_or_else(|err| panic!("{err}"));
+                format!(
+                    "{} {} {} {}",
+                    e.id.as_deref().unwrap_or("-"),
+                    v["resource"].as_str().unwrap_or("-"),
+                    v["source"].as_str().unwrap_or("-"),
+                    v["text"].as_str().unwrap_or("-")
+                )
+            })
+            .collect()
+    };
+    let all = take_events(s.port, "/api/logs", &[], 4);
+    assert_eq!(
+        lines(&all),
+        [
+            "0 backend build b0",
+            "1 tests cmd t0",
+            "2 backend pod/app b1",
+            "3 tests cmd t1"
+        ]
+    );
+    let tail = take_events(s.port, "/api/logs?tail=3", &[], 3);
+    assert_eq!(lines(&tail)[0], "1 tests cmd t0");
+    // Following from where a reader was (Last-Event-ID): whatever comes, from any resource,
+    // in order; the reader is woken by the lines, not by a timer.
+    let port = s.port;
+    let follower = std::thread::spawn(move || {
+        take_events(port, "/api/logs?follow=1", &[("Last-Event-ID", "2")], 4)
+    });
+    s.logs.push("tests", "cmd", "t2");
+    s.logs.push("backend", "pod/app", "b2");
+    s.logs.push("backend", "pod/app", "b3");
+    let followed = follower
+        .join()
+        .unwrap_or_else(|_| panic!("follower panicked"));
+    assert_eq!(
+        lines(&followed),
+        [
+            "3 tests cmd t1",
+            "4 tests cmd t2",
+            "5 backend pod/app b2",
+            "6 backend pod/app b3"
+        ]
+    );
+    // The per-resource stream keeps numbering within the resource.
+    let one = take_events(s.port, "/api/logs/backend?tail=1", &[], 1);
+    assert_eq!(lines(&one), ["3 - pod/app b3"]);
+}

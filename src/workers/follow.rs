@@ -125,13 +125,12 @@ pub async fn follow_one(
         move |l| {
             let source = format!("{}/{}", l.pod, l.container);
             out::output(&name, &source, &l.text);
-            logs.with(&name, |b| {
-                b.push(
-                    l.time_ms.unwrap_or_else(crate::host::now_ms),
-                    &source,
-                    &l.text,
-                );
-            });
+            logs.push_at(
+                &name,
+                l.time_ms.unwrap_or_else(crate::host::now_ms),
+                &source,
+                &l.text,
+            );
         },
         report,
     ));
