@@ -299,7 +299,13 @@ pub struct Step {
     pub started: Option<Duration>,
     #[serde(rename = "took_ms", serialize_with = "as_ms")]
     pub took: Option<Duration>,
+    /// What it did, step by step, as it went: `(milliseconds since the engine started,
+    /// message)`, at most [`STEP_NOTES`] (the newest).
+    pub notes: VecDeque<(u64, String)>,
 }
+
+/// How many progress messages a bring-up step keeps.
+pub const STEP_NOTES: usize = 30;
 
 impl Step {
     fn new(wanted: bool) -> Step {
@@ -312,6 +318,7 @@ impl Step {
             message: None,
             started: None,
             took: None,
+            notes: VecDeque::new(),
         }
     }
 
@@ -653,6 +660,11 @@ impl State {
             }
             Event::ClusterProgress { message } => {
                 if self.cluster.status == StepStatus::Running {
+                    if self.cluster.notes.len() == STEP_NOTES {
+                        self.cluster.notes.pop_front();
+                    }
+                    let at = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+                    self.cluster.notes.push_back((at, message.clone()));
                     self.cluster.message = Some(message);
                 }
             }
@@ -2405,12 +2417,26 @@ mod tests {
             s.cluster.message.as_deref(),
             Some("starting the minikube profile")
         );
+        s.reduce(
+            t(14),
+            Event::ClusterProgress {
+                message: "namespaces".into(),
+            },
+        );
         assert_eq!(
             s.reduce(t(20), Event::ClusterReady),
             [build("api", 1), build("web", 2)]
         );
         assert_eq!(s.cluster.status, StepStatus::Done);
         assert_eq!(s.cluster.message, None);
+        // Each step it went through stays, with its time.
+        assert_eq!(
+            s.cluster.notes,
+            [
+                (11, "starting the minikube profile".to_owned()),
+                (14, "namespaces".to_owned())
+            ]
+        );
     }
 
     /// A failed doctor stops the engine: nothing starts, and the failure is each resource's
