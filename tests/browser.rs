@@ -1,9 +1,10 @@
 //! The status page in a real browser: Debian's headless Chromium driven through
-//! chromedriver's WebDriver protocol (plain HTTP and JSON, spoken here directly). The page
-//! comes from a running `devenv up` of a local-only project. The test sees a resource change
-//! state without a reload, opens its logs, clicks Trigger, and checks that the engine ran
-//! the resource. It saves a screenshot to target/browser/status-page.png for a person to
-//! look at.
+//! chromedriver's WebDriver protocol (plain HTTP and JSON, spoken here directly). The pages
+//! come from running `devenv up`s: local-only projects, and examples/hello with the fake
+//! Docker daemon and the fake API server (its builds a real shell command). The tests look at
+//! what a user sees (errors without a click, the title, the all-resources log, a flood of
+//! lines, the history) and act as a user does (Trigger buttons, keys). Screenshots of the
+//! overview and the logs view go to target/browser/ for a person to look at.
 
 mod common;
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::Project;
 use common::running::Running;
+use common::world::World;
 use serde_json::{Value, json};
 
 /// One WebDriver call: `method path` with a JSON body; the `value` of the answer.
@@ -140,154 +142,465 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
-struct Driver(Child);
+/// chromedriver and a headless Chromium session on one page; both end with it.
+struct Browser {
+    port: u16,
+    sid: String,
+    driver: Child,
+}
 
-impl Drop for Driver {
+impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        wd(self.port, "DELETE", &format!("/session/{}", self.sid), None);
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
     }
 }
 
-#[test]
-fn the_page_shows_live_state_and_logs_and_its_trigger_reaches_the_engine() {
-    let (Some(chromium), Some(driver)) = (common::which("chromium"), common::which("chromedriver"))
-    else {
-        panic!(
-            "chromium and chromedriver are not installed: run scripts/install-test-tools.sh --with-browser"
+impl Browser {
+    /// Opens `url` in a new headless Chromium of `width` × `height`.
+    fn open(url: &str, width: u32, height: u32) -> Browser {
+        let (Some(chromium), Some(driver)) =
+            (common::which("chromium"), common::which("chromedriver"))
+        else {
+            panic!(
+                "chromium and chromedriver are not installed: run scripts/install-test-tools.sh"
+            );
+        };
+        let port = common::free_port();
+        let driver = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let session = wd(
+            port,
+            "POST",
+            "/session",
+            Some(json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": chromium.display().to_string(),
+                    "args": ["--headless", "--no-sandbox", "--disable-gpu",
+                             "--disable-background-networking", "--disable-dev-shm-usage",
+                             format!("--window-size={width},{height}")]
+                }
+            }}})),
         );
-    };
-    let p = Project::new();
-    p.write(
-        "devenv.toml",
-        "[project]\nname = \"browser\"\n\n[[local]]\nname = \"gen\"\ncmd = \"sleep 1; echo generated the code\"\ndeps = [\"src\"]\n\n[[local]]\nname = \"e2e\"\ncmd = \"echo ran >> e2e.txt; echo e2e passed\"\ntrigger = \"manual\"\n",
-    );
-    p.write("src/main.py", "x\n");
-    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let sid = session["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {session}"))
+            .to_owned();
+        let b = Browser { port, sid, driver };
+        wd(
+            b.port,
+            "POST",
+            &format!("/session/{}/url", b.sid),
+            Some(json!({ "url": url })),
+        );
+        b
+    }
+
+    fn js(&self, code: &str) -> Value {
+        script(self.port, &self.sid, code)
+    }
+
+    fn text(&self, code: &str) -> String {
+        self.js(code).as_str().unwrap_or_default().to_owned()
+    }
+
+    fn wait(&self, code: &str, what: &str) {
+        wait_page(self.port, &self.sid, code, what);
+    }
+
+    fn click(&self, css: &str) {
+        click(self.port, &self.sid, css);
+    }
+
+    /// Presses keys as a user does (WebDriver key actions), one after the other.
+    fn keys(&self, keys: &[&str]) {
+        let mut actions = Vec::new();
+        for k in keys {
+            actions.push(json!({"type": "keyDown", "value": k}));
+            actions.push(json!({"type": "keyUp", "value": k}));
+        }
+        wd(
+            self.port,
+            "POST",
+            &format!("/session/{}/actions", self.sid),
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        );
+    }
+
+    /// Saves a screenshot to target/browser/`name`.
+    fn screenshot(&self, name: &str) {
+        let shot = wd(
+            self.port,
+            "GET",
+            &format!("/session/{}/screenshot", self.sid),
+            None,
+        );
+        let png = base64_decode(shot.as_str().unwrap_or_default());
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser");
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join(name), &png).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// Whether resource `name`'s row shows status `want`.
+fn status_is(name: &str, want: &str) -> String {
+    format!(
+        "const r = document.querySelector('tr[data-name=\"{name}\"] .st'); return r !== null && r.textContent === '{want}'"
+    )
+}
+
+/// `devenv up` of a local-only project `config`, and its page's sign-in address once
+/// `ready_line` is printed.
+fn local_up(p: &Project, home: &std::path::Path, ready_line: &str) -> (Running, String) {
     let mut up = Running::spawn({
         let mut c = Command::new(common::devenv_bin());
         c.arg("up")
             .current_dir(p.path())
             .env("PATH", "/usr/bin:/bin")
-            .env("HOME", home.path())
+            .env("HOME", home)
             .env("DEVENV_WEB_PORT", "0");
         c
     });
-    up.wait_for("ready      gen");
+    up.wait_for(ready_line);
+    let url = page_url(&up);
+    (up, url)
+}
+
+fn page_url(up: &Running) -> String {
     let text = up.text();
-    let url = text
-        .lines()
+    text.lines()
         .find_map(|l| l.strip_prefix("page       "))
         .unwrap_or_else(|| panic!("no page:\n{text}"))
         .trim()
-        .to_owned();
+        .to_owned()
+}
 
-    let wd_port = common::free_port();
-    let _driver = Driver(
-        Command::new(driver)
-            .arg(format!("--port={wd_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{e}")),
+/// The overview: live state without a reload, an error's first lines without a click, the
+/// error banner, the title and favicon following the worst status, a manual resource's
+/// "changes waiting" and the Trigger button in its row, the keys, and the narrow layout.
+#[test]
+fn the_overview_puts_errors_first_and_its_trigger_buttons_reach_the_engine() {
+    let p = Project::new();
+    p.write(
+        "devenv.toml",
+        r#"[project]
+name = "browser"
+
+[[local]]
+name = "gen"
+cmd = "echo generated the code"
+deps = ["src"]
+
+[[local]]
+name = "broken"
+cmd = "if [ -f flag/fixed ]; then echo fine; else echo 'boom: the database is down' >&2; echo 'at db.py line 3' >&2; exit 3; fi"
+deps = ["flag"]
+
+[[local]]
+name = "e2e"
+cmd = "echo ran >> e2e.txt; echo e2e passed"
+deps = ["tests"]
+trigger = "manual"
+"#,
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", wd_port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let session = wd(
-        wd_port,
-        "POST",
-        "/session",
-        Some(json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium.display().to_string(),
-                "args": ["--headless", "--no-sandbox", "--disable-gpu",
-                         "--disable-background-networking", "--disable-dev-shm-usage",
-                         "--window-size=1000,700"]
-            }
-        }}})),
+    p.write("src/main.py", "x\n");
+    p.write("flag/.keep", "");
+    p.write("tests/test_a.py", "a\n");
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (mut up, url) = local_up(&p, home.path(), "ready      gen");
+    let b = Browser::open(&url, 1100, 800);
+    b.wait(&status_is("gen", "ready"), "gen ready");
+    b.wait(&status_is("broken", "error"), "broken in error");
+    // The error's first lines are in its row, visible, with no click.
+    b.wait(
+        "const e = document.querySelector('tr[data-name=\"broken\"] .err'); return e.getBoundingClientRect().height > 0 && e.innerText.includes('boom: the database is down')",
+        "broken's error in the overview",
     );
-    let sid = session["sessionId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no session: {session}"))
-        .to_owned();
-    wd(
-        wd_port,
-        "POST",
-        &format!("/session/{sid}/url"),
-        Some(json!({ "url": url })),
+    assert!(
+        b.text("return document.getElementById('banner').innerText")
+            .contains("1 resource in error: broken")
     );
-    let status_is = |name: &str, want: &str| {
-        format!(
-            "const r = document.querySelector('tr[data-name=\"{name}\"]'); return r !== null && r.children[1].textContent === '{want}'"
-        )
-    };
-    wait_page(wd_port, &sid, &status_is("gen", "ready"), "gen ready");
-    // The bring-up steps are on the page (a local-only project has no cluster step).
-    wait_page(
-        wd_port,
-        &sid,
-        "return document.getElementById('steps').textContent.startsWith('doctor: done (')",
-        "the doctor's step",
+    b.wait(
+        "return document.title.startsWith('✖ 1 error · browser')",
+        "the title telling the error",
+    );
+    assert!(
+        b.text("return document.getElementById('favicon').href")
+            .contains("cf222e")
+    );
+    // The bring-up steps (a local-only project has no cluster step).
+    assert!(
+        b.text("return document.getElementById('steps').textContent")
+            .starts_with("doctor: done (")
     );
     assert_eq!(
-        script(
-            wd_port,
-            &sid,
-            "return document.getElementById('project').textContent"
-        ),
+        b.text("return document.getElementById('project').textContent"),
         "devenv · browser"
     );
-
-    // A change on disk: the row goes to building and back to ready, with no reload.
-    script(wd_port, &sid, "window.notReloaded = true; return null");
-    p.write("src/main.py", "y\n");
-    wait_page(wd_port, &sid, &status_is("gen", "building"), "gen building");
-    wait_page(wd_port, &sid, &status_is("gen", "ready"), "gen ready again");
+    // The manual resource waits, says so, and says when changes wait for it.
     assert_eq!(
-        script(wd_port, &sid, "return window.notReloaded === true"),
-        json!(true)
+        b.text("return document.querySelector('tr[data-name=\"e2e\"] .why').textContent"),
+        "runs when you trigger it"
     );
-
-    // Its logs.
-    click(wd_port, &sid, "tr[data-name=\"gen\"]");
-    wait_page(
-        wd_port,
-        &sid,
-        "return document.getElementById('log').textContent.includes('generated the code')",
-        "gen's log",
+    b.js("window.notReloaded = true; return null");
+    p.write("tests/test_a.py", "b\n");
+    b.wait(
+        "return !document.querySelector('tr[data-name=\"e2e\"] .waiting-changes').hidden",
+        "e2e's changes waiting",
     );
-
-    // Trigger the manual resource from the page: the engine runs it.
-    click(wd_port, &sid, "tr[data-name=\"e2e\"]");
-    wait_page(
-        wd_port,
-        &sid,
-        "return document.getElementById('detail-title').textContent.startsWith('e2e')",
-        "e2e selected",
-    );
+    b.screenshot("overview.png");
+    // Its Trigger button, in its row: the engine runs it.
     assert!(!p.path().join("e2e.txt").exists());
-    click(wd_port, &sid, "#trigger");
+    b.click("tr[data-name=\"e2e\"] button.trigger");
     up.wait_for("ready      e2e");
     assert_eq!(p.read("e2e.txt"), "ran\n");
-    wait_page(
-        wd_port,
-        &sid,
-        "return document.getElementById('log').textContent.includes('e2e passed')",
-        "e2e's log",
+    b.wait(&status_is("e2e", "ready"), "e2e ready");
+    b.wait(
+        "return document.querySelector('tr[data-name=\"e2e\"] .waiting-changes').hidden",
+        "e2e's changes taken",
     );
-    wait_page(wd_port, &sid, &status_is("e2e", "ready"), "e2e ready");
+    // Fixed: the banner goes, the title says all is well, with no reload.
+    p.write("flag/fixed", "");
+    b.wait(&status_is("broken", "ready"), "broken ready");
+    b.wait(
+        "return document.title === '✔ ready · browser — devenv'",
+        "the title back to ready",
+    );
+    assert_eq!(
+        b.js("return document.getElementById('banner').hidden"),
+        json!(true)
+    );
+    assert_eq!(
+        b.js("return document.querySelector('tr[data-name=\"broken\"] .err').textContent"),
+        json!("")
+    );
+    assert_eq!(b.js("return window.notReloaded === true"), json!(true));
 
-    let shot = wd(wd_port, "GET", &format!("/session/{sid}/screenshot"), None);
-    let png = base64_decode(shot.as_str().unwrap_or_default());
-    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser");
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(dir.join("status-page.png"), &png).unwrap_or_else(|e| panic!("{e}"));
-    wd(wd_port, "DELETE", &format!("/session/{sid}"), None);
+    // Keys: j moves down the list, Enter opens, t triggers, / goes to the filter.
+    b.js("document.activeElement.blur(); return null");
+    b.keys(&["j", "j"]);
+    b.wait(
+        "return document.activeElement.dataset && document.activeElement.dataset.name === 'broken'",
+        "the cursor on the second row",
+    );
+    b.keys(&["k", "\u{E007}"]);
+    b.wait(
+        "return document.getElementById('tab-one').textContent === 'gen logs' && document.querySelector('#log').innerText.includes('generated the code')",
+        "gen's log opened by Enter",
+    );
+    b.keys(&["j", "j", "t"]);
+    up.wait_for_n("ready      e2e", 2);
+    assert_eq!(p.read("e2e.txt"), "ran\nran\n");
+    b.keys(&["/"]);
+    assert_eq!(b.text("return document.activeElement.id"), "filter");
+
+    // Narrow: every row's status and Trigger button stay on screen.
+    wd(
+        b.port,
+        "POST",
+        &format!("/session/{}/window/rect", b.sid),
+        Some(json!({"width": 420, "height": 800})),
+    );
+    b.wait(
+        "return [...document.querySelectorAll('#resources tbody tr')].every((r) => { const t = r.querySelector('button.trigger').getBoundingClientRect(); const s = r.querySelector('.st').getBoundingClientRect(); return t.right <= window.innerWidth && t.width > 0 && s.width > 0 && s.right <= window.innerWidth; }) && document.documentElement.scrollWidth <= window.innerWidth",
+        "the narrow layout fitting",
+    );
+    b.screenshot("overview-narrow.png");
+    drop(b);
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+}
+
+/// The all-resources log: lines of two resources in the order they came, each with its
+/// resource; a flood of 100,000 lines leaves at most the line limit in the page, which
+/// still answers clicks; one resource's log and the filter. The flood comes with the
+/// largest limit chosen, so that lines reach the page in batches under the limit (appended,
+/// the oldest dropped) as well as over it (the view rebuilt).
+#[test]
+fn the_all_resources_log_keeps_order_and_a_flood_stays_within_the_line_limit() {
+    let p = Project::new();
+    p.write(
+        "devenv.toml",
+        r#"[project]
+name = "logs"
+
+[[local]]
+name = "gen"
+cmd = "echo gen says one; echo gen says two"
+deps = ["src"]
+
+[[local]]
+name = "e2e"
+cmd = "echo e2e says three"
+trigger = "manual"
+
+[[local]]
+name = "flood"
+cmd = "seq 1 100000 | sed 's/^/flood line /'"
+trigger = "manual"
+"#,
+    );
+    p.write("src/main.py", "x\n");
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (mut up, url) = local_up(&p, home.path(), "ready      gen");
+    let b = Browser::open(&url, 1100, 800);
+    b.wait(&status_is("gen", "ready"), "gen ready");
+    b.click("tr[data-name=\"e2e\"] button.trigger");
+    up.wait_for("ready      e2e");
+    b.wait(
+        "return document.getElementById('log').innerText.includes('e2e says three')",
+        "e2e's line in the all-resources log",
+    );
+    let lines: Vec<String> = b
+        .js("return [...document.querySelectorAll('#log .ln')].filter((l) => l.innerText.includes(' says ')).map((l) => l.querySelector('.res').textContent + ' ' + l.lastChild.textContent)")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        lines,
+        ["gen gen says one", "gen gen says two", "e2e e2e says three"]
+    );
+    // Timestamps on demand.
+    assert_eq!(
+        b.js("return document.querySelector('#log .ln .ts').getBoundingClientRect().width"),
+        json!(0)
+    );
+    b.click("#stamps");
+    b.wait(
+        "return document.querySelector('#log .ln .ts').getBoundingClientRect().width > 0",
+        "timestamps shown",
+    );
+    b.screenshot("logs.png");
+
+    // A flood: the page keeps at most its line limit all along, and still answers.
+    b.js("const log = document.getElementById('log'); window.most = 0; window.batches = 0; new MutationObserver(() => { window.batches++; window.most = Math.max(window.most, log.childElementCount); }).observe(log, {childList: true}); return null");
+    b.js("const l = document.getElementById('limit'); l.value = '10000'; l.dispatchEvent(new Event('change')); return null");
+    b.click("tr[data-name=\"flood\"] button.trigger");
+    up.wait_for("ready      flood");
+    b.wait(
+        "return document.getElementById('log').lastChild.textContent.endsWith('flood line 100000')",
+        "the flood's last line",
+    );
+    let shown = b.js("return document.querySelectorAll('#log .ln').length");
+    let limit = b.js("return Number(document.getElementById('limit').value)");
+    assert_eq!(limit, json!(10000));
+    assert!(
+        shown.as_u64().unwrap_or(u64::MAX) <= 10000,
+        "{shown} lines in the page"
+    );
+    let most = b.js("return window.most");
+    let batches = b.js("return window.batches");
+    eprintln!("the flood reached the page in {batches} batches");
+    assert!(
+        most.as_u64().unwrap_or(u64::MAX) <= 10000,
+        "{most} lines in the page at one time"
+    );
+    let started = Instant::now();
+    b.click("tr[data-name=\"gen\"]");
+    b.wait(
+        "return document.getElementById('tab-one').textContent === 'gen logs' && document.getElementById('log').innerText.includes('gen says two') && !document.getElementById('log').innerText.includes('flood line')",
+        "gen's own log after the flood",
+    );
+    eprintln!(
+        "the page answered a click after the flood in {:?}",
+        started.elapsed()
+    );
+    // The filter.
+    b.click("#tab-all");
+    b.wait(
+        "return document.getElementById('log').innerText.includes('flood line 99999')",
+        "the all-resources log again",
+    );
+    b.js("const f = document.getElementById('filter'); f.value = 'line 9999'; f.dispatchEvent(new Event('input')); return null");
+    b.wait(
+        "return [...document.querySelectorAll('#log .ln')].every((l) => l.textContent.includes('line 9999')) && document.querySelectorAll('#log .ln').length > 0",
+        "only the lines the filter matches",
+    );
+    drop(b);
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+}
+
+/// A resource's history: a failed build, then a good one, each with its cause and duration,
+/// newest first; the failure's first lines are in the overview while it lasts. examples/hello
+/// is built by a real shell command that fails while hello.txt says so (fake Docker daemon,
+/// fake API server).
+#[test]
+fn the_history_lists_a_failed_then_a_good_build() {
+    let p = Project::example("hello");
+    let cfg = p.read("devenv.toml").replace(
+        "context = \".\"\n",
+        "context = \".\"\nbuilder = \"custom\"\ncommand = \"if grep -q broken hello.txt; then echo 'error: hello.txt is broken' >&2; exit 1; fi; docker build -t \\\"$DEVENV_IMAGE\\\" .\"\n",
+    );
+    p.write("devenv.toml", &cfg);
+    let w = World::new(p);
+    w.api.auto_rollout();
+    w.profile("running", 4, 8192);
+    let path = format!("{}:/usr/bin:/bin", w.bin.path().display());
+    let mut up = Running::spawn(w.command(&["up"], &[("PATH", &path)]));
+    up.wait_for("ready      hello (");
+    let b = Browser::open(&page_url(&up), 1100, 800);
+    b.wait(&status_is("hello", "ready"), "hello ready");
+    w.p.write("hello.txt", "broken\n");
+    b.wait(&status_is("hello", "error"), "hello's build failed");
+    b.wait(
+        "return document.querySelector('tr[data-name=\"hello\"] .err').innerText.includes('hello.txt is broken')",
+        "the build's error in the overview",
+    );
+    w.p.write("hello.txt", "fixed\n");
+    up.wait_for_n("deployed   hello with hello:devenv-", 2);
+    b.wait(&status_is("hello", "ready"), "hello ready again");
+    b.click("tr[data-name=\"hello\"]");
+    b.click("#tab-history");
+    b.wait(
+        "return document.querySelectorAll('#history tbody tr[data-kind=\"build\"]').length === 3",
+        "three builds in the history",
+    );
+    let rows: Vec<String> = b
+        .js("return [...document.querySelectorAll('#history tbody tr')].map((r) => [...r.children].slice(1).map((c) => c.textContent).join(' | '))")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect();
+    let builds: Vec<&String> = rows.iter().filter(|r| r.starts_with("build ")).collect();
+    // Newest first: the good build, the failed one, bring-up's.
+    assert!(
+        builds[0].starts_with("build hello | hello.txt changed | "),
+        "{rows:#?}"
+    );
+    assert!(builds[0].ends_with(" | ok"), "{rows:#?}");
+    assert!(
+        builds[1].starts_with("build hello | hello.txt changed | "),
+        "{rows:#?}"
+    );
+    assert!(builds[1].contains("| failed: "), "{rows:#?}");
+    assert!(
+        builds[2].starts_with("build hello | first start | "),
+        "{rows:#?}"
+    );
+    assert!(
+        rows[0].starts_with("deploy | hello.txt changed | "),
+        "{rows:#?}"
+    );
+    b.screenshot("history.png");
+    drop(b);
     up.signal(libc::SIGTERM);
     let _ = up.child.wait();
 }

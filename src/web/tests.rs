@@ -161,6 +161,24 @@ fn status_lists_every_resource_with_stable_fields() {
     assert_eq!(v["resources"][1]["status"], "pending");
     assert!(v["resources"][1]["pods"].is_null());
     assert_eq!(v["images"]["api"]["build_started_ms"], 10);
+    // The history (empty until something ends) and when it last took a change.
+    s.publish(
+        Event::BuildDone {
+            image: "api".into(),
+            generation: 1,
+            result: Err("step 2 failed".into()),
+        },
+        2,
+    );
+    let v = json(&s.get("/api/status", &[]));
+    let backend = &v["resources"][0];
+    assert_eq!(
+        backend["history"],
+        serde_json::json!([{"kind": "build", "image": "api", "trigger": "first start",
+            "started_ms": 10, "took_ms": 10, "error": "step 2 failed"}])
+    );
+    assert!(backend["updated_at_ms"].is_null());
+    assert_eq!(v["steps"]["cluster"]["notes"], serde_json::json!([]));
 }
 
 #[test]
@@ -174,6 +192,9 @@ fn the_doctor_report_and_the_page_are_served() {
         "the page carries no credential: another local user can fetch it"
     );
     assert!(!page.body.contains("https://"), "no CDN");
+    // The page stays small: its HTML, CSS and script together.
+    let size = INDEX.len() + APP_JS.len() + STYLE.len();
+    assert!(size < 60 * 1024, "the page is {size} bytes");
     assert_eq!(s.get("/app.js", &[]).status, 200);
     assert_eq!(s.get("/style.css", &[]).status, 200);
     assert_eq!(s.get("/api/logs/nope", &[]).status, 404);
