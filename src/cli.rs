@@ -80,10 +80,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print a resource's log from the running `devenv up` (builds, commands, pods)
+    /// Print a resource's log from the running `devenv up` (builds, commands, pods), or
+    /// every resource's, in the order the lines came
     Logs {
-        /// The resource
-        name: String,
+        /// The resource (all of them when left out)
+        name: Option<String>,
         /// Keep printing new lines as they come
         #[arg(long, short = 'f')]
         follow: bool,
@@ -229,7 +230,7 @@ pub fn run() -> Result<ExitCode> {
         }
         Command::Logs { name, follow, tail } => client::logs(
             &config_file(cli.config.as_deref(), &cwd)?,
-            &name,
+            name.as_deref(),
             follow,
             tail,
         ),

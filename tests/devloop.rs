@@ -640,6 +640,12 @@ fn status_logs_and_trigger_talk_to_the_running_daemon() {
     up.wait_for("ready      e2e");
     let logs = client(&["logs", "e2e", "--tail", "1"]);
     assert_eq!(String::from_utf8_lossy(&logs.stdout), "cmd | e2e passed\n");
+    // Every resource's, in the order the lines came.
+    let logs = client(&["logs", "--tail", "2"]);
+    assert_eq!(
+        String::from_utf8_lossy(&logs.stdout),
+        "gen cmd | generated code\ne2e cmd | e2e passed\n"
+    );
     let bad = client(&["trigger", "nope"]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("404: no resource `nope`"));

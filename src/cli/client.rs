@@ -71,21 +71,23 @@ pub fn status(file: &Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `devenv logs NAME [-f] [--tail N]`.
-pub fn logs(file: &Path, name: &str, follow: bool, tail: usize) -> Result<ExitCode> {
+/// `devenv logs [NAME] [-f] [--tail N]`: one resource's lines (`source | text`), or every
+/// resource's (`resource source | text`).
+pub fn logs(file: &Path, name: Option<&str>, follow: bool, tail: usize) -> Result<ExitCode> {
     let (port, _) = port_of(file)?;
     let path = format!(
-        "/api/logs/{name}?tail={tail}{}",
+        "/api/logs{}?tail={tail}{}",
+        name.map(|n| format!("/{n}")).unwrap_or_default(),
         if follow { "&follow=1" } else { "" }
     );
     let status = client::events(port, &path, &[], |e| {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.data) {
             let source = v["source"].as_str().unwrap_or("");
             let text = v["text"].as_str().unwrap_or("");
-            if source.is_empty() {
-                println!("{text}");
-            } else {
-                println!("{source} | {text}");
+            match v["resource"].as_str() {
+                Some(r) => println!("{r} {source} | {text}"),
+                None if source.is_empty() => println!("{text}"),
+                None => println!("{source} | {text}"),
             }
         }
         true
