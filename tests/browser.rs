@@ -526,6 +526,17 @@ trigger = "manual"
         "return document.getElementById('log').innerText.includes('flood line 99999')",
         "the all-resources log again",
     );
+    // Scrolling up pauses following; back at the end, it follows again.
+    b.js("const l = document.getElementById('log'); l.scrollTop = 0; return null");
+    b.wait(
+        "return !document.getElementById('follow').checked",
+        "following paused by scrolling up",
+    );
+    b.js("const l = document.getElementById('log'); l.scrollTop = l.scrollHeight; return null");
+    b.wait(
+        "return document.getElementById('follow').checked",
+        "following again at the end",
+    );
     b.js("const f = document.getElementById('filter'); f.value = 'line 9999'; f.dispatchEvent(new Event('input')); return null");
     b.wait(
         "return [...document.querySelectorAll('#log .ln')].every((l) => l.textContent.includes('line 9999')) && document.querySelectorAll('#log .ln').length > 0",

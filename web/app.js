@@ -401,6 +401,12 @@ function openLogs() {
 
 $("filter").addEventListener("input", rebuildLog);
 $("follow").addEventListener("change", afterLog);
+// Scrolling up to read pauses following; back at the end, it follows again.
+$("log").addEventListener("scroll", () => {
+  const log = $("log");
+  const atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 4;
+  if ($("follow").checked !== atEnd) $("follow").checked = atEnd;
+});
 $("stamps").addEventListener("change", () => $("log").classList.toggle("stamps", $("stamps").checked));
 $("limit").addEventListener("change", () => {
   if (lines.length > limit()) lines = lines.slice(lines.length - limit());
