@@ -611,6 +611,12 @@ fn the_history_lists_a_failed_then_a_good_build() {
         "{rows:#?}"
     );
     b.screenshot("history.png");
+    // The steps are in the resource's log stream too.
+    b.click("#tab-one");
+    b.wait(
+        "const t = document.getElementById('log').innerText; return t.includes('building hello') && t.includes('error: hello.txt is broken') && t.includes('deployed with hello:devenv-')",
+        "the build and deploy steps in hello's log",
+    );
     drop(b);
     up.signal(libc::SIGTERM);
     let _ = up.child.wait();

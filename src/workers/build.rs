@@ -21,6 +21,9 @@ pub fn build_image(
         return Err(format!("no image `{name}` in the config"));
     };
     out::say_for("building", name, "");
+    for u in users {
+        logs.push(u, "build", &format!("building {name}"));
+    }
     let to = build::run::Destination::Cluster(store);
     let r = build::run::build_one(cfg, image, to, Some(cancel), &mut |l| {
         out::tool(name, l);
