@@ -37,6 +37,18 @@ pub struct LogBuffer {
 
 pub use crate::host::now_ms;
 
+/// Cuts `text` to at most `max` bytes (on a character boundary), with `…` where it was cut.
+pub fn cut(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut at = max;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+        text.push('…');
+    }
+}
+
 fn cost(l: &Line) -> usize {
     l.text.len() + l.source.len() + LINE_OVERHEAD
 }
@@ -61,14 +73,7 @@ impl LogBuffer {
     /// [`LogBuffer::push`], with the line's position among every resource's lines.
     pub fn push_numbered(&mut self, global: u64, time_ms: u64, source: &str, text: &str) -> &Line {
         let mut text = text.trim_end_matches(['\r', '\n']).to_owned();
-        if text.len() > MAX_LINE {
-            let mut cut = MAX_LINE;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-            text.push('…');
-        }
+        cut(&mut text, MAX_LINE);
         let line = Line {
             seq: self.next_seq,
             global,

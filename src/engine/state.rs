@@ -116,6 +116,27 @@ pub struct HistoryEntry {
     pub error: Option<String>,
 }
 
+impl HistoryEntry {
+    /// What ended at `now`, started at `started` for `cause`, with its result.
+    fn ended<T>(
+        kind: &'static str,
+        image: Option<&str>,
+        cause: &Cause,
+        started: Duration,
+        now: Duration,
+        result: &Result<T, String>,
+    ) -> HistoryEntry {
+        HistoryEntry {
+            kind,
+            image: image.map(str::to_owned),
+            trigger: cause.to_string(),
+            started,
+            took: now.saturating_sub(started),
+            error: result.as_ref().err().map(|e| first_lines(e)),
+        }
+    }
+}
+
 /// Why something runs: what the history says started it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cause {
@@ -189,14 +210,7 @@ fn first_lines(e: &str) -> String {
     let mut out: Vec<String> = Vec::new();
     for l in e.lines().filter(|l| !l.trim().is_empty()).take(LINES) {
         let mut l = l.to_owned();
-        if l.len() > WIDTH {
-            let mut cut = WIDTH;
-            while !l.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            l.truncate(cut);
-            l.push('…');
-        }
+        super::log::cut(&mut l, WIDTH);
         out.push(l);
     }
     out.join("\n")
@@ -743,21 +757,9 @@ impl State {
                     .sync_started
                     .take()
                     .unwrap_or((now, Cause::Other(String::new())));
-                let entry = HistoryEntry {
-                    kind: "sync",
-                    image: Some(image.clone()),
-                    trigger: cause.to_string(),
-                    started,
-                    took: now.saturating_sub(started),
-                    error: result.as_ref().err().map(|e| first_lines(e)),
-                };
-                let users: Vec<String> =
-                    self.users(&image).iter().map(|r| r.name.clone()).collect();
-                for n in &users {
-                    if let Some(r) = self.resources.get_mut(n) {
-                        r.record(entry.clone());
-                    }
-                }
+                let entry =
+                    HistoryEntry::ended("sync", Some(&image), &cause, started, now, &result);
+                let users = self.record_for_users(&image, &entry);
                 let Some(img) = self.images.get_mut(&image) else {
                     return out;
                 };
@@ -825,24 +827,12 @@ impl State {
                 img.last_build_took = img.build_started.map(|s| now.saturating_sub(s));
                 let cause = img.build_cause.take().unwrap_or(Cause::Start);
                 let started = img.build_started.unwrap_or(now);
-                let entry = HistoryEntry {
-                    kind: "build",
-                    image: Some(image.clone()),
-                    trigger: cause.to_string(),
-                    started,
-                    took: now.saturating_sub(started),
-                    error: result.as_ref().err().map(|e| first_lines(e)),
-                };
+                let entry =
+                    HistoryEntry::ended("build", Some(&image), &cause, started, now, &result);
                 if result.is_ok() {
                     img.built_cause = Some(cause);
                 }
-                let users: Vec<String> =
-                    self.users(&image).iter().map(|r| r.name.clone()).collect();
-                for n in &users {
-                    if let Some(r) = self.resources.get_mut(n) {
-                        r.record(entry.clone());
-                    }
-                }
+                self.record_for_users(&image, &entry);
                 let Some(img) = self.images.get_mut(&image) else {
                     return out;
                 };
@@ -881,14 +871,10 @@ impl State {
                     let Some(r) = self.resources.get_mut(n) else {
                         continue;
                     };
-                    r.record(HistoryEntry {
-                        kind: "deploy",
-                        image: None,
-                        trigger: causes.remove(n).unwrap_or(Cause::Start).to_string(),
-                        started,
-                        took: now.saturating_sub(started),
-                        error: result.as_ref().err().map(|e| first_lines(e)),
-                    });
+                    let cause = causes.remove(n).unwrap_or(Cause::Start);
+                    r.record(HistoryEntry::ended(
+                        "deploy", None, &cause, started, now, &result,
+                    ));
                     match &result {
                         Ok(()) => {
                             r.status = Status::Waiting;
@@ -920,14 +906,9 @@ impl State {
                 }
                 r.running = None;
                 let (started, cause) = r.run_started.take().unwrap_or((now, Cause::Start));
-                r.record(HistoryEntry {
-                    kind: "run",
-                    image: None,
-                    trigger: cause.to_string(),
-                    started,
-                    took: now.saturating_sub(started),
-                    error: result.as_ref().err().map(|e| first_lines(e)),
-                });
+                r.record(HistoryEntry::ended(
+                    "run", None, &cause, started, now, &result,
+                ));
                 match result {
                     Ok(()) => {
                         r.status = Status::Ready;
@@ -1138,6 +1119,17 @@ impl State {
             }
         }
         self.schedule_deploy(out);
+    }
+
+    /// Adds `entry` to the history of every resource that runs `image`; returns their names.
+    fn record_for_users(&mut self, image: &str, entry: &HistoryEntry) -> Vec<String> {
+        let users: Vec<String> = self.users(image).iter().map(|r| r.name.clone()).collect();
+        for n in &users {
+            if let Some(r) = self.resources.get_mut(n) {
+                r.record(entry.clone());
+            }
+        }
+        users
     }
 
     fn node(&self, name: &str) -> Option<&Node> {
