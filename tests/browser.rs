@@ -611,8 +611,12 @@ fn the_history_lists_a_failed_then_a_good_build() {
         "{rows:#?}"
     );
     b.screenshot("history.png");
-    // The steps are in the resource's log stream too.
+    // The steps are in the resource's log stream too, and its pods are named.
     b.click("#tab-one");
+    b.wait(
+        "return document.getElementById('pod-names').textContent.startsWith('Pods: hello-')",
+        "hello's pod named",
+    );
     b.wait(
         "const t = document.getElementById('log').innerText; return t.includes('building hello') && t.includes('error: hello.txt is broken') && t.includes('deployed with hello:devenv-')",
         "the build and deploy steps in hello's log",

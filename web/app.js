@@ -132,6 +132,7 @@ function fillRow(row, r) {
   row.err.textContent = showErr ? firstLines(r.last_error, 3) : "";
   row.warn.textContent = r.warning ? firstLines(r.warning, 1) : "";
   row.upd.textContent = updateText(r);
+  row.pods.title = (r.pod_names || []).join("\n");
   row.pods.textContent = r.pods ? `${r.pods.ready}/${r.pods.total}${r.pods.restarts ? ` · ${r.pods.restarts} restart${r.pods.restarts === 1 ? "" : "s"}` : ""}` : "";
   const key = JSON.stringify([r.port_forwards, r.links]);
   if (key !== row.linkKey) {
@@ -272,6 +273,9 @@ function renderDetail() {
   const warn = $("warning");
   warn.hidden = !r.warning;
   warn.textContent = r.warning ? `Warning: ${r.warning}` : "";
+  const pods = r.pod_names || [];
+  $("pod-names").hidden = !pods.length;
+  $("pod-names").textContent = pods.length ? `Pods: ${pods.join(", ")}${r.pods && r.pods.total > pods.length ? ` and ${r.pods.total - pods.length} more` : ""}` : "";
   $("held").hidden = !r.held;
   $("held").textContent = r.held ? `Held: ${r.held}` : "";
 }

@@ -127,6 +127,9 @@ where
     store
 }
 
+/// Pod names the page is told of, at most (a workload of many replicas is counted, not listed).
+pub const MAX_NAMES: usize = 10;
+
 fn is_ready(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_none()
         && p.status.as_ref().is_some_and(|s| {
@@ -139,15 +142,23 @@ fn is_ready(p: &Pod) -> bool {
 }
 
 impl Pods {
-    /// Ready/total pods and restarts of the workload's current revision.
-    pub fn counts(&self) -> PodCounts {
+    /// Ready/total pods and restarts of the workload's current revision, and the names of
+    /// its pods (sorted, at most [`MAX_NAMES`]).
+    pub fn counts(&self) -> (PodCounts, Vec<String>) {
         let all = self.store.state();
         let refs: Vec<&Pod> = all.iter().map(AsRef::as_ref).collect();
         let hash = self.replicasets.as_ref().and_then(|rs| {
             let list = rs.state();
             current_template_hash(self.owner_uid.as_deref(), list.iter().map(AsRef::as_ref))
         });
-        pod_counts(&current_pods(&refs, hash.as_deref()))
+        let current = current_pods(&refs, hash.as_deref());
+        let mut names: Vec<String> = current
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        names.sort();
+        names.truncate(MAX_NAMES);
+        (pod_counts(&current), names)
     }
 
     /// The containers of the current revision's ready pods that run an image of `repo`

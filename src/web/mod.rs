@@ -422,6 +422,8 @@ pub struct ResourceStatus {
     pub last_sync: Option<String>,
     /// Its pods (cluster resources): ready, total, container restarts.
     pub pods: Option<PodCounts>,
+    /// Their names (at most ten).
+    pub pod_names: Vec<String>,
     /// The last failure following its logs or forwarding its ports, if any.
     pub warning: Option<String>,
 }
@@ -457,6 +459,10 @@ fn status_of(s: &Shared) -> Status {
                 build_ms,
                 last_sync,
                 pods: live.get(&info.name).and_then(|l| l.pods),
+                pod_names: live
+                    .get(&info.name)
+                    .map(|l| l.pod_names.clone())
+                    .unwrap_or_default(),
                 warning: live.get(&info.name).and_then(|l| l.warning.clone()),
             }
         })

@@ -76,6 +76,7 @@ fn server() -> Server {
                 total: 2,
                 restarts: 3,
             }),
+            pod_names: vec!["backend-7d9f-abcde".into(), "backend-7d9f-fghij".into()],
             warning: None,
         },
     )]));
@@ -157,6 +158,10 @@ fn status_lists_every_resource_with_stable_fields() {
     assert_eq!(
         backend["pods"],
         serde_json::json!({"ready": 1, "total": 2, "restarts": 3})
+    );
+    assert_eq!(
+        backend["pod_names"],
+        serde_json::json!(["backend-7d9f-abcde", "backend-7d9f-fghij"])
     );
     assert_eq!(v["resources"][1]["status"], "pending");
     assert!(v["resources"][1]["pods"].is_null());

@@ -107,10 +107,13 @@ pub async fn follow_one(
         tasks.spawn(async move {
             let mut changed = pods.changed.clone();
             loop {
-                let c = Some(pods.counts());
+                let (c, names) = pods.counts();
                 live.send_if_modified(|m| {
                     let l = m.entry(name.clone()).or_default();
-                    std::mem::replace(&mut l.pods, c) != c
+                    let changed = l.pods != Some(c) || l.pod_names != names;
+                    l.pods = Some(c);
+                    l.pod_names = names;
+                    changed
                 });
                 if changed.changed().await.is_err() {
                     break;

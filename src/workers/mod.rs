@@ -43,6 +43,8 @@ const SERVE_TIMEOUT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Live {
     pub pods: Option<PodCounts>,
+    /// The names of the pods counted (at most ten).
+    pub pod_names: Vec<String>,
     /// The last failure of its log stream or a port-forward, as a sentence with a hint.
     pub warning: Option<String>,
 }
