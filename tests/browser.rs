@@ -261,18 +261,10 @@ fn status_is(name: &str, want: &str) -> String {
     )
 }
 
-/// `devenv up` of a local-only project `config`, and its page's sign-in address once
-/// `ready_line` is printed.
-fn local_up(p: &Project, home: &std::path::Path, ready_line: &str) -> (Running, String) {
-    let mut up = Running::spawn({
-        let mut c = Command::new(common::devenv_bin());
-        c.arg("up")
-            .current_dir(p.path())
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", home)
-            .env("DEVENV_WEB_PORT", "0");
-        c
-    });
+/// `devenv up` of a local-only project, and its page's sign-in address once `ready_line` is
+/// printed.
+fn start_local(p: &Project, home: &std::path::Path, ready_line: &str) -> (Running, String) {
+    let mut up = Running::spawn(common::local_up(p, home, &[]));
     up.wait_for(ready_line);
     let url = page_url(&up);
     (up, url)
@@ -319,7 +311,7 @@ trigger = "manual"
     p.write("flag/.keep", "");
     p.write("tests/test_a.py", "a\n");
     let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let (mut up, url) = local_up(&p, home.path(), "ready      gen");
+    let (mut up, url) = start_local(&p, home.path(), "ready      gen");
     let b = Browser::open(&url, 1100, 800);
     b.wait(&status_is("gen", "ready"), "gen ready");
     b.wait(&status_is("broken", "error"), "broken in error");
@@ -454,7 +446,7 @@ trigger = "manual"
     );
     p.write("src/main.py", "x\n");
     let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let (mut up, url) = local_up(&p, home.path(), "ready      gen");
+    let (mut up, url) = start_local(&p, home.path(), "ready      gen");
     let b = Browser::open(&url, 1100, 800);
     b.wait(&status_is("gen", "ready"), "gen ready");
     b.click("tr[data-name=\"e2e\"] button.trigger");

@@ -13,22 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::running::{Running, alive, gone_within};
 use common::world::World;
-use common::{Project, which};
-
-/// devenv in `p` with nothing but the system's tools on PATH: no minikube, docker or kubectl
-/// is needed by a local-only project.
-fn local_up(p: &Project, home: &Path, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(common::devenv_bin());
-    cmd.arg("up")
-        .args(extra)
-        .current_dir(p.path())
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", home)
-        .env("DEVENV_WEB_PORT", "0")
-        .env_remove("KUBECONFIG")
-        .env_remove("DOCKER_HOST");
-    cmd
-}
+use common::{Project, local_up, which};
 
 /// examples/hello with its port forward on a free local port (tests run side by side).
 fn hello() -> Project {
@@ -227,19 +212,8 @@ fn a_local_only_project_runs_on_change_once_per_burst_and_stops_cleanly() {
     assert!(alive(serve_child));
 
     // SIGTERM: out within 2 s, and nothing it started survives.
-    let stopped = Instant::now();
-    up.signal(libc::SIGTERM);
-    let status = up.child.wait().unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        stopped.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        stopped.elapsed()
-    );
+    let status = sigterm_ends_within_two_seconds(&mut up, &[serve_child], "the serve child");
     assert_eq!(status.code(), Some(0), "{}", up.text());
-    assert!(
-        gone_within(serve_child, Duration::from_secs(2)),
-        "a child survived"
-    );
     // The lock went with it: up starts again.
     let again = local_up(&p, home.path(), &["--ci"])
         .output()
@@ -434,14 +408,8 @@ fn editing_hello_rebuilds_once_redeploys_the_new_tag_and_sigterm_leaves_nothing(
 
     let children = descendants(up.child.id());
     assert!(!children.is_empty(), "the sidecar runs");
-    let stopped = Instant::now();
-    up.signal(libc::SIGTERM);
-    let status = up.child.wait().unwrap_or_else(|e| panic!("{e}"));
-    assert!(stopped.elapsed() < Duration::from_secs(2));
+    let status = sigterm_ends_within_two_seconds(&mut up, &children, "child");
     assert_eq!(status.code(), Some(0), "{}", up.text());
-    for c in children {
-        assert!(gone_within(c, Duration::from_secs(2)), "child {c} survived");
-    }
 }
 
 /// examples/hello built by a custom `command` (a real shell command line, slow on purpose in
@@ -458,6 +426,32 @@ fn custom_built_hello(command: &str) -> World {
     w.api.auto_rollout();
     w.profile("running", 4, 8192);
     w
+}
+
+/// Sends `up` SIGTERM and asserts that it ends within 2 s, and that each of `started` (the
+/// processes it started, `what` they are) is gone within 2 s more; returns its exit status.
+fn sigterm_ends_within_two_seconds(
+    up: &mut Running,
+    started: &[i32],
+    what: &str,
+) -> std::process::ExitStatus {
+    let stopped = Instant::now();
+    up.signal(libc::SIGTERM);
+    let status = up.child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(2),
+        "{:?}: {}",
+        stopped.elapsed(),
+        up.text()
+    );
+    for &pid in started {
+        assert!(
+            gone_within(pid, Duration::from_secs(2)),
+            "{what} {pid} survived:\n{}",
+            up.text()
+        );
+    }
+    status
 }
 
 /// Issue 5's cancellation: a slow custom builder is still building when the next change
@@ -781,20 +775,7 @@ fn sigterm_during_the_first_build_leaves_no_process_of_the_build() {
         .parse()
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(alive(sleeper));
-    let stopped = Instant::now();
-    up.signal(libc::SIGTERM);
-    let _ = up.child.wait();
-    assert!(
-        stopped.elapsed() < Duration::from_secs(2),
-        "{:?}: {}",
-        stopped.elapsed(),
-        up.text()
-    );
-    assert!(
-        gone_within(sleeper, Duration::from_secs(2)),
-        "the build's grandchild survived:\n{}",
-        up.text()
-    );
+    sigterm_ends_within_two_seconds(&mut up, &[sleeper], "the build's grandchild");
 }
 
 /// Issue 14, point 7: a file saved while bring-up's first build runs is seen (the watcher
@@ -1152,20 +1133,7 @@ fn sigterm_during_a_slow_cluster_start_leaves_no_process() {
     let v = status_json(&w.p, w.fakes.path());
     assert_eq!(v["steps"]["cluster"]["status"], "running", "{v}");
     assert_eq!(v["resources"][0]["held"], "waiting for the cluster", "{v}");
-    let stopped = Instant::now();
-    up.signal(libc::SIGTERM);
-    let _ = up.child.wait();
-    assert!(
-        stopped.elapsed() < Duration::from_secs(2),
-        "{:?}: {}",
-        stopped.elapsed(),
-        up.text()
-    );
-    assert!(
-        gone_within(sleeper, Duration::from_secs(2)),
-        "minikube's grandchild survived:\n{}",
-        up.text()
-    );
+    sigterm_ends_within_two_seconds(&mut up, &[sleeper], "minikube's grandchild");
 }
 
 /// Issue 14: SIGTERM while a resource is waited for (its Deployment never gets ready) ends
@@ -1186,15 +1154,7 @@ fn sigterm_during_a_readiness_wait_ends_within_two_seconds() {
         assert!(Instant::now() < deadline, "never waiting: {v}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let stopped = Instant::now();
-    up.signal(libc::SIGTERM);
-    let status = up.child.wait().unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        stopped.elapsed() < Duration::from_secs(2),
-        "{:?}: {}",
-        stopped.elapsed(),
-        up.text()
-    );
+    let status = sigterm_ends_within_two_seconds(&mut up, &[], "");
     assert_eq!(status.code(), Some(0), "{}", up.text());
 }
 

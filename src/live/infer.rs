@@ -74,6 +74,16 @@ pub fn join(base: &str, rest: &str) -> String {
     }
 }
 
+/// `p` as an absolute path in the container: relative to `workdir` unless absolute, with `.`
+/// and `..` resolved.
+fn in_container(workdir: &str, p: &str) -> String {
+    if p.starts_with('/') {
+        clean_abs(p)
+    } else {
+        clean_abs(&join(workdir, p))
+    }
+}
+
 /// Resolves `.` and `..` in an absolute slash path.
 fn clean_abs(p: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
@@ -373,11 +383,7 @@ fn step(
         }
         "WORKDIR" => {
             let w = expand(ins.args.trim().trim_matches('"'), &all(vars));
-            *workdir = if w.starts_with('/') {
-                clean_abs(&w)
-            } else {
-                clean_abs(&join(workdir, &w))
-            };
+            *workdir = in_container(workdir, &w);
         }
         "RUN" => {
             let text: String = ins.args.chars().take(60).collect();
@@ -415,11 +421,7 @@ fn step(
                 || sources
                     .iter()
                     .any(|s| matches!(s, Source::Root | Source::Glob(_)));
-            let abs = if dest.starts_with('/') {
-                clean_abs(dest)
-            } else {
-                clean_abs(&join(workdir, dest))
-            };
+            let abs = in_container(workdir, dest);
             let chown = ins
                 .flags
                 .iter()

@@ -14,6 +14,21 @@ pub fn devenv_bin() -> &'static str {
     env!("CARGO_BIN_EXE_devenv")
 }
 
+/// `devenv up` in `p` with nothing but the system's tools on PATH (no minikube, docker or
+/// kubectl is needed by a local-only project), `home` as HOME, and any free page port.
+pub fn local_up(p: &Project, home: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(devenv_bin());
+    cmd.arg("up")
+        .args(extra)
+        .current_dir(p.path())
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", home)
+        .env("DEVENV_WEB_PORT", "0")
+        .env_remove("KUBECONFIG")
+        .env_remove("DOCKER_HOST");
+    cmd
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
