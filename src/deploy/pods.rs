@@ -142,53 +142,56 @@ fn is_ready(p: &Pod) -> bool {
 }
 
 impl Pods {
-    /// Ready/total pods and restarts of the workload's current revision, and the names of
-    /// its pods (sorted, at most [`MAX_NAMES`]).
-    pub fn counts(&self) -> (PodCounts, Vec<String>) {
+    /// Runs `f` on the pods of the workload's current revision (a Deployment's newest
+    /// ReplicaSet; pods being deleted left out).
+    fn with_current<R>(&self, f: impl FnOnce(&[&Pod]) -> R) -> R {
         let all = self.store.state();
         let refs: Vec<&Pod> = all.iter().map(AsRef::as_ref).collect();
         let hash = self.replicasets.as_ref().and_then(|rs| {
             let list = rs.state();
             current_template_hash(self.owner_uid.as_deref(), list.iter().map(AsRef::as_ref))
         });
-        let current = current_pods(&refs, hash.as_deref());
-        let mut names: Vec<String> = current
-            .iter()
-            .filter_map(|p| p.metadata.name.clone())
-            .collect();
-        names.sort();
-        names.truncate(MAX_NAMES);
-        (pod_counts(&current), names)
+        f(&current_pods(&refs, hash.as_deref()))
+    }
+
+    /// Ready/total pods and restarts of the workload's current revision, and the names of
+    /// its pods (sorted, at most [`MAX_NAMES`]).
+    pub fn counts(&self) -> (PodCounts, Vec<String>) {
+        self.with_current(|current| {
+            let mut names: Vec<String> = current
+                .iter()
+                .filter_map(|p| p.metadata.name.clone())
+                .collect();
+            names.sort();
+            names.truncate(MAX_NAMES);
+            (pod_counts(current), names)
+        })
     }
 
     /// The containers of the current revision's ready pods that run an image of `repo`
     /// (live update puts files into these).
     pub fn ready_containers(&self, repo: &str) -> Vec<super::sync::Container> {
-        let all = self.store.state();
-        let refs: Vec<&Pod> = all.iter().map(AsRef::as_ref).collect();
-        let hash = self.replicasets.as_ref().and_then(|rs| {
-            let list = rs.state();
-            current_template_hash(self.owner_uid.as_deref(), list.iter().map(AsRef::as_ref))
-        });
         let mut out = Vec::new();
-        for p in current_pods(&refs, hash.as_deref()) {
-            if !is_ready(p) {
-                continue;
-            }
-            let (Some(name), Some(uid)) = (&p.metadata.name, &p.metadata.uid) else {
-                continue;
-            };
-            for c in p.spec.iter().flat_map(|s| &s.containers) {
-                let image = c.image.as_deref().unwrap_or("");
-                if crate::objects::repository_of(image) == repo {
-                    out.push(super::sync::Container {
-                        pod: name.clone(),
-                        uid: uid.clone(),
-                        container: c.name.clone(),
-                    });
+        self.with_current(|current| {
+            for p in current {
+                if !is_ready(p) {
+                    continue;
+                }
+                let (Some(name), Some(uid)) = (&p.metadata.name, &p.metadata.uid) else {
+                    continue;
+                };
+                for c in p.spec.iter().flat_map(|s| &s.containers) {
+                    let image = c.image.as_deref().unwrap_or("");
+                    if crate::objects::repository_of(image) == repo {
+                        out.push(super::sync::Container {
+                            pod: name.clone(),
+                            uid: uid.clone(),
+                            container: c.name.clone(),
+                        });
+                    }
                 }
             }
-        }
+        });
         out.sort();
         out
     }
