@@ -723,12 +723,7 @@ impl State {
                 for image in images {
                     let users = self.users(&image);
                     if !users.is_empty() && users.iter().all(|r| r.manual) {
-                        let names: Vec<String> = users.iter().map(|r| r.name.clone()).collect();
-                        for n in names {
-                            if let Some(r) = self.resources.get_mut(&n) {
-                                r.changed_since_build = true;
-                            }
-                        }
+                        self.for_users(&image, |r| r.changed_since_build = true);
                         continue;
                     }
                     if let Some(plan) = sync.remove(&image)
@@ -753,27 +748,22 @@ impl State {
                     return out;
                 }
                 img.syncing = None;
-                let (started, cause) = img
-                    .sync_started
-                    .take()
-                    .unwrap_or((now, Cause::Other(String::new())));
+                let (started, cause) = img.sync_started.take().unwrap_or((now, Cause::Start));
                 let entry =
                     HistoryEntry::ended("sync", Some(&image), &cause, started, now, &result);
-                let users = self.record_for_users(&image, &entry);
+                self.for_users(&image, |r| r.record(entry.clone()));
                 let Some(img) = self.images.get_mut(&image) else {
                     return out;
                 };
                 match result {
                     Ok(report) => {
                         img.last_sync = Some(report);
-                        for n in users {
-                            if let Some(r) = self.resources.get_mut(&n)
-                                && r.status == Status::Syncing
-                            {
+                        self.for_users(&image, |r| {
+                            if r.status == Status::Syncing {
                                 r.status = Status::Ready;
                                 r.updated_at = Some(now);
                             }
-                        }
+                        });
                         let next = self.images.get_mut(&image).and_then(|i| {
                             i.next_sync
                                 .take()
@@ -832,7 +822,7 @@ impl State {
                 if result.is_ok() {
                     img.built_cause = Some(cause);
                 }
-                self.record_for_users(&image, &entry);
+                self.for_users(&image, |r| r.record(entry.clone()));
                 let Some(img) = self.images.get_mut(&image) else {
                     return out;
                 };
@@ -846,14 +836,10 @@ impl State {
                     }
                     Err(e) => {
                         img.last_error = Some(e.clone());
-                        let users: Vec<String> =
-                            self.users(&image).iter().map(|r| r.name.clone()).collect();
-                        for n in users {
-                            if let Some(r) = self.resources.get_mut(&n) {
-                                r.status = Status::Error;
-                                r.last_error = Some(format!("build of {image} failed: {e}"));
-                            }
-                        }
+                        self.for_users(&image, |r| {
+                            r.status = Status::Error;
+                            r.last_error = Some(format!("build of {image} failed: {e}"));
+                        });
                     }
                 }
                 self.schedule_deploy(&mut out);
@@ -1121,15 +1107,14 @@ impl State {
         self.schedule_deploy(out);
     }
 
-    /// Adds `entry` to the history of every resource that runs `image`; returns their names.
-    fn record_for_users(&mut self, image: &str, entry: &HistoryEntry) -> Vec<String> {
+    /// Runs `f` on the state of every resource that runs `image`.
+    fn for_users(&mut self, image: &str, mut f: impl FnMut(&mut ResourceState)) {
         let users: Vec<String> = self.users(image).iter().map(|r| r.name.clone()).collect();
         for n in &users {
             if let Some(r) = self.resources.get_mut(n) {
-                r.record(entry.clone());
+                f(r);
             }
         }
-        users
     }
 
     fn node(&self, name: &str) -> Option<&Node> {
@@ -1248,12 +1233,7 @@ impl State {
         self.next_generation += 1;
         img.syncing = Some(generation);
         img.sync_started = Some((now, cause));
-        let users: Vec<String> = self.users(image).iter().map(|r| r.name.clone()).collect();
-        for n in users {
-            if let Some(r) = self.resources.get_mut(&n) {
-                r.status = Status::Syncing;
-            }
-        }
+        self.for_users(image, |r| r.status = Status::Syncing);
         out.push(Command::Sync {
             image: image.to_owned(),
             generation,
@@ -1519,12 +1499,7 @@ impl State {
             image: image.to_owned(),
             generation,
         });
-        let users: Vec<String> = self.users(image).iter().map(|r| r.name.clone()).collect();
-        for n in users {
-            if let Some(r) = self.resources.get_mut(&n) {
-                r.status = Status::Building;
-            }
-        }
+        self.for_users(image, |r| r.status = Status::Building);
     }
 
     /// Deploys, in one go, every resource whose images are all built, whose running

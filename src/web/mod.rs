@@ -430,7 +430,7 @@ pub struct ResourceStatus {
 
 fn status_of(s: &Shared) -> Status {
     let snap = s.snapshots.borrow().clone();
-    let live = s.live.borrow().clone();
+    let mut live = s.live.borrow().clone();
     let infos = s.resources.borrow().clone();
     let resources = infos
         .iter()
@@ -453,17 +453,15 @@ fn status_of(s: &Shared) -> Status {
                 .iter()
                 .filter_map(|i| snap.state.images.get(i))
                 .find_map(|i| i.last_sync.clone());
+            let l = live.remove(&info.name).unwrap_or_default();
             ResourceStatus {
                 info: info.clone(),
                 state,
                 build_ms,
                 last_sync,
-                pods: live.get(&info.name).and_then(|l| l.pods),
-                pod_names: live
-                    .get(&info.name)
-                    .map(|l| l.pod_names.clone())
-                    .unwrap_or_default(),
-                warning: live.get(&info.name).and_then(|l| l.warning.clone()),
+                pods: l.pods,
+                pod_names: l.pod_names,
+                warning: l.warning,
             }
         })
         .collect();
