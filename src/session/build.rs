@@ -16,10 +16,12 @@ use crate::out;
 
 /// `devenv build [NAME...]`: `cfg` has the builder `--builder` chose already.
 pub fn run(cfg: &Config, names: &[String], jobs: Option<usize>) -> Result<ExitCode> {
-    let selected: Vec<String> = build::run::select(cfg, names)
-        .map_err(anyhow::Error::msg)?
+    // In the config's order, each once, whatever order and repeats the names came in.
+    let chosen = build::run::select(cfg, names).map_err(anyhow::Error::msg)?;
+    let selected: Vec<&config::Image> = cfg
+        .images
         .iter()
-        .map(|i| i.name.clone())
+        .filter(|i| chosen.iter().any(|c| c.name == i.name))
         .collect();
     let (store, local) = destination(cfg, &selected)?;
     let to = match (&store, &local) {
@@ -50,16 +52,14 @@ pub fn run(cfg: &Config, names: &[String], jobs: Option<usize>) -> Result<ExitCo
 
 /// Where the builds go: `(Minikube's store for docker builds, Some(why) when they stay in
 /// the builder's own store)`.
-fn destination(cfg: &Config, names: &[String]) -> Result<(Option<ImageStore>, Option<String>)> {
+fn destination(
+    cfg: &Config,
+    images: &[&config::Image],
+) -> Result<(Option<ImageStore>, Option<String>)> {
     if cfg.cluster.provider != config::Provider::Minikube {
         // An existing cluster pulls from the registry: the builds are pushed there.
         return Ok((None, None));
     }
-    let images: Vec<&config::Image> = cfg
-        .images
-        .iter()
-        .filter(|i| names.contains(&i.name))
-        .collect();
     let needs_daemon = images.iter().any(|i| i.uses_docker_daemon());
     let local_only = images
         .iter()
@@ -95,16 +95,11 @@ fn destination(cfg: &Config, names: &[String]) -> Result<(Option<ImageStore>, Op
 /// each to stdout. Returns each image's reference, or None when a build failed.
 fn run_builds(
     cfg: &Config,
-    names: &[String],
+    images: &[&config::Image],
     to: Destination<'_>,
     jobs: usize,
 ) -> Option<BTreeMap<String, String>> {
-    let images: Vec<&config::Image> = cfg
-        .images
-        .iter()
-        .filter(|i| names.contains(&i.name))
-        .collect();
-    let results = build::run::build_all(cfg, &images, to, jobs, &|image, line| {
+    let results = build::run::build_all(cfg, images, to, jobs, &|image, line| {
         out::tool(image, line);
     });
     let mut ok = true;
