@@ -1,4 +1,5 @@
-//! Real image builds of examples/hello (FROM scratch, COPY only), no Docker engine needed:
+//! Real image builds of examples/hello (FROM busybox:1.36, read from the base images'
+//! store, see common::Storage), no Docker engine needed:
 //!
 //! - the real `buildah` (chroot isolation, vfs storage in a private root), its image handed
 //!   to Minikube as an archive (`minikube image load`, played by tests/fixtures/fake-minikube,
@@ -111,6 +112,10 @@ fn buildah_build(p: &Project, storage: &Storage, fakes: &Path, bin: &FakeBin, mk
 
 #[test]
 fn real_buildah_builds_hello_into_minikube_only_when_its_content_changes() {
+    if !common::base_images("real_buildah_builds_hello_into_minikube_only_when_its_content_changes")
+    {
+        return;
+    }
     let p = Project::example("hello");
     let storage = Storage::new();
     let fakes = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -186,6 +191,11 @@ impl Drop for PodmanService {
 
 #[test]
 fn real_docker_client_against_podman_builds_hello_only_when_its_content_changes() {
+    if !common::base_images(
+        "real_docker_client_against_podman_builds_hello_only_when_its_content_changes",
+    ) {
+        return;
+    }
     let p = Project::example("hello");
     let storage = Storage::new();
     let service = PodmanService::start(&storage);

@@ -326,6 +326,11 @@ fn descendants(pid: u32) -> Vec<i32> {
 /// tag; SIGTERM leaves no child process behind.
 #[test]
 fn editing_hello_rebuilds_once_redeploys_the_new_tag_and_sigterm_leaves_nothing() {
+    if !common::base_images(
+        "editing_hello_rebuilds_once_redeploys_the_new_tag_and_sigterm_leaves_nothing",
+    ) {
+        return;
+    }
     if which("buildah").is_none() {
         panic!("buildah is not installed: run scripts/install-test-tools.sh --with-builders");
     }

@@ -113,7 +113,13 @@ fn an_edit_is_synced_into_the_container_and_nothing_is_built() {
     wait_file(&l, "hello-1-1", "app/app.py", "print('two')\n");
     assert_eq!(builds(&l), built, "no build:\n{}", l.up.text());
     assert_eq!(l.up.count("deployed   hello with"), deployed, "no deploy");
-    assert_eq!(execs(&l), ["tar -x -f - -C /", "tar -x -f - -C /"]);
+    assert_eq!(
+        execs(&l),
+        [
+            "tar -x --overwrite -f - -C /",
+            "tar -x --overwrite -f - -C /"
+        ]
+    );
     let status = l.w.run(&["status", "--json"], &[]);
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
     assert!(
@@ -239,7 +245,8 @@ fn an_image_without_tar_falls_back_once() {
     // it fails at once while the archive is being sent), one `tar --help` that asks again.
     let tried = execs(&l);
     assert!(
-        tried == ["tar -x -f - -C /"] || tried == ["tar -x -f - -C /", "tar --help"],
+        tried == ["tar -x --overwrite -f - -C /"]
+            || tried == ["tar -x --overwrite -f - -C /", "tar --help"],
         "{tried:?}"
     );
     l.w.p.write("app.py", "print('three')\n");

@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod dotenv;
+pub mod exec;
 pub mod forward;
 pub mod helm;
 pub mod logs;

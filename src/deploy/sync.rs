@@ -1,9 +1,11 @@
 //! Live update's transport: files into running containers through the API server only
-//! (`pods/exec` over the kube client's websocket; no kubectl, no docker cp). One exec of
-//! `tar -x` per container receives a tar stream of the files (padded to whole tar records,
-//! so tar ends at the archive's end without waiting for the stream to close: the exit status
-//! comes back on both the v5 and the v4 subprotocol); files gone from the context are removed
-//! with `rm -rf`; then each `run` step runs with `sh -c` in the stage's WORKDIR.
+//! (`pods/exec`, spoken by [`super::exec`]; no kubectl, no docker cp). One exec of
+//! `tar -x --overwrite` per container receives a tar stream of the files (padded to whole tar
+//! records, so GNU tar ends at the archive's end; stdin is closed once sent, so busybox's tar,
+//! which reads to the end of its input, ends too). `--overwrite` writes an existing file in
+//! place instead of replacing it, so a container that runs as a non-root user updates the
+//! files it owns in a directory it does not; files gone from the context are removed with
+//! `rm -rf`; then each `run` step runs with `sh -c` in the stage's WORKDIR.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -11,8 +13,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::AttachParams;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long one exec may take (a `run` step installing packages may take a while).
 const EXEC_TIMEOUT: Duration = Duration::from_secs(600);
@@ -53,6 +53,16 @@ pub enum SyncError {
         "pod {pod}, container {container}: its root filesystem is read-only (securityContext.readOnlyRootFilesystem), so live update cannot write into it"
     )]
     ReadOnly { pod: String, container: String },
+    /// The container's user may not write a path (a root-owned file or directory in a
+    /// container that runs as another user).
+    #[error(
+        "pod {pod}, container {container}: the container's user may not write {path}; give the files live update changes to the user the container runs as (COPY --chown=USER in the Dockerfile, or a directory it owns)"
+    )]
+    Denied {
+        pod: String,
+        container: String,
+        path: String,
+    },
     #[error("pod {pod}, container {container}: {what} failed: {message}")]
     Exec {
         pod: String,
@@ -115,49 +125,52 @@ impl SyncError {
     }
 }
 
-/// Whether an exec's failure says the program is not in the image.
-fn missing_program(message: &str) -> bool {
+/// Whether an exec's failure says `program` is not in the image. The runtimes say so in their
+/// own words (runc: `exec: "tar": executable file not found in $PATH`, or `stat /bin/tar: no
+/// such file or directory` for a path; crun: ``executable file `tar` not found``; a shell:
+/// `tar: not found`); a "no such file or directory" about anything else (a kubelet socket that
+/// is not there) is not about the program.
+fn missing_program(message: &str, program: &str) -> bool {
     let m = message.to_ascii_lowercase();
+    let p = program.to_ascii_lowercase();
+    let base = p.rsplit('/').next().unwrap_or(&p).to_owned();
     m.contains("executable file not found")
-        || m.contains("no such file or directory") && m.contains("exec")
+        || m.contains(&format!("executable file `{base}` not found"))
+        || m.contains(&format!("exec: \"{p}\"")) && m.contains("no such file or directory")
+        || m.contains(&format!("stat {p}: no such file or directory"))
+        || m.contains(&format!("{base}: not found"))
 }
 
-/// How a failure without the container's answer begins.
-const NO_ANSWER: &str = "no answer from the container";
-
-/// How long stdout and stderr may still be read once the exec's answer came.
-const GRACE: Duration = Duration::from_secs(1);
-
-/// Reads `r` (at most 64 KiB) into `buf` until it ends, or until `done` and then [`GRACE`].
-async fn drain(
-    r: Option<impl tokio::io::AsyncRead + Unpin>,
-    buf: &mut Vec<u8>,
-    mut done: tokio::sync::watch::Receiver<bool>,
-) {
-    let Some(r) = r else {
-        return;
-    };
-    let mut r = r.take(64 * 1024);
-    tokio::select! {
-        _ = r.read_to_end(buf) => {}
-        () = async {
-            let _ = done.wait_for(|d| *d).await;
-            tokio::time::sleep(GRACE).await;
-        } => {}
-    }
+/// The path a `tar -x` could not write because the container's user may not (`Cannot open:
+/// Permission denied` from GNU tar, `can't open 'x': Permission denied` from busybox's).
+fn denied_path(stderr: &str) -> Option<String> {
+    stderr.lines().find_map(|l| {
+        let l = l.trim();
+        if !l.contains("Permission denied") {
+            return None;
+        }
+        let l = l.strip_prefix("tar: ")?;
+        if let Some((path, _)) = l.split_once(": Cannot ") {
+            return Some(format!("/{}", path.trim_start_matches('/')));
+        }
+        let (_, rest) = l.split_once(" open '")?;
+        let (quoted, _) = rest.split_once('\'')?;
+        Some(format!("/{}", quoted.trim_start_matches('/')))
+    })
 }
 
-/// Runs `command` in the container, with `stdin` when given; its failure as a message.
+/// Runs `command` in the container, with `stdin` when given: its output (stdout then stderr),
+/// or its failure as a message.
 async fn exec(
     api: &Api<Pod>,
     c: &Container,
     command: Vec<String>,
     stdin: Option<&[u8]>,
     what: &str,
-) -> Result<(), SyncError> {
+) -> Result<String, SyncError> {
     let program = command.first().cloned().unwrap_or_default();
     let fail = |message: String| {
-        if missing_program(&message) {
+        if missing_program(&message, &program) {
             SyncError::Missing {
                 pod: c.pod.clone(),
                 container: c.container.clone(),
@@ -177,91 +190,40 @@ async fn exec(
             }
         }
     };
-    let params = AttachParams::default()
-        .container(c.container.clone())
-        .stdin(stdin.is_some())
-        .stdout(true)
-        .stderr(true);
-    let run = async {
-        tracing::debug!(pod = %c.pod, container = %c.container, %what, "exec");
-        let mut p = api
-            .exec(&c.pod, command.clone(), &params)
-            .await
-            .map_err(|e| fail(crate::cluster::kube::explain(&e).0))?;
-        tracing::debug!(pod = %c.pod, %what, "exec connected");
-        let status = p.take_status();
-        let out = p.stdout();
-        let err = p.stderr();
-        // The writer stays open until the status came: with subprotocol v4, closing stdin
-        // closes the whole stream, status included (tar ends on its own at the archive's end).
-        // It is written while the status is waited for: a container that fails at once
-        // (no tar) answers before it reads anything.
-        let mut writer = p.stdin();
-        let write = async {
-            if let (Some(w), Some(data)) = (writer.as_mut(), stdin) {
-                if w.write_all(data).await.is_ok() {
-                    let _ = w.flush().await;
-                }
-            }
-            futures::future::pending::<()>().await;
-        };
-        // Once the answer came (or the connection ended without one), what is still to be
-        // read of stdout and stderr gets a moment: kube-rs ends the streams after the status,
-        // but leaves them open when its loop stops on an error.
-        let (answered, done) = tokio::sync::watch::channel(false);
-        let mut text = Vec::new();
-        let mut etext = Vec::new();
-        let st = async {
-            let s = tokio::select! {
-                s = async {
-                    match status {
-                        Some(s) => s.await,
-                        None => None,
-                    }
-                } => s,
-                () = write => None,
-            };
-            let _ = answered.send(true);
-            s
-        };
-        let (status, (), ()) = tokio::join!(
-            st,
-            drain(out, &mut text, done.clone()),
-            drain(err, &mut etext, done)
-        );
-        drop(writer);
-        tracing::debug!(pod = %c.pod, %what, answered = status.is_some(), "exec ended");
-        match status {
-            Some(s) if s.status.as_deref() == Some("Success") => Ok(()),
-            Some(s) => {
-                let mut m = s.message.unwrap_or_else(|| "failed".into());
-                let tail = String::from_utf8_lossy(&etext);
-                let tail = tail.trim();
-                // GNU tar ends with "Exiting with failure status…": the line before says why.
-                let why = tail
-                    .lines()
-                    .rev()
-                    .find(|l| !l.contains("Exiting with failure status"))
-                    .or_else(|| tail.lines().last());
-                if let Some(why) = why {
-                    m = format!("{m}: {why}");
-                }
-                Err(fail(m))
-            }
-            // No answer: the connection broke (a container that failed at once may close it
-            // while its stdin is still being sent). Whether it ran is not known.
-            None => {
-                let why = match tokio::time::timeout(GRACE, p.join()).await {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "the connection ended".to_owned(),
-                };
-                Err(fail(format!("{NO_ANSWER} ({why})")))
-            }
-        }
-    };
-    tokio::time::timeout(EXEC_TIMEOUT, run)
-        .await
-        .map_err(|_| fail(format!("no answer within {} s", EXEC_TIMEOUT.as_secs())))?
+    tracing::debug!(pod = %c.pod, container = %c.container, %what, "exec");
+    let answer = super::exec::run(
+        api,
+        &c.pod,
+        &c.container,
+        command.clone(),
+        stdin,
+        EXEC_TIMEOUT,
+    )
+    .await
+    .map_err(|e| fail(e.to_string()))?;
+    tracing::debug!(pod = %c.pod, %what, ok = answer.success(), "exec ended");
+    if answer.success() {
+        return Ok(answer.stdout + &answer.stderr);
+    }
+    if let Some(path) = denied_path(&answer.stderr) {
+        return Err(SyncError::Denied {
+            pod: c.pod.clone(),
+            container: c.container.clone(),
+            path,
+        });
+    }
+    let mut m = answer.status.message.unwrap_or_else(|| "failed".into());
+    let tail = answer.stderr.trim();
+    // GNU tar ends with "Exiting with failure status…": the line before says why.
+    let why = tail
+        .lines()
+        .rev()
+        .find(|l| !l.contains("Exiting with failure status"))
+        .or_else(|| tail.lines().last());
+    if let Some(why) = why {
+        m = format!("{m}: {why}");
+    }
+    Err(fail(m))
 }
 
 /// Puts `push` into one container: the files, the deletions, then the `run` steps.
@@ -276,13 +238,15 @@ pub async fn push_to(
         let sent = exec(
             api,
             c,
-            ["tar", "-x", "-f", "-", "-C", "/"].map(String::from).into(),
+            ["tar", "-x", "--overwrite", "-f", "-", "-C", "/"]
+                .map(String::from)
+                .into(),
             Some(tar),
             "tar -x",
         )
         .await;
         if let Err(SyncError::Exec { message, .. }) = &sent
-            && message.starts_with(NO_ANSWER)
+            && message.starts_with("no answer from the container")
         {
             // A container without tar fails at once and may close the stream while the
             // archive is still being sent, taking its answer along: asked again with nothing
@@ -295,6 +259,7 @@ pub async fn push_to(
                 "tar --help",
             )
             .await
+            .map(drop)
             .or_else(|e| match e {
                 SyncError::Missing { .. } => Err(e),
                 _ => Ok(()),
@@ -310,7 +275,8 @@ pub async fn push_to(
     for r in &push.runs {
         on_output(&format!("run in {}/{}: {r}", c.pod, c.container));
         let line = format!("cd {} && {r}", shell_quote(&push.workdir));
-        exec(api, c, vec!["sh".into(), "-c".into(), line], None, r).await?;
+        let said = exec(api, c, vec!["sh".into(), "-c".into(), line], None, r).await?;
+        said.lines().for_each(on_output);
     }
     Ok(())
 }
@@ -408,11 +374,43 @@ mod tests {
 
     #[test]
     fn a_missing_program_is_told_from_other_failures() {
-        assert!(missing_program(
-            "OCI runtime exec failed: exec failed: unable to start container process: exec: \"tar\": executable file not found in $PATH: unknown"
-        ));
-        assert!(!missing_program(
-            "command terminated with non-zero exit code: 2"
-        ));
+        for (message, program) in [
+            (
+                "OCI runtime exec failed: exec failed: unable to start container process: exec: \"tar\": executable file not found in $PATH: unknown",
+                "tar",
+            ),
+            (
+                "failed to exec in container: exec: \"/bin/tar\": stat /bin/tar: no such file or directory",
+                "/bin/tar",
+            ),
+            (
+                "executable file `tar` not found in $PATH: No such file or directory",
+                "tar",
+            ),
+            ("sh: tar: not found", "tar"),
+        ] {
+            assert!(missing_program(message, program), "{message}");
+        }
+        for message in [
+            "command terminated with non-zero exit code: 2",
+            // An unreachable kubelet or runtime socket: not about the program at all.
+            "error dialing backend: dial unix /run/containerd/containerd.sock: connect: no such file or directory",
+            "unable to upgrade connection: error executing exec: open /var/lib/kubelet/pods: no such file or directory",
+        ] {
+            assert!(!missing_program(message, "tar"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_path_the_user_may_not_write_is_named() {
+        assert_eq!(
+            denied_path("tar: app/main.py: Cannot open: Permission denied\ntar: Exiting with failure status due to previous errors\n").as_deref(),
+            Some("/app/main.py")
+        );
+        assert_eq!(
+            denied_path("tar: can't open 'site/index.html': Permission denied\n").as_deref(),
+            Some("/site/index.html")
+        );
+        assert_eq!(denied_path("tar: app/f: Cannot open: File exists\n"), None);
     }
 }

@@ -231,13 +231,56 @@ pub struct Storage {
     dir: tempfile::TempDir,
 }
 
+/// Where `../shared/images/make-base-images.sh` (which `scripts/test.sh` runs) leaves the base
+/// images (busybox:1.36, python:3.11-slim, node:18/20) that the examples build FROM: the
+/// system's buildah/podman store, vfs driver.
+pub const BASE_STORE: &str = "/var/lib/containers/storage";
+
+/// Whether the base images are there; where they are not, says why `test` is skipped (or,
+/// under CI=true with ../shared/images present, fails: CI must run it).
+pub fn base_images(test: &str) -> bool {
+    let found = Command::new("buildah")
+        .args([
+            "--storage-driver",
+            "vfs",
+            "inspect",
+            "--type",
+            "image",
+            "busybox:1.36",
+        ])
+        .env("CONTAINERS_STORAGE_CONF", "/dev/null")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return true;
+    }
+    let shared = repo_root().join("../shared/images");
+    if std::env::var("CI").is_ok_and(|v| v == "true") && shared.is_dir() {
+        panic!(
+            "{test}: CI=true and {} exists, but the base images are not in {BASE_STORE}: run the suite through scripts/test.sh",
+            shared.display()
+        );
+    }
+    eprintln!(
+        "skipped: {test} needs the base images (scripts/test.sh makes them with ../shared/images/make-base-images.sh when it exists)"
+    );
+    false
+}
+
 impl Storage {
+    /// A store of the test's own, which reads the base images from [`BASE_STORE`] (an
+    /// additional, read-only image store) and writes only under its temporary directory.
     pub fn new() -> Storage {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let conf = format!(
+        let mut conf = format!(
             "[storage]\ndriver = \"vfs\"\nrunroot = \"{0}/run\"\ngraphroot = \"{0}/graph\"\n",
             dir.path().display()
         );
+        if Path::new(BASE_STORE).join("vfs-images").is_dir() {
+            conf.push_str(&format!(
+                "[storage.options]\nadditionalimagestores = [\"{BASE_STORE}\"]\n"
+            ));
+        }
         std::fs::write(dir.path().join("storage.conf"), conf).unwrap_or_else(|e| panic!("{e}"));
         Storage { dir }
     }

@@ -32,23 +32,34 @@ pub struct RealCluster {
 impl RealCluster {
     /// The running control plane, or None after printing why `test` is skipped.
     pub fn get(test: &str) -> Option<RealCluster> {
+        Self::from_env(test, "DEVENV_KUBEAPI_HOME", "the real control plane")
+    }
+
+    /// The control plane with a real node (`REAL_NODE=1`: a real kubelet on containerd, with
+    /// Services and cluster DNS) that `scripts/test.sh` starts beside the other, or None after
+    /// printing why `test` is skipped.
+    pub fn node(test: &str) -> Option<RealCluster> {
+        Self::from_env(test, "DEVENV_NODE_HOME", "the real node")
+    }
+
+    fn from_env(test: &str, var: &str, what: &str) -> Option<RealCluster> {
         let shared = super::repo_root().join("../shared/kubeapi");
-        let Some(home) = std::env::var_os("DEVENV_KUBEAPI_HOME").map(PathBuf::from) else {
+        let Some(home) = std::env::var_os(var).map(PathBuf::from) else {
             if std::env::var("CI").is_ok_and(|v| v == "true") && shared.is_dir() {
                 panic!(
-                    "{test}: CI=true and {} exists, but DEVENV_KUBEAPI_HOME is not set: run the suite through scripts/test.sh",
+                    "{test}: CI=true and {} exists, but {var} is not set: run the suite through scripts/test.sh",
                     shared.display()
                 );
             }
             eprintln!(
-                "skipped: {test} needs the real control plane (scripts/test.sh starts ../shared/kubeapi when it exists and sets DEVENV_KUBEAPI_HOME)"
+                "skipped: {test} needs {what} (scripts/test.sh starts it from ../shared/kubeapi when that exists and sets {var})"
             );
             return None;
         };
         let admin = home.join("kubeconfig");
         assert!(
             admin.is_file(),
-            "DEVENV_KUBEAPI_HOME={} has no kubeconfig",
+            "{var}={} has no kubeconfig",
             home.display()
         );
         let tmp = home.join(format!("kubelet.env.{}", std::process::id()));
@@ -59,6 +70,11 @@ impl RealCluster {
             admin,
             namespaces: Mutex::new(Vec::new()),
         })
+    }
+
+    /// `load-image.sh` of ../shared/kubeapi (for a real node's image store).
+    pub fn load_image_script() -> PathBuf {
+        super::repo_root().join("../shared/kubeapi/load-image.sh")
     }
 
     /// A namespace name of this test's own (`<base>-<pid>-<n>`); deleted on drop.
