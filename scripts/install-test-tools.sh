@@ -8,18 +8,23 @@
 #                       config of their own; the packaged service is never started here)
 #                                                          -- only with --with-builders
 #   chromium + driver   from apt                           -- only with --with-browser
+#   containerd, runc, the CNI plugins, iptables, iproute2, util-linux, socat
+#                       from apt: what ../shared/kubeapi's real node (REAL_NODE=1) runs on
+#                                                          -- only with --with-node
 #
 # Binaries go to $DEVENV_TOOLS_BIN (default /usr/local/bin when writable, else ~/.local/bin).
 set -euo pipefail
 
 with_builders=0
 with_browser=0
+with_node=0
 for arg in "$@"; do
   case "$arg" in
     --with-builders) with_builders=1 ;;
     --with-browser) with_browser=1 ;;
-    --all) with_builders=1; with_browser=1 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --with-node) with_node=1 ;;
+    --all) with_builders=1; with_browser=1; with_node=1 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "install-test-tools: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -60,6 +65,15 @@ fi
 if [ "$with_browser" = 1 ]; then
   command -v chromium >/dev/null || apt_packages+=(chromium)
   command -v chromedriver >/dev/null || apt_packages+=(chromium-driver)
+fi
+if [ "$with_node" = 1 ]; then
+  command -v containerd >/dev/null || apt_packages+=(containerd)
+  command -v runc >/dev/null || apt_packages+=(runc)
+  [ -x /usr/lib/cni/bridge ] || apt_packages+=(containernetworking-plugins)
+  command -v iptables >/dev/null || apt_packages+=(iptables)
+  command -v ip >/dev/null || apt_packages+=(iproute2)
+  command -v nsenter >/dev/null || apt_packages+=(util-linux)
+  command -v socat >/dev/null || apt_packages+=(socat)
 fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
   log "apt-get install ${apt_packages[*]}"

@@ -6,10 +6,17 @@
 # when ../shared/kubeapi exists beside the repository (CI has it): it is started here, in a
 # directory of its own, and stopped by PID when this script ends, whatever happens. Without
 # it, those tests say they were skipped and the rest of the suite runs as usual.
+#
+# The real-node tier (tests/real_node.rs) runs on a second control plane from the same place,
+# started with REAL_NODE=1 (a real kubelet on containerd, kube-proxy and CoreDNS: containers
+# really run), also stopped whatever happens. It needs root and the node's packages (installed
+# below with --with-node) and the base images of ../shared/images (made below, idempotent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/install-test-tools.sh --with-builders --with-browser
+node_flag=()
+[ "$(id -u)" = 0 ] && [ -d ../shared/kubeapi ] && node_flag=(--with-node)
+bash scripts/install-test-tools.sh --with-builders --with-browser "${node_flag[@]}"
 export PATH="/usr/local/bin:$HOME/.local/bin:$PATH"
 
 echo "== cargo fmt --check"
@@ -17,24 +24,67 @@ cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
+images="$(cd .. && pwd)/shared/images"
+if [ -f "$images/make-base-images.sh" ] && [ "$(id -u)" = 0 ]; then
+  echo "== base images (busybox, python, node) from $images"
+  bash "$images/make-base-images.sh" 2>&1 | tail -n 3
+fi
+
+count_tests() {
+  if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest list --locked --test "$1" --message-format oneline 2>/dev/null | grep -c "$1" || true
+  else
+    echo "?"
+  fi
+}
+
 kubeapi="$(cd .. && pwd)/shared/kubeapi"
+homes=()
+# What a stopped node must not leave: a process started from its directory, its bridge, its
+# iptables chains (the node's own KUBEAPI-FWD-* and kube-proxy's KUBE-*), its mounts.
+leftovers() {
+  local h=$1
+  pgrep -af -- "$h" | grep -v pgrep | sed 's/^/process: /' || true
+  ip -o link show kubeapi0 2>/dev/null | sed 's/^/link: /' || true
+  { iptables-save 2>/dev/null; ip6tables-save 2>/dev/null; } | grep -E '^:(KUBEAPI-FWD|KUBE-)' | sed 's/^/iptables chain: /' || true
+  grep -F -- "$h" /proc/mounts | sed 's/^/mount: /' || true
+}
+stop_all() {
+  local status=$? h left
+  for h in "${homes[@]}"; do
+    KUBEAPI_HOME="$h" bash "$kubeapi/stop.sh" --wipe >/dev/null 2>&1 || echo "stop.sh failed for $h" >&2
+    left=$(leftovers "$h")
+    rm -rf "$h"
+    if [ -n "$left" ]; then
+      printf '== left running after stopping %s:\n%s\n' "$h" "$left"
+      status=1
+    else
+      echo "== stopped the control plane of $h; nothing left running (processes, mounts, links, iptables chains)"
+    fi
+  done
+  exit "$status"
+}
+trap stop_all EXIT
 if [ -f "$kubeapi/start.sh" ]; then
   home=$(mktemp -d -t devenv-kubeapi.XXXXXX)
-  stop_kubeapi() {
-    KUBEAPI_HOME="$home" bash "$kubeapi/stop.sh" --wipe
-    rm -rf "$home"
-    echo "== real-cluster tier: control plane stopped"
-  }
-  trap stop_kubeapi EXIT
+  homes+=("$home")
   echo "== real-cluster tier: starting the control plane from $kubeapi"
   KUBEAPI_HOME="$home" bash "$kubeapi/start.sh" >/dev/null
   export DEVENV_KUBEAPI_HOME="$home"
-  if cargo nextest --version >/dev/null 2>&1; then
-    n=$(cargo nextest list --locked --test real_cluster --message-format oneline 2>/dev/null | grep -c real_cluster || true)
-    echo "== real-cluster tier: $n tests against $(grep KUBEAPI_SERVER "$home/env" | cut -d= -f2)"
+  echo "== real-cluster tier: $(count_tests real_cluster) tests against $(grep KUBEAPI_SERVER "$home/env" | cut -d= -f2)"
+
+  if [ "$(id -u)" = 0 ]; then
+    node_home=$(mktemp -d -t devenv-node.XXXXXX)
+    homes+=("$node_home")
+    echo "== real-node tier: starting a real node (REAL_NODE=1) from $kubeapi"
+    REAL_NODE=1 NODE_SERVICES=1 KUBEAPI_HOME="$node_home" bash "$kubeapi/start.sh" >/dev/null
+    export DEVENV_NODE_HOME="$node_home"
+    echo "== real-node tier: node started; $(count_tests real_node) tests against $(grep KUBEAPI_SERVER "$node_home/env" | cut -d= -f2)"
+  else
+    echo "== real-node tier: skipped (the real node needs root)"
   fi
 else
-  echo "== real-cluster tier: skipped ($kubeapi does not exist; see tests/common/real.rs)"
+  echo "== real-cluster and real-node tiers: skipped ($kubeapi does not exist; see tests/common/real.rs)"
 fi
 
 echo "== tests"

@@ -90,22 +90,34 @@ fn node(test: &str) -> Option<RealCluster> {
 }
 
 /// An HTTP GET of `path` on 127.0.0.1:`port`: the body, or None when nothing answered 200.
+/// The body is read to its Content-Length, as a browser does, not to the connection's end
+/// (through a port-forward, the end of the pod's connection reaches the client late).
 fn get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read as _, Write as _};
+    use std::io::{BufRead as _, Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.")
-        .then_some(())
-        .filter(|()| head.split_whitespace().nth(1) == Some("200"))?;
-    Some(body.to_owned())
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut r = std::io::BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    let ok = line.split_whitespace().nth(1) == Some("200");
+    let mut length = None;
+    loop {
+        line.clear();
+        r.read_line(&mut line).ok()?;
+        let l = line.trim();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse::<usize>().ok();
+        }
+    }
+    let mut body = vec![0; length?];
+    r.read_exact(&mut body).ok()?;
+    ok.then(|| String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Waits (up to 60 s) until GET `path` on `port` answers with a body holding `want`.
@@ -244,4 +256,170 @@ fn hello_runs_on_the_real_node_serves_through_the_forward_and_an_edit_gives_a_ne
         rc.get_json("deployment", Some(&ns), "hello")
             .is_none_or(|d| d["metadata"]["deletionTimestamp"].is_string())
     });
+}
+
+/// The page each image serves, and what each Dockerfile makes of it.
+const PAGE: &str = "<p>first</p>\n";
+
+/// A project of live-updated images on the real node, each served by its own Deployment
+/// (an HTTP readiness probe on 8080) with a forward: `(name, Dockerfile)`; each context holds
+/// `index.html` (and `site/index.html`).
+fn live_project(ns: &str, images: &[(&str, &str)]) -> Project {
+    let p = Project::new();
+    let mut cfg = format!(
+        "[project]\nname = \"{ns}\"\n\n[deploy]\nnamespace = \"{ns}\"\nmanifests = [\"k8s.yaml\"]\n"
+    );
+    let mut manifests = String::new();
+    for (name, dockerfile) in images {
+        p.write(&format!("{name}/Dockerfile"), dockerfile)
+            .write(&format!("{name}/index.html"), PAGE)
+            .write(&format!("{name}/site/index.html"), PAGE);
+        cfg.push_str(&format!(
+            "\n[[image]]\nname = \"{name}\"\ncontext = \"{name}\"\nbuilder = \"buildah\"\nlive_update = true\n\n[[resource]]\nname = \"{name}\"\nworkload = \"deployment/{name}\"\nimages = [\"{name}\"]\nport_forwards = [\"{}:8080\"]\n",
+            common::free_port()
+        ));
+        manifests.push_str(&format!(
+            "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n        - name: {name}\n          image: {name}\n          ports:\n            - containerPort: 8080\n          readinessProbe:\n            httpGet:\n              path: /\n              port: 8080\n            periodSeconds: 1\n"
+        ));
+    }
+    p.write("devenv.toml", &cfg).write("k8s.yaml", &manifests);
+    p
+}
+
+const BUSYBOX_ROOT: &str = "FROM busybox:1.36\nCOPY index.html /site/index.html\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/site\"]\n";
+/// busybox's tar as a non-root user who owns the file, in a directory root owns.
+const BUSYBOX_USER: &str = "FROM busybox:1.36\nCOPY --chown=65534:65534 index.html /site/index.html\nUSER 65534:65534\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/site\"]\n";
+/// GNU tar (Debian's, in the python image) as a non-root user, the files its own
+/// (`COPY --chown=10001 site ./site`), WORKDIR root's: the shape the issue saw fail.
+const GNU_USER: &str = "FROM python:3.11-slim\nWORKDIR /app\nCOPY --chown=10001 site ./site\nUSER 10001\nCMD [\"python3\", \"-m\", \"http.server\", \"8080\", \"-d\", \"/app/site\"]\n";
+/// A non-root user and a file root owns: live update cannot write it.
+const NOT_OWNED: &str = "FROM busybox:1.36\nCOPY index.html /site/index.html\nUSER 65534:65534\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/site\"]\n";
+/// No tar in the image: FROM scratch with busybox as one binary named httpd (busybox runs
+/// the applet its name says).
+const NO_TAR: &str = "FROM busybox:1.36 AS bb\nFROM scratch\nCOPY --from=bb /bin/busybox /bin/httpd\nCOPY index.html /site/index.html\nCMD [\"/bin/httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/site\"]\n";
+
+/// Live update into running containers on the real node: busybox's tar (which reads its
+/// input to the end: it hung before stdin was closed) as root and as a non-root user, GNU tar
+/// as a non-root user whose files lie in a directory root owns (it failed with `Cannot open:
+/// File exists` on every save, then rebuilt without a word). Each save is served by the
+/// running container with no build and no new pod.
+#[test]
+fn live_update_reaches_busybox_and_gnu_tar_as_root_and_as_a_non_root_user() {
+    let Some(rc) = node("live_update_on_the_real_node") else {
+        return;
+    };
+    let ns = rc.namespace("live");
+    let images = [
+        ("bbroot", BUSYBOX_ROOT),
+        ("bbuser", BUSYBOX_USER),
+        ("gnuuser", GNU_USER),
+    ];
+    let on = OnNode::new(&rc, live_project(&ns, &images));
+    let mut up = on.up(&rc);
+    for (name, _) in &images {
+        up.wait_for(&format!("ready      {name} ("));
+    }
+    for (i, (name, _)) in images.iter().enumerate() {
+        let port = forward_port(&mut up, name);
+        wait_served(port, "/", "first");
+        let pod = pods_of(&rc, &ns, name)[0]["metadata"]["name"].clone();
+        let file = if *name == "gnuuser" {
+            "site/index.html"
+        } else {
+            "index.html"
+        };
+        let saved = Instant::now();
+        on.w.p
+            .write(&format!("{name}/{file}"), &format!("<p>saved {i}</p>\n"));
+        up.wait_for(&format!(
+            "synced     {name}: synced 1 file to 1 container in "
+        ));
+        let synced = saved.elapsed();
+        wait_served(port, "/", &format!("saved {i}"));
+        eprintln!(
+            "{name}: save -> synced line {} ms, -> served {} ms",
+            synced.as_millis(),
+            saved.elapsed().as_millis()
+        );
+        let text = up.text();
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with(&format!("built      {name}:"))
+                    || l.starts_with(&format!("present    {name}:")))
+                .count(),
+            1,
+            "no build after the save:\n{text}"
+        );
+        assert_eq!(
+            pods_of(&rc, &ns, name)[0]["metadata"]["name"],
+            pod,
+            "the same pod"
+        );
+    }
+    assert!(!up.text().contains("rebuild    "), "{}", up.text());
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+}
+
+/// What live update cannot do on the real node is said, and built instead: a file the
+/// container's user may not write (root's, in a container that runs as another user) names
+/// the path and the fix, then builds (and tries again next save); an image without `tar`
+/// says so and builds every change from then on.
+#[test]
+fn live_update_says_why_it_builds_a_file_the_user_may_not_write_and_an_image_without_tar() {
+    let Some(rc) = node("live_update_fallbacks_on_the_real_node") else {
+        return;
+    };
+    let ns = rc.namespace("fallback");
+    let images = [("notowned", NOT_OWNED), ("notar", NO_TAR)];
+    let on = OnNode::new(&rc, live_project(&ns, &images));
+    let mut up = on.up(&rc);
+    for (name, _) in &images {
+        up.wait_for(&format!("ready      {name} ("));
+    }
+
+    // Content of this run's own: an image built from it is new to the node.
+    let nonce = format!("{:?}", std::time::SystemTime::now());
+    let port = forward_port(&mut up, "notowned");
+    on.w.p
+        .write("notowned/index.html", &format!("<p>second</p>{nonce}\n"));
+    up.wait_for_line(&[
+        "rebuild    notowned: live update failed (pod notowned-",
+        "the container's user may not write /site/index.html; give the files live update changes to the user the container runs as",
+        "); building it",
+    ]);
+    up.wait_after("rebuild    notowned:", "built      notowned:");
+    wait_served(port, "/", "second");
+
+    let port = forward_port(&mut up, "notar");
+    on.w.p
+        .write("notar/index.html", &format!("<p>second</p>{nonce}\n"));
+    up.wait_for_line(&[
+        "rebuild    notar: live update failed (pod notar-",
+        "the image has no `tar`, which live update needs in the container); building it, and every change from now on",
+    ]);
+    up.wait_after("rebuild    notar:", "built      notar:");
+    wait_served(port, "/", "second");
+    on.w.p
+        .write("notar/index.html", &format!("<p>third</p>{nonce}\n"));
+    wait_served(port, "/", "third");
+    let text = up.text();
+    let after = &text[text.find("rebuild    notar:").unwrap_or(0)..];
+    assert_eq!(
+        after
+            .lines()
+            .filter(|l| l.starts_with("built      notar:"))
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(!text.contains("synced     notar"), "{text}");
+    assert_eq!(
+        up.count("rebuild    notar: live update failed"),
+        1,
+        "tried once:\n{}",
+        up.text()
+    );
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
 }
