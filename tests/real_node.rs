@@ -194,6 +194,8 @@ fn hello_runs_on_the_real_node_serves_through_the_forward_and_an_edit_gives_a_ne
     up.wait_for("ready      hello (deployment/hello, 1/1 pods");
     let port = forward_port(&mut up, "hello");
     wait_served(port, "/", "hello from devenv");
+    // A probe that fails once while httpd starts is no problem (issue 24 point 4).
+    assert!(!up.text().contains("problem    hello"), "{}", up.text());
 
     // The pod really runs the built tag, and is ready by its probe.
     let pods = pods_of(&rc, &ns, "hello");
@@ -420,6 +422,101 @@ fn live_update_says_why_it_builds_a_file_the_user_may_not_write_and_an_image_wit
         "tried once:\n{}",
         up.text()
     );
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+}
+
+/// A crash loop, a failing readiness probe and an image from a registry the node cannot
+/// reach, on the real kubelet:
+/// - the crash loop is one problem with the container's own last lines, told once and then
+///   updated (its restart count grows in the status) instead of a new block in other words
+///   on every back-off (issue 24 point 5);
+/// - the probe is a problem once it failed three times, not at its first failure;
+/// - the pulled image's hint is about the registry, not devenv's build (point 6).
+#[test]
+fn crash_loops_failing_probes_and_pulled_images_are_told_once_with_their_own_words() {
+    let Some(rc) = node("problems_on_the_real_node") else {
+        return;
+    };
+    let ns = rc.namespace("problems");
+    let crash = "FROM busybox:1.36\nCMD [\"sh\", \"-c\", \"echo starting; echo 'config missing: DATABASE_URL' >&2; exit 3\"]\n";
+    let probe = "FROM busybox:1.36\nCOPY index.html /site/index.html\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/site\"]\n";
+    let p = live_project(&ns, &[("crash", crash), ("probe", probe)]);
+    // The crash loop's probe asks a port nothing serves (it is never ready before it
+    // crashes); the probe's asks for a path nothing serves.
+    let manifests = p
+        .read("k8s.yaml")
+        .replacen("path: /\n", "path: /\n              port: 9\n", 1)
+        .replacen(
+            "              port: 9\n              port: 8080\n",
+            "              port: 9\n",
+            1,
+        )
+        .replace(
+            "path: /\n              port: 8080",
+            "path: /healthz\n              port: 8080",
+        );
+    p.write(
+        "k8s.yaml",
+        &format!(
+            "{manifests}---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: pulled\nspec:\n  selector:\n    matchLabels:\n      app: pulled\n  template:\n    metadata:\n      labels:\n        app: pulled\n    spec:\n      containers:\n        - name: app\n          image: busybox:1.99\n"
+        ),
+    );
+    p.write(
+        "devenv.toml",
+        &format!(
+            "{}\n[[resource]]\nname = \"pulled\"\nworkload = \"deployment/pulled\"\nimages = []\n",
+            p.read("devenv.toml")
+        ),
+    );
+    let on = OnNode::new(&rc, p);
+    let mut up = on.up(&rc);
+    up.wait_for_line(&[
+        "problem    crash: CrashLoopBackOff (pod crash-",
+        "the container keeps exiting (",
+    ]);
+    up.wait_after(
+        "problem    crash: CrashLoopBackOff",
+        "    config missing: DATABASE_URL",
+    );
+    up.wait_for_line(&[
+        "problem    probe: Unhealthy (pod probe-",
+        "Readiness probe failed: HTTP probe failed with statuscode: 404",
+    ]);
+    up.wait_after(
+        "problem    pulled: ",
+        "hint: devenv does not build `busybox:1.99`: the cluster pulls it from its registry",
+    );
+
+    // Two more back-offs later the status says the newer count; the terminal told it once.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        let out = on.run(&rc, &["status", "--json"]);
+        let text = stdout(&out);
+        if text.contains("(3 restarts") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(status.contains("(3 restarts"), "{status}");
+    assert!(status.contains("config missing: DATABASE_URL"), "{status}");
+    let text = up.text();
+    for (resource, n) in [("crash", 1), ("probe", 1)] {
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with(&format!("problem    {resource}:")))
+                .count(),
+            n,
+            "{resource} told once:\n{text}"
+        );
+    }
+    for noise in [
+        "problem    crash: BackOff",
+        "problem    crash: Unhealthy",
+        "devenv builds into Minikube's own Docker daemon",
+    ] {
+        assert!(!text.contains(noise), "`{noise}`:\n{text}");
+    }
     up.signal(libc::SIGTERM);
     let _ = up.child.wait();
 }

@@ -247,9 +247,54 @@ pub fn label_selector(obj: &Value) -> Option<String> {
 
 const IMAGE_HINT: &str = "the image is not in the cluster's image store. devenv builds into Minikube's own Docker daemon (or loads the image into it); check that the resource's `images` and the chart's image values name what devenv built, and that `minikube -p <profile> image ls` lists it";
 
+/// Whether `image` (as a pod names it) is one devenv builds: `built` holds their repositories
+/// (`web`, `localhost:5000/web`); Docker Hub's implicit prefixes do not count.
+fn built_here(image: &str, built: &[String]) -> bool {
+    let short = |r: &str| {
+        r.strip_prefix("docker.io/library/")
+            .or_else(|| r.strip_prefix("docker.io/"))
+            .unwrap_or(r)
+            .to_owned()
+    };
+    let repo = short(crate::objects::repository_of(image));
+    built.iter().any(|b| short(b) == repo)
+}
+
+/// The hint for an image the cluster cannot get: devenv's build for what it builds, the
+/// registry for what the chart or manifest takes from elsewhere.
+fn image_hint(image: &str, built: &[String]) -> String {
+    if image.is_empty() || built_here(image, built) {
+        IMAGE_HINT.to_owned()
+    } else {
+        format!(
+            "devenv does not build `{image}`: the cluster pulls it from its registry. Check the name and tag, that the cluster can reach the registry (`minikube ssh -- docker pull {image}`), or put the image in the cluster yourself (`minikube image load {image}`)"
+        )
+    }
+}
+
+/// The image a container of `pod` runs, from its spec (the status may not name it yet).
+fn image_of(pod: &Pod, container: &str) -> String {
+    pod.spec
+        .iter()
+        .flat_map(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .chain(s.containers.iter())
+        })
+        .find(|c| c.name == container)
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
 /// What is wrong with one pod, if anything: a container that cannot start or keeps
-/// crashing, or a pod that cannot be scheduled.
-pub fn pod_problem(pod: &Pod) -> Option<Problem> {
+/// crashing, or a pod that cannot be scheduled. `built` holds the repositories devenv builds
+/// (for the hint of an image the cluster cannot get).
+///
+/// A crash loop is one problem through all its phases: waiting in `CrashLoopBackOff`, the
+/// moment it is terminated again, and running again not yet ready after a crash; so it is
+/// told once and updated, not told anew in other words on every back-off.
+pub fn pod_problem(pod: &Pod, built: &[String]) -> Option<Problem> {
     let name = pod.metadata.name.clone();
     let status = pod.status.as_ref()?;
     let statuses = status
@@ -260,9 +305,8 @@ pub fn pod_problem(pod: &Pod) -> Option<Problem> {
     for cs in statuses {
         let waiting = cs.state.as_ref().and_then(|s| s.waiting.as_ref());
         let last_terminated = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
-        let Some(reason) = waiting.and_then(|w| w.reason.clone()) else {
-            continue;
-        };
+        let now_terminated = cs.state.as_ref().and_then(|s| s.terminated.as_ref());
+        let reason = waiting.and_then(|w| w.reason.clone()).unwrap_or_default();
         let message = waiting.and_then(|w| w.message.clone()).unwrap_or_default();
         let problem = |reason: &str, message: String, hint: Option<String>| Problem {
             reason: reason.to_owned(),
@@ -275,46 +319,19 @@ pub fn pod_problem(pod: &Pod) -> Option<Problem> {
         };
         match reason.as_str() {
             "ImagePullBackOff" | "ErrImagePull" | "ErrImageNeverPull" => {
+                let image = if cs.image.is_empty() {
+                    image_of(pod, &cs.name)
+                } else {
+                    cs.image.clone()
+                };
                 return Some(problem(
                     &reason,
                     if message.is_empty() {
-                        format!("cannot get image {}", cs.image)
+                        format!("cannot get image {image}")
                     } else {
                         message
                     },
-                    Some(IMAGE_HINT.to_owned()),
-                ));
-            }
-            "CrashLoopBackOff"
-                if last_terminated.is_some_and(|t| t.reason.as_deref() == Some("OOMKilled")) =>
-            {
-                return Some(problem(
-                    "OOMKilled",
-                    format!(
-                        "the container ran out of memory and was killed ({} restarts)",
-                        cs.restart_count
-                    ),
-                    Some(
-                        "raise the container's resources.limits.memory, or use less memory".into(),
-                    ),
-                ));
-            }
-            "CrashLoopBackOff" => {
-                let code = last_terminated.map_or(String::new(), |t| {
-                    format!(", last exit code {}", t.exit_code)
-                });
-                return Some(problem(
-                    "CrashLoopBackOff",
-                    format!(
-                        "the container keeps exiting ({} restarts{code})",
-                        cs.restart_count
-                    ),
-                    Some(format!(
-                        "the container exits soon after it starts; its own last lines say why (`kubectl logs --previous -n {} {} -c {}`)",
-                        pod.metadata.namespace.as_deref().unwrap_or("default"),
-                        name.as_deref().unwrap_or("POD"),
-                        cs.name
-                    )),
+                    Some(image_hint(&image, built)),
                 ));
             }
             "InvalidImageName"
@@ -323,6 +340,47 @@ pub fn pod_problem(pod: &Pod) -> Option<Problem> {
             | "RunContainerError" => return Some(problem(&reason, message, None)),
             _ => {}
         }
+        // Exited with a failure and restarted at least once, and not serving: a crash loop,
+        // whichever phase of it the container is in now.
+        let failed_exit = |t: &k8s_openapi::api::core::v1::ContainerStateTerminated| {
+            t.exit_code != 0 || t.reason.as_deref() == Some("OOMKilled")
+        };
+        let crashing = reason == "CrashLoopBackOff"
+            || (cs.restart_count >= 1
+                && !cs.ready
+                && last_terminated.is_some_and(failed_exit)
+                && waiting.is_none())
+            || (cs.restart_count >= 1 && now_terminated.is_some_and(failed_exit));
+        if !crashing {
+            continue;
+        }
+        let last = now_terminated.or(last_terminated);
+        if last.is_some_and(|t| t.reason.as_deref() == Some("OOMKilled")) {
+            return Some(problem(
+                "OOMKilled",
+                format!(
+                    "the container ran out of memory and was killed ({} restarts)",
+                    cs.restart_count
+                ),
+                Some("raise the container's resources.limits.memory, or use less memory".into()),
+            ));
+        }
+        let code = last.map_or(String::new(), |t| {
+            format!(", last exit code {}", t.exit_code)
+        });
+        return Some(problem(
+            "CrashLoopBackOff",
+            format!(
+                "the container keeps exiting ({} restarts{code})",
+                cs.restart_count
+            ),
+            Some(format!(
+                "the container exits soon after it starts; its own last lines say why (`kubectl logs --previous -n {} {} -c {}`)",
+                pod.metadata.namespace.as_deref().unwrap_or("default"),
+                name.as_deref().unwrap_or("POD"),
+                cs.name
+            )),
+        ));
     }
     let unschedulable = status.conditions.iter().flatten().find(|c| {
         c.type_ == "PodScheduled"
@@ -340,30 +398,45 @@ pub fn pod_problem(pod: &Pod) -> Option<Problem> {
     })
 }
 
-/// A Warning event worth showing: failing probes, scheduling and mount failures, back-offs.
+/// How many times in a row a probe must have failed before it is a problem: Kubernetes' own
+/// default failureThreshold. A first failure while the server starts is the normal start of
+/// almost every pod, not a problem.
+const PROBE_FAILURES: i32 = 3;
+
+/// A Warning event worth showing: failing probes (once they failed [`PROBE_FAILURES`] times),
+/// scheduling and mount failures. What the pod's own status tells while it lasts (an image the
+/// cluster cannot get, a crash loop's back-off) is left to [`pod_problem`], so that it ends
+/// when the pod moves on instead of lingering as the last event.
 pub fn event_problem(ev: &KubeEvent) -> Option<Problem> {
     if ev.type_.as_deref() != Some("Warning") {
         return None;
     }
     let reason = ev.reason.clone()?;
+    let message = ev.message.clone().unwrap_or_default();
     let hint = match reason.as_str() {
-        "Unhealthy" => Some("a probe fails: check the probe's path and port against what the container serves, and its initialDelaySeconds".to_owned()),
+        "Unhealthy" => {
+            if ev.count.unwrap_or(1) < PROBE_FAILURES {
+                return None;
+            }
+            Some("a probe fails: check the probe's path and port against what the container serves, and its initialDelaySeconds".to_owned())
+        }
         "FailedScheduling" => Some("the cluster lacks room for the pod's requests; lower them or give Minikube more CPUs/memory in [cluster]".to_owned()),
         "FailedMount" => Some("a volume's source (Secret, ConfigMap, claim) is missing".to_owned()),
-        "ErrImageNeverPull" | "ErrImagePull" | "ImagePullBackOff" => Some(IMAGE_HINT.to_owned()),
-        "Failed" if ev.message.as_deref().is_some_and(|m| m.contains("pull")) => {
-            Some(IMAGE_HINT.to_owned())
+        "ErrImageNeverPull" | "ErrImagePull" | "ImagePullBackOff" | "BackOff" => return None,
+        "Failed"
+            if ["pull", "image"]
+                .iter()
+                .any(|w| message.to_ascii_lowercase().contains(w)) =>
+        {
+            return None;
         }
-        "BackOff" => Some(
-            "a container keeps exiting soon after it starts; its own last lines say why (`kubectl logs --previous`)".to_owned(),
-        ),
         _ => None,
     };
     Some(Problem {
         reason,
         pod: ev.involved_object.name.clone(),
         container: None,
-        message: ev.message.clone().unwrap_or_default(),
+        message,
         hint,
         logs: Vec::new(),
         logs_unreadable: None,
@@ -377,6 +450,7 @@ pub fn assess(
     workload: Option<&Value>,
     pods: &[&Pod],
     warnings: &[Problem],
+    built: &[String],
 ) -> Health {
     let Some(obj) = workload else {
         return Health::Waiting("waiting for the workload to exist".into());
@@ -384,15 +458,18 @@ pub fn assess(
     match progress(kind, obj) {
         Progress::Complete => Health::Ready,
         Progress::Failed(message) => {
-            let mut p = pods.iter().find_map(|p| pod_problem(p)).unwrap_or(Problem {
-                reason: "Failed".into(),
-                pod: None,
-                container: None,
-                message: String::new(),
-                hint: None,
-                logs: Vec::new(),
-                logs_unreadable: None,
-            });
+            let mut p = pods
+                .iter()
+                .find_map(|p| pod_problem(p, built))
+                .unwrap_or(Problem {
+                    reason: "Failed".into(),
+                    pod: None,
+                    container: None,
+                    message: String::new(),
+                    hint: None,
+                    logs: Vec::new(),
+                    logs_unreadable: None,
+                });
             p.message = if p.message.is_empty() {
                 message
             } else {
@@ -402,7 +479,7 @@ pub fn assess(
             Health::Failed(p)
         }
         Progress::Waiting(msg) => {
-            if let Some(p) = pods.iter().find_map(|p| pod_problem(p)) {
+            if let Some(p) = pods.iter().find_map(|p| pod_problem(p, built)) {
                 return Health::Problem(p);
             }
             let names: BTreeSet<&str> = pods
@@ -571,15 +648,39 @@ pub struct Update<'a> {
     pub pods: PodCounts,
 }
 
+/// Whether a Deployment's controller has seen its latest spec (so its newest ReplicaSet is
+/// the one of that spec).
+fn observed(obj: &Value) -> bool {
+    let generation = obj["metadata"]["generation"].as_i64().unwrap_or(0);
+    obj["status"]["observedGeneration"].as_i64().unwrap_or(-1) >= generation
+}
+
+/// The pods a rollout is judged by: for a Deployment, those of the ReplicaSet of its latest
+/// spec, and none until that ReplicaSet is known (until then the pods at hand are the old
+/// rollout's, whose problems and events are not this one's).
+fn rollout_pods<'a>(
+    kind: WorkloadKind,
+    obj: Option<&Value>,
+    all: &[&'a Pod],
+    hash: Option<&str>,
+) -> Vec<&'a Pod> {
+    if kind == WorkloadKind::Deployment && (hash.is_none() || !obj.is_some_and(observed)) {
+        return Vec::new();
+    }
+    current_pods(all, hash)
+}
+
 /// Waits until `workload` in `namespace` is ready, reporting each change of health. With
 /// `fail_fast`, a [fatal](Problem::is_fatal) problem ends the wait at once; otherwise only
-/// the timeout does (Kubernetes may yet recover, e.g. once a dependency is up).
+/// the timeout does (Kubernetes may yet recover, e.g. once a dependency is up). `built`: the
+/// repositories devenv builds (for the hints).
 pub async fn wait_ready(
     client: &Client,
     namespace: &str,
     workload: &Workload,
     timeout: Duration,
     fail_fast: bool,
+    built: &[String],
     on_update: &mut (dyn FnMut(Update<'_>) + Send),
 ) -> Result<(), RolloutError> {
     let ar = api_resource(workload.kind);
@@ -691,7 +792,7 @@ pub async fn wait_ready(
             obj.as_ref().and_then(|o| o["metadata"]["uid"].as_str()),
             replicasets.objects.values(),
         );
-        let current = current_pods(&all, hash.as_deref());
+        let current = rollout_pods(workload.kind, obj.as_ref(), &all, hash.as_deref());
         let mut warnings: Vec<(String, Problem)> = events
             .objects
             .values()
@@ -707,7 +808,7 @@ pub async fn wait_ready(
             .collect();
         warnings.sort_by(|a, b| a.0.cmp(&b.0));
         let warnings: Vec<Problem> = warnings.into_iter().map(|(_, p)| p).collect();
-        let mut health = assess(workload.kind, obj.as_ref(), &current, &warnings);
+        let mut health = assess(workload.kind, obj.as_ref(), &current, &warnings, built);
         if let Health::Problem(p) | Health::Failed(p) = &mut health
             && p.reason == "CrashLoopBackOff"
         {
@@ -904,7 +1005,7 @@ mod tests {
             json!({"containerStatuses": [{"name": "app", "image": "web:devenv-1", "imageID": "", "ready": false, "restartCount": 0,
             "state": {"waiting": {"reason": "ErrImageNeverPull", "message": "Container image \"web:devenv-1\" is not present with pull policy of Never"}}}]}),
         );
-        let p = pod_problem(&never).unwrap_or_else(|| panic!("no problem"));
+        let p = pod_problem(&never, &["web".to_owned()]).unwrap_or_else(|| panic!("no problem"));
         assert_eq!(p.reason, "ErrImageNeverPull");
         assert!(p.hint.as_deref().unwrap_or("").contains("image store"));
         assert!(p.is_fatal());
@@ -915,7 +1016,7 @@ mod tests {
             "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}),
         );
         assert_eq!(
-            pod_problem(&oom).map(|p| p.reason),
+            pod_problem(&oom, &[]).map(|p| p.reason),
             Some("OOMKilled".into())
         );
 
@@ -924,7 +1025,7 @@ mod tests {
             "state": {"waiting": {"reason": "CrashLoopBackOff"}},
             "lastState": {"terminated": {"reason": "Error", "exitCode": 1}}}]}),
         );
-        let p = pod_problem(&crash).unwrap_or_else(|| panic!("no problem"));
+        let p = pod_problem(&crash, &[]).unwrap_or_else(|| panic!("no problem"));
         assert_eq!(
             p.message,
             "the container keeps exiting (2 restarts, last exit code 1)"
@@ -934,7 +1035,7 @@ mod tests {
             json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
             "message": "0/1 nodes are available: 1 Insufficient memory."}]}),
         );
-        let p = pod_problem(&pending).unwrap_or_else(|| panic!("no problem"));
+        let p = pod_problem(&pending, &[]).unwrap_or_else(|| panic!("no problem"));
         assert_eq!(p.reason, "Unschedulable");
         assert!(!p.is_fatal());
 
@@ -942,7 +1043,7 @@ mod tests {
             json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
             "state": {"running": {}}}]}),
         );
-        assert_eq!(pod_problem(&fine), None);
+        assert_eq!(pod_problem(&fine, &[]), None);
     }
 
     #[test]
@@ -956,7 +1057,7 @@ mod tests {
             json!({"observedGeneration": 1, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 2}),
         );
         assert_eq!(
-            assess(WorkloadKind::Deployment, Some(&done), &[&crash], &[]),
+            assess(WorkloadKind::Deployment, Some(&done), &[&crash], &[], &[]),
             Health::Ready
         );
         let waiting = deployment(
@@ -984,7 +1085,8 @@ mod tests {
                 WorkloadKind::Deployment,
                 Some(&waiting),
                 &[&running],
-                &[probe.clone(), other_pod.clone()]
+                &[probe.clone(), other_pod.clone()],
+                &[]
             ),
             Health::Problem(probe)
         );
@@ -993,13 +1095,154 @@ mod tests {
                 WorkloadKind::Deployment,
                 Some(&waiting),
                 &[&running],
-                &[other_pod]
+                &[other_pod],
+                &[]
             ),
             Health::Waiting("0 of 2 updated replicas available".into())
         );
         assert_eq!(
-            assess(WorkloadKind::Deployment, None, &[], &[]),
+            assess(WorkloadKind::Deployment, None, &[], &[], &[]),
             Health::Waiting("waiting for the workload to exist".into())
+        );
+    }
+
+    /// Issue 24 point 6: the hint for an image the cluster cannot get blamed devenv's build
+    /// for `busybox:1.36`, an image the chart takes from a registry.
+    #[test]
+    fn an_image_devenv_does_not_build_gets_the_registry_hint() {
+        let pulled = pod(
+            json!({"containerStatuses": [{"name": "app", "image": "busybox:1.36", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ErrImagePull", "message": "failed to pull and unpack image \"docker.io/library/busybox:1.36\""}}}]}),
+        );
+        let built = vec!["web".to_owned(), "localhost:5000/api".to_owned()];
+        let hint = pod_problem(&pulled, &built)
+            .and_then(|p| p.hint)
+            .unwrap_or_default();
+        assert!(
+            hint.starts_with(
+                "devenv does not build `busybox:1.36`: the cluster pulls it from its registry"
+            ),
+            "{hint}"
+        );
+        assert!(!hint.contains("devenv builds into"), "{hint}");
+        for image in [
+            "web:devenv-1",
+            "docker.io/library/web:devenv-1",
+            "localhost:5000/api:devenv-2",
+        ] {
+            assert!(built_here(image, &built), "{image}");
+        }
+        assert!(!built_here("docker.io/library/webby:1", &built));
+    }
+
+    /// Issue 24 point 5: a crash loop alternated between three problems (the pod's
+    /// CrashLoopBackOff, the BackOff event, a probe failure while it ran again). Every phase
+    /// of it is the one CrashLoopBackOff problem, and the BackOff event is no problem of its own.
+    #[test]
+    fn every_phase_of_a_crash_loop_is_one_problem() {
+        let last = json!({"terminated": {"reason": "Error", "exitCode": 3}});
+        let phases = [
+            json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s"}}),
+            json!({"running": {"startedAt": "2026-12-05T10:00:00Z"}}),
+            json!({"terminated": {"reason": "Error", "exitCode": 3}}),
+        ];
+        for state in phases {
+            let p = pod(
+                json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 2,
+                "state": state, "lastState": last}]}),
+            );
+            let problem = pod_problem(&p, &[]).unwrap_or_else(|| panic!("no problem in {state}"));
+            assert_eq!(problem.reason, "CrashLoopBackOff", "{state}");
+            assert_eq!(
+                problem.message,
+                "the container keeps exiting (2 restarts, last exit code 3)"
+            );
+        }
+        // Running again and ready: it recovered.
+        let ok = pod(
+            json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": true, "restartCount": 2,
+            "state": {"running": {}}, "lastState": last}]}),
+        );
+        assert_eq!(pod_problem(&ok, &[]), None);
+        // Exited 0 and restarted (a sidecar that ends): no crash.
+        let clean = pod(
+            json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 1,
+            "state": {"running": {}}, "lastState": {"terminated": {"reason": "Completed", "exitCode": 0}}}]}),
+        );
+        assert_eq!(pod_problem(&clean, &[]), None);
+    }
+
+    fn event(reason: &str, message: &str, count: i32) -> KubeEvent {
+        serde_json::from_value(
+            json!({"metadata": {"name": "e"}, "involvedObject": {"kind": "Pod", "name": "web-1"},
+            "type": "Warning", "reason": reason, "message": message, "count": count}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Issue 24 point 4: old Warning events were shown as current problems: `ErrImagePull`
+    /// after the image arrived (the pod's status says it while it lasts), a first probe
+    /// failure while the server starts (17 of 19 rollouts of pods ready a second later).
+    #[test]
+    fn events_the_pod_status_tells_and_a_first_probe_failure_are_no_problems() {
+        for (reason, message) in [
+            ("Failed", "Failed to pull image \"web:1\": not found"),
+            ("Failed", "Error: ErrImagePull"),
+            (
+                "ErrImageNeverPull",
+                "Container image \"web:1\" is not present",
+            ),
+            ("BackOff", "Back-off restarting failed container app"),
+            ("BackOff", "Back-off pulling image \"web:1\""),
+        ] {
+            assert_eq!(
+                event_problem(&event(reason, message, 5)),
+                None,
+                "{reason}: {message}"
+            );
+        }
+        let probe =
+            "Readiness probe failed: Get \"http://10.244.0.8:8080/\": connect: connection refused";
+        assert_eq!(event_problem(&event("Unhealthy", probe, 1)), None);
+        assert_eq!(event_problem(&event("Unhealthy", probe, 2)), None);
+        let p =
+            event_problem(&event("Unhealthy", probe, 3)).unwrap_or_else(|| panic!("no problem"));
+        assert_eq!(p.reason, "Unhealthy");
+        assert!(event_problem(&event("FailedMount", "secret \"x\" not found", 1)).is_some());
+    }
+
+    /// Issue 24 point 4: until the Deployment's controller has made the ReplicaSet of its new
+    /// spec, the pods at hand are the old rollout's, and their problems are not this one's.
+    #[test]
+    fn a_deployment_has_no_rollout_pods_until_its_new_replicaset_is_known() {
+        let old = pod(json!({}));
+        let spec_unseen = deployment(2, json!({"observedGeneration": 1}));
+        let seen = deployment(2, json!({"observedGeneration": 2}));
+        assert!(
+            rollout_pods(
+                WorkloadKind::Deployment,
+                Some(&spec_unseen),
+                &[&old],
+                Some("abc")
+            )
+            .is_empty()
+        );
+        assert!(rollout_pods(WorkloadKind::Deployment, Some(&seen), &[&old], None).is_empty());
+        let mut current = pod(json!({}));
+        current.metadata.labels = Some([("pod-template-hash".to_owned(), "abc".to_owned())].into());
+        assert_eq!(
+            rollout_pods(
+                WorkloadKind::Deployment,
+                Some(&seen),
+                &[&old, &current],
+                Some("abc")
+            )
+            .len(),
+            1
+        );
+        assert_eq!(
+            rollout_pods(WorkloadKind::StatefulSet, None, &[&old], None).len(),
+            1
         );
     }
 }

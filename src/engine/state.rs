@@ -444,10 +444,11 @@ pub enum Event {
         resource: String,
     },
     /// A problem seen while a resource is waited for (a crash loop, a failing probe): it is
-    /// shown as the resource's error while the wait goes on.
+    /// shown as the resource's error while the wait goes on, updated as it changes, and
+    /// cleared (`None`) when it ends.
     Problem {
         resource: String,
-        message: String,
+        message: Option<String>,
     },
     /// The doctor's checks ended: passed, or the failure (then nothing starts and `up` ends).
     DoctorDone {
@@ -924,7 +925,7 @@ impl State {
                 if let Some(r) = self.resources.get_mut(&resource)
                     && r.status == Status::Waiting
                 {
-                    r.last_error = Some(message);
+                    r.last_error = message;
                 }
             }
             Event::Unhealthy { resource, message } => {
@@ -2328,7 +2329,7 @@ mod tests {
             t(4),
             Event::Problem {
                 resource: "backend".into(),
-                message: "CrashLoopBackOff".into(),
+                message: Some("CrashLoopBackOff".into()),
             },
         );
         assert_eq!(s.resources["backend"].status, Status::Waiting);
@@ -2336,6 +2337,16 @@ mod tests {
             s.resources["backend"].last_error.as_deref(),
             Some("CrashLoopBackOff")
         );
+        assert!(!s.settled());
+        // The problem ended (the pod moved on): the resource shows no error while it waits.
+        s.reduce(
+            t(5),
+            Event::Problem {
+                resource: "backend".into(),
+                message: None,
+            },
+        );
+        assert_eq!(s.resources["backend"].last_error, None);
         assert!(!s.settled());
     }
 

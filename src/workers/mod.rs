@@ -413,8 +413,15 @@ impl driver::Workers for Workers {
                     if let Some(old) = self.waits.remove(&name) {
                         old.abort();
                     }
+                    // Whether devenv builds an image the pods cannot get decides the hint.
+                    let built: Vec<String> = cfg
+                        .images
+                        .iter()
+                        .map(|i| crate::build::repository(&cfg, i))
+                        .collect();
                     let task = tokio::spawn(wait::wait(
                         r,
+                        built,
                         target.clone(),
                         self.ci,
                         self.outcomes.clone(),

@@ -1,6 +1,7 @@
 //! Readiness waits: one per resource, its health said once per change, its end reported to
 //! the engine.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -13,9 +14,11 @@ use crate::engine::state::Event;
 use crate::host::lock;
 use crate::out;
 
-/// Waits until `r` is ready (or fails), saying problems as they come.
+/// Waits until `r` is ready (or fails), saying problems as they come. `built`: the
+/// repositories of the images devenv builds.
 pub async fn wait(
     r: config::Resource,
+    built: Vec<String>,
     target: Target,
     ci: bool,
     outcomes: Outcomes,
@@ -32,6 +35,7 @@ pub async fn wait(
         r.readiness_timeout,
         // --ci fails at once on what will not heal by itself.
         ci,
+        &built,
         &mut |u| {
             pods = u.pods;
             if let Some(message) = health.show(u.health) {
@@ -75,11 +79,21 @@ fn say_ready(r: &config::Resource, pods: PodCounts, took: Duration) {
     );
 }
 
-/// Prints a resource's health while it is waited for, once per change: `waiting` and
-/// `problem` lines.
+/// Prints a resource's health while it is waited for: a `waiting` line per change, and each
+/// problem once per pod and reason (a crash loop's next back-off, with its restart count and
+/// its latest lines, updates the resource's status instead of printing a new block).
 struct HealthLines {
     name: String,
     shown: Option<Health>,
+    /// `(pod, reason)` of the problems printed.
+    told: BTreeSet<(Option<String>, String)>,
+}
+
+/// What a health change means for the resource's status.
+#[derive(Debug, PartialEq, Eq)]
+enum Said {
+    /// Printed or not, the status's problem becomes this (`None`: it ended).
+    Problem(Option<String>),
 }
 
 impl HealthLines {
@@ -87,25 +101,93 @@ impl HealthLines {
         HealthLines {
             name: name.to_owned(),
             shown: None,
+            told: BTreeSet::new(),
         }
     }
 
-    /// Prints `health` if it differs from the last shown; returns the problem when that is
-    /// what is new.
-    fn show(&mut self, health: &Health) -> Option<String> {
+    /// Prints `health` if it differs from the last shown (problems once per pod and reason);
+    /// returns what the resource's status should now say as its problem, when that changed.
+    fn show(&mut self, health: &Health) -> Option<Option<String>> {
         if self.shown.as_ref() == Some(health) {
             return None;
         }
+        let had_problem = matches!(self.shown, Some(Health::Problem(_)));
         self.shown = Some(health.clone());
-        match health {
-            Health::Waiting(m) => out::say_for("waiting", &self.name, m),
-            Health::Problem(p) => {
-                let p = p.to_string();
-                out::say_for("problem", &self.name, &p);
-                return Some(p);
+        let said = match health {
+            Health::Waiting(m) => {
+                out::say_for("waiting", &self.name, m);
+                had_problem.then_some(Said::Problem(None))
             }
-            Health::Ready | Health::Failed(_) => {}
+            Health::Problem(p) => {
+                let text = p.to_string();
+                if self
+                    .told
+                    .insert((p.pod.clone(), family(&p.reason).to_owned()))
+                {
+                    out::say_for("problem", &self.name, &text);
+                }
+                Some(Said::Problem(Some(text)))
+            }
+            Health::Ready | Health::Failed(_) => None,
+        };
+        said.map(|Said::Problem(p)| p)
+    }
+}
+
+/// Reasons that are phases of one problem: an image pull that fails and its back-off.
+fn family(reason: &str) -> &str {
+    match reason {
+        "ImagePullBackOff" | "ErrImagePull" => "ErrImagePull",
+        r => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::rollout::Problem;
+
+    fn problem(pod: &str, reason: &str, message: &str) -> Health {
+        Health::Problem(Problem {
+            reason: reason.into(),
+            pod: Some(pod.into()),
+            container: Some("app".into()),
+            message: message.into(),
+            hint: None,
+            logs: Vec::new(),
+            logs_unreadable: None,
+        })
+    }
+
+    /// Issue 24 point 5: a crash loop printed a new problem block on every back-off. It is
+    /// told once per pod and reason; its updates reach the status; its end clears it.
+    #[test]
+    fn a_problem_is_told_once_per_pod_and_reason_updated_and_cleared() {
+        let mut h = HealthLines::new("web");
+        let first = problem("web-1", "CrashLoopBackOff", "(1 restarts)");
+        assert_eq!(h.show(&first), Some(Some(first_text(&first))));
+        assert_eq!(h.told.len(), 1);
+        assert_eq!(h.show(&first), None, "the same health says nothing");
+        let next = problem("web-1", "CrashLoopBackOff", "(2 restarts)");
+        assert_eq!(h.show(&next), Some(Some(first_text(&next))));
+        assert_eq!(h.told.len(), 1, "not told again");
+        assert_eq!(
+            h.show(&Health::Waiting("0 of 1 available".into())),
+            Some(None)
+        );
+        let other_pod = problem("web-2", "CrashLoopBackOff", "(1 restarts)");
+        h.show(&other_pod);
+        assert_eq!(h.told.len(), 2);
+        // A failed pull and its back-off are one problem.
+        h.show(&problem("web-2", "ErrImagePull", "not found"));
+        h.show(&problem("web-2", "ImagePullBackOff", "Back-off pulling"));
+        assert_eq!(h.told.len(), 3);
+    }
+
+    fn first_text(h: &Health) -> String {
+        match h {
+            Health::Problem(p) => p.to_string(),
+            _ => String::new(),
         }
-        None
     }
 }
