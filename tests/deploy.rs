@@ -70,11 +70,27 @@ fn pod_path(ns: &str, name: &str) -> String {
 }
 
 /// A pod of deployment `name` as the kubelet reports it, with `containers` statuses.
+/// A pod of `deployment`'s current ReplicaSet (made as its controller would, with the
+/// pod-template-hash the pod's name carries: `hello-abc-1` is of `hello-abc`).
 fn pod(api: &FakeKube, ns: &str, deployment: &str, pod: &str, status: Value) {
     let d = api
         .object(&deployment_path(ns, deployment))
         .unwrap_or_else(|| panic!("no deployment {deployment}"));
-    let labels = d["spec"]["template"]["metadata"]["labels"].clone();
+    let hash = pod
+        .strip_prefix(&format!("{deployment}-"))
+        .and_then(|rest| rest.split('-').next())
+        .unwrap_or("abc");
+    let mut labels = d["spec"]["template"]["metadata"]["labels"].clone();
+    labels["pod-template-hash"] = json!(hash);
+    api.insert(
+        &format!("/apis/apps/v1/namespaces/{ns}/replicasets/{deployment}-{hash}"),
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+               "metadata": {"name": format!("{deployment}-{hash}"), "namespace": ns, "labels": labels,
+                   "annotations": {"deployment.kubernetes.io/revision": "1"},
+                   "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                       "name": deployment, "uid": d["metadata"]["uid"], "controller": true}]},
+               "spec": {"selector": d["spec"]["selector"], "template": d["spec"]["template"]}}),
+    );
     api.insert(
         &pod_path(ns, pod),
         json!({"apiVersion": "v1", "kind": "Pod",
@@ -285,7 +301,8 @@ fn a_failing_probe_is_shown_from_events_and_the_timeout_ends_the_wait() {
                "involvedObject": {"kind": "Pod", "name": "hello-abc-1", "namespace": "hello"},
                "reason": "Unhealthy", "type": "Warning",
                "message": "Readiness probe failed: Get \"http://10.244.0.9:8080/healthz\": dial tcp 10.244.0.9:8080: connect: connection refused",
-               "lastTimestamp": "2026-01-01T00:00:05Z"}),
+               // The kubelet's third failure in a row (one is a server's first second).
+               "count": 3, "lastTimestamp": "2026-01-01T00:00:05Z"}),
     );
     let out = finish(&mut child);
     let text = stdout(&out);

@@ -244,6 +244,41 @@ fn hello_runs_on_the_real_node_serves_through_the_forward_and_an_edit_gives_a_ne
             .all(|p| p["metadata"]["name"] != first_pod.as_str())
     });
 
+    // A manifest edit inside the build context (hello's .dockerignore leaves k8s/ in it)
+    // changes the image's tag too: one rollout, with the new tag (issue 24 point 7: it
+    // rolled out twice, the old tag first).
+    let generation = |rc: &RealCluster| {
+        rc.get_json("deployment", Some(&ns), "hello")
+            .and_then(|d| d["metadata"]["generation"].as_i64())
+            .unwrap_or_default()
+    };
+    let before = generation(&rc);
+    let manifest = on.w.p.read("k8s/deployment.yaml");
+    on.w.p.write(
+        "k8s/deployment.yaml",
+        &manifest.replace(
+            "          ports:\n",
+            "          env:\n            - name: GREETING\n              value: edited\n          ports:\n",
+        ),
+    );
+    up.wait_for_n("ready      hello (", 3);
+    let text = up.text();
+    assert_eq!(up.count("deployed   hello with"), 3, "{text}");
+    assert_eq!(generation(&rc), before + 1, "one rollout:\n{text}");
+    let d = rc
+        .get_json("deployment", Some(&ns), "hello")
+        .unwrap_or_else(|| panic!("no Deployment"));
+    let container = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["env"][0]["value"], "edited", "{d:#}");
+    let last_built = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("built      "))
+        .last()
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(container["image"], last_built.as_str(), "{text}");
+
     up.signal(libc::SIGTERM);
     let _ = up.child.wait();
     let out = on.run(&rc, &["down"]);

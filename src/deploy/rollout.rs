@@ -699,8 +699,10 @@ pub async fn wait_ready(
     let mut pod_stream = None;
     let mut rs_stream = None;
     let mut selector: Option<String> = None;
-    // Ready is said only once the pods have been listed, so the counts are true.
+    // Ready is said only once the pods (and a Deployment's ReplicaSets, which say which pods
+    // are current) have been listed, so the counts are true.
     let mut pods_listed = false;
+    let mut rs_listed = workload.kind != WorkloadKind::Deployment;
     let mut replicasets = Mirror::<ReplicaSet>::new();
 
     let mut workloads = Mirror::<DynamicObject>::new();
@@ -743,7 +745,10 @@ pub async fn wait_ready(
                 Some(s) => futures::StreamExt::next(s).await,
                 None => futures::future::pending().await,
             } } => match ev {
-                Some(Ok(ev)) => replicasets.apply(ev),
+                Some(Ok(ev)) => {
+                    rs_listed |= matches!(ev, Event::InitDone);
+                    replicasets.apply(ev);
+                }
                 Some(Err(e)) => { watch_error = Some(watch_err("the replica sets", e)); continue; }
                 None => {}
             },
@@ -779,6 +784,7 @@ pub async fn wait_ready(
             let cfg = watcher::Config::default().labels(selector.as_deref().unwrap_or(""));
             if workload.kind == WorkloadKind::Deployment {
                 replicasets = Mirror::new();
+                rs_listed = false;
                 rs_stream = Some(watcher(rs_api.clone(), cfg.clone()));
             }
             pod_stream = Some(watcher(pod_api.clone(), cfg));
@@ -823,7 +829,7 @@ pub async fn wait_ready(
             last = Some((health.clone(), counts));
         }
         match health {
-            Health::Ready if pods_listed => return Ok(()),
+            Health::Ready if pods_listed && rs_listed => return Ok(()),
             Health::Failed(problem) => {
                 return Err(RolloutError::Failed {
                     workload: shown,

@@ -1507,9 +1507,14 @@ impl State {
     /// deployment uses other references, and whose dependencies are ready; but only once no
     /// build is in flight (builds that run together deploy together) and no deploy is.
     fn schedule_deploy(&mut self, out: &mut Vec<Command>) {
+        // A build about to start or running (a batch's) changes what a deploy would carry:
+        // the deploy waits for it and goes out once.
         if !self.cluster_ready
             || self.deploying.is_some()
-            || self.images.values().any(|i| i.building.is_some())
+            || self
+                .images
+                .values()
+                .any(|i| i.building.is_some() || i.queued)
         {
             return;
         }
@@ -2532,6 +2537,39 @@ mod tests {
                 &["cron"],
                 &[("api", "api:a1"), ("jobs", "jobs:j1"), ("web", "web:w1")]
             )]
+        );
+    }
+
+    /// Issue 24 point 7: a manifest inside a build context, edited, rolled its workload out
+    /// twice (applied with the old tag, then again after the rebuild). The batch's build is
+    /// heard first; the edit's deploy waits for it and goes out once, with the new tag and
+    /// the file.
+    #[test]
+    fn a_manifest_edit_inside_a_build_context_deploys_once_after_the_build() {
+        let mut s = up();
+        let g = s.graph.clone();
+        assert_eq!(s.reduce(t(70), changed(&["web"])), [build("web", 5)]);
+        let out = s.reduce(
+            t(71),
+            Event::Reload(Box::new(Reload {
+                graph: g,
+                resources: ["frontend".to_owned()].into(),
+                files: ["k8s/web.yaml".to_owned()].into(),
+                ..Reload::default()
+            })),
+        );
+        assert_eq!(out, [], "no deploy while the build runs");
+        assert_eq!(
+            s.reduce(t(80), built("web", 5, "w2")),
+            [Command::Deploy {
+                generation: 6,
+                resources: vec!["frontend".into()],
+                references: [("api", "api:a1"), ("web", "web:w2")]
+                    .iter()
+                    .map(|(k, v)| ((*k).into(), (*v).into()))
+                    .collect(),
+                files: vec!["k8s/web.yaml".into()],
+            }]
         );
     }
 

@@ -141,7 +141,12 @@ impl Reloader {
                     what.join(", ")
                 ),
             );
-            if !b.targets.reload.is_empty() {
+            // A manifest or values file inside a build context changes the image too: the
+            // engine hears of the build first, so the deploy the edit asks for waits for it
+            // and goes out once, with the new tag (it rolled out twice, the old tag first).
+            // An edit of devenv.toml may change the images themselves: it is read first.
+            let config_first = b.targets.reload.contains(&Edit::Config);
+            if config_first && !b.targets.reload.is_empty() {
                 self.reload(&b.targets.reload).await;
             }
             if !b.targets.images.is_empty() || !b.targets.locals.is_empty() {
@@ -153,6 +158,9 @@ impl Reloader {
                     files: sample,
                     paths: b.paths,
                 });
+            }
+            if !config_first && !b.targets.reload.is_empty() {
+                self.reload(&b.targets.reload).await;
             }
         }
     }

@@ -382,6 +382,24 @@ impl State {
                 Some(pod),
             );
         }
+        // The ReplicaSet of this revision, as the Deployment controller keeps it: owned by
+        // the Deployment, its pods named by its pod-template-hash.
+        let mut rs_labels = template["metadata"]["labels"].clone();
+        rs_labels["pod-template-hash"] = json!(generation.to_string());
+        self.commit(
+            &format!("/apis/apps/v1/namespaces/{ns}/replicasets/{name}-{generation}"),
+            Some(json!({
+                "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": format!("{name}-{generation}"), "namespace": ns,
+                    "labels": rs_labels,
+                    "annotations": {"deployment.kubernetes.io/revision": generation.to_string()},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                        "name": name, "uid": deployment["metadata"]["uid"], "controller": true}]},
+                "spec": {"replicas": replicas, "selector": deployment["spec"]["selector"],
+                    "template": template},
+                "status": {"replicas": replicas, "readyReplicas": replicas}
+            })),
+        );
         let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}");
         let mut d = deployment.clone();
         d["status"] = json!({"observedGeneration": generation, "replicas": replicas,
