@@ -24,6 +24,14 @@
 #   scripts/bench.sh init     `devenv init --print` on the todo sample grown to 50,000 files:
 #                             45,000 source files in 900 directories beside the sample's,
 #                             and 5,000 under node_modules (skipped); best and median of 5
+#   scripts/bench.sh real     on a real node (../shared/kubeapi, REAL_NODE=1; started here
+#                             unless DEVENV_NODE_HOME names a running one; root): save ->
+#                             new content served through devenv's forward by live update
+#                             (busybox and GNU tar, 20 saves each) and by a rebuild (hello:
+#                             buildah, load, rollout, probe; 3 saves), cold `up` (images new
+#                             to the node), `up` after the live updates, warm `up`, and
+#                             devenv's RSS idle with the apps running (tests/real_node.rs
+#                             measure_on_the_real_node, release build)
 #
 # BENCH_DIR (default /tmp/devenv-bench) keeps the generated trees between runs.
 set -euo pipefail
@@ -357,6 +365,20 @@ PY
   echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
+bench_real() {
+  machine
+  local node_home="${DEVENV_NODE_HOME:-}" started=""
+  if [ -z "$node_home" ]; then
+    node_home=$(mktemp -d -t devenv-bench-node.XXXXXX)
+    started=1
+    REAL_NODE=1 NODE_SERVICES=1 KUBEAPI_HOME="$node_home" bash "$repo/../shared/kubeapi/start.sh" >/dev/null
+    trap 'KUBEAPI_HOME="$node_home" bash "$repo/../shared/kubeapi/stop.sh" --wipe >/dev/null 2>&1; rm -rf "$node_home"' EXIT
+  fi
+  (cd "$repo" && DEVENV_NODE_HOME="$node_home" cargo test --release --quiet --test real_node measure_on_the_real_node -- --ignored --nocapture 2>&1 | grep -E '^real node')
+  echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  [ -z "$started" ] || echo "(a real node of its own, started and stopped here)"
+}
+
 bench_live() {
   machine
   (cd "$repo" && cargo test --release --quiet --test live measure_save_to_running -- --ignored --nocapture 2>&1 | grep -E '^(live update|full build path):')
@@ -370,5 +392,6 @@ case "$what" in
   plan) bench_plan ;;
   api) bench_api ;;
   init) bench_init ;;
-  *) echo "bench.sh: unknown benchmark '$what' (try: hash, loop, plan, live, api, init)" >&2; exit 2 ;;
+  real) bench_real ;;
+  *) echo "bench.sh: unknown benchmark '$what' (try: hash, loop, plan, live, api, init, real)" >&2; exit 2 ;;
 esac

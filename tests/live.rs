@@ -91,12 +91,20 @@ fn builds(l: &Live) -> usize {
     l.up.count("built      ")
 }
 
+/// The commands devenv ran in containers; devenv's unpacking shell (kept running for a
+/// container's archives) as `unpacking shell`.
 fn execs(l: &Live) -> Vec<String> {
     l.w.api
         .requests()
         .into_iter()
         .filter(|r| r.path.ends_with("/exec"))
-        .map(|r| r.body)
+        .map(|r| {
+            if r.body.starts_with("sh -c while IFS= read -r n; do head -c") {
+                "unpacking shell".to_owned()
+            } else {
+                r.body
+            }
+        })
         .collect()
 }
 
@@ -113,12 +121,16 @@ fn an_edit_is_synced_into_the_container_and_nothing_is_built() {
     wait_file(&l, "hello-1-1", "app/app.py", "print('two')\n");
     assert_eq!(builds(&l), built, "no build:\n{}", l.up.text());
     assert_eq!(l.up.count("deployed   hello with"), deployed, "no deploy");
+    // One shell per container, kept for the next saves.
+    assert_eq!(execs(&l), ["unpacking shell", "unpacking shell"]);
+    l.w.p.write("app.py", "print('three')\n");
+    l.up.wait_for_n("synced     hello: synced 1 file to 2 containers in ", 2);
+    wait_file(&l, "hello-1-0", "app/app.py", "print('three')\n");
+    wait_file(&l, "hello-1-1", "app/app.py", "print('three')\n");
     assert_eq!(
         execs(&l),
-        [
-            "tar -x --overwrite -f - -C /",
-            "tar -x --overwrite -f - -C /"
-        ]
+        ["unpacking shell", "unpacking shell"],
+        "the second save needs no new exec"
     );
     let status = l.w.run(&["status", "--json"], &[]);
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
@@ -243,10 +255,17 @@ fn an_image_without_tar_falls_back_once() {
     l.up.wait_for_n("ready      hello (", 2);
     // The tar, and when the container closed the stream before its answer came (it may, as
     // it fails at once while the archive is being sent), one `tar --help` that asks again.
+    // The shell (no sh either), then the tar, and when the container closed the stream
+    // before its answer came, one `tar --help` that asks again.
     let tried = execs(&l);
     assert!(
-        tried == ["tar -x --overwrite -f - -C /"]
-            || tried == ["tar -x --overwrite -f - -C /", "tar --help"],
+        tried == ["unpacking shell", "tar -x --overwrite -f - -C /"]
+            || tried
+                == [
+                    "unpacking shell",
+                    "tar -x --overwrite -f - -C /",
+                    "tar --help"
+                ],
         "{tried:?}"
     );
     l.w.p.write("app.py", "print('three')\n");

@@ -273,7 +273,7 @@ fn hello_runs_on_the_real_node_serves_through_the_forward_and_an_edit_gives_a_ne
     let last_built = text
         .lines()
         .filter_map(|l| l.strip_prefix("built      "))
-        .last()
+        .next_back()
         .and_then(|l| l.split_whitespace().next())
         .unwrap_or_default()
         .to_owned();
@@ -551,6 +551,174 @@ fn crash_loops_failing_probes_and_pulled_images_are_told_once_with_their_own_wor
         "devenv builds into Minikube's own Docker daemon",
     ] {
         assert!(!text.contains(noise), "`{noise}`:\n{text}");
+    }
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+}
+
+/// p50 and p90 of `samples`, in ms.
+fn percentiles(mut samples: Vec<Duration>) -> (u128, u128) {
+    samples.sort();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples.get(i).map_or(0, Duration::as_millis)
+    };
+    (at(0.5), at(0.9))
+}
+
+/// devenv's resident memory, in MB.
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// `scripts/bench.sh real`: the figures of docs/performance.md on the real node (ignored in
+/// the suite; timing targets live in benchmarks, not in tests). Save -> new content served
+/// through devenv's forward, by live update (busybox's tar and GNU tar) and by a rebuild
+/// (hello: build, load into the node, rollout, probe); cold `up` (images new to the node)
+/// and warm `up` (nothing to build) to ready; devenv's RSS idle with the apps running.
+#[test]
+#[ignore = "a benchmark: scripts/bench.sh real"]
+fn measure_on_the_real_node() {
+    let Some(rc) = node("measure_on_the_real_node") else {
+        return;
+    };
+    let nonce = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let ns = rc.namespace("bench");
+    let images = [("bbroot", BUSYBOX_ROOT), ("gnuuser", GNU_USER)];
+    let p = live_project(&ns, &images);
+    // hello beside them, without live update: its saves are rebuilds.
+    let hello_dir = common::repo_root().join("examples/hello");
+    common::copy_dir(&hello_dir, &p.path().join("hello"));
+    p.write("hello/hello.txt", &format!("hello {nonce}\n"));
+    p.write("bbroot/index.html", &format!("<p>{nonce}</p>\n"));
+    p.write("gnuuser/site/index.html", &format!("<p>{nonce}</p>\n"));
+    let port = common::free_port();
+    p.write(
+        "devenv.toml",
+        &format!(
+            "{}\n[[image]]\nname = \"hello\"\ncontext = \"hello\"\nbuilder = \"buildah\"\n\n[[resource]]\nname = \"hello\"\nworkload = \"deployment/hello\"\nimages = [\"hello\"]\nport_forwards = [\"{port}:8080\"]\n",
+            p.read("devenv.toml")
+        ),
+    );
+    p.write(
+        "k8s.yaml",
+        &format!(
+            "{}---\n{}",
+            p.read("k8s.yaml"),
+            std::fs::read_to_string(hello_dir.join("k8s/deployment.yaml")).unwrap_or_default()
+        ),
+    );
+    let on = OnNode::new(&rc, p);
+
+    let cold = Instant::now();
+    let mut up = on.up(&rc);
+    for name in ["bbroot", "gnuuser", "hello"] {
+        up.wait_for(&format!("ready      {name} ("));
+    }
+    let cold = cold.elapsed();
+    for (name, file) in [("bbroot", "index.html"), ("gnuuser", "site/index.html")] {
+        let port = forward_port(&mut up, name);
+        wait_served(port, "/", &nonce);
+        let mut samples = Vec::new();
+        for i in 0..20 {
+            let saved = Instant::now();
+            on.w.p.write(
+                &format!("{name}/{file}"),
+                &format!("<p>save {i} {nonce}</p>\n"),
+            );
+            wait_served(port, "/", &format!("save {i} {nonce}"));
+            samples.push(saved.elapsed());
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        let (p50, p90) = percentiles(samples);
+        println!(
+            "real node, live update ({name}): save -> served p50 {p50} ms, p90 {p90} ms (20 saves)"
+        );
+        let marker = format!("synced     {name}: synced 1 file to 1 container in ");
+        let syncs: Vec<Duration> = up
+            .text()
+            .lines()
+            .filter_map(|l| l.strip_prefix(&marker))
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .map(Duration::from_millis)
+            .collect();
+        let n = syncs.len();
+        let (p50, p90) = percentiles(syncs);
+        println!(
+            "real node, live update ({name}): the sync itself p50 {p50} ms, p90 {p90} ms ({n} syncs; the first opens the container's shell)"
+        );
+    }
+    let mut samples = Vec::new();
+    for i in 0..3 {
+        let saved = Instant::now();
+        on.w.p
+            .write("hello/hello.txt", &format!("rebuild {i} {nonce}\n"));
+        wait_served(port, "/", &format!("rebuild {i} {nonce}"));
+        samples.push(saved.elapsed());
+    }
+    let (p50, p90) = percentiles(samples);
+    println!(
+        "real node, rebuild (hello): save -> new pod serving p50 {p50} ms, p90 {p90} ms (3 saves)"
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    println!(
+        "real node, devenv idle with 3 apps running: RSS {:.1} MB",
+        rss_mb(up.child.id())
+    );
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+    println!(
+        "real node, cold up (3 images new to the node) -> all ready: {} ms",
+        cold.as_millis()
+    );
+    // The saves changed the images' content: the next `up` builds them again.
+    let again = Instant::now();
+    let mut up = on.up(&rc);
+    for name in ["bbroot", "gnuuser", "hello"] {
+        up.wait_for(&format!("ready      {name} ("));
+    }
+    println!(
+        "real node, up after the live updates (bbroot and gnuuser built again) -> all ready: {} ms",
+        again.elapsed().as_millis()
+    );
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+    let warm = Instant::now();
+    let mut up = on.up(&rc);
+    // Each line with when it came, to tell where a warm start spends its time.
+    let mut seen = 0;
+    let mut timeline = String::new();
+    while warm.elapsed() < Duration::from_secs(120) {
+        let text = up.text();
+        for l in text.lines().skip(seen) {
+            timeline.push_str(&format!("  {:>6} ms  {l}\n", warm.elapsed().as_millis()));
+            seen += 1;
+        }
+        if ["bbroot", "gnuuser", "hello"]
+            .iter()
+            .all(|n| text.contains(&format!("ready      {n} (")))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!(
+        "real node, warm up (nothing to build) -> all ready: {} ms",
+        warm.elapsed().as_millis()
+    );
+    if std::env::var_os("DEVENV_BENCH_TIMELINE").is_some() {
+        println!("{timeline}");
     }
     up.signal(libc::SIGTERM);
     let _ = up.child.wait();

@@ -7,8 +7,10 @@
 //! files it owns in a directory it does not; files gone from the context are removed with
 //! `rm -rf`; then each `run` step runs with `sh -c` in the stage's WORKDIR.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -159,6 +161,54 @@ fn denied_path(stderr: &str) -> Option<String> {
     })
 }
 
+/// A failure told by its message: a missing program, a read-only root filesystem, or else
+/// the message as it is.
+fn failure(c: &Container, program: &str, what: &str, message: String) -> SyncError {
+    if missing_program(&message, program) {
+        SyncError::Missing {
+            pod: c.pod.clone(),
+            container: c.container.clone(),
+            program: program.to_owned(),
+        }
+    } else if message.contains("Read-only file system") {
+        SyncError::ReadOnly {
+            pod: c.pod.clone(),
+            container: c.container.clone(),
+        }
+    } else {
+        SyncError::Exec {
+            pod: c.pod.clone(),
+            container: c.container.clone(),
+            what: what.to_owned(),
+            message,
+        }
+    }
+}
+
+/// A command that ran and failed: `status` (the runtime's word for it) and what it wrote
+/// (`output`), whose own words say why (a path the user may not write, its last line).
+fn failed_run(c: &Container, program: &str, what: &str, status: String, output: &str) -> SyncError {
+    if let Some(path) = denied_path(output) {
+        return SyncError::Denied {
+            pod: c.pod.clone(),
+            container: c.container.clone(),
+            path,
+        };
+    }
+    let tail = output.trim();
+    // GNU tar ends with "Exiting with failure status…": the line before says why.
+    let why = tail
+        .lines()
+        .rev()
+        .find(|l| !l.contains("Exiting with failure status"))
+        .or_else(|| tail.lines().last());
+    let message = match why {
+        Some(why) => format!("{status}: {why}"),
+        None => status,
+    };
+    failure(c, program, what, message)
+}
+
 /// Runs `command` in the container, with `stdin` when given: its output (stdout then stderr),
 /// or its failure as a message.
 async fn exec(
@@ -169,27 +219,6 @@ async fn exec(
     what: &str,
 ) -> Result<String, SyncError> {
     let program = command.first().cloned().unwrap_or_default();
-    let fail = |message: String| {
-        if missing_program(&message, &program) {
-            SyncError::Missing {
-                pod: c.pod.clone(),
-                container: c.container.clone(),
-                program: program.clone(),
-            }
-        } else if message.contains("Read-only file system") {
-            SyncError::ReadOnly {
-                pod: c.pod.clone(),
-                container: c.container.clone(),
-            }
-        } else {
-            SyncError::Exec {
-                pod: c.pod.clone(),
-                container: c.container.clone(),
-                what: what.to_owned(),
-                message,
-            }
-        }
-    };
     tracing::debug!(pod = %c.pod, container = %c.container, %what, "exec");
     let answer = super::exec::run(
         api,
@@ -200,30 +229,96 @@ async fn exec(
         EXEC_TIMEOUT,
     )
     .await
-    .map_err(|e| fail(e.to_string()))?;
+    .map_err(|e| failure(c, &program, what, e.to_string()))?;
     tracing::debug!(pod = %c.pod, %what, ok = answer.success(), "exec ended");
     if answer.success() {
         return Ok(answer.stdout + &answer.stderr);
     }
-    if let Some(path) = denied_path(&answer.stderr) {
-        return Err(SyncError::Denied {
-            pod: c.pod.clone(),
-            container: c.container.clone(),
-            path,
-        });
+    let status = answer.status.message.unwrap_or_else(|| "failed".into());
+    Err(failed_run(c, &program, what, status, &answer.stderr))
+}
+
+/// The shells kept running for archives, by container (`(pod uid, container)`); `None` where
+/// a container cannot keep one (no `sh` or `head`), so its archives go by their own exec.
+#[derive(Clone, Default)]
+pub struct Sessions(Arc<tokio::sync::Mutex<BTreeMap<(String, String), Kept>>>);
+
+/// A container's session, or `None` where it cannot keep one.
+type Kept = Option<Arc<super::exec::Session>>;
+
+impl Sessions {
+    /// The container's session: the one kept, or a new one; `None` where it cannot have one.
+    async fn of(&self, api: &Api<Pod>, c: &Container) -> Kept {
+        let key = (c.uid.clone(), c.container.clone());
+        let mut all = self.0.lock().await;
+        // Sessions of pods that went away ended with their streams: forget them.
+        all.retain(|_, s| s.as_ref().is_none_or(|s| s.alive()));
+        if let Some(kept) = all.get(&key) {
+            return kept.clone();
+        }
+        let opened = super::exec::Session::open(api, &c.pod, &c.container)
+            .await
+            .ok()
+            .map(Arc::new);
+        all.insert(key, opened.clone());
+        opened
     }
-    let mut m = answer.status.message.unwrap_or_else(|| "failed".into());
-    let tail = answer.stderr.trim();
-    // GNU tar ends with "Exiting with failure status…": the line before says why.
-    let why = tail
-        .lines()
-        .rev()
-        .find(|l| !l.contains("Exiting with failure status"))
-        .or_else(|| tail.lines().last());
-    if let Some(why) = why {
-        m = format!("{m}: {why}");
+
+    async fn forget(&self, c: &Container, for_good: bool) {
+        let key = (c.uid.clone(), c.container.clone());
+        let mut all = self.0.lock().await;
+        if for_good {
+            all.insert(key, None);
+        } else {
+            all.remove(&key);
+        }
     }
-    Err(fail(m))
+}
+
+/// Whether a shell's output says a program it needs is not there.
+fn shell_lacks(output: &str, program: &str) -> bool {
+    output.lines().any(|l| {
+        l.contains(&format!("{program}: not found"))
+            || l.contains(&format!("{program}: command not found"))
+    })
+}
+
+/// Unpacks `tar` through the container's session. `None`: the container keeps no session
+/// (or it broke before answering), and the archive goes by its own exec instead.
+async fn unpack_in_session(
+    api: &Api<Pod>,
+    c: &Container,
+    tar: &[u8],
+    sessions: &Sessions,
+) -> Option<Result<(), SyncError>> {
+    let session = sessions.of(api, c).await?;
+    match session.unpack(tar.to_vec(), EXEC_TIMEOUT).await {
+        Ok(u) if u.code == 0 => Some(Ok(())),
+        Ok(u) if shell_lacks(&u.output, "head") => {
+            sessions.forget(c, true).await;
+            None
+        }
+        Ok(u) if shell_lacks(&u.output, "tar") => Some(Err(failure(
+            c,
+            "tar",
+            "tar -x",
+            "sh: tar: not found".into(),
+        ))),
+        Ok(u) => Some(Err(failed_run(
+            c,
+            "tar",
+            "tar -x",
+            format!("tar -x ended with exit code {}", u.code),
+            &u.output,
+        ))),
+        Err(e) => {
+            // No sh in the image, or the stream broke (the pod went): not kept.
+            let no_sh = missing_program(&e.to_string(), "sh");
+            tracing::debug!(pod = %c.pod, error = %e, no_sh, "unpack session");
+            sessions.forget(c, no_sh).await;
+            None
+        }
+    }
 }
 
 /// Puts `push` into one container: the files, the deletions, then the `run` steps.
@@ -232,9 +327,17 @@ pub async fn push_to(
     c: &Container,
     push: &Push,
     tar: &[u8],
+    sessions: &Sessions,
     on_output: &(dyn Fn(&str) + Sync),
 ) -> Result<(), SyncError> {
-    if !push.copies.is_empty() {
+    let by_session = if push.copies.is_empty() {
+        None
+    } else {
+        unpack_in_session(api, c, tar, sessions).await
+    };
+    if let Some(sent) = by_session {
+        sent?;
+    } else if !push.copies.is_empty() {
         let sent = exec(
             api,
             c,
@@ -318,12 +421,13 @@ pub async fn push_all(
     api: &Api<Pod>,
     containers: &[Container],
     push: &Push,
+    sessions: &Sessions,
     on_output: &(dyn Fn(&str) + Sync),
 ) -> Result<Report, SyncError> {
     let started = Instant::now();
     let tar = archive(&push.copies)?;
     for c in containers {
-        push_to(api, c, push, &tar, on_output).await?;
+        push_to(api, c, push, &tar, sessions, on_output).await?;
     }
     let _ = std::io::sink().flush();
     Ok(Report {

@@ -17,6 +17,7 @@ use crate::out;
 pub struct Keep {
     pub pods: super::live::PodsOf,
     pub ledgers: super::live::Ledgers,
+    pub sessions: crate::deploy::sync::Sessions,
     pub events: tokio::sync::mpsc::UnboundedSender<crate::engine::state::Event>,
     pub cfg: Arc<config::Config>,
     pub live_images: Vec<String>,
@@ -50,6 +51,7 @@ pub async fn follow_one(
             keep.live_images.clone(),
             pods.clone(),
             keep.ledgers.clone(),
+            keep.sessions.clone(),
             logs.clone(),
             keep.events.clone(),
         ));

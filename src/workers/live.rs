@@ -66,6 +66,7 @@ impl From<String> for Failure {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn sync(
     cfg: Arc<Config>,
     image: String,
@@ -73,6 +74,7 @@ pub async fn sync(
     users: Vec<String>,
     pods: PodsOf,
     ledgers: Ledgers,
+    sessions: sync::Sessions,
     logs: Logs,
 ) -> Result<String, Failure> {
     let Some(img) = cfg.images.iter().find(|i| i.name == image) else {
@@ -100,7 +102,7 @@ pub async fn sync(
     };
     let mut report: Option<sync::Report> = None;
     for (p, containers) in &targets {
-        let r = sync::push_all(&p.api, containers, &push, &say)
+        let r = sync::push_all(&p.api, containers, &push, &sessions, &say)
             .await
             .map_err(|e| Failure {
                 lasting: e.lasting(),
@@ -143,6 +145,7 @@ pub async fn catch_up(
     images: Vec<String>,
     pods: Pods,
     ledgers: Ledgers,
+    sessions: sync::Sessions,
     logs: Logs,
     events: mpsc::UnboundedSender<Event>,
 ) {
@@ -169,7 +172,7 @@ pub async fn catch_up(
             }
             let push = push_of(&cfg, image, &plan);
             let say = |line: &str| logs.push(&resource, "sync", line);
-            match sync::push_all(&pods.api, &behind, &push, &say).await {
+            match sync::push_all(&pods.api, &behind, &push, &sessions, &say).await {
                 Ok(r) => {
                     let pods_told: Vec<&str> = behind.iter().map(|c| c.pod.as_str()).collect();
                     let text = format!(

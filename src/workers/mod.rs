@@ -188,6 +188,8 @@ pub struct Workers {
     pods: live::PodsOf,
     /// What live updates put into each image since it was built.
     ledgers: live::Ledgers,
+    /// The shells kept running in containers for live update's archives.
+    sessions: crate::deploy::sync::Sessions,
     events: mpsc::UnboundedSender<Event>,
 }
 
@@ -214,6 +216,7 @@ impl Workers {
             waits: HashMap::new(),
             pods: Arc::new(Mutex::new(BTreeMap::new())),
             ledgers: Arc::new(Mutex::new(BTreeMap::new())),
+            sessions: crate::deploy::sync::Sessions::default(),
             events: setup.events,
         }
     }
@@ -313,11 +316,24 @@ impl driver::Workers for Workers {
             } => {
                 let cfg = self.config();
                 let users = self.users.borrow().get(&image).cloned().unwrap_or_default();
-                let (pods, ledgers, logs) =
-                    (self.pods.clone(), self.ledgers.clone(), self.logs.clone());
+                let (pods, ledgers, sessions, logs) = (
+                    self.pods.clone(),
+                    self.ledgers.clone(),
+                    self.sessions.clone(),
+                    self.logs.clone(),
+                );
                 tokio::spawn(async move {
-                    let result =
-                        live::sync(cfg, image.clone(), plan, users, pods, ledgers, logs).await;
+                    let result = live::sync(
+                        cfg,
+                        image.clone(),
+                        plan,
+                        users,
+                        pods,
+                        ledgers,
+                        sessions,
+                        logs,
+                    )
+                    .await;
                     let lasting = result.as_ref().err().is_some_and(|f| f.lasting);
                     if let Err(f) = &result {
                         out::say_for(
@@ -520,6 +536,7 @@ impl driver::Workers for Workers {
 struct Follower {
     pods: live::PodsOf,
     ledgers: live::Ledgers,
+    sessions: crate::deploy::sync::Sessions,
     events: mpsc::UnboundedSender<Event>,
     users: watch::Receiver<BTreeMap<String, Vec<String>>>,
     ci: bool,
@@ -535,6 +552,7 @@ impl Workers {
         Follower {
             pods: self.pods.clone(),
             ledgers: self.ledgers.clone(),
+            sessions: self.sessions.clone(),
             events: self.events.clone(),
             users: self.users.clone(),
             ci: self.ci,
@@ -579,6 +597,7 @@ impl Follower {
         let keep = follow::Keep {
             pods: self.pods.clone(),
             ledgers: self.ledgers.clone(),
+            sessions: self.sessions.clone(),
             events: self.events.clone(),
             cfg: cfg.clone(),
             live_images,

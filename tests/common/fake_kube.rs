@@ -927,6 +927,13 @@ async fn serve_exec(
         let _ = tx.send(Message::Close(None)).await;
         return;
     }
+    let script = command.get(2).cloned().unwrap_or_default();
+    if program == "sh" && script.starts_with("while IFS= read -r n; do head -c") {
+        serve_session(&mut tx, &mut rx, &script, &image, &dir).await;
+        let _ = tx.send(Message::Binary(send_status(Ok(())).into())).await;
+        let _ = tx.send(Message::Close(None)).await;
+        return;
+    }
     let result: Result<(), (String, String)> = match program.as_str() {
         "tar" => {
             let mut data = Vec::new();
@@ -998,6 +1005,81 @@ async fn serve_exec(
     };
     let _ = tx.send(Message::Binary(send_status(result).into())).await;
     let _ = tx.send(Message::Close(None)).await;
+}
+
+/// devenv's unpacking shell (`while IFS= read -r n; do head -c "$n" | tar -x … 2>&1; echo
+/// "MARK $?"; done`), as a shell in the container runs it: a length line, that many bytes
+/// unpacked under the container's root, tar's output and the marker line with its code;
+/// until stdin ends. A `readonly` image's tar fails as GNU tar does on a read-only root.
+async fn serve_session<T, R>(
+    tx: &mut T,
+    rx: &mut R,
+    script: &str,
+    image: &str,
+    dir: &std::path::Path,
+) where
+    T: futures::Sink<Message> + Unpin,
+    R: futures::Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let mark = script
+        .split("echo \"")
+        .nth(1)
+        .and_then(|r| r.split(" $?").next())
+        .unwrap_or("MARK")
+        .to_owned();
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        // The length line, then its bytes.
+        let request = loop {
+            if let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let n: usize = String::from_utf8_lossy(&buf[..nl])
+                    .trim()
+                    .parse()
+                    .unwrap_or(0);
+                if buf.len() > nl + n {
+                    let data = buf[nl + 1..nl + 1 + n].to_vec();
+                    buf.drain(..nl + 1 + n);
+                    break Some(data);
+                }
+            }
+            match rx.next().await {
+                Some(Ok(Message::Binary(b))) => match b.first() {
+                    Some(0) => buf.extend_from_slice(&b[1..]),
+                    Some(255) => break None,
+                    _ => {}
+                },
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
+                Some(Ok(_)) => {}
+            }
+        };
+        let Some(data) = request else { return };
+        let (output, code) = if image.contains("readonly") {
+            let name = tar::Archive::new(data.as_slice())
+                .entries()
+                .ok()
+                .and_then(|mut e| e.next())
+                .and_then(Result::ok)
+                .and_then(|e| e.path().ok().map(|p| p.display().to_string()))
+                .unwrap_or_default();
+            (
+                format!(
+                    "tar: {name}: Cannot open: Read-only file system\ntar: Exiting with failure status due to previous errors\n"
+                ),
+                2,
+            )
+        } else {
+            let _ = std::fs::create_dir_all(dir);
+            match tar::Archive::new(data.as_slice()).unpack(dir) {
+                Ok(()) => (String::new(), 0),
+                Err(e) => (format!("tar: {e}\n"), 2),
+            }
+        };
+        let mut frame = vec![1u8];
+        frame.extend_from_slice(format!("{output}{mark} {code}\n").as_bytes());
+        if tx.send(Message::Binary(frame.into())).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// A resource the fake serves: (plural, kind, namespaced).
