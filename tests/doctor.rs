@@ -973,3 +973,38 @@ fn doctor_advice_never_loops_back_to_the_current_value() {
         "{fix}"
     );
 }
+
+/// Issue 24 point 12: the doctor said the `none` driver "brings its own Docker daemon". It
+/// does not: Minikube then runs on the host, and builds go to the host's daemon, which is
+/// checked. A VM driver (kvm2) does bring one.
+#[test]
+fn the_none_driver_uses_the_hosts_docker_daemon_and_a_vm_driver_brings_its_own() {
+    for (driver, checked) in [("none", true), ("kvm2", false)] {
+        let p = project(&format!("[cluster]\ndriver = \"{driver}\"\n\n{HELLO_LIKE}"));
+        let bin = FakeBin::new();
+        bin.real("docker").real("kubectl").real("helm");
+        minikube_with(&bin, r#"{"invalid":[],"valid":[]}"#);
+        let proc_root = common::fake_proc(8, 32768, 30000, 524288, 512);
+        let r = doctor(p.path(), bin.path(), Some(proc_root.path()), &[]);
+        if checked {
+            // The real docker client, no daemon here: the host's daemon is asked, and absent.
+            assert_eq!(
+                r.status("docker.daemon"),
+                "fail",
+                "{}",
+                r.found("docker.daemon")
+            );
+            assert!(
+                r.found("docker.daemon").starts_with("daemon not running"),
+                "{}",
+                r.found("docker.daemon")
+            );
+        } else {
+            assert_eq!(r.status("docker.daemon"), "skipped");
+            assert_eq!(
+                r.found("docker.daemon"),
+                "the minikube driver `kvm2` brings its own Docker daemon (in its VM or container)"
+            );
+        }
+    }
+}

@@ -232,7 +232,13 @@ impl Needs {
         let cluster = cfg.needs_cluster();
         let minikube = cluster && cfg.cluster.provider == Provider::Minikube;
         let uses = |b: BuilderKind| cfg.images.iter().any(|i| i.builder == b);
-        let docker_driver = matches!(cfg.cluster.driver.as_deref(), None | Some("docker"));
+        // The docker driver runs Minikube in the host's daemon; `none` runs it on the host,
+        // where builds go to the host's daemon too. Other drivers bring a daemon of their
+        // own (in their VM or container).
+        let docker_driver = matches!(
+            cfg.cluster.driver.as_deref(),
+            None | Some("docker" | "none")
+        );
         let docker_daemon =
             cluster && ((minikube && docker_driver) || (!minikube && uses(BuilderKind::Docker)));
         Needs {
