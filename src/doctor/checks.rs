@@ -219,7 +219,9 @@ fn docker_daemon_check(cfg: Option<&Config>, needs: &Needs, env: &Env) -> Check 
     if !needs.docker_daemon {
         let why = match cfg.and_then(|c| c.cluster.driver.as_deref()) {
             Some(d) if needs.minikube => {
-                format!("the minikube driver `{d}` brings its own Docker daemon (in its VM or container)")
+                format!(
+                    "the minikube driver `{d}` brings its own Docker daemon (in its VM or container)"
+                )
             }
             _ => "no image is built with the host's Docker daemon".to_owned(),
         };

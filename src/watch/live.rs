@@ -17,6 +17,8 @@ use crate::config::Config;
 
 /// How long a stream of changes may keep a batch open at most.
 const MAX_BATCH_WAIT: Duration = Duration::from_secs(5);
+/// How many paths' first events are kept between batches (a burst past it is taken whole).
+const MAX_BORN: usize = 100_000;
 /// A batch this big is a bulk change (a checkout, a generator, an unpacked archive)...
 const BULK: usize = 100;
 /// ...and waits this long for quiet, at least, so a writer that stalls for a moment does not
@@ -205,7 +207,12 @@ impl Watcher {
         // (they may have been written before the watch was in place).
         // Watched root directories that were removed, until they come back.
         let missing: Arc<Mutex<BTreeSet<PathBuf>>> = Arc::new(Mutex::new(BTreeSet::new()));
+        // Whether each path's first event since its last batch was its creation: a path made
+        // and gone again within one batch (an editor's temporary file) changed nothing.
+        let born: Arc<Mutex<std::collections::HashMap<PathBuf, bool>>> =
+            Arc::new(Mutex::new(std::collections::HashMap::new()));
         let expand = {
+            let born = born.clone();
             let inner = inner.clone();
             let rules = rules.clone();
             let out_tx = out_tx.clone();
@@ -228,6 +235,17 @@ impl Watcher {
                     }
                     if matches!(ev.kind, EventKind::Access(_)) {
                         continue;
+                    }
+                    {
+                        let mut born = lock(&born);
+                        // Bounded: past the cap nothing is known, and nothing is skipped.
+                        if born.len() > MAX_BORN {
+                            born.clear();
+                        }
+                        for p in &ev.paths {
+                            born.entry(p.clone())
+                                .or_insert(matches!(ev.kind, EventKind::Create(_)));
+                        }
                     }
                     for p in ev.paths {
                         // A watched root directory removed (a `rm -rf gen && mkdir gen`, a
@@ -325,7 +343,20 @@ impl Watcher {
         ));
         let cfg = cfg.clone();
         let map = tokio::spawn(async move {
-            while let Some(set) = set_rx.recv().await {
+            while let Some(mut set) = set_rx.recv().await {
+                {
+                    let mut born = lock(&born);
+                    if set.contains(&PathBuf::new()) {
+                        born.clear();
+                    }
+                    set.retain(|p| {
+                        let made_here = born.remove(p) == Some(true);
+                        !(made_here && p.symlink_metadata().is_err())
+                    });
+                }
+                if set.is_empty() {
+                    continue;
+                }
                 if set.iter().any(|p| lock(&rules).is_ignore_file(p)) {
                     match Rules::new(&cfg) {
                         Ok(r) => *lock(&rules) = r,

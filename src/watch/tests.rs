@@ -353,3 +353,47 @@ async fn a_slowly_written_bulk_change_is_still_one_batch() {
         [10_000]
     );
 }
+
+/// Issue 24 point 12: an editor's temporary file (written, then renamed over the file or
+/// removed, within one batch) made live update run `rm` of it in the container. A path made
+/// and gone again within a batch changed nothing; a file that was there and is removed does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_made_and_gone_within_a_batch_is_no_change() {
+    let (_dir, cfg) = project("");
+    let (watcher, mut rx) = Watcher::start(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let app = cfg.root.join("api/app");
+    // Saved by way of a temporary file renamed over the real one.
+    std::fs::write(app.join("main.py.tmp123"), "new").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(app.join("main.py.tmp123"), app.join("main.py"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A lock file made and removed.
+    std::fs::write(app.join("lockfile"), "x").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(app.join("lockfile")).unwrap_or_else(|e| panic!("{e}"));
+    let b = next(&mut rx, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("no batch"));
+    let paths: Vec<PathBuf> = b
+        .targets
+        .image_paths
+        .get("api")
+        .map(|p| p.iter().cloned().collect())
+        .unwrap_or_default();
+    assert_eq!(paths, [app.join("main.py")], "{b:?}");
+    // Made and gone, alone: no batch at all.
+    std::fs::write(app.join("x.swap"), "x").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(app.join("x.swap")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(next(&mut rx, Duration::from_millis(500)).await.is_none());
+    // A file that was there, removed: a change.
+    std::fs::write(app.join("old.py"), "x").unwrap_or_else(|e| panic!("{e}"));
+    let _ = next(&mut rx, Duration::from_secs(5)).await;
+    std::fs::remove_file(app.join("old.py")).unwrap_or_else(|e| panic!("{e}"));
+    let b = next(&mut rx, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("no batch for the removal"));
+    assert_eq!(
+        b.targets.image_paths.get("api").map(|p| p.len()),
+        Some(1),
+        "{b:?}"
+    );
+    drop(watcher);
+}
