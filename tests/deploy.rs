@@ -449,13 +449,23 @@ fn forwards_follow_the_pod_logs_stream_and_sigterm_stops_cleanly() {
         .log("hello", "hello-1-0", "hello", false, "GET /healthz 200");
     up.wait_for("  hello | hello-1-0/hello GET /healthz 200");
 
-    // The pod is replaced: the forward and the logs move to the new one by themselves.
+    // The pod is replaced: the forward and the logs move to the new one by themselves. A
+    // connection made while no pod is ready waits for one, instead of being closed at once
+    // (issue 24 point 12: a connection at `up` was closed before readiness was confirmed).
     let old = pod_path("hello", "hello-1-0");
     let mut replacement = w.api.object(&old).unwrap_or_else(|| panic!("no pod"));
     replacement["metadata"]["name"] = json!("hello-2-0");
     replacement["metadata"]["uid"] = Value::Null;
     w.api.remove(&old);
+    let early = std::thread::spawn(move || through_forward(port, "early"));
+    // Time for the connection to reach devenv while no pod is there (it waits either way).
+    std::thread::sleep(Duration::from_millis(300));
     w.api.insert(&pod_path("hello", "hello-2-0"), replacement);
+    assert_eq!(
+        early.join().unwrap_or_default(),
+        "hello-2-0:8080 early",
+        "served by the new pod once it is ready"
+    );
     w.api
         .log("hello", "hello-2-0", "hello", false, "started again");
     up.wait_for("  hello | hello-2-0/hello started again");

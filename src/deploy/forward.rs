@@ -83,21 +83,66 @@ pub async fn serve(
     }
 }
 
-async fn carry(mut conn: TcpStream, pods: &Pods, remote: u16) -> Result<(), (Trouble, String)> {
-    let Some(pod) = pods.ready_pod() else {
-        return Err((
-            Trouble::NotFound,
-            format!(
-                "no pod ({}) is ready, so the connection was closed",
-                pods.selector
-            ),
-        ));
+/// How long a connection waits for a ready pod: at `up` the pods may not be listed yet, and a
+/// rollout may be replacing the pod that served.
+const WAIT_FOR_POD: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A ready pod of `pods` other than those in `tried`, waited for until `deadline`.
+async fn ready_pod(
+    pods: &Pods,
+    tried: &[String],
+    deadline: tokio::time::Instant,
+) -> Option<std::sync::Arc<k8s_openapi::api::core::v1::Pod>> {
+    let mut changed = pods.changed.clone();
+    let wait = async {
+        loop {
+            if let Some(p) = pods
+                .ready_pod()
+                .filter(|p| !tried.iter().any(|t| Some(t) == p.metadata.name.as_ref()))
+            {
+                return Some(p);
+            }
+            if changed.changed().await.is_err() {
+                return None;
+            }
+        }
     };
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let mut pf = pods.api.portforward(&name, &[remote]).await.map_err(|e| {
-        let (why, trouble) = explain(&e);
-        (trouble, format!("pod {name}: {why}"))
-    })?;
+    tokio::time::timeout_at(deadline, wait).await.ok().flatten()
+}
+
+async fn carry(mut conn: TcpStream, pods: &Pods, remote: u16) -> Result<(), (Trouble, String)> {
+    let deadline = tokio::time::Instant::now() + WAIT_FOR_POD;
+    // A pod that just went away (a rollout replaced it) may still be listed: its forward
+    // fails, and the next ready pod is tried until the deadline.
+    let mut tried: Vec<String> = Vec::new();
+    let mut last: Option<(Trouble, String)> = None;
+    let (name, mut pf) = loop {
+        let Some(pod) = ready_pod(pods, &tried, deadline).await else {
+            return Err(last.unwrap_or_else(|| {
+                (
+                    Trouble::NotFound,
+                    format!(
+                        "no pod ({}) became ready within {} s, so the connection was closed",
+                        pods.selector,
+                        WAIT_FOR_POD.as_secs()
+                    ),
+                )
+            }));
+        };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        match pods.api.portforward(&name, &[remote]).await {
+            Ok(pf) => break (name, pf),
+            Err(e) => {
+                let (why, trouble) = explain(&e);
+                // Only a pod that is gone is worth passing over; anything else is told now.
+                if trouble != Trouble::NotFound {
+                    return Err((trouble, format!("pod {name}: {why}")));
+                }
+                last = Some((trouble, format!("pod {name}: {why}")));
+                tried.push(name);
+            }
+        }
+    };
     let Some(mut upstream) = pf.take_stream(remote) else {
         return Err((
             Trouble::Other,
