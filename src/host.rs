@@ -28,6 +28,42 @@ pub fn project_state_dir(file: &Path) -> Option<PathBuf> {
     Some(base.join("projects").join(&key.as_str()[..16]))
 }
 
+/// Creates `dir` and its missing parents for devenv's own state and caches: directories 0700,
+/// so another local user can neither list nor read what is inside (logs, inventories, the
+/// token). Directories an earlier devenv made 0755 under the state directory are narrowed.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    if let Some(base) = state_dir()
+        && dir.starts_with(&base)
+    {
+        for d in dir.ancestors().take_while(|d| d.starts_with(&base)) {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens `path` for writing, created or emptied, readable and writable by its owner only
+/// (0600, an existing file narrowed too), in a directory made with [`private_dir`].
+pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    if let Some(dir) = path.parent() {
+        private_dir(dir)?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(f)
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()

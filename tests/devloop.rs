@@ -1032,6 +1032,12 @@ fn an_edit_of_devenv_toml_is_reloaded_and_a_broken_one_stops_nothing() {
 fn up_detach_returns_with_the_page_answering_and_stop_leaves_no_process() {
     let p = local_project();
     let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // A home as most are: others may enter it (issue 28 point 4 was seen so).
+    std::fs::set_permissions(
+        home.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let started = local_up(&p, home.path(), &["--detach"])
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
@@ -1067,6 +1073,39 @@ fn up_detach_returns_with_the_page_answering_and_stop_leaves_no_process() {
     {
         assert!(Instant::now() < deadline, "nothing in {log}");
         std::thread::sleep(Duration::from_millis(20));
+    }
+    // Issue 28 point 4: the log held the sign-in address with its token, 0644 in 0755
+    // directories, and another local user read it and triggered a run. The log is the
+    // owner's only, in directories only the owner may enter, and holds no token.
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(!text.contains("token="), "{text}");
+    let mode = |path: &std::path::Path| {
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(path)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .permissions(),
+        ) & 0o777
+    };
+    let log_path = std::path::Path::new(log);
+    assert_eq!(mode(log_path), 0o600, "{log}");
+    let state_dir = log_path.parent().unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(mode(state_dir), 0o700, "{}", state_dir.display());
+    if let Some(setpriv) = which("setpriv") {
+        let other = std::process::Command::new(setpriv)
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "cat",
+                log,
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !other.status.success(),
+            "another user read the log: {}",
+            String::from_utf8_lossy(&other.stdout)
+        );
     }
 
     let second = local_up(&p, home.path(), &["--detach"])

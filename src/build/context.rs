@@ -219,7 +219,9 @@ impl DigestCache {
         }
         // Written beside and renamed, so a crash never leaves half a cache.
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let ok = path.parent().is_some_and(|d| fs::create_dir_all(d).is_ok())
+        let ok = path
+            .parent()
+            .is_some_and(|d| crate::host::private_dir(d).is_ok())
             && fs::write(&tmp, out).is_ok()
             && fs::rename(&tmp, path).is_ok();
         if !ok {

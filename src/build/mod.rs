@@ -88,7 +88,7 @@ pub fn write_dev_dockerfile(
         return Ok(None);
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::host::private_dir(dir)?;
     }
     let mut text = std::fs::read_to_string(&image.dockerfile)?;
     if !text.ends_with('\n') {

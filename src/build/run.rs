@@ -339,7 +339,7 @@ fn deliver(
         return Ok(());
     };
     if let Some(dir) = d.archive.as_ref().and_then(|a| a.parent()) {
-        let _ = std::fs::create_dir_all(dir);
+        let _ = crate::host::private_dir(dir);
     }
     let result = d.commands.iter().try_for_each(|argv| {
         let mut cmd = Cmd::new(argv[0].clone())

@@ -271,11 +271,11 @@ pub fn load_inventory(path: &Path) -> Vec<ObjectRef> {
 }
 
 pub fn save_inventory(path: &Path, refs: &[ObjectRef]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(refs).unwrap_or_default())?;
+    std::io::Write::write_all(
+        &mut crate::host::private_file(&tmp)?,
+        &serde_json::to_vec_pretty(refs).unwrap_or_default(),
+    )?;
     std::fs::rename(tmp, path)
 }
 

@@ -216,7 +216,7 @@ pub fn write_env_values(cfg: &Config, helm: &Helm) -> Result<Option<EnvValues>, 
         );
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
+        crate::host::private_dir(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let _ = std::fs::remove_file(&path);

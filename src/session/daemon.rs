@@ -138,7 +138,7 @@ pub fn acquire(cfg: &Config) -> Result<Lock> {
     let Some(dir) = project_dir(cfg) else {
         anyhow::bail!("no state directory: set DEVENV_STATE_DIR or HOME");
     };
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::host::private_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("lock");
     let file = OpenOptions::new()
         .create(true)

@@ -43,13 +43,11 @@ pub fn detach(cfg: &Config, args: Vec<OsString>) -> Result<ExitCode> {
     let Some(log) = log_path(cfg) else {
         anyhow::bail!("no state directory: set DEVENV_STATE_DIR or HOME");
     };
-    if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    // The last run's output is kept beside.
+    // The last run's output is kept beside. Both are the owner's only (0600 in a 0700
+    // directory): the output names what the project runs.
     let _ = std::fs::rename(&log, log.with_extension("log.1"));
-    let out =
-        std::fs::File::create(&log).with_context(|| format!("cannot write {}", log.display()))?;
+    let out = crate::host::private_file(&log)
+        .with_context(|| format!("cannot write {}", log.display()))?;
     let err = out.try_clone()?;
     let exe = std::env::current_exe().context("cannot find devenv's own executable")?;
     let mut cmd = Command::new(exe);

@@ -184,8 +184,19 @@ async fn run(
                         port,
                     },
                 ));
-                // The address signs the browser in (the page carries no credential).
-                out::say("page", format!("http://127.0.0.1:{port}/?token={token}"));
+                // The address signs the browser in (the page carries no credential). A
+                // detached `up` writes to a log file: there the address goes without its token
+                // (`up --detach` prints the sign-in address itself).
+                if std::env::var_os(detach::DETACHED_ENV).is_some() {
+                    out::say(
+                        "page",
+                        format!(
+                            "http://127.0.0.1:{port}/ (`up --detach` printed the sign-in address)"
+                        ),
+                    );
+                } else {
+                    out::say("page", format!("http://127.0.0.1:{port}/?token={token}"));
+                }
             }
             Err(e) => page_error = Some(format!("the status page: {e}\n  hint: {}", e.hint())),
         }
