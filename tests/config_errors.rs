@@ -125,6 +125,13 @@ fn wrong_type_names_key_found_and_expected() {
 fn cpus_below_one() {
     let cfg = format!("[cluster]\ncpus = 0\n\n{BASE}");
     fails(&cfg, "2:8", &["cpus must be at least 1, found 0"]);
+    // Issue 28 point 16: i64::MAX was "valid" and planned as --cpus=4294967295.
+    let cfg = format!("[cluster]\ncpus = 9223372036854775807\n\n{BASE}");
+    fails(
+        &cfg,
+        "2:8",
+        &["cpus must be at most 1024, found 9223372036854775807"],
+    );
 }
 
 #[test]

@@ -913,6 +913,7 @@ fn check_cluster(c: &mut Checker, raw: Option<RawCluster>) -> Cluster {
         }
     }
 
+    const MAX_CPUS: u32 = 1024;
     let cpus = match &rc.cpus {
         Some(n) if *n.get_ref() < 1 => {
             let d = c
@@ -924,7 +925,19 @@ fn check_cluster(c: &mut Checker, raw: Option<RawCluster>) -> Cluster {
             c.push(d);
             DEFAULT_CPUS
         }
-        Some(n) => u32::try_from(*n.get_ref()).unwrap_or(u32::MAX),
+        // More than any machine Minikube runs on: a typo, never a size (it was planned as
+        // `--cpus=4294967295` from 9223372036854775807).
+        Some(n) if *n.get_ref() > i64::from(MAX_CPUS) => {
+            let d = c
+                .at(
+                    n.span(),
+                    format!("cpus must be at most {MAX_CPUS}, found {}", n.get_ref()),
+                )
+                .hint(format!("the default is {DEFAULT_CPUS}"));
+            c.push(d);
+            DEFAULT_CPUS
+        }
+        Some(n) => u32::try_from(*n.get_ref()).unwrap_or(DEFAULT_CPUS),
         None => DEFAULT_CPUS,
     };
     let memory_mb = match &rc.memory {
