@@ -340,3 +340,66 @@ fn an_env_example_at_the_root_gives_the_secret() {
     let plan = r.checked_plan();
     has(&plan, "secret     notes-secrets in notes from .env");
 }
+
+/// Issue 28 points 1-3 and 21: init wrote through a symbolic link named like its temporary
+/// file, created `.env` through a dangling `.env` link (a file of the repository's choosing
+/// outside it), copied a `.env.example` link's target (a private key) into `.env`, and
+/// replaced a dangling `devenv.toml` link without `--force`.
+#[test]
+fn init_writes_nothing_through_symbolic_links_and_copies_no_file_from_outside() {
+    let outside = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let victim = outside.path().join("victim.txt");
+    std::fs::write(&victim, "the user's own file\n").unwrap_or_else(|e| panic!("{e}"));
+    let secret = outside.path().join("id_rsa");
+    std::fs::write(&secret, "-----BEGIN PRIVATE KEY-----\n").unwrap_or_else(|e| panic!("{e}"));
+    let sample = repo_root().join("examples/todo");
+    let link = |target: &Path, at: &Path| {
+        std::os::unix::fs::symlink(target, at).unwrap_or_else(|e| panic!("{e}"));
+    };
+
+    // The temporary file's old name, and a dangling .env, both pointing out.
+    let r = Repo::of(&sample, "todo");
+    std::fs::remove_file(r.dir.join("devenv.toml")).unwrap_or_else(|e| panic!("{e}"));
+    link(&victim, &r.dir.join(".devenv.toml.init"));
+    let planted = outside.path().join("planted");
+    link(&planted, &r.dir.join(".env"));
+    let out = r.devenv(&["init"]);
+    let told = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap_or_default(),
+        "the user's own file\n"
+    );
+    assert!(!planted.exists(), "a file was made through the .env link");
+    assert!(
+        !r.dir.join("devenv.toml").is_symlink() && r.dir.join("devenv.toml").is_file(),
+        "{told}"
+    );
+    // The .env the config names is the link, which leads nowhere: said, not fixed.
+    has(
+        &told,
+        "skipped    .env is a symbolic link: nothing is written through it",
+    );
+    has(&told, "env file `.env` not found");
+
+    // A .env.example that links out: its target is not copied.
+    let r = Repo::of(&sample, "todo");
+    std::fs::remove_file(r.dir.join("devenv.toml")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(r.dir.join(".env.example")).unwrap_or_else(|e| panic!("{e}"));
+    link(&secret, &r.dir.join(".env.example"));
+    let told = r.devenv(&["init"]);
+    let text = format!("{}{}", stdout(&told), stderr(&told));
+    let env = std::fs::read_to_string(r.dir.join(".env")).unwrap_or_default();
+    assert!(!env.contains("PRIVATE KEY"), "{text}");
+
+    // A dangling devenv.toml link is the user's: kept without --force.
+    let r = Repo::of(&sample, "todo");
+    std::fs::remove_file(r.dir.join("devenv.toml")).unwrap_or_else(|e| panic!("{e}"));
+    link(
+        &outside.path().join("elsewhere.toml"),
+        &r.dir.join("devenv.toml"),
+    );
+    let out = r.devenv(&["init"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(r.dir.join("devenv.toml").is_symlink());
+    assert!(!outside.path().join("elsewhere.toml").exists());
+}

@@ -741,6 +741,45 @@ fn manifest_patterns(root: &Path, files: &[String]) -> Vec<String> {
     out
 }
 
+/// Writes `content` to `path`, which must not exist (`O_EXCL`; a symbolic link there is not
+/// followed), with `mode`.
+fn new_file(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    f.write_all(content)
+}
+
+/// The largest example file init copies.
+const MAX_EXAMPLE: u64 = 1024 * 1024;
+
+/// The content of `path` when it is a regular file of the repository at `root` (not a
+/// symbolic link, at most [`MAX_EXAMPLE`] bytes), opened without following a link.
+fn repo_file(root: &Path, path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if !path.starts_with(root) {
+        return None;
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() || meta.len() > MAX_EXAMPLE {
+        return None;
+    }
+    let mut out = Vec::new();
+    f.take(MAX_EXAMPLE).read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
 /// Upper-case, `_`-separated: how a .env spells a key (`database-url` -> `DATABASE_URL`).
 fn env_spelling(k: &str) -> String {
     k.chars()
@@ -977,7 +1016,9 @@ pub fn init(opts: &Options) -> Result<Outcome, InitError> {
         .filter(|p| p.is_dir())
         .ok_or_else(|| InitError::NotADirectory(opts.dir.clone()))?;
     let path = root.join("devenv.toml");
-    if path.exists() && !opts.force && !opts.print {
+    // Anything there, a dangling symbolic link included, is the user's.
+    let taken = |p: &Path| p.symlink_metadata().is_ok();
+    if taken(&path) && !opts.force && !opts.print {
         return Err(InitError::Exists(path));
     }
     let mut notes = Vec::new();
@@ -986,10 +1027,34 @@ pub fn init(opts: &Options) -> Result<Outcome, InitError> {
     let mut written = false;
     if !opts.print {
         for s in &proposal.secrets {
-            if let Some(ex) = &s.example
-                && !s.env_file.exists()
+            let Some(ex) = &s.example else { continue };
+            if taken(&s.env_file) {
+                if s.env_file.is_symlink() {
+                    notes.push(Note {
+                        kind: "skipped",
+                        text: format!(
+                            "{} is a symbolic link: nothing is written through it",
+                            rel(&root, &s.env_file)
+                        ),
+                    });
+                }
+                continue;
+            }
+            // The example is read only as a regular file of the repository, never through a
+            // link out of it (a private key beside it would be copied in).
+            let Some(example) = repo_file(&root, ex) else {
+                notes.push(Note {
+                    kind: "skipped",
+                    text: format!(
+                        "{} not made: {} is not a regular file of the repository (a symbolic link, or too large)",
+                        rel(&root, &s.env_file),
+                        rel(&root, ex)
+                    ),
+                });
+                continue;
+            };
             {
-                std::fs::copy(ex, &s.env_file).map_err(|source| InitError::Write {
+                new_file(&s.env_file, &example, 0o600).map_err(|source| InitError::Write {
                     path: s.env_file.clone(),
                     source,
                 })?;
@@ -1004,7 +1069,7 @@ pub fn init(opts: &Options) -> Result<Outcome, InitError> {
                 });
             }
         }
-        if path.exists() {
+        if taken(&path) {
             let backup = backup_path(&path);
             std::fs::rename(&path, &backup).map_err(|source| InitError::Write {
                 path: backup.clone(),
@@ -1015,12 +1080,21 @@ pub fn init(opts: &Options) -> Result<Outcome, InitError> {
                 text: format!("the old devenv.toml as {}", rel(&root, &backup)),
             });
         }
-        let tmp = root.join(".devenv.toml.init");
-        std::fs::write(&tmp, &text)
+        // Made new and exclusively (never through whatever a repository put at that name),
+        // then renamed over devenv.toml.
+        let tmp = root.join(format!(
+            ".devenv.toml.init.{}.{}",
+            std::process::id(),
+            crate::host::now_ms()
+        ));
+        new_file(&tmp, text.as_bytes(), 0o644)
             .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|source| InitError::Write {
-                path: path.clone(),
-                source,
+            .map_err(|source| {
+                let _ = std::fs::remove_file(&tmp);
+                InitError::Write {
+                    path: path.clone(),
+                    source,
+                }
             })?;
         written = true;
     } else {
