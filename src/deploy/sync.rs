@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,8 @@ const RECORD: usize = 20 * 512;
 /// What to put into a container.
 #[derive(Debug, Clone, Default)]
 pub struct Push {
+    /// The build context the local files lie in: nothing outside it is sent.
+    pub context: PathBuf,
     /// `(local file, path in the container, chown)`.
     pub copies: Vec<(PathBuf, String, Option<String>)>,
     pub deletes: Vec<String>,
@@ -72,6 +74,10 @@ pub enum SyncError {
         what: String,
         message: String,
     },
+    /// A file live update does not send: not a regular file, too large, or outside the
+    /// build context through a link.
+    #[error("{} is not sent into containers: {why}", path.display())]
+    Unsendable { path: PathBuf, why: String },
     #[error("cannot read {}: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -80,8 +86,89 @@ pub enum SyncError {
     },
 }
 
-/// The tar stream of `copies`, padded to whole records.
-pub fn archive(copies: &[(PathBuf, String, Option<String>)]) -> Result<Vec<u8>, SyncError> {
+/// The largest file live update sends (a bigger one is built into the image instead).
+const MAX_FILE: u64 = 64 * 1024 * 1024;
+
+/// One entry of the archive, as `COPY` would put it in the image.
+enum Entry {
+    File {
+        data: Vec<u8>,
+        mode: u32,
+    },
+    /// A symbolic link goes in as the link (never what it points at).
+    Link(PathBuf),
+}
+
+/// Reads `local` for the archive without following a link out of `context`: a symbolic
+/// link is sent as a link, a regular file of at most [`MAX_FILE`] bytes as its content;
+/// anything else (a FIFO, a device, a file reached through a linked directory outside the
+/// context) is refused, never waited on or read without end.
+fn entry(local: &Path, context: &Path) -> Result<Entry, SyncError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let refuse = |why: &str| SyncError::Unsendable {
+        path: local.to_path_buf(),
+        why: why.to_owned(),
+    };
+    let read = |source| SyncError::Read {
+        path: local.to_path_buf(),
+        source,
+    };
+    let inside = local
+        .parent()
+        .and_then(|d| d.canonicalize().ok())
+        .zip(context.canonicalize().ok())
+        .is_some_and(|(d, c)| d.starts_with(c));
+    if !inside {
+        return Err(refuse(
+            "it lies outside the build context (through a linked directory)",
+        ));
+    }
+    let meta = local.symlink_metadata().map_err(read)?;
+    if meta.file_type().is_symlink() {
+        return Ok(Entry::Link(std::fs::read_link(local).map_err(read)?));
+    }
+    if !meta.is_file() {
+        return Err(refuse(
+            "it is not a regular file (a FIFO, a socket or a device)",
+        ));
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(local)
+        .map_err(read)?;
+    let meta = f.metadata().map_err(read)?;
+    if !meta.is_file() {
+        return Err(refuse(
+            "it is not a regular file (a FIFO, a socket or a device)",
+        ));
+    }
+    if meta.len() > MAX_FILE {
+        return Err(refuse(&format!(
+            "it is larger than {} MiB",
+            MAX_FILE / 1024 / 1024
+        )));
+    }
+    let mut data = Vec::new();
+    f.take(MAX_FILE + 1).read_to_end(&mut data).map_err(read)?;
+    if data.len() as u64 > MAX_FILE {
+        return Err(refuse(&format!(
+            "it is larger than {} MiB",
+            MAX_FILE / 1024 / 1024
+        )));
+    }
+    Ok(Entry::File {
+        data,
+        mode: meta.permissions().mode() & 0o7777,
+    })
+}
+
+/// The tar stream of `copies` (files of `context`), padded to whole records.
+pub fn archive(
+    context: &Path,
+    copies: &[(PathBuf, String, Option<String>)],
+) -> Result<Vec<u8>, SyncError> {
     let mut b = tar::Builder::new(Vec::new());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -91,15 +178,7 @@ pub fn archive(copies: &[(PathBuf, String, Option<String>)]) -> Result<Vec<u8>, 
             path: local.clone(),
             source,
         };
-        let data = std::fs::read(local).map_err(read)?;
-        let meta = std::fs::metadata(local).map_err(read)?;
         let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            h.set_mode(meta.permissions().mode() & 0o7777);
-        }
         h.set_mtime(now);
         if let Some((user, group)) = chown
             .as_deref()
@@ -108,8 +187,20 @@ pub fn archive(copies: &[(PathBuf, String, Option<String>)]) -> Result<Vec<u8>, 
             let _ = h.set_username(user);
             let _ = h.set_groupname(group);
         }
-        b.append_data(&mut h, remote.trim_start_matches('/'), data.as_slice())
-            .map_err(read)?;
+        let at = remote.trim_start_matches('/');
+        match entry(local, context)? {
+            Entry::File { data, mode } => {
+                h.set_size(data.len() as u64);
+                h.set_mode(mode);
+                b.append_data(&mut h, at, data.as_slice()).map_err(read)?;
+            }
+            Entry::Link(target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                h.set_mode(0o777);
+                b.append_link(&mut h, at, &target).map_err(read)?;
+            }
+        }
     }
     let mut out = b.into_inner().map_err(|source| SyncError::Read {
         path: PathBuf::from("(archive)"),
@@ -425,7 +516,7 @@ pub async fn push_all(
     on_output: &(dyn Fn(&str) + Sync),
 ) -> Result<Report, SyncError> {
     let started = Instant::now();
-    let tar = archive(&push.copies)?;
+    let tar = archive(&push.context, &push.copies)?;
     for c in containers {
         push_to(api, c, push, &tar, sessions, on_output).await?;
     }
@@ -447,8 +538,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let f = dir.path().join("main.py");
         std::fs::write(&f, "print(1)\n").unwrap_or_else(|e| panic!("{e}"));
-        let data = archive(&[(f, "/app/main.py".into(), Some("app:app".into()))])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let data = archive(
+            dir.path(),
+            &[(f, "/app/main.py".into(), Some("app:app".into()))],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(data.len() % RECORD, 0);
         let mut a = tar::Archive::new(data.as_slice());
         let entries: Vec<(String, String, Option<String>)> = a
@@ -516,5 +610,91 @@ mod tests {
             Some("/site/index.html")
         );
         assert_eq!(denied_path("tar: app/f: Cannot open: File exists\n"), None);
+    }
+
+    /// Issue 28 point 7: live update followed symbolic links in the build context: a link to
+    /// /dev/zero grew the daemon to 1 GB, a link to a file outside would have been sent into
+    /// every container. A link goes in as the link; a FIFO or a device is refused at once (no
+    /// wait, no endless read); so is a file reached through a linked directory out of the
+    /// context.
+    #[test]
+    fn links_go_in_as_links_and_what_is_no_regular_file_of_the_context_is_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let ctx = dir.path().join("ctx");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&ctx).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&outside).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(outside.join("secret"), "key\n").unwrap_or_else(|e| panic!("{e}"));
+        let link = |target: &Path, at: &Path| {
+            std::os::unix::fs::symlink(target, at).unwrap_or_else(|e| panic!("{e}"));
+        };
+        link(Path::new("/dev/zero"), &ctx.join("zero"));
+        link(&outside.join("secret"), &ctx.join("secret"));
+        link(&outside, &ctx.join("linked"));
+        let fifo = ctx.join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        // SAFETY: mkfifo(3) on a path of this test's own temporary directory.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+
+        let data = archive(
+            &ctx,
+            &[
+                (ctx.join("zero"), "/app/zero".into(), None),
+                (ctx.join("secret"), "/app/secret".into(), None),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            data.len() <= 2 * RECORD,
+            "no content read: {} bytes",
+            data.len()
+        );
+        let mut a = tar::Archive::new(data.as_slice());
+        let entries: Vec<(String, tar::EntryType, Option<String>)> = a
+            .entries()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(Result::ok)
+            .map(|e| {
+                (
+                    e.path()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    e.header().entry_type(),
+                    e.link_name()
+                        .ok()
+                        .flatten()
+                        .map(|l| l.display().to_string()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                (
+                    "app/zero".to_owned(),
+                    tar::EntryType::Symlink,
+                    Some("/dev/zero".to_owned())
+                ),
+                (
+                    "app/secret".to_owned(),
+                    tar::EntryType::Symlink,
+                    Some(outside.join("secret").display().to_string())
+                ),
+            ]
+        );
+        for (path, why) in [
+            (fifo, "it is not a regular file"),
+            (
+                ctx.join("linked/secret"),
+                "it lies outside the build context",
+            ),
+        ] {
+            let e = archive(&ctx, &[(path.clone(), "/app/x".into(), None)])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains(why), "{}: {e}", path.display());
+        }
     }
 }

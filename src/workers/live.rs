@@ -38,6 +38,7 @@ fn push_of(cfg: &Config, image: &str, plan: &SyncPlan) -> Push {
         .map(|i| i.context.clone())
         .unwrap_or_else(|| cfg.root.clone());
     Push {
+        context: context.clone(),
         copies: plan
             .copies
             .iter()
