@@ -40,28 +40,42 @@ count_tests() {
 
 kubeapi="$(cd .. && pwd)/shared/kubeapi"
 homes=()
-# What a stopped node must not leave: a process started from its directory, its bridge, its
-# iptables chains (the node's own KUBEAPI-FWD-* and kube-proxy's KUBE-*), its mounts.
-leftovers() {
+# What a stopped node must not leave: a process started from its directory, its mounts, and
+# (checked once every control plane is stopped: they are the machine's) its bridge and its
+# iptables chains (the node's own KUBEAPI-FWD-* and kube-proxy's KUBE-*).
+leftovers_of() {
   local h=$1
   pgrep -af -- "$h" | grep -v pgrep | sed 's/^/process: /' || true
-  ip -o link show kubeapi0 2>/dev/null | sed 's/^/link: /' || true
-  { iptables-save 2>/dev/null; ip6tables-save 2>/dev/null; } | grep -E '^:(KUBEAPI-FWD|KUBE-)' | sed 's/^/iptables chain: /' || true
   grep -F -- "$h" /proc/mounts | sed 's/^/mount: /' || true
 }
+machine_leftovers() {
+  ip -o link show kubeapi0 2>/dev/null | sed 's/^/link: /' || true
+  { iptables-save 2>/dev/null; ip6tables-save 2>/dev/null; } | grep -E '^:(KUBEAPI-FWD|KUBE-)' | sed 's/^/iptables chain: /' || true
+}
 stop_all() {
-  local status=$? h left
-  for h in "${homes[@]}"; do
+  local status=$? h left i
+  # The real node first (it was started last), then the control plane.
+  for ((i=${#homes[@]}-1; i>=0; i--)); do
+    h=${homes[i]}
     KUBEAPI_HOME="$h" bash "$kubeapi/stop.sh" --wipe >/dev/null 2>&1 || echo "stop.sh failed for $h" >&2
-    left=$(leftovers "$h")
+    left=$(leftovers_of "$h")
     rm -rf "$h"
     if [ -n "$left" ]; then
       printf '== left running after stopping %s:\n%s\n' "$h" "$left"
       status=1
     else
-      echo "== stopped the control plane of $h; nothing left running (processes, mounts, links, iptables chains)"
+      echo "== stopped the control plane of $h"
     fi
   done
+  if [ "${#homes[@]}" -gt 0 ]; then
+    left=$(machine_leftovers)
+    if [ -n "$left" ]; then
+      printf '== left on the machine after stopping them:\n%s\n' "$left"
+      status=1
+    else
+      echo "== nothing left running (processes, mounts, the node's bridge, iptables chains)"
+    fi
+  fi
   exit "$status"
 }
 trap stop_all EXIT

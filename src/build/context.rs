@@ -98,8 +98,16 @@ fn read_string(p: &Path) -> Result<String, ContextError> {
 #[derive(Debug)]
 enum EntryKind {
     Dir,
-    File { size: u64, stamp: Stamp },
-    Symlink { target: String },
+    File {
+        size: u64,
+        stamp: Stamp,
+    },
+    Symlink {
+        target: String,
+    },
+    /// A FIFO, a socket or a device: it counts by its kind, and is never read (a FIFO
+    /// would block the read forever, a device never end it).
+    Special,
 }
 
 /// What says a file is unchanged without reading it: size, modification time and inode.
@@ -297,6 +305,8 @@ fn walk(context: &Path, ignore: &PatternSet) -> Result<Vec<Entry>, ContextError>
                     EntryKind::Symlink {
                         target: target.to_string_lossy().into_owned(),
                     }
+                } else if !md.is_file() {
+                    EntryKind::Special
                 } else {
                     EntryKind::File {
                         size: md.len(),
@@ -316,12 +326,25 @@ fn walk(context: &Path, ignore: &PatternSet) -> Result<Vec<Entry>, ContextError>
     Ok(out)
 }
 
+/// Hashes a regular file, opened without following a link and without blocking (it was
+/// listed as regular; what is there now may be a FIFO put in its place).
 fn hash_file(path: &Path) -> Result<blake3::Hash, ContextError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let mut hasher = blake3::Hasher::new();
-    let mut f = fs::File::open(path).map_err(|source| ContextError::Io {
+    let io = |source| ContextError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    if !f.metadata().map_err(io)?.is_file() {
+        return Err(io(io::Error::other(
+            "it is no longer a regular file (a FIFO, a socket or a device took its place)",
+        )));
+    }
     io::copy(&mut f, &mut hasher).map_err(|source| ContextError::Io {
         path: path.to_path_buf(),
         source,
@@ -411,6 +434,7 @@ pub fn digest_with(image: &Image, state: Option<&Path>) -> Result<ContextDigest,
             }
             (EntryKind::File { .. }, None) => (b"f", Vec::new()),
             (EntryKind::Symlink { target }, _) => (b"l", target.as_bytes().to_vec()),
+            (EntryKind::Special, _) => (b"s", Vec::new()),
         };
         h.update(kind);
         h.update(e.rel.as_bytes());

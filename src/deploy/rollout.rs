@@ -345,12 +345,15 @@ pub fn pod_problem(pod: &Pod, built: &[String]) -> Option<Problem> {
         let failed_exit = |t: &k8s_openapi::api::core::v1::ContainerStateTerminated| {
             t.exit_code != 0 || t.reason.as_deref() == Some("OOMKilled")
         };
+        // A container that restarts (any restartPolicy but Never) and has just exited with a
+        // failure is in it from its first exit: a probe that fails meanwhile is its effect.
+        let restarts = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) != Some("Never");
         let crashing = reason == "CrashLoopBackOff"
             || (cs.restart_count >= 1
                 && !cs.ready
                 && last_terminated.is_some_and(failed_exit)
                 && waiting.is_none())
-            || (cs.restart_count >= 1 && now_terminated.is_some_and(failed_exit));
+            || (restarts && now_terminated.is_some_and(failed_exit));
         if !crashing {
             continue;
         }
@@ -1164,6 +1167,19 @@ mod tests {
                 "the container keeps exiting (2 restarts, last exit code 3)"
             );
         }
+        // Its first exit, before any restart: already the crash (a readiness probe failing
+        // meanwhile is its effect, not a problem of its own).
+        let first = pod(
+            json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"reason": "Error", "exitCode": 3}}}]}),
+        );
+        assert_eq!(
+            pod_problem(&first, &[]).map(|p| (p.reason, p.message)),
+            Some((
+                "CrashLoopBackOff".to_owned(),
+                "the container keeps exiting (0 restarts, last exit code 3)".to_owned()
+            ))
+        );
         // Running again and ready: it recovered.
         let ok = pod(
             json!({"containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": true, "restartCount": 2,
