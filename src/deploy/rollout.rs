@@ -873,18 +873,27 @@ async fn attach_crash_logs(
     let (Some(pod), Some(container)) = (problem.pod.clone(), problem.container.clone()) else {
         return;
     };
-    let restarts = pods
+    let status = pods
         .iter()
         .find(|p| p.metadata.name.as_deref() == Some(pod.as_str()))
         .and_then(|p| p.status.as_ref())
         .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.name == container))
-        .map_or(0, |c| c.restart_count);
-    let key = (pod.clone(), container.clone(), restarts);
+        .and_then(|cs| cs.iter().find(|c| c.name == container));
+    let restarts = status.map_or(0, |c| c.restart_count);
+    // A container that has just exited and not restarted yet: its lines are its current
+    // ones (there is no previous container before the first restart).
+    let exited = status
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|s| s.terminated.is_some());
+    let key = (
+        pod.clone(),
+        container.clone(),
+        restarts * 2 + i32::from(exited),
+    );
     if !cache.contains_key(&key) {
         let params = LogParams {
             container: Some(container),
-            previous: true,
+            previous: !exited,
             tail_lines: Some(20),
             ..LogParams::default()
         };
