@@ -740,3 +740,30 @@ fn a_very_deep_dotted_key_is_told_at_its_place() {
     let out = p.devenv(&["config", "check"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// Issue 28 point 8: a `dockerfile` and `env_files` outside the project were accepted, while
+/// contexts, deps and watch paths outside it were refused.
+#[test]
+fn a_dockerfile_or_an_env_file_outside_the_project_is_refused() {
+    let outside = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(outside.path().join("Dockerfile"), "FROM scratch\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(outside.path().join(".env"), "KEY=value\n").unwrap_or_else(|e| panic!("{e}"));
+    let df = outside.path().join("Dockerfile").display().to_string();
+    let cfg = BASE.replace(
+        "context = \"app\"\n",
+        &format!("context = \"app\"\ndockerfile = \"{df}\"\n"),
+    );
+    fails(
+        &cfg,
+        "4:14",
+        &[&format!("dockerfile `{df}` is outside the project")],
+    );
+    let env = outside.path().join(".env").display().to_string();
+    let cfg = format!("{BASE}\n[[secret]]\nname = \"app-env\"\nenv_files = [\"{env}\"]\n");
+    fails(
+        &cfg,
+        "16:14",
+        &[&format!("env file `{env}` is outside the project")],
+    );
+}

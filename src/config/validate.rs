@@ -109,6 +109,12 @@ impl Checker<'_> {
     /// whole machine, devenv's own state files included.
     fn inside(&mut self, value: &Spanned<String>, what: &str) -> Option<PathBuf> {
         let p = self.existing(value, what)?;
+        self.within(value, p, what)
+    }
+
+    /// `p` (the path `value` names, which exists) when it resolves inside the project or a
+    /// path `[project] allow_outside` names; else an error at `value`.
+    fn within(&mut self, value: &Spanned<String>, p: PathBuf, what: &str) -> Option<PathBuf> {
         let real = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
         if self.allowed.iter().any(|a| real.starts_with(a)) {
             return Some(p);
@@ -117,7 +123,7 @@ impl Checker<'_> {
             .at(
                 value.span(),
                 format!(
-                    "{what} `{}` is outside the project ({}): devenv builds and watches inside it",
+                    "{what} `{}` is outside the project ({}): devenv reads, builds and watches only inside it",
                     value.get_ref(),
                     self.root.display()
                 ),
@@ -1106,6 +1112,9 @@ fn check_images(c: &mut Checker, raw: Vec<RawImage>, provider: Provider) -> Vec<
                         .at(df.span(), format!("Dockerfile `{}` not found", df.get_ref()))
                         .hint("the path is relative to the config file's directory, not to the build context");
                     c.push(d);
+                } else {
+                    // Like contexts: a Dockerfile of the project, never a file elsewhere.
+                    c.within(df, p.clone(), "dockerfile");
                 }
                 p
             }
@@ -1351,7 +1360,7 @@ fn check_target(c: &mut Checker, target: &Spanned<String>, dockerfile: &str, sho
 fn env_file(c: &mut Checker, f: &Spanned<String>) -> Option<PathBuf> {
     let p = c.path(f.get_ref());
     if p.is_file() {
-        return Some(p);
+        return c.within(f, p, "env file");
     }
     let name = p
         .file_name()
