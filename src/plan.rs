@@ -177,10 +177,16 @@ pub fn doctor_checks(cfg: &Config) -> Vec<String> {
         .iter()
         .flat_map(|r| r.port_forwards.iter().map(|p| p.local))
         .collect();
+    // Port 0 is "any free port" (the page's, in tests): nothing to check.
     ports.push(cfg.web.port);
+    ports.retain(|p| *p != 0);
     ports.sort_unstable();
     let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-    checks.push(format!("ports {} free", ports.join(", ")));
+    match ports.len() {
+        0 => {}
+        1 => checks.push(format!("port {} free", ports[0])),
+        _ => checks.push(format!("ports {} free", ports.join(", "))),
+    }
     checks
 }
 

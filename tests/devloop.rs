@@ -648,6 +648,22 @@ fn status_logs_and_trigger_talk_to_the_running_daemon() {
     let bad = client(&["trigger", "nope"]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("404: no resource `nope`"));
+    // Issue 28 point 20: `trigger 'e2e?x=1'` said "triggered e2e?x=1" having triggered `e2e`
+    // (the name went into the request's path unescaped).
+    let runs = up.count("  e2e | e2e passed");
+    let odd = client(&["trigger", "e2e?x=1"]);
+    assert_eq!(
+        odd.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&odd.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&odd.stderr).contains("404: no resource `e2e?x=1`"),
+        "{}",
+        String::from_utf8_lossy(&odd.stderr)
+    );
+    assert_eq!(up.count("  e2e | e2e passed"), runs, "nothing ran");
     up.signal(libc::SIGTERM);
     let _ = up.child.wait();
     let after = client(&["status"]);

@@ -230,3 +230,24 @@ fn a_fifo_in_a_build_context_is_never_read() {
         assert!(status.success(), "{}{}", stdout(&out), stderr(&out));
     }
 }
+
+/// Issue 28 point 20: with the page on any free port (`DEVENV_WEB_PORT=0`) and no forward,
+/// the plan said "ports 0 free".
+#[test]
+fn a_plan_checks_no_port_zero() {
+    let p = Project::example("hello");
+    let cfg = p
+        .read("devenv.toml")
+        .replace("port_forwards = [\"8080:8080\"]\n", "");
+    p.write("devenv.toml", &cfg);
+    let out = std::process::Command::new(common::devenv_bin())
+        .args(["up", "--dry-run"])
+        .current_dir(p.path())
+        .env("DEVENV_WEB_PORT", "0")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(!text.contains("ports 0 free"), "{text}");
+    assert!(!text.contains(" 0 free"), "{text}");
+}

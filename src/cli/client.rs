@@ -77,7 +77,7 @@ pub fn logs(file: &Path, name: Option<&str>, follow: bool, tail: usize) -> Resul
     let (port, _) = port_of(file)?;
     let path = format!(
         "/api/logs{}?tail={tail}{}",
-        name.map(|n| format!("/{n}")).unwrap_or_default(),
+        name.map(|n| format!("/{}", segment(n))).unwrap_or_default(),
         if follow { "&follow=1" } else { "" }
     );
     let status = client::events(port, &path, &[], |e| {
@@ -99,13 +99,26 @@ pub fn logs(file: &Path, name: Option<&str>, follow: bool, tail: usize) -> Resul
     Ok(ExitCode::SUCCESS)
 }
 
+/// `name` as one path segment: every byte but the unreserved ones percent-encoded (a `?` or a
+/// `/` in a name must not end or split the path).
+fn segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// `devenv trigger NAME`.
 pub fn trigger(file: &Path, name: &str) -> Result<ExitCode> {
     let (port, token) = port_of(file)?;
     ok(client::request(
         port,
         "POST",
-        &format!("/api/trigger/{name}"),
+        &format!("/api/trigger/{}", segment(name)),
         &[(TOKEN_HEADER, &token)],
     )?)?;
     println!("triggered  {name}");
