@@ -104,7 +104,7 @@ pub enum Command {
         /// Build with this builder instead of each image's own
         #[arg(long, value_enum)]
         builder: Option<BuilderArg>,
-        /// How many builds run at once (default: half the CPUs, at least 1)
+        /// How many builds run at once (default: half the CPUs, at least 2)
         #[arg(long, short = 'j', value_name = "N")]
         jobs: Option<usize>,
     },

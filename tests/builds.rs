@@ -290,8 +290,12 @@ fn builds_of_different_images_run_in_parallel_up_to_the_limit() {
         "case \"$1\" in image) exit 1 ;; tag) exit 0 ;; esac",
     );
     let run = |jobs: &str| {
+        let mut args = vec!["build"];
+        if !jobs.is_empty() {
+            args.extend(["--jobs", jobs]);
+        }
         Command::new(common::devenv_bin())
-            .args(["build", "--jobs", jobs])
+            .args(&args)
             .current_dir(p.path())
             .env("PATH", path_with(&bin))
             .env("HOME", fakes.path())
@@ -317,4 +321,14 @@ fn builds_of_different_images_run_in_parallel_up_to_the_limit() {
         Some(1),
         "one at a time, the first build waits for the second in vain"
     );
+
+    // By default two builds run at once whatever the CPUs (issue 24 point 10: on 2 CPUs
+    // they ran one after the other, and a fast image's deploy waited for a slow one's build).
+    for f in ["a", "b"] {
+        let _ = std::fs::remove_file(meet.path().join(f));
+    }
+    p.write("a/x.txt", "newer content\n");
+    p.write("b/x.txt", "newer content\n");
+    let out = run("");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 }

@@ -369,9 +369,12 @@ fn deliver(
     result
 }
 
-/// How many builds run at once by default: half the CPUs, at least one.
+/// How many builds run at once by default: half the CPUs, at least two. Builds spend much of
+/// their time writing layers and archives, and the images of one Helm release deploy once all
+/// are built: one after the other, a fast image waited for a slow one's whole build (the todo
+/// sample's backend for its frontend's, on a real node).
 pub fn default_parallelism() -> usize {
-    (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1)
+    (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(2)
 }
 
 /// Builds `images` with up to `limit` builds at a time. `on_line(image, line)` receives every

@@ -90,7 +90,7 @@ fn destination(
     }
 }
 
-/// Builds the named images (several at once, up to half the CPUs), streaming each builder's
+/// Builds the named images (several at once, up to half the CPUs and at least two), streaming each builder's
 /// output to stderr with the image's name in front, and prints `name:tag` and the outcome of
 /// each to stdout. Returns each image's reference, or None when a build failed.
 fn run_builds(

@@ -178,7 +178,7 @@ pub struct Workers {
     /// The bring-up steps in flight (doctor, cluster), cancelled on stop.
     steps: Cancel,
     builds: HashMap<String, (u64, Cancel)>,
-    /// How many builds may run at once (half the CPUs, at least one).
+    /// How many builds may run at once (half the CPUs, at least two).
     build_slots: Arc<tokio::sync::Semaphore>,
     runs: HashMap<String, (u64, Cancel)>,
     /// Serve commands running, by local resource.
