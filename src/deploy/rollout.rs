@@ -390,15 +390,48 @@ pub fn pod_problem(pod: &Pod, built: &[String]) -> Option<Problem> {
             && c.status == "False"
             && c.reason.as_deref() == Some("Unschedulable")
     });
-    unschedulable.map(|c| Problem {
-        reason: "Unschedulable".into(),
-        pod: name,
-        container: None,
-        message: c.message.clone().unwrap_or_default(),
-        hint: Some("the cluster lacks room for the pod's requests; lower them or give Minikube more CPUs/memory in [cluster]".into()),
-        logs: Vec::new(),
-        logs_unreadable: None,
+    unschedulable.map(|c| {
+        let message = c.message.clone().unwrap_or_default();
+        let hint = if message.contains("unbound") && message.contains("PersistentVolumeClaim") {
+            unbound_claims_hint(pod)
+        } else {
+            "the cluster lacks room for the pod's requests; lower them or give Minikube more CPUs/memory in [cluster]".into()
+        };
+        Problem {
+            reason: "Unschedulable".into(),
+            pod: name,
+            container: None,
+            message,
+            hint: Some(hint),
+            logs: Vec::new(),
+            logs_unreadable: None,
+        }
     })
+}
+
+/// The hint for a pod that waits for its PersistentVolumeClaims to be bound: no room is
+/// missing, a volume is (issue 28 point 24: it was told as "the cluster lacks room").
+fn unbound_claims_hint(pod: &Pod) -> String {
+    let claims: Vec<String> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| format!("`{}`", c.claim_name))
+        .collect();
+    let which = if claims.is_empty() {
+        "its PersistentVolumeClaims are".to_owned()
+    } else {
+        format!(
+            "PersistentVolumeClaim{} {} {}",
+            if claims.len() == 1 { "" } else { "s" },
+            claims.join(", "),
+            if claims.len() == 1 { "is" } else { "are" }
+        )
+    };
+    format!(
+        "{which} not bound to a volume: check the claim's storageClassName against `kubectl get storageclass` (Minikube provisions volumes with its storage-provisioner and default-storageclass addons: add them to [cluster] addons), or create a PersistentVolume that matches it"
+    )
 }
 
 /// How many times in a row a probe must have failed before it is a problem: Kubernetes' own
@@ -1275,5 +1308,32 @@ mod tests {
             rollout_pods(WorkloadKind::StatefulSet, None, &[&old], None).len(),
             1
         );
+    }
+
+    /// Issue 28 point 24: a pod waiting for an unbound PersistentVolumeClaim was told as
+    /// "the cluster lacks room"; the hint names the claim and the provisioner to check.
+    #[test]
+    fn an_unbound_claim_is_no_lack_of_room() {
+        let mut p = pod(
+            json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."}]}),
+        );
+        if let Some(spec) = p.spec.as_mut() {
+            spec.volumes = Some(vec![
+                serde_json::from_value(
+                    json!({"name": "data", "persistentVolumeClaim": {"claimName": "db-data"}}),
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ]);
+        }
+        let hint = pod_problem(&p, &[])
+            .and_then(|p| p.hint)
+            .unwrap_or_default();
+        assert!(
+            hint.starts_with("PersistentVolumeClaim `db-data` is not bound to a volume"),
+            "{hint}"
+        );
+        assert!(hint.contains("storage-provisioner"), "{hint}");
+        assert!(!hint.contains("lacks room"), "{hint}");
     }
 }
