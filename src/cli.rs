@@ -335,7 +335,9 @@ fn init(opts: &crate::init::Options) -> Result<ExitCode> {
             });
         }
     };
+    // Notes name what the repository holds (files, rendered objects): printed as text only.
     let say = |kind: &str, text: &str| {
+        let text = crate::out::printable(text);
         if opts.print {
             eprintln!("{kind:<10} {text}");
         } else {
@@ -349,7 +351,7 @@ fn init(opts: &crate::init::Options) -> Result<ExitCode> {
         print!("{}", outcome.text);
     }
     for d in &outcome.check {
-        eprintln!("{d}");
+        eprintln!("{}", crate::out::printable(&d.to_string()));
     }
     if outcome.errors > 0 {
         let what = if outcome.written {
@@ -464,7 +466,7 @@ fn print_findings(cfg: &config::Config, plan: &mut plan::Plan) -> bool {
     let found = crate::check::check(cfg, plan);
     plan.namespaces_for_helm(&found.own_namespaces);
     for d in &found.diagnostics {
-        eprintln!("{d}");
+        eprintln!("{}", crate::out::printable(&d.to_string()));
     }
     let errors = found.errors();
     if errors > 0 {
@@ -478,7 +480,7 @@ fn print_findings(cfg: &config::Config, plan: &mut plan::Plan) -> bool {
 
 fn print_warnings(loaded: &Loaded) {
     for w in &loaded.warnings {
-        eprintln!("{w}");
+        eprintln!("{}", crate::out::printable(&w.to_string()));
     }
 }
 

@@ -47,15 +47,15 @@ fn main() -> ExitCode {
             if let Some(config::ConfigError::Invalid { .. }) =
                 err.downcast_ref::<config::ConfigError>()
             {
-                eprintln!("{err}");
+                eprintln!("{}", crate::out::printable(&err.to_string()));
             } else {
-                eprintln!("error: {err}");
+                eprintln!("error: {}", crate::out::printable(&err.to_string()));
                 // Many messages already end with their cause: each is said once.
                 let mut said = err.to_string();
                 for cause in err.chain().skip(1) {
                     let text = cause.to_string();
                     if !said.contains(&text) {
-                        eprintln!("  caused by: {text}");
+                        eprintln!("  caused by: {}", crate::out::printable(&text));
                         said.push_str(&text);
                     }
                 }

@@ -84,6 +84,26 @@ fn emit_to(text: &str, stderr: bool) {
     let _ = out.flush();
 }
 
+/// `text` with the control characters in it made visible (`\u{1b}`) instead of acting on the
+/// terminal: what devenv prints comes partly from outside (a tool's output, a repository's
+/// names, a pod's or a command's lines), and an escape sequence there could retitle the
+/// window, hide lines or rewrite the screen. Newlines and tabs stay.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A line of a tool devenv runs for itself (a builder, helm, minikube), on stderr:
 /// `  name | text`.
 pub fn tool(name: &str, text: &str) {
@@ -92,11 +112,11 @@ pub fn tool(name: &str, text: &str) {
 
 /// An event line: `verb       text`.
 pub fn say(verb: &str, text: impl std::fmt::Display) {
+    let raw = text.to_string();
+    // JSON escapes control characters itself.
+    let text = printable(&raw);
     match mode() {
-        Mode::Json => emit(&json_line(&[
-            ("event", verb),
-            ("message", &text.to_string()),
-        ])),
+        Mode::Json => emit(&json_line(&[("event", verb), ("message", &raw)])),
         Mode::Quiet if !LOUD.contains(&verb) => {}
         Mode::Quiet | Mode::Plain { color: false, .. } => emit(&format!("{verb:10} {text}")),
         Mode::Plain { color: true, .. } => {
@@ -128,12 +148,14 @@ pub fn output(resource: &str, source: &str, text: &str) {
 
 /// An output line: `source` goes into JSON, `shown` (if any) before the text otherwise.
 fn log_line(resource: &str, source: &str, shown: &str, text: &str, stderr: bool) {
+    let raw = text;
+    let text = &*printable(text);
     match mode() {
         Mode::Json => emit(&json_line(&[
             ("event", "log"),
             ("resource", resource),
             ("source", source),
-            ("message", text),
+            ("message", raw),
         ])),
         Mode::Quiet => {}
         Mode::Plain { color, .. } => {
@@ -164,7 +186,7 @@ pub fn record(fields: &[(&str, &str)]) {
 /// mode leaves it to the caller.
 pub fn plain(text: &str) {
     if mode() != Mode::Json {
-        emit(text);
+        emit(&printable(text));
     }
 }
 
@@ -182,4 +204,16 @@ pub fn set_progress(text: &str) {
     } else {
         format!("\x1b[2m{text}\x1b[0m")
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_from_outside_are_made_visible() {
+        assert_eq!(super::printable("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(
+            super::printable("a\u{1b}]0;pwned\u{7}b\u{9b}c\r"),
+            "a\\u{1b}]0;pwned\\u{7}b\\u{9b}c\\u{d}"
+        );
+    }
 }

@@ -1295,3 +1295,30 @@ fn idle_connections_cannot_starve_the_dev_loop_of_file_descriptors() {
     up.signal(libc::SIGTERM);
     let _ = up.child.wait();
 }
+
+/// Issue 28 point 6: terminal control sequences from outside (a command's output here; tools'
+/// output and repository names go through the same printer) reached the terminal raw: an
+/// escape sequence could retitle the window or rewrite the screen. They are shown escaped.
+#[test]
+fn control_sequences_in_a_commands_output_are_shown_escaped() {
+    let p = Project::new();
+    p.write(
+        "devenv.toml",
+        "[project]\nname = \"esc\"\n\n[[local]]\nname = \"noisy\"\ncmd = \"printf 'a\\\\033]0;pwned\\\\007b\\\\n'\"\n",
+    );
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out = local_up(&p, home.path(), &["--ci"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}'),
+        "{text:?}"
+    );
+    assert!(text.contains(r"noisy | a\u{1b}]0;pwned\u{7}b"), "{text}");
+}

@@ -359,7 +359,9 @@ pub fn render(report: &Report, color: bool, only_failed: bool) -> String {
             Status::Skipped => ("skip", "2"),
         };
         let label = paint(&format!("{label:<6}"), code, color);
-        out.push_str(&format!("  {label}  {:<id_width$}  {}\n", c.id, c.found));
+        // What a check found is partly what a tool printed.
+        let found = crate::out::printable(&c.found);
+        out.push_str(&format!("  {label}  {:<id_width$}  {found}\n", c.id));
         if !c.required.is_empty() && c.status != Status::Ok && c.status != Status::Skipped {
             out.push_str(&format!("{indent}needs: {}\n", c.required));
         }
