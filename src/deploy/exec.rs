@@ -56,6 +56,31 @@ pub enum ExecError {
     Timeout(Duration),
 }
 
+/// Opens the `pods/exec` WebSocket of `command` in `container` of `pod` (stdout and stderr
+/// always, stdin when asked).
+async fn connect(
+    api: &Api<Pod>,
+    pod: &str,
+    container: &str,
+    command: Vec<String>,
+    stdin: bool,
+) -> Result<kube::client::Connection, ExecError> {
+    let params = AttachParams::default()
+        .container(container)
+        .stdin(stdin)
+        .stdout(true)
+        .stderr(true);
+    let mut req = kube::core::Request::new(api.resource_url())
+        .exec(pod, command, &params)
+        .map_err(|e| ExecError::Refused(e.to_string()))?;
+    req.extensions_mut().insert("exec");
+    let client: kube::Client = api.clone().into();
+    client
+        .connect(req)
+        .await
+        .map_err(|e| ExecError::Refused(crate::cluster::kube::explain(&e).0))
+}
+
 /// Runs `command` in `container` of `pod`, with `stdin` when given (closed once sent where the
 /// subprotocol allows), and returns its answer. Bounded by `timeout`.
 pub async fn run(
@@ -78,20 +103,7 @@ async fn exchange(
     command: Vec<String>,
     stdin: Option<&[u8]>,
 ) -> Result<Answer, ExecError> {
-    let params = AttachParams::default()
-        .container(container)
-        .stdin(stdin.is_some())
-        .stdout(true)
-        .stderr(true);
-    let mut req = kube::core::Request::new(api.resource_url())
-        .exec(pod, command, &params)
-        .map_err(|e| ExecError::Refused(e.to_string()))?;
-    req.extensions_mut().insert("exec");
-    let client: kube::Client = api.clone().into();
-    let conn = client
-        .connect(req)
-        .await
-        .map_err(|e| ExecError::Refused(crate::cluster::kube::explain(&e).0))?;
+    let conn = connect(api, pod, container, command, stdin.is_some()).await?;
     let closes = conn.supports_stream_close();
     let (mut tx, mut rx) = conn.into_stream().split();
     let write = async {
@@ -197,20 +209,8 @@ impl Session {
         let script = format!(
             "while IFS= read -r n; do head -c \"$n\" | tar -x --overwrite -f - -C / 2>&1; echo \"{mark} $?\"; done"
         );
-        let params = AttachParams::default()
-            .container(container)
-            .stdin(true)
-            .stdout(true)
-            .stderr(true);
-        let mut req = kube::core::Request::new(api.resource_url())
-            .exec(pod, ["sh", "-c", &script], &params)
-            .map_err(|e| ExecError::Refused(e.to_string()))?;
-        req.extensions_mut().insert("exec");
-        let client: kube::Client = api.clone().into();
-        let conn = client
-            .connect(req)
-            .await
-            .map_err(|e| ExecError::Refused(crate::cluster::kube::explain(&e).0))?;
+        let command = ["sh", "-c", &script].map(String::from).into();
+        let conn = connect(api, pod, container, command, true).await?;
         let (requests, rx) = tokio::sync::mpsc::channel::<Request>(4);
         let task = tokio::spawn(serve(conn.into_stream(), rx, mark));
         Ok(Session { requests, task })

@@ -952,17 +952,8 @@ async fn serve_exec(
                 }
             }
             if image.contains("readonly") {
-                let name = tar::Archive::new(data.as_slice())
-                    .entries()
-                    .ok()
-                    .and_then(|mut e| e.next())
-                    .and_then(Result::ok)
-                    .and_then(|e| e.path().ok().map(|p| p.display().to_string()))
-                    .unwrap_or_default();
                 let mut err = vec![2u8];
-                err.extend_from_slice(
-                    format!("tar: {name}: Cannot open: Read-only file system\ntar: Exiting with failure status due to previous errors\n").as_bytes(),
-                );
+                err.extend_from_slice(read_only_tar(&data).as_bytes());
                 let _ = tx.send(Message::Binary(err.into())).await;
                 Err(("NonZeroExitCode".into(), "command terminated with non-zero exit code: error executing command [tar -x -f - -C /], exit code 2".into()))
             } else {
@@ -1005,6 +996,21 @@ async fn serve_exec(
     };
     let _ = tx.send(Message::Binary(send_status(result).into())).await;
     let _ = tx.send(Message::Close(None)).await;
+}
+
+/// What GNU tar says when the container's root filesystem is read-only: it cannot open the
+/// archive's first file.
+fn read_only_tar(archive: &[u8]) -> String {
+    let name = tar::Archive::new(archive)
+        .entries()
+        .ok()
+        .and_then(|mut e| e.next())
+        .and_then(Result::ok)
+        .and_then(|e| e.path().ok().map(|p| p.display().to_string()))
+        .unwrap_or_default();
+    format!(
+        "tar: {name}: Cannot open: Read-only file system\ntar: Exiting with failure status due to previous errors\n"
+    )
 }
 
 /// devenv's unpacking shell (`while IFS= read -r n; do head -c "$n" | tar -x … 2>&1; echo
@@ -1054,19 +1060,7 @@ async fn serve_session<T, R>(
         };
         let Some(data) = request else { return };
         let (output, code) = if image.contains("readonly") {
-            let name = tar::Archive::new(data.as_slice())
-                .entries()
-                .ok()
-                .and_then(|mut e| e.next())
-                .and_then(Result::ok)
-                .and_then(|e| e.path().ok().map(|p| p.display().to_string()))
-                .unwrap_or_default();
-            (
-                format!(
-                    "tar: {name}: Cannot open: Read-only file system\ntar: Exiting with failure status due to previous errors\n"
-                ),
-                2,
-            )
+            (read_only_tar(&data), 2)
         } else {
             let _ = std::fs::create_dir_all(dir);
             match tar::Archive::new(data.as_slice()).unpack(dir) {
