@@ -1071,6 +1071,21 @@ fn up_detach_returns_with_the_page_answering_and_stop_leaves_no_process() {
         .and_then(|r| r.split(';').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no pid in {out}"));
+    // A failed assertion below still leaves no daemon running: SIGTERM (it stops what it
+    // started) when this guard goes, if it is still there.
+    struct Daemon(i32);
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            if alive(self.0) {
+                // SAFETY: kill(2) on the daemon this test started.
+                unsafe {
+                    libc::kill(self.0, libc::SIGTERM);
+                }
+                gone_within(self.0, Duration::from_secs(5));
+            }
+        }
+    }
+    let _daemon = Daemon(pid);
     assert!(alive(pid));
     // The page answers: the CLI asks it.
     let v = status_json(&p, home.path());
