@@ -262,23 +262,17 @@ where
         tokio::select! {
             r = requests.recv(), if pending.is_none() => {
                 let Some(r) = r else { return };
-                let mut frame = Vec::with_capacity(r.archive.len() + 24);
-                frame.push(STDIN);
-                frame.extend_from_slice(format!("{}\n", r.archive.len()).as_bytes());
+                // The length line, then the archive: what the shell's `read` and `head -c` take.
+                let line = format!("{}\n", r.archive.len()).into_bytes();
                 let mut sent = true;
-                for (i, chunk) in r.archive.chunks(FRAME).enumerate() {
-                    if i > 0 {
-                        frame = Vec::with_capacity(chunk.len() + 1);
-                        frame.push(STDIN);
-                    }
+                for chunk in std::iter::once(&line[..]).chain(r.archive.chunks(FRAME)) {
+                    let mut frame = Vec::with_capacity(chunk.len() + 1);
+                    frame.push(STDIN);
                     frame.extend_from_slice(chunk);
-                    if tx.send(Message::binary(std::mem::take(&mut frame))).await.is_err() {
+                    if tx.send(Message::binary(frame)).await.is_err() {
                         sent = false;
                         break;
                     }
-                }
-                if r.archive.is_empty() && sent {
-                    sent = tx.send(Message::binary(frame)).await.is_ok();
                 }
                 if !sent {
                     let _ = r.reply.send(Err(ExecError::NoAnswer("the stream to the container's shell broke".into())));

@@ -67,6 +67,14 @@ pub enum SyncError {
         container: String,
         path: String,
     },
+    /// The stream ended before the container's answer: whether the command ran is not known.
+    #[error("pod {pod}, container {container}: {what} failed: {message}")]
+    NoAnswer {
+        pod: String,
+        container: String,
+        what: String,
+        message: String,
+    },
     #[error("pod {pod}, container {container}: {what} failed: {message}")]
     Exec {
         pod: String,
@@ -114,6 +122,8 @@ fn entry(local: &Path, context: &Path) -> Result<Entry, SyncError> {
         path: local.to_path_buf(),
         source,
     };
+    let not_regular = || refuse("it is not a regular file (a FIFO, a socket or a device)");
+    let too_large = || refuse(&format!("it is larger than {} MiB", MAX_FILE / 1024 / 1024));
     let inside = local
         .parent()
         .and_then(|d| d.canonicalize().ok())
@@ -129,9 +139,7 @@ fn entry(local: &Path, context: &Path) -> Result<Entry, SyncError> {
         return Ok(Entry::Link(std::fs::read_link(local).map_err(read)?));
     }
     if !meta.is_file() {
-        return Err(refuse(
-            "it is not a regular file (a FIFO, a socket or a device)",
-        ));
+        return Err(not_regular());
     }
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -140,23 +148,15 @@ fn entry(local: &Path, context: &Path) -> Result<Entry, SyncError> {
         .map_err(read)?;
     let meta = f.metadata().map_err(read)?;
     if !meta.is_file() {
-        return Err(refuse(
-            "it is not a regular file (a FIFO, a socket or a device)",
-        ));
+        return Err(not_regular());
     }
     if meta.len() > MAX_FILE {
-        return Err(refuse(&format!(
-            "it is larger than {} MiB",
-            MAX_FILE / 1024 / 1024
-        )));
+        return Err(too_large());
     }
     let mut data = Vec::new();
     f.take(MAX_FILE + 1).read_to_end(&mut data).map_err(read)?;
     if data.len() as u64 > MAX_FILE {
-        return Err(refuse(&format!(
-            "it is larger than {} MiB",
-            MAX_FILE / 1024 / 1024
-        )));
+        return Err(too_large());
     }
     Ok(Entry::File {
         data,
@@ -320,7 +320,15 @@ async fn exec(
         EXEC_TIMEOUT,
     )
     .await
-    .map_err(|e| failure(c, &program, what, e.to_string()))?;
+    .map_err(|e| match e {
+        super::exec::ExecError::NoAnswer(_) => SyncError::NoAnswer {
+            pod: c.pod.clone(),
+            container: c.container.clone(),
+            what: what.to_owned(),
+            message: e.to_string(),
+        },
+        e => failure(c, &program, what, e.to_string()),
+    })?;
     tracing::debug!(pod = %c.pod, %what, ok = answer.success(), "exec ended");
     if answer.success() {
         return Ok(answer.stdout + &answer.stderr);
@@ -412,6 +420,39 @@ async fn unpack_in_session(
     }
 }
 
+/// Unpacks `tar` with an exec of its own (a container that keeps no session).
+async fn unpack_by_exec(api: &Api<Pod>, c: &Container, tar: &[u8]) -> Result<(), SyncError> {
+    let sent = exec(
+        api,
+        c,
+        ["tar", "-x", "--overwrite", "-f", "-", "-C", "/"]
+            .map(String::from)
+            .into(),
+        Some(tar),
+        "tar -x",
+    )
+    .await;
+    if let Err(SyncError::NoAnswer { .. }) = &sent {
+        // A container without tar fails at once and may close the stream while the
+        // archive is still being sent, taking its answer along: asked again with nothing
+        // to send, it says whether tar is there.
+        exec(
+            api,
+            c,
+            ["tar", "--help"].map(String::from).into(),
+            None,
+            "tar --help",
+        )
+        .await
+        .map(drop)
+        .or_else(|e| match e {
+            SyncError::Missing { .. } => Err(e),
+            _ => Ok(()),
+        })?;
+    }
+    sent.map(drop)
+}
+
 /// Puts `push` into one container: the files, the deletions, then the `run` steps.
 pub async fn push_to(
     api: &Api<Pod>,
@@ -421,45 +462,11 @@ pub async fn push_to(
     sessions: &Sessions,
     on_output: &(dyn Fn(&str) + Sync),
 ) -> Result<(), SyncError> {
-    let by_session = if push.copies.is_empty() {
-        None
-    } else {
-        unpack_in_session(api, c, tar, sessions).await
-    };
-    if let Some(sent) = by_session {
-        sent?;
-    } else if !push.copies.is_empty() {
-        let sent = exec(
-            api,
-            c,
-            ["tar", "-x", "--overwrite", "-f", "-", "-C", "/"]
-                .map(String::from)
-                .into(),
-            Some(tar),
-            "tar -x",
-        )
-        .await;
-        if let Err(SyncError::Exec { message, .. }) = &sent
-            && message.starts_with("no answer from the container")
-        {
-            // A container without tar fails at once and may close the stream while the
-            // archive is still being sent, taking its answer along: asked again with nothing
-            // to send, it says whether tar is there.
-            exec(
-                api,
-                c,
-                ["tar", "--help"].map(String::from).into(),
-                None,
-                "tar --help",
-            )
-            .await
-            .map(drop)
-            .or_else(|e| match e {
-                SyncError::Missing { .. } => Err(e),
-                _ => Ok(()),
-            })?;
+    if !push.copies.is_empty() {
+        match unpack_in_session(api, c, tar, sessions).await {
+            Some(sent) => sent?,
+            None => unpack_by_exec(api, c, tar).await?,
         }
-        sent?;
     }
     if !push.deletes.is_empty() {
         let mut argv: Vec<String> = ["rm", "-rf", "--"].map(String::from).into();
