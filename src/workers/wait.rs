@@ -89,13 +89,6 @@ struct HealthLines {
     told: BTreeSet<(Option<String>, String)>,
 }
 
-/// What a health change means for the resource's status.
-#[derive(Debug, PartialEq, Eq)]
-enum Said {
-    /// Printed or not, the status's problem becomes this (`None`: it ended).
-    Problem(Option<String>),
-}
-
 impl HealthLines {
     fn new(name: &str) -> HealthLines {
         HealthLines {
@@ -106,17 +99,18 @@ impl HealthLines {
     }
 
     /// Prints `health` if it differs from the last shown (problems once per pod and reason);
-    /// returns what the resource's status should now say as its problem, when that changed.
+    /// returns what the resource's status should now say as its problem when that changed
+    /// (printed or not; `Some(None)`: it ended).
     fn show(&mut self, health: &Health) -> Option<Option<String>> {
         if self.shown.as_ref() == Some(health) {
             return None;
         }
         let had_problem = matches!(self.shown, Some(Health::Problem(_)));
         self.shown = Some(health.clone());
-        let said = match health {
+        match health {
             Health::Waiting(m) => {
                 out::say_for("waiting", &self.name, m);
-                had_problem.then_some(Said::Problem(None))
+                had_problem.then_some(None)
             }
             Health::Problem(p) => {
                 let text = p.to_string();
@@ -126,11 +120,10 @@ impl HealthLines {
                 {
                     out::say_for("problem", &self.name, &text);
                 }
-                Some(Said::Problem(Some(text)))
+                Some(Some(text))
             }
             Health::Ready | Health::Failed(_) => None,
-        };
-        said.map(|Said::Problem(p)| p)
+        }
     }
 }
 
