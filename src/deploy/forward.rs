@@ -134,11 +134,12 @@ async fn carry(mut conn: TcpStream, pods: &Pods, remote: u16) -> Result<(), (Tro
             Ok(pf) => break (name, pf),
             Err(e) => {
                 let (why, trouble) = explain(&e);
+                let failed = (trouble, format!("pod {name}: {why}"));
                 // Only a pod that is gone is worth passing over; anything else is told now.
                 if trouble != Trouble::NotFound {
-                    return Err((trouble, format!("pod {name}: {why}")));
+                    return Err(failed);
                 }
-                last = Some((trouble, format!("pod {name}: {why}")));
+                last = Some(failed);
                 tried.push(name);
             }
         }
