@@ -3,8 +3,10 @@
 //! readiness waits) and report back with events.
 //!
 //! The rules: a change builds each affected image once (a newer change cancels the build in
-//! flight and starts one build with all changes); builds that run together deploy together,
-//! once, when the last of them ends; a failed build keeps the last good image and deployment;
+//! flight and starts one build with all changes); a deploy unit (a resource applied with its
+//! manifests, or a whole Helm release) deploys once, when the last build of its images ends,
+//! and does not wait for other units' builds; a changed manifest file goes out when no build
+//! is in flight; a failed build keeps the last good image and deployment;
 //! on the first start a resource deploys only when what it depends on is ready; manual
 //! resources build only when triggered; after shutdown nothing new starts.
 
@@ -1371,12 +1373,22 @@ impl State {
                 .flatten()
             {
                 Some(h)
-            } else if !node.local && building > 0 && state.status != Status::Pending {
+            } else if let Some(image) = (!node.local && state.status != Status::Pending)
+                .then(|| self.unit_build(&node))
+                .flatten()
+            {
                 Some((
-                    format!(
-                        "deploy queued: {building} build{} running (builds that run together deploy together)",
-                        if building == 1 { "" } else { "s" }
-                    ),
+                    if node.images.contains(&image) {
+                        format!(
+                            "build of `{image}` queued: {building} build{} running",
+                            if building == 1 { "" } else { "s" }
+                        )
+                    } else {
+                        format!(
+                            "deploy queued: waiting for the build of `{image}` (helm release `{}` deploys its workloads together)",
+                            node.release.as_deref().unwrap_or_default()
+                        )
+                    },
                     false,
                 ))
             } else {
@@ -1387,6 +1399,34 @@ impl State {
                 r.held = hold.map(|(h, _)| h);
             }
         }
+    }
+
+    /// The resources one deploy brings out together: a Helm release's workloads (one upgrade
+    /// renders them all), or the resource alone (its objects applied).
+    fn unit<'a>(&'a self, node: &'a Node) -> Vec<&'a Node> {
+        match &node.release {
+            Some(r) => self
+                .graph
+                .resources
+                .iter()
+                .filter(|n| !n.local && n.release.as_ref() == Some(r))
+                .collect(),
+            None => vec![node],
+        }
+    }
+
+    /// The first image of `node`'s deploy unit that is building or waits to be built: the
+    /// unit's deploy waits for it.
+    fn unit_build(&self, node: &Node) -> Option<String> {
+        self.unit(node)
+            .into_iter()
+            .flat_map(|n| n.images.iter())
+            .find(|i| {
+                self.images
+                    .get(*i)
+                    .is_some_and(|s| s.building.is_some() || s.queued)
+            })
+            .cloned()
     }
 
     /// The first dependency of `node` that holds it, with whether that is a failure.
@@ -1504,20 +1544,19 @@ impl State {
     }
 
     /// Deploys, in one go, every resource whose images are all built, whose running
-    /// deployment uses other references, and whose dependencies are ready; but only once no
-    /// build is in flight (builds that run together deploy together) and no deploy is.
+    /// deployment uses other references, whose dependencies are ready and whose deploy unit
+    /// (the resource, or its Helm release) has no build in flight; one deploy at a time.
     fn schedule_deploy(&mut self, out: &mut Vec<Command>) {
-        // A build about to start or running (a batch's) changes what a deploy would carry:
-        // the deploy waits for it and goes out once.
-        if !self.cluster_ready
-            || self.deploying.is_some()
-            || self
-                .images
-                .values()
-                .any(|i| i.building.is_some() || i.queued)
-        {
+        if !self.cluster_ready {
             return;
         }
+        // A changed manifest file may hold any resource's objects, and a build about to start
+        // or running (the same save's, say a manifest inside a build context) changes the tags
+        // it would carry: changed files wait until no build is in flight and go out once.
+        let builds_in_flight = self
+            .images
+            .values()
+            .any(|i| i.building.is_some() || i.queued);
         let references: BTreeMap<String, String> = self
             .images
             .iter()
@@ -1544,6 +1583,11 @@ impl State {
             let Some(wanted) = wanted else {
                 continue; // an image was never built
             };
+            // A build of the unit's (this resource's, or its Helm release's) changes what its
+            // deploy carries: the unit waits for it and deploys once. Other units go on.
+            if self.unit_build(node).is_some() {
+                continue;
+            }
             let failed_build = node
                 .images
                 .iter()
@@ -1558,9 +1602,8 @@ impl State {
             if failed_build {
                 continue;
             }
-            // Like Tilt's resource_deps, order holds on the first start (a `[[local]]` too);
-            // later batches redeploy together (one helm upgrade for all images changed
-            // together). Within one Helm release nothing can be held back.
+            // Like Tilt's resource_deps, order holds on the first start (a `[[local]]` too).
+            // Within one Helm release nothing can be held back.
             let deps_ready = state.deploys > 0 || self.dependency_hold(node).is_none();
             if deps_ready {
                 due.push((node.name.clone(), wanted));
@@ -1600,15 +1643,22 @@ impl State {
                 resources: unchanged,
             });
         }
-        if due.is_empty() && self.pending_files.is_empty() {
+        // One deploy at a time: what is due now goes when the one in flight ends.
+        if self.deploying.is_some()
+            || (due.is_empty() && (self.pending_files.is_empty() || builds_in_flight))
+        {
             return;
         }
         let generation = self.next_generation;
         self.next_generation += 1;
         let names: Vec<String> = due.iter().map(|(n, _)| n.clone()).collect();
-        let files: Vec<String> = std::mem::take(&mut self.pending_files)
-            .into_iter()
-            .collect();
+        let files: Vec<String> = if builds_in_flight {
+            Vec::new()
+        } else {
+            std::mem::take(&mut self.pending_files)
+                .into_iter()
+                .collect()
+        };
         let mut causes = BTreeMap::new();
         for (n, wanted) in due {
             // Why: a reload or a trigger asked for it, or its first start, or the cause of
@@ -1761,17 +1811,14 @@ mod tests {
             [build("api", 1), build("web", 2)]
         );
         assert_eq!(s.resources["backend"].status, Status::Building);
-        // One build done, one in flight: nothing deploys yet.
-        assert_eq!(s.reduce(t(10), built("api", 1, "a1")), []);
-        // Both done: backend and worker deploy together; frontend waits for backend.
+        // api built: backend and worker deploy at once; they do not wait for web's build,
+        // which no manifest of theirs carries.
         assert_eq!(
-            s.reduce(t(20), built("web", 2, "w1")),
-            [deploy(
-                3,
-                &["backend", "worker"],
-                &[("api", "api:a1"), ("web", "web:w1")]
-            )]
+            s.reduce(t(10), built("api", 1, "a1")),
+            [deploy(3, &["backend", "worker"], &[("api", "api:a1")])]
         );
+        // web built: frontend waits for backend.
+        assert_eq!(s.reduce(t(20), built("web", 2, "w1")), []);
         // Built, but held: pending, and why.
         assert_eq!(s.resources["frontend"].status, Status::Pending);
         assert_eq!(
@@ -1816,22 +1863,88 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_of_changes_builds_each_image_once_and_deploys_once() {
+    fn a_burst_of_changes_builds_each_image_once_and_deploys_each_resource_once() {
         let mut s = up();
         // One debounced batch touching both images.
         assert_eq!(
             s.reduce(t(100), changed(&["api", "web"])),
             [build("api", 5), build("web", 6)]
         );
-        assert_eq!(s.reduce(t(110), built("web", 6, "w2")), []);
+        // web is built first: frontend deploys, without waiting for api's build.
         assert_eq!(
-            s.reduce(t(120), built("api", 5, "a2")),
+            s.reduce(t(110), built("web", 6, "w2")),
             [deploy(
                 7,
-                &["backend", "frontend", "worker"],
-                &[("api", "api:a2"), ("web", "web:w2")]
+                &["frontend"],
+                &[("api", "api:a1"), ("web", "web:w2")]
             )]
         );
+        // api is built while that deploy runs: backend and worker go after it, once.
+        assert_eq!(s.reduce(t(120), built("api", 5, "a2")), []);
+        assert_eq!(
+            s.reduce(
+                t(130),
+                Event::DeployDone {
+                    generation: 7,
+                    result: Ok(())
+                }
+            ),
+            [
+                Command::Wait {
+                    resources: vec!["frontend".into()]
+                },
+                deploy(
+                    8,
+                    &["backend", "worker"],
+                    &[("api", "api:a2"), ("web", "web:w2")]
+                )
+            ]
+        );
+    }
+
+    /// A Helm release is one deploy unit: its workloads wait for the last build of its
+    /// images (one upgrade renders them all), and say so; a resource outside it deploys as
+    /// soon as its own image is built.
+    #[test]
+    fn a_release_waits_for_all_its_images_and_other_resources_do_not_wait_for_it() {
+        let mut backend = node("backend", &["api"], &[], false);
+        let mut frontend = node("frontend", &["web"], &[], false);
+        backend.release = Some("todo".into());
+        frontend.release = Some("todo".into());
+        let mut s = State::new(Graph {
+            cluster: false,
+            images: vec!["api".into(), "web".into()],
+            resources: vec![backend, frontend, node("worker", &["api"], &[], false)],
+            ..Graph::default()
+        });
+        s.reduce(t(0), Event::Start);
+        assert_eq!(
+            s.reduce(t(10), built("api", 1, "a1")),
+            [deploy(3, &["worker"], &[("api", "api:a1")])]
+        );
+        assert_eq!(
+            s.resources["backend"].held.as_deref(),
+            Some(
+                "deploy queued: waiting for the build of `web` (helm release `todo` deploys its workloads together)"
+            )
+        );
+        assert_eq!(s.resources["frontend"].held, None, "its own build runs");
+        s.reduce(
+            t(20),
+            Event::DeployDone {
+                generation: 3,
+                result: Ok(()),
+            },
+        );
+        assert_eq!(
+            s.reduce(t(30), built("web", 2, "w1")),
+            [deploy(
+                4,
+                &["backend", "frontend"],
+                &[("api", "api:a1"), ("web", "web:w1")]
+            )]
+        );
+        assert_eq!(s.resources["backend"].held, None);
     }
 
     #[test]
@@ -2940,7 +3053,7 @@ mod tests {
             history(&s, "backend"),
             [
                 ("build", "first start".to_owned(), 10, None),
-                ("deploy", "first start".to_owned(), 10, None),
+                ("deploy", "first start".to_owned(), 20, None),
             ]
         );
         // A failed build: its first lines, and the file that caused it.
