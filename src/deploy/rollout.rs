@@ -439,7 +439,8 @@ fn unbound_claims_hint(pod: &Pod) -> String {
 /// almost every pod, not a problem.
 const PROBE_FAILURES: i32 = 3;
 
-/// A Warning event worth showing: failing probes (once they failed [`PROBE_FAILURES`] times),
+/// A Warning event worth showing: failing readiness and liveness probes (once they failed
+/// [`PROBE_FAILURES`] times; a startup probe's failures never on their own),
 /// scheduling and mount failures. What the pod's own status tells while it lasts (an image the
 /// cluster cannot get, a crash loop's back-off) is left to [`pod_problem`], so that it ends
 /// when the pod moves on instead of lingering as the last event.
@@ -451,7 +452,9 @@ pub fn event_problem(ev: &KubeEvent) -> Option<Problem> {
     let message = ev.message.clone().unwrap_or_default();
     let hint = match reason.as_str() {
         "Unhealthy" => {
-            if ev.count.unwrap_or(1) < PROBE_FAILURES {
+            // A startup probe fails by design until the server is up; past its threshold the
+            // kubelet restarts the container, and the pod's status tells that.
+            if ev.count.unwrap_or(1) < PROBE_FAILURES || message.starts_with("Startup probe") {
                 return None;
             }
             Some("a probe fails: check the probe's path and port against what the container serves, and its initialDelaySeconds".to_owned())
@@ -1273,6 +1276,19 @@ mod tests {
             event_problem(&event("Unhealthy", probe, 3)).unwrap_or_else(|| panic!("no problem"));
         assert_eq!(p.reason, "Unhealthy");
         assert!(event_problem(&event("FailedMount", "secret \"x\" not found", 1)).is_some());
+    }
+
+    /// A startup probe fails while the server starts until its own failureThreshold (the
+    /// todo chart's: 30 tries, 2 s apart, while `next dev` compiled the page on the real node
+    /// a "problem" with the probe hint was told); past it the kubelet restarts the container,
+    /// which the pod's status tells.
+    #[test]
+    fn a_failing_startup_probe_is_no_problem_on_its_own() {
+        let startup = "Startup probe failed: Get \"http://10.244.0.3:3000/\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)";
+        assert_eq!(event_problem(&event("Unhealthy", startup, 3)), None);
+        assert_eq!(event_problem(&event("Unhealthy", startup, 29)), None);
+        let liveness = "Liveness probe failed: HTTP probe failed with statuscode: 500";
+        assert!(event_problem(&event("Unhealthy", liveness, 3)).is_some());
     }
 
     /// Issue 24 point 4: until the Deployment's controller has made the ReplicaSet of its new
