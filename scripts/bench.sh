@@ -32,6 +32,8 @@
 #                             to the node), `up` after the live updates, warm `up`, and
 #                             devenv's RSS idle with the apps running (tests/real_node.rs
 #                             measure_on_the_real_node, release build)
+#   scripts/bench.sh real docker   the same on a node with Minikube's docker runtime
+#                             (REAL_NODE=docker): docker builds straight into its dockerd
 #
 # BENCH_DIR (default /tmp/devenv-bench) keeps the generated trees between runs.
 set -euo pipefail
@@ -367,11 +369,17 @@ PY
 
 bench_real() {
   machine
-  local node_home="${DEVENV_NODE_HOME:-}" started=""
+  # Not local: the EXIT trap that stops the node runs after this function has returned.
+  runtime="${1:-containerd}" node_home="${DEVENV_NODE_HOME:-}" started=""
+  case "$runtime" in
+    containerd) real_node=1 ;;
+    docker) real_node=docker ;;
+    *) echo "bench.sh real: unknown runtime '$runtime' (containerd or docker)" >&2; exit 2 ;;
+  esac
   if [ -z "$node_home" ]; then
     node_home=$(mktemp -d -t devenv-bench-node.XXXXXX)
     started=1
-    REAL_NODE=1 NODE_SERVICES=1 KUBEAPI_HOME="$node_home" bash "$repo/../shared/kubeapi/start.sh" >/dev/null
+    REAL_NODE=$real_node NODE_SERVICES=1 KUBEAPI_HOME="$node_home" bash "$repo/../shared/kubeapi/start.sh" >/dev/null
     trap 'KUBEAPI_HOME="$node_home" bash "$repo/../shared/kubeapi/stop.sh" --wipe >/dev/null 2>&1; rm -rf "$node_home"' EXIT
   fi
   (cd "$repo" && DEVENV_NODE_HOME="$node_home" cargo test --release --quiet --test real_node measure_on_the_real_node -- --ignored --nocapture 2>&1 | grep -E '^real node')
@@ -392,6 +400,6 @@ case "$what" in
   plan) bench_plan ;;
   api) bench_api ;;
   init) bench_init ;;
-  real) bench_real ;;
+  real) bench_real "${2:-containerd}" ;;
   *) echo "bench.sh: unknown benchmark '$what' (try: hash, loop, plan, live, api, init, real)" >&2; exit 2 ;;
 esac

@@ -8,8 +8,9 @@
 #                       config of their own; the packaged service is never started here)
 #                                                          -- only with --with-builders
 #   chromium + driver   from apt                           -- only with --with-browser
-#   containerd, runc, the CNI plugins, iptables, iproute2, util-linux, socat
-#                       from apt: what ../shared/kubeapi's real node (REAL_NODE=1) runs on
+#   containerd, runc, the CNI plugins, iptables, iproute2, util-linux, socat, docker.io
+#                       from apt: what ../shared/kubeapi's real node (REAL_NODE=1, and
+#                       REAL_NODE=docker for dockerd) runs on
 #                                                          -- only with --with-node
 #
 # Binaries go to $DEVENV_TOOLS_BIN (default /usr/local/bin when writable, else ~/.local/bin).
@@ -74,6 +75,7 @@ if [ "$with_node" = 1 ]; then
   command -v ip >/dev/null || apt_packages+=(iproute2)
   command -v nsenter >/dev/null || apt_packages+=(util-linux)
   command -v socat >/dev/null || apt_packages+=(socat)
+  command -v dockerd >/dev/null || apt_packages+=(docker.io)
 fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
   log "apt-get install ${apt_packages[*]}"

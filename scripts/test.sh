@@ -11,6 +11,10 @@
 # started with REAL_NODE=1 (a real kubelet on containerd, kube-proxy and CoreDNS: containers
 # really run), also stopped whatever happens. It needs root and the node's packages (installed
 # below with --with-node) and the base images of ../shared/images (made below, idempotent).
+#
+# The docker-runtime tier runs after the others: the containerd node stops, a node with
+# Minikube's docker runtime (REAL_NODE=docker) starts, and the one test of docker builds that
+# go straight into the node's dockerd runs on it (tests/real_node.rs, named below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -101,9 +105,43 @@ else
   echo "== real-cluster and real-node tiers: skipped ($kubeapi does not exist; see tests/common/real.rs)"
 fi
 
+# The docker-runtime test runs alone afterwards, on a node of that kind (below).
+docker_test=docker_runtime_builds_go_straight_into_the_node
 echo "== tests"
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --no-fail-fast
+  cargo nextest run --locked --no-fail-fast -E "not test($docker_test)" || status=$?
 else
-  cargo test --locked --no-fail-fast
+  cargo test --locked --no-fail-fast -- --skip "$docker_test" || status=$?
 fi
+
+# The docker-runtime tier: Minikube's docker runtime (REAL_NODE=docker: the kubelet runs pods
+# through the node's own dockerd, and docker builds go straight into it). One real node per
+# machine: the containerd node stops first.
+if [ -n "${node_home:-}" ]; then
+  KUBEAPI_HOME="$node_home" bash "$kubeapi/stop.sh" --wipe >/dev/null 2>&1 || echo "stop.sh failed for $node_home" >&2
+  left=$(leftovers_of "$node_home")
+  if [ -n "$left" ]; then
+    printf '== left running after stopping %s:\n%s\n' "$node_home" "$left"
+    exit 1
+  fi
+  echo "== real-node tier: stopped the node of $node_home"
+  kept=()
+  for h in "${homes[@]}"; do [ "$h" = "$node_home" ] || kept+=("$h"); done
+  homes=("${kept[@]}")
+  rm -rf "$node_home"
+  unset DEVENV_NODE_HOME
+  docker_home=$(mktemp -d -t devenv-docker-node.XXXXXX)
+  homes+=("$docker_home")
+  echo "== docker-runtime tier: starting a real node (REAL_NODE=docker) from $kubeapi"
+  REAL_NODE=docker NODE_SERVICES=1 KUBEAPI_HOME="$docker_home" bash "$kubeapi/start.sh" >/dev/null
+  echo "== docker-runtime tier: node started; 1 test against $(grep KUBEAPI_SERVER "$docker_home/env" | cut -d= -f2)"
+  if cargo nextest --version >/dev/null 2>&1; then
+    DEVENV_DOCKER_NODE_HOME="$docker_home" cargo nextest run --locked --no-fail-fast --test real_node -E "test($docker_test)" || status=$?
+  else
+    DEVENV_DOCKER_NODE_HOME="$docker_home" cargo test --locked --test real_node -- "$docker_test" || status=$?
+  fi
+else
+  echo "== docker-runtime tier: skipped (it needs the real node: root and ../shared/kubeapi)"
+fi
+exit "$status"

@@ -137,11 +137,13 @@ impl FakeBin {
         self
     }
 
-    /// Makes a real tool from the machine's PATH available under its own name.
+    /// Makes a real tool from the machine's PATH available under its own name (in place of
+    /// the fake of that name, if there is one).
     pub fn real(&self, name: &str) -> &FakeBin {
         let real = which(name).unwrap_or_else(|| {
             panic!("{name} is not installed: run scripts/install-test-tools.sh")
         });
+        let _ = std::fs::remove_file(self.dir.path().join(name));
         #[cfg(unix)]
         std::os::unix::fs::symlink(&real, self.dir.path().join(name))
             .unwrap_or_else(|e| panic!("{e}"));

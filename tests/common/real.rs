@@ -42,6 +42,17 @@ impl RealCluster {
         Self::from_env(test, "DEVENV_NODE_HOME", "the real node")
     }
 
+    /// A real node with Minikube's docker runtime (`REAL_NODE=docker`: the kubelet runs pods
+    /// through the node's own dockerd) that `scripts/test.sh` starts after the other node has
+    /// stopped (one real node per machine), or None after printing why `test` is skipped.
+    pub fn docker_node(test: &str) -> Option<RealCluster> {
+        Self::from_env(
+            test,
+            "DEVENV_DOCKER_NODE_HOME",
+            "a real node with the docker runtime",
+        )
+    }
+
     fn from_env(test: &str, var: &str, what: &str) -> Option<RealCluster> {
         let shared = super::repo_root().join("../shared/kubeapi");
         let Some(home) = std::env::var_os(var).map(PathBuf::from) else {
@@ -75,6 +86,35 @@ impl RealCluster {
     /// `load-image.sh` of ../shared/kubeapi (for a real node's image store).
     pub fn load_image_script() -> PathBuf {
         super::repo_root().join("../shared/kubeapi/load-image.sh")
+    }
+
+    /// Puts `image` from the shared base images into the node's image store, as a cluster
+    /// pulls an image a chart takes from a registry (nothing is pulled here).
+    pub fn load_base_image(&self, image: &str) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let archive = dir.path().join("image.tar");
+        let saved = Command::new("buildah")
+            .args(["--storage-driver", "vfs", "push", image])
+            .arg(format!("docker-archive:{}:{image}", archive.display()))
+            .env("CONTAINERS_STORAGE_CONF", "/dev/null")
+            .output()
+            .unwrap_or_else(|e| panic!("buildah push: {e}"));
+        assert!(
+            saved.status.success(),
+            "buildah push {image}: {}",
+            String::from_utf8_lossy(&saved.stderr)
+        );
+        let loaded = Command::new("bash")
+            .arg(Self::load_image_script())
+            .arg(&archive)
+            .env("KUBEAPI_HOME", &self.home)
+            .output()
+            .unwrap_or_else(|e| panic!("load-image.sh: {e}"));
+        assert!(
+            loaded.status.success(),
+            "load-image.sh {image}: {}",
+            String::from_utf8_lossy(&loaded.stderr)
+        );
     }
 
     /// A namespace name of this test's own (`<base>-<pid>-<n>`); deleted on drop.

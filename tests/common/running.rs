@@ -95,8 +95,18 @@ impl Running {
         });
     }
 
+    /// Waits up to `within` (for what takes longer than a minute: a real build of the todo
+    /// sample) until `what` shows up.
+    pub fn wait_for_within(&mut self, what: &str, within: Duration) {
+        self.wait_until_within(what, within, |t| t.contains(what));
+    }
+
     fn wait_until(&mut self, what: &str, done: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        self.wait_until_within(what, Duration::from_secs(60), done);
+    }
+
+    fn wait_until_within(&mut self, what: &str, within: Duration, done: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if done(&self.text()) {
                 return;
@@ -108,7 +118,11 @@ impl Running {
             std::thread::sleep(Duration::from_millis(20));
         }
         // Dropping stops devenv (and what it started) as the panic unwinds.
-        panic!("no `{what}` within 60 s:\n{}", self.text());
+        panic!(
+            "no `{what}` within {} s:\n{}",
+            within.as_secs(),
+            self.text()
+        );
     }
 
     /// Sends `signal` to devenv.
