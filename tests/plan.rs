@@ -251,3 +251,33 @@ fn a_plan_checks_no_port_zero() {
     assert!(!text.contains("ports 0 free"), "{text}");
     assert!(!text.contains(" 0 free"), "{text}");
 }
+
+/// Issue 25 point 9: devenv's own config file inside a build context (examples/hello's
+/// context is `.`) was part of the image's content tag: a comment added to devenv.toml
+/// rebuilt the image. It counts only when the Dockerfile copies it by name.
+#[test]
+fn the_config_file_in_a_build_context_is_not_part_of_the_content_tag() {
+    let p = Project::example("hello");
+    let before = tag_of(&plan_json(&p), "hello");
+    p.write(
+        "devenv.toml",
+        &format!("{}\n# a comment\n", p.read("devenv.toml")),
+    );
+    assert_eq!(tag_of(&plan_json(&p), "hello"), before);
+    // A file the build context really uses still counts.
+    p.write("hello.txt", "changed\n");
+    let changed = tag_of(&plan_json(&p), "hello");
+    assert_ne!(changed, before);
+
+    // A Dockerfile that copies it by name makes it part of the image again.
+    p.write(
+        "Dockerfile",
+        &format!("{}COPY devenv.toml /devenv.toml\n", p.read("Dockerfile")),
+    );
+    let copied = tag_of(&plan_json(&p), "hello");
+    p.write(
+        "devenv.toml",
+        &format!("{}\n# another comment\n", p.read("devenv.toml")),
+    );
+    assert_ne!(tag_of(&plan_json(&p), "hello"), copied);
+}

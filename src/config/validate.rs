@@ -1214,6 +1214,15 @@ fn check_images(c: &mut Checker, raw: Vec<RawImage>, provider: Provider) -> Vec<
             c.check(p.span(), Pattern::parse(p.get_ref()).map(|_| ()));
             ignore.push(p.into_inner());
         }
+        // devenv's own config is no part of the image (a comment in it rebuilt every image
+        // whose context holds it) unless the Dockerfile copies it by name.
+        if let Some(rel) = context
+            .as_deref()
+            .and_then(|ctx| config_in_context(c.file, ctx))
+            && !std::fs::read_to_string(&dockerfile).is_ok_and(|t| copies_by_name(&t, &rel))
+        {
+            ignore.push(rel);
+        }
         let dev_command: Vec<String> = match &img.dev_command {
             Some(cmd) if builder == BuilderKind::Custom || builder == BuilderKind::Minikube => {
                 let d = c
@@ -1253,6 +1262,32 @@ fn check_images(c: &mut Checker, raw: Vec<RawImage>, provider: Provider) -> Vec<
         });
     }
     out
+}
+
+/// The config file's path inside the build context `ctx` (`/`-separated), if it lies there.
+fn config_in_context(file: &Path, ctx: &Path) -> Option<String> {
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let rel = real(file).strip_prefix(real(ctx)).ok()?.to_path_buf();
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// Whether a `COPY` or `ADD` of `dockerfile` names `rel` (a context path) as a source.
+fn copies_by_name(dockerfile: &str, rel: &str) -> bool {
+    dockerfile.lines().any(|line| {
+        let mut words = line.split_whitespace();
+        let is_copy = words
+            .next()
+            .is_some_and(|w| w.eq_ignore_ascii_case("copy") || w.eq_ignore_ascii_case("add"));
+        is_copy
+            && words
+                .filter(|w| !w.starts_with("--"))
+                .map(|w| w.trim_matches(|c| matches!(c, '[' | ']' | '"' | ',')))
+                .any(|w| w.trim_start_matches("./").trim_start_matches('/') == rel)
+    })
 }
 
 /// `live_update` and the keys that refine it (`sync`, `run`, `fall_back_on`), which mean
