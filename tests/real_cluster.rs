@@ -769,3 +769,34 @@ fn a_manifest_edit_applies_that_file_once() {
     let _ = up.child.wait();
     assert_readable(&up.text());
 }
+
+/// Issue 25 point 1: manifests and no `[[resource]]` (examples/hello without its resource
+/// table): the Deployment was never applied, and `up --ci` exited 0. Its workload is now a
+/// resource of its own, as Tilt makes one of each workload of `k8s_yaml`: applied with the
+/// built tag, waited for, reported ready.
+#[test]
+fn manifests_without_a_resource_table_are_applied_and_waited_for() {
+    let Some(rc) = RealCluster::get("manifests_without_resources") else {
+        return;
+    };
+    let ns = rc.namespace("bare");
+    let p = hello(&ns);
+    let cfg = p.read("devenv.toml");
+    let cfg = &cfg[..cfg.find("[[resource]]").unwrap_or(cfg.len())];
+    p.write("devenv.toml", cfg);
+    let w = World::new(p);
+    w.use_real(&rc);
+    let out = w.run(&["up", "--ci"], &[]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("ready      hello (deployment/hello"),
+        "{text}"
+    );
+    let built = built_tags(&text, "hello");
+    assert_eq!(built.len(), 1, "{text}");
+    let d = rc
+        .get_json("deployment", Some(&ns), "hello")
+        .unwrap_or_else(|| panic!("no Deployment:\n{text}"));
+    assert_eq!(image_of(&d), built[0]);
+}

@@ -2,7 +2,7 @@
 //! cycles) and fills in defaults. Every problem found is collected, each pinned to the line
 //! and column of the value at fault, so one run of `devenv config check` shows them all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
@@ -456,7 +456,7 @@ pub fn validate(
         None => DEFAULT_NAMESPACE.to_owned(),
     };
 
-    let images = check_images(&mut c, raw.images, cluster.provider);
+    let images = check_images(&mut c, raw.images, cluster.provider, abs_file);
     let image_names: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
     let secrets = check_secrets(&mut c, raw.secrets, &namespace);
     let deploy = check_deploy(
@@ -720,6 +720,21 @@ pub fn validate(
             c.push(d);
         }
     }
+
+    // Workloads of the manifests that no [[resource]] names are resources of their own (as
+    // Tilt's k8s_yaml makes them): applied, waited for and shown. Without them a config of
+    // manifests and no [[resource]] deployed nothing, and `up --ci` passed.
+    let taken: BTreeSet<String> = resources
+        .iter()
+        .map(|r| r.name.clone())
+        .chain(locals.iter().map(|l: &LocalResource| l.name.clone()))
+        .collect();
+    resources.extend(implicit_resources(
+        &deploy.manifests,
+        &resources,
+        &taken,
+        &namespace,
+    ));
 
     if images.is_empty() && resources.is_empty() && locals.is_empty() && !has_deploy {
         let d = Diagnostic::at(
@@ -1084,7 +1099,12 @@ fn check_builders(c: &mut Checker, raw: RawBuilders) -> Builders {
     }
 }
 
-fn check_images(c: &mut Checker, raw: Vec<RawImage>, provider: Provider) -> Vec<Image> {
+fn check_images(
+    c: &mut Checker,
+    raw: Vec<RawImage>,
+    provider: Provider,
+    config_file: &Path,
+) -> Vec<Image> {
     let mut seen = HashMap::new();
     let mut out = Vec::new();
     for img in raw {
@@ -1218,7 +1238,7 @@ fn check_images(c: &mut Checker, raw: Vec<RawImage>, provider: Provider) -> Vec<
         // whose context holds it) unless the Dockerfile copies it by name.
         if let Some(rel) = context
             .as_deref()
-            .and_then(|ctx| config_in_context(c.file, ctx))
+            .and_then(|ctx| config_in_context(config_file, ctx))
             && !std::fs::read_to_string(&dockerfile).is_ok_and(|t| copies_by_name(&t, &rel))
         {
             ignore.push(rel);
@@ -1260,6 +1280,76 @@ fn check_images(c: &mut Checker, raw: Vec<RawImage>, provider: Provider) -> Vec<
             live_update,
             dev_command,
         });
+    }
+    out
+}
+
+/// The workloads of `manifests` that no resource of `resources` names (by kind and name),
+/// each a resource named after it (`kind-name` where that name is taken), in the namespace the
+/// deploy puts it in: its own `metadata.namespace`, else `namespace`. Files that cannot be
+/// read were reported already.
+fn implicit_resources(
+    manifests: &[PathBuf],
+    resources: &[Resource],
+    taken: &BTreeSet<String>,
+    namespace: &str,
+) -> Vec<Resource> {
+    let mut names = taken.clone();
+    let mut out: Vec<Resource> = Vec::new();
+    for m in manifests {
+        let Ok(docs) = std::fs::read_to_string(m)
+            .map_err(|e| e.to_string())
+            .and_then(|t| objects::documents(&t).map_err(|e| e.to_string()))
+        else {
+            continue;
+        };
+        for doc in docs {
+            let kind = doc.value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+            let Some((_, kind)) = WorkloadKind::ALL
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(kind))
+            else {
+                continue;
+            };
+            let meta = doc.value.get("metadata");
+            let Some(name) = meta.and_then(|m| m.get("name")).and_then(|n| n.as_str()) else {
+                continue;
+            };
+            let claimed = resources
+                .iter()
+                .chain(out.iter())
+                .any(|r| r.workload.kind == *kind && r.workload.name == name);
+            if claimed {
+                continue;
+            }
+            let ns = meta
+                .and_then(|m| m.get("namespace"))
+                .and_then(|n| n.as_str())
+                .unwrap_or(namespace);
+            let short = name.to_owned();
+            let long = format!("{}-{name}", kind.as_str());
+            let Some(rname) = [short, long]
+                .into_iter()
+                .find(|n| !names.contains(n) && check_resource_name(n).is_ok())
+            else {
+                continue;
+            };
+            names.insert(rname.clone());
+            out.push(Resource {
+                name: rname,
+                workload: Workload {
+                    kind: *kind,
+                    name: name.to_owned(),
+                },
+                namespace: ns.to_owned(),
+                images: None,
+                port_forwards: Vec::new(),
+                depends_on: Vec::new(),
+                readiness_timeout: DEFAULT_READINESS_TIMEOUT,
+                trigger: TriggerMode::Auto,
+                links: Vec::new(),
+            });
+        }
     }
     out
 }
