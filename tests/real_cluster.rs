@@ -800,3 +800,55 @@ fn manifests_without_a_resource_table_are_applied_and_waited_for() {
         .unwrap_or_else(|| panic!("no Deployment:\n{text}"));
     assert_eq!(image_of(&d), built[0]);
 }
+
+/// Issue 25 point 2: a run that deploys nothing, or builds an image that nothing runs, was a
+/// success: `up --ci` exited 0 and a CI gate passed with nothing running. Manifests with no
+/// workload (a ConfigMap) are applied all the same, and the image they do not use fails the
+/// run with its reason; an image and no deploy at all fails it as "nothing was deployed".
+#[test]
+fn up_ci_fails_when_nothing_was_deployed_or_a_built_image_runs_nowhere() {
+    let Some(rc) = RealCluster::get("nothing_deployed") else {
+        return;
+    };
+    let ns = rc.namespace("unused");
+    let p = Project::new();
+    p.write("Dockerfile", "FROM scratch\nCOPY a /a\n")
+        .write("a", "a\n")
+        .write(
+            "k8s.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: dev\n",
+        )
+        .write(
+            "devenv.toml",
+            &format!(
+                "[project]\nname = \"unused\"\n\n[[image]]\nname = \"demo\"\ncontext = \".\"\n\n[deploy]\nnamespace = \"{ns}\"\nmanifests = [\"k8s.yaml\"]\n"
+            ),
+        );
+    let w = World::new(p);
+    w.use_real(&rc);
+    let out = w.run(&["up", "--ci"], &[]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("failed     image `demo` was built, but nothing deployed runs it"),
+        "{text}"
+    );
+    assert!(
+        rc.get_json("configmap", Some(&ns), "settings").is_some(),
+        "the ConfigMap was applied:\n{text}"
+    );
+
+    w.p.write(
+        "devenv.toml",
+        "[project]\nname = \"unused\"\n\n[[image]]\nname = \"demo\"\ncontext = \".\"\n",
+    );
+    let out = w.run(&["up", "--ci"], &[]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "failed     nothing was deployed: no resource and no manifest reached the cluster"
+        ),
+        "{text}"
+    );
+}

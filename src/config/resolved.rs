@@ -39,6 +39,9 @@ pub struct Config {
     pub web: Web,
     pub watch: Watch,
     pub builders: Builders,
+    /// Images that no manifest's `image:` and no `[[deploy.helm.images]]` entry uses: built,
+    /// they run nowhere (`config check` warns, `up --ci` fails).
+    pub undeployed_images: Vec<String>,
     /// Where values sit in the file, for problems found after loading.
     #[serde(skip)]
     pub places: Places,

@@ -707,8 +707,13 @@ pub fn validate(
             }
         }
     }
+    let undeployed_images: Vec<String> = images
+        .iter()
+        .filter(|i| !deployed.contains(&i.name))
+        .map(|i| i.name.clone())
+        .collect();
     for (img, span) in images.iter().zip(image_spans(source, &images)) {
-        if !deployed.contains(&img.name) {
+        if undeployed_images.contains(&img.name) {
             let d = Diagnostic::at(
                 display_file,
                 source,
@@ -773,6 +778,7 @@ pub fn validate(
             ignore: watch_ignore,
         },
         builders,
+        undeployed_images,
         places,
     };
     (Some(config), diags)

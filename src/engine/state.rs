@@ -30,6 +30,9 @@ pub struct Graph {
     /// Image builds wait for the cluster too: Minikube's image store is where they go. (With
     /// an existing cluster they go to a registry and start at once.)
     pub builds_need_cluster: bool,
+    /// The manifest files (as the config shows them). With no cluster resource to deploy
+    /// them, they are applied whole once the first builds ended (ConfigMaps, Services...).
+    pub manifests: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -561,6 +564,8 @@ pub struct State {
     pub config_error: Option<String>,
     /// Manifest files to apply whole with the next deploy.
     pending_files: BTreeSet<String>,
+    /// Deploys that succeeded: none at the end of `up --ci` means nothing reached the cluster.
+    pub deploys_done: usize,
     /// The deploy in flight: when it started, and why each resource is in it.
     #[serde(skip)]
     deploy_started: Option<(Duration, BTreeMap<String, Cause>)>,
@@ -620,6 +625,7 @@ impl State {
             cluster: Step::new(graph.cluster),
             config_error: None,
             pending_files: BTreeSet::new(),
+            deploys_done: 0,
             deploy_started: None,
             now: Duration::ZERO,
             graph,
@@ -655,6 +661,12 @@ impl State {
                     .collect();
                 for image in all {
                     self.want_build(now, &image, Cause::Start, &mut out);
+                }
+                // No workload of the manifests is a resource (they hold ConfigMaps, Services
+                // and the like): the first deploy applies them whole all the same.
+                if !self.graph.resources.iter().any(|n| !n.local) {
+                    self.pending_files
+                        .extend(self.graph.manifests.iter().cloned());
                 }
                 if self.doctor.status == StepStatus::Pending {
                     self.doctor.start(now);
@@ -876,6 +888,9 @@ impl State {
                             r.last_error = Some(e.clone());
                         }
                     }
+                }
+                if result.is_ok() {
+                    self.deploys_done += 1;
                 }
                 if result.is_ok() && !names.is_empty() {
                     out.push(Command::Wait { resources: names });
@@ -1502,6 +1517,13 @@ impl State {
         }) {
             return false;
         }
+        // Files still to apply go once the builds ended (unless a build can never start).
+        if !self.pending_files.is_empty()
+            && self.cluster_ready
+            && !self.images.values().any(|i| i.queued)
+        {
+            return false;
+        }
         self.graph.resources.iter().all(|n| {
             let Some(r) = self.resources.get(&n.name) else {
                 return true;
@@ -1900,6 +1922,39 @@ mod tests {
                 )
             ]
         );
+    }
+
+    /// Issue 25 point 1: manifests whose objects are no resource's workload (a ConfigMap)
+    /// were never applied; they go whole with the first deploy, once the builds ended.
+    #[test]
+    fn manifests_with_no_resource_are_applied_once_the_builds_ended() {
+        let mut s = State::new(Graph {
+            cluster: false,
+            images: vec!["api".into()],
+            manifests: vec!["k8s.yaml".into()],
+            ..Graph::default()
+        });
+        assert_eq!(s.reduce(t(0), Event::Start), [build("api", 1)]);
+        assert!(!s.settled());
+        assert_eq!(
+            s.reduce(t(10), built("api", 1, "a1")),
+            [Command::Deploy {
+                generation: 2,
+                resources: vec![],
+                references: [("api".to_owned(), "api:a1".to_owned())].into(),
+                files: vec!["k8s.yaml".into()],
+            }]
+        );
+        assert!(!s.settled());
+        s.reduce(
+            t(20),
+            Event::DeployDone {
+                generation: 2,
+                result: Ok(()),
+            },
+        );
+        assert!(s.settled());
+        assert_eq!(s.deploys_done, 1);
     }
 
     /// A Helm release is one deploy unit: its workloads wait for the last build of its

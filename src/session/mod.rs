@@ -292,13 +292,35 @@ async fn run(
         views::print_summary(cfg, &end, &outcomes);
         views::summary_of_locals(cfg, &end);
         // A manual local resource that nobody triggered is not a failure.
-        let ok = end.resources.iter().all(|(n, r)| {
+        let mut ok = end.resources.iter().all(|(n, r)| {
             r.status == crate::engine::state::Status::Ready
                 || cfg
                     .locals
                     .iter()
                     .any(|l| &l.name == n && views::untriggered(l, r))
         });
+        // A run that deployed nothing, or built an image that nothing runs, is no success
+        // (a CI gate passed with nothing running).
+        let deploys_something =
+            !cfg.images.is_empty() || !cfg.deploy.manifests.is_empty() || cfg.deploy.helm.is_some();
+        if ok && deploys_something && end.deploys_done == 0 {
+            out::say(
+                "failed",
+                "nothing was deployed: no resource and no manifest reached the cluster (see `devenv config check`)",
+            );
+            ok = false;
+        }
+        for (image, state) in &end.images {
+            if state.reference.is_some() && cfg.undeployed_images.contains(image) {
+                out::say(
+                    "failed",
+                    format!(
+                        "image `{image}` was built, but nothing deployed runs it: use it in a manifest's `image:` or a [[deploy.helm.images]] entry, or remove it"
+                    ),
+                );
+                ok = false;
+            }
+        }
         return Ok(if ok {
             ExitCode::SUCCESS
         } else {

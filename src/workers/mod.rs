@@ -138,6 +138,7 @@ pub fn graph(
         // Minikube's image store is where builds go (with an existing cluster, a registry).
         builds_need_cluster: cfg.needs_cluster()
             && cfg.cluster.provider == config::Provider::Minikube,
+        manifests: cfg.deploy.manifests.iter().map(|m| cfg.rel(m)).collect(),
     }
 }
 
