@@ -138,6 +138,9 @@ pub enum PlanError {
         #[source]
         source: build::context::ContextError,
     },
+    /// An ignore file the watcher reads could not be read or parsed.
+    #[error("{0}")]
+    Watch(build::context::ContextError),
 }
 
 /// The checks `devenv doctor` runs before `up` for this config (what doctor needs decides).
@@ -412,21 +415,13 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
     steps.push(Step::Web {
         url: format!("http://127.0.0.1:{}/", cfg.web.port),
     });
-    let mut paths: Vec<String> = cfg
-        .images
+    // What the watcher of `up` watches, from its own rules.
+    let paths: Vec<String> = crate::watch::Rules::new(cfg)
+        .map_err(PlanError::Watch)?
+        .paths()
         .iter()
-        .flat_map(|i| std::iter::once(&i.context).chain(&i.watch))
-        .chain(cfg.locals.iter().flat_map(|l| &l.deps))
         .map(|p| cfg.rel(p))
         .collect();
-    paths.sort();
-    paths.dedup();
-    // A path inside another watched path adds nothing: one recursive watch covers it.
-    let all = paths.clone();
-    paths.retain(|p| {
-        !all.iter()
-            .any(|q| q != p && (q == "." || p.starts_with(&format!("{q}/"))))
-    });
     steps.push(Step::Watch {
         paths,
         debounce: format_duration(cfg.watch.debounce),

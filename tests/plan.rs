@@ -281,3 +281,28 @@ fn the_config_file_in_a_build_context_is_not_part_of_the_content_tag() {
     );
     assert_ne!(tag_of(&plan_json(&p), "hello"), copied);
 }
+
+/// Issue 25 point 7: the plan's watch line named only build contexts: not a Dockerfile kept
+/// outside its context (whose edit rebuilds), nor the config and manifests `up` reloads; and
+/// with no image it printed `watch      (debounce 50ms)`. It now names what `up` watches.
+#[test]
+fn the_plans_watch_line_names_what_up_watches() {
+    let p = Project::new();
+    p.write("docker/api.Dockerfile", "FROM scratch\nCOPY a /a\n")
+        .write("src/a", "a\n")
+        .write(
+            "k8s.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: b\n",
+        )
+        .write(
+            "devenv.toml",
+            "[project]\nname = \"w\"\n\n[[image]]\nname = \"api\"\ncontext = \"src\"\ndockerfile = \"docker/api.Dockerfile\"\n\n[deploy]\nnamespace = \"w\"\nmanifests = [\"k8s.yaml\"]\n",
+        );
+    let text = plan_text(&p);
+    assert!(
+        text.contains(
+            "watch      devenv.toml, docker/api.Dockerfile, k8s.yaml, src (debounce 50ms)"
+        ),
+        "{text}"
+    );
+}

@@ -852,3 +852,31 @@ fn up_ci_fails_when_nothing_was_deployed_or_a_built_image_runs_nowhere() {
         "{text}"
     );
 }
+
+/// Issue 25 point 7: a deploy of images devenv does not build printed
+/// `deployed   web with ` (an empty list after "with").
+#[test]
+fn a_deploy_of_images_devenv_does_not_build_says_no_empty_with() {
+    let Some(rc) = RealCluster::get("deployed_with_nothing") else {
+        return;
+    };
+    let ns = rc.namespace("pulled");
+    let p = Project::new();
+    p.write(
+        "k8s.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n        - name: web\n          image: busybox:1.36\n",
+    )
+    .write(
+        "devenv.toml",
+        &format!(
+            "[project]\nname = \"pulled\"\n\n[deploy]\nnamespace = \"{ns}\"\nmanifests = [\"k8s.yaml\"]\n"
+        ),
+    );
+    let w = World::new(p);
+    w.use_real(&rc);
+    let out = w.run(&["up", "--ci"], &[]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.lines().any(|l| l == "deployed   web"), "{text}");
+    assert!(!text.contains(" with \n"), "{text}");
+}

@@ -261,6 +261,24 @@ impl Rules {
         out
     }
 
+    /// What is watched, as the user named it: each image's context and `watch` paths, a
+    /// Dockerfile (or its ignore file) outside its context, each local's `deps`, the config,
+    /// the chart, its values files and the manifests. Only paths that exist; sorted, without
+    /// duplicates or a path inside another.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self
+            .roots
+            .iter()
+            .map(|r| r.path.clone())
+            .filter(|p| p.exists())
+            .collect();
+        out.sort();
+        out.dedup();
+        let all = out.clone();
+        out.retain(|p| !all.iter().any(|q| q != p && q.is_dir() && p.starts_with(q)));
+        out
+    }
+
     /// Every directory to watch, sorted and without duplicates.
     pub fn directories(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();

@@ -17,8 +17,18 @@ use crate::host::lock;
 use crate::out;
 use crate::plan;
 
-pub fn refs_text(references: &BTreeMap<String, String>) -> String {
+fn refs_text(references: &BTreeMap<String, String>) -> String {
     references.values().cloned().collect::<Vec<_>>().join(", ")
+}
+
+/// `what` and, when images were built, ` with` the references it was deployed with (no
+/// dangling "with" for a deploy of images devenv does not build).
+pub fn deployed_with(what: &str, references: &BTreeMap<String, String>) -> String {
+    if references.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what} with {}", refs_text(references))
+    }
 }
 
 /// The images each resource runs: as configured, else those its manifest objects name, else
@@ -447,10 +457,7 @@ pub fn deploy_resources(
         }
     }
     if !resources.is_empty() {
-        out::say(
-            "deployed",
-            format!("{} with {}", resources.join(", "), refs_text(references)),
-        );
+        out::say("deployed", deployed_with(&resources.join(", "), references));
     }
     Ok(())
 }

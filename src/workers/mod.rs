@@ -399,7 +399,7 @@ impl driver::Workers for Workers {
                     }
                     for r in &resources {
                         let text = match &result {
-                            Ok(()) => format!("deployed with {}", deploy::refs_text(&references)),
+                            Ok(()) => deploy::deployed_with("deployed", &references),
                             Err(e) => format!("deploy failed: {e}"),
                         };
                         logs.push(r, "deploy", &text);
