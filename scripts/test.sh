@@ -36,13 +36,15 @@ fi
 
 count_tests() {
   if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest list --locked --test "$1" --message-format oneline 2>/dev/null | grep -c "$1" || true
+    cargo nextest list --locked --test "$1" --message-format oneline -E "not test(${docker_test})" 2>/dev/null | grep -c "$1" || true
   else
     echo "?"
   fi
 }
 
 kubeapi="$(cd .. && pwd)/shared/kubeapi"
+# The docker-runtime test runs alone afterwards, on a node of that kind (below).
+docker_test=docker_runtime_builds_go_straight_into_the_node
 homes=()
 # What a stopped node must not leave: a process started from its directory, its mounts, and
 # (checked once every control plane is stopped: they are the machine's) its bridge and its
@@ -105,8 +107,6 @@ else
   echo "== real-cluster and real-node tiers: skipped ($kubeapi does not exist; see tests/common/real.rs)"
 fi
 
-# The docker-runtime test runs alone afterwards, on a node of that kind (below).
-docker_test=docker_runtime_builds_go_straight_into_the_node
 echo "== tests"
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
