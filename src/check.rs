@@ -465,11 +465,37 @@ fn check_workloads(
     for r in &cfg.resources {
         let kind = r.workload.kind.as_str();
         let place = format!("resource.{}.workload", r.name);
-        let found = objects.iter().find(|o| {
-            o.kind().eq_ignore_ascii_case(kind)
-                && o.name() == r.workload.name
-                && o.namespace(&r.namespace) == r.namespace
-        });
+        // An object that names no namespace goes where the deploy puts it: [deploy]
+        // namespace (helm --namespace, and the manifests' default), whatever the resource says.
+        let same = |o: &&Object| o.kind().eq_ignore_ascii_case(kind) && o.name() == r.workload.name;
+        let found = objects
+            .iter()
+            .filter(same)
+            .find(|o| o.namespace(&cfg.deploy.namespace) == r.namespace);
+        if found.is_none()
+            && let Some(o) = objects.iter().find(same)
+        {
+            let ns = o.namespace(&cfg.deploy.namespace);
+            let why = if ns == cfg.deploy.namespace && o.namespace("") != ns {
+                format!("it names no namespace, so it is deployed into [deploy] namespace `{ns}`")
+            } else {
+                format!("its metadata.namespace is `{ns}`")
+            };
+            out.diagnostics.push(
+                cfg.error_at(
+                    &place,
+                    format!(
+                        "resource `{}`: {} (from {}) is not in namespace `{}`: {why}",
+                        r.name, r.workload, o.origin, r.namespace
+                    ),
+                )
+                .hint(format!(
+                    "set the resource's namespace to `{ns}`, or give the object metadata.namespace: {}",
+                    r.namespace
+                )),
+            );
+            continue;
+        }
         let Some(o) = found else {
             let same_kind: Vec<&Object> = objects
                 .iter()

@@ -767,3 +767,22 @@ fn a_dockerfile_or_an_env_file_outside_the_project_is_refused() {
         &[&format!("env file `{env}` is outside the project")],
     );
 }
+
+/// Issue 25 point 3: a resource in namespace `api` whose Deployment names no namespace passed
+/// `config check` (an object without one matched any resource's namespace), though the deploy
+/// puts it into [deploy] namespace and `up` then waited for it in `api` until the timeout.
+#[test]
+fn a_workload_the_deploy_puts_in_another_namespace_than_the_resource_says_is_an_error() {
+    let config = BASE.replace(
+        "workload = \"deployment/app\"\n",
+        "workload = \"deployment/app\"\nnamespace = \"api\"\n",
+    );
+    fails(
+        &config,
+        "11:12",
+        &[
+            "resource `app`: deployment/app (from k8s/app.yaml) is not in namespace `api`: it names no namespace, so it is deployed into [deploy] namespace `dev`",
+            "hint: set the resource's namespace to `dev`, or give the object metadata.namespace: api",
+        ],
+    );
+}
