@@ -576,3 +576,31 @@ fn a_dependent_in_the_same_helm_release_is_reported_as_the_cluster_runs_it() {
         .count();
     assert_eq!(upgrades, 1, "{:?}", w.helm_calls());
 }
+
+/// Issue 25 point 8: when the bring-up failed on a Secret (a `.env` that cannot be parsed),
+/// each resource said `not started: the cluster could not be brought up`; it names the part
+/// that failed.
+#[test]
+fn a_secret_that_cannot_be_made_is_the_cause_each_resource_names() {
+    let w = hello("60s");
+    w.p.write(".env", "KEY=\"s3cr3tvalue\n");
+    w.p.write(
+        "devenv.toml",
+        &format!(
+            "{}\n[[secret]]\nname = \"settings\"\nenv_files = [\".env\"]\n",
+            w.p.read("devenv.toml")
+        ),
+    );
+    let out = w.run(&["up", "--ci"], &[]);
+    let text = format!("{}{}", stdout(&out), common::stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("skipped    hello: not started: a Secret could not be made or applied"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("the cluster could not be brought up"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cr3tvalue"), "no value is shown:\n{text}");
+}

@@ -466,8 +466,9 @@ pub enum Event {
     /// The cluster is up, with the image store, namespaces and secrets: cluster resources
     /// and image builds may start.
     ClusterReady,
-    /// The cluster could not be brought up: nothing more starts and `up` ends.
+    /// The cluster side of bring-up failed at `stage`: nothing more starts and `up` ends.
     ClusterFailed {
+        stage: BringUpStage,
         message: String,
     },
     /// The config changed and was read again (see [`Reload`]).
@@ -545,6 +546,37 @@ pub enum Command {
     Stop,
 }
 
+/// The parts of the cluster's bring-up, in order: what a resource held by its failure says
+/// it waits for (it was told "the cluster could not be brought up" when the chart's checks or
+/// a Secret failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BringUpStage {
+    /// The chart rendered and checked, the manifests read: before anything is touched.
+    Checks,
+    /// The Minikube profile started, or the existing cluster reached, with its namespaces.
+    Cluster,
+    /// The Secrets made from .env files and applied.
+    Secrets,
+    /// The forwards' local ports taken.
+    Ports,
+    /// What left the manifests since the last run pruned.
+    Prune,
+}
+
+impl BringUpStage {
+    /// Why a resource cannot start once this stage failed.
+    pub fn failure(self) -> &'static str {
+        match self {
+            BringUpStage::Checks => "the chart or the manifests did not pass their checks",
+            BringUpStage::Cluster => "the cluster could not be brought up",
+            BringUpStage::Secrets => "a Secret could not be made or applied",
+            BringUpStage::Ports => "a forward's local port could not be taken",
+            BringUpStage::Prune => "what left the manifests could not be pruned",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct State {
     pub resources: BTreeMap<String, ResourceState>,
@@ -566,6 +598,8 @@ pub struct State {
     pending_files: BTreeSet<String>,
     /// Deploys that succeeded: none at the end of `up --ci` means nothing reached the cluster.
     pub deploys_done: usize,
+    /// The part of the bring-up that failed, if one did.
+    pub bring_up_failed: Option<BringUpStage>,
     /// The deploy in flight: when it started, and why each resource is in it.
     #[serde(skip)]
     deploy_started: Option<(Duration, BTreeMap<String, Cause>)>,
@@ -626,6 +660,7 @@ impl State {
             config_error: None,
             pending_files: BTreeSet::new(),
             deploys_done: 0,
+            bring_up_failed: None,
             deploy_started: None,
             now: Duration::ZERO,
             graph,
@@ -703,8 +738,9 @@ impl State {
                 self.start_queued(now, &mut out);
                 self.schedule_deploy(&mut out);
             }
-            Event::ClusterFailed { message } => {
+            Event::ClusterFailed { stage, message } => {
                 self.cluster.end(now, Err(message));
+                self.bring_up_failed = Some(stage);
                 self.stop(&mut out);
             }
             Event::Reload(reload) => {
@@ -1373,7 +1409,13 @@ impl State {
                 Some(h)
             } else if !node.local && !self.cluster_ready {
                 Some(match self.cluster.status {
-                    StepStatus::Failed => ("the cluster could not be brought up".to_owned(), true),
+                    StepStatus::Failed => (
+                        self.bring_up_failed
+                            .unwrap_or(BringUpStage::Cluster)
+                            .failure()
+                            .to_owned(),
+                        true,
+                    ),
                     _ => ("waiting for the cluster".to_owned(), false),
                 })
             } else if let Some(h) = node
@@ -2621,6 +2663,7 @@ mod tests {
             s.reduce(
                 t(2),
                 Event::ClusterFailed {
+                    stage: BringUpStage::Cluster,
                     message: "minikube start failed".into()
                 }
             ),
@@ -2628,6 +2671,31 @@ mod tests {
         );
         assert_eq!(s.cluster.status, StepStatus::Failed);
         assert_eq!(s.reduce(t(3), changed(&["api"])), []);
+        assert_eq!(
+            s.resources["backend"].held.as_deref(),
+            Some("the cluster could not be brought up")
+        );
+    }
+
+    /// Issue 25 point 8: a resource held by a failed bring-up named the cluster whatever
+    /// failed; a Secret that could not be applied is said as such.
+    #[test]
+    fn a_failed_bring_up_says_which_part_failed() {
+        let mut s = gated();
+        s.reduce(t(0), Event::Start);
+        s.reduce(t(1), Event::DoctorDone { result: Ok(()) });
+        s.reduce(
+            t(2),
+            Event::ClusterFailed {
+                stage: BringUpStage::Secrets,
+                message: "secret `todo-secrets`: .env is missing".into(),
+            },
+        );
+        assert_eq!(
+            s.resources["backend"].held.as_deref(),
+            Some("a Secret could not be made or applied")
+        );
+        assert!(s.resources["backend"].blocked);
     }
 
     /// With an existing cluster (a registry), builds start once the doctor passed, while

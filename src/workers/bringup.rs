@@ -17,6 +17,7 @@ use crate::cluster::kube::Target;
 use crate::cluster::kubeconfig;
 use crate::cluster::minikube::{Action, ImageStore};
 use crate::config::{self, Config};
+use crate::engine::state::BringUpStage;
 use crate::exec::Cancel;
 use crate::{deploy, doctor, out, plan};
 
@@ -119,6 +120,20 @@ pub fn prepare(
     ci: bool,
     cancel: &Cancel,
     progress: &dyn Fn(&str),
+) -> Result<Prepared, (BringUpStage, anyhow::Error)> {
+    let mut stage = BringUpStage::Checks;
+    prepare_stages(rt, cfg, inputs, ci, cancel, progress, &mut stage).map_err(|e| (stage, e))
+}
+
+/// [`prepare`]'s steps; `stage` says which part runs, so that a failure is told as such.
+fn prepare_stages(
+    rt: &tokio::runtime::Handle,
+    cfg: &Config,
+    inputs: &Inputs,
+    ci: bool,
+    cancel: &Cancel,
+    progress: &dyn Fn(&str),
+    stage: &mut BringUpStage,
 ) -> Result<Prepared> {
     progress("checking the chart");
     let plan = plan::compute(cfg, &inputs.shown)?;
@@ -131,6 +146,7 @@ pub fn prepare(
     // what devenv does.
     let own_namespaces = deploy_w::check_before(cfg, &plan, deploy_w::Check::BringUp)?;
     checkpoint(cancel)?;
+    *stage = BringUpStage::Cluster;
     progress(match cfg.cluster.provider {
         config::Provider::Minikube => "starting the minikube profile",
         config::Provider::Existing => "connecting to the cluster",
@@ -145,6 +161,7 @@ pub fn prepare(
         },
     ))?;
     checkpoint(cancel)?;
+    *stage = BringUpStage::Secrets;
     progress("secrets");
     let c = &cfg.cluster;
     if let Some(action) = &ready.action {
@@ -222,6 +239,7 @@ pub fn prepare(
         );
     }
     checkpoint(cancel)?;
+    *stage = BringUpStage::Ports;
     // Forward ports are taken now: a busy one stops `up` before anything is deployed.
     let mut forwards = BTreeMap::new();
     let proc_root = doctor::Env::from_process().proc_root;
@@ -237,6 +255,7 @@ pub fn prepare(
             forwards.insert(r.name.clone(), bound);
         }
     }
+    *stage = BringUpStage::Prune;
     progress("pruning what left the manifests");
     let inventory = crate::host::state_dir()
         .map(|s| deploy::apply::inventory_path(&s, &cfg.root, &ready.target.context));

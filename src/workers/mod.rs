@@ -262,9 +262,10 @@ impl driver::Workers for Workers {
                             let _ = cluster.set(p);
                             let _ = tx.send(Event::ClusterReady);
                         }
-                        Err(e) => {
+                        Err((stage, e)) => {
                             // `up` ends with this error; the page shows it meanwhile.
                             let _ = tx.send(Event::ClusterFailed {
+                                stage,
                                 message: format!("{e:#}"),
                             });
                         }
