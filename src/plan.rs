@@ -4,7 +4,7 @@
 //! started and nothing is contacted, so `devenv up --dry-run` shows exactly what `up` will do
 //! and tests can pin it. Later stages execute these steps; they do not re-derive them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -89,11 +89,14 @@ pub enum Step {
         render: Vec<String>,
         command: Vec<String>,
     },
+    /// Server-side apply through the Kubernetes API (devenv's own client, field manager
+    /// `devenv`), not a kubectl command: what `up` really does.
     Apply {
         files: Vec<String>,
         /// Image repository -> reference it is rewritten to.
         images: BTreeMap<String, String>,
-        command: Vec<String>,
+        context: String,
+        namespace: String,
     },
     /// Wait for a workload to be ready, after the resources it depends on.
     Wait {
@@ -311,6 +314,45 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
         });
     }
 
+    // A [[local]] that a resource running images depends on runs before those images are
+    // built (its output may be in a build context), as `up` holds the builds for it; with
+    // what it depends on itself.
+    let mut before_builds: BTreeSet<String> = cfg
+        .resources
+        .iter()
+        .filter(|r| r.images.as_ref().is_none_or(|i| !i.is_empty()))
+        .flat_map(|r| r.depends_on.iter().cloned())
+        .filter(|d| cfg.locals.iter().any(|l| &l.name == d))
+        .collect();
+    loop {
+        let more: Vec<String> = cfg
+            .locals
+            .iter()
+            .filter(|l| before_builds.contains(&l.name))
+            .flat_map(|l| l.depends_on.iter().cloned())
+            .filter(|d| cfg.locals.iter().any(|l| &l.name == d) && !before_builds.contains(d))
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        before_builds.extend(more);
+    }
+    let local_step = |l: &crate::config::LocalResource| Step::Local {
+        resource: l.name.clone(),
+        cmd: l.cmd.clone(),
+        serve_cmd: l.serve_cmd.clone(),
+        workdir: cfg.rel(&l.workdir),
+        after: l.depends_on.clone(),
+        trigger: l.trigger,
+    };
+    for name in dependency_order(cfg) {
+        if let Some(l) = cfg.locals.iter().find(|l| l.name == name)
+            && before_builds.contains(&name)
+        {
+            steps.push(local_step(l));
+        }
+    }
+
     // image name -> (repository, tag)
     let mut built: BTreeMap<String, (String, String)> = BTreeMap::new();
     for img in &cfg.images {
@@ -359,20 +401,8 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
         steps.push(Step::Apply {
             files: cfg.deploy.manifests.iter().map(|m| cfg.rel(m)).collect(),
             images,
-            command: [
-                "kubectl",
-                "apply",
-                "--context",
-                &cfg.cluster.context,
-                "--namespace",
-                &cfg.deploy.namespace,
-                "--server-side",
-                "--field-manager=devenv",
-                "-f",
-                "-",
-            ]
-            .map(String::from)
-            .into(),
+            context: cfg.cluster.context.clone(),
+            namespace: cfg.deploy.namespace.clone(),
         });
     }
 
@@ -390,15 +420,10 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
                 after: r.depends_on.clone(),
                 trigger: r.trigger,
             });
-        } else if let Some(l) = locals.get(name.as_str()) {
-            steps.push(Step::Local {
-                resource: l.name.clone(),
-                cmd: l.cmd.clone(),
-                serve_cmd: l.serve_cmd.clone(),
-                workdir: cfg.rel(&l.workdir),
-                after: l.depends_on.clone(),
-                trigger: l.trigger,
-            });
+        } else if let Some(l) = locals.get(name.as_str())
+            && !before_builds.contains(&name)
+        {
+            steps.push(local_step(l));
         }
     }
     for r in &cfg.resources {
@@ -591,13 +616,23 @@ fn describe(step: &Step) -> (&'static str, String, Vec<String>) {
         Step::Apply {
             files,
             images,
-            command,
+            context,
+            namespace,
         } => {
-            let mut notes = vec![format!("manifests: {}", files.join(", "))];
+            let mut notes = vec![
+                "server-side apply through the Kubernetes API (field manager `devenv`); objects that name no namespace go to the deploy's".to_owned(),
+            ];
             for (repo, r) in images {
                 notes.push(format!("image {repo} -> {r}"));
             }
-            ("deploy", shell_line(command), notes)
+            (
+                "deploy",
+                format!(
+                    "apply {} in {namespace} (context `{context}`)",
+                    files.join(", ")
+                ),
+                notes,
+            )
         }
         Step::Wait {
             resource,

@@ -306,3 +306,35 @@ fn the_plans_watch_line_names_what_up_watches() {
         "{text}"
     );
 }
+
+/// Issue 25 point 6: the dry-run printed `kubectl apply --server-side …`, which `up` never
+/// runs (it applies through the API itself), and listed a `[[local]]` that a resource depends
+/// on after that resource's build, though `up` runs it first.
+#[test]
+fn the_plan_says_what_up_does_apply_through_the_api_and_a_feeding_local_before_the_build() {
+    let p = Project::example("hello");
+    p.write(
+        "devenv.toml",
+        &format!(
+            "{}depends_on = [\"gen\"]\n\n[[local]]\nname = \"gen\"\ncmd = \"date > stamp.txt\"\n",
+            p.read("devenv.toml")
+        ),
+    );
+    let text = plan_text(&p);
+    assert!(!text.contains("kubectl apply"), "{text}");
+    assert!(
+        text.contains("deploy     apply k8s/deployment.yaml in hello (context `minikube`)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("server-side apply through the Kubernetes API (field manager `devenv`)"),
+        "{text}"
+    );
+    let local = text.find("local      gen:").unwrap_or(usize::MAX);
+    let build = text.find("build      hello:").unwrap_or(0);
+    assert!(
+        local < build,
+        "the local runs before the build it feeds:\n{text}"
+    );
+    assert_eq!(text.matches("local      gen:").count(), 1, "{text}");
+}
