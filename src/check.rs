@@ -215,10 +215,7 @@ pub fn check(cfg: &Config, plan: &Plan) -> Findings {
             } => Some((
                 image.clone(),
                 (
-                    reference
-                        .strip_suffix(&format!(":{tag}"))
-                        .unwrap_or(reference)
-                        .to_owned(),
+                    objects::ImageRef::parse(reference).repository.to_owned(),
                     tag.clone(),
                 ),
             )),
@@ -544,13 +541,7 @@ fn check_workloads(
             };
             // A chart runs the injected repository; a manifest names the image (devenv
             // rewrites `hello`, `docker.io/library/hello` to the built reference).
-            let named = |r: &&str| {
-                let r = r
-                    .strip_prefix("docker.io/library/")
-                    .or_else(|| r.strip_prefix("docker.io/"))
-                    .unwrap_or(r);
-                r == i
-            };
+            let named = |r: &&str| objects::ImageRef::parse(r).short_repository() == i;
             if !repos.contains(repo.as_str()) && !repos.iter().any(named) {
                 out.diagnostics.push(
                     cfg.error_at(

@@ -378,20 +378,118 @@ pub fn container_specs(v: &Value) -> Vec<&Value> {
     out
 }
 
+/// An image reference taken apart: `[registry[:port]/]path[:tag][@digest]`. The one parser
+/// of references in devenv: a registry's port (`localhost:5000/app`) is no tag, and a digest
+/// (`app@sha256:…`) is no tag either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageRef<'a> {
+    /// Everything before the tag and digest: `localhost:5000/app`, `ghcr.io/a/b`, `app`.
+    pub repository: &'a str,
+    pub tag: Option<&'a str>,
+    /// `sha256:…`.
+    pub digest: Option<&'a str>,
+}
+
+impl<'a> ImageRef<'a> {
+    pub fn parse(reference: &'a str) -> ImageRef<'a> {
+        let (named, digest) = match reference.split_once('@') {
+            Some((n, d)) => (n, Some(d)),
+            None => (reference, None),
+        };
+        let last_slash = named.rfind('/').map_or(0, |i| i + 1);
+        let (repository, tag) = match named[last_slash..].rfind(':') {
+            Some(i) => (&named[..last_slash + i], Some(&named[last_slash + i + 1..])),
+            None => (named, None),
+        };
+        ImageRef {
+            repository,
+            tag,
+            digest,
+        }
+    }
+
+    /// The tag, `latest` where none is written (as Docker and Kubernetes read it).
+    pub fn tag_or_latest(&self) -> &'a str {
+        self.tag.unwrap_or("latest")
+    }
+
+    /// The repository as Docker Hub's short form: `docker.io/library/app` and
+    /// `docker.io/app` are `app`; other registries stay as written.
+    pub fn short_repository(&self) -> &'a str {
+        self.repository
+            .strip_prefix("docker.io/library/")
+            .or_else(|| self.repository.strip_prefix("docker.io/"))
+            .unwrap_or(self.repository)
+    }
+
+    /// The repository in full, as containerd and `minikube image ls` name it: `app` is
+    /// `docker.io/library/app`, `team/app` is `docker.io/team/app`; a registry host (with a
+    /// dot or a port, or `localhost`) stays.
+    pub fn full_repository(&self) -> String {
+        let repo = self.repository;
+        let first = repo.split('/').next().unwrap_or("");
+        let has_host = repo.contains('/')
+            && (first.contains('.') || first.contains(':') || first == "localhost");
+        if has_host {
+            repo.to_owned()
+        } else if repo.contains('/') {
+            format!("docker.io/{repo}")
+        } else {
+            format!("docker.io/library/{repo}")
+        }
+    }
+}
+
 /// The repository part of an image reference: no tag, no digest.
 /// `localhost:5000/app:1.2` -> `localhost:5000/app`.
 pub fn repository_of(reference: &str) -> &str {
-    let no_digest = reference.split('@').next().unwrap_or(reference);
-    let last_slash = no_digest.rfind('/').map_or(0, |i| i + 1);
-    match no_digest[last_slash..].rfind(':') {
-        Some(i) => &no_digest[..last_slash + i],
-        None => no_digest,
-    }
+    ImageRef::parse(reference).repository
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 25 point 5: references were split on their last `:` in three places, which takes
+    /// a registry's port for a tag (`localhost:5000/app`: repository `localhost`, tag
+    /// `5000/app`) and cuts a digest in two.
+    #[test]
+    fn image_references_are_taken_apart_once_with_ports_and_digests() {
+        let r = ImageRef::parse("localhost:5000/app");
+        assert_eq!(
+            (r.repository, r.tag, r.digest),
+            ("localhost:5000/app", None, None)
+        );
+        assert_eq!(r.tag_or_latest(), "latest");
+        assert_eq!(r.full_repository(), "localhost:5000/app");
+        let r = ImageRef::parse("localhost:5000/team/app:1.2");
+        assert_eq!(
+            (r.repository, r.tag),
+            ("localhost:5000/team/app", Some("1.2"))
+        );
+        let r = ImageRef::parse("ghcr.io/a/b@sha256:abcd");
+        assert_eq!(
+            (r.repository, r.tag, r.digest),
+            ("ghcr.io/a/b", None, Some("sha256:abcd"))
+        );
+        let r = ImageRef::parse("app:devenv-1@sha256:ef");
+        assert_eq!(
+            (r.repository, r.tag, r.digest),
+            ("app", Some("devenv-1"), Some("sha256:ef"))
+        );
+        assert_eq!(
+            ImageRef::parse("app:1").full_repository(),
+            "docker.io/library/app"
+        );
+        assert_eq!(
+            ImageRef::parse("team/app").full_repository(),
+            "docker.io/team/app"
+        );
+        assert_eq!(
+            ImageRef::parse("docker.io/library/app:1").short_repository(),
+            "app"
+        );
+    }
 
     /// Issue 15, point 4: a PVC template with `accessModes` written twice, as a real chart
     /// had it. Helm and kubectl take the last one; devenv refused the whole chart.

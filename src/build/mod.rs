@@ -228,7 +228,7 @@ pub fn delivery(cfg: &Config, image: &Image, reference: &str) -> Option<Delivery
         }
         // buildah and podman keep images in their own store: hand them over as an archive.
         (Provider::Minikube, b @ (BuilderKind::Buildah | BuilderKind::Podman)) => {
-            let tag = reference.rsplit_once(':').map_or("latest", |(_, t)| t);
+            let tag = crate::objects::ImageRef::parse(reference).tag_or_latest();
             let archive = archive_path(image, tag);
             let tar = archive.display().to_string();
             let mut save = tool(cfg, b);

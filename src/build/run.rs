@@ -155,19 +155,9 @@ fn exists_command(cfg: &Config, builder: BuilderKind, reference: &str, local: bo
 /// Whether `minikube image ls --format table` lists `reference` (it prints full names, like
 /// `docker.io/library/hello:devenv-…`).
 pub fn listed_in_minikube(table: &str, reference: &str) -> bool {
-    let (repo, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
-    let full = if repo.contains('/')
-        && repo
-            .split('/')
-            .next()
-            .is_some_and(|h| h.contains('.') || h.contains(':'))
-    {
-        repo.to_owned()
-    } else if repo.contains('/') {
-        format!("docker.io/{repo}")
-    } else {
-        format!("docker.io/library/{repo}")
-    };
+    let parsed = crate::objects::ImageRef::parse(reference);
+    let (repo, tag) = (parsed.repository, parsed.tag_or_latest());
+    let full = parsed.full_repository();
     table.lines().any(|l| {
         let cells: Vec<&str> = l
             .split('|')
@@ -451,6 +441,16 @@ mod tests {
             "docker.io/library/hello:devenv-abc123\n",
             "hello:devenv-abc123"
         ));
+    }
+
+    /// A registry's port is no tag (issue 25 point 5: references are taken apart by
+    /// `objects::ImageRef` alone): `localhost:5000/app` is listed under tag `latest`.
+    #[test]
+    fn a_registry_port_is_no_tag_when_looking_an_image_up() {
+        let table = "| localhost:5000/app | latest | 4a2f8e1b9c0d | 19B |\n";
+        assert!(listed_in_minikube(table, "localhost:5000/app"));
+        assert!(listed_in_minikube(table, "localhost:5000/app:latest"));
+        assert!(!listed_in_minikube(table, "localhost:5000/app:1"));
     }
 
     #[test]

@@ -13,9 +13,7 @@ pub const PROJECT_LABEL: &str = "devenv.dev/project";
 
 /// `hello`, `docker.io/hello` and `docker.io/library/hello` name the same repository.
 fn normalized(repo: &str) -> &str {
-    repo.strip_prefix("docker.io/library/")
-        .or_else(|| repo.strip_prefix("docker.io/"))
-        .unwrap_or(repo)
+    crate::objects::ImageRef::parse(repo).short_repository()
 }
 
 /// One image replaced in one container.

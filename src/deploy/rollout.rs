@@ -250,14 +250,11 @@ const IMAGE_HINT: &str = "the image is not in the cluster's image store. devenv 
 /// Whether `image` (as a pod names it) is one devenv builds: `built` holds their repositories
 /// (`web`, `localhost:5000/web`); Docker Hub's implicit prefixes do not count.
 fn built_here(image: &str, built: &[String]) -> bool {
-    let short = |r: &str| {
-        r.strip_prefix("docker.io/library/")
-            .or_else(|| r.strip_prefix("docker.io/"))
-            .unwrap_or(r)
-            .to_owned()
-    };
-    let repo = short(crate::objects::repository_of(image));
-    built.iter().any(|b| short(b) == repo)
+    use crate::objects::ImageRef;
+    let repo = ImageRef::parse(image).short_repository();
+    built
+        .iter()
+        .any(|b| ImageRef::parse(b).short_repository() == repo)
 }
 
 /// The hint for an image the cluster cannot get: devenv's build for what it builds, the

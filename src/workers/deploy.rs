@@ -421,8 +421,9 @@ pub fn deploy_resources(
         let images: BTreeMap<String, (String, String)> = references
             .iter()
             .filter_map(|(n, r)| {
-                r.rsplit_once(':')
-                    .map(|(repo, tag)| (n.clone(), (repo.to_owned(), tag.to_owned())))
+                let r = crate::objects::ImageRef::parse(r);
+                r.tag
+                    .map(|tag| (n.clone(), (r.repository.to_owned(), tag.to_owned())))
             })
             .collect();
         let argv = deploy::helm::upgrade_command(cfg, h, &images);
