@@ -177,28 +177,6 @@ fn manifests(cfg: &Config) -> Vec<Object> {
     out
 }
 
-/// Every Secret key a pod template reads: `(Secret, key, optional)`.
-fn secret_keys(v: &Value, out: &mut Vec<(String, String, bool)>) {
-    match v {
-        Value::Mapping(m) => {
-            for (k, child) in m {
-                if k.as_str() == Some("secretKeyRef")
-                    && let (Some(name), Some(key)) = (
-                        child.get("name").and_then(Value::as_str),
-                        child.get("key").and_then(Value::as_str),
-                    )
-                {
-                    let optional = child.get("optional").and_then(Value::as_bool) == Some(true);
-                    out.push((name.to_owned(), key.to_owned(), optional));
-                }
-                secret_keys(child, out);
-            }
-        }
-        Value::Sequence(items) => items.iter().for_each(|i| secret_keys(i, out)),
-        _ => {}
-    }
-}
-
 /// Checks `cfg` as `plan` would run it: the rendered chart and the manifests.
 pub fn check(cfg: &Config, plan: &Plan) -> Findings {
     let mut out = Findings::default();
@@ -321,25 +299,6 @@ fn check_live_update(
 
 /// Secrets the chart's pods use that nothing makes: neither the chart nor a `[[secret]]`.
 fn check_secret_refs(cfg: &Config, objects: &[Object], out: &mut Findings) {
-    fn refs(v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::Mapping(m) => {
-                for (k, child) in m {
-                    let name = match k.as_str() {
-                        Some("secretRef" | "secretKeyRef") => child.get("name"),
-                        Some("secret") => child.get("secretName"),
-                        _ => None,
-                    };
-                    if let Some(n) = name.and_then(Value::as_str) {
-                        out.push(n.to_owned());
-                    }
-                    refs(child, out);
-                }
-            }
-            Value::Sequence(items) => items.iter().for_each(|i| refs(i, out)),
-            _ => {}
-        }
-    }
     let rendered: Vec<&str> = objects
         .iter()
         .filter(|o| o.kind() == "Secret")
@@ -347,9 +306,13 @@ fn check_secret_refs(cfg: &Config, objects: &[Object], out: &mut Findings) {
         .collect();
     let mut used: Vec<(String, String)> = Vec::new();
     for o in objects {
-        let mut r = Vec::new();
-        refs(&o.doc.value, &mut r);
-        used.extend(r.into_iter().map(|s| (s, o.told())));
+        // An optional Secret that nothing makes is no problem: the pod starts without it.
+        used.extend(
+            objects::secret_references(&o.doc.value)
+                .into_iter()
+                .filter(|r| !r.optional)
+                .map(|r| (r.name, o.told())),
+        );
     }
     used.sort();
     used.dedup_by(|a, b| a.0 == b.0);
@@ -590,10 +553,9 @@ fn check_secret_keys(cfg: &Config, objects: &[Object], out: &mut Findings) {
         }
     }
     for o in objects {
-        let mut refs = Vec::new();
-        secret_keys(&o.doc.value, &mut refs);
-        refs.sort();
-        refs.dedup();
+        let refs = objects::secret_references(&o.doc.value)
+            .into_iter()
+            .filter_map(|r| r.key.map(|k| (r.name, k, r.optional)));
         for (secret, key, optional) in refs {
             let Some(keys) = keys_of.get(secret.as_str()) else {
                 continue;
@@ -893,6 +855,24 @@ mod tests {
             ),
         );
         assert!(f.diagnostics.is_empty(), "{:?}", messages(&f));
+    }
+
+    /// Issue 25 point 5: this check's own walker took an optional Secret for a required
+    /// one; the pod starts without it, so nothing is said.
+    #[test]
+    fn an_optional_secret_nothing_makes_is_no_warning() {
+        let (_d, cfg) = project("");
+        let text = format!(
+            "{}---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: todo-backend:devenv-aaa\n    envFrom:\n    - secretRef:\n        name: elsewhere\n        optional: true\n",
+            deploy(
+                "todo-backend:devenv-aaa",
+                "imagePullPolicy: IfNotPresent",
+                "DATABASE_URL"
+            )
+        );
+        let f = run(&cfg, &text);
+        let m = messages(&f);
+        assert!(!m.iter().any(|m| m.contains("elsewhere")), "{m:?}");
     }
 
     #[test]

@@ -378,6 +378,63 @@ pub fn container_specs(v: &Value) -> Vec<&Value> {
     out
 }
 
+/// A Secret a pod spec reads: by `secretKeyRef` (with its key), `envFrom[].secretRef`, a
+/// `secret` volume or a projected volume's `secret` source.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SecretRef {
+    pub name: String,
+    /// The key a `secretKeyRef` reads; `None` for the whole Secret.
+    pub key: Option<String>,
+    /// `optional: true`: the pod starts without it.
+    pub optional: bool,
+}
+
+/// Every Secret reference anywhere under `v` (a pod spec, a workload, a whole object): the
+/// one walker of pod specs for Secrets; each caller decides what `optional` means to it.
+pub fn secret_references(v: &Value) -> Vec<SecretRef> {
+    fn walk(v: &Value, in_projection: bool, out: &mut Vec<SecretRef>) {
+        match v {
+            Value::Mapping(m) => {
+                for (k, child) in m {
+                    let optional = child.get("optional").and_then(Value::as_bool) == Some(true);
+                    let found = match k.as_str() {
+                        Some("secretKeyRef") => child
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .zip(child.get("key").and_then(Value::as_str))
+                            .map(|(n, key)| (n, Some(key.to_owned()))),
+                        Some("secretRef") => {
+                            child.get("name").and_then(Value::as_str).map(|n| (n, None))
+                        }
+                        // A volume names it `secretName`; a projected volume's source, `name`.
+                        Some("secret") => child
+                            .get("secretName")
+                            .or_else(|| in_projection.then(|| child.get("name")).flatten())
+                            .and_then(Value::as_str)
+                            .map(|n| (n, None)),
+                        _ => None,
+                    };
+                    if let Some((name, key)) = found {
+                        out.push(SecretRef {
+                            name: name.to_owned(),
+                            key,
+                            optional,
+                        });
+                    }
+                    walk(child, in_projection || k.as_str() == Some("projected"), out);
+                }
+            }
+            Value::Sequence(items) => items.iter().for_each(|i| walk(i, in_projection, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, false, &mut out);
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// An image reference taken apart: `[registry[:port]/]path[:tag][@digest]`. The one parser
 /// of references in devenv: a registry's port (`localhost:5000/app`) is no tag, and a digest
 /// (`app@sha256:…`) is no tag either.
@@ -449,6 +506,50 @@ pub fn repository_of(reference: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 25 point 5: three walkers read pod specs for Secrets, each with its own idea of
+    /// `optional` and of where a Secret may be named; one reads them all now.
+    #[test]
+    fn secret_references_are_read_from_every_place_a_pod_names_one() {
+        let v: Value = serde_norway::from_str(
+            "spec:
+  containers:
+  - env:
+    - name: A
+      valueFrom:
+        secretKeyRef: {name: s1, key: k1}
+    - name: B
+      valueFrom:
+        secretKeyRef: {name: s2, key: k2, optional: true}
+    envFrom:
+    - secretRef: {name: s3}
+  volumes:
+  - name: v
+    secret: {secretName: s4}
+  - name: p
+    projected:
+      sources:
+      - secret: {name: s5}
+",
+        )
+        .unwrap_or_default();
+        let refs = secret_references(&v);
+        let r = |name: &str, key: Option<&str>, optional: bool| SecretRef {
+            name: name.into(),
+            key: key.map(Into::into),
+            optional,
+        };
+        assert_eq!(
+            refs,
+            [
+                r("s1", Some("k1"), false),
+                r("s2", Some("k2"), true),
+                r("s3", None, false),
+                r("s4", None, false),
+                r("s5", None, false),
+            ]
+        );
+    }
 
     /// Issue 25 point 5: references were split on their last `:` in three places, which takes
     /// a registry's port for a tag (`localhost:5000/app`: repository `localhost`, tag

@@ -119,41 +119,6 @@ fn container(c: &Value) -> Option<Container> {
     })
 }
 
-/// Secret references anywhere in a pod spec.
-fn secret_refs(v: &Value, out: &mut Vec<(String, Option<String>)>) {
-    match v {
-        Value::Mapping(m) => {
-            for (k, child) in m {
-                let optional = child.get("optional").and_then(Value::as_bool) == Some(true);
-                match k.as_str() {
-                    Some("secretKeyRef") if !optional => {
-                        if let (Some(n), Some(key)) = (
-                            child.get("name").and_then(Value::as_str),
-                            child.get("key").and_then(Value::as_str),
-                        ) {
-                            out.push((n.to_owned(), Some(key.to_owned())));
-                        }
-                    }
-                    Some("secretRef") if !optional => {
-                        if let Some(n) = child.get("name").and_then(Value::as_str) {
-                            out.push((n.to_owned(), None));
-                        }
-                    }
-                    Some("secret") if !optional => {
-                        if let Some(n) = child.get("secretName").and_then(Value::as_str) {
-                            out.push((n.to_owned(), None));
-                        }
-                    }
-                    _ => {}
-                }
-                secret_refs(child, out);
-            }
-        }
-        Value::Sequence(items) => items.iter().for_each(|i| secret_refs(i, out)),
-        _ => {}
-    }
-}
-
 /// Reads the objects.
 pub fn read(docs: &[Value]) -> Objects {
     let mut out = Objects::default();
@@ -193,10 +158,14 @@ pub fn read(docs: &[Value]) -> Objects {
                         .filter_map(container)
                         .collect()
                 };
-                let mut secrets = Vec::new();
-                if let Some(s) = spec {
-                    secret_refs(s, &mut secrets);
-                }
+                // Optional ones are left out: the pod starts without them.
+                let mut secrets: Vec<(String, Option<String>)> = spec
+                    .map(crate::objects::secret_references)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|r| !r.optional)
+                    .map(|r| (r.name, r.key))
+                    .collect();
                 secrets.sort();
                 secrets.dedup();
                 out.workloads.push(Workload {
