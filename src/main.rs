@@ -24,6 +24,7 @@ mod host;
 mod init;
 mod live;
 mod objects;
+mod order;
 mod out;
 mod pattern;
 mod plan;

@@ -197,7 +197,7 @@ pub fn doctor_checks(cfg: &Config) -> Vec<String> {
 }
 
 /// Resource names in an order where every resource comes after what it depends on; ties keep
-/// the config's order. The config was checked for cycles.
+/// the config's order (`order`, which the engine uses too).
 pub fn dependency_order(cfg: &Config) -> Vec<String> {
     let nodes: Vec<(&str, &[String])> = cfg
         .resources
@@ -209,43 +209,7 @@ pub fn dependency_order(cfg: &Config) -> Vec<String> {
                 .map(|l| (l.name.as_str(), l.depends_on.as_slice())),
         )
         .collect();
-    // Kahn's algorithm with the ready nodes in a min-heap of config positions: each step takes
-    // the first resource in config order whose dependencies are all done. O((n + e) log n).
-    let index: std::collections::HashMap<&str, usize> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, (n, _))| (*n, i))
-        .collect();
-    let mut waiting: Vec<usize> = vec![0; nodes.len()];
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
-    for (i, (_, deps)) in nodes.iter().enumerate() {
-        for d in deps.iter() {
-            // A dependency on a name that is no node never gets done (a validated config
-            // has none), so neither does the node.
-            match index.get(d.as_str()) {
-                Some(&j) => dependents[j].push(i),
-                None => waiting[i] = usize::MAX,
-            }
-            waiting[i] = waiting[i].saturating_add(1);
-        }
-    }
-    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = waiting
-        .iter()
-        .enumerate()
-        .filter(|(_, w)| **w == 0)
-        .map(|(i, _)| std::cmp::Reverse(i))
-        .collect();
-    let mut done = Vec::with_capacity(nodes.len());
-    while let Some(std::cmp::Reverse(i)) = ready.pop() {
-        done.push(nodes[i].0.to_owned());
-        for &j in &dependents[i] {
-            waiting[j] -= 1;
-            if waiting[j] == 0 {
-                ready.push(std::cmp::Reverse(j));
-            }
-        }
-    }
-    done
+    crate::order::dependency_order(&nodes)
 }
 
 impl Plan {

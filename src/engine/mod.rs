@@ -3,7 +3,8 @@
 //!
 //! Owns resource state, the bring-up steps (doctor, cluster), hold reasons and the
 //! per-resource logs. Must not run processes, read files or talk to the cluster: `workers`
-//! does that and reports back with events. Imports nothing of the crate but `host`'s clock.
+//! does that and reports back with events. Imports nothing of the crate but `host`'s clock and
+//! `order` (the one dependency order, pure).
 
 pub mod driver;
 pub mod log;

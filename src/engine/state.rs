@@ -583,6 +583,10 @@ pub struct State {
     pub images: BTreeMap<String, ImageState>,
     #[serde(skip)]
     graph: Graph,
+    /// The graph's resources, each after what it depends on: computed when the graph is made
+    /// or reloaded.
+    #[serde(skip)]
+    order: Vec<String>,
     next_generation: u64,
     /// The deploy in flight: its generation and resources.
     deploying: Option<(u64, Vec<String>)>,
@@ -638,6 +642,16 @@ impl ResourceState {
     }
 }
 
+/// `graph`'s resources in dependency order.
+fn order_of(graph: &Graph) -> Vec<String> {
+    let nodes: Vec<(&str, &[String])> = graph
+        .resources
+        .iter()
+        .map(|n| (n.name.as_str(), n.depends_on.as_slice()))
+        .collect();
+    crate::order::dependency_order(&nodes)
+}
+
 impl State {
     pub fn new(graph: Graph) -> State {
         State {
@@ -663,6 +677,7 @@ impl State {
             bring_up_failed: None,
             deploy_started: None,
             now: Duration::ZERO,
+            order: order_of(&graph),
             graph,
         }
     }
@@ -1109,6 +1124,7 @@ impl State {
                 .entry(n.name.clone())
                 .or_insert_with(ResourceState::new);
         }
+        self.order = order_of(&graph);
         self.graph = graph;
         if let Some((g, names)) = self.deploying.take() {
             // A deploy in flight of resources that left: its end still counts for the rest.
@@ -1382,7 +1398,7 @@ impl State {
     /// Recomputes every resource's hold reason (after each event).
     fn refresh_holds(&mut self) {
         // Dependencies first, so that a failure passes down a chain in one pass.
-        let order = self.dependency_order();
+        let order = self.order.clone();
         let building = self
             .images
             .values()
@@ -1513,37 +1529,6 @@ impl State {
             return Some((format!("waiting for `{d}` to be ready"), false));
         }
         None
-    }
-
-    /// Resource names with each one's dependencies before it (config order for ties).
-    fn dependency_order(&self) -> Vec<String> {
-        let mut done: BTreeSet<String> = BTreeSet::new();
-        let mut order = Vec::new();
-        let nodes = &self.graph.resources;
-        while order.len() < nodes.len() {
-            let before = order.len();
-            for n in nodes {
-                if done.contains(&n.name) {
-                    continue;
-                }
-                if n.depends_on
-                    .iter()
-                    .all(|d| done.contains(d) || self.node(d).is_none())
-                {
-                    done.insert(n.name.clone());
-                    order.push(n.name.clone());
-                }
-            }
-            if order.len() == before {
-                // A cycle (config check refuses them): the rest in config order.
-                for n in nodes {
-                    if done.insert(n.name.clone()) {
-                        order.push(n.name.clone());
-                    }
-                }
-            }
-        }
-        order
     }
 
     /// Nothing is in flight and nothing more will happen by itself: every resource is
