@@ -32,6 +32,10 @@
 #                             to the node), `up` after the live updates, warm `up`, and
 #                             devenv's RSS idle with the apps running (tests/real_node.rs
 #                             measure_on_the_real_node, release build)
+#   scripts/bench.sh order    10,000 [[local]] resources, each depending on the one before:
+#                             `config check` and `up --dry-run` (best of 3), and the engine's
+#                             reducer from the start to the last run (state.rs
+#                             measure_ten_thousand_chained_locals)
 #   scripts/bench.sh real docker   the same on a node with Minikube's docker runtime
 #                             (REAL_NODE=docker): docker builds straight into its dockerd
 #
@@ -387,6 +391,36 @@ bench_real() {
   [ -z "$started" ] || echo "(a real node of its own, started and stopped here)"
 }
 
+bench_order() {
+  machine
+  (cd "$repo" && cargo build --release --quiet)
+  local dir="$bench_dir/order"
+  mkdir -p "$dir"
+  python3 - "$dir/devenv.toml" <<'PY'
+import sys
+out = ['[project]\nname = "chain"\n']
+for i in range(10000):
+    dep = 'depends_on = ["l%d"]\n' % (i - 1) if i else ''
+    out.append('[[local]]\nname = "l%d"\ncmd = "true"\n%s' % (i, dep))
+open(sys.argv[1], 'w').write('\n'.join(out))
+PY
+  local bin="$repo/target/release/devenv" what start end best
+  for what in "config check" "up --dry-run"; do
+    best=""
+    for _ in 1 2 3; do
+      start=$(date +%s%N)
+      # shellcheck disable=SC2086
+      (cd "$dir" && "$bin" $what >/dev/null)
+      end=$(date +%s%N)
+      ms=$(( (end - start) / 1000000 ))
+      if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
+    done
+    echo "10,000 chained locals: devenv $what: best of 3 $best ms"
+  done
+  (cd "$repo" && cargo test --release --quiet --bin devenv measure_ten_thousand_chained_locals -- --ignored --nocapture 2>&1 | grep -E '^engine:')
+  echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
 bench_live() {
   machine
   (cd "$repo" && cargo test --release --quiet --test live measure_save_to_running -- --ignored --nocapture 2>&1 | grep -E '^(live update|full build path):')
@@ -401,5 +435,6 @@ case "$what" in
   api) bench_api ;;
   init) bench_init ;;
   real) bench_real "${2:-containerd}" ;;
-  *) echo "bench.sh: unknown benchmark '$what' (try: hash, loop, plan, live, api, init, real)" >&2; exit 2 ;;
+  order) bench_order ;;
+  *) echo "bench.sh: unknown benchmark '$what' (try: hash, loop, plan, live, api, init, real, order)" >&2; exit 2 ;;
 esac
