@@ -52,22 +52,7 @@ fn hello(ns: &str) -> Project {
 /// examples/todo in namespace `ns`: its .env, free forward ports, the real helm.
 fn todo(rc: &RealCluster, base: &str) -> (World, String) {
     let ns = rc.namespace(base);
-    let p = Project::example("todo");
-    let cfg = p
-        .read("devenv.toml")
-        .replace("namespace = \"todo\"", &format!("namespace = \"{ns}\""))
-        .replace("8000:8000", &format!("{}:8000", common::free_port()))
-        .replace("3000:3000", &format!("{}:3000", common::free_port()))
-        // NodePorts are cluster-wide: tests side by side on one cluster need their own.
-        .replace(
-            "values = [\"helm/values-dev.yaml\"]\n",
-            &format!(
-                "values = [\"helm/values-dev.yaml\"]\nset = {{ \"frontend.nodePort\" = {} }}\n",
-                node_port()
-            ),
-        );
-    p.write("devenv.toml", &cfg);
-    p.write(".env", &p.read(".env.example"));
+    let p = Project::todo(&ns, node_port());
     let w = World::new(p);
     w.use_real(rc);
     w.bin.real("helm");

@@ -633,12 +633,9 @@ fn todo_runs_on_the_real_node_end_to_end_and_saves_are_served_by_live_update() {
     };
     rc.load_base_image("busybox:1.36");
     let ns = rc.namespace("todo");
-    let p = Project::example("todo");
+    let p = Project::todo(&ns, 0);
     let cfg = p
         .read("devenv.toml")
-        .replace("namespace = \"todo\"", &format!("namespace = \"{ns}\""))
-        .replace("8000:8000", &format!("{}:8000", common::free_port()))
-        .replace("3000:3000", &format!("{}:3000", common::free_port()))
         .replace(
             "context = \"backend\"\n",
             "context = \"backend\"\nbuilder = \"buildah\"\n",
@@ -646,11 +643,6 @@ fn todo_runs_on_the_real_node_end_to_end_and_saves_are_served_by_live_update() {
         .replace(
             "context = \"frontend\"\n",
             "context = \"frontend\"\nbuilder = \"buildah\"\n",
-        )
-        // NodePorts are the cluster's: 0 lets it choose one that is free.
-        .replace(
-            "values = [\"helm/values-dev.yaml\"]\n",
-            "values = [\"helm/values-dev.yaml\"]\nset = { \"frontend.nodePort\" = 0 }\n",
         );
     p.write(
         "devenv.toml",
@@ -658,7 +650,6 @@ fn todo_runs_on_the_real_node_end_to_end_and_saves_are_served_by_live_update() {
             "{cfg}\n[builders.buildah]\nargs = [\"--volume\", \"/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro\"]\n"
         ),
     );
-    p.write(".env", &p.read(".env.example"));
     let on = OnNode::new(&rc, p);
     on.w.bin.real("helm");
     let started = Instant::now();

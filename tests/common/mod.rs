@@ -53,6 +53,27 @@ impl Project {
         p
     }
 
+    /// examples/todo in namespace `ns`, with free forward ports, its frontend's NodePort set
+    /// to `node_port` (NodePorts are cluster-wide; 0 lets the cluster choose one) and a .env
+    /// from its .env.example.
+    pub fn todo(ns: &str, node_port: u32) -> Project {
+        let p = Project::example("todo");
+        let cfg = p
+            .read("devenv.toml")
+            .replace("namespace = \"todo\"", &format!("namespace = \"{ns}\""))
+            .replace("8000:8000", &format!("{}:8000", free_port()))
+            .replace("3000:3000", &format!("{}:3000", free_port()))
+            .replace(
+                "values = [\"helm/values-dev.yaml\"]\n",
+                &format!(
+                    "values = [\"helm/values-dev.yaml\"]\nset = {{ \"frontend.nodePort\" = {node_port} }}\n"
+                ),
+            );
+        p.write("devenv.toml", &cfg);
+        p.write(".env", &p.read(".env.example"));
+        p
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
