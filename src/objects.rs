@@ -327,6 +327,7 @@ fn last_key_wins(text: &str, base: i64) -> (String, Vec<String>) {
 pub const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 
 /// Every container and init-container image referenced in a (multi-document) YAML text.
+#[cfg(test)]
 pub fn image_references(text: &str) -> Result<Vec<String>, YamlError> {
     let mut out = Vec::new();
     for doc in documents(text)? {

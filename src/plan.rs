@@ -278,28 +278,31 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
         });
     }
 
+    let locals: BTreeMap<&str, &crate::config::LocalResource> =
+        cfg.locals.iter().map(|l| (l.name.as_str(), l)).collect();
+    let order = dependency_order(cfg);
     // A [[local]] that a resource running images depends on runs before those images are
     // built (its output may be in a build context), as `up` holds the builds for it; with
     // what it depends on itself.
-    let mut before_builds: BTreeSet<String> = cfg
+    let mut before_builds: BTreeSet<&str> = cfg
         .resources
         .iter()
         .filter(|r| r.images.as_ref().is_none_or(|i| !i.is_empty()))
-        .flat_map(|r| r.depends_on.iter().cloned())
-        .filter(|d| cfg.locals.iter().any(|l| &l.name == d))
+        .flat_map(|r| r.depends_on.iter().map(String::as_str))
+        .filter(|d| locals.contains_key(d))
         .collect();
-    loop {
-        let more: Vec<String> = cfg
-            .locals
-            .iter()
-            .filter(|l| before_builds.contains(&l.name))
-            .flat_map(|l| l.depends_on.iter().cloned())
-            .filter(|d| cfg.locals.iter().any(|l| &l.name == d) && !before_builds.contains(d))
-            .collect();
-        if more.is_empty() {
-            break;
+    // Backwards, the order meets each local after every local that depends on it.
+    for name in order.iter().rev() {
+        if before_builds.contains(name.as_str())
+            && let Some(l) = locals.get(name.as_str())
+        {
+            before_builds.extend(
+                l.depends_on
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|d| locals.contains_key(d)),
+            );
         }
-        before_builds.extend(more);
     }
     let local_step = |l: &crate::config::LocalResource| Step::Local {
         resource: l.name.clone(),
@@ -309,9 +312,9 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
         after: l.depends_on.clone(),
         trigger: l.trigger,
     };
-    for name in dependency_order(cfg) {
-        if let Some(l) = cfg.locals.iter().find(|l| l.name == name)
-            && before_builds.contains(&name)
+    for name in &order {
+        if before_builds.contains(name.as_str())
+            && let Some(l) = locals.get(name.as_str())
         {
             steps.push(local_step(l));
         }
@@ -372,9 +375,7 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
 
     let resources: BTreeMap<&str, &crate::config::Resource> =
         cfg.resources.iter().map(|r| (r.name.as_str(), r)).collect();
-    let locals: BTreeMap<&str, &crate::config::LocalResource> =
-        cfg.locals.iter().map(|l| (l.name.as_str(), l)).collect();
-    for name in dependency_order(cfg) {
+    for name in &order {
         if let Some(r) = resources.get(name.as_str()) {
             steps.push(Step::Wait {
                 resource: r.name.clone(),
@@ -385,7 +386,7 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
                 trigger: r.trigger,
             });
         } else if let Some(l) = locals.get(name.as_str())
-            && !before_builds.contains(&name)
+            && !before_builds.contains(name.as_str())
         {
             steps.push(local_step(l));
         }

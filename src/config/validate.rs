@@ -686,12 +686,22 @@ pub fn validate(
         .iter()
         .flat_map(|h| h.images.iter().map(|i| i.image.clone()))
         .collect();
+    // Each manifest is read and parsed once: for the images it runs, and below for its
+    // workloads.
+    let mut manifest_docs: Vec<objects::Document> = Vec::new();
     for m in &deploy.manifests {
         match std::fs::read_to_string(m)
             .map_err(|e| e.to_string())
-            .and_then(|t| objects::image_references(&t).map_err(|e| e.to_string()))
+            .and_then(|t| objects::documents(&t).map_err(|e| e.to_string()))
         {
-            Ok(refs) => deployed.extend(refs.iter().map(|r| objects::repository_of(r).to_owned())),
+            Ok(docs) => {
+                let mut refs = Vec::new();
+                for d in &docs {
+                    objects::collect_images(&d.value, &mut refs);
+                }
+                deployed.extend(refs.iter().map(|r| objects::repository_of(r).to_owned()));
+                manifest_docs.extend(docs);
+            }
             Err(e) => {
                 let d = Diagnostic::at(
                     display_file,
@@ -735,7 +745,7 @@ pub fn validate(
         .chain(locals.iter().map(|l: &LocalResource| l.name.clone()))
         .collect();
     resources.extend(implicit_resources(
-        &deploy.manifests,
+        &manifest_docs,
         &resources,
         &taken,
         &namespace,
@@ -1290,72 +1300,63 @@ fn check_images(
     out
 }
 
-/// The workloads of `manifests` that no resource of `resources` names (by kind and name),
-/// each a resource named after it (`kind-name` where that name is taken), in the namespace the
-/// deploy puts it in: its own `metadata.namespace`, else `namespace`. Files that cannot be
-/// read were reported already.
+/// The workloads of the manifests' documents `docs` that no resource of `resources` names
+/// (by kind and name), each a resource named after it (`kind-name` where that name is taken),
+/// in the namespace the deploy puts it in: its own `metadata.namespace`, else `namespace`.
 fn implicit_resources(
-    manifests: &[PathBuf],
+    docs: &[objects::Document],
     resources: &[Resource],
     taken: &BTreeSet<String>,
     namespace: &str,
 ) -> Vec<Resource> {
     let mut names = taken.clone();
     let mut out: Vec<Resource> = Vec::new();
-    for m in manifests {
-        let Ok(docs) = std::fs::read_to_string(m)
-            .map_err(|e| e.to_string())
-            .and_then(|t| objects::documents(&t).map_err(|e| e.to_string()))
+    for doc in docs {
+        let kind = doc.value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+        let Some((_, kind)) = WorkloadKind::ALL
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(kind))
         else {
             continue;
         };
-        for doc in docs {
-            let kind = doc.value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
-            let Some((_, kind)) = WorkloadKind::ALL
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(kind))
-            else {
-                continue;
-            };
-            let meta = doc.value.get("metadata");
-            let Some(name) = meta.and_then(|m| m.get("name")).and_then(|n| n.as_str()) else {
-                continue;
-            };
-            let claimed = resources
-                .iter()
-                .chain(out.iter())
-                .any(|r| r.workload.kind == *kind && r.workload.name == name);
-            if claimed {
-                continue;
-            }
-            let ns = meta
-                .and_then(|m| m.get("namespace"))
-                .and_then(|n| n.as_str())
-                .unwrap_or(namespace);
-            let short = name.to_owned();
-            let long = format!("{}-{name}", kind.as_str());
-            let Some(rname) = [short, long]
-                .into_iter()
-                .find(|n| !names.contains(n) && check_resource_name(n).is_ok())
-            else {
-                continue;
-            };
-            names.insert(rname.clone());
-            out.push(Resource {
-                name: rname,
-                workload: Workload {
-                    kind: *kind,
-                    name: name.to_owned(),
-                },
-                namespace: ns.to_owned(),
-                images: None,
-                port_forwards: Vec::new(),
-                depends_on: Vec::new(),
-                readiness_timeout: DEFAULT_READINESS_TIMEOUT,
-                trigger: TriggerMode::Auto,
-                links: Vec::new(),
-            });
+        let meta = doc.value.get("metadata");
+        let Some(name) = meta.and_then(|m| m.get("name")).and_then(|n| n.as_str()) else {
+            continue;
+        };
+        let claimed = resources
+            .iter()
+            .chain(out.iter())
+            .any(|r| r.workload.kind == *kind && r.workload.name == name);
+        if claimed {
+            continue;
         }
+        let ns = meta
+            .and_then(|m| m.get("namespace"))
+            .and_then(|n| n.as_str())
+            .unwrap_or(namespace);
+        let short = name.to_owned();
+        let long = format!("{}-{name}", kind.as_str());
+        let Some(rname) = [short, long]
+            .into_iter()
+            .find(|n| !names.contains(n) && check_resource_name(n).is_ok())
+        else {
+            continue;
+        };
+        names.insert(rname.clone());
+        out.push(Resource {
+            name: rname,
+            workload: Workload {
+                kind: *kind,
+                name: name.to_owned(),
+            },
+            namespace: ns.to_owned(),
+            images: None,
+            port_forwards: Vec::new(),
+            depends_on: Vec::new(),
+            readiness_timeout: DEFAULT_READINESS_TIMEOUT,
+            trigger: TriggerMode::Auto,
+            links: Vec::new(),
+        });
     }
     out
 }
