@@ -617,3 +617,41 @@ fn the_history_lists_a_failed_then_a_good_build() {
     up.signal(libc::SIGTERM);
     let _ = up.child.wait();
 }
+
+/// A held resource says what it waits for, and that is a link to the resource it waits for
+/// (issue 26 point 2: the hold is a value naming that resource, not only a sentence).
+#[test]
+fn a_held_resource_links_to_what_holds_it() {
+    let p = Project::new();
+    p.write(
+        "devenv.toml",
+        r#"[project]
+name = "held"
+
+[[local]]
+name = "broken"
+cmd = "echo 'boom' >&2; exit 3"
+
+[[local]]
+name = "after"
+cmd = "echo after"
+depends_on = ["broken"]
+"#,
+    );
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (mut up, url) = start_local(&p, home.path(), "error      broken");
+    let b = Browser::open(&url, 1100, 800);
+    b.wait(&status_is("broken", "error"), "broken in error");
+    b.wait(
+        "const a = document.querySelector('tr[data-name=\"after\"] .why a.held-by'); return a !== null && a.textContent === '`broken` failed' && a.dataset.target === 'broken'",
+        "after's hold linking to broken",
+    );
+    b.click("tr[data-name=\"after\"] .why a.held-by");
+    b.wait(
+        "return document.getElementById('tab-one').textContent === 'broken logs' && document.activeElement.dataset.name === 'broken'",
+        "broken opened from after's hold",
+    );
+    drop(b);
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+}

@@ -115,7 +115,7 @@ function makeRow(r) {
   btn.addEventListener("click", (e) => { e.stopPropagation(); trigger(r.name, btn); });
   tr.addEventListener("click", (e) => { if (!e.target.closest("a")) select(r.name); });
   tr.addEventListener("focus", () => setCursor(r.name, false));
-  return { tr, badge, why, err, warn, st, upd, pods, links, btn, linkKey: "" };
+  return { tr, badge, why, err, warn, st, upd, pods, links, btn, linkKey: "", whyKey: "" };
 }
 
 function fillRow(row, r) {
@@ -126,7 +126,25 @@ function fillRow(row, r) {
   row.tr.classList.toggle("selected", r.name === selected);
   row.tr.classList.toggle("cursor", r.name === cursor);
   row.badge.hidden = !(r.manual && r.changed_since_build);
-  row.why.textContent = r.held || (idle(r) ? "runs when you trigger it" : "");
+  const whyKey = JSON.stringify([r.held, r.held_by, idle(r)]);
+  if (whyKey !== row.whyKey) {
+    row.whyKey = whyKey;
+    row.why.replaceChildren();
+    if (r.held && r.held_by && rows.has(r.held_by)) {
+      // What it waits for is a link to that resource.
+      const a = el("a", "held-by", r.held);
+      a.href = "#";
+      a.dataset.target = r.held_by;
+      a.addEventListener("click", (e) => {
+        e.preventDefault();
+        select(r.held_by);
+        setCursor(r.held_by, true);
+      });
+      row.why.append(a);
+    } else {
+      row.why.textContent = r.held || (idle(r) ? "runs when you trigger it" : "");
+    }
+  }
   // Errors up front: the first lines, with no click (the whole one is in the panel).
   const showErr = r.last_error && (bad || r.status === "waiting");
   row.err.textContent = showErr ? firstLines(r.last_error, 3) : "";

@@ -7,5 +7,6 @@
 //! `order` (the one dependency order, pure).
 
 pub mod driver;
+pub mod hold;
 pub mod log;
 pub mod state;

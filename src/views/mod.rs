@@ -44,7 +44,10 @@ pub fn print_summary(
                     ("failed", "-".to_owned())
                 }
                 Some(Status::Pending) if s.is_some_and(|s| s.deploys == 0) => {
-                    let why = s.and_then(|s| s.held.clone()).unwrap_or_default();
+                    let why = s
+                        .and_then(|s| s.held.as_ref())
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
                     notes.push((r.name.clone(), format!("not deployed, because {why}")));
                     ("skipped", "-".to_owned())
                 }
@@ -167,7 +170,10 @@ pub async fn view(mut snaps: watch::Receiver<Snapshot>, mut last: Shown) {
                 .iter()
                 .any(|n| &n.name == name && n.local);
             if r.blocked {
-                let why = r.held.as_deref().unwrap_or("a dependency failed");
+                let why = r
+                    .held
+                    .as_ref()
+                    .map_or_else(|| "a dependency failed".to_owned(), ToString::to_string);
                 out::say_for("skipped", name, &format!("not started: {why}"));
                 continue;
             }
@@ -224,13 +230,13 @@ pub fn progress_line(s: &State) -> String {
             .filter(|(_, i)| i.building.is_some())
             .map(|(n, _)| format!("building {n}")),
     );
-    let mut held: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut held: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for (n, r) in &s.resources {
         if r.blocked {
             continue;
         }
         match (&r.held, r.status) {
-            (Some(h), _) => held.entry(h.as_str()).or_default().push(n),
+            (Some(h), _) => held.entry(h.to_string()).or_default().push(n),
             (None, Status::Deploying) => parts.push(format!("deploying {n}")),
             (None, Status::Waiting) => parts.push(format!("waiting for {n}")),
             (None, Status::Building) if r.running.is_some() => parts.push(format!("running {n}")),
