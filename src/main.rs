@@ -28,6 +28,7 @@ mod order;
 mod out;
 mod pattern;
 mod plan;
+mod project;
 mod reload;
 mod session;
 mod views;

@@ -14,6 +14,7 @@ use crate::config::units::format_duration;
 use crate::config::{BuilderKind, Config, Image, Provider, TriggerMode};
 use crate::deploy::helm;
 use crate::doctor::Needs;
+use crate::engine::state::{Command, Event, State};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -21,6 +22,9 @@ pub struct Plan {
     /// The config file, relative to the directory devenv was started in when below it.
     pub config: String,
     pub steps: Vec<Step>,
+    /// The engine's commands the steps come from, in the order `up` issues them
+    /// ([`crate::engine::state::Command::summary`]).
+    pub commands: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,6 +96,11 @@ pub enum Step {
     /// Server-side apply through the Kubernetes API (devenv's own client, field manager
     /// `devenv`), not a kubectl command: what `up` really does.
     Apply {
+        /// The resources whose objects these are; none for what is no resource's workload
+        /// (applied with the first deploy).
+        resources: Vec<String>,
+        /// `Kind/name` of each object.
+        objects: Vec<String>,
         files: Vec<String>,
         /// Image repository -> reference it is rewritten to.
         images: BTreeMap<String, String>,
@@ -144,6 +153,9 @@ pub enum PlanError {
     /// An ignore file the watcher reads could not be read or parsed.
     #[error("{0}")]
     Watch(build::context::ContextError),
+    /// The manifests could not be read.
+    #[error("{0}")]
+    Project(crate::project::ProjectError),
 }
 
 /// The checks `devenv doctor` runs before `up` for this config (what doctor needs decides).
@@ -196,20 +208,71 @@ pub fn doctor_checks(cfg: &Config) -> Vec<String> {
     checks
 }
 
-/// Resource names in an order where every resource comes after what it depends on; ties keep
-/// the config's order (`order`, which the engine uses too).
-pub fn dependency_order(cfg: &Config) -> Vec<String> {
-    let nodes: Vec<(&str, &[String])> = cfg
-        .resources
-        .iter()
-        .map(|r| (r.name.as_str(), r.depends_on.as_slice()))
-        .chain(
-            cfg.locals
+/// The engine's commands on a run of `graph` where every command succeeds at once, in the
+/// order the reducer issues them (answered first in, first out).
+pub fn engine_commands(graph: crate::engine::state::Graph) -> Vec<Command> {
+    use std::collections::VecDeque;
+    use std::time::Duration;
+    // Each command is answered once; the bound stops a reducer that would never settle.
+    let limit = 8 * (graph.resources.len() + graph.images.len()) + 16;
+    let mut s = State::new(graph);
+    let mut at = 0u64;
+    let mut next = |s: &mut State, ev: Event| {
+        at += 1;
+        s.reduce(Duration::from_millis(at), ev)
+    };
+    let mut queue: VecDeque<Command> = next(&mut s, Event::Start).into();
+    let mut seen = Vec::new();
+    while let Some(c) = queue.pop_front() {
+        if seen.len() == limit {
+            break;
+        }
+        let answers: Vec<Event> = match &c {
+            Command::Doctor => vec![Event::DoctorDone { result: Ok(()) }],
+            Command::PrepareCluster => vec![Event::ClusterReady],
+            Command::Build { image, generation } => vec![Event::BuildDone {
+                image: image.clone(),
+                generation: *generation,
+                result: Ok(format!("{image}:planned")),
+            }],
+            Command::Deploy { generation, .. } => vec![Event::DeployDone {
+                generation: *generation,
+                result: Ok(()),
+            }],
+            Command::Wait { resources } => resources
                 .iter()
-                .map(|l| (l.name.as_str(), l.depends_on.as_slice())),
-        )
-        .collect();
-    crate::order::dependency_order(&nodes)
+                .map(|r| Event::Ready {
+                    resource: r.clone(),
+                })
+                .collect(),
+            Command::Run {
+                resource,
+                generation,
+            } => vec![Event::RunDone {
+                resource: resource.clone(),
+                generation: *generation,
+                result: Ok(()),
+            }],
+            _ => Vec::new(),
+        };
+        seen.push(c);
+        for ev in answers {
+            queue.extend(next(&mut s, ev));
+        }
+    }
+    seen
+}
+
+/// `Kind/name` of a manifest object, control characters escaped.
+fn object_name(doc: &serde_norway::Value) -> String {
+    let field = |v: Option<&serde_norway::Value>| {
+        crate::out::printable(v.and_then(serde_norway::Value::as_str).unwrap_or("?")).into_owned()
+    };
+    format!(
+        "{}/{}",
+        field(doc.get("kind")),
+        field(doc.get("metadata").and_then(|m| m.get("name")))
+    )
 }
 
 impl Plan {
@@ -228,24 +291,26 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
     let mut steps = vec![Step::Doctor {
         checks: doctor_checks(cfg),
     }];
+    // What `up` does to bring the cluster up (Command::PrepareCluster).
+    let mut bring_up = Vec::new();
     let minikube = cfg.cluster.provider == Provider::Minikube;
     if cfg.needs_cluster() {
         if minikube {
-            steps.push(Step::Cluster {
+            bring_up.push(Step::Cluster {
                 profile: cfg.cluster.profile.clone(),
                 command: crate::cluster::minikube::start_command(cfg),
                 cpus: cfg.cluster.cpus,
                 memory_mb: cfg.cluster.memory_mb,
             });
             if !cfg.cluster.addons.is_empty() {
-                steps.push(Step::Addons {
+                bring_up.push(Step::Addons {
                     profile: cfg.cluster.profile.clone(),
                     addons: cfg.cluster.addons.clone(),
                 });
             }
             let uses_docker_env = cfg.images.iter().any(Image::uses_docker_daemon);
             if uses_docker_env {
-                steps.push(Step::DockerEnv {
+                bring_up.push(Step::DockerEnv {
                     command: [
                         "minikube",
                         "-p",
@@ -261,49 +326,28 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
                 });
             }
         }
-        steps.push(Step::Context {
+        bring_up.push(Step::Context {
             context: cfg.cluster.context.clone(),
             allowed: cfg.cluster.allowed_contexts.clone(),
         });
-        steps.extend(cfg.namespaces().into_iter().map(|name| Step::Namespace {
+        bring_up.extend(cfg.namespaces().into_iter().map(|name| Step::Namespace {
             name,
             for_helm: false,
         }));
     }
     for s in &cfg.secrets {
-        steps.push(Step::Secret {
+        bring_up.push(Step::Secret {
             name: s.name.clone(),
             namespace: s.namespace.clone(),
             env_files: s.env_files.iter().map(|f| cfg.rel(f)).collect(),
         });
     }
 
+    let shape = crate::project::shape(cfg).map_err(PlanError::Project)?;
     let locals: BTreeMap<&str, &crate::config::LocalResource> =
         cfg.locals.iter().map(|l| (l.name.as_str(), l)).collect();
-    let order = dependency_order(cfg);
-    // A [[local]] that a resource running images depends on runs before those images are
-    // built (its output may be in a build context), as `up` holds the builds for it; with
-    // what it depends on itself.
-    let mut before_builds: BTreeSet<&str> = cfg
-        .resources
-        .iter()
-        .filter(|r| r.images.as_ref().is_none_or(|i| !i.is_empty()))
-        .flat_map(|r| r.depends_on.iter().map(String::as_str))
-        .filter(|d| locals.contains_key(d))
-        .collect();
-    // Backwards, the order meets each local after every local that depends on it.
-    for name in order.iter().rev() {
-        if before_builds.contains(name.as_str())
-            && let Some(l) = locals.get(name.as_str())
-        {
-            before_builds.extend(
-                l.depends_on
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|d| locals.contains_key(d)),
-            );
-        }
-    }
+    let resources: BTreeMap<&str, &crate::config::Resource> =
+        cfg.resources.iter().map(|r| (r.name.as_str(), r)).collect();
     let local_step = |l: &crate::config::LocalResource| Step::Local {
         resource: l.name.clone(),
         cmd: l.cmd.clone(),
@@ -312,14 +356,8 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
         after: l.depends_on.clone(),
         trigger: l.trigger,
     };
-    for name in &order {
-        if before_builds.contains(name.as_str())
-            && let Some(l) = locals.get(name.as_str())
-        {
-            steps.push(local_step(l));
-        }
-    }
-
+    // Each image's build, worked out once (its context hashed) for the step that builds it.
+    let mut builds: BTreeMap<String, Vec<Step>> = BTreeMap::new();
     // image name -> (repository, tag)
     let mut built: BTreeMap<String, (String, String)> = BTreeMap::new();
     for img in &cfg.images {
@@ -328,7 +366,7 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
             source,
         })?;
         let reference = build::reference(cfg, img, &digest.tag);
-        steps.push(Step::Build {
+        let mut these = vec![Step::Build {
             image: img.name.clone(),
             tag: digest.tag.clone(),
             reference: reference.clone(),
@@ -338,58 +376,115 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
             bytes: digest.bytes,
             docker_env: minikube && img.uses_docker_daemon(),
             env: build::extra_env(cfg, img, &reference).into_iter().collect(),
-        });
+        }];
         if let Some(d) = build::delivery(cfg, img, &reference) {
-            steps.push(Step::Deliver {
+            these.push(Step::Deliver {
                 image: img.name.clone(),
                 commands: d.commands,
             });
         }
+        builds.insert(img.name.clone(), these);
         built.insert(img.name.clone(), (build::repository(cfg, img), digest.tag));
     }
-
-    if let Some(h) = &cfg.deploy.helm {
-        steps.push(Step::Helm {
-            release: h.release.clone(),
-            render: helm::template_command(cfg, h, &built),
-            command: helm::upgrade_command(cfg, h, &built),
-        });
-    }
-    if !cfg.deploy.manifests.is_empty() {
-        let images = cfg
-            .images
-            .iter()
-            .filter_map(|i| {
-                built
-                    .get(&i.name)
-                    .map(|(repo, tag)| (i.name.clone(), format!("{repo}:{tag}")))
-            })
-            .collect();
-        steps.push(Step::Apply {
-            files: cfg.deploy.manifests.iter().map(|m| cfg.rel(m)).collect(),
-            images,
+    let images: BTreeMap<String, String> = built
+        .iter()
+        .map(|(name, (repo, tag))| (name.clone(), format!("{repo}:{tag}")))
+        .collect();
+    let apply = |docs: Vec<&crate::project::Doc>, resources: &[String]| -> Option<Step> {
+        if docs.is_empty() {
+            return None;
+        }
+        let mut files: Vec<String> = Vec::new();
+        for d in &docs {
+            if !files.contains(&d.file) {
+                files.push(d.file.clone());
+            }
+        }
+        Some(Step::Apply {
+            resources: resources.to_vec(),
+            objects: docs.iter().map(|d| object_name(&d.doc)).collect(),
+            files,
+            images: images.clone(),
             context: cfg.cluster.context.clone(),
             namespace: cfg.deploy.namespace.clone(),
-        });
-    }
+        })
+    };
 
-    let resources: BTreeMap<&str, &crate::config::Resource> =
-        cfg.resources.iter().map(|r| (r.name.as_str(), r)).collect();
-    for name in &order {
-        if let Some(r) = resources.get(name.as_str()) {
-            steps.push(Step::Wait {
-                resource: r.name.clone(),
-                workload: r.workload.to_string(),
-                namespace: r.namespace.clone(),
-                timeout: format_duration(r.readiness_timeout),
-                after: r.depends_on.clone(),
-                trigger: r.trigger,
-            });
-        } else if let Some(l) = locals.get(name.as_str())
-            && !before_builds.contains(name.as_str())
-        {
-            steps.push(local_step(l));
+    // The steps in the order `up` issues them: the engine's own reducer, run over the
+    // project's graph with every command succeeding at once.
+    let graph = crate::project::graph(cfg, &shape.resource_images, &shape.released);
+    let mut shared_applied = false;
+    let mut ran_locals = BTreeSet::new();
+    let issued = engine_commands(graph);
+    let commands = issued.iter().map(Command::summary).collect();
+    for command in issued {
+        match command {
+            Command::Doctor => {} // the first step, above
+            Command::PrepareCluster => steps.append(&mut bring_up.clone()),
+            Command::Run { resource, .. } => {
+                if let Some(l) = locals.get(resource.as_str()) {
+                    steps.push(local_step(l));
+                    ran_locals.insert(resource);
+                }
+            }
+            Command::Build { image, .. } => {
+                steps.extend(builds.get(&image).into_iter().flatten().cloned());
+            }
+            Command::Deploy {
+                resources: names,
+                files,
+                ..
+            } => {
+                // As workers::deploy does it: what is no resource's workload first (on the
+                // first deploy), then the release, then the resources' own objects and the
+                // files that changed.
+                let shared_now = !shared_applied && shape.docs.iter().any(|d| d.owner.is_none());
+                if shared_now {
+                    steps.extend(apply(
+                        shape.docs.iter().filter(|d| d.owner.is_none()).collect(),
+                        &[],
+                    ));
+                }
+                shared_applied = true;
+                if let Some(h) = &cfg.deploy.helm
+                    && names.iter().any(|r| shape.released.contains(r))
+                {
+                    steps.push(Step::Helm {
+                        release: h.release.clone(),
+                        render: helm::template_command(cfg, h, &built),
+                        command: helm::upgrade_command(cfg, h, &built),
+                    });
+                }
+                let mine: Vec<&crate::project::Doc> = shape
+                    .docs
+                    .iter()
+                    .filter(|d| match &d.owner {
+                        Some(o) => names.contains(o) || files.contains(&d.file),
+                        None => !shared_now && files.contains(&d.file),
+                    })
+                    .collect();
+                steps.extend(apply(mine, &names));
+            }
+            Command::Wait { resources: names } => {
+                for name in names {
+                    if let Some(r) = resources.get(name.as_str()) {
+                        steps.push(Step::Wait {
+                            resource: r.name.clone(),
+                            workload: r.workload.to_string(),
+                            namespace: r.namespace.clone(),
+                            timeout: format_duration(r.readiness_timeout),
+                            after: r.depends_on.clone(),
+                            trigger: r.trigger,
+                        });
+                    }
+                }
+            }
+            _ => {}
         }
+    }
+    // What runs only when triggered, after what `up` starts by itself.
+    for l in cfg.locals.iter().filter(|l| !ran_locals.contains(&l.name)) {
+        steps.push(local_step(l));
     }
     for r in &cfg.resources {
         for pf in &r.port_forwards {
@@ -420,6 +515,7 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
         project: cfg.project.clone(),
         config: config_shown.to_owned(),
         steps,
+        commands,
     })
 }
 
@@ -579,6 +675,8 @@ fn describe(step: &Step) -> (&'static str, String, Vec<String>) {
             vec![format!("rendered first with: {}", shell_line(render))],
         ),
         Step::Apply {
+            resources,
+            objects,
             files,
             images,
             context,
@@ -590,10 +688,16 @@ fn describe(step: &Step) -> (&'static str, String, Vec<String>) {
             for (repo, r) in images {
                 notes.push(format!("image {repo} -> {r}"));
             }
+            let whose = if resources.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", resources.join(", "))
+            };
             (
                 "deploy",
                 format!(
-                    "apply {} in {namespace} (context `{context}`)",
+                    "{whose}apply {} from {} in {namespace} (context `{context}`)",
+                    objects.join(", "),
                     files.join(", ")
                 ),
                 notes,
@@ -685,33 +789,6 @@ mod tests {
             "{checks:?}"
         );
         Ok(())
-    }
-
-    /// Every resource after what it depends on; among those ready, config order first (the
-    /// rule the old quadratic scan had, kept by the heap).
-    #[test]
-    fn dependency_order_puts_dependencies_first_and_keeps_config_order_for_ties() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let local = |n: &str, deps: &[&str]| {
-            format!(
-                "[[local]]\nname = \"{n}\"\ncmd = \"true\"\ndepends_on = [{}]\n\n",
-                deps.iter()
-                    .map(|d| format!("\"{d}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        let text = [
-            local("c", &["a"]),
-            local("b", &[]),
-            local("e", &["d", "b"]),
-            local("a", &[]),
-            local("d", &["c"]),
-        ]
-        .concat();
-        let file = dir.path().join("devenv.toml");
-        let loaded = crate::config::parse(&file, &file, &text).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(dependency_order(&loaded.config), ["b", "a", "c", "d", "e"]);
     }
 
     #[test]

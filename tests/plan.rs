@@ -323,7 +323,9 @@ fn the_plan_says_what_up_does_apply_through_the_api_and_a_feeding_local_before_t
     let text = plan_text(&p);
     assert!(!text.contains("kubectl apply"), "{text}");
     assert!(
-        text.contains("deploy     apply k8s/deployment.yaml in hello (context `minikube`)"),
+        text.contains(
+            "deploy     hello: apply Deployment/hello from k8s/deployment.yaml in hello (context `minikube`)"
+        ),
         "{text}"
     );
     assert!(

@@ -755,6 +755,84 @@ fn a_manifest_edit_applies_that_file_once() {
     assert_readable(&up.text());
 }
 
+/// The engine commands `devenv up --dry-run` says `up` issues, and those `up --ci` issued
+/// (its debug log of the engine's commands), for the project of `w`. `up`'s exit code too.
+fn planned_and_issued(w: &World) -> (Vec<String>, Vec<String>, Option<i32>, String) {
+    let out = w.run(&["up", "--dry-run", "--json"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let planned: Vec<String> = plan["commands"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no commands in the plan: {plan}"))
+        .iter()
+        .map(|c| c.as_str().unwrap_or_default().to_owned())
+        .collect();
+    let out = w.run(
+        &["up", "--ci"],
+        &[("RUST_LOG", "devenv::engine::driver=debug")],
+    );
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    let issued: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            l.split_once("engine command command=")
+                .map(|(_, c)| c.to_owned())
+        })
+        .filter(|c| c != "stop")
+        .collect();
+    (planned, issued, out.status.code(), text)
+}
+
+/// Issue 25: the dry-run is a run of the engine's own reducer, so the commands it lists are
+/// those `up` issues, in order: examples/hello, examples/todo (one Helm release, a manual
+/// local that does not run), and hello's manifests with no resource table.
+#[test]
+fn the_dry_run_lists_the_commands_up_issues_in_order() {
+    let Some(rc) = RealCluster::get("dry_run_commands") else {
+        return;
+    };
+    let ns = rc.namespace("dryhello");
+    let w = World::new(hello(&ns));
+    w.use_real(&rc);
+    let (planned, issued, code, text) = planned_and_issued(&w);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(
+        planned,
+        [
+            "doctor",
+            "prepare cluster",
+            "build hello",
+            "deploy hello",
+            "wait hello"
+        ],
+        "{text}"
+    );
+    assert_eq!(issued, planned, "{text}");
+
+    let ns = rc.namespace("drybare");
+    let p = hello(&ns);
+    let cfg = p.read("devenv.toml");
+    p.write(
+        "devenv.toml",
+        &cfg[..cfg.find("[[resource]]").unwrap_or(cfg.len())],
+    );
+    let w = World::new(p);
+    w.use_real(&rc);
+    let (planned, issued, code, text) = planned_and_issued(&w);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(planned.contains(&"wait hello".to_owned()), "{planned:?}");
+    assert_eq!(issued, planned, "{text}");
+
+    let (w, _) = todo(&rc, "drytodo");
+    let (planned, issued, code, text) = planned_and_issued(&w);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        !planned.iter().any(|c| c.contains("backend-tests")),
+        "{planned:?}"
+    );
+    assert_eq!(issued, planned, "{text}");
+}
+
 /// Issue 25 point 1: manifests and no `[[resource]]` (examples/hello without its resource
 /// table): the Deployment was never applied, and `up --ci` exited 0. Its workload is now a
 /// resource of its own, as Tilt makes one of each workload of `k8s_yaml`: applied with the

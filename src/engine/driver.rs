@@ -134,7 +134,7 @@ pub async fn run(
         });
         let mut stop = false;
         for cmd in commands {
-            tracing::debug!(?cmd, "engine command");
+            tracing::debug!(command = %cmd.summary(), "engine command");
             stop |= cmd == Command::Stop;
             workers.dispatch(cmd, &sender);
         }

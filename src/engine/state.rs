@@ -550,6 +550,35 @@ pub enum Command {
     Stop,
 }
 
+impl Command {
+    /// The command in a few words (`build api`, `deploy api, web`), as `up -v` logs it and
+    /// the dry-run lists it: the two are compared in the tests.
+    pub fn summary(&self) -> String {
+        match self {
+            Command::Doctor => "doctor".to_owned(),
+            Command::PrepareCluster => "prepare cluster".to_owned(),
+            Command::Build { image, .. } => format!("build {image}"),
+            Command::Sync { image, .. } => format!("sync {image}"),
+            Command::Cancel { image, .. } => format!("cancel build {image}"),
+            Command::Deploy {
+                resources, files, ..
+            } => {
+                let mut s = format!("deploy {}", resources.join(", "));
+                if !files.is_empty() {
+                    s.push_str(&format!(" + files {}", files.join(", ")));
+                }
+                s
+            }
+            Command::Wait { resources } => format!("wait {}", resources.join(", ")),
+            Command::Run { resource, .. } => format!("run {resource}"),
+            Command::CancelRun { resource, .. } => format!("cancel run {resource}"),
+            Command::Forget { resource } => format!("forget {resource}"),
+            Command::Refollow { resource } => format!("refollow {resource}"),
+            Command::Stop => "stop".to_owned(),
+        }
+    }
+}
+
 /// The parts of the cluster's bring-up, in order: what a resource held by its failure says
 /// it waits for (it was told "the cluster could not be brought up" when the chart's checks or
 /// a Secret failed).

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{self, Config, Loaded};
 use crate::engine::driver::{self, Logs};
 use crate::engine::state::{Event, State, StepStatus};
-use crate::workers::{self, bringup, deploy as deploy_w};
+use crate::workers::{self, bringup};
 use crate::{exec, out, views, web};
 
 #[derive(Debug, Clone, Copy)]
@@ -138,8 +138,8 @@ async fn run(
         })
     };
     let cfg = Arc::new(loaded.config.clone());
-    let shape = deploy_w::shape(&cfg)?;
-    let state = State::new(workers::graph(
+    let shape = crate::project::shape(&cfg)?;
+    let state = State::new(crate::project::graph(
         &cfg,
         &shape.resource_images,
         &shape.released,
@@ -150,7 +150,7 @@ async fn run(
     let (snap_tx, snap_rx) = watch::channel(driver::initial(&state));
     let (report_tx, report_rx) = watch::channel(serde_json::Value::Null);
     let (cfg_tx, cfg_rx) = watch::channel(cfg.clone());
-    let (users_tx, users_rx) = watch::channel(deploy_w::users(&shape.resource_images));
+    let (users_tx, users_rx) = watch::channel(crate::project::users(&shape.resource_images));
     let (infos_tx, infos_rx) =
         watch::channel(workers::resource_infos(&cfg, &shape.resource_images));
     let current = Current {

@@ -210,7 +210,7 @@ impl Reloader {
         let shown = self.shown();
         let checked = new.clone();
         let shape = tokio::task::spawn_blocking(move || {
-            let shape = deploy_w::shape(&checked)?;
+            let shape = crate::project::shape(&checked)?;
             if checked.deploy.helm.is_some() {
                 deploy_w::check_chart(&checked, &shown)?;
             }
@@ -237,7 +237,7 @@ impl Reloader {
         let summary = summary(&d);
         self.cfg = new.clone();
         let _ = self.tx.send(Event::Reload(Box::new(Reload {
-            graph: workers::graph(&new, &shape.resource_images, &shape.released),
+            graph: crate::project::graph(&new, &shape.resource_images, &shape.released),
             images: d.images,
             locals: d.locals,
             resources: d.redeploy,
@@ -256,7 +256,7 @@ impl Reloader {
         let shown = self.shown();
         let release = edits.contains(&Edit::Release);
         let shape = tokio::task::spawn_blocking(move || {
-            let shape = deploy_w::shape(&cfg)?;
+            let shape = crate::project::shape(&cfg)?;
             if release {
                 deploy_w::check_chart(&cfg, &shown)?;
             }
@@ -287,7 +287,7 @@ impl Reloader {
         self.publish(&cfg, &shape);
         // A manifest may run other images now: the graph follows.
         let _ = self.tx.send(Event::Reload(Box::new(Reload {
-            graph: workers::graph(&cfg, &shape.resource_images, &shape.released),
+            graph: crate::project::graph(&cfg, &shape.resource_images, &shape.released),
             resources,
             files,
             ..Reload::default()
@@ -296,11 +296,11 @@ impl Reloader {
     }
 
     /// The new config and what its resources run, for the workers and the page.
-    fn publish(&self, cfg: &Arc<Config>, shape: &deploy_w::Shape) {
+    fn publish(&self, cfg: &Arc<Config>, shape: &crate::project::Shape) {
         self.current.cfg.send_replace(cfg.clone());
         self.current
             .users
-            .send_replace(deploy_w::users(&shape.resource_images));
+            .send_replace(crate::project::users(&shape.resource_images));
         self.current
             .infos
             .send_replace(workers::resource_infos(cfg, &shape.resource_images));

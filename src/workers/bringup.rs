@@ -137,8 +137,8 @@ fn prepare_stages(
 ) -> Result<Prepared> {
     progress("checking the chart");
     let plan = plan::compute(cfg, &inputs.shown)?;
-    let placeholders = deploy_w::placeholders(cfg);
-    let docs = &deploy_w::load_manifests(cfg, &placeholders, false)?;
+    let placeholders = crate::project::placeholders(cfg);
+    let docs = &crate::project::load_manifests(cfg, &placeholders, false)?;
     if let Some(h) = &cfg.deploy.helm {
         deploy_w::chart_dependencies(cfg, h, deploy_w::Check::BringUp)?;
     }

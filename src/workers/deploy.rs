@@ -16,6 +16,7 @@ use crate::exec;
 use crate::host::lock;
 use crate::out;
 use crate::plan;
+use crate::project::{Doc, load_manifests, released};
 
 fn refs_text(references: &BTreeMap<String, String>) -> String {
     references.values().cloned().collect::<Vec<_>>().join(", ")
@@ -29,160 +30,6 @@ pub fn deployed_with(what: &str, references: &BTreeMap<String, String>) -> Strin
     } else {
         format!("{what} with {}", refs_text(references))
     }
-}
-
-/// The images each resource runs: as configured, else those its manifest objects name, else
-/// (with Helm) every image injected into the chart.
-pub fn resource_images(
-    cfg: &config::Config,
-    docs: &[Doc],
-    references: &BTreeMap<String, String>,
-) -> BTreeMap<String, Vec<String>> {
-    let by_reference: BTreeMap<&str, &str> = references
-        .iter()
-        .map(|(n, r)| (r.as_str(), n.as_str()))
-        .collect();
-    cfg.resources
-        .iter()
-        .map(|r| {
-            let images = match &r.images {
-                Some(list) => list.clone(),
-                None => {
-                    let mut found = Vec::new();
-                    for d in docs.iter().filter(|d| d.owner.as_deref() == Some(&r.name)) {
-                        let mut containers = Vec::new();
-                        deploy::manifests::collect_containers(&d.doc, &mut containers);
-                        for (_, image, _) in containers {
-                            if let Some(n) = by_reference.get(image.as_str()) {
-                                found.push((*n).to_owned());
-                            }
-                        }
-                    }
-                    if found.is_empty()
-                        && let Some(h) = &cfg.deploy.helm
-                    {
-                        found = h.images.iter().map(|i| i.image.clone()).collect();
-                    }
-                    found.sort();
-                    found.dedup();
-                    found
-                }
-            };
-            (r.name.clone(), images)
-        })
-        .collect()
-}
-
-/// The cluster resources whose workload the Helm release renders (those no manifest object
-/// is the workload of).
-pub fn released(cfg: &config::Config, docs: &[Doc]) -> BTreeSet<String> {
-    if cfg.deploy.helm.is_none() {
-        return BTreeSet::new();
-    }
-    cfg.resources
-        .iter()
-        .filter(|r| !docs.iter().any(|d| d.owner.as_deref() == Some(&r.name)))
-        .map(|r| r.name.clone())
-        .collect()
-}
-
-/// How the project's resources are deployed, read from the config and the manifest files
-/// before anything is built: the manifests' objects, the images each resource runs, and the
-/// resources the Helm release deploys.
-pub struct Shape {
-    pub docs: Vec<Doc>,
-    pub resource_images: BTreeMap<String, Vec<String>>,
-    pub released: BTreeSet<String>,
-}
-
-/// Reads the shape of `cfg`'s deploy (the manifests are parsed, no cluster is needed).
-pub fn shape(cfg: &config::Config) -> Result<Shape> {
-    let placeholders = placeholders(cfg);
-    let docs = if cfg.needs_cluster() {
-        load_manifests(cfg, &placeholders, false)?
-    } else {
-        Vec::new()
-    };
-    Ok(Shape {
-        resource_images: resource_images(cfg, &docs, &placeholders),
-        released: released(cfg, &docs),
-        docs,
-    })
-}
-
-/// Image -> the resources that run it.
-pub fn users(resource_images: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (r, images) in resource_images {
-        for i in images {
-            out.entry(i.clone()).or_default().push(r.clone());
-        }
-    }
-    out
-}
-
-/// A reference for every image before it is built: enough to read which objects run which.
-pub fn placeholders(cfg: &config::Config) -> BTreeMap<String, String> {
-    cfg.images
-        .iter()
-        .map(|i| (i.name.clone(), format!("{}:devenv-unbuilt", i.name)))
-        .collect()
-}
-
-/// One manifest object with devenv's images in place, and the resource whose workload it is.
-pub struct Doc {
-    pub file: String,
-    pub doc: Value,
-    pub owner: Option<String>,
-}
-
-/// Reads every manifest file, rewrites images to the built references, and assigns each
-/// object to the resource whose workload it is (if any).
-pub fn load_manifests(
-    cfg: &config::Config,
-    references: &BTreeMap<String, String>,
-    say: bool,
-) -> Result<Vec<Doc>> {
-    let mut out = Vec::new();
-    for file in &cfg.deploy.manifests {
-        let shown = cfg.rel(file);
-        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {shown}"))?;
-        let rewritten = deploy::manifests::rewrite(&text, references, &cfg.project)
-            .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
-        for w in rewritten.warnings.iter().filter(|_| say) {
-            eprintln!("warning: {shown}: {w}");
-        }
-        for r in rewritten.replacements.iter().filter(|_| say) {
-            out::say(
-                "image",
-                format!("{} `{}`: {} -> {}", r.object, r.container, r.from, r.to),
-            );
-        }
-        for doc in rewritten.docs {
-            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
-            let meta = doc.get("metadata");
-            let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str);
-            let ns = meta
-                .and_then(|m| m.get("namespace"))
-                .and_then(Value::as_str)
-                .unwrap_or(&cfg.deploy.namespace);
-            let owner = cfg
-                .resources
-                .iter()
-                .find(|r| {
-                    r.workload.kind.as_str().eq_ignore_ascii_case(kind)
-                        && Some(r.workload.name.as_str()) == name
-                        && r.namespace == ns
-                })
-                .map(|r| r.name.clone());
-            out.push(Doc {
-                file: shown.clone(),
-                doc,
-                owner,
-            });
-        }
-    }
-    Ok(out)
 }
 
 /// Deletes what devenv applied last time and the manifests no longer have (only objects
@@ -400,9 +247,10 @@ pub fn deploy_resources(
         }
     };
     // The first deploy puts in what is no resource's workload first: Services, ConfigMaps...
-    {
+    let shared_now = {
         let mut applied = lock(shared_applied);
-        if !*applied && docs.iter().any(|d| d.owner.is_none()) {
+        let now = !*applied && docs.iter().any(|d| d.owner.is_none());
+        if now {
             let (target, discovery) = cluster()?;
             apply_docs(
                 handle,
@@ -413,7 +261,8 @@ pub fn deploy_resources(
             )?;
         }
         *applied = true;
-    }
+        now
+    };
     let released = released(cfg, &docs);
     if let Some(h) = &cfg.deploy.helm
         && resources.iter().any(|r| released.contains(r))
@@ -438,8 +287,10 @@ pub fn deploy_resources(
     let wanted: BTreeSet<&str> = resources.iter().map(String::as_str).collect();
     let mine: Vec<&Doc> = docs
         .iter()
-        .filter(|d| {
-            files.contains(&d.file) || d.owner.as_deref().is_some_and(|o| wanted.contains(o))
+        .filter(|d| match &d.owner {
+            Some(o) => wanted.contains(o.as_str()) || files.contains(&d.file),
+            // Put in just above.
+            None => !shared_now && files.contains(&d.file),
         })
         .collect();
     if !mine.is_empty() {

@@ -16,7 +16,7 @@ mod live;
 mod local;
 mod wait;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{self, Config};
 use crate::deploy::rollout::PodCounts;
 use crate::engine::driver::{self, Logs};
-use crate::engine::state::{Command, Event, Graph, Node};
+use crate::engine::state::{Command, Event};
 use crate::exec::{self, Cancel};
 use crate::host::lock;
 use crate::out;
@@ -100,46 +100,6 @@ pub fn resource_infos(
         manual: l.trigger == config::TriggerMode::Manual,
     }));
     out
-}
-
-/// The engine's view of the project. `released` names the cluster resources whose workload
-/// the Helm release renders.
-pub fn graph(
-    cfg: &Config,
-    resource_images: &BTreeMap<String, Vec<String>>,
-    released: &BTreeSet<String>,
-) -> Graph {
-    let release = cfg.deploy.helm.as_ref().map(|h| h.release.clone());
-    let mut resources: Vec<Node> = cfg
-        .resources
-        .iter()
-        .map(|r| Node {
-            name: r.name.clone(),
-            images: resource_images.get(&r.name).cloned().unwrap_or_default(),
-            depends_on: r.depends_on.clone(),
-            manual: r.trigger == config::TriggerMode::Manual,
-            local: false,
-            release: release.clone().filter(|_| released.contains(&r.name)),
-        })
-        .collect();
-    resources.extend(cfg.locals.iter().map(|l| Node {
-        name: l.name.clone(),
-        images: Vec::new(),
-        depends_on: l.depends_on.clone(),
-        manual: l.trigger == config::TriggerMode::Manual,
-        local: true,
-        release: None,
-    }));
-    Graph {
-        images: cfg.images.iter().map(|i| i.name.clone()).collect(),
-        resources,
-        doctor: true,
-        cluster: cfg.needs_cluster(),
-        // Minikube's image store is where builds go (with an existing cluster, a registry).
-        builds_need_cluster: cfg.needs_cluster()
-            && cfg.cluster.provider == config::Provider::Minikube,
-        manifests: cfg.deploy.manifests.iter().map(|m| cfg.rel(m)).collect(),
-    }
 }
 
 /// How each cluster resource's last readiness wait ended: its pods and how long it took.

@@ -1,0 +1,232 @@
+//! What devenv believes about a project, read once per config version from the config and
+//! the manifest files: the manifests' objects and the resource each is the workload of, the
+//! images each resource runs, the resources the Helm release deploys, and the engine's graph
+//! built from them. `up`, the reloader and the dry-run all read it from here, so the plan is
+//! what `up` does.
+//!
+//! Reads the manifest files (no cluster, no process); imports no layer above the domain
+//! modules.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_norway::Value;
+
+use crate::config;
+use crate::deploy;
+use crate::engine::state::{Graph, Node};
+use crate::out;
+
+/// Why the project could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("cannot read {file}: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Manifest { file: String, message: String },
+}
+
+/// The images each resource runs: as configured, else those its manifest objects name, else
+/// (with Helm) every image injected into the chart.
+pub fn resource_images(
+    cfg: &config::Config,
+    docs: &[Doc],
+    references: &BTreeMap<String, String>,
+) -> BTreeMap<String, Vec<String>> {
+    let by_reference: BTreeMap<&str, &str> = references
+        .iter()
+        .map(|(n, r)| (r.as_str(), n.as_str()))
+        .collect();
+    cfg.resources
+        .iter()
+        .map(|r| {
+            let images = match &r.images {
+                Some(list) => list.clone(),
+                None => {
+                    let mut found = Vec::new();
+                    for d in docs.iter().filter(|d| d.owner.as_deref() == Some(&r.name)) {
+                        let mut containers = Vec::new();
+                        deploy::manifests::collect_containers(&d.doc, &mut containers);
+                        for (_, image, _) in containers {
+                            if let Some(n) = by_reference.get(image.as_str()) {
+                                found.push((*n).to_owned());
+                            }
+                        }
+                    }
+                    if found.is_empty()
+                        && let Some(h) = &cfg.deploy.helm
+                    {
+                        found = h.images.iter().map(|i| i.image.clone()).collect();
+                    }
+                    found.sort();
+                    found.dedup();
+                    found
+                }
+            };
+            (r.name.clone(), images)
+        })
+        .collect()
+}
+
+/// The cluster resources whose workload the Helm release renders (those no manifest object
+/// is the workload of).
+pub fn released(cfg: &config::Config, docs: &[Doc]) -> BTreeSet<String> {
+    if cfg.deploy.helm.is_none() {
+        return BTreeSet::new();
+    }
+    cfg.resources
+        .iter()
+        .filter(|r| !docs.iter().any(|d| d.owner.as_deref() == Some(&r.name)))
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// How the project's resources are deployed, read from the config and the manifest files
+/// before anything is built: the manifests' objects, the images each resource runs, and the
+/// resources the Helm release deploys.
+pub struct Shape {
+    pub docs: Vec<Doc>,
+    pub resource_images: BTreeMap<String, Vec<String>>,
+    pub released: BTreeSet<String>,
+}
+
+/// Reads the shape of `cfg`'s deploy (the manifests are parsed, no cluster is needed).
+pub fn shape(cfg: &config::Config) -> Result<Shape, ProjectError> {
+    let placeholders = placeholders(cfg);
+    let docs = if cfg.needs_cluster() {
+        load_manifests(cfg, &placeholders, false)?
+    } else {
+        Vec::new()
+    };
+    Ok(Shape {
+        resource_images: resource_images(cfg, &docs, &placeholders),
+        released: released(cfg, &docs),
+        docs,
+    })
+}
+
+/// Image -> the resources that run it.
+pub fn users(resource_images: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (r, images) in resource_images {
+        for i in images {
+            out.entry(i.clone()).or_default().push(r.clone());
+        }
+    }
+    out
+}
+
+/// A reference for every image before it is built: enough to read which objects run which.
+pub fn placeholders(cfg: &config::Config) -> BTreeMap<String, String> {
+    cfg.images
+        .iter()
+        .map(|i| (i.name.clone(), format!("{}:devenv-unbuilt", i.name)))
+        .collect()
+}
+
+/// One manifest object with devenv's images in place, and the resource whose workload it is.
+pub struct Doc {
+    pub file: String,
+    pub doc: Value,
+    pub owner: Option<String>,
+}
+
+/// Reads every manifest file, rewrites images to the built references, and assigns each
+/// object to the resource whose workload it is (if any).
+pub fn load_manifests(
+    cfg: &config::Config,
+    references: &BTreeMap<String, String>,
+    say: bool,
+) -> Result<Vec<Doc>, ProjectError> {
+    let mut out = Vec::new();
+    for file in &cfg.deploy.manifests {
+        let shown = cfg.rel(file);
+        let text = std::fs::read_to_string(file).map_err(|source| ProjectError::Read {
+            file: shown.clone(),
+            source,
+        })?;
+        let rewritten =
+            deploy::manifests::rewrite(&text, references, &cfg.project).map_err(|e| {
+                ProjectError::Manifest {
+                    file: shown.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        for w in rewritten.warnings.iter().filter(|_| say) {
+            eprintln!("warning: {shown}: {w}");
+        }
+        for r in rewritten.replacements.iter().filter(|_| say) {
+            out::say(
+                "image",
+                format!("{} `{}`: {} -> {}", r.object, r.container, r.from, r.to),
+            );
+        }
+        for doc in rewritten.docs {
+            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+            let meta = doc.get("metadata");
+            let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str);
+            let ns = meta
+                .and_then(|m| m.get("namespace"))
+                .and_then(Value::as_str)
+                .unwrap_or(&cfg.deploy.namespace);
+            let owner = cfg
+                .resources
+                .iter()
+                .find(|r| {
+                    r.workload.kind.as_str().eq_ignore_ascii_case(kind)
+                        && Some(r.workload.name.as_str()) == name
+                        && r.namespace == ns
+                })
+                .map(|r| r.name.clone());
+            out.push(Doc {
+                file: shown.clone(),
+                doc,
+                owner,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The engine's view of the project. `released` names the cluster resources whose workload
+/// the Helm release renders.
+pub fn graph(
+    cfg: &config::Config,
+    resource_images: &BTreeMap<String, Vec<String>>,
+    released: &BTreeSet<String>,
+) -> Graph {
+    let release = cfg.deploy.helm.as_ref().map(|h| h.release.clone());
+    let mut resources: Vec<Node> = cfg
+        .resources
+        .iter()
+        .map(|r| Node {
+            name: r.name.clone(),
+            images: resource_images.get(&r.name).cloned().unwrap_or_default(),
+            depends_on: r.depends_on.clone(),
+            manual: r.trigger == config::TriggerMode::Manual,
+            local: false,
+            release: release.clone().filter(|_| released.contains(&r.name)),
+        })
+        .collect();
+    resources.extend(cfg.locals.iter().map(|l| Node {
+        name: l.name.clone(),
+        images: Vec::new(),
+        depends_on: l.depends_on.clone(),
+        manual: l.trigger == config::TriggerMode::Manual,
+        local: true,
+        release: None,
+    }));
+    Graph {
+        images: cfg.images.iter().map(|i| i.name.clone()).collect(),
+        resources,
+        doctor: true,
+        cluster: cfg.needs_cluster(),
+        // Minikube's image store is where builds go (with an existing cluster, a registry).
+        builds_need_cluster: cfg.needs_cluster()
+            && cfg.cluster.provider == config::Provider::Minikube,
+        manifests: cfg.deploy.manifests.iter().map(|m| cfg.rel(m)).collect(),
+    }
+}
