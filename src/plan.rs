@@ -81,6 +81,10 @@ pub enum Step {
         docker_env: bool,
         /// Further environment for the build process (a custom builder's target reference).
         env: BTreeMap<String, String>,
+        /// `[[local]]` steps that run before this build and feed it: the tag is the
+        /// context's now, and what they write into it can change the tag `up` builds.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        fed_by: Vec<String>,
     },
     /// Make a built image available to the cluster (image load or registry push).
     Deliver {
@@ -376,6 +380,7 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
             bytes: digest.bytes,
             docker_env: minikube && img.uses_docker_daemon(),
             env: build::extra_env(cfg, img, &reference).into_iter().collect(),
+            fed_by: Vec::new(),
         }];
         if let Some(d) = build::delivery(cfg, img, &reference) {
             these.push(Step::Deliver {
@@ -428,7 +433,28 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
                 }
             }
             Command::Build { image, .. } => {
-                steps.extend(builds.get(&image).into_iter().flatten().cloned());
+                // The locals that ran before it and that a resource running it waits for.
+                let fed_by: Vec<String> = cfg
+                    .resources
+                    .iter()
+                    .filter(|r| {
+                        shape
+                            .resource_images
+                            .get(&r.name)
+                            .is_some_and(|i| i.contains(&image))
+                    })
+                    .flat_map(|r| r.depends_on.iter())
+                    .filter(|d| ran_locals.contains(*d))
+                    .cloned()
+                    .collect::<BTreeSet<String>>()
+                    .into_iter()
+                    .collect();
+                for mut step in builds.get(&image).into_iter().flatten().cloned() {
+                    if let Step::Build { fed_by: f, .. } = &mut step {
+                        f.clone_from(&fed_by);
+                    }
+                    steps.push(step);
+                }
             }
             Command::Deploy {
                 resources: names,
@@ -642,9 +668,18 @@ fn describe(step: &Step) -> (&'static str, String, Vec<String>) {
             bytes,
             docker_env,
             env,
+            fed_by,
             ..
         } => {
             let mut notes = vec![format!("context: {files} files, {}", human_bytes(*bytes))];
+            if !fed_by.is_empty() {
+                notes.push(format!(
+                    "tag from the context as it is now: {} run{} first and what {} into it changes the tag",
+                    fed_by.join(", "),
+                    if fed_by.len() == 1 { "s" } else { "" },
+                    if fed_by.len() == 1 { "it writes" } else { "they write" }
+                ));
+            }
             if *docker_env {
                 notes.push("env: Minikube's docker-env".into());
             }

@@ -308,8 +308,9 @@ fn the_plans_watch_line_names_what_up_watches() {
 }
 
 /// Issue 25 point 6: the dry-run printed `kubectl apply --server-side …`, which `up` never
-/// runs (it applies through the API itself), and listed a `[[local]]` that a resource depends
-/// on after that resource's build, though `up` runs it first.
+/// runs (it applies through the API itself), listed a `[[local]]` that a resource depends
+/// on after that resource's build, though `up` runs it first, and gave a tag as the one `up`
+/// builds though that local writes into the context first.
 #[test]
 fn the_plan_says_what_up_does_apply_through_the_api_and_a_feeding_local_before_the_build() {
     let p = Project::example("hello");
@@ -339,4 +340,12 @@ fn the_plan_says_what_up_does_apply_through_the_api_and_a_feeding_local_before_t
         "the local runs before the build it feeds:\n{text}"
     );
     assert_eq!(text.matches("local      gen:").count(), 1, "{text}");
+    // gen writes into the build context after the plan hashed it: the plan says its tag is
+    // the context's now, not the one `up` will build.
+    assert!(
+        text.contains(
+            "tag from the context as it is now: gen runs first and what it writes into it changes the tag"
+        ),
+        "{text}"
+    );
 }
