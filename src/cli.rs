@@ -281,7 +281,6 @@ pub fn run() -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            drop(plan);
             if detach {
                 // The same command, without --detach, in the background.
                 let args: Vec<std::ffi::OsString> = std::env::args_os()
@@ -298,6 +297,7 @@ pub fn run() -> Result<ExitCode> {
                     recreate_cluster,
                     ci,
                     port,
+                    plan: Some(plan),
                 },
             )
         }

@@ -27,13 +27,16 @@ use crate::engine::state::{Event, State, StepStatus};
 use crate::workers::{self, bringup};
 use crate::{exec, out, views, web};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     pub recreate_cluster: bool,
     pub ci: bool,
     /// `--port` (or DEVENV_WEB_PORT): the page's port instead of `[web] port`. The config
     /// given to [`up`] has it already; every reload of the file keeps it.
     pub port: Option<u16>,
+    /// The plan `up` computed for this config before it started: the first bring-up checks
+    /// the chart with it instead of hashing every context again.
+    pub plan: Option<crate::plan::Plan>,
 }
 
 /// The async runtime every part of a session runs on.
@@ -120,7 +123,7 @@ async fn run(
     loaded: &Loaded,
     shown: String,
     cwd: &Path,
-    opts: Options,
+    mut opts: Options,
     state_dir: &Path,
 ) -> Result<ExitCode> {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -211,6 +214,7 @@ async fn run(
             shown: shown.clone(),
             warnings: loaded.warnings.len(),
             recreate_cluster: opts.recreate_cluster,
+            plan: Mutex::new(opts.plan.take()),
             page_error: Mutex::new(page_error),
             report: report_tx,
         },

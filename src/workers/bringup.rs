@@ -46,6 +46,8 @@ pub struct Inputs {
     pub warnings: usize,
     /// `--recreate-cluster`: a profile of the wrong size is recreated, not refused.
     pub recreate_cluster: bool,
+    /// The plan computed for the config `up` started with, for the first bring-up.
+    pub plan: Mutex<Option<plan::Plan>>,
     /// Why the status page could not start (its port is taken): said after the doctor's
     /// report, which names the port's holder with everything else that is wrong.
     pub page_error: Mutex<Option<String>>,
@@ -136,7 +138,13 @@ fn prepare_stages(
     stage: &mut BringUpStage,
 ) -> Result<Prepared> {
     progress("checking the chart");
-    let plan = plan::compute(cfg, &inputs.shown)?;
+    let computed = crate::host::lock(&inputs.plan)
+        .take()
+        .filter(|p| p.config == inputs.shown && p.project == cfg.project);
+    let plan = match computed {
+        Some(p) => p,
+        None => plan::compute(cfg, &inputs.shown)?,
+    };
     let placeholders = crate::project::placeholders(cfg);
     let docs = &crate::project::load_manifests(cfg, &placeholders, false)?;
     if let Some(h) = &cfg.deploy.helm {
