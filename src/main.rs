@@ -4,13 +4,13 @@
 //! (lock, signals, page, engine, watcher, reload); `engine` is the pure state machine and
 //! `workers` its hands; `views` and `web` show its state; `config` reads and validates
 //! devenv.toml and `reload` says what an edit of it changes; `doctor` checks the machine;
-//! `plan` turns the config into the ordered steps of `up`; `cluster` guards where devenv
-//! writes; `build` names and builds images; `deploy` puts them in the cluster; `watch` decides
-//! what to watch. At the bottom: `exec` runs every external command, `out` prints the
+//! `project` reads what a project is made of once (the manifests' objects, the images each
+//! resource runs, the engine's graph); `plan` is the dry-run, a run of the engine's reducer
+//! over that graph; `cluster` guards where devenv writes; `image` names and builds images;
+//! `deploy` puts them in the cluster; `watch` decides what to watch. At the bottom: `exec` runs every external command, `out` prints the
 //! terminal's lines, `host` knows the machine, `objects` reads Kubernetes YAML, and `pattern`
 //! is the .dockerignore language. tests/layering.rs keeps the layers apart.
 
-mod build;
 mod check;
 mod cli;
 mod cluster;
@@ -21,6 +21,7 @@ mod doctor;
 mod engine;
 mod exec;
 mod host;
+mod image;
 mod init;
 mod live;
 mod objects;

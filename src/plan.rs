@@ -9,12 +9,12 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::build;
 use crate::config::units::format_duration;
 use crate::config::{BuilderKind, Config, Image, Provider, TriggerMode};
 use crate::deploy::helm;
 use crate::doctor::Needs;
 use crate::engine::state::{Command, Event, State};
+use crate::image;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -152,11 +152,11 @@ pub enum PlanError {
     Context {
         image: String,
         #[source]
-        source: build::context::ContextError,
+        source: image::context::ContextError,
     },
     /// An ignore file the watcher reads could not be read or parsed.
     #[error("{0}")]
-    Watch(build::context::ContextError),
+    Watch(image::context::ContextError),
     /// The manifests could not be read.
     #[error("{0}")]
     Project(crate::project::ProjectError),
@@ -365,31 +365,31 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
     // image name -> (repository, tag)
     let mut built: BTreeMap<String, (String, String)> = BTreeMap::new();
     for img in &cfg.images {
-        let digest = build::context::digest(img).map_err(|source| PlanError::Context {
+        let digest = image::context::digest(img).map_err(|source| PlanError::Context {
             image: img.name.clone(),
             source,
         })?;
-        let reference = build::reference(cfg, img, &digest.tag);
+        let reference = image::reference(cfg, img, &digest.tag);
         let mut these = vec![Step::Build {
             image: img.name.clone(),
             tag: digest.tag.clone(),
             reference: reference.clone(),
             builder: img.builder,
-            command: build::command(cfg, img, &reference),
+            command: image::command(cfg, img, &reference),
             files: digest.files,
             bytes: digest.bytes,
             docker_env: minikube && img.uses_docker_daemon(),
-            env: build::extra_env(cfg, img, &reference).into_iter().collect(),
+            env: image::extra_env(cfg, img, &reference).into_iter().collect(),
             fed_by: Vec::new(),
         }];
-        if let Some(d) = build::delivery(cfg, img, &reference) {
+        if let Some(d) = image::delivery(cfg, img, &reference) {
             these.push(Step::Deliver {
                 image: img.name.clone(),
                 commands: d.commands,
             });
         }
         builds.insert(img.name.clone(), these);
-        built.insert(img.name.clone(), (build::repository(cfg, img), digest.tag));
+        built.insert(img.name.clone(), (image::repository(cfg, img), digest.tag));
     }
     let images: BTreeMap<String, String> = built
         .iter()

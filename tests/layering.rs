@@ -110,20 +110,20 @@ fn lower_layers_never_import_higher_ones() {
         (
             "engine",
             &[
-                "cli", "session", "workers", "views", "web", "deploy", "build", "cluster",
+                "cli", "session", "workers", "views", "web", "deploy", "image", "cluster",
                 "doctor", "exec", "watch", "config",
             ],
         ),
         (
             "cluster",
             &[
-                "doctor", "plan", "deploy", "build", "workers", "session", "cli",
+                "doctor", "plan", "deploy", "image", "workers", "session", "cli",
             ],
         ),
         (
             "config",
             &[
-                "deploy", "build", "cluster", "doctor", "plan", "workers", "session", "cli", "exec",
+                "deploy", "image", "cluster", "doctor", "plan", "workers", "session", "cli", "exec",
             ],
         ),
         (

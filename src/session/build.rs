@@ -9,15 +9,15 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::build::{self, run::Destination};
 use crate::cluster::minikube::{ImageStore, Minikube, ProfileState};
 use crate::config::{self, BuilderKind, Config};
+use crate::image::{self, run::Destination};
 use crate::out;
 
 /// `devenv build [NAME...]`: `cfg` has the builder `--builder` chose already.
 pub fn run(cfg: &Config, names: &[String], jobs: Option<usize>) -> Result<ExitCode> {
     // In the config's order, each once, whatever order and repeats the names came in.
-    let chosen = build::run::select(cfg, names).map_err(anyhow::Error::msg)?;
+    let chosen = image::run::select(cfg, names).map_err(anyhow::Error::msg)?;
     let selected: Vec<&config::Image> = cfg
         .images
         .iter()
@@ -28,7 +28,7 @@ pub fn run(cfg: &Config, names: &[String], jobs: Option<usize>) -> Result<ExitCo
         (_, Some(_)) => Destination::Local,
         (s, None) => Destination::Cluster(s.as_ref()),
     };
-    let jobs = jobs.unwrap_or_else(build::run::default_parallelism);
+    let jobs = jobs.unwrap_or_else(image::run::default_parallelism);
     let Some(refs) = run_builds(cfg, &selected, to, jobs) else {
         return Ok(ExitCode::FAILURE);
     };
@@ -99,7 +99,7 @@ fn run_builds(
     to: Destination<'_>,
     jobs: usize,
 ) -> Option<BTreeMap<String, String>> {
-    let results = build::run::build_all(cfg, images, to, jobs, &|image, line| {
+    let results = image::run::build_all(cfg, images, to, jobs, &|image, line| {
         out::tool(image, line);
     });
     let mut ok = true;
@@ -108,11 +108,11 @@ fn run_builds(
         match r {
             Ok(b) => {
                 match b.outcome {
-                    build::run::Outcome::Built => out::say(
+                    image::run::Outcome::Built => out::say(
                         "built",
                         format!("{} ({:.1}s)", b.reference, b.duration.as_secs_f64()),
                     ),
-                    build::run::Outcome::Present => {
+                    image::run::Outcome::Present => {
                         out::say("present", format!("{} (nothing to build)", b.reference))
                     }
                 }

@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{Owner, Rules, Targets};
-use crate::build::context::ContextError;
 use crate::config::Config;
+use crate::image::context::ContextError;
 
 /// How long a stream of changes may keep a batch open at most.
 const MAX_BATCH_WAIT: Duration = Duration::from_secs(5);

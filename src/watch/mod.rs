@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use live::debounce;
 pub use live::{Batch, WatchError, Watcher};
 
-use crate::build::context::{ContextError, ignore_patterns};
 use crate::config::Config;
+use crate::image::context::{ContextError, ignore_patterns};
 use crate::pattern::{Pattern, PatternSet};
 
 /// Directory names that are never watched: version-control internals.

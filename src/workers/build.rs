@@ -1,11 +1,11 @@
 //! Image builds for the engine: output to the terminal and to the logs of the resources that
 //! run the image.
 
-use crate::build::{self, run::BuildError};
 use crate::cluster::minikube::ImageStore;
 use crate::config::Config;
 use crate::engine::driver::Logs;
 use crate::exec::{Cancel, ExecError};
+use crate::image::{self, run::BuildError};
 use crate::out;
 
 /// Builds `name` (unless its tag is present); the reference, or the error as the user reads it.
@@ -24,8 +24,8 @@ pub fn build_image(
     for u in users {
         logs.push(u, "build", &format!("building {name}"));
     }
-    let to = build::run::Destination::Cluster(store);
-    let r = build::run::build_one(cfg, image, to, Some(cancel), &mut |l| {
+    let to = image::run::Destination::Cluster(store);
+    let r = image::run::build_one(cfg, image, to, Some(cancel), &mut |l| {
         out::tool(name, l);
         for u in users {
             logs.push(u, "build", l);
@@ -36,12 +36,12 @@ pub fn build_image(
         Ok(_) if cancel.is_cancelled() => Err("cancelled".into()),
         Ok(b) => {
             let text = match b.outcome {
-                build::run::Outcome::Built => {
+                image::run::Outcome::Built => {
                     let text = format!("{} ({:.1}s)", b.reference, b.duration.as_secs_f64());
                     out::say("built", &text);
                     text
                 }
-                build::run::Outcome::Present => {
+                image::run::Outcome::Present => {
                     out::say("present", format!("{} (nothing to build)", b.reference));
                     format!("{} (already present)", b.reference)
                 }

@@ -81,7 +81,7 @@ pub async fn sync(
     let Some(img) = cfg.images.iter().find(|i| i.name == image) else {
         return Err(format!("no image `{image}` in the config").into());
     };
-    let repo = crate::build::repository(&cfg, img);
+    let repo = crate::image::repository(&cfg, img);
     let mut targets: Vec<(Pods, Vec<Container>)> = Vec::new();
     for u in &users {
         let Some(p) = lock(&pods).get(u).cloned() else {
@@ -162,7 +162,7 @@ pub async fn catch_up(
             let Some(img) = cfg.images.iter().find(|i| &i.name == image) else {
                 continue;
             };
-            let repo = crate::build::repository(&cfg, img);
+            let repo = crate::image::repository(&cfg, img);
             let behind: Vec<Container> = pods
                 .ready_containers(&repo)
                 .into_iter()

@@ -170,7 +170,7 @@ impl Workers {
             steps: Cancel::new(),
             builds: HashMap::new(),
             build_slots: Arc::new(tokio::sync::Semaphore::new(
-                crate::build::run::default_parallelism(),
+                crate::image::run::default_parallelism(),
             )),
             runs: HashMap::new(),
             serves: Arc::new(Mutex::new(HashMap::new())),
@@ -395,7 +395,7 @@ impl driver::Workers for Workers {
                     let built: Vec<String> = cfg
                         .images
                         .iter()
-                        .map(|i| crate::build::repository(&cfg, i))
+                        .map(|i| crate::image::repository(&cfg, i))
                         .collect();
                     let task = tokio::spawn(wait::wait(
                         r,
