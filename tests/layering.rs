@@ -170,3 +170,47 @@ fn each_outside_boundary_has_one_user() {
         );
     }
 }
+
+/// The lines of each function of the files under `src/dir` (test modules left out): name,
+/// file and length from its `fn` line to its closing brace.
+fn function_lengths(dir: &str) -> Vec<(String, String, usize)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(dir);
+    let fn_re = regex::Regex::new(r"^(\s*)(?:pub(?:\([a-z]+\))? )?(?:async )?fn (\w+)")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+    {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let end = lines
+            .iter()
+            .position(|l| l.starts_with("#[cfg(test)]"))
+            .unwrap_or(lines.len());
+        for i in 0..end {
+            let Some(c) = fn_re.captures(lines[i]) else {
+                continue;
+            };
+            let close = format!("{}}}", &c[1]);
+            if let Some(j) = (i + 1..end).find(|&j| lines[j] == close) {
+                out.push((c[2].to_owned(), p.display().to_string(), j - i + 1));
+            }
+        }
+    }
+    out
+}
+
+/// Issue 26: the engine reads as short functions (its reducer a table of short arms).
+#[test]
+fn no_function_of_the_engine_is_over_100_lines() {
+    let long: Vec<_> = function_lengths("engine")
+        .into_iter()
+        .filter(|(_, _, n)| *n > 100)
+        .collect();
+    assert!(long.is_empty(), "over 100 lines: {long:?}");
+}

@@ -775,6 +775,21 @@ impl Index {
     }
 }
 
+/// The cluster resources a deploy looks at, sorted ([`State::deploy_candidates`]).
+#[derive(Default)]
+struct DeployCandidates {
+    /// Due now, with the references they get.
+    due: Vec<(String, BTreeMap<String, String>)>,
+    /// Deployable but held by a dependency: deployed anyway with a release-mate that is due
+    /// (one helm upgrade creates them all).
+    held: Vec<(String, Option<String>, BTreeMap<String, String>)>,
+    /// Built but held back by a dependency: pending, not building.
+    held_back: Vec<String>,
+    /// Built, but to the tag that runs already (a change undone, say after a failed build):
+    /// nothing to deploy, and the resource is what the cluster runs, so it is waited for.
+    unchanged: Vec<String>,
+}
+
 /// The bring-up as holds read it: the doctor, the cluster, whether it is up, what failed,
 /// and whether the engine stopped.
 type SharedSteps = (StepStatus, StepStatus, bool, Option<BringUpStage>, bool);
@@ -860,51 +875,9 @@ impl State {
         }
         let mut out = Vec::new();
         match ev {
-            Event::Start => {
-                let all: Vec<String> = self
-                    .images
-                    .iter()
-                    .filter(|(_, i)| i.reference.is_none() && i.building.is_none())
-                    .map(|(n, _)| n.clone())
-                    .collect();
-                for image in all {
-                    self.want_build(now, &image, Cause::Start, &mut out);
-                }
-                // No workload of the manifests is a resource (they hold ConfigMaps, Services
-                // and the like): the first deploy applies them whole all the same.
-                if !self.graph.resources.iter().any(|n| !n.local) {
-                    self.pending_files
-                        .extend(self.graph.manifests.iter().cloned());
-                }
-                if self.doctor.status == StepStatus::Pending {
-                    self.doctor.start(now);
-                    out.push(Command::Doctor);
-                } else {
-                    self.after_doctor(now, &mut out);
-                }
-            }
-            Event::DoctorDone { result } => {
-                if self.doctor.status != StepStatus::Running {
-                    return out;
-                }
-                let failed = result.is_err();
-                self.doctor.end(now, result);
-                if failed {
-                    self.stop(&mut out);
-                } else {
-                    self.after_doctor(now, &mut out);
-                }
-            }
-            Event::ClusterProgress { message } => {
-                if self.cluster.status == StepStatus::Running {
-                    if self.cluster.notes.len() == STEP_NOTES {
-                        self.cluster.notes.pop_front();
-                    }
-                    let at = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
-                    self.cluster.notes.push_back((at, message.clone()));
-                    self.cluster.message = Some(message);
-                }
-            }
+            Event::Start => self.on_start(now, &mut out),
+            Event::DoctorDone { result } => self.on_doctor_done(now, result, &mut out),
+            Event::ClusterProgress { message } => self.on_cluster_progress(now, message),
             Event::ClusterReady => {
                 self.cluster.end(now, Ok(()));
                 self.cluster_ready = true;
@@ -923,221 +896,33 @@ impl State {
             Event::ReloadFailed { message } => {
                 self.config_error = Some(message);
             }
-
             Event::Changed {
                 images,
                 locals,
-                mut sync,
+                sync,
                 files,
                 paths,
-            } => {
-                let cause = Cause::Files(files.into_iter().take(CAUSE_FILES).collect(), paths);
-                for name in locals {
-                    let Some(node) = self.node(&name).filter(|n| n.local) else {
-                        continue;
-                    };
-                    if node.manual {
-                        if let Some(r) = self.res_mut(&name) {
-                            r.changed_since_build = true;
-                        }
-                        continue;
-                    }
-                    self.start_run(&name, cause.clone(), &mut out);
-                }
-                for image in images {
-                    let users = self.users(&image);
-                    if !users.is_empty() && users.iter().all(|r| r.manual) {
-                        self.for_users(&image, |r| r.changed_since_build = true);
-                        continue;
-                    }
-                    if let Some(plan) = sync.remove(&image)
-                        && self.can_sync(&image)
-                    {
-                        self.want_sync(&image, plan, cause.clone(), &mut out);
-                        continue;
-                    }
-                    self.want_build(now, &image, cause.clone(), &mut out);
-                }
-            }
+            } => self.on_changed(images, locals, sync, files, paths, &mut out),
             Event::SyncDone {
                 image,
                 generation,
                 result,
                 lasting,
-            } => {
-                let Some(img) = self.images.get_mut(&image) else {
-                    return out;
-                };
-                if img.syncing != Some(generation) {
-                    return out;
-                }
-                img.syncing = None;
-                let (started, cause) = img.sync_started.take().unwrap_or((now, Cause::Start));
-                let entry =
-                    HistoryEntry::ended("sync", Some(&image), &cause, started, now, &result);
-                self.for_users(&image, |r| r.record(entry.clone()));
-                let Some(img) = self.images.get_mut(&image) else {
-                    return out;
-                };
-                match result {
-                    Ok(report) => {
-                        img.last_sync = Some(report);
-                        self.for_users(&image, |r| {
-                            if r.status == Status::Syncing {
-                                r.status = Status::Ready;
-                                r.updated_at = Some(now);
-                            }
-                        });
-                        let next = self.images.get_mut(&image).and_then(|i| {
-                            i.next_sync
-                                .take()
-                                .map(|p| (p, i.next_sync_cause.take().unwrap_or(Cause::Start)))
-                        });
-                        if let Some((next, cause)) = next {
-                            self.want_sync(&image, next, cause, &mut out);
-                        }
-                    }
-                    Err(why) => {
-                        // Live update stops for this image until it is built again (for good
-                        // when the failure will not pass), and the build carries the change.
-                        if lasting {
-                            img.live_never = Some(why.clone());
-                        }
-                        img.live_off = Some(why);
-                        img.next_sync = None;
-                        let cause = Cause::merge(
-                            img.next_sync_cause.take().map(|c| cause.clone().then(c)),
-                            Cause::Other(format!("{cause}; live update failed")),
-                        );
-                        self.want_build(now, &image, cause, &mut out);
-                    }
-                }
-            }
-            Event::SyncLost { image, why } => {
-                let Some(img) = self.images.get_mut(&image) else {
-                    return out;
-                };
-                img.live_off = Some(why);
-                self.want_build(
-                    now,
-                    &image,
-                    Cause::Other("a new pod missed live updates".to_owned()),
-                    &mut out,
-                );
-            }
+            } => self.on_sync_done(now, image, generation, result, lasting, &mut out),
+            Event::SyncLost { image, why } => self.on_sync_lost(now, &image, why, &mut out),
             Event::BuildDone {
                 image,
                 generation,
                 result,
-            } => {
-                let Some(img) = self.images.get_mut(&image) else {
-                    return out;
-                };
-                if img.building != Some(generation) {
-                    // A cancelled build: a newer one is running or ran.
-                    return out;
-                }
-                img.building = None;
-                img.last_build_took = img.build_started.map(|s| now.saturating_sub(s));
-                let cause = img.build_cause.take().unwrap_or(Cause::Start);
-                let started = img.build_started.unwrap_or(now);
-                let entry =
-                    HistoryEntry::ended("build", Some(&image), &cause, started, now, &result);
-                if result.is_ok() {
-                    img.built_cause = Some(cause);
-                }
-                self.for_users(&image, |r| r.record(entry.clone()));
-                let Some(img) = self.images.get_mut(&image) else {
-                    return out;
-                };
-                match result {
-                    Ok(reference) => {
-                        img.reference = Some(reference);
-                        img.last_error = None;
-                        // The new image holds what live updates put into the old one.
-                        img.live_off = None;
-                        img.last_sync = None;
-                    }
-                    Err(e) => {
-                        img.last_error = Some(e.clone());
-                        self.for_users(&image, |r| {
-                            r.status = Status::Error;
-                            r.last_error = Some(format!("build of {image} failed: {e}"));
-                        });
-                    }
-                }
-                self.schedule_deploy(&mut out);
-            }
+            } => self.on_build_done(now, image, generation, result, &mut out),
             Event::DeployDone { generation, result } => {
-                let Some((g, names)) = self.deploying.take() else {
-                    return out;
-                };
-                if g != generation {
-                    self.deploying = Some((g, names));
-                    return out;
-                }
-                let (started, mut causes) = self.deploy_started.take().unwrap_or_default();
-                for n in &names {
-                    let Some(r) = self.res_mut(n) else {
-                        continue;
-                    };
-                    let cause = causes.remove(n).unwrap_or(Cause::Start);
-                    r.record(HistoryEntry::ended(
-                        "deploy", None, &cause, started, now, &result,
-                    ));
-                    match &result {
-                        Ok(()) => {
-                            r.status = Status::Waiting;
-                            r.last_error = None;
-                            r.last_deploy_at = Some(now);
-                            r.updated_at = Some(now);
-                        }
-                        Err(e) => {
-                            r.status = Status::Error;
-                            r.last_error = Some(e.clone());
-                        }
-                    }
-                }
-                if result.is_ok() {
-                    self.deploys_done += 1;
-                }
-                if result.is_ok() && !names.is_empty() {
-                    out.push(Command::Wait { resources: names });
-                }
-                self.schedule_deploy(&mut out);
+                self.on_deploy_done(now, generation, result, &mut out)
             }
             Event::RunDone {
                 resource,
                 generation,
                 result,
-            } => {
-                let Some(r) = self.res_mut(&resource) else {
-                    return out;
-                };
-                if r.running != Some(generation) {
-                    return out; // cancelled by a newer run
-                }
-                r.running = None;
-                let (started, cause) = r.run_started.take().unwrap_or((now, Cause::Start));
-                r.record(HistoryEntry::ended(
-                    "run", None, &cause, started, now, &result,
-                ));
-                match result {
-                    Ok(()) => {
-                        r.status = Status::Ready;
-                        r.last_error = None;
-                        r.ever_ready = true;
-                        r.updated_at = Some(now);
-                    }
-                    Err(e) => {
-                        r.status = Status::Error;
-                        r.last_error = Some(e);
-                    }
-                }
-                self.schedule_runs(Some(&resource), &mut out);
-                self.start_queued(now, &mut out);
-                self.schedule_deploy(&mut out);
-            }
+            } => self.on_run_done(now, resource, generation, result, &mut out),
             Event::Ready { resource } => {
                 if let Some(r) = self.res_mut(&resource) {
                     r.status = Status::Ready;
@@ -1160,33 +945,334 @@ impl State {
                     r.last_error = Some(message);
                 }
             }
-            Event::Trigger { resource } => {
-                let Some(node) = self.node(&resource).cloned() else {
-                    return out;
-                };
-                if let Some(r) = self.res_mut(&resource) {
-                    r.changed_since_build = false;
-                }
-                if node.local {
-                    self.start_run(&resource, Cause::Manual, &mut out);
-                    return out;
-                }
-                if node.images.is_empty() {
-                    // Nothing to build: deploy it again as it is.
-                    if let Some(r) = self.res_mut(&resource) {
-                        r.deployed.clear();
-                        r.status = Status::Pending;
-                        r.deploy_cause = Some(Cause::Manual);
-                    }
-                    self.schedule_deploy(&mut out);
-                }
-                for image in &node.images {
-                    self.want_build(now, image, Cause::Manual, &mut out);
-                }
-            }
+            Event::Trigger { resource } => self.on_trigger(now, resource, &mut out),
             Event::Shutdown => self.stop(&mut out),
         }
         out
+    }
+
+    /// Bring everything up: every image is wanted, the doctor runs first.
+    fn on_start(&mut self, now: Duration, out: &mut Vec<Command>) {
+        let all: Vec<String> = self
+            .images
+            .iter()
+            .filter(|(_, i)| i.reference.is_none() && i.building.is_none())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for image in all {
+            self.want_build(now, &image, Cause::Start, out);
+        }
+        // No workload of the manifests is a resource (they hold ConfigMaps, Services
+        // and the like): the first deploy applies them whole all the same.
+        if !self.graph.resources.iter().any(|n| !n.local) {
+            self.pending_files
+                .extend(self.graph.manifests.iter().cloned());
+        }
+        if self.doctor.status == StepStatus::Pending {
+            self.doctor.start(now);
+            out.push(Command::Doctor);
+        } else {
+            self.after_doctor(now, out);
+        }
+    }
+
+    /// A batch of file changes: local resources run again, images are synced or built.
+    fn on_changed(
+        &mut self,
+        images: BTreeSet<String>,
+        locals: BTreeSet<String>,
+        mut sync: BTreeMap<String, SyncPlan>,
+        files: Vec<String>,
+        paths: usize,
+        out: &mut Vec<Command>,
+    ) {
+        let now = self.now;
+        let cause = Cause::Files(files.into_iter().take(CAUSE_FILES).collect(), paths);
+        for name in locals {
+            let Some(node) = self.node(&name).filter(|n| n.local) else {
+                continue;
+            };
+            if node.manual {
+                if let Some(r) = self.res_mut(&name) {
+                    r.changed_since_build = true;
+                }
+                continue;
+            }
+            self.start_run(&name, cause.clone(), out);
+        }
+        for image in images {
+            let users = self.users(&image);
+            if !users.is_empty() && users.iter().all(|r| r.manual) {
+                self.for_users(&image, |r| r.changed_since_build = true);
+                continue;
+            }
+            if let Some(plan) = sync.remove(&image)
+                && self.can_sync(&image)
+            {
+                self.want_sync(&image, plan, cause.clone(), out);
+                continue;
+            }
+            self.want_build(now, &image, cause.clone(), out);
+        }
+    }
+
+    /// A live update ended.
+    fn on_sync_done(
+        &mut self,
+        now: Duration,
+        image: String,
+        generation: u64,
+        result: Result<String, String>,
+        lasting: bool,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(img) = self.images.get_mut(&image) else {
+            return;
+        };
+        if img.syncing != Some(generation) {
+            return;
+        }
+        img.syncing = None;
+        let (started, cause) = img.sync_started.take().unwrap_or((now, Cause::Start));
+        let entry = HistoryEntry::ended("sync", Some(&image), &cause, started, now, &result);
+        self.for_users(&image, |r| r.record(entry.clone()));
+        let Some(img) = self.images.get_mut(&image) else {
+            return;
+        };
+        match result {
+            Ok(report) => {
+                img.last_sync = Some(report);
+                self.for_users(&image, |r| {
+                    if r.status == Status::Syncing {
+                        r.status = Status::Ready;
+                        r.updated_at = Some(now);
+                    }
+                });
+                let next = self.images.get_mut(&image).and_then(|i| {
+                    i.next_sync
+                        .take()
+                        .map(|p| (p, i.next_sync_cause.take().unwrap_or(Cause::Start)))
+                });
+                if let Some((next, cause)) = next {
+                    self.want_sync(&image, next, cause, out);
+                }
+            }
+            Err(why) => {
+                // Live update stops for this image until it is built again (for good
+                // when the failure will not pass), and the build carries the change.
+                if lasting {
+                    img.live_never = Some(why.clone());
+                }
+                img.live_off = Some(why);
+                img.next_sync = None;
+                let cause = Cause::merge(
+                    img.next_sync_cause.take().map(|c| cause.clone().then(c)),
+                    Cause::Other(format!("{cause}; live update failed")),
+                );
+                self.want_build(now, &image, cause, out);
+            }
+        }
+    }
+
+    /// A build ended: its image is deployed where it runs, or its error shown.
+    fn on_build_done(
+        &mut self,
+        now: Duration,
+        image: String,
+        generation: u64,
+        result: Result<String, String>,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(img) = self.images.get_mut(&image) else {
+            return;
+        };
+        if img.building != Some(generation) {
+            // A cancelled build: a newer one is running or ran.
+            return;
+        }
+        img.building = None;
+        img.last_build_took = img.build_started.map(|s| now.saturating_sub(s));
+        let cause = img.build_cause.take().unwrap_or(Cause::Start);
+        let started = img.build_started.unwrap_or(now);
+        let entry = HistoryEntry::ended("build", Some(&image), &cause, started, now, &result);
+        if result.is_ok() {
+            img.built_cause = Some(cause);
+        }
+        self.for_users(&image, |r| r.record(entry.clone()));
+        let Some(img) = self.images.get_mut(&image) else {
+            return;
+        };
+        match result {
+            Ok(reference) => {
+                img.reference = Some(reference);
+                img.last_error = None;
+                // The new image holds what live updates put into the old one.
+                img.live_off = None;
+                img.last_sync = None;
+            }
+            Err(e) => {
+                img.last_error = Some(e.clone());
+                self.for_users(&image, |r| {
+                    r.status = Status::Error;
+                    r.last_error = Some(format!("build of {image} failed: {e}"));
+                });
+            }
+        }
+        self.schedule_deploy(out);
+    }
+
+    /// A deploy ended: what it deployed is waited for.
+    fn on_deploy_done(
+        &mut self,
+        now: Duration,
+        generation: u64,
+        result: Result<(), String>,
+        out: &mut Vec<Command>,
+    ) {
+        let Some((g, names)) = self.deploying.take() else {
+            return;
+        };
+        if g != generation {
+            self.deploying = Some((g, names));
+            return;
+        }
+        let (started, mut causes) = self.deploy_started.take().unwrap_or_default();
+        for n in &names {
+            let Some(r) = self.res_mut(n) else {
+                continue;
+            };
+            let cause = causes.remove(n).unwrap_or(Cause::Start);
+            r.record(HistoryEntry::ended(
+                "deploy", None, &cause, started, now, &result,
+            ));
+            match &result {
+                Ok(()) => {
+                    r.status = Status::Waiting;
+                    r.last_error = None;
+                    r.last_deploy_at = Some(now);
+                    r.updated_at = Some(now);
+                }
+                Err(e) => {
+                    r.status = Status::Error;
+                    r.last_error = Some(e.clone());
+                }
+            }
+        }
+        if result.is_ok() {
+            self.deploys_done += 1;
+        }
+        if result.is_ok() && !names.is_empty() {
+            out.push(Command::Wait { resources: names });
+        }
+        self.schedule_deploy(out);
+    }
+
+    /// A local run ended: what waited for it may start.
+    fn on_run_done(
+        &mut self,
+        now: Duration,
+        resource: String,
+        generation: u64,
+        result: Result<(), String>,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(r) = self.res_mut(&resource) else {
+            return;
+        };
+        if r.running != Some(generation) {
+            return; // cancelled by a newer run
+        }
+        r.running = None;
+        let (started, cause) = r.run_started.take().unwrap_or((now, Cause::Start));
+        r.record(HistoryEntry::ended(
+            "run", None, &cause, started, now, &result,
+        ));
+        match result {
+            Ok(()) => {
+                r.status = Status::Ready;
+                r.last_error = None;
+                r.ever_ready = true;
+                r.updated_at = Some(now);
+            }
+            Err(e) => {
+                r.status = Status::Error;
+                r.last_error = Some(e);
+            }
+        }
+        self.schedule_runs(Some(&resource), out);
+        self.start_queued(now, out);
+        self.schedule_deploy(out);
+    }
+
+    /// The user asked for a resource to run again.
+    fn on_trigger(&mut self, now: Duration, resource: String, out: &mut Vec<Command>) {
+        let Some(node) = self.node(&resource).cloned() else {
+            return;
+        };
+        if let Some(r) = self.res_mut(&resource) {
+            r.changed_since_build = false;
+        }
+        if node.local {
+            self.start_run(&resource, Cause::Manual, out);
+            return;
+        }
+        if node.images.is_empty() {
+            // Nothing to build: deploy it again as it is.
+            if let Some(r) = self.res_mut(&resource) {
+                r.deployed.clear();
+                r.status = Status::Pending;
+                r.deploy_cause = Some(Cause::Manual);
+            }
+            self.schedule_deploy(out);
+        }
+        for image in &node.images {
+            self.want_build(now, image, Cause::Manual, out);
+        }
+    }
+
+    /// The doctor's checks ended: a failure stops everything.
+    fn on_doctor_done(
+        &mut self,
+        now: Duration,
+        result: Result<(), String>,
+        out: &mut Vec<Command>,
+    ) {
+        if self.doctor.status != StepStatus::Running {
+            return;
+        }
+        let failed = result.is_err();
+        self.doctor.end(now, result);
+        if failed {
+            self.stop(out);
+        } else {
+            self.after_doctor(now, out);
+        }
+    }
+
+    /// A line of the cluster's bring-up, kept among its last notes.
+    fn on_cluster_progress(&mut self, now: Duration, message: String) {
+        if self.cluster.status == StepStatus::Running {
+            if self.cluster.notes.len() == STEP_NOTES {
+                self.cluster.notes.pop_front();
+            }
+            let at = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+            self.cluster.notes.push_back((at, message.clone()));
+            self.cluster.message = Some(message);
+        }
+    }
+
+    /// A new pod missed live updates: the image is built with them.
+    fn on_sync_lost(&mut self, now: Duration, image: &str, why: String, out: &mut Vec<Command>) {
+        let Some(img) = self.images.get_mut(image) else {
+            return;
+        };
+        img.live_off = Some(why);
+        self.want_build(
+            now,
+            image,
+            Cause::Other("a new pod missed live updates".to_owned()),
+            out,
+        );
     }
 
     /// Cancels everything in flight and stops: nothing starts after this.
@@ -1782,34 +1868,11 @@ impl State {
         self.for_users(image, |r| r.status = Status::Building);
     }
 
-    /// Deploys, in one go, every resource whose images are all built, whose running
-    /// deployment uses other references, whose dependencies are ready and whose deploy unit
-    /// (the resource, or its Helm release) has no build in flight; one deploy at a time.
-    fn schedule_deploy(&mut self, out: &mut Vec<Command>) {
-        if !self.cluster_ready {
-            return;
-        }
-        // A changed manifest file may hold any resource's objects, and a build about to start
-        // or running (the same save's, say a manifest inside a build context) changes the tags
-        // it would carry: changed files wait until no build is in flight and go out once.
-        let builds_in_flight = self
-            .images
-            .values()
-            .any(|i| i.building.is_some() || i.queued);
-        let references: BTreeMap<String, String> = self
-            .images
-            .iter()
-            .filter_map(|(n, i)| i.reference.clone().map(|r| (n.clone(), r)))
-            .collect();
-        let mut due = Vec::new();
-        // Deployable but held by a dependency: deployed anyway with a release-mate that is
-        // due (one helm upgrade creates them all).
-        let mut held = Vec::new();
-        // Built but held back by a dependency: pending, not building.
-        let mut held_back = Vec::new();
-        // Built, but to the tag that runs already (a change undone, say after a failed build):
-        // nothing to deploy, and the resource is what the cluster runs, so it is waited for.
-        let mut unchanged = Vec::new();
+    /// Sorts the cluster resources for a deploy: due now, held by a dependency but in a
+    /// Helm release (deployed with a release-mate that is due), held back by a dependency,
+    /// and built to the tag that runs already.
+    fn deploy_candidates(&self, references: &BTreeMap<String, String>) -> DeployCandidates {
+        let mut c = DeployCandidates::default();
         for node in self
             .ix
             .cluster
@@ -1839,7 +1902,7 @@ impl State {
             let fresh = state.status == Status::Pending;
             if wanted == state.deployed && !fresh && !failed_build {
                 if state.status == Status::Building {
-                    unchanged.push(node.name.clone());
+                    c.unchanged.push(node.name.clone());
                 }
                 continue;
             }
@@ -1850,14 +1913,43 @@ impl State {
             // Within one Helm release nothing can be held back.
             let deps_ready = state.deploys > 0 || self.dependency_hold(node).is_none();
             if deps_ready {
-                due.push((node.name.clone(), wanted));
+                c.due.push((node.name.clone(), wanted));
             } else {
                 if node.release.is_some() {
-                    held.push((node.name.clone(), node.release.clone(), wanted));
+                    c.held
+                        .push((node.name.clone(), node.release.clone(), wanted));
                 }
-                held_back.push(node.name.clone());
+                c.held_back.push(node.name.clone());
             }
         }
+        c
+    }
+
+    /// Deploys, in one go, every resource whose images are all built, whose running
+    /// deployment uses other references, whose dependencies are ready and whose deploy unit
+    /// (the resource, or its Helm release) has no build in flight; one deploy at a time.
+    fn schedule_deploy(&mut self, out: &mut Vec<Command>) {
+        if !self.cluster_ready {
+            return;
+        }
+        // A changed manifest file may hold any resource's objects, and a build about to start
+        // or running (the same save's, say a manifest inside a build context) changes the tags
+        // it would carry: changed files wait until no build is in flight and go out once.
+        let builds_in_flight = self
+            .images
+            .values()
+            .any(|i| i.building.is_some() || i.queued);
+        let references: BTreeMap<String, String> = self
+            .images
+            .iter()
+            .filter_map(|(n, i)| i.reference.clone().map(|r| (n.clone(), r)))
+            .collect();
+        let DeployCandidates {
+            mut due,
+            held,
+            held_back,
+            unchanged,
+        } = self.deploy_candidates(&references);
         let releases: BTreeSet<Option<String>> = due
             .iter()
             .filter_map(|(n, _)| self.node(n).map(|n| n.release.clone()))
