@@ -374,6 +374,9 @@ impl Step {
 /// read and checked there): the new graph, and what must run again.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reload {
+    /// The config version this graph comes from: [`Command::Configure`] hands it to the
+    /// workers, before any command decided under it.
+    pub version: u64,
     pub graph: Graph,
     /// Images whose build changed (context, Dockerfile, arguments, builder): built again.
     pub images: BTreeSet<String>,
@@ -548,6 +551,12 @@ pub enum Command {
     },
     /// Everything is cancelled; the workers can stop.
     Stop,
+    /// From now on, use config `version`: the first command of a reload, so that every
+    /// command before it runs under the config it was decided under, and every one after
+    /// under the new one.
+    Configure {
+        version: u64,
+    },
 }
 
 impl Command {
@@ -575,6 +584,7 @@ impl Command {
             Command::Forget { resource } => format!("forget {resource}"),
             Command::Refollow { resource } => format!("refollow {resource}"),
             Command::Stop => "stop".to_owned(),
+            Command::Configure { version } => format!("configure {version}"),
         }
     }
 }
@@ -1314,6 +1324,7 @@ impl State {
     /// first start, and what changed runs again.
     fn reload(&mut self, now: Duration, r: Reload, out: &mut Vec<Command>) {
         let Reload {
+            version,
             graph,
             images,
             locals,
@@ -1322,6 +1333,8 @@ impl State {
             refollow,
             files,
         } = r;
+        // The workers take the new config first: what follows was decided under it.
+        out.push(Command::Configure { version });
         // What left the config, or is brought up again as new.
         let gone: Vec<String> = self
             .resources
@@ -3195,6 +3208,23 @@ mod tests {
         );
     }
 
+    /// Reduces a reload: its first command hands the workers the new config, before any
+    /// command decided under it (issue 26 point 4); the rest is returned.
+    fn reloaded(s: &mut State, at: Duration, ev: Event) -> Vec<Command> {
+        let version = match &ev {
+            Event::Reload(r) => r.version,
+            _ => panic!("not a reload"),
+        };
+        let mut out = s.reduce(at, ev);
+        assert_eq!(
+            out.first(),
+            Some(&Command::Configure { version }),
+            "{out:?}"
+        );
+        out.remove(0);
+        out
+    }
+
     fn reload(graph: Graph) -> Reload {
         Reload {
             graph,
@@ -3222,7 +3252,7 @@ mod tests {
             s.config_error.as_deref(),
             Some("devenv.toml:3:1: unknown key")
         );
-        let out = s.reduce(t(80), Event::Reload(Box::new(reload(g))));
+        let out = reloaded(&mut s, t(80), Event::Reload(Box::new(reload(g))));
         assert_eq!(s.config_error, None);
         assert_eq!(
             out,
@@ -3255,7 +3285,8 @@ mod tests {
         let mut s = up();
         let g = s.graph.clone();
         assert_eq!(s.reduce(t(70), changed(&["web"])), [build("web", 5)]);
-        let out = s.reduce(
+        let out = reloaded(
+            &mut s,
             t(71),
             Event::Reload(Box::new(Reload {
                 graph: g,
@@ -3286,7 +3317,8 @@ mod tests {
     fn a_reload_runs_again_what_changed() {
         let mut s = up();
         let g = s.graph.clone();
-        let out = s.reduce(
+        let out = reloaded(
+            &mut s,
             t(70),
             Event::Reload(Box::new(Reload {
                 graph: g.clone(),
@@ -3298,7 +3330,8 @@ mod tests {
         s.reduce(t(71), built("web", 5, "w2"));
         // A values file changed: backend and worker deploy again, in one deploy.
         let mut s = up();
-        let out = s.reduce(
+        let out = reloaded(
+            &mut s,
             t(70),
             Event::Reload(Box::new(Reload {
                 graph: g.clone(),
@@ -3316,7 +3349,8 @@ mod tests {
         );
         // A manifest changed: its file is applied whole with the deploy of its resources.
         let mut s = up();
-        let out = s.reduce(
+        let out = reloaded(
+            &mut s,
             t(70),
             Event::Reload(Box::new(Reload {
                 graph: g.clone(),
@@ -3339,7 +3373,8 @@ mod tests {
         );
         // A file of no resource's workload (a Service): applied alone, nothing waited for.
         let mut s = up();
-        let out = s.reduce(
+        let out = reloaded(
+            &mut s,
             t(70),
             Event::Reload(Box::new(Reload {
                 graph: g.clone(),
@@ -3364,7 +3399,8 @@ mod tests {
         assert!(s.settled());
         // A replaced resource: forgotten, then deployed again as new.
         let mut s = up();
-        let out = s.reduce(
+        let out = reloaded(
+            &mut s,
             t(70),
             Event::Reload(Box::new(Reload {
                 graph: g,
@@ -3390,7 +3426,8 @@ mod tests {
         let mut s = with_locals();
         s.reduce(t(0), Event::Start);
         let g = s.graph.clone();
-        let out = s.reduce(
+        let out = reloaded(
+            &mut s,
             t(5),
             Event::Reload(Box::new(Reload {
                 graph: g.clone(),
@@ -3410,7 +3447,8 @@ mod tests {
         s.reduce(t(0), Event::Start);
         let g = s.graph.clone();
         assert_eq!(
-            s.reduce(
+            reloaded(
+                &mut s,
                 t(1),
                 Event::Reload(Box::new(Reload {
                     graph: g,

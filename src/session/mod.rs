@@ -110,15 +110,6 @@ fn header(cfg: &Config) -> web::Header {
     }
 }
 
-/// The channels that carry what may change while `up` runs, shared by the workers, the page
-/// and the reloader.
-pub struct Current {
-    pub cfg: watch::Sender<Arc<Config>>,
-    /// Image -> the resources that run it.
-    pub users: watch::Sender<BTreeMap<String, Vec<String>>>,
-    pub infos: watch::Sender<Vec<workers::ResourceInfo>>,
-}
-
 async fn run(
     loaded: &Loaded,
     shown: String,
@@ -152,15 +143,15 @@ async fn run(
     let live = Arc::new(live_tx);
     let (snap_tx, snap_rx) = watch::channel(driver::initial(&state));
     let (report_tx, report_rx) = watch::channel(serde_json::Value::Null);
-    let (cfg_tx, cfg_rx) = watch::channel(cfg.clone());
-    let (users_tx, users_rx) = watch::channel(crate::project::users(&shape.resource_images));
     let (infos_tx, infos_rx) =
         watch::channel(workers::resource_infos(&cfg, &shape.resource_images));
-    let current = Current {
-        cfg: cfg_tx,
-        users: users_tx,
+    let current = workers::Current {
+        cfg: watch::channel(cfg.clone()).0,
+        users: watch::channel(crate::project::users(&shape.resource_images)).0,
         infos: infos_tx,
     };
+    // The reloader's configs go to the workers, put in place when the engine says so.
+    let (publish_tx, publish_rx) = mpsc::unbounded_channel();
     let mut tasks = tokio::task::JoinSet::new();
     let mut page_error = None;
     if !opts.ci {
@@ -205,11 +196,11 @@ async fn run(
         }
     }
     let mut workers = workers::Workers::new(workers::Setup {
-        cfg: cfg_rx,
+        current,
+        published: publish_rx,
         ci: opts.ci,
         logs: logs.clone(),
         live,
-        users: users_rx,
         bringup: bringup::Inputs {
             shown: shown.clone(),
             warnings: loaded.warnings.len(),
@@ -228,7 +219,7 @@ async fn run(
     } else {
         let w = reloader::Reloader::start(
             cfg.clone(),
-            current,
+            publish_tx,
             tx.clone(),
             cwd.to_path_buf(),
             opts.port,

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use anyhow::Result;
 use tokio::sync::mpsc;
 
-use super::Current;
 use crate::config::{self, Config};
 use crate::engine::state::{Event, Reload, SyncPlan};
 use crate::watch::{self as files, Reload as Edit};
@@ -23,7 +22,10 @@ type Batches = mpsc::UnboundedReceiver<Result<files::Batch, files::WatchError>>;
 pub struct Reloader {
     /// The last good config: what runs.
     cfg: Arc<Config>,
-    current: Current,
+    /// Each config taken goes to the workers, put in place by the engine's `Configure`.
+    publish: mpsc::UnboundedSender<workers::Published>,
+    /// The version of the last config published.
+    version: u64,
     tx: mpsc::UnboundedSender<Event>,
     cwd: PathBuf,
     /// `--port`: it stands for `[web] port` in every config read.
@@ -70,7 +72,7 @@ fn config_error(shown: &str, e: &config::ConfigError) -> String {
 impl Reloader {
     pub fn start(
         cfg: Arc<Config>,
-        current: Current,
+        publish: mpsc::UnboundedSender<workers::Published>,
         tx: mpsc::UnboundedSender<Event>,
         cwd: PathBuf,
         port: Option<u16>,
@@ -78,7 +80,8 @@ impl Reloader {
         let (watcher, batches) = start_watching(&cfg)?;
         Ok(Reloader {
             cfg,
-            current,
+            publish,
+            version: 0,
             tx,
             cwd,
             port,
@@ -228,7 +231,7 @@ impl Reloader {
             }
             Err(e) => out::say("error", format!("{e:#}")),
         }
-        self.publish(&new, &shape);
+        let version = self.publish(&new, &shape);
         let files: BTreeSet<String> = if d.manifests {
             new.deploy.manifests.iter().map(|m| new.rel(m)).collect()
         } else {
@@ -237,6 +240,7 @@ impl Reloader {
         let summary = summary(&d);
         self.cfg = new.clone();
         let _ = self.tx.send(Event::Reload(Box::new(Reload {
+            version,
             graph: crate::project::graph(&new, &shape.resource_images, &shape.released),
             images: d.images,
             locals: d.locals,
@@ -284,9 +288,10 @@ impl Reloader {
             }
         }
         let cfg = self.cfg.clone();
-        self.publish(&cfg, &shape);
+        let version = self.publish(&cfg, &shape);
         // A manifest may run other images now: the graph follows.
         let _ = self.tx.send(Event::Reload(Box::new(Reload {
+            version,
             graph: crate::project::graph(&cfg, &shape.resource_images, &shape.released),
             resources,
             files,
@@ -295,15 +300,17 @@ impl Reloader {
         Ok(())
     }
 
-    /// The new config and what its resources run, for the workers and the page.
-    fn publish(&self, cfg: &Arc<Config>, shape: &crate::project::Shape) {
-        self.current.cfg.send_replace(cfg.clone());
-        self.current
-            .users
-            .send_replace(crate::project::users(&shape.resource_images));
-        self.current
-            .infos
-            .send_replace(workers::resource_infos(cfg, &shape.resource_images));
+    /// The new config and what its resources run, for the workers and the page: put in
+    /// place when the engine, having heard of it, says so. Returns its version.
+    fn publish(&mut self, cfg: &Arc<Config>, shape: &crate::project::Shape) -> u64 {
+        self.version += 1;
+        let _ = self.publish.send(workers::Published {
+            version: self.version,
+            cfg: cfg.clone(),
+            users: crate::project::users(&shape.resource_images),
+            infos: workers::resource_infos(cfg, &shape.resource_images),
+        });
+        self.version
     }
 }
 

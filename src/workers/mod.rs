@@ -105,15 +105,33 @@ pub fn resource_infos(
 /// How each cluster resource's last readiness wait ended: its pods and how long it took.
 pub type Outcomes = Arc<Mutex<BTreeMap<String, (PodCounts, Option<Duration>)>>>;
 
+/// The channels that carry what may change while `up` runs: the workers write them when the
+/// engine says so ([`Command::Configure`]); the workers, the page and the follow tasks read.
+pub struct Current {
+    pub cfg: watch::Sender<Arc<Config>>,
+    /// Image -> the resources that run it.
+    pub users: watch::Sender<BTreeMap<String, Vec<String>>>,
+    pub infos: watch::Sender<Vec<ResourceInfo>>,
+}
+
+/// A config the reloader took, with what its resources run, waiting for the engine's
+/// [`Command::Configure`] of its version.
+pub struct Published {
+    pub version: u64,
+    pub cfg: Arc<Config>,
+    pub users: BTreeMap<String, Vec<String>>,
+    pub infos: Vec<ResourceInfo>,
+}
+
 /// What the session gives the workers.
 pub struct Setup {
-    /// The config now: a reload sends the new one before the engine hears of it.
-    pub cfg: watch::Receiver<Arc<Config>>,
+    /// The config now, and what its resources run.
+    pub current: Current,
+    /// Configs the reloader took, each put in place by the engine's `Configure`.
+    pub published: mpsc::UnboundedReceiver<Published>,
     pub ci: bool,
     pub logs: Logs,
     pub live: LiveMap,
-    /// Image -> the resources that run it (their logs get the build's output).
-    pub users: watch::Receiver<BTreeMap<String, Vec<String>>>,
     pub bringup: bringup::Inputs,
     /// The engine's events, for what happens outside a command (a new pod behind on live
     /// updates).
@@ -122,6 +140,8 @@ pub struct Setup {
 
 /// The workers of `up`: each command runs on a task of its own and reports back.
 pub struct Workers {
+    current: Current,
+    published: mpsc::UnboundedReceiver<Published>,
     cfg: watch::Receiver<Arc<Config>>,
     ci: bool,
     logs: Logs,
@@ -157,11 +177,13 @@ pub struct Workers {
 impl Workers {
     pub fn new(setup: Setup) -> Workers {
         Workers {
-            cfg: setup.cfg,
+            cfg: setup.current.cfg.subscribe(),
+            users: setup.current.users.subscribe(),
+            current: setup.current,
+            published: setup.published,
             ci: setup.ci,
             logs: setup.logs,
             live: setup.live,
-            users: setup.users,
             bringup: Arc::new(setup.bringup),
             cluster: Arc::new(std::sync::OnceLock::new()),
             outcomes: Arc::new(Mutex::new(BTreeMap::new())),
@@ -190,12 +212,31 @@ impl Workers {
     fn config(&self) -> Arc<Config> {
         self.cfg.borrow().clone()
     }
+
+    /// Puts config `version` in place (and what its resources run): the commands dispatched
+    /// from now on run under it. Older ones the reloader sent are passed over.
+    fn configure(&mut self, version: u64) {
+        while let Ok(p) = self.published.try_recv() {
+            if p.version != version {
+                continue;
+            }
+            self.current.cfg.send_replace(p.cfg);
+            self.current.users.send_replace(p.users);
+            self.current.infos.send_replace(p.infos);
+            return;
+        }
+        tracing::warn!(
+            version,
+            "the engine asked for a config the reloader never sent"
+        );
+    }
 }
 
 impl driver::Workers for Workers {
     fn dispatch(&mut self, cmd: Command, events: &mpsc::UnboundedSender<Event>) {
         let tx = events.clone();
         match cmd {
+            Command::Configure { version } => self.configure(version),
             Command::Doctor => {
                 let cfg = self.config();
                 let inputs = self.bringup.clone();
@@ -573,5 +614,102 @@ impl Follower {
             handle,
         );
         followed.insert(name.to_owned(), set);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::driver::Workers as _;
+
+    fn config(dir: &std::path::Path, text: &str) -> Arc<Config> {
+        let file = dir.join("devenv.toml");
+        std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+        let loaded = crate::config::parse(&file, &file, text).unwrap_or_else(|e| panic!("{e}"));
+        Arc::new(loaded.config)
+    }
+
+    fn workers(cfg: Arc<Config>) -> (Workers, mpsc::UnboundedSender<Published>) {
+        let (publish, published) = mpsc::unbounded_channel();
+        let (events, _) = mpsc::unbounded_channel();
+        let w = Workers::new(Setup {
+            current: Current {
+                cfg: watch::channel(cfg).0,
+                users: watch::channel(BTreeMap::new()).0,
+                infos: watch::channel(Vec::new()).0,
+            },
+            published,
+            ci: true,
+            logs: Logs::new(1 << 20),
+            live: Arc::new(watch::channel(BTreeMap::new()).0),
+            bringup: bringup::Inputs {
+                shown: "devenv.toml".into(),
+                warnings: 0,
+                recreate_cluster: false,
+                plan: Mutex::new(None),
+                page_error: Mutex::new(None),
+                report: watch::channel(serde_json::Value::Null).0,
+            },
+            events,
+        });
+        (w, publish)
+    }
+
+    /// Issue 26 point 4: the reloader handed the new config to the workers before the engine
+    /// heard of it, so a command decided under the old config ran under the new one (a `Run`
+    /// of a local the edit removed found nothing and never reported back). Now a config is
+    /// put in place only by the engine's `Configure`, which comes before every command
+    /// decided under it: what was dispatched before runs under the config it was decided
+    /// under. The real local runner runs the command (`sh`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_command_decided_before_a_reload_runs_under_its_own_config() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let old = config(
+            dir.path(),
+            "[project]\nname = \"r\"\n\n[[local]]\nname = \"gen\"\ncmd = \"echo one > out.txt\"\n",
+        );
+        let new = config(
+            dir.path(),
+            "[project]\nname = \"r\"\n\n[[local]]\nname = \"other\"\ncmd = \"true\"\n",
+        );
+        let (mut w, publish) = workers(old);
+        // The reloader took the edit (gen removed) before the engine reduced the reload.
+        let _ = publish.send(Published {
+            version: 1,
+            cfg: new,
+            users: BTreeMap::new(),
+            infos: Vec::new(),
+        });
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // Decided under the old config: it runs, and says so.
+        w.dispatch(
+            Command::Run {
+                resource: "gen".into(),
+                generation: 1,
+            },
+            &tx,
+        );
+        let done = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match rx.recv().await {
+                    Some(Event::RunDone {
+                        resource, result, ..
+                    }) => break (resource, result),
+                    Some(_) => {}
+                    None => panic!("no RunDone"),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("gen never reported back"));
+        assert_eq!(done, ("gen".to_owned(), Ok(())));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out.txt")).unwrap_or_default(),
+            "one\n"
+        );
+        // The engine's Configure puts the new config in place.
+        assert_eq!(w.config().locals[0].name, "gen");
+        w.dispatch(Command::Configure { version: 1 }, &tx);
+        assert_eq!(w.config().locals[0].name, "other");
     }
 }
