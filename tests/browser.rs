@@ -551,6 +551,12 @@ fn the_history_lists_a_failed_then_a_good_build() {
         "context = \".\"\nbuilder = \"custom\"\ncommand = \"if grep -q broken hello.txt; then echo 'error: hello.txt is broken' >&2; exit 1; fi; docker build -t \\\"$DEVENV_IMAGE\\\" .\"\n",
     );
     p.write("devenv.toml", &cfg);
+    // A NodePort Service: its address on the node shows in hello's row.
+    let deployment = p.read("k8s/deployment.yaml");
+    p.write(
+        "k8s/deployment.yaml",
+        &format!("{deployment}---\napiVersion: v1\nkind: Service\nmetadata:\n  name: hello\nspec:\n  type: NodePort\n  selector:\n    app: hello\n  ports:\n    - port: 8080\n      nodePort: 30080\n"),
+    );
     let w = World::new(p);
     w.api.auto_rollout();
     w.profile("running", 4, 8192);
@@ -559,6 +565,10 @@ fn the_history_lists_a_failed_then_a_good_build() {
     up.wait_for("ready      hello (");
     let b = Browser::open(&page_url(&up), 1100, 800);
     b.wait(&status_is("hello", "ready"), "hello ready");
+    b.wait(
+        "const a = document.querySelector('tr[data-name=\"hello\"] a.node-url'); return a !== null && a.textContent === '192.168.49.2:30080' && a.href === 'http://192.168.49.2:30080/'",
+        "hello's NodePort address in its row",
+    );
     w.p.write("hello.txt", "broken\n");
     b.wait(&status_is("hello", "error"), "hello's build failed");
     b.wait(

@@ -475,6 +475,16 @@ fn forwards_follow_the_pod_logs_stream_and_sigterm_stops_cleanly() {
     assert_eq!(v["resources"][0]["name"], "hello");
     assert_eq!(v["resources"][0]["pods"]["ready"], 1, "{v}");
     assert_eq!(v["resources"][0]["pods"]["total"], 1, "{v}");
+    // Where it is reached, in the engine's state for the page and the API, not only in the
+    // terminal (issue 26 point 3).
+    assert_eq!(
+        v["resources"][0]["urls"],
+        json!([
+            format!("http://127.0.0.1:{port}"),
+            "http://192.168.49.2:30080"
+        ]),
+        "{v}"
+    );
     assert_eq!(through_forward(port, "pong"), "hello-2-0:8080 pong");
     assert!(w.api.requests().iter().any(|r| r.path
         == "/api/v1/namespaces/hello/pods/hello-2-0/portforward"

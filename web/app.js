@@ -152,7 +152,7 @@ function fillRow(row, r) {
   row.upd.textContent = updateText(r);
   row.pods.title = (r.pod_names || []).join("\n");
   row.pods.textContent = r.pods ? `${r.pods.ready}/${r.pods.total}${r.pods.restarts ? ` · ${r.pods.restarts} restart${r.pods.restarts === 1 ? "" : "s"}` : ""}` : "";
-  const key = JSON.stringify([r.port_forwards, r.links]);
+  const key = JSON.stringify([r.port_forwards, r.links, r.urls]);
   if (key !== row.linkKey) {
     row.linkKey = key;
     row.links.replaceChildren();
@@ -165,6 +165,13 @@ function fillRow(row, r) {
     for (const l of r.links) {
       const a = el("a", null, l.replace(/^https?:\/\//, ""));
       a.href = l;
+      row.links.append(a, " ");
+    }
+    // The cluster's own addresses of it (NodePort, LoadBalancer), once it is followed.
+    for (const u of (r.urls || []).filter((u) => !u.startsWith("http://127.0.0.1:") && !r.links.includes(u))) {
+      const a = el("a", "node-url", u.replace(/^https?:\/\//, ""));
+      a.href = u;
+      a.title = "the Service's address on the cluster's node";
       row.links.append(a, " ");
     }
   }

@@ -91,6 +91,9 @@ pub struct ResourceState {
     /// It was ready at least once.
     #[serde(skip)]
     pub ever_ready: bool,
+    /// Where it is reached from the host, once followed: its port-forwards, its NodePort
+    /// and LoadBalancer addresses, and the configured links.
+    pub urls: Vec<String>,
     /// When it last took a change: a deploy, a live update or a local run that succeeded.
     #[serde(rename = "updated_at_ms", serialize_with = "as_ms")]
     pub updated_at: Option<Duration>,
@@ -494,6 +497,11 @@ pub enum Event {
         resource: String,
     },
     Shutdown,
+    /// Where a followed resource is reached from the host (forwards, NodePorts, links).
+    Urls {
+        resource: String,
+        urls: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -685,6 +693,7 @@ impl ResourceState {
             held_by: None,
             blocked: false,
             ever_ready: false,
+            urls: Vec::new(),
             updated_at: None,
             history: VecDeque::new(),
             deploy_cause: None,
@@ -957,6 +966,11 @@ impl State {
             }
             Event::Trigger { resource } => self.on_trigger(now, resource, &mut out),
             Event::Shutdown => self.stop(&mut out),
+            Event::Urls { resource, urls } => {
+                if let Some(r) = self.res_mut(&resource) {
+                    r.urls = urls;
+                }
+            }
         }
         out
     }

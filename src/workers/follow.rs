@@ -71,7 +71,11 @@ pub async fn follow_one(
             l
         }
     };
+    // Where the resource is reached from the host: the engine's state has it for the page,
+    // the API and `status`; the terminal says each once.
+    let mut urls = Vec::new();
     for (local, remote, listener) in listeners {
+        urls.push(format!("http://127.0.0.1:{local}"));
         out::say(
             "forward",
             format!(
@@ -93,6 +97,7 @@ pub async fn follow_one(
             Ok(l) => {
                 for url in deploy::forward::node_urls(&l.items, &pods.template_labels, ip) {
                     out::say("url", format!("{}: {url}", r.name));
+                    urls.push(url);
                 }
             }
             Err(e) => report(format!("cannot list the Services in {}: {e}", r.namespace)),
@@ -100,7 +105,12 @@ pub async fn follow_one(
     }
     for link in &r.links {
         out::say("link", format!("{}: {link}", r.name));
+        urls.push(link.clone());
     }
+    let _ = keep.events.send(crate::engine::state::Event::Urls {
+        resource: r.name.clone(),
+        urls,
+    });
     // Pod counts for the page, kept current.
     {
         let pods = pods.clone();
