@@ -1004,6 +1004,15 @@ fn an_edit_of_devenv_toml_is_reloaded_and_a_broken_one_stops_nothing() {
     assert_eq!(p.read("extra.txt"), "extra\n");
     let v = status_json(&p, home.path());
     assert!(v["config_error"].is_null(), "{v}");
+    // The reload is in the status API (and the page), not only the terminal (issue 26
+    // point 3).
+    let notes = v["notes"].as_array().cloned().unwrap_or_default();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n["kind"] == "reloaded" && n["text"] == "devenv.toml: rerun gen; start extra"),
+        "{v}"
+    );
     let names: Vec<&str> = v["resources"]
         .as_array()
         .into_iter()

@@ -269,6 +269,13 @@ function render() {
   const ce = $("config-error");
   ce.hidden = !status.config_error;
   ce.textContent = status.config_error ? `${status.config_error}\nEverything keeps running as it was; a fixed file is read again.` : "";
+  // What the session did that is no resource's: the latest, the rest on hover.
+  const notes = status.notes || [];
+  const n = $("notes");
+  n.hidden = notes.length === 0;
+  const told = (x) => `${dur(x.at_ms)}  ${x.kind} ${x.text}`;
+  n.textContent = notes.length ? told(notes[notes.length - 1]) : "";
+  n.title = notes.map(told).join("\n");
   renderTable();
   renderSummary();
   renderDetail();

@@ -110,6 +110,18 @@ pub struct ResourceState {
 /// How many entries each resource's history keeps.
 pub const HISTORY: usize = 20;
 
+/// How many session notes the state keeps.
+pub const NOTES: usize = 20;
+
+/// Something the session did that is no resource's (`reloaded`, `pruned`, `kept`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Note {
+    #[serde(rename = "at_ms", serialize_with = "ms")]
+    pub at: Duration,
+    pub kind: String,
+    pub text: String,
+}
+
 /// One build, live update, deploy or run, as the status page's history shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HistoryEntry {
@@ -497,6 +509,11 @@ pub enum Event {
         resource: String,
     },
     Shutdown,
+    /// Something the session did that is no resource's: a config reloaded, objects pruned.
+    Note {
+        kind: String,
+        text: String,
+    },
     /// Where a followed resource is reached from the host (forwards, NodePorts, links).
     Urls {
         resource: String,
@@ -658,6 +675,8 @@ pub struct State {
     pub config_error: Option<String>,
     /// Manifest files to apply whole with the next deploy.
     pending_files: BTreeSet<String>,
+    /// The last [`NOTES`] things the session did that are no resource's, oldest first.
+    pub notes: VecDeque<Note>,
     /// Deploys that succeeded: none at the end of `up --ci` means nothing reached the cluster.
     pub deploys_done: usize,
     /// The part of the bring-up that failed, if one did.
@@ -835,6 +854,7 @@ impl State {
             config_error: None,
             pending_files: BTreeSet::new(),
             deploys_done: 0,
+            notes: VecDeque::new(),
             bring_up_failed: None,
             deploy_started: None,
             now: Duration::ZERO,
@@ -966,6 +986,16 @@ impl State {
             }
             Event::Trigger { resource } => self.on_trigger(now, resource, &mut out),
             Event::Shutdown => self.stop(&mut out),
+            Event::Note { kind, text } => {
+                if self.notes.len() == NOTES {
+                    self.notes.pop_front();
+                }
+                self.notes.push_back(Note {
+                    at: now,
+                    kind,
+                    text,
+                });
+            }
             Event::Urls { resource, urls } => {
                 if let Some(r) = self.res_mut(&resource) {
                     r.urls = urls;
@@ -2475,6 +2505,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The session's notes (reloads, prunes) are state, the last NOTES of them.
+    #[test]
+    fn session_notes_keep_the_last_twenty() {
+        let mut s = todo();
+        for i in 0..25 {
+            s.reduce(
+                t(i),
+                Event::Note {
+                    kind: "pruned".into(),
+                    text: format!("ConfigMap/c{i}"),
+                },
+            );
+        }
+        assert_eq!(s.notes.len(), NOTES);
+        assert_eq!(s.notes[0].text, "ConfigMap/c5");
+        assert_eq!(s.notes[NOTES - 1].at, t(24));
     }
 
     /// Issue 25 point 1: manifests whose objects are no resource's workload (a ConfigMap)

@@ -249,7 +249,12 @@ impl Reloader {
             refollow: d.refollow,
             files,
         })));
-        out::say("reloaded", format!("{}: {summary}", self.shown()));
+        let text = format!("{}: {summary}", self.shown());
+        let _ = self.tx.send(Event::Note {
+            kind: "reloaded".into(),
+            text: text.clone(),
+        });
+        out::say("reloaded", text);
         Ok(())
     }
 

@@ -407,6 +407,8 @@ pub struct Status {
     /// Why the last edit of the config (or a values file, the chart, a manifest) was not
     /// taken; the last good one runs on.
     pub config_error: Option<String>,
+    /// What the session did that is no resource's: configs reloaded, objects pruned.
+    pub notes: serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -476,6 +478,7 @@ fn status_of(s: &Shared) -> Status {
             "cluster": snap.state.cluster,
         }),
         config_error: snap.state.config_error.clone(),
+        notes: serde_json::to_value(&snap.state.notes).unwrap_or_default(),
     }
 }
 

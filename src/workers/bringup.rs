@@ -277,7 +277,9 @@ fn prepare_stages(
         Some(rt.block_on(deploy::apply::discover(&ready.target))?)
     };
     if let (Some(d), Some(path)) = (&discovery, &inventory) {
-        deploy_w::prune(rt, &ready.target, d, cfg, docs, &previous, path)?;
+        // Said in the cluster step's notes too (the page, the status API).
+        let note = |kind: &str, text: &str| progress(&format!("{kind} {text}"));
+        deploy_w::prune(rt, &ready.target, d, cfg, docs, path, &note)?;
     }
     let node_ip = match cfg.cluster.provider {
         config::Provider::Minikube if !ci => crate::cluster::minikube::Minikube {

@@ -40,9 +40,10 @@ pub fn prune(
     discovery: &kube::discovery::Discovery,
     cfg: &config::Config,
     docs: &[Doc],
-    previous: &[deploy::apply::ObjectRef],
     inventory: &std::path::Path,
+    note: &dyn Fn(&str, &str),
 ) -> Result<()> {
+    let previous = deploy::apply::load_inventory(inventory);
     let mut current = Vec::new();
     for d in docs {
         current.extend(deploy::apply::refs(
@@ -63,18 +64,20 @@ pub fn prune(
         &stale,
         &cfg.project,
     ))? {
-        match p {
+        let (kind, text) = match p {
             deploy::apply::Pruned::Deleted(r) => {
-                out::say("pruned", format!("{r}: no longer in the manifests"))
+                ("pruned", format!("{r}: no longer in the manifests"))
             }
-            deploy::apply::Pruned::Kept(r) => out::say(
+            deploy::apply::Pruned::Kept(r) => (
                 "kept",
                 format!(
                     "{r}: no longer in the manifests, but it is not labelled as {}'s any more",
                     cfg.project
                 ),
             ),
-        }
+        };
+        note(kind, &text);
+        out::say(kind, text);
     }
     deploy::apply::save_inventory(inventory, &current)
         .with_context(|| format!("cannot write {}", inventory.display()))
@@ -232,6 +235,7 @@ pub fn deploy_resources(
     references: &BTreeMap<String, String>,
     files: &[String],
     shared_applied: &Mutex<bool>,
+    note: &dyn Fn(&str, &str),
 ) -> Result<()> {
     // The first deploy says how each image was rewritten.
     let first = !*lock(shared_applied);
@@ -304,8 +308,7 @@ pub fn deploy_resources(
         let inventory = crate::host::state_dir()
             .map(|s| deploy::apply::inventory_path(&s, &cfg.root, &target.context));
         if let Some(path) = inventory {
-            let previous = deploy::apply::load_inventory(&path);
-            prune(handle, target, discovery, cfg, &docs, &previous, &path)?;
+            prune(handle, target, discovery, cfg, &docs, &path, note)?;
         }
     }
     if !resources.is_empty() {

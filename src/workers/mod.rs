@@ -392,6 +392,12 @@ impl driver::Workers for Workers {
                         &references,
                         &files,
                         &shared_applied,
+                        &|kind, text| {
+                            let _ = tx.send(Event::Note {
+                                kind: kind.to_owned(),
+                                text: text.to_owned(),
+                            });
+                        },
                     );
                     // From its first deploy on, a resource's forwards and logs are followed.
                     if result.is_ok() && prepared.is_some() {
