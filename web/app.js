@@ -60,8 +60,9 @@ function inError(r) {
   return r.status === "error" || r.blocked;
 }
 
+// Manual and never triggered: the engine says so (`idle`).
 function idle(r) {
-  return r.manual && r.status === "pending" && !r.deploys && !r.runs;
+  return r.idle === true;
 }
 
 function lastOf(r, kinds) {

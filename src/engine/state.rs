@@ -85,6 +85,9 @@ pub struct ResourceState {
     pub held: Option<Hold>,
     /// The resource it waits for, if it waits for one (the page links to it).
     pub held_by: Option<String>,
+    /// Manual and never triggered: it waits for the user, not for anything else (the one
+    /// definition the terminal, the summary and the page read).
+    pub idle: bool,
     /// Held by a failure (of a dependency, or of what that waits for): it stays as it is
     /// until that is fixed.
     pub blocked: bool,
@@ -710,6 +713,7 @@ impl ResourceState {
             runs: 0,
             held: None,
             held_by: None,
+            idle: false,
             blocked: false,
             ever_ready: false,
             urls: Vec::new(),
@@ -1740,9 +1744,11 @@ impl State {
             return false;
         };
         let hold = self.hold(node);
+        let manual = node.manual;
         let Some(r) = self.resources.get_mut(&node.name) else {
             return false;
         };
+        r.idle = manual && r.status == Status::Pending && r.deploys == 0 && r.runs == 0;
         if r.held == hold {
             return false;
         }
@@ -2505,6 +2511,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// "Manual and never triggered" has one definition, the engine's `idle`: a manual local
+    /// is idle until triggered, and not after.
+    #[test]
+    fn a_manual_local_is_idle_until_triggered() {
+        let mut s = State::new(Graph {
+            resources: vec![Node {
+                name: "e2e".into(),
+                manual: true,
+                local: true,
+                ..Node::default()
+            }],
+            ..Graph::default()
+        });
+        assert_eq!(s.reduce(t(0), Event::Start), []);
+        assert!(s.resources["e2e"].idle);
+        assert!(s.settled());
+        let out = s.reduce(
+            t(1),
+            Event::Trigger {
+                resource: "e2e".into(),
+            },
+        );
+        assert_eq!(out, [run("e2e", 1)]);
+        assert!(!s.resources["e2e"].idle);
     }
 
     /// The session's notes (reloads, prunes) are state, the last NOTES of them.

@@ -287,13 +287,10 @@ async fn run(
         views::print_summary(cfg, &end, &outcomes);
         views::summary_of_locals(cfg, &end);
         // A manual local resource that nobody triggered is not a failure.
-        let mut ok = end.resources.iter().all(|(n, r)| {
-            r.status == crate::engine::state::Status::Ready
-                || cfg
-                    .locals
-                    .iter()
-                    .any(|l| &l.name == n && views::untriggered(l, r))
-        });
+        let mut ok = end
+            .resources
+            .values()
+            .all(|r| r.status == crate::engine::state::Status::Ready || r.idle);
         // A run that deployed nothing, or built an image that nothing runs, is no success
         // (a CI gate passed with nothing running).
         let deploys_something =

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::deploy::rollout;
 use crate::engine::driver::Snapshot;
-use crate::engine::state::{ResourceState, State, Status, StepStatus};
+use crate::engine::state::{State, Status, StepStatus};
 use crate::out;
 
 /// The `--ci` summary of the cluster resources, from the engine's final state: what the
@@ -94,18 +94,13 @@ pub fn print_summary(
     }
 }
 
-/// A manual local resource that nobody triggered (so it never ran).
-pub fn untriggered(l: &config::LocalResource, r: &ResourceState) -> bool {
-    l.trigger == config::TriggerMode::Manual && r.status == Status::Pending
-}
-
 pub fn summary_of_locals(cfg: &Config, s: &State) {
     for l in &cfg.locals {
         if let Some(r) = s.resources.get(&l.name) {
             let status = match r.status {
                 Status::Ready => "ready",
                 Status::Error => "failed",
-                _ if untriggered(l, r) => "manual (not triggered)",
+                _ if r.idle => "manual (not triggered)",
                 _ => "not run",
             };
             out::plain(&format!("{:20}  local     {status}", l.name));
