@@ -1,6 +1,6 @@
 //! Dependency order: the one place it is computed. Pure: it imports nothing of the crate.
 //! The engine's state keeps it for its graph (computed when the graph is made or reloaded,
-//! not after every event), and the plan prints its steps in it.
+//! not after every event); the plan is a run of that engine.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

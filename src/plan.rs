@@ -1,8 +1,10 @@
-//! The ordered plan `devenv up` carries out, computed from the config alone.
+//! The ordered plan `devenv up` carries out: a run of the engine's own reducer over the
+//! project's graph (`project`), every command succeeding at once, each command turned into
+//! the steps that carry it out.
 //!
-//! Pure apart from reading the files the config names (to hash build contexts): no process is
-//! started and nothing is contacted, so `devenv up --dry-run` shows exactly what `up` will do
-//! and tests can pin it. Later stages execute these steps; they do not re-derive them.
+//! Pure apart from reading the files the config names (to hash build contexts, to read the
+//! manifests): no process is started and nothing is contacted, so `devenv up --dry-run` shows
+//! what `up` will do, in its order, and tests can pin it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
