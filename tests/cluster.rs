@@ -1042,4 +1042,17 @@ fn up_ci_json_logs_prints_only_json_lines_on_stdout() {
     assert_eq!(summary[0]["resource"], "hello");
     assert_eq!(summary[0]["status"], "ready");
     assert_eq!(summary[0]["pods"], "1/1");
+    // One source (issue 26): the summary's pods and time are the engine's, as the `ready`
+    // line and the page say them.
+    let ready = lines
+        .iter()
+        .find(|l| l["event"] == "ready")
+        .unwrap_or_else(|| panic!("no ready line: {text}"));
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1/1 pods")),
+        "{text}"
+    );
+    assert_ne!(summary[0]["time"], "-", "{text}");
 }

@@ -94,6 +94,20 @@ pub struct ResourceState {
     /// It was ready at least once.
     #[serde(skip)]
     pub ever_ready: bool,
+    /// Its workload's pods of the current revision, as last counted (a watch while `up`
+    /// runs, the readiness wait at its end): the page, `status` and the `--ci` summary all
+    /// read this one count.
+    pub pods: Option<Pods>,
+    /// The names of the pods counted (at most ten).
+    pub pod_names: Vec<String>,
+    /// The last failure following its logs or forwarding its ports, with a hint.
+    pub warning: Option<String>,
+    /// How long its last readiness wait took, from the wait's start to ready.
+    #[serde(rename = "ready_took_ms", serialize_with = "as_ms")]
+    pub ready_took: Option<Duration>,
+    /// When the readiness wait in flight started.
+    #[serde(skip)]
+    wait_started: Option<Duration>,
     /// Where it is reached from the host, once followed: its port-forwards, its NodePort
     /// and LoadBalancer addresses, and the configured links.
     pub urls: Vec<String>,
@@ -112,6 +126,14 @@ pub struct ResourceState {
 
 /// How many entries each resource's history keeps.
 pub const HISTORY: usize = 20;
+
+/// A workload's pods: ready, all, and their containers' restarts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Pods {
+    pub ready: usize,
+    pub total: usize,
+    pub restarts: u32,
+}
 
 /// How many session notes the state keeps.
 pub const NOTES: usize = 20;
@@ -517,6 +539,18 @@ pub enum Event {
         kind: String,
         text: String,
     },
+    /// A resource's pods, counted again.
+    Pods {
+        resource: String,
+        pods: Pods,
+        /// The pods' names (at most ten); none keeps those known.
+        names: Option<Vec<String>>,
+    },
+    /// Following a resource's logs or forwarding its ports failed (it goes on).
+    Warning {
+        resource: String,
+        message: String,
+    },
     /// Where a followed resource is reached from the host (forwards, NodePorts, links).
     Urls {
         resource: String,
@@ -716,6 +750,11 @@ impl ResourceState {
             idle: false,
             blocked: false,
             ever_ready: false,
+            pods: None,
+            pod_names: Vec::new(),
+            warning: None,
+            ready_took: None,
+            wait_started: None,
             urls: Vec::new(),
             updated_at: None,
             history: VecDeque::new(),
@@ -971,6 +1010,9 @@ impl State {
                     r.status = Status::Ready;
                     r.last_error = None;
                     r.ever_ready = true;
+                    if let Some(started) = r.wait_started.take() {
+                        r.ready_took = Some(now.saturating_sub(started));
+                    }
                 }
                 self.schedule_runs(Some(&resource), &mut out);
                 self.schedule_deploy(&mut out);
@@ -990,21 +1032,10 @@ impl State {
             }
             Event::Trigger { resource } => self.on_trigger(now, resource, &mut out),
             Event::Shutdown => self.stop(&mut out),
-            Event::Note { kind, text } => {
-                if self.notes.len() == NOTES {
-                    self.notes.pop_front();
-                }
-                self.notes.push_back(Note {
-                    at: now,
-                    kind,
-                    text,
-                });
-            }
-            Event::Urls { resource, urls } => {
-                if let Some(r) = self.res_mut(&resource) {
-                    r.urls = urls;
-                }
-            }
+            ev @ (Event::Note { .. }
+            | Event::Pods { .. }
+            | Event::Warning { .. }
+            | Event::Urls { .. }) => self.on_news(now, ev),
         }
         out
     }
@@ -1220,9 +1251,20 @@ impl State {
             self.deploys_done += 1;
         }
         if result.is_ok() && !names.is_empty() {
-            out.push(Command::Wait { resources: names });
+            self.wait_for(names, out);
         }
         self.schedule_deploy(out);
+    }
+
+    /// Waits for `names` to be ready, from now.
+    fn wait_for(&mut self, names: Vec<String>, out: &mut Vec<Command>) {
+        let now = self.now;
+        for n in &names {
+            if let Some(r) = self.resources.get_mut(n) {
+                r.wait_started = Some(now);
+            }
+        }
+        out.push(Command::Wait { resources: names });
     }
 
     /// A local run ended: what waited for it may start.
@@ -1285,6 +1327,46 @@ impl State {
         }
         for image in &node.images {
             self.want_build(now, image, Cause::Manual, out);
+        }
+    }
+
+    /// What the workers learned that changes no decision: a session note, a resource's pods,
+    /// a warning following it, where it is reached.
+    fn on_news(&mut self, now: Duration, ev: Event) {
+        match ev {
+            Event::Note { kind, text } => {
+                if self.notes.len() == NOTES {
+                    self.notes.pop_front();
+                }
+                self.notes.push_back(Note {
+                    at: now,
+                    kind,
+                    text,
+                });
+            }
+            Event::Pods {
+                resource,
+                pods,
+                names,
+            } => {
+                if let Some(r) = self.resources.get_mut(&resource) {
+                    r.pods = Some(pods);
+                    if let Some(names) = names {
+                        r.pod_names = names;
+                    }
+                }
+            }
+            Event::Warning { resource, message } => {
+                if let Some(r) = self.resources.get_mut(&resource) {
+                    r.warning = Some(message);
+                }
+            }
+            Event::Urls { resource, urls } => {
+                if let Some(r) = self.res_mut(&resource) {
+                    r.urls = urls;
+                }
+            }
+            _ => {}
         }
     }
 
@@ -2038,9 +2120,7 @@ impl State {
                     r.last_error = None;
                 }
             }
-            out.push(Command::Wait {
-                resources: unchanged,
-            });
+            self.wait_for(unchanged, out);
         }
         // One deploy at a time: what is due now goes when the one in flight ends.
         if self.deploying.is_some()

@@ -12,7 +12,6 @@ pub mod detach;
 pub mod down;
 mod reloader;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -139,8 +138,6 @@ async fn run(
         &shape.released,
     ));
     let logs = Logs::new(cfg.web.log_buffer);
-    let (live_tx, live_rx) = watch::channel(BTreeMap::new());
-    let live = Arc::new(live_tx);
     let (snap_tx, snap_rx) = watch::channel(driver::initial(&state));
     let (report_tx, report_rx) = watch::channel(serde_json::Value::Null);
     let (infos_tx, infos_rx) =
@@ -167,7 +164,6 @@ async fn run(
                     listener,
                     web::Shared {
                         snapshots: snap_rx.clone(),
-                        live: live_rx,
                         logs: logs.clone(),
                         events: tx.clone(),
                         header: header(&cfg),
@@ -200,7 +196,6 @@ async fn run(
         published: publish_rx,
         ci: opts.ci,
         logs: logs.clone(),
-        live,
         bringup: bringup::Inputs {
             shown: shown.clone(),
             warnings: loaded.warnings.len(),
@@ -211,7 +206,6 @@ async fn run(
         },
         events: tx.clone(),
     });
-    let outcomes = workers.outcomes();
     // Without --ci, file changes feed the engine from the start, so a save during the
     // first builds is built after them; an edit of what `up` was set up from is reloaded.
     let watching = if opts.ci {
@@ -283,8 +277,7 @@ async fn run(
     if opts.ci {
         // --ci reads no edit: it ends with the config it started with.
         let cfg = &loaded.config;
-        let outcomes = crate::host::lock(&outcomes).clone();
-        views::print_summary(cfg, &end, &outcomes);
+        views::print_summary(cfg, &end);
         views::summary_of_locals(cfg, &end);
         // A manual local resource that nobody triggered is not a failure.
         let mut ok = end

@@ -8,18 +8,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::deploy::rollout;
 use crate::engine::driver::Snapshot;
 use crate::engine::state::{State, Status, StepStatus};
 use crate::out;
 
 /// The `--ci` summary of the cluster resources, from the engine's final state: what the
 /// cluster really holds, and why the rest is not there.
-pub fn print_summary(
-    cfg: &Config,
-    end: &State,
-    outcomes: &BTreeMap<String, (rollout::PodCounts, Option<Duration>)>,
-) {
+pub fn print_summary(cfg: &Config, end: &State) {
     if cfg.resources.is_empty() {
         return;
     }
@@ -29,12 +24,14 @@ pub fn print_summary(
         .iter()
         .map(|r| {
             let s = end.resources.get(&r.name);
-            let o = outcomes.get(&r.name);
-            let pods = o.map_or("-".to_owned(), |(p, _)| format!("{}/{}", p.ready, p.total));
+            // The engine's state is the one source: the page and `status` read the same.
+            let pods = s
+                .and_then(|s| s.pods)
+                .map_or("-".to_owned(), |p| format!("{}/{}", p.ready, p.total));
             let (status, time) = match s.map(|s| s.status) {
                 Some(Status::Ready) => (
                     "ready",
-                    o.and_then(|(_, t)| *t)
+                    s.and_then(|s| s.ready_took)
                         .map_or("-".to_owned(), |t| format!("{:.1}s", t.as_secs_f64())),
                 ),
                 Some(Status::Error) => {

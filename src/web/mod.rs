@@ -24,12 +24,9 @@ use tokio::sync::{mpsc, watch};
 
 pub mod client;
 
-use std::collections::BTreeMap;
-
-use crate::deploy::rollout::PodCounts;
 use crate::engine::driver::{Logs, Snapshot};
 use crate::engine::state::Event;
-use crate::workers::{Live, ResourceInfo};
+use crate::workers::ResourceInfo;
 
 const INDEX: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
@@ -55,9 +52,6 @@ pub struct Header {
 #[derive(Clone)]
 pub struct Shared {
     pub snapshots: watch::Receiver<Snapshot>,
-    /// What the cluster says of each cluster resource now: its pods, and the last problem
-    /// following its logs or forwarding its ports.
-    pub live: watch::Receiver<BTreeMap<String, Live>>,
     pub logs: Logs,
     pub events: mpsc::UnboundedSender<Event>,
     pub header: Header,
@@ -422,17 +416,10 @@ pub struct ResourceStatus {
     /// What the last live update of its images did, since they were last built
     /// (`synced 3 files to 2 containers in 140 ms`), if any.
     pub last_sync: Option<String>,
-    /// Its pods (cluster resources): ready, total, container restarts.
-    pub pods: Option<PodCounts>,
-    /// Their names (at most ten).
-    pub pod_names: Vec<String>,
-    /// The last failure following its logs or forwarding its ports, if any.
-    pub warning: Option<String>,
 }
 
 fn status_of(s: &Shared) -> Status {
     let snap = s.snapshots.borrow().clone();
-    let mut live = s.live.borrow().clone();
     let infos = s.resources.borrow().clone();
     let resources = infos
         .iter()
@@ -455,15 +442,11 @@ fn status_of(s: &Shared) -> Status {
                 .iter()
                 .filter_map(|i| snap.state.images.get(i))
                 .find_map(|i| i.last_sync.clone());
-            let l = live.remove(&info.name).unwrap_or_default();
             ResourceStatus {
                 info: info.clone(),
                 state,
                 build_ms,
                 last_sync,
-                pods: l.pods,
-                pod_names: l.pod_names,
-                warning: l.warning,
             }
         })
         .collect();
@@ -497,31 +480,20 @@ async fn events(
     AxState(s): AxState<Shared>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = s.snapshots.clone();
-    let pods = s.live.clone();
-    let stream = futures::stream::unfold(
-        (s, rx, pods, true),
-        |(s, mut rx, mut pods, first)| async move {
-            if !first {
-                // A change of state or of the pods.
-                let changed = tokio::select! {
-                    r = rx.changed() => r.is_ok(),
-                    r = pods.changed() => r.is_ok() || rx.changed().await.is_ok(),
-                };
-                if !changed {
-                    return None;
-                }
-            }
-            rx.borrow_and_update();
-            pods.borrow_and_update();
-            let st = status_of(&s);
-            let ev = SseEvent::default()
-                .event("status")
-                .id(st.seq.to_string())
-                .json_data(&st)
-                .unwrap_or_else(|_| SseEvent::default().comment("unserializable"));
-            Some((Ok(ev), (s, rx, pods, false)))
-        },
-    );
+    let stream = futures::stream::unfold((s, rx, true), |(s, mut rx, first)| async move {
+        // A change of state (pod counts and warnings included).
+        if !first && rx.changed().await.is_err() {
+            return None;
+        }
+        rx.borrow_and_update();
+        let st = status_of(&s);
+        let ev = SseEvent::default()
+            .event("status")
+            .id(st.seq.to_string())
+            .json_data(&st)
+            .unwrap_or_else(|_| SseEvent::default().comment("unserializable"));
+        Some((Ok(ev), (s, rx, false)))
+    });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 

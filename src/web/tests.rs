@@ -10,7 +10,6 @@ struct Server {
     port: u16,
     token: String,
     snaps: watch::Sender<Snapshot>,
-    _pods: watch::Sender<BTreeMap<String, Live>>,
     state: State,
     events: mpsc::UnboundedReceiver<Event>,
     logs: Logs,
@@ -45,6 +44,23 @@ fn server() -> Server {
         ],
         ..Graph::default()
     });
+    // The pods are engine state, fed by an event like any other.
+    let mut state = state;
+    state.reduce(
+        std::time::Duration::ZERO,
+        Event::Pods {
+            resource: "backend".into(),
+            pods: crate::engine::state::Pods {
+                ready: 1,
+                total: 2,
+                restarts: 3,
+            },
+            names: Some(vec![
+                "backend-7d9f-abcde".into(),
+                "backend-7d9f-fghij".into(),
+            ]),
+        },
+    );
     let (snaps, rx) = watch::channel(driver::initial(&state));
     let (tx, events) = mpsc::unbounded_channel();
     let logs = Logs::new(1 << 20);
@@ -67,22 +83,8 @@ fn server() -> Server {
         links: vec![],
         manual: kind == "local",
     };
-    let (pods_tx, pods) = watch::channel(BTreeMap::new());
-    pods_tx.send_replace(BTreeMap::from([(
-        "backend".to_owned(),
-        Live {
-            pods: Some(PodCounts {
-                ready: 1,
-                total: 2,
-                restarts: 3,
-            }),
-            pod_names: vec!["backend-7d9f-abcde".into(), "backend-7d9f-fghij".into()],
-            warning: None,
-        },
-    )]));
     let shared = Shared {
         snapshots: rx,
-        live: pods,
         logs: logs.clone(),
         events: tx,
         header: Header {
@@ -108,7 +110,6 @@ fn server() -> Server {
         port,
         token,
         snaps,
-        _pods: pods_tx,
         state,
         events,
         logs,

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{LiveMap, Prepared};
+use super::Prepared;
 use crate::config;
 use crate::deploy;
 use crate::engine::driver::Logs;
@@ -25,15 +25,9 @@ pub struct Keep {
 
 /// Follows `r` until the task is aborted (when `r` leaves the config, or devenv stops): the
 /// tasks it starts end with it.
-pub async fn follow_one(
-    r: config::Resource,
-    prepared: &Prepared,
-    logs: Logs,
-    live: LiveMap,
-    keep: Keep,
-) {
+pub async fn follow_one(r: config::Resource, prepared: &Prepared, logs: Logs, keep: Keep) {
     let target = &prepared.target;
-    let report = warn(&r.name, "follow", &logs, &live);
+    let report = warn(&r.name, "follow", &logs, &keep.events);
     let pods = match deploy::pods::watch(&target.client, &r.namespace, &r.workload).await {
         Ok(p) => p,
         Err(e) => {
@@ -87,7 +81,7 @@ pub async fn follow_one(
             listener,
             pods.clone(),
             remote,
-            warn(&r.name, "forward", &logs, &live),
+            warn(&r.name, "forward", &logs, &keep.events),
         ));
     }
     if let Some(ip) = &prepared.node_ip {
@@ -111,22 +105,24 @@ pub async fn follow_one(
         resource: r.name.clone(),
         urls,
     });
-    // Pod counts for the page, kept current.
+    // Pod counts, kept current in the engine's state (the page, `status`, the summary).
     {
         let pods = pods.clone();
         let name = r.name.clone();
-        let live = live.clone();
+        let events = keep.events.clone();
         tasks.spawn(async move {
             let mut changed = pods.changed.clone();
+            let mut last = None;
             loop {
                 let (c, names) = pods.counts();
-                live.send_if_modified(|m| {
-                    let l = m.entry(name.clone()).or_default();
-                    let changed = l.pods != Some(c) || l.pod_names != names;
-                    l.pods = Some(c);
-                    l.pod_names = names;
-                    changed
-                });
+                if last.as_ref() != Some(&(c, names.clone())) {
+                    let _ = events.send(crate::engine::state::Event::Pods {
+                        resource: name.clone(),
+                        pods: super::pods_of(c),
+                        names: Some(names.clone()),
+                    });
+                    last = Some((c, names));
+                }
                 if changed.changed().await.is_err() {
                     break;
                 }
@@ -134,7 +130,7 @@ pub async fn follow_one(
         });
     }
     let name = r.name.clone();
-    let report = warn(&r.name, "logs", &logs, &live);
+    let report = warn(&r.name, "logs", &logs, &keep.events);
     tasks.spawn(deploy::logs::follow(
         pods,
         move |l| {
@@ -173,19 +169,23 @@ async fn listen_again(
 }
 
 /// Where a failure of a resource's log stream or port-forward goes: the terminal (`label`
-/// line), the resource's log, and its warning in the status API and on the page.
+/// line), the resource's log, and its warning in the engine's state (the status API, the
+/// page).
 fn warn(
     resource: &str,
     label: &'static str,
     logs: &Logs,
-    live: &LiveMap,
+    events: &tokio::sync::mpsc::UnboundedSender<crate::engine::state::Event>,
 ) -> impl Fn(String) + Send + Sync + Clone + 'static {
-    let (name, logs, live) = (resource.to_owned(), logs.clone(), Arc::clone(live));
+    let (name, logs, events) = (resource.to_owned(), logs.clone(), events.clone());
     move |message: String| {
         out::say_for(label, &name, &message);
         for line in message.lines() {
             logs.push(&name, label, line);
         }
-        live.send_modify(|m| m.entry(name.clone()).or_default().warning = Some(message));
+        let _ = events.send(crate::engine::state::Event::Warning {
+            resource: name.clone(),
+            message,
+        });
     }
 }

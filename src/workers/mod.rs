@@ -38,19 +38,14 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(3600);
 /// A serve command runs until devenv stops or its inputs change.
 const SERVE_TIMEOUT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
-/// What is known of a cluster resource besides the engine's state, kept current from its
-/// watches, log streams and port-forwards.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Live {
-    pub pods: Option<PodCounts>,
-    /// The names of the pods counted (at most ten).
-    pub pod_names: Vec<String>,
-    /// The last failure of its log stream or a port-forward, as a sentence with a hint.
-    pub warning: Option<String>,
+/// The engine's count of pods from the cluster's.
+pub fn pods_of(c: PodCounts) -> crate::engine::state::Pods {
+    crate::engine::state::Pods {
+        ready: c.ready,
+        total: c.total,
+        restarts: c.restarts,
+    }
 }
-
-/// Per resource, what the cluster says of it now.
-pub type LiveMap = Arc<watch::Sender<BTreeMap<String, Live>>>;
 
 /// A resource as the page and `devenv status` see it, besides the engine's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -102,9 +97,6 @@ pub fn resource_infos(
     out
 }
 
-/// How each cluster resource's last readiness wait ended: its pods and how long it took.
-pub type Outcomes = Arc<Mutex<BTreeMap<String, (PodCounts, Option<Duration>)>>>;
-
 /// The channels that carry what may change while `up` runs: the workers write them when the
 /// engine says so ([`Command::Configure`]); the workers, the page and the follow tasks read.
 pub struct Current {
@@ -131,7 +123,6 @@ pub struct Setup {
     pub published: mpsc::UnboundedReceiver<Published>,
     pub ci: bool,
     pub logs: Logs,
-    pub live: LiveMap,
     pub bringup: bringup::Inputs,
     /// The engine's events, for what happens outside a command (a new pod behind on live
     /// updates).
@@ -145,12 +136,10 @@ pub struct Workers {
     cfg: watch::Receiver<Arc<Config>>,
     ci: bool,
     logs: Logs,
-    live: LiveMap,
     users: watch::Receiver<BTreeMap<String, Vec<String>>>,
     bringup: Arc<bringup::Inputs>,
     /// Set once the cluster is up (commands that need it come only after).
     cluster: Arc<std::sync::OnceLock<Prepared>>,
-    outcomes: Outcomes,
     /// The follow tasks of each deployed resource (forwards, pod counts, logs), from its
     /// first deploy on.
     followed: Arc<Mutex<BTreeMap<String, tokio::task::JoinSet<()>>>>,
@@ -183,10 +172,8 @@ impl Workers {
             published: setup.published,
             ci: setup.ci,
             logs: setup.logs,
-            live: setup.live,
             bringup: Arc::new(setup.bringup),
             cluster: Arc::new(std::sync::OnceLock::new()),
-            outcomes: Arc::new(Mutex::new(BTreeMap::new())),
             followed: Arc::new(Mutex::new(BTreeMap::new())),
             shared_applied: Arc::new(Mutex::new(false)),
             steps: Cancel::new(),
@@ -202,11 +189,6 @@ impl Workers {
             sessions: crate::deploy::sync::Sessions::default(),
             events: setup.events,
         }
-    }
-
-    /// How each cluster resource's last readiness wait ended (for the `--ci` summary).
-    pub fn outcomes(&self) -> Outcomes {
-        self.outcomes.clone()
     }
 
     fn config(&self) -> Arc<Config> {
@@ -444,14 +426,8 @@ impl driver::Workers for Workers {
                         .iter()
                         .map(|i| crate::image::repository(&cfg, i))
                         .collect();
-                    let task = tokio::spawn(wait::wait(
-                        r,
-                        built,
-                        target.clone(),
-                        self.ci,
-                        self.outcomes.clone(),
-                        tx.clone(),
-                    ));
+                    let task =
+                        tokio::spawn(wait::wait(r, built, target.clone(), self.ci, tx.clone()));
                     self.waits.insert(name, task);
                 }
             }
@@ -500,10 +476,6 @@ impl driver::Workers for Workers {
                 if let Some(c) = lock(&self.serves).remove(&resource) {
                     c.cancel();
                 }
-                lock(&self.outcomes).remove(&resource);
-                self.live.send_modify(|m| {
-                    m.remove(&resource);
-                });
                 self.logs
                     .push(&resource, "reload", "removed from the config");
                 out::say_for("removed", &resource, "no longer in the config");
@@ -552,7 +524,6 @@ struct Follower {
     cfg: watch::Receiver<Arc<Config>>,
     cluster: Arc<std::sync::OnceLock<Prepared>>,
     logs: Logs,
-    live: LiveMap,
     followed: Arc<Mutex<BTreeMap<String, tokio::task::JoinSet<()>>>>,
 }
 
@@ -568,7 +539,6 @@ impl Workers {
             cfg: self.cfg.clone(),
             cluster: self.cluster.clone(),
             logs: self.logs.clone(),
-            live: self.live.clone(),
             followed: self.followed.clone(),
         }
     }
@@ -589,7 +559,7 @@ impl Follower {
             return;
         }
         let mut set = tokio::task::JoinSet::new();
-        let (cluster, logs, live) = (self.cluster.clone(), self.logs.clone(), self.live.clone());
+        let (cluster, logs) = (self.cluster.clone(), self.logs.clone());
         // The images of this resource that live update reaches: their new containers catch up.
         let live_images: Vec<String> = self
             .users
@@ -614,7 +584,7 @@ impl Follower {
         set.spawn_on(
             async move {
                 if let Some(p) = cluster.get() {
-                    follow::follow_one(r, p, logs, live, keep).await;
+                    follow::follow_one(r, p, logs, keep).await;
                 }
             },
             handle,
@@ -647,7 +617,6 @@ mod tests {
             published,
             ci: true,
             logs: Logs::new(1 << 20),
-            live: Arc::new(watch::channel(BTreeMap::new()).0),
             bringup: bringup::Inputs {
                 shown: "devenv.toml".into(),
                 warnings: 0,

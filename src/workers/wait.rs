@@ -6,12 +6,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::Outcomes;
 use crate::cluster::kube::Target;
 use crate::config;
 use crate::deploy::rollout::{self, Health, PodCounts};
 use crate::engine::state::Event;
-use crate::host::lock;
 use crate::out;
 
 /// Waits until `r` is ready (or fails), saying problems as they come. `built`: the
@@ -21,7 +19,6 @@ pub async fn wait(
     built: Vec<String>,
     target: Target,
     ci: bool,
-    outcomes: Outcomes,
     tx: mpsc::UnboundedSender<Event>,
 ) {
     let started = std::time::Instant::now();
@@ -48,7 +45,12 @@ pub async fn wait(
     )
     .await;
     let took = started.elapsed();
-    lock(&outcomes).insert(r.name.clone(), (pods, res.is_ok().then_some(took)));
+    // The count at the end of the wait: the one the `--ci` summary and the page read.
+    let _ = tx.send(Event::Pods {
+        resource: r.name.clone(),
+        pods: super::pods_of(pods),
+        names: None,
+    });
     match res {
         Ok(()) => {
             say_ready(&r, pods, took);
