@@ -205,13 +205,15 @@ function renderSummary() {
   const stepFailed = ["doctor", "cluster"].filter((k) => steps[k] && steps[k].status === "failed");
   const busy = status.resources.some((r) => BUSY.includes(r.status) || (r.status === "pending" && !idle(r) && !r.blocked))
     || ["doctor", "cluster"].some((k) => steps[k] && ["pending", "running"].includes(steps[k].status));
-  const errors = bad.length + stepFailed.length + (status.config_error ? 1 : 0);
+  const stopped = Object.entries(status.stopped_parts || {});
+  const errors = bad.length + stepFailed.length + (status.config_error ? 1 : 0) + stopped.length;
   const banner = $("banner");
   banner.hidden = errors === 0;
   const said = [];
   if (bad.length) said.push(`${bad.length} resource${bad.length === 1 ? "" : "s"} in error: ${bad.map((r) => r.name).join(", ")}`);
   for (const k of stepFailed) said.push(`${k} failed: ${steps[k].message ?? ""}`);
   if (status.config_error) said.push("the last edit of the config was not taken");
+  for (const [part, why] of stopped) said.push(`${part} stopped: ${why}`);
   banner.textContent = said.join(" · ");
   const worst = errors ? "error" : busy ? "busy" : "ok";
   const word = errors ? `✖ ${errors} error${errors === 1 ? "" : "s"}` : busy ? "● updating" : "✔ ready";

@@ -534,6 +534,11 @@ pub enum Event {
         resource: String,
     },
     Shutdown,
+    /// A part of the session that runs until `up` ends (the page, the file watcher) stopped.
+    PartStopped {
+        part: String,
+        why: String,
+    },
     /// Something the session did that is no resource's: a config reloaded, objects pruned.
     Note {
         kind: String,
@@ -714,6 +719,9 @@ pub struct State {
     pending_files: BTreeSet<String>,
     /// The last [`NOTES`] things the session did that are no resource's, oldest first.
     pub notes: VecDeque<Note>,
+    /// Parts of the session that stopped before `up` did, and why: `up` runs on without
+    /// them, and the page and the terminal say so.
+    pub stopped_parts: BTreeMap<String, String>,
     /// Deploys that succeeded: none at the end of `up --ci` means nothing reached the cluster.
     pub deploys_done: usize,
     /// The part of the bring-up that failed, if one did.
@@ -898,6 +906,7 @@ impl State {
             pending_files: BTreeSet::new(),
             deploys_done: 0,
             notes: VecDeque::new(),
+            stopped_parts: BTreeMap::new(),
             bring_up_failed: None,
             deploy_started: None,
             now: Duration::ZERO,
@@ -1033,6 +1042,7 @@ impl State {
             Event::Trigger { resource } => self.on_trigger(now, resource, &mut out),
             Event::Shutdown => self.stop(&mut out),
             ev @ (Event::Note { .. }
+            | Event::PartStopped { .. }
             | Event::Pods { .. }
             | Event::Warning { .. }
             | Event::Urls { .. }) => self.on_news(now, ev),
@@ -1334,6 +1344,9 @@ impl State {
     /// a warning following it, where it is reached.
     fn on_news(&mut self, now: Duration, ev: Event) {
         match ev {
+            Event::PartStopped { part, why } => {
+                self.stopped_parts.insert(part, why);
+            }
             Event::Note { kind, text } => {
                 if self.notes.len() == NOTES {
                     self.notes.pop_front();

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod detach;
 pub mod down;
 mod reloader;
+mod supervise;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -150,6 +151,8 @@ async fn run(
     // The reloader's configs go to the workers, put in place when the engine says so.
     let (publish_tx, publish_rx) = mpsc::unbounded_channel();
     let mut tasks = tokio::task::JoinSet::new();
+    // The page's server and the file watcher: watched, said when they stop early.
+    let mut parts = supervise::Parts::default();
     let mut page_error = None;
     if !opts.ci {
         let proc_root = crate::doctor::Env::from_process().proc_root;
@@ -160,7 +163,10 @@ async fn run(
                 let port = listener.local_addr().map_or(cfg.web.port, |a| a.port());
                 let token = web::new_token();
                 daemon::publish(state_dir, &cfg, port, &token)?;
-                tasks.spawn(web::serve(
+                parts.start(
+                    "the status page",
+                    "the page, `devenv status`, `logs` and `trigger` do not answer until devenv restarts",
+                    tokio::spawn(web::serve(
                     listener,
                     web::Shared {
                         snapshots: snap_rx.clone(),
@@ -173,7 +179,9 @@ async fn run(
                         session: web::new_token(),
                         port,
                     },
-                ));
+                    )),
+                    tx.clone(),
+                );
                 // The address signs the browser in (the page carries no credential). A
                 // detached `up` writes to a log file: there the address goes without its token
                 // (`up --detach` prints the sign-in address itself).
@@ -208,9 +216,7 @@ async fn run(
     });
     // Without --ci, file changes feed the engine from the start, so a save during the
     // first builds is built after them; an edit of what `up` was set up from is reloaded.
-    let watching = if opts.ci {
-        None
-    } else {
+    if !opts.ci {
         let w = reloader::Reloader::start(
             cfg.clone(),
             publish_tx,
@@ -218,8 +224,13 @@ async fn run(
             cwd.to_path_buf(),
             opts.port,
         )?;
-        Some(tokio::spawn(w.run()))
-    };
+        parts.start(
+            "file watching",
+            "saved files and config edits are no longer seen until devenv restarts",
+            tokio::spawn(w.run()),
+            tx.clone(),
+        );
+    }
     let view = tokio::spawn(views::view(snap_rx.clone(), views::shown_of(&state)));
     let engine = {
         let tx = tx.clone();
@@ -259,9 +270,7 @@ async fn run(
     let _ = tokio::time::timeout(Duration::from_millis(300), view).await;
     out::set_progress("");
     signals.abort();
-    if let Some(w) = watching {
-        w.abort();
-    }
+    parts.stop();
     tasks.abort_all();
     exec::kill_all();
     if end.doctor.status == StepStatus::Failed {

@@ -105,13 +105,16 @@ impl Reloader {
                     continue;
                 }
                 Err(e) => {
-                    out::say(
-                        "error",
-                        match e.hint() {
-                            Some(h) => format!("{e}\n  hint: {h}"),
-                            None => e.to_string(),
-                        },
-                    );
+                    let text = match e.hint() {
+                        Some(h) => format!("{e}\n  hint: {h}"),
+                        None => e.to_string(),
+                    };
+                    // On the page too, not only the terminal.
+                    let _ = self.tx.send(Event::Note {
+                        kind: "error".into(),
+                        text: text.clone(),
+                    });
+                    out::say("error", text);
                     continue;
                 }
             };

@@ -403,6 +403,8 @@ pub struct Status {
     pub config_error: Option<String>,
     /// What the session did that is no resource's: configs reloaded, objects pruned.
     pub notes: serde_json::Value,
+    /// Parts of the session that stopped before `up` (the file watcher), and why.
+    pub stopped_parts: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -462,6 +464,7 @@ fn status_of(s: &Shared) -> Status {
         }),
         config_error: snap.state.config_error.clone(),
         notes: serde_json::to_value(&snap.state.notes).unwrap_or_default(),
+        stopped_parts: snap.state.stopped_parts.clone(),
     }
 }
 
