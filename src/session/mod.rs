@@ -120,17 +120,8 @@ async fn run(
     let (tx, rx) = mpsc::unbounded_channel();
     // Ctrl-C or SIGTERM from the first instant: the engine cancels whatever runs (a doctor
     // check, minikube, a build, a wait), its workers kill every process group, and it ends.
-    let signals = {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            wait_for_stop().await;
-            out::say(
-                "stopping",
-                "watchers, commands, port-forwards and log streams closed; the cluster and workloads are left running",
-            );
-            let _ = tx.send(Event::Shutdown);
-        })
-    };
+    let signals = tokio::spawn(stop_on_signal(tx.clone()));
+    let engine_tx = tx.clone();
     let cfg = Arc::new(loaded.config.clone());
     let shape = crate::project::shape(&cfg)?;
     let state = State::new(crate::project::graph(
@@ -141,64 +132,33 @@ async fn run(
     let logs = Logs::new(cfg.web.log_buffer);
     let (snap_tx, snap_rx) = watch::channel(driver::initial(&state));
     let (report_tx, report_rx) = watch::channel(serde_json::Value::Null);
-    let (infos_tx, infos_rx) =
-        watch::channel(workers::resource_infos(&cfg, &shape.resource_images));
-    let current = workers::Current {
-        cfg: watch::channel(cfg.clone()).0,
-        users: watch::channel(crate::project::users(&shape.resource_images)).0,
-        infos: infos_tx,
-    };
+    let (current, infos_rx) = workers::Current::of(&cfg, &shape);
     // The reloader's configs go to the workers, put in place when the engine says so.
     let (publish_tx, publish_rx) = mpsc::unbounded_channel();
     let mut tasks = tokio::task::JoinSet::new();
     // The page's server and the file watcher: watched, said when they stop early.
     let mut parts = supervise::Parts::default();
-    let mut page_error = None;
-    if !opts.ci {
-        let proc_root = crate::doctor::Env::from_process().proc_root;
-        // A busy port is said after the doctor's checks, whose report names its holder with
-        // everything else that is wrong.
-        match web::listen(cfg.web.port, &proc_root).await {
-            Ok(listener) => {
-                let port = listener.local_addr().map_or(cfg.web.port, |a| a.port());
-                let token = web::new_token();
-                daemon::publish(state_dir, &cfg, port, &token)?;
-                parts.start(
-                    "the status page",
-                    "the page, `devenv status`, `logs` and `trigger` do not answer until devenv restarts",
-                    tokio::spawn(web::serve(
-                    listener,
-                    web::Shared {
-                        snapshots: snap_rx.clone(),
-                        logs: logs.clone(),
-                        events: tx.clone(),
-                        header: header(&cfg),
-                        resources: infos_rx,
-                        doctor: report_rx,
-                        token: token.clone(),
-                        session: web::new_token(),
-                        port,
-                    },
-                    )),
-                    tx.clone(),
-                );
-                // The address signs the browser in (the page carries no credential). A
-                // detached `up` writes to a log file: there the address goes without its token
-                // (`up --detach` prints the sign-in address itself).
-                if std::env::var_os(detach::DETACHED_ENV).is_some() {
-                    out::say(
-                        "page",
-                        format!(
-                            "http://127.0.0.1:{port}/ (`up --detach` printed the sign-in address)"
-                        ),
-                    );
-                } else {
-                    out::say("page", format!("http://127.0.0.1:{port}/?token={token}"));
-                }
-            }
-            Err(e) => page_error = Some(format!("the status page: {e}\n  hint: {}", e.hint())),
-        }
-    }
+    let page_error = if opts.ci {
+        None
+    } else {
+        start_page(
+            &cfg,
+            state_dir,
+            web::Shared {
+                snapshots: snap_rx.clone(),
+                logs: logs.clone(),
+                events: tx.clone(),
+                header: header(&cfg),
+                resources: infos_rx,
+                doctor: report_rx,
+                token: web::new_token(),
+                session: web::new_token(),
+                port: 0,
+            },
+            &mut parts,
+        )
+        .await?
+    };
     let mut workers = workers::Workers::new(workers::Setup {
         current,
         published: publish_rx,
@@ -226,45 +186,20 @@ async fn run(
         )?;
         parts.start(
             "file watching",
-            "saved files and config edits are no longer seen until devenv restarts",
+            WATCHING_STOPPED,
             tokio::spawn(w.run()),
             tx.clone(),
         );
     }
     let view = tokio::spawn(views::view(snap_rx.clone(), views::shown_of(&state)));
-    let engine = {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let end = driver::run(state, rx, tx, &mut workers, &snap_tx).await;
-            // The last command was Stop: the workers have ended everything.
-            drop(workers);
-            end
-        })
-    };
+    let engine = tokio::spawn(async move {
+        let end = driver::run(state, rx, engine_tx, &mut workers, &snap_tx).await;
+        // The last command was Stop: the workers have ended everything.
+        drop(workers);
+        end
+    });
     let _ = tx.send(Event::Start);
-    {
-        let mut snaps = snap_rx.clone();
-        let tx = tx.clone();
-        let ci = opts.ci;
-        tasks.spawn(async move {
-            // Once the first start settled, the dev loop is all that runs (or, with --ci,
-            // nothing more will happen by itself).
-            while snaps.changed().await.is_ok() {
-                let settled = snaps.borrow().state.settled();
-                if settled {
-                    if ci {
-                        let _ = tx.send(Event::Shutdown);
-                    } else {
-                        out::say(
-                            "running",
-                            "Ctrl-C stops devenv; the cluster and the workloads stay up",
-                        );
-                    }
-                    break;
-                }
-            }
-        });
-    }
+    tasks.spawn(when_settled(snap_rx.clone(), tx.clone(), opts.ci));
     let end = engine.await?;
     // The view prints the last changes before it ends.
     let _ = tokio::time::timeout(Duration::from_millis(300), view).await;
@@ -273,6 +208,92 @@ async fn run(
     parts.stop();
     tasks.abort_all();
     exec::kill_all();
+    outcome(loaded, &end, opts.ci)
+}
+
+/// What `up` does without its file watcher.
+const WATCHING_STOPPED: &str =
+    "saved files and config edits are no longer seen until devenv restarts";
+
+/// Ctrl-C or SIGTERM: says what stops and what stays, and shuts the engine down.
+async fn stop_on_signal(tx: mpsc::UnboundedSender<Event>) {
+    wait_for_stop().await;
+    out::say(
+        "stopping",
+        "watchers, commands, port-forwards and log streams closed; the cluster and workloads are left running",
+    );
+    let _ = tx.send(Event::Shutdown);
+}
+
+/// Starts the status page on `[web] port` (its server a watched part) and says its sign-in
+/// address; `shared` is completed with the port taken. A busy port is no error here: it is
+/// returned, said after the doctor's checks, whose report names its holder with everything
+/// else that is wrong.
+async fn start_page(
+    cfg: &Config,
+    state_dir: &Path,
+    mut shared: web::Shared,
+    parts: &mut supervise::Parts,
+) -> Result<Option<String>> {
+    let proc_root = crate::doctor::Env::from_process().proc_root;
+    let listener = match web::listen(cfg.web.port, &proc_root).await {
+        Ok(l) => l,
+        Err(e) => return Ok(Some(format!("the status page: {e}\n  hint: {}", e.hint()))),
+    };
+    let port = listener.local_addr().map_or(cfg.web.port, |a| a.port());
+    let token = shared.token.clone();
+    shared.port = port;
+    daemon::publish(state_dir, cfg, port, &token)?;
+    let events = shared.events.clone();
+    parts.start(
+        "the status page",
+        "the page, `devenv status`, `logs` and `trigger` do not answer until devenv restarts",
+        tokio::spawn(web::serve(listener, shared)),
+        events,
+    );
+    // The address signs the browser in (the page carries no credential). A detached `up`
+    // writes to a log file: there the address goes without its token (`up --detach` prints
+    // the sign-in address itself).
+    if std::env::var_os(detach::DETACHED_ENV).is_some() {
+        out::say(
+            "page",
+            format!("http://127.0.0.1:{port}/ (`up --detach` printed the sign-in address)"),
+        );
+    } else {
+        out::say("page", format!("http://127.0.0.1:{port}/?token={token}"));
+    }
+    Ok(None)
+}
+
+/// Once the first start settled, the dev loop is all that runs: says so, or with `--ci`
+/// (nothing more will happen by itself) ends the session.
+async fn when_settled(
+    mut snaps: watch::Receiver<driver::Snapshot>,
+    tx: mpsc::UnboundedSender<Event>,
+    ci: bool,
+) {
+    // Once the first start settled, the dev loop is all that runs (or, with --ci,
+    // nothing more will happen by itself).
+    while snaps.changed().await.is_ok() {
+        let settled = snaps.borrow().state.settled();
+        if settled {
+            if ci {
+                let _ = tx.send(Event::Shutdown);
+            } else {
+                out::say(
+                    "running",
+                    "Ctrl-C stops devenv; the cluster and the workloads stay up",
+                );
+            }
+            break;
+        }
+    }
+}
+
+/// How `up` ends, from the engine's last state: the doctor's or the cluster's failure, or
+/// with `--ci` the summary and its exit rule (nothing deployed, an image that runs nowhere,
+/// a resource not ready all fail it).
+fn outcome(loaded: &Loaded, end: &State, ci: bool) -> Result<ExitCode> {
     if end.doctor.status == StepStatus::Failed {
         // The report (or the page's port) was said.
         return Ok(ExitCode::FAILURE);
@@ -283,11 +304,11 @@ async fn run(
             anyhow::bail!("{why}");
         }
     }
-    if opts.ci {
+    if ci {
         // --ci reads no edit: it ends with the config it started with.
         let cfg = &loaded.config;
-        views::print_summary(cfg, &end);
-        views::summary_of_locals(cfg, &end);
+        views::print_summary(cfg, end);
+        views::summary_of_locals(cfg, end);
         // A manual local resource that nobody triggered is not a failure.
         let mut ok = end
             .resources

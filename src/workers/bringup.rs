@@ -104,6 +104,111 @@ pub fn doctor(cfg: &Config, inputs: &Inputs) -> Result<(), String> {
     Ok(())
 }
 
+/// Says what the cluster's bring-up did: the profile, addons, where images are built, the
+/// context, the namespaces made.
+fn say_cluster(cfg: &Config, ready: &bootstrap::Ready) {
+    let c = &cfg.cluster;
+    if let Some(action) = &ready.action {
+        let what = match action {
+            Action::AlreadyRunning => "already running",
+            Action::Created => "created",
+            Action::Started => "started",
+            Action::Recreated => "recreated",
+        };
+        out::say(
+            "cluster",
+            format!(
+                "minikube profile `{}` {what} ({} CPUs, {} MB)",
+                c.profile, c.cpus, c.memory_mb
+            ),
+        );
+    }
+    for a in &ready.addons_enabled {
+        out::say("addon", format!("{a} enabled"));
+    }
+    match &ready.image_store {
+        Some(ImageStore::DockerEnv(env)) => out::say(
+            "images",
+            format!(
+                "built in Minikube's Docker daemon ({})",
+                env.get("DOCKER_HOST").map_or("?", String::as_str)
+            ),
+        ),
+        Some(ImageStore::HostDaemon) => out::say(
+            "images",
+            "built in the host's Docker daemon: the `none` driver runs the cluster there",
+        ),
+        Some(ImageStore::MinikubeImageBuild { runtime }) => out::say(
+            "images",
+            format!(
+                "built with `minikube image build`: the cluster's runtime is {runtime}, not Docker"
+            ),
+        ),
+        None => {}
+    }
+    out::say(
+        "context",
+        format!(
+            "`{}`{}",
+            ready.target.context,
+            ready
+                .target
+                .server
+                .as_ref()
+                .map_or(String::new(), |s| format!(" ({s})"))
+        ),
+    );
+    for ns in &ready.namespaces_created {
+        out::say("namespace", format!("`{ns}` created"));
+    }
+}
+
+/// Makes each Secret of `[[secret]]` from its .env files and applies it (values never said).
+fn apply_secrets(rt: &tokio::runtime::Handle, cfg: &Config, target: &Target) -> Result<()> {
+    for secret in &cfg.secrets {
+        let prepared = deploy::secrets::prepare(secret, &|f| cfg.rel(f))?;
+        for w in &prepared.warnings {
+            eprintln!("warning: {w}");
+        }
+        rt.block_on(deploy::secrets::apply(target, cfg, &prepared))?;
+        out::say(
+            "secret",
+            format!(
+                "`{}` in {} ({} key{}, values not shown)",
+                prepared.name,
+                prepared.namespace,
+                prepared.values.0.len(),
+                if prepared.values.0.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Binds every forward's local port, by resource.
+fn take_ports(
+    rt: &tokio::runtime::Handle,
+    cfg: &Config,
+    proc_root: &std::path::Path,
+) -> Result<BTreeMap<String, Vec<Bound>>> {
+    let mut forwards = BTreeMap::new();
+    for r in &cfg.resources {
+        let mut bound = Vec::new();
+        for pf in &r.port_forwards {
+            let listener = rt
+                .block_on(deploy::forward::listen(pf.local, proc_root))
+                .map_err(|e| anyhow::anyhow!("{}: {e}\n  hint: {}", r.name, e.hint()))?;
+            bound.push((pf.local, pf.remote, listener));
+        }
+        forwards.insert(r.name.clone(), bound);
+    }
+    Ok(forwards)
+}
+
 /// Fails once the step was cancelled (devenv is stopping).
 fn checkpoint(cancel: &Cancel) -> Result<()> {
     if cancel.is_cancelled() {
@@ -171,98 +276,17 @@ fn prepare_stages(
     checkpoint(cancel)?;
     *stage = BringUpStage::Secrets;
     progress("secrets");
-    let c = &cfg.cluster;
-    if let Some(action) = &ready.action {
-        let what = match action {
-            Action::AlreadyRunning => "already running",
-            Action::Created => "created",
-            Action::Started => "started",
-            Action::Recreated => "recreated",
-        };
-        out::say(
-            "cluster",
-            format!(
-                "minikube profile `{}` {what} ({} CPUs, {} MB)",
-                c.profile, c.cpus, c.memory_mb
-            ),
-        );
-    }
-    for a in &ready.addons_enabled {
-        out::say("addon", format!("{a} enabled"));
-    }
-    match &ready.image_store {
-        Some(ImageStore::DockerEnv(env)) => out::say(
-            "images",
-            format!(
-                "built in Minikube's Docker daemon ({})",
-                env.get("DOCKER_HOST").map_or("?", String::as_str)
-            ),
-        ),
-        Some(ImageStore::HostDaemon) => out::say(
-            "images",
-            "built in the host's Docker daemon: the `none` driver runs the cluster there",
-        ),
-        Some(ImageStore::MinikubeImageBuild { runtime }) => out::say(
-            "images",
-            format!(
-                "built with `minikube image build`: the cluster's runtime is {runtime}, not Docker"
-            ),
-        ),
-        None => {}
-    }
-    out::say(
-        "context",
-        format!(
-            "`{}`{}",
-            ready.target.context,
-            ready
-                .target
-                .server
-                .as_ref()
-                .map_or(String::new(), |s| format!(" ({s})"))
-        ),
-    );
-    for ns in &ready.namespaces_created {
-        out::say("namespace", format!("`{ns}` created"));
-    }
-    for secret in &cfg.secrets {
-        let prepared = deploy::secrets::prepare(secret, &|f| cfg.rel(f))?;
-        for w in &prepared.warnings {
-            eprintln!("warning: {w}");
-        }
-        rt.block_on(deploy::secrets::apply(&ready.target, cfg, &prepared))?;
-        out::say(
-            "secret",
-            format!(
-                "`{}` in {} ({} key{}, values not shown)",
-                prepared.name,
-                prepared.namespace,
-                prepared.values.0.len(),
-                if prepared.values.0.len() == 1 {
-                    ""
-                } else {
-                    "s"
-                }
-            ),
-        );
-    }
+    say_cluster(cfg, &ready);
+    apply_secrets(rt, cfg, &ready.target)?;
     checkpoint(cancel)?;
     *stage = BringUpStage::Ports;
     // Forward ports are taken now: a busy one stops `up` before anything is deployed.
-    let mut forwards = BTreeMap::new();
     let proc_root = doctor::Env::from_process().proc_root;
-    if !ci {
-        for r in &cfg.resources {
-            let mut bound = Vec::new();
-            for pf in &r.port_forwards {
-                let listener = rt
-                    .block_on(deploy::forward::listen(pf.local, &proc_root))
-                    .map_err(|e| anyhow::anyhow!("{}: {e}\n  hint: {}", r.name, e.hint()))?;
-                bound.push((pf.local, pf.remote, listener));
-            }
-            forwards.insert(r.name.clone(), bound);
-        }
-    }
+    let forwards = if ci {
+        BTreeMap::new()
+    } else {
+        take_ports(rt, cfg, &proc_root)?
+    };
     *stage = BringUpStage::Prune;
     progress("pruning what left the manifests");
     let inventory = crate::host::state_dir()

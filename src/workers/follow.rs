@@ -51,60 +51,7 @@ pub async fn follow_one(r: config::Resource, prepared: &Prepared, logs: Logs, ke
         ));
     }
     // Ports bound at bring-up, or (a resource added by a reload) bound now.
-    let bound = lock(&prepared.forwards).remove(&r.name);
-    let listeners = match bound {
-        Some(l) => l,
-        None => {
-            let mut l = Vec::new();
-            for pf in &r.port_forwards {
-                match listen_again(pf.local, &prepared.proc_root).await {
-                    Ok(listener) => l.push((pf.local, pf.remote, listener)),
-                    Err(e) => report(format!("{e}\n  hint: {}", e.hint())),
-                }
-            }
-            l
-        }
-    };
-    // Where the resource is reached from the host: the engine's state has it for the page,
-    // the API and `status`; the terminal says each once.
-    let mut urls = Vec::new();
-    for (local, remote, listener) in listeners {
-        urls.push(format!("http://127.0.0.1:{local}"));
-        out::say(
-            "forward",
-            format!(
-                "{}: http://127.0.0.1:{local} -> {}:{remote}",
-                r.name, r.workload
-            ),
-        );
-        tasks.spawn(deploy::forward::serve(
-            listener,
-            pods.clone(),
-            remote,
-            warn(&r.name, "forward", &logs, &keep.events),
-        ));
-    }
-    if let Some(ip) = &prepared.node_ip {
-        let api: kube::Api<k8s_openapi::api::core::v1::Service> =
-            kube::Api::namespaced(target.client.clone(), &r.namespace);
-        match api.list(&Default::default()).await {
-            Ok(l) => {
-                for url in deploy::forward::node_urls(&l.items, &pods.template_labels, ip) {
-                    out::say("url", format!("{}: {url}", r.name));
-                    urls.push(url);
-                }
-            }
-            Err(e) => report(format!("cannot list the Services in {}: {e}", r.namespace)),
-        }
-    }
-    for link in &r.links {
-        out::say("link", format!("{}: {link}", r.name));
-        urls.push(link.clone());
-    }
-    let _ = keep.events.send(crate::engine::state::Event::Urls {
-        resource: r.name.clone(),
-        urls,
-    });
+    reach(&r, prepared, &pods, &logs, &keep.events, &mut tasks).await;
     // Pod counts, kept current in the engine's state (the page, `status`, the summary).
     {
         let pods = pods.clone();
@@ -146,6 +93,75 @@ pub async fn follow_one(r: config::Resource, prepared: &Prepared, logs: Logs, ke
         report,
     ));
     while tasks.join_next().await.is_some() {}
+}
+
+/// Serves `r`'s forwards (on the ports bring-up took, or binds them again after a reload),
+/// finds its NodePort and LoadBalancer addresses, and tells where it is reached: once on the
+/// terminal, and as engine state for the page and the API.
+async fn reach(
+    r: &config::Resource,
+    prepared: &Prepared,
+    pods: &deploy::pods::Pods,
+    logs: &Logs,
+    events: &tokio::sync::mpsc::UnboundedSender<crate::engine::state::Event>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) {
+    let target = &prepared.target;
+    let report = warn(&r.name, "follow", logs, events);
+    let bound = lock(&prepared.forwards).remove(&r.name);
+    let listeners = match bound {
+        Some(l) => l,
+        None => {
+            let mut l = Vec::new();
+            for pf in &r.port_forwards {
+                match listen_again(pf.local, &prepared.proc_root).await {
+                    Ok(listener) => l.push((pf.local, pf.remote, listener)),
+                    Err(e) => report(format!("{e}\n  hint: {}", e.hint())),
+                }
+            }
+            l
+        }
+    };
+    // Where the resource is reached from the host: the engine's state has it for the page,
+    // the API and `status`; the terminal says each once.
+    let mut urls = Vec::new();
+    for (local, remote, listener) in listeners {
+        urls.push(format!("http://127.0.0.1:{local}"));
+        out::say(
+            "forward",
+            format!(
+                "{}: http://127.0.0.1:{local} -> {}:{remote}",
+                r.name, r.workload
+            ),
+        );
+        tasks.spawn(deploy::forward::serve(
+            listener,
+            pods.clone(),
+            remote,
+            warn(&r.name, "forward", logs, events),
+        ));
+    }
+    if let Some(ip) = &prepared.node_ip {
+        let api: kube::Api<k8s_openapi::api::core::v1::Service> =
+            kube::Api::namespaced(target.client.clone(), &r.namespace);
+        match api.list(&Default::default()).await {
+            Ok(l) => {
+                for url in deploy::forward::node_urls(&l.items, &pods.template_labels, ip) {
+                    out::say("url", format!("{}: {url}", r.name));
+                    urls.push(url);
+                }
+            }
+            Err(e) => report(format!("cannot list the Services in {}: {e}", r.namespace)),
+        }
+    }
+    for link in &r.links {
+        out::say("link", format!("{}: {link}", r.name));
+        urls.push(link.clone());
+    }
+    let _ = events.send(crate::engine::state::Event::Urls {
+        resource: r.name.clone(),
+        urls,
+    });
 }
 
 /// Binds a forward's port after a reload: this devenv's own earlier listener of the port may

@@ -106,6 +106,23 @@ pub struct Current {
     pub infos: watch::Sender<Vec<ResourceInfo>>,
 }
 
+impl Current {
+    /// The channels for `cfg` as `shape` reads it, and the page's receiver of the resource
+    /// infos.
+    pub fn of(
+        cfg: &Arc<Config>,
+        shape: &crate::project::Shape,
+    ) -> (Current, watch::Receiver<Vec<ResourceInfo>>) {
+        let (infos, infos_rx) = watch::channel(resource_infos(cfg, &shape.resource_images));
+        let current = Current {
+            cfg: watch::channel(cfg.clone()).0,
+            users: watch::channel(crate::project::users(&shape.resource_images)).0,
+            infos,
+        };
+        (current, infos_rx)
+    }
+}
+
 /// A config the reloader took, with what its resources run, waiting for the engine's
 /// [`Command::Configure`] of its version.
 pub struct Published {
@@ -191,6 +208,248 @@ impl Workers {
         }
     }
 
+    /// Brings the cluster up (checks, profile, namespaces, Secrets, ports, prune).
+    fn prepare_cluster(&mut self, tx: mpsc::UnboundedSender<Event>) {
+        let cfg = self.config();
+        let inputs = self.bringup.clone();
+        let cluster = self.cluster.clone();
+        let cancel = self.steps.clone();
+        let handle = tokio::runtime::Handle::current();
+        let ci = self.ci;
+        tokio::task::spawn_blocking(move || {
+            let progress = |m: &str| {
+                let _ = tx.send(Event::ClusterProgress {
+                    message: m.to_owned(),
+                });
+            };
+            match bringup::prepare(&handle, &cfg, &inputs, ci, &cancel, &progress) {
+                Ok(p) => {
+                    let _ = cluster.set(p);
+                    let _ = tx.send(Event::ClusterReady);
+                }
+                Err((stage, e)) => {
+                    // `up` ends with this error; the page shows it meanwhile.
+                    let _ = tx.send(Event::ClusterFailed {
+                        stage,
+                        message: format!("{e:#}"),
+                    });
+                }
+            }
+        });
+    }
+
+    /// Builds an image into the cluster's store (or pushes it), one build slot each.
+    fn build(&mut self, image: String, generation: u64, tx: mpsc::UnboundedSender<Event>) {
+        let cancel = Cancel::new();
+        self.builds
+            .insert(image.clone(), (generation, cancel.clone()));
+        let cfg = self.config();
+        let store = self.cluster.get().and_then(|p| p.store.clone());
+        let logs = self.logs.clone();
+        let users = self.users.borrow().get(&image).cloned().unwrap_or_default();
+        let slots = self.build_slots.clone();
+        let ledgers = self.ledgers.clone();
+        tokio::spawn(async move {
+            // Builds of different images run side by side, up to the limit.
+            let permit = slots.acquire_owned().await;
+            let result = tokio::task::spawn_blocking(move || {
+                let r = build::build_image(&cfg, &image, store.as_ref(), &cancel, &logs, &users);
+                drop(permit);
+                (image, r)
+            })
+            .await;
+            if let Ok((image, result)) = result {
+                if result.is_ok() {
+                    // The new image holds what live updates put into the old one.
+                    lock(&ledgers).remove(&image);
+                }
+                let _ = tx.send(Event::BuildDone {
+                    image,
+                    generation,
+                    result,
+                });
+            }
+        });
+    }
+
+    /// Puts changed files into the running containers of an image (live update).
+    fn sync(
+        &mut self,
+        image: String,
+        generation: u64,
+        plan: crate::engine::state::SyncPlan,
+        tx: mpsc::UnboundedSender<Event>,
+    ) {
+        let cfg = self.config();
+        let users = self.users.borrow().get(&image).cloned().unwrap_or_default();
+        let (pods, ledgers, sessions, logs) = (
+            self.pods.clone(),
+            self.ledgers.clone(),
+            self.sessions.clone(),
+            self.logs.clone(),
+        );
+        tokio::spawn(async move {
+            let result = live::sync(
+                cfg,
+                image.clone(),
+                plan,
+                users,
+                pods,
+                ledgers,
+                sessions,
+                logs,
+            )
+            .await;
+            let lasting = result.as_ref().err().is_some_and(|f| f.lasting);
+            if let Err(f) = &result {
+                out::say_for(
+                    "rebuild",
+                    &image,
+                    &format!(
+                        "live update failed ({}); building it{}",
+                        f.why,
+                        if f.lasting {
+                            ", and every change from now on"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+            }
+            let _ = tx.send(Event::SyncDone {
+                image,
+                generation,
+                result: result.map_err(|f| f.why),
+                lasting,
+            });
+        });
+    }
+
+    /// Deploys resources (one helm upgrade, the manifests' objects) and follows them.
+    fn deploy(
+        &mut self,
+        generation: u64,
+        resources: Vec<String>,
+        references: BTreeMap<String, String>,
+        files: Vec<String>,
+        tx: mpsc::UnboundedSender<Event>,
+    ) {
+        let cfg = self.config();
+        let cluster = self.cluster.clone();
+        let logs = self.logs.clone();
+        let handle = tokio::runtime::Handle::current();
+        let shared_applied = self.shared_applied.clone();
+        let me = self.follower();
+        tokio::task::spawn_blocking(move || {
+            let prepared = cluster.get();
+            let result = deploy::deploy_resources(
+                &cfg,
+                &handle,
+                prepared.map(|p| &p.target),
+                prepared.and_then(|p| p.discovery.as_deref()),
+                &resources,
+                &references,
+                &files,
+                &shared_applied,
+                &|kind, text| {
+                    let _ = tx.send(Event::Note {
+                        kind: kind.to_owned(),
+                        text: text.to_owned(),
+                    });
+                },
+            );
+            // From its first deploy on, a resource's forwards and logs are followed.
+            if result.is_ok() && prepared.is_some() {
+                for name in &resources {
+                    me.follow(name, &handle);
+                }
+            }
+            for r in &resources {
+                let text = match &result {
+                    Ok(()) => deploy::deployed_with("deployed", &references),
+                    Err(e) => format!("deploy failed: {e}"),
+                };
+                logs.push(r, "deploy", &text);
+            }
+            if let Err(e) = &result {
+                let what = if resources.is_empty() {
+                    files.join(", ")
+                } else {
+                    resources.join(", ")
+                };
+                out::say_for("failed", &what, &format!("deploy: {e}"));
+            }
+            let _ = tx.send(Event::DeployDone {
+                generation,
+                result: result.map_err(|e| format!("{e:#}")),
+            });
+        });
+    }
+
+    /// Waits for resources to be ready.
+    fn wait(&mut self, resources: Vec<String>, tx: mpsc::UnboundedSender<Event>) {
+        let Some(target) = self.cluster.get().map(|p| p.target.clone()) else {
+            return;
+        };
+        let cfg = self.config();
+        for name in resources {
+            let Some(r) = cfg.resources.iter().find(|r| r.name == name).cloned() else {
+                continue;
+            };
+            if let Some(old) = self.waits.remove(&name) {
+                old.abort();
+            }
+            // Whether devenv builds an image the pods cannot get decides the hint.
+            let built: Vec<String> = cfg
+                .images
+                .iter()
+                .map(|i| crate::image::repository(&cfg, i))
+                .collect();
+            let task = tokio::spawn(wait::wait(r, built, target.clone(), self.ci, tx.clone()));
+            self.waits.insert(name, task);
+        }
+    }
+
+    /// Runs a local resource's command, then its serve command.
+    fn run(&mut self, resource: String, generation: u64, tx: mpsc::UnboundedSender<Event>) {
+        // A change restarts the serve command: the old one goes first.
+        if let Some(old) = lock(&self.serves).remove(&resource) {
+            old.cancel();
+        }
+        let cancel = Cancel::new();
+        self.runs
+            .insert(resource.clone(), (generation, cancel.clone()));
+        let cfg = self.config();
+        let Some(local) = cfg.locals.iter().find(|l| l.name == resource).cloned() else {
+            return;
+        };
+        let logs = self.logs.clone();
+        let serves = self.serves.clone();
+        tokio::task::spawn_blocking(move || {
+            local::run_and_serve(&local, generation, &cancel, &logs, &serves, &tx);
+        });
+    }
+
+    /// Stops everything of a resource that left the config.
+    fn forget(&mut self, resource: String) {
+        if let Some(mut set) = lock(&self.followed).remove(&resource) {
+            set.abort_all();
+        }
+        lock(&self.pods).remove(&resource);
+        if let Some(w) = self.waits.remove(&resource) {
+            w.abort();
+        }
+        if let Some((_, c)) = self.runs.remove(&resource) {
+            c.cancel();
+        }
+        if let Some(c) = lock(&self.serves).remove(&resource) {
+            c.cancel();
+        }
+        self.logs
+            .push(&resource, "reload", "removed from the config");
+        out::say_for("removed", &resource, "no longer in the config");
+    }
+
     fn config(&self) -> Arc<Config> {
         self.cfg.borrow().clone()
     }
@@ -227,122 +486,13 @@ impl driver::Workers for Workers {
                     let _ = tx.send(Event::DoctorDone { result });
                 });
             }
-            Command::PrepareCluster => {
-                let cfg = self.config();
-                let inputs = self.bringup.clone();
-                let cluster = self.cluster.clone();
-                let cancel = self.steps.clone();
-                let handle = tokio::runtime::Handle::current();
-                let ci = self.ci;
-                tokio::task::spawn_blocking(move || {
-                    let progress = |m: &str| {
-                        let _ = tx.send(Event::ClusterProgress {
-                            message: m.to_owned(),
-                        });
-                    };
-                    match bringup::prepare(&handle, &cfg, &inputs, ci, &cancel, &progress) {
-                        Ok(p) => {
-                            let _ = cluster.set(p);
-                            let _ = tx.send(Event::ClusterReady);
-                        }
-                        Err((stage, e)) => {
-                            // `up` ends with this error; the page shows it meanwhile.
-                            let _ = tx.send(Event::ClusterFailed {
-                                stage,
-                                message: format!("{e:#}"),
-                            });
-                        }
-                    }
-                });
-            }
-            Command::Build { image, generation } => {
-                let cancel = Cancel::new();
-                self.builds
-                    .insert(image.clone(), (generation, cancel.clone()));
-                let cfg = self.config();
-                let store = self.cluster.get().and_then(|p| p.store.clone());
-                let logs = self.logs.clone();
-                let users = self.users.borrow().get(&image).cloned().unwrap_or_default();
-                let slots = self.build_slots.clone();
-                let ledgers = self.ledgers.clone();
-                tokio::spawn(async move {
-                    // Builds of different images run side by side, up to the limit.
-                    let permit = slots.acquire_owned().await;
-                    let result = tokio::task::spawn_blocking(move || {
-                        let r = build::build_image(
-                            &cfg,
-                            &image,
-                            store.as_ref(),
-                            &cancel,
-                            &logs,
-                            &users,
-                        );
-                        drop(permit);
-                        (image, r)
-                    })
-                    .await;
-                    if let Ok((image, result)) = result {
-                        if result.is_ok() {
-                            // The new image holds what live updates put into the old one.
-                            lock(&ledgers).remove(&image);
-                        }
-                        let _ = tx.send(Event::BuildDone {
-                            image,
-                            generation,
-                            result,
-                        });
-                    }
-                });
-            }
+            Command::PrepareCluster => self.prepare_cluster(tx),
+            Command::Build { image, generation } => self.build(image, generation, tx),
             Command::Sync {
                 image,
                 generation,
                 plan,
-            } => {
-                let cfg = self.config();
-                let users = self.users.borrow().get(&image).cloned().unwrap_or_default();
-                let (pods, ledgers, sessions, logs) = (
-                    self.pods.clone(),
-                    self.ledgers.clone(),
-                    self.sessions.clone(),
-                    self.logs.clone(),
-                );
-                tokio::spawn(async move {
-                    let result = live::sync(
-                        cfg,
-                        image.clone(),
-                        plan,
-                        users,
-                        pods,
-                        ledgers,
-                        sessions,
-                        logs,
-                    )
-                    .await;
-                    let lasting = result.as_ref().err().is_some_and(|f| f.lasting);
-                    if let Err(f) = &result {
-                        out::say_for(
-                            "rebuild",
-                            &image,
-                            &format!(
-                                "live update failed ({}); building it{}",
-                                f.why,
-                                if f.lasting {
-                                    ", and every change from now on"
-                                } else {
-                                    ""
-                                }
-                            ),
-                        );
-                    }
-                    let _ = tx.send(Event::SyncDone {
-                        image,
-                        generation,
-                        result: result.map_err(|f| f.why),
-                        lasting,
-                    });
-                });
-            }
+            } => self.sync(image, generation, plan, tx),
             Command::Cancel { image, generation } => {
                 if let Some((g, c)) = self.builds.get(&image)
                     && *g == generation
@@ -356,102 +506,12 @@ impl driver::Workers for Workers {
                 resources,
                 references,
                 files,
-            } => {
-                let cfg = self.config();
-                let cluster = self.cluster.clone();
-                let logs = self.logs.clone();
-                let handle = tokio::runtime::Handle::current();
-                let shared_applied = self.shared_applied.clone();
-                let me = self.follower();
-                tokio::task::spawn_blocking(move || {
-                    let prepared = cluster.get();
-                    let result = deploy::deploy_resources(
-                        &cfg,
-                        &handle,
-                        prepared.map(|p| &p.target),
-                        prepared.and_then(|p| p.discovery.as_deref()),
-                        &resources,
-                        &references,
-                        &files,
-                        &shared_applied,
-                        &|kind, text| {
-                            let _ = tx.send(Event::Note {
-                                kind: kind.to_owned(),
-                                text: text.to_owned(),
-                            });
-                        },
-                    );
-                    // From its first deploy on, a resource's forwards and logs are followed.
-                    if result.is_ok() && prepared.is_some() {
-                        for name in &resources {
-                            me.follow(name, &handle);
-                        }
-                    }
-                    for r in &resources {
-                        let text = match &result {
-                            Ok(()) => deploy::deployed_with("deployed", &references),
-                            Err(e) => format!("deploy failed: {e}"),
-                        };
-                        logs.push(r, "deploy", &text);
-                    }
-                    if let Err(e) = &result {
-                        let what = if resources.is_empty() {
-                            files.join(", ")
-                        } else {
-                            resources.join(", ")
-                        };
-                        out::say_for("failed", &what, &format!("deploy: {e}"));
-                    }
-                    let _ = tx.send(Event::DeployDone {
-                        generation,
-                        result: result.map_err(|e| format!("{e:#}")),
-                    });
-                });
-            }
-            Command::Wait { resources } => {
-                let Some(target) = self.cluster.get().map(|p| p.target.clone()) else {
-                    return;
-                };
-                let cfg = self.config();
-                for name in resources {
-                    let Some(r) = cfg.resources.iter().find(|r| r.name == name).cloned() else {
-                        continue;
-                    };
-                    if let Some(old) = self.waits.remove(&name) {
-                        old.abort();
-                    }
-                    // Whether devenv builds an image the pods cannot get decides the hint.
-                    let built: Vec<String> = cfg
-                        .images
-                        .iter()
-                        .map(|i| crate::image::repository(&cfg, i))
-                        .collect();
-                    let task =
-                        tokio::spawn(wait::wait(r, built, target.clone(), self.ci, tx.clone()));
-                    self.waits.insert(name, task);
-                }
-            }
+            } => self.deploy(generation, resources, references, files, tx),
+            Command::Wait { resources } => self.wait(resources, tx),
             Command::Run {
                 resource,
                 generation,
-            } => {
-                // A change restarts the serve command: the old one goes first.
-                if let Some(old) = lock(&self.serves).remove(&resource) {
-                    old.cancel();
-                }
-                let cancel = Cancel::new();
-                self.runs
-                    .insert(resource.clone(), (generation, cancel.clone()));
-                let cfg = self.config();
-                let Some(local) = cfg.locals.iter().find(|l| l.name == resource).cloned() else {
-                    return;
-                };
-                let logs = self.logs.clone();
-                let serves = self.serves.clone();
-                tokio::task::spawn_blocking(move || {
-                    local::run_and_serve(&local, generation, &cancel, &logs, &serves, &tx);
-                });
-            }
+            } => self.run(resource, generation, tx),
             Command::CancelRun {
                 resource,
                 generation,
@@ -462,24 +522,7 @@ impl driver::Workers for Workers {
                     c.cancel();
                 }
             }
-            Command::Forget { resource } => {
-                if let Some(mut set) = lock(&self.followed).remove(&resource) {
-                    set.abort_all();
-                }
-                lock(&self.pods).remove(&resource);
-                if let Some(w) = self.waits.remove(&resource) {
-                    w.abort();
-                }
-                if let Some((_, c)) = self.runs.remove(&resource) {
-                    c.cancel();
-                }
-                if let Some(c) = lock(&self.serves).remove(&resource) {
-                    c.cancel();
-                }
-                self.logs
-                    .push(&resource, "reload", "removed from the config");
-                out::say_for("removed", &resource, "no longer in the config");
-            }
+            Command::Forget { resource } => self.forget(resource),
             Command::Refollow { resource } => {
                 if let Some(mut set) = lock(&self.followed).remove(&resource) {
                     set.abort_all();
