@@ -299,10 +299,8 @@ fn outcome(loaded: &Loaded, end: &State, ci: bool) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     if end.cluster.status == StepStatus::Failed && end.doctor.status == StepStatus::Done {
-        let why = end.cluster.message.clone().unwrap_or_default();
-        if !why.starts_with("cancelled") {
-            anyhow::bail!("{why}");
-        }
+        // A step cancelled by the stop sends no failure (typed: `bringup::Stopping`).
+        anyhow::bail!("{}", end.cluster.message.clone().unwrap_or_default());
     }
     if ci {
         // --ci reads no edit: it ends with the config it started with.

@@ -209,10 +209,28 @@ fn take_ports(
     Ok(forwards)
 }
 
+/// A bring-up step stopped because devenv is stopping: no failure to report.
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled: devenv is stopping")]
+pub struct Stopping;
+
+impl Stopping {
+    /// Whether `e` is a step that stopped because devenv is stopping.
+    pub fn is(e: &anyhow::Error) -> bool {
+        e.chain().any(|c| {
+            c.is::<Stopping>()
+                || matches!(
+                    c.downcast_ref::<crate::exec::ExecError>(),
+                    Some(crate::exec::ExecError::Cancelled { .. })
+                )
+        })
+    }
+}
+
 /// Fails once the step was cancelled (devenv is stopping).
 fn checkpoint(cancel: &Cancel) -> Result<()> {
     if cancel.is_cancelled() {
-        anyhow::bail!("cancelled: devenv is stopping");
+        return Err(Stopping.into());
     }
     Ok(())
 }
@@ -323,4 +341,25 @@ fn prepare_stages(
         forwards: Mutex::new(forwards),
         proc_root,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 26 point 7: a step cancelled by the stop was told apart from a failure by its
+    /// message starting with "cancelled". Now by type, through any context added on the way.
+    #[test]
+    fn a_stop_is_told_apart_from_a_failure_by_type() {
+        let stopped = anyhow::Error::from(Stopping).context("starting the minikube profile");
+        assert!(Stopping::is(&stopped));
+        let killed = anyhow::Error::from(crate::exec::ExecError::Cancelled {
+            command: "minikube start".into(),
+        })
+        .context("the cluster");
+        assert!(Stopping::is(&killed));
+        // A failure whose text happens to start with the word is still a failure.
+        let failed = anyhow::anyhow!("cancelled by the API server: quota");
+        assert!(!Stopping::is(&failed));
+    }
 }

@@ -16,9 +16,9 @@ pub fn build_image(
     cancel: &Cancel,
     logs: &Logs,
     users: &[String],
-) -> Result<String, String> {
+) -> Result<String, Failure> {
     let Some(image) = cfg.images.iter().find(|i| i.name == name) else {
-        return Err(format!("no image `{name}` in the config"));
+        return Err(Failure::Failed(format!("no image `{name}` in the config")));
     };
     out::say_for("building", name, "");
     for u in users {
@@ -33,7 +33,7 @@ pub fn build_image(
     });
     match r {
         // Superseded as it ended: the build that replaces it is the one to tell of.
-        Ok(_) if cancel.is_cancelled() => Err("cancelled".into()),
+        Ok(_) if cancel.is_cancelled() => Err(Failure::Cancelled),
         Ok(b) => {
             let text = match b.outcome {
                 image::run::Outcome::Built => {
@@ -51,7 +51,7 @@ pub fn build_image(
             }
             Ok(b.reference)
         }
-        Err(BuildError::Exec(ExecError::Cancelled { .. })) => Err("cancelled".into()),
+        Err(BuildError::Exec(ExecError::Cancelled { .. })) => Err(Failure::Cancelled),
         Err(e) => {
             out::say_for("failed", name, &format!("{e}"));
             for u in users {
@@ -59,7 +59,17 @@ pub fn build_image(
                     logs.push(u, "build", l);
                 }
             }
-            Err(e.to_string())
+            Err(Failure::Failed(e.to_string()))
         }
     }
+}
+
+/// Why a build gave no image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// A newer build, or devenv stopping, cancelled it: nothing to report, the engine has
+    /// moved on.
+    Cancelled,
+    /// It failed, with the error to show.
+    Failed(String),
 }

@@ -227,6 +227,8 @@ impl Workers {
                     let _ = cluster.set(p);
                     let _ = tx.send(Event::ClusterReady);
                 }
+                // Cancelled because devenv stops: the engine expects no end.
+                Err((_, e)) if bringup::Stopping::is(&e) => {}
                 Err((stage, e)) => {
                     // `up` ends with this error; the page shows it meanwhile.
                     let _ = tx.send(Event::ClusterFailed {
@@ -258,17 +260,24 @@ impl Workers {
                 (image, r)
             })
             .await;
-            if let Ok((image, result)) = result {
-                if result.is_ok() {
+            let Ok((image, result)) = result else {
+                return;
+            };
+            let result = match result {
+                Ok(reference) => {
                     // The new image holds what live updates put into the old one.
                     lock(&ledgers).remove(&image);
+                    Ok(reference)
                 }
-                let _ = tx.send(Event::BuildDone {
-                    image,
-                    generation,
-                    result,
-                });
-            }
+                // The engine cancelled it for a newer build or a stop: it expects no end.
+                Err(build::Failure::Cancelled) => return,
+                Err(build::Failure::Failed(e)) => Err(e),
+            };
+            let _ = tx.send(Event::BuildDone {
+                image,
+                generation,
+                result,
+            });
         });
     }
 
