@@ -463,19 +463,19 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
                 files,
                 ..
             } => {
-                // As workers::deploy does it: what is no resource's workload first (on the
-                // first deploy), then the release, then the resources' own objects and the
-                // files that changed.
-                let shared_now = !shared_applied && shape.docs.iter().any(|d| d.owner.is_none());
-                if shared_now {
-                    steps.extend(apply(
-                        shape.docs.iter().filter(|d| d.owner.is_none()).collect(),
-                        &[],
-                    ));
-                }
+                // As workers::deploy does it, by the same rule.
+                let parts = crate::project::deploy_parts(
+                    cfg,
+                    &shape.docs,
+                    &shape.released,
+                    &names,
+                    &files,
+                    !shared_applied,
+                );
                 shared_applied = true;
+                steps.extend(apply(parts.shared, &[]));
                 if let Some(h) = &cfg.deploy.helm
-                    && names.iter().any(|r| shape.released.contains(r))
+                    && parts.release
                 {
                     steps.push(Step::Helm {
                         release: h.release.clone(),
@@ -483,15 +483,7 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
                         command: helm::upgrade_command(cfg, h, &built),
                     });
                 }
-                let mine: Vec<&crate::project::Doc> = shape
-                    .docs
-                    .iter()
-                    .filter(|d| match &d.owner {
-                        Some(o) => names.contains(o) || files.contains(&d.file),
-                        None => !shared_now && files.contains(&d.file),
-                    })
-                    .collect();
-                steps.extend(apply(mine, &names));
+                steps.extend(apply(parts.own, &names));
             }
             Command::Wait { resources: names } => {
                 for name in names {

@@ -191,6 +191,46 @@ pub fn load_manifests(
     Ok(out)
 }
 
+/// What one deploy applies, in order: the objects that are no resource's workload (with the
+/// first deploy only), then the Helm release (when it renders one of the resources), then
+/// the resources' own objects and those of the changed manifest files. `up` carries it out
+/// and the dry-run prints it: one rule for both.
+pub struct DeployParts<'a> {
+    pub shared: Vec<&'a Doc>,
+    pub release: bool,
+    pub own: Vec<&'a Doc>,
+}
+
+/// The parts of a deploy of `resources` and the changed `files`; `first` when the objects
+/// that are no resource's workload have not gone in yet.
+pub fn deploy_parts<'a>(
+    cfg: &config::Config,
+    docs: &'a [Doc],
+    released: &BTreeSet<String>,
+    resources: &[String],
+    files: &[String],
+    first: bool,
+) -> DeployParts<'a> {
+    let shared: Vec<&Doc> = if first {
+        docs.iter().filter(|d| d.owner.is_none()).collect()
+    } else {
+        Vec::new()
+    };
+    let own = docs
+        .iter()
+        .filter(|d| match &d.owner {
+            Some(o) => resources.contains(o) || files.contains(&d.file),
+            // Put in with the shared ones, when they go now.
+            None => shared.is_empty() && files.contains(&d.file),
+        })
+        .collect();
+    DeployParts {
+        release: cfg.deploy.helm.is_some() && resources.iter().any(|r| released.contains(r)),
+        shared,
+        own,
+    }
+}
+
 /// The engine's view of the project. `released` names the cluster resources whose workload
 /// the Helm release renders.
 pub fn graph(

@@ -2,7 +2,7 @@
 //! manifests' objects (with devenv's images in place), prune of what left the manifests, and
 //! the chart's checks before anything is touched.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use crate::exec;
 use crate::host::lock;
 use crate::out;
 use crate::plan;
-use crate::project::{Doc, load_manifests, released};
+use crate::project::{Doc, deploy_parts, load_manifests, released};
 
 fn refs_text(references: &BTreeMap<String, String>) -> String {
     references.values().cloned().collect::<Vec<_>>().join(", ")
@@ -250,26 +250,20 @@ pub fn deploy_resources(
             _ => anyhow::bail!("no cluster to apply the manifests to"),
         }
     };
+    let released = released(cfg, &docs);
     // The first deploy puts in what is no resource's workload first: Services, ConfigMaps...
-    let shared_now = {
+    let parts = {
         let mut applied = lock(shared_applied);
-        let now = !*applied && docs.iter().any(|d| d.owner.is_none());
-        if now {
+        let parts = deploy_parts(cfg, &docs, &released, resources, files, !*applied);
+        if !parts.shared.is_empty() {
             let (target, discovery) = cluster()?;
-            apply_docs(
-                handle,
-                target,
-                discovery,
-                cfg,
-                docs.iter().filter(|d| d.owner.is_none()),
-            )?;
+            apply_docs(handle, target, discovery, cfg, parts.shared.iter().copied())?;
         }
         *applied = true;
-        now
+        parts
     };
-    let released = released(cfg, &docs);
     if let Some(h) = &cfg.deploy.helm
-        && resources.iter().any(|r| released.contains(r))
+        && parts.release
     {
         let images: BTreeMap<String, (String, String)> = references
             .iter()
@@ -288,18 +282,9 @@ pub fn deploy_resources(
             format!("helm release `{}` in {}", h.release, cfg.deploy.namespace),
         );
     }
-    let wanted: BTreeSet<&str> = resources.iter().map(String::as_str).collect();
-    let mine: Vec<&Doc> = docs
-        .iter()
-        .filter(|d| match &d.owner {
-            Some(o) => wanted.contains(o.as_str()) || files.contains(&d.file),
-            // Put in just above.
-            None => !shared_now && files.contains(&d.file),
-        })
-        .collect();
-    if !mine.is_empty() {
+    if !parts.own.is_empty() {
         let (target, discovery) = cluster()?;
-        apply_docs(handle, target, discovery, cfg, mine.into_iter())?;
+        apply_docs(handle, target, discovery, cfg, parts.own.iter().copied())?;
     }
     if !files.is_empty()
         && let Ok((target, discovery)) = cluster()
