@@ -279,25 +279,40 @@ fn parse_image(image: &str, leaves: &[Leaf], re: &regex::Regex) -> Result<Option
             .then(|| c[1].parse().ok())
             .flatten()
     };
-    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
-    match rest[last_slash..].rfind(':').map(|i| i + last_slash) {
-        Some(colon) => {
-            let (repo, tag) = (&rest[..colon], &rest[colon + 1..]);
-            match (only(repo), only(tag)) {
-                (Some(r), Some(t)) => Ok(Some(Keys::RepositoryAndTag {
-                    repository: set_key(&leaves[r].path),
-                    tag: set_key(&leaves[t].path),
-                })),
-                (Some(r), None) => Err(format!(
-                    "its tag is fixed by the chart (`{tag}`), not taken from the values; only `{}` is",
-                    set_key(&leaves[r].path)
-                )),
-                _ => Err("its image is put together from several values and fixed text".to_owned()),
+    let fixed = || "its image is put together from several values and fixed text".to_owned();
+    let reference = crate::objects::ImageRef::parse(&rest);
+    // A digest would take the place of the tag devenv sets: only an empty one may stay.
+    if let Some(digest) = reference.digest {
+        match only(digest) {
+            Some(n) if leaves[n].value.is_empty() => {}
+            Some(n) => {
+                return Err(format!(
+                    "its image is pinned by the digest in `{}`, which the kubelet pulls in place of the tag devenv sets; empty that value",
+                    set_key(&leaves[n].path)
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "its digest is fixed by the chart (`{digest}`), so the image devenv builds would never run"
+                ));
             }
         }
-        None => match only(&rest) {
+    }
+    match reference.tag {
+        Some(tag) => match (only(reference.repository), only(tag)) {
+            (Some(r), Some(t)) => Ok(Some(Keys::RepositoryAndTag {
+                repository: set_key(&leaves[r].path),
+                tag: set_key(&leaves[t].path),
+            })),
+            (Some(r), None) => Err(format!(
+                "its tag is fixed by the chart (`{tag}`), not taken from the values; only `{}` is",
+                set_key(&leaves[r].path)
+            )),
+            _ => Err(fixed()),
+        },
+        None => match only(reference.repository) {
             Some(n) => Ok(Some(Keys::Reference(set_key(&leaves[n].path)))),
-            None => Err("its image is put together from several values and fixed text".to_owned()),
+            None => Err(fixed()),
         },
     }
 }
@@ -449,6 +464,35 @@ mod tests {
         assert!(
             parse_image("devenvinit4z:1.0", &l, &re)
                 .is_err_and(|e| e.contains("tag is fixed by the chart (`1.0`)"))
+        );
+    }
+
+    /// A chart that may pin its image by digest (`repo:tag@digest`, the digest empty in the
+    /// values) is set by its repository and tag; a digest the values fill in would take the
+    /// place of the tag devenv sets, so that chart is refused, naming the key to empty.
+    #[test]
+    fn a_digest_part_is_read_as_a_digest_not_as_the_tag() {
+        let re = regex::Regex::new(r"devenvinit([0-9]+)z").unwrap_or_else(|e| panic!("{e}"));
+        let l = leaves(&[
+            ("image.repository", "acme/api"),
+            ("image.tag", "1.0"),
+            ("image.digest", ""),
+            ("pinned.digest", "sha256:0123"),
+        ]);
+        assert_eq!(
+            parse_image("devenvinit0z:devenvinit1z@devenvinit2z", &l, &re),
+            Ok(Some(Keys::RepositoryAndTag {
+                repository: "image.repository".into(),
+                tag: "image.tag".into()
+            }))
+        );
+        assert!(
+            parse_image("devenvinit0z:devenvinit1z@devenvinit3z", &l, &re)
+                .is_err_and(|e| e.contains("`pinned.digest`") && e.contains("digest")),
+        );
+        assert!(
+            parse_image("devenvinit0z:devenvinit1z@sha256:99", &l, &re)
+                .is_err_and(|e| e.contains("digest is fixed by the chart")),
         );
     }
 
