@@ -160,21 +160,16 @@ fn render(cfg: &Config, argv: &[String], out: &mut Findings) -> Vec<Object> {
     }
 }
 
-/// The manifest files' objects (YAML errors are config errors already).
-fn manifests(cfg: &Config) -> Vec<Object> {
-    let mut out = Vec::new();
-    for m in &cfg.deploy.manifests {
-        let Ok(text) = std::fs::read_to_string(m) else {
-            continue;
-        };
-        if let Ok(docs) = objects::documents(&text) {
-            out.extend(docs.into_iter().map(|doc| Object {
-                origin: cfg.rel(m),
-                doc,
-            }));
-        }
-    }
-    out
+/// The manifest files' objects, as the plan read them.
+fn manifests(plan: &Plan) -> Vec<Object> {
+    plan.shape
+        .sources
+        .iter()
+        .map(|s| Object {
+            origin: s.file.clone(),
+            doc: s.doc.clone(),
+        })
+        .collect()
 }
 
 /// Checks `cfg` as `plan` would run it: the rendered chart and the manifests.
@@ -211,7 +206,7 @@ pub fn check(cfg: &Config, plan: &Plan) -> Findings {
         }
         None => None,
     };
-    let found = analyze(cfg, &built, chart, manifests(cfg));
+    let found = analyze(cfg, &built, chart, manifests(plan));
     out.diagnostics.extend(found.diagnostics);
     out.own_namespaces = found.own_namespaces;
     out
@@ -667,6 +662,35 @@ mod tests {
 
     fn messages(f: &Findings) -> Vec<String> {
         f.diagnostics.iter().map(ToString::to_string).collect()
+    }
+
+    /// Issue 25: `config check` judges the manifests the plan read, not a second read of
+    /// the files: a file changed between the two cannot make them disagree.
+    #[test]
+    fn the_check_reads_the_manifests_the_plan_read() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path();
+        let manifest = |name: &str| {
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  template:\n    spec:\n      containers:\n      - name: api\n        image: api\n"
+            )
+        };
+        std::fs::create_dir_all(root.join("api")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(root.join("api/Dockerfile"), "FROM scratch\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(root.join("k8s.yaml"), manifest("api")).unwrap_or_else(|e| panic!("{e}"));
+        let text = "[project]\nname = \"demo\"\n[[image]]\nname = \"api\"\ncontext = \"api\"\n[deploy]\nmanifests = [\"k8s.yaml\"]\n[[resource]]\nname = \"api\"\nworkload = \"deployment/api\"\n";
+        let file = root.join("devenv.toml");
+        std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = crate::config::parse(Path::new("devenv.toml"), &file, text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .config;
+        let plan = crate::plan::compute(&cfg, "devenv.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert!(check(&cfg, &plan).diagnostics.is_empty());
+        std::fs::write(root.join("k8s.yaml"), manifest("renamed"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let f = check(&cfg, &plan);
+        assert!(f.diagnostics.is_empty(), "{:?}", messages(&f));
     }
 
     #[test]

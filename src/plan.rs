@@ -27,6 +27,10 @@ pub struct Plan {
     /// The engine's commands the steps come from, in the order `up` issues them
     /// ([`crate::engine::state::Command::summary`]).
     pub commands: Vec<String>,
+    /// What the plan was computed from: the manifests read once, for `config check` and
+    /// the bring-up.
+    #[serde(skip)]
+    pub shape: std::sync::Arc<crate::project::Shape>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -294,6 +298,16 @@ impl Plan {
 
 /// Computes the plan for `cfg`. `config_shown` is how the config file is named in output.
 pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
+    let shape = crate::project::shape(cfg).map_err(PlanError::Project)?;
+    compute_with(cfg, config_shown, std::sync::Arc::new(shape))
+}
+
+/// [`compute`] from the project's shape, read once for this config version.
+pub fn compute_with(
+    cfg: &Config,
+    config_shown: &str,
+    shape: std::sync::Arc<crate::project::Shape>,
+) -> Result<Plan, PlanError> {
     let mut steps = vec![Step::Doctor {
         checks: doctor_checks(cfg),
     }];
@@ -349,7 +363,6 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
         });
     }
 
-    let shape = crate::project::shape(cfg).map_err(PlanError::Project)?;
     let locals: BTreeMap<&str, &crate::config::LocalResource> =
         cfg.locals.iter().map(|l| (l.name.as_str(), l)).collect();
     let resources: BTreeMap<&str, &crate::config::Resource> =
@@ -536,6 +549,7 @@ pub fn compute(cfg: &Config, config_shown: &str) -> Result<Plan, PlanError> {
         config: config_shown.to_owned(),
         steps,
         commands,
+        shape,
     })
 }
 

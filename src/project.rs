@@ -87,17 +87,29 @@ pub fn released(cfg: &config::Config, docs: &[Doc]) -> BTreeSet<String> {
 /// How the project's resources are deployed, read from the config and the manifest files
 /// before anything is built: the manifests' objects, the images each resource runs, and the
 /// resources the Helm release deploys.
+#[derive(Debug, Default)]
 pub struct Shape {
     pub docs: Vec<Doc>,
+    /// The manifest files' documents as written (with their lines and warnings), for
+    /// `config check`.
+    pub sources: Vec<Source>,
     pub resource_images: BTreeMap<String, Vec<String>>,
     pub released: BTreeSet<String>,
+}
+
+/// One document of a manifest file, as written.
+#[derive(Debug)]
+pub struct Source {
+    pub file: String,
+    pub doc: crate::objects::Document,
 }
 
 /// Reads the shape of `cfg`'s deploy (the manifests are parsed, no cluster is needed).
 pub fn shape(cfg: &config::Config) -> Result<Shape, ProjectError> {
     let placeholders = placeholders(cfg);
+    let mut sources = Vec::new();
     let docs = if cfg.needs_cluster() {
-        load_manifests(cfg, &placeholders, false)?
+        read_manifests(cfg, &placeholders, false, Some(&mut sources))?
     } else {
         Vec::new()
     };
@@ -105,6 +117,7 @@ pub fn shape(cfg: &config::Config) -> Result<Shape, ProjectError> {
         resource_images: resource_images(cfg, &docs, &placeholders),
         released: released(cfg, &docs),
         docs,
+        sources,
     })
 }
 
@@ -128,6 +141,7 @@ pub fn placeholders(cfg: &config::Config) -> BTreeMap<String, String> {
 }
 
 /// One manifest object with devenv's images in place, and the resource whose workload it is.
+#[derive(Debug)]
 pub struct Doc {
     pub file: String,
     pub doc: Value,
@@ -141,6 +155,16 @@ pub fn load_manifests(
     references: &BTreeMap<String, String>,
     say: bool,
 ) -> Result<Vec<Doc>, ProjectError> {
+    read_manifests(cfg, references, say, None)
+}
+
+/// [`load_manifests`], keeping each document as written in `sources` when given.
+fn read_manifests(
+    cfg: &config::Config,
+    references: &BTreeMap<String, String>,
+    say: bool,
+    mut sources: Option<&mut Vec<Source>>,
+) -> Result<Vec<Doc>, ProjectError> {
     let mut out = Vec::new();
     for file in &cfg.deploy.manifests {
         let shown = cfg.rel(file);
@@ -148,13 +172,17 @@ pub fn load_manifests(
             file: shown.clone(),
             source,
         })?;
-        let rewritten =
-            deploy::manifests::rewrite(&text, references, &cfg.project).map_err(|e| {
-                ProjectError::Manifest {
-                    file: shown.clone(),
-                    message: e.to_string(),
-                }
-            })?;
+        let parsed = crate::objects::documents(&text).map_err(|e| ProjectError::Manifest {
+            file: shown.clone(),
+            message: e.to_string(),
+        })?;
+        if let Some(sources) = sources.as_deref_mut() {
+            sources.extend(parsed.iter().map(|doc| Source {
+                file: shown.clone(),
+                doc: doc.clone(),
+            }));
+        }
+        let rewritten = deploy::manifests::rewrite_documents(parsed, references, &cfg.project);
         for w in rewritten.warnings.iter().filter(|_| say) {
             eprintln!("warning: {shown}: {w}");
         }

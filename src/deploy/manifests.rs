@@ -102,10 +102,20 @@ pub fn rewrite(
     images: &BTreeMap<String, String>,
     project: &str,
 ) -> Result<Rewritten, String> {
+    let parsed = crate::objects::documents(text).map_err(|e| e.to_string())?;
+    Ok(rewrite_documents(parsed, images, project))
+}
+
+/// [`rewrite`] on documents already parsed.
+pub fn rewrite_documents(
+    parsed: Vec<crate::objects::Document>,
+    images: &BTreeMap<String, String>,
+    project: &str,
+) -> Rewritten {
     let mut docs = Vec::new();
     let mut replacements = Vec::new();
     let mut warnings = Vec::new();
-    for doc in crate::objects::documents(text).map_err(|e| e.to_string())? {
+    for doc in parsed {
         warnings.extend(doc.warnings);
         let mut v = doc.value;
         let kind = v
@@ -135,11 +145,11 @@ pub fn rewrite(
         }
         docs.push(v);
     }
-    Ok(Rewritten {
+    Rewritten {
         docs,
         replacements,
         warnings,
-    })
+    }
 }
 
 #[cfg(test)]

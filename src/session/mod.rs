@@ -110,6 +110,14 @@ fn header(cfg: &Config) -> web::Header {
     }
 }
 
+/// The shape the CLI's plan read (the manifests read once), else read now.
+fn shape_of(opts: &Options, cfg: &Config) -> Result<Arc<crate::project::Shape>> {
+    Ok(match &opts.plan {
+        Some(p) => p.shape.clone(),
+        None => Arc::new(crate::project::shape(cfg)?),
+    })
+}
+
 async fn run(
     loaded: &Loaded,
     shown: String,
@@ -123,7 +131,7 @@ async fn run(
     let signals = tokio::spawn(stop_on_signal(tx.clone()));
     let engine_tx = tx.clone();
     let cfg = Arc::new(loaded.config.clone());
-    let shape = crate::project::shape(&cfg)?;
+    let shape = shape_of(&opts, &cfg)?;
     let state = State::new(crate::project::graph(
         &cfg,
         &shape.resource_images,

@@ -216,9 +216,9 @@ impl Reloader {
         let shown = self.shown();
         let checked = new.clone();
         let shape = tokio::task::spawn_blocking(move || {
-            let shape = crate::project::shape(&checked)?;
+            let shape = Arc::new(crate::project::shape(&checked)?);
             if checked.deploy.helm.is_some() {
-                deploy_w::check_chart(&checked, &shown)?;
+                deploy_w::check_chart(&checked, &shown, shape.clone())?;
             }
             anyhow::Ok(shape)
         })
@@ -268,9 +268,9 @@ impl Reloader {
         let shown = self.shown();
         let release = edits.contains(&Edit::Release);
         let shape = tokio::task::spawn_blocking(move || {
-            let shape = crate::project::shape(&cfg)?;
+            let shape = Arc::new(crate::project::shape(&cfg)?);
             if release {
-                deploy_w::check_chart(&cfg, &shown)?;
+                deploy_w::check_chart(&cfg, &shown, shape.clone())?;
             }
             anyhow::Ok(shape)
         })

@@ -268,8 +268,7 @@ fn prepare_stages(
         Some(p) => p,
         None => plan::compute(cfg, &inputs.shown)?,
     };
-    let placeholders = crate::project::placeholders(cfg);
-    let docs = &crate::project::load_manifests(cfg, &placeholders, false)?;
+    let docs = &plan.shape.docs;
     if let Some(h) = &cfg.deploy.helm {
         deploy_w::chart_dependencies(cfg, h, deploy_w::Check::BringUp)?;
     }

@@ -166,12 +166,16 @@ pub fn check_before(cfg: &config::Config, plan: &plan::Plan, when: Check) -> Res
 
 /// Renders the chart with the values `up` would give it now and checks it, after an edit of
 /// a values file, the chart or devenv.toml.
-pub fn check_chart(cfg: &config::Config, shown: &str) -> Result<()> {
+pub fn check_chart(
+    cfg: &config::Config,
+    shown: &str,
+    shape: std::sync::Arc<crate::project::Shape>,
+) -> Result<()> {
     let Some(h) = &cfg.deploy.helm else {
         return Ok(());
     };
     chart_dependencies(cfg, h, Check::Reload)?;
-    let plan = plan::compute(cfg, shown)?;
+    let plan = plan::compute_with(cfg, shown, shape)?;
     check_before(cfg, &plan, Check::Reload)?;
     Ok(())
 }
