@@ -1,8 +1,9 @@
 //! What devenv believes about a project, read once per config version from the config and
 //! the manifest files: the manifests' objects and the resource each is the workload of, the
 //! images each resource runs, the resources the Helm release deploys, and the engine's graph
-//! built from them. `up`, the reloader and the dry-run all read it from here, so the plan is
-//! what `up` does.
+//! built from them. `up`, the reloader, the dry-run, `config check` and `init`'s validation
+//! all read it from here (the plan carries the shape it was computed from), so the plan is
+//! what `up` does and the check judges what `up` applies.
 //!
 //! Reads the manifest files (no cluster, no process); imports no layer above the domain
 //! modules.
