@@ -2,14 +2,15 @@
 //! as it comes, and signals to stop it.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::world::World;
 
 pub struct Running {
     pub child: Child,
-    out: Arc<Mutex<String>>,
+    /// The output so far, and a signal for each line that comes (waits wake on it).
+    out: Arc<(Mutex<String>, Condvar)>,
 }
 
 impl Running {
@@ -23,7 +24,7 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("{e}"));
-        let out = Arc::new(Mutex::new(String::new()));
+        let out = Arc::new((Mutex::new(String::new()), Condvar::new()));
         for pipe in [
             child
                 .stdout
@@ -41,10 +42,11 @@ impl Running {
             std::thread::spawn(move || {
                 use std::io::BufRead;
                 for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if let Ok(mut o) = out.lock() {
+                    if let Ok(mut o) = out.0.lock() {
                         o.push_str(&line);
                         o.push('\n');
                     }
+                    out.1.notify_all();
                 }
             });
         }
@@ -52,7 +54,7 @@ impl Running {
     }
 
     pub fn text(&self) -> String {
-        self.out.lock().map(|o| o.clone()).unwrap_or_default()
+        self.out.0.lock().map(|o| o.clone()).unwrap_or_default()
     }
 
     /// How many lines contain `what`.
@@ -107,16 +109,26 @@ impl Running {
 
     fn wait_until_within(&mut self, what: &str, within: Duration, done: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + within;
+        let (lock, lines) = &*self.out;
+        let mut text = lock.lock().unwrap_or_else(|e| e.into_inner());
         while Instant::now() < deadline {
-            if done(&self.text()) {
+            if done(&text) {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
+                drop(text);
+                // The readers take what the pipes still hold.
                 std::thread::sleep(Duration::from_millis(100));
                 panic!("devenv exited ({status}) before `{what}`:\n{}", self.text());
             }
-            std::thread::sleep(Duration::from_millis(20));
+            // Woken by the next line; the timeout only notices an exit without output.
+            let left = deadline.saturating_duration_since(Instant::now());
+            text = lines
+                .wait_timeout(text, left.min(Duration::from_millis(100)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
+        drop(text);
         // Dropping stops devenv (and what it started) as the panic unwinds.
         panic!(
             "no `{what}` within {} s:\n{}",
