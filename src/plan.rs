@@ -433,7 +433,6 @@ pub fn compute_with(
     // The steps in the order `up` issues them: the engine's own reducer, run over the
     // project's graph with every command succeeding at once.
     let graph = crate::project::graph(cfg, &shape.resource_images, &shape.released);
-    let mut shared_applied = false;
     let mut ran_locals = BTreeSet::new();
     let issued = engine_commands(graph);
     let commands = issued.iter().map(Command::summary).collect();
@@ -474,6 +473,7 @@ pub fn compute_with(
             Command::Deploy {
                 resources: names,
                 files,
+                shared,
                 ..
             } => {
                 // As workers::deploy does it, by the same rule.
@@ -483,9 +483,8 @@ pub fn compute_with(
                     &shape.released,
                     &names,
                     &files,
-                    !shared_applied,
+                    shared,
                 );
-                shared_applied = true;
                 steps.extend(apply(parts.shared, &[]));
                 if let Some(h) = &cfg.deploy.helm
                     && parts.release

@@ -586,12 +586,14 @@ pub enum Command {
         generation: u64,
     },
     /// One deploy (one helm upgrade, one apply) of these resources with these references,
-    /// and every object of these manifest files.
+    /// and every object of these manifest files; with `shared`, first the manifests' objects
+    /// that are no resource's workload (until a deploy has put them in).
     Deploy {
         generation: u64,
         resources: Vec<String>,
         references: BTreeMap<String, String>,
         files: Vec<String>,
+        shared: bool,
     },
     /// Watch these resources until ready.
     Wait {
@@ -707,6 +709,9 @@ pub struct State {
     next_generation: u64,
     /// The deploy in flight: its generation and resources.
     deploying: Option<(u64, Vec<String>)>,
+    /// Whether a deploy put in the manifests' objects that are no resource's workload
+    /// (Services, ConfigMaps): each deploy carries them until one succeeds.
+    pub shared_applied: bool,
     stopped: bool,
     /// Whether the cluster is up (always, for a project without one).
     pub cluster_ready: bool,
@@ -898,6 +903,7 @@ impl State {
                 .collect(),
             next_generation: 1,
             deploying: None,
+            shared_applied: false,
             stopped: false,
             cluster_ready: !graph.cluster,
             doctor: Step::new(graph.doctor),
@@ -1235,6 +1241,7 @@ impl State {
             self.deploying = Some((g, names));
             return;
         }
+        self.shared_applied |= result.is_ok();
         let (started, mut causes) = self.deploy_started.take().unwrap_or_default();
         for n in &names {
             let Some(r) = self.res_mut(n) else {
@@ -2179,6 +2186,7 @@ impl State {
             resources: names,
             references,
             files,
+            shared: !self.shared_applied,
         });
     }
 }
@@ -2250,6 +2258,27 @@ mod tests {
                 .map(|(k, v)| ((*k).into(), (*v).into()))
                 .collect(),
             files: Vec::new(),
+            shared: true,
+        }
+    }
+
+    /// [`deploy`] after one succeeded: the shared objects are in.
+    fn redeploy(generation: u64, resources: &[&str], refs: &[(&str, &str)]) -> Command {
+        match deploy(generation, resources, refs) {
+            Command::Deploy {
+                generation,
+                resources,
+                references,
+                files,
+                ..
+            } => Command::Deploy {
+                generation,
+                resources,
+                references,
+                files,
+                shared: false,
+            },
+            other => other,
         }
     }
 
@@ -2293,6 +2322,49 @@ mod tests {
         );
         assert!(s.resources.values().all(|r| r.status == Status::Ready));
         s
+    }
+
+    /// Issue 26 point 3: whether the manifests' shared objects (no resource's workload) went
+    /// in was an `Arc<Mutex<bool>>` in the workers, set before the deploy ended. It is the
+    /// engine's: each deploy carries them until one succeeds.
+    #[test]
+    fn the_shared_objects_go_with_each_deploy_until_one_succeeds() {
+        let shared = |cmds: &[Command]| -> Vec<bool> {
+            cmds.iter()
+                .filter_map(|c| match c {
+                    Command::Deploy { shared, .. } => Some(*shared),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut s = todo();
+        s.reduce(t(0), Event::Start);
+        assert_eq!(shared(&s.reduce(t(10), built("api", 1, "a1"))), [true]);
+        s.reduce(
+            t(30),
+            Event::DeployDone {
+                generation: 3,
+                result: Err("the API server refused".into()),
+            },
+        );
+        assert!(!s.shared_applied);
+        assert_eq!(s.reduce(t(40), changed(&["api"])), [build("api", 4)]);
+        assert_eq!(shared(&s.reduce(t(50), built("api", 4, "a2"))), [true]);
+        let out = s.reduce(
+            t(60),
+            Event::DeployDone {
+                generation: 5,
+                result: Ok(()),
+            },
+        );
+        assert!(s.shared_applied);
+        assert!(shared(&out).is_empty(), "{out:?}");
+        // The frontend's deploy, once the backend is ready: the shared objects are in.
+        let mut later = s.reduce(t(70), built("web", 2, "w1"));
+        for (i, r) in ["backend", "worker"].into_iter().enumerate() {
+            later.extend(s.reduce(t(80 + i as u64), Event::Ready { resource: r.into() }));
+        }
+        assert_eq!(shared(&later), [false], "{later:?}");
     }
 
     #[test]
@@ -2345,7 +2417,7 @@ mod tests {
                     resource: "backend".into()
                 }
             ),
-            [deploy(
+            [redeploy(
                 4,
                 &["frontend"],
                 &[("api", "api:a1"), ("web", "web:w1")]
@@ -2365,7 +2437,7 @@ mod tests {
         // web is built first: frontend deploys, without waiting for api's build.
         assert_eq!(
             s.reduce(t(110), built("web", 6, "w2")),
-            [deploy(
+            [redeploy(
                 7,
                 &["frontend"],
                 &[("api", "api:a1"), ("web", "web:w2")]
@@ -2385,7 +2457,7 @@ mod tests {
                 Command::Wait {
                     resources: vec!["frontend".into()]
                 },
-                deploy(
+                redeploy(
                     8,
                     &["backend", "worker"],
                     &[("api", "api:a2"), ("web", "web:w2")]
@@ -2669,6 +2741,7 @@ mod tests {
                 resources: vec![],
                 references: [("api".to_owned(), "api:a1".to_owned())].into(),
                 files: vec!["k8s.yaml".into()],
+                shared: true,
             }]
         );
         assert!(!s.settled());
@@ -2720,7 +2793,7 @@ mod tests {
         );
         assert_eq!(
             s.reduce(t(30), built("web", 2, "w1")),
-            [deploy(
+            [redeploy(
                 4,
                 &["backend", "frontend"],
                 &[("api", "api:a1"), ("web", "web:w1")]
@@ -2748,7 +2821,7 @@ mod tests {
         assert_eq!(s.images["api"].reference.as_deref(), Some("api:a1"));
         assert_eq!(
             s.reduce(t(130), built("api", 6, "a3")),
-            [deploy(
+            [redeploy(
                 7,
                 &["backend", "worker"],
                 &[("api", "api:a3"), ("web", "web:w1")]
@@ -2765,7 +2838,7 @@ mod tests {
         assert_eq!(s.resources["frontend"].status, Status::Ready);
         assert_eq!(
             s.reduce(t(110), built("api", 5, "a2")),
-            [deploy(
+            [redeploy(
                 6,
                 &["backend", "worker"],
                 &[("api", "api:a2"), ("web", "web:w1")]
@@ -2798,7 +2871,7 @@ mod tests {
         s.reduce(t(200), changed(&["api"]));
         assert_eq!(
             s.reduce(t(210), built("api", 6, "a4")),
-            [deploy(
+            [redeploy(
                 7,
                 &["backend", "worker"],
                 &[("api", "api:a4"), ("web", "web:w1")]
@@ -2888,7 +2961,7 @@ mod tests {
         s.reduce(t(100), changed(&["web"]));
         assert_eq!(
             s.reduce(t(110), built("web", 5, "w2")),
-            [deploy(
+            [redeploy(
                 6,
                 &["frontend"],
                 &[("api", "api:a1"), ("web", "web:w2")]
@@ -2912,7 +2985,7 @@ mod tests {
                 Command::Wait {
                     resources: vec!["frontend".into()]
                 },
-                deploy(
+                redeploy(
                     8,
                     &["backend", "worker"],
                     &[("api", "api:a2"), ("web", "web:w2")]
@@ -3147,7 +3220,7 @@ mod tests {
         assert_eq!(s.reduce(t(12), ran("gen", 4, Ok(()))), [build("app", 5)]);
         assert_eq!(
             s.reduce(t(13), built("app", 5, "a2")),
-            [deploy(6, &["app"], &[("app", "app:a2")])]
+            [redeploy(6, &["app"], &[("app", "app:a2")])]
         );
     }
 
@@ -3455,7 +3528,7 @@ mod tests {
         // Built: cron deploys alone (backend is ready); nothing else is touched.
         assert_eq!(
             s.reduce(t(90), built("jobs", 5, "j1")),
-            [deploy(
+            [redeploy(
                 6,
                 &["cron"],
                 &[("api", "api:a1"), ("jobs", "jobs:j1"), ("web", "web:w1")]
@@ -3493,6 +3566,7 @@ mod tests {
                     .map(|(k, v)| ((*k).into(), (*v).into()))
                     .collect(),
                 files: vec!["k8s/web.yaml".into()],
+                shared: false,
             }]
         );
     }
@@ -3528,7 +3602,7 @@ mod tests {
         );
         assert_eq!(
             out,
-            [deploy(
+            [redeploy(
                 5,
                 &["backend", "worker"],
                 &[("api", "api:a1"), ("web", "web:w1")]
@@ -3556,6 +3630,7 @@ mod tests {
                     .map(|(k, v)| ((*k).into(), (*v).into()))
                     .collect(),
                 files: vec!["k8s/web.yaml".into()],
+                shared: false,
             }]
         );
         // A file of no resource's workload (a Service): applied alone, nothing waited for.
@@ -3601,7 +3676,7 @@ mod tests {
                 Command::Forget {
                     resource: "worker".into()
                 },
-                deploy(5, &["worker"], &[("api", "api:a1"), ("web", "web:w1")])
+                redeploy(5, &["worker"], &[("api", "api:a1"), ("web", "web:w1")])
             ]
         );
     }

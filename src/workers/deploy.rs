@@ -3,7 +3,6 @@
 //! the chart's checks before anything is touched.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -13,7 +12,6 @@ use crate::cluster::kube::Target;
 use crate::config;
 use crate::deploy;
 use crate::exec;
-use crate::host::lock;
 use crate::out;
 use crate::plan;
 use crate::project::{Doc, deploy_parts, load_manifests, released};
@@ -226,27 +224,38 @@ pub fn run_helm(cfg: &config::Config, argv: &[String], timeout: Duration) -> Res
     Ok(())
 }
 
-/// One deploy of `resources` with `references`: one helm upgrade when the release renders one
-/// of them, the manifest objects that are their workloads, and every object of `files` (a
-/// manifest that changed; what left it is pruned).
-#[allow(clippy::too_many_arguments)]
+/// What one deploy carries out (the engine's `Command::Deploy`).
+pub struct Batch {
+    pub resources: Vec<String>,
+    pub references: BTreeMap<String, String>,
+    /// Manifest files that changed: every object of theirs goes, what left them is pruned.
+    pub files: Vec<String>,
+    /// The manifests' objects that are no resource's workload go first (until a deploy put
+    /// them in).
+    pub shared: bool,
+}
+
+/// One deploy of a batch: one helm upgrade when the release renders one of its resources,
+/// the manifest objects that are their workloads, and every object of its changed files.
 pub fn deploy_resources(
     cfg: &config::Config,
     handle: &tokio::runtime::Handle,
     target: Option<&Target>,
     discovery: Option<&kube::discovery::Discovery>,
-    resources: &[String],
-    references: &BTreeMap<String, String>,
-    files: &[String],
-    shared_applied: &Mutex<bool>,
+    batch: &Batch,
     note: &dyn Fn(&str, &str),
 ) -> Result<()> {
-    // The first deploy says how each image was rewritten.
-    let first = !*lock(shared_applied);
+    let Batch {
+        resources,
+        references,
+        files,
+        shared,
+    } = batch;
+    // The deploy that puts the shared objects in says how each image was rewritten.
     let docs = if cfg.deploy.manifests.is_empty() {
         Vec::new()
     } else {
-        load_manifests(cfg, references, first)?
+        load_manifests(cfg, references, *shared)?
     };
     let cluster = || -> Result<(&Target, &kube::discovery::Discovery)> {
         match (target, discovery) {
@@ -255,17 +264,12 @@ pub fn deploy_resources(
         }
     };
     let released = released(cfg, &docs);
-    // The first deploy puts in what is no resource's workload first: Services, ConfigMaps...
-    let parts = {
-        let mut applied = lock(shared_applied);
-        let parts = deploy_parts(cfg, &docs, &released, resources, files, !*applied);
-        if !parts.shared.is_empty() {
-            let (target, discovery) = cluster()?;
-            apply_docs(handle, target, discovery, cfg, parts.shared.iter().copied())?;
-        }
-        *applied = true;
-        parts
-    };
+    // What is no resource's workload goes first: Services, ConfigMaps...
+    let parts = deploy_parts(cfg, &docs, &released, resources, files, *shared);
+    if !parts.shared.is_empty() {
+        let (target, discovery) = cluster()?;
+        apply_docs(handle, target, discovery, cfg, parts.shared.iter().copied())?;
+    }
     if let Some(h) = &cfg.deploy.helm
         && parts.release
     {

@@ -160,8 +160,6 @@ pub struct Workers {
     /// The follow tasks of each deployed resource (forwards, pod counts, logs), from its
     /// first deploy on.
     followed: Arc<Mutex<BTreeMap<String, tokio::task::JoinSet<()>>>>,
-    /// Whether the manifest objects that are no resource's workload went in (first deploy).
-    shared_applied: Arc<Mutex<bool>>,
     /// The bring-up steps in flight (doctor, cluster), cancelled on stop.
     steps: Cancel,
     builds: HashMap<String, (u64, Cancel)>,
@@ -192,7 +190,6 @@ impl Workers {
             bringup: Arc::new(setup.bringup),
             cluster: Arc::new(std::sync::OnceLock::new()),
             followed: Arc::new(Mutex::new(BTreeMap::new())),
-            shared_applied: Arc::new(Mutex::new(false)),
             steps: Cancel::new(),
             builds: HashMap::new(),
             build_slots: Arc::new(tokio::sync::Semaphore::new(
@@ -335,19 +332,11 @@ impl Workers {
     }
 
     /// Deploys resources (one helm upgrade, the manifests' objects) and follows them.
-    fn deploy(
-        &mut self,
-        generation: u64,
-        resources: Vec<String>,
-        references: BTreeMap<String, String>,
-        files: Vec<String>,
-        tx: mpsc::UnboundedSender<Event>,
-    ) {
+    fn deploy(&mut self, generation: u64, batch: deploy::Batch, tx: mpsc::UnboundedSender<Event>) {
         let cfg = self.config();
         let cluster = self.cluster.clone();
         let logs = self.logs.clone();
         let handle = tokio::runtime::Handle::current();
-        let shared_applied = self.shared_applied.clone();
         let me = self.follower();
         tokio::task::spawn_blocking(move || {
             let prepared = cluster.get();
@@ -356,10 +345,7 @@ impl Workers {
                 &handle,
                 prepared.map(|p| &p.target),
                 prepared.and_then(|p| p.discovery.as_deref()),
-                &resources,
-                &references,
-                &files,
-                &shared_applied,
+                &batch,
                 &|kind, text| {
                     let _ = tx.send(Event::Note {
                         kind: kind.to_owned(),
@@ -367,6 +353,12 @@ impl Workers {
                     });
                 },
             );
+            let deploy::Batch {
+                resources,
+                references,
+                files,
+                ..
+            } = batch;
             // From its first deploy on, a resource's forwards and logs are followed.
             if result.is_ok() && prepared.is_some() {
                 for name in &resources {
@@ -515,7 +507,17 @@ impl driver::Workers for Workers {
                 resources,
                 references,
                 files,
-            } => self.deploy(generation, resources, references, files, tx),
+                shared,
+            } => self.deploy(
+                generation,
+                deploy::Batch {
+                    resources,
+                    references,
+                    files,
+                    shared,
+                },
+                tx,
+            ),
             Command::Wait { resources } => self.wait(resources, tx),
             Command::Run {
                 resource,
