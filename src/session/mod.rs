@@ -15,7 +15,7 @@ mod supervise;
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -176,10 +176,10 @@ async fn run(
             shown: shown.clone(),
             warnings: loaded.warnings.len(),
             recreate_cluster: opts.recreate_cluster,
-            plan: Mutex::new(opts.plan.take()),
-            page_error: Mutex::new(page_error),
             report: report_tx,
         },
+        plan: opts.plan.take(),
+        page_error,
         events: tx.clone(),
     });
     // Without --ci, file changes feed the engine from the start, so a save during the

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -25,18 +25,19 @@ use crate::{deploy, doctor, out, plan};
 pub type Bound = (u16, u16, tokio::net::TcpListener);
 
 /// What the cluster step leaves for the other workers: the guarded cluster, where images go,
-/// the API's resource kinds, and the forward ports, bound early so that a busy one stops `up`
-/// before anything is deployed.
+/// the API's resource kinds.
 pub struct Prepared {
     pub target: Target,
     pub store: Option<ImageStore>,
     pub discovery: Option<Arc<kube::discovery::Discovery>>,
     pub node_ip: Option<String>,
-    /// Resource -> its bound forward listeners.
-    pub forwards: Mutex<BTreeMap<String, Vec<Bound>>>,
     /// Where /proc is (to name a port's holder).
     pub proc_root: PathBuf,
 }
+
+/// Resource -> its forward listeners, bound at bring-up so that a busy port stops `up`
+/// before anything is deployed; each is handed to the resource's follow task.
+pub type Forwards = BTreeMap<String, Vec<Bound>>;
 
 /// What the bring-up steps are told by the session.
 pub struct Inputs {
@@ -46,11 +47,6 @@ pub struct Inputs {
     pub warnings: usize,
     /// `--recreate-cluster`: a profile of the wrong size is recreated, not refused.
     pub recreate_cluster: bool,
-    /// The plan computed for the config `up` started with, for the first bring-up.
-    pub plan: Mutex<Option<plan::Plan>>,
-    /// Why the status page could not start (its port is taken): said after the doctor's
-    /// report, which names the port's holder with everything else that is wrong.
-    pub page_error: Mutex<Option<String>>,
     /// The doctor's report, for the page and the API.
     pub report: watch::Sender<serde_json::Value>,
 }
@@ -63,7 +59,9 @@ pub fn kubeconfig_files() -> Vec<PathBuf> {
 
 /// Runs the doctor's checks against `cfg`. A failure prints the failed checks with their
 /// fixes and is the step's error.
-pub fn doctor(cfg: &Config, inputs: &Inputs) -> Result<(), String> {
+/// `page_error` is why the status page could not start (its port is taken): said after the
+/// doctor's report, which names the port's holder with everything else that is wrong.
+pub fn doctor(cfg: &Config, inputs: &Inputs, page_error: Option<String>) -> Result<(), String> {
     let state = doctor::ConfigState::Valid {
         config: cfg,
         shown: inputs.shown.clone(),
@@ -97,7 +95,7 @@ pub fn doctor(cfg: &Config, inputs: &Inputs) -> Result<(), String> {
         );
         return Err(doctor::summary_line(&report));
     }
-    if let Some(e) = crate::host::lock(&inputs.page_error).take() {
+    if let Some(e) = page_error {
         eprintln!("error: {e}");
         return Err(e);
     }
@@ -237,33 +235,55 @@ fn checkpoint(cancel: &Cancel) -> Result<()> {
 
 /// The cluster side of bring-up, before any build or deploy: chart dependencies and checks,
 /// the cluster, namespaces, secrets, the forward ports, and prune of what left the
-/// manifests. `progress` is told each part as it starts.
+/// manifests. `plan` is the one `up` computed before it started, if it is for `cfg`.
+/// `progress` is told each part as it starts.
 pub fn prepare(
     rt: &tokio::runtime::Handle,
     cfg: &Config,
     inputs: &Inputs,
+    plan: Option<plan::Plan>,
     ci: bool,
     cancel: &Cancel,
     progress: &dyn Fn(&str),
-) -> Result<Prepared, (BringUpStage, anyhow::Error)> {
+) -> Result<(Prepared, Forwards), (BringUpStage, anyhow::Error)> {
     let mut stage = BringUpStage::Checks;
-    prepare_stages(rt, cfg, inputs, ci, cancel, progress, &mut stage).map_err(|e| (stage, e))
+    let steps = Steps {
+        rt,
+        cfg,
+        inputs,
+        ci,
+        cancel,
+        progress,
+    };
+    prepare_stages(&steps, plan, &mut stage).map_err(|e| (stage, e))
+}
+
+/// What the bring-up's steps read.
+struct Steps<'a> {
+    rt: &'a tokio::runtime::Handle,
+    cfg: &'a Config,
+    inputs: &'a Inputs,
+    ci: bool,
+    cancel: &'a Cancel,
+    progress: &'a dyn Fn(&str),
 }
 
 /// [`prepare`]'s steps; `stage` says which part runs, so that a failure is told as such.
 fn prepare_stages(
-    rt: &tokio::runtime::Handle,
-    cfg: &Config,
-    inputs: &Inputs,
-    ci: bool,
-    cancel: &Cancel,
-    progress: &dyn Fn(&str),
+    steps: &Steps,
+    plan: Option<plan::Plan>,
     stage: &mut BringUpStage,
-) -> Result<Prepared> {
+) -> Result<(Prepared, Forwards)> {
+    let Steps {
+        rt,
+        cfg,
+        inputs,
+        ci,
+        cancel,
+        progress,
+    } = *steps;
     progress("checking the chart");
-    let computed = crate::host::lock(&inputs.plan)
-        .take()
-        .filter(|p| p.config == inputs.shown && p.project == cfg.project);
+    let computed = plan.filter(|p| p.config == inputs.shown && p.project == cfg.project);
     let plan = match computed {
         Some(p) => p,
         None => plan::compute(cfg, &inputs.shown)?,
@@ -332,14 +352,14 @@ fn prepare_stages(
         .ok(),
         _ => None,
     };
-    Ok(Prepared {
+    let prepared = Prepared {
         target: ready.target.clone(),
         store: ready.image_store.clone(),
         discovery: discovery.map(Arc::new),
         node_ip,
-        forwards: Mutex::new(forwards),
         proc_root,
-    })
+    };
+    Ok((prepared, forwards))
 }
 
 #[cfg(test)]

@@ -8,14 +8,14 @@ use super::Prepared;
 use crate::config;
 use crate::deploy;
 use crate::engine::driver::Logs;
-use crate::host::lock;
 use crate::out;
 
 /// What following a resource keeps for live update: its pods (the sync worker reaches its
 /// containers through them) and, for each of its live-updated images, new containers kept
 /// up to date with what earlier live updates put into the running ones.
 pub struct Keep {
-    pub pods: super::live::PodsOf,
+    /// Where the resource's pods are handed back to the workers, for live update.
+    pub handback: tokio::sync::mpsc::UnboundedSender<super::Handback>,
     pub ledgers: super::live::Ledgers,
     pub sessions: crate::deploy::sync::Sessions,
     pub events: tokio::sync::mpsc::UnboundedSender<crate::engine::state::Event>,
@@ -24,8 +24,15 @@ pub struct Keep {
 }
 
 /// Follows `r` until the task is aborted (when `r` leaves the config, or devenv stops): the
-/// tasks it starts end with it.
-pub async fn follow_one(r: config::Resource, prepared: &Prepared, logs: Logs, keep: Keep) {
+/// tasks it starts end with it. `bound` are its forward ports bound at bring-up, if it was
+/// there then.
+pub async fn follow_one(
+    r: config::Resource,
+    prepared: &Prepared,
+    bound: Option<Vec<super::bringup::Bound>>,
+    logs: Logs,
+    keep: Keep,
+) {
     let target = &prepared.target;
     let report = warn(&r.name, "follow", &logs, &keep.events);
     let pods = match deploy::pods::watch(&target.client, &r.namespace, &r.workload).await {
@@ -37,7 +44,10 @@ pub async fn follow_one(r: config::Resource, prepared: &Prepared, logs: Logs, ke
     };
     // Dropped (and so aborted) when this task is.
     let mut tasks = tokio::task::JoinSet::new();
-    lock(&keep.pods).insert(r.name.clone(), pods.clone());
+    let _ = keep.handback.send(super::Handback::Pods {
+        resource: r.name.clone(),
+        pods: Box::new(pods.clone()),
+    });
     if !keep.live_images.is_empty() {
         tasks.spawn(super::live::catch_up(
             keep.cfg.clone(),
@@ -51,7 +61,7 @@ pub async fn follow_one(r: config::Resource, prepared: &Prepared, logs: Logs, ke
         ));
     }
     // Ports bound at bring-up, or (a resource added by a reload) bound now.
-    reach(&r, prepared, &pods, &logs, &keep.events, &mut tasks).await;
+    reach(&r, prepared, bound, &pods, &logs, &keep.events, &mut tasks).await;
     // Pod counts, kept current in the engine's state (the page, `status`, the summary).
     {
         let pods = pods.clone();
@@ -101,6 +111,7 @@ pub async fn follow_one(r: config::Resource, prepared: &Prepared, logs: Logs, ke
 async fn reach(
     r: &config::Resource,
     prepared: &Prepared,
+    bound: Option<Vec<super::bringup::Bound>>,
     pods: &deploy::pods::Pods,
     logs: &Logs,
     events: &tokio::sync::mpsc::UnboundedSender<crate::engine::state::Event>,
@@ -108,7 +119,6 @@ async fn reach(
 ) {
     let target = &prepared.target;
     let report = warn(&r.name, "follow", logs, events);
-    let bound = lock(&prepared.forwards).remove(&r.name);
     let listeners = match bound {
         Some(l) => l,
         None => {

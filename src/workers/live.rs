@@ -26,8 +26,6 @@ pub struct Ledger {
 
 /// Image -> its ledger.
 pub type Ledgers = Arc<Mutex<BTreeMap<String, Ledger>>>;
-/// Resource -> its pods, once it is followed.
-pub type PodsOf = Arc<Mutex<BTreeMap<String, Pods>>>;
 
 /// The transport's form of a plan: local paths made absolute.
 fn push_of(cfg: &Config, image: &str, plan: &SyncPlan) -> Push {
@@ -73,7 +71,7 @@ pub async fn sync(
     image: String,
     plan: SyncPlan,
     users: Vec<String>,
-    pods: PodsOf,
+    pods: BTreeMap<String, Pods>,
     ledgers: Ledgers,
     sessions: sync::Sessions,
     logs: Logs,
@@ -84,7 +82,7 @@ pub async fn sync(
     let repo = crate::image::repository(&cfg, img);
     let mut targets: Vec<(Pods, Vec<Container>)> = Vec::new();
     for u in &users {
-        let Some(p) = lock(&pods).get(u).cloned() else {
+        let Some(p) = pods.get(u).cloned() else {
             return Err(format!("`{u}` is not followed yet: its pods are not known").into());
         };
         let c = p.ready_containers(&repo);

@@ -1,8 +1,6 @@
 //! `[[local]]` resources: their command, then their supervised serve command, with output to
 //! the terminal and the resource's log.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -12,17 +10,16 @@ use crate::config;
 use crate::engine::driver::Logs;
 use crate::engine::state::Event;
 use crate::exec::{self, Cancel, Cmd};
-use crate::host::lock;
 use crate::out;
 
-/// Runs `local`'s command, reports it, then runs its serve command (if any) until it is
-/// cancelled or ends (an end is reported as unhealthy).
+/// Runs `local`'s command, reports it, then runs its serve command (if any) until `serve`
+/// is cancelled or it ends (an end is reported as unhealthy).
 pub fn run_and_serve(
     local: &config::LocalResource,
     generation: u64,
     cancel: &Cancel,
+    serve: &Cancel,
     logs: &Logs,
-    serves: &Mutex<HashMap<String, Cancel>>,
     tx: &mpsc::UnboundedSender<Event>,
 ) {
     let result = match &local.cmd {
@@ -30,10 +27,8 @@ pub fn run_and_serve(
         None => Ok(()),
     };
     let serve = match (&result, &local.serve_cmd) {
-        (Ok(()), Some(s)) if !cancel.is_cancelled() => {
-            let sc = Cancel::new();
-            lock(serves).insert(local.name.clone(), sc.clone());
-            Some((s.clone(), sc))
+        (Ok(()), Some(s)) if !cancel.is_cancelled() && !serve.is_cancelled() => {
+            Some((s.clone(), serve.clone()))
         }
         _ => None,
     };

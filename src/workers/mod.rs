@@ -24,6 +24,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, Config};
+use crate::deploy::pods::Pods;
 use crate::deploy::rollout::PodCounts;
 use crate::engine::driver::{self, Logs};
 use crate::engine::state::{Command, Event};
@@ -141,12 +142,27 @@ pub struct Setup {
     pub ci: bool,
     pub logs: Logs,
     pub bringup: bringup::Inputs,
+    /// The plan `up` computed before it started, for the first bring-up.
+    pub plan: Option<crate::plan::Plan>,
+    /// Why the status page could not start: the doctor's step says it.
+    pub page_error: Option<String>,
     /// The engine's events, for what happens outside a command (a new pod behind on live
     /// updates).
     pub events: mpsc::UnboundedSender<Event>,
 }
 
-/// The workers of `up`: each command runs on a task of its own and reports back.
+/// What the workers' own tasks hand back to them (read before each command): they own it
+/// from then on, with no lock.
+enum Handback {
+    /// The forward ports bring-up bound.
+    Forwards(bringup::Forwards),
+    /// A followed resource's pods (live update reaches its containers through them).
+    Pods { resource: String, pods: Box<Pods> },
+}
+
+/// The workers of `up`: each command runs on a task of its own and reports back. What they
+/// keep is theirs alone (the engine's `dispatch` has them by `&mut`): the handles of work in
+/// flight, and what their tasks handed back.
 pub struct Workers {
     current: Current,
     published: mpsc::UnboundedReceiver<Published>,
@@ -155,31 +171,39 @@ pub struct Workers {
     logs: Logs,
     users: watch::Receiver<BTreeMap<String, Vec<String>>>,
     bringup: Arc<bringup::Inputs>,
+    /// For the first bring-up only.
+    plan: Option<crate::plan::Plan>,
+    page_error: Option<String>,
     /// Set once the cluster is up (commands that need it come only after).
     cluster: Arc<std::sync::OnceLock<Prepared>>,
+    /// The forward ports bound at bring-up, until each resource's follow task takes its own.
+    forwards: bringup::Forwards,
     /// The follow tasks of each deployed resource (forwards, pod counts, logs), from its
-    /// first deploy on.
-    followed: Arc<Mutex<BTreeMap<String, tokio::task::JoinSet<()>>>>,
+    /// first wait on.
+    followed: BTreeMap<String, tokio::task::JoinSet<()>>,
     /// The bring-up steps in flight (doctor, cluster), cancelled on stop.
     steps: Cancel,
     builds: HashMap<String, (u64, Cancel)>,
     /// How many builds may run at once (half the CPUs, at least two).
     build_slots: Arc<tokio::sync::Semaphore>,
     runs: HashMap<String, (u64, Cancel)>,
-    /// Serve commands running, by local resource.
-    serves: Arc<Mutex<HashMap<String, Cancel>>>,
+    /// The serve command of each local resource (running, or to start after its run).
+    serves: HashMap<String, Cancel>,
     waits: HashMap<String, tokio::task::JoinHandle<()>>,
     /// Each followed resource's pods (live update reaches its containers through them).
-    pods: live::PodsOf,
+    pods: BTreeMap<String, Pods>,
     /// What live updates put into each image since it was built.
     ledgers: live::Ledgers,
     /// The shells kept running in containers for live update's archives.
     sessions: crate::deploy::sync::Sessions,
+    handback: mpsc::UnboundedSender<Handback>,
+    handed: mpsc::UnboundedReceiver<Handback>,
     events: mpsc::UnboundedSender<Event>,
 }
 
 impl Workers {
     pub fn new(setup: Setup) -> Workers {
+        let (handback, handed) = mpsc::unbounded_channel();
         Workers {
             cfg: setup.current.cfg.subscribe(),
             users: setup.current.users.subscribe(),
@@ -188,20 +212,40 @@ impl Workers {
             ci: setup.ci,
             logs: setup.logs,
             bringup: Arc::new(setup.bringup),
+            plan: setup.plan,
+            page_error: setup.page_error,
             cluster: Arc::new(std::sync::OnceLock::new()),
-            followed: Arc::new(Mutex::new(BTreeMap::new())),
+            forwards: BTreeMap::new(),
+            followed: BTreeMap::new(),
             steps: Cancel::new(),
             builds: HashMap::new(),
             build_slots: Arc::new(tokio::sync::Semaphore::new(
                 crate::image::run::default_parallelism(),
             )),
             runs: HashMap::new(),
-            serves: Arc::new(Mutex::new(HashMap::new())),
+            serves: HashMap::new(),
             waits: HashMap::new(),
-            pods: Arc::new(Mutex::new(BTreeMap::new())),
+            pods: BTreeMap::new(),
             ledgers: Arc::new(Mutex::new(BTreeMap::new())),
             sessions: crate::deploy::sync::Sessions::default(),
+            handback,
+            handed,
             events: setup.events,
+        }
+    }
+
+    /// Takes what the workers' tasks handed back since the last command.
+    fn take_handed(&mut self) {
+        while let Ok(h) = self.handed.try_recv() {
+            match h {
+                Handback::Forwards(f) => self.forwards.extend(f),
+                Handback::Pods { resource, pods } => {
+                    // Only while it is followed (it may have left the config meanwhile).
+                    if self.followed.contains_key(&resource) {
+                        self.pods.insert(resource, *pods);
+                    }
+                }
+            }
         }
     }
 
@@ -209,19 +253,23 @@ impl Workers {
     fn prepare_cluster(&mut self, tx: mpsc::UnboundedSender<Event>) {
         let cfg = self.config();
         let inputs = self.bringup.clone();
+        let plan = self.plan.take();
         let cluster = self.cluster.clone();
         let cancel = self.steps.clone();
         let handle = tokio::runtime::Handle::current();
         let ci = self.ci;
+        let handback = self.handback.clone();
         tokio::task::spawn_blocking(move || {
             let progress = |m: &str| {
                 let _ = tx.send(Event::ClusterProgress {
                     message: m.to_owned(),
                 });
             };
-            match bringup::prepare(&handle, &cfg, &inputs, ci, &cancel, &progress) {
-                Ok(p) => {
+            match bringup::prepare(&handle, &cfg, &inputs, plan, ci, &cancel, &progress) {
+                Ok((p, forwards)) => {
                     let _ = cluster.set(p);
+                    // Handed back before the engine hears of it: every command after has it.
+                    let _ = handback.send(Handback::Forwards(forwards));
                     let _ = tx.send(Event::ClusterReady);
                 }
                 // Cancelled because devenv stops: the engine expects no end.
@@ -288,8 +336,11 @@ impl Workers {
     ) {
         let cfg = self.config();
         let users = self.users.borrow().get(&image).cloned().unwrap_or_default();
-        let (pods, ledgers, sessions, logs) = (
-            self.pods.clone(),
+        let pods: BTreeMap<String, Pods> = users
+            .iter()
+            .filter_map(|u| self.pods.get(u).map(|p| (u.clone(), p.clone())))
+            .collect();
+        let (ledgers, sessions, logs) = (
             self.ledgers.clone(),
             self.sessions.clone(),
             self.logs.clone(),
@@ -337,7 +388,6 @@ impl Workers {
         let cluster = self.cluster.clone();
         let logs = self.logs.clone();
         let handle = tokio::runtime::Handle::current();
-        let me = self.follower();
         tokio::task::spawn_blocking(move || {
             let prepared = cluster.get();
             let result = deploy::deploy_resources(
@@ -359,12 +409,6 @@ impl Workers {
                 files,
                 ..
             } = batch;
-            // From its first deploy on, a resource's forwards and logs are followed.
-            if result.is_ok() && prepared.is_some() {
-                for name in &resources {
-                    me.follow(name, &handle);
-                }
-            }
             for r in &resources {
                 let text = match &result {
                     Ok(()) => deploy::deployed_with("deployed", &references),
@@ -387,7 +431,8 @@ impl Workers {
         });
     }
 
-    /// Waits for resources to be ready.
+    /// Waits for resources to be ready, and follows each from its first wait on (its
+    /// forwards, URLs, pod counts and logs).
     fn wait(&mut self, resources: Vec<String>, tx: mpsc::UnboundedSender<Event>) {
         let Some(target) = self.cluster.get().map(|p| p.target.clone()) else {
             return;
@@ -407,14 +452,15 @@ impl Workers {
                 .map(|i| crate::image::repository(&cfg, i))
                 .collect();
             let task = tokio::spawn(wait::wait(r, built, target.clone(), self.ci, tx.clone()));
-            self.waits.insert(name, task);
+            self.waits.insert(name.clone(), task);
+            self.follow(&name);
         }
     }
 
     /// Runs a local resource's command, then its serve command.
     fn run(&mut self, resource: String, generation: u64, tx: mpsc::UnboundedSender<Event>) {
         // A change restarts the serve command: the old one goes first.
-        if let Some(old) = lock(&self.serves).remove(&resource) {
+        if let Some(old) = self.serves.remove(&resource) {
             old.cancel();
         }
         let cancel = Cancel::new();
@@ -425,25 +471,28 @@ impl Workers {
             return;
         };
         let logs = self.logs.clone();
-        let serves = self.serves.clone();
+        // The serve command that follows the run: cancelled with it, or on its own later.
+        let serve = Cancel::new();
+        self.serves.insert(resource, serve.clone());
         tokio::task::spawn_blocking(move || {
-            local::run_and_serve(&local, generation, &cancel, &logs, &serves, &tx);
+            local::run_and_serve(&local, generation, &cancel, &serve, &logs, &tx);
         });
     }
 
     /// Stops everything of a resource that left the config.
     fn forget(&mut self, resource: String) {
-        if let Some(mut set) = lock(&self.followed).remove(&resource) {
+        if let Some(mut set) = self.followed.remove(&resource) {
             set.abort_all();
         }
-        lock(&self.pods).remove(&resource);
+        self.pods.remove(&resource);
+        self.forwards.remove(&resource);
         if let Some(w) = self.waits.remove(&resource) {
             w.abort();
         }
         if let Some((_, c)) = self.runs.remove(&resource) {
             c.cancel();
         }
-        if let Some(c) = lock(&self.serves).remove(&resource) {
+        if let Some(c) = self.serves.remove(&resource) {
             c.cancel();
         }
         self.logs
@@ -476,14 +525,16 @@ impl Workers {
 
 impl driver::Workers for Workers {
     fn dispatch(&mut self, cmd: Command, events: &mpsc::UnboundedSender<Event>) {
+        self.take_handed();
         let tx = events.clone();
         match cmd {
             Command::Configure { version } => self.configure(version),
             Command::Doctor => {
                 let cfg = self.config();
                 let inputs = self.bringup.clone();
+                let page_error = self.page_error.take();
                 tokio::task::spawn_blocking(move || {
-                    let result = bringup::doctor(&cfg, &inputs);
+                    let result = bringup::doctor(&cfg, &inputs, page_error);
                     let _ = tx.send(Event::DoctorDone { result });
                 });
             }
@@ -535,15 +586,11 @@ impl driver::Workers for Workers {
             }
             Command::Forget { resource } => self.forget(resource),
             Command::Refollow { resource } => {
-                if let Some(mut set) = lock(&self.followed).remove(&resource) {
+                if let Some(mut set) = self.followed.remove(&resource) {
+                    // Its old listeners close as its tasks end; the new ones wait them out.
                     set.abort_all();
-                    // Its old listeners close with it before the new ones bind.
-                    let me = self.follower();
-                    let handle = tokio::runtime::Handle::current();
-                    tokio::spawn(async move {
-                        while set.join_next().await.is_some() {}
-                        me.follow(&resource, &handle);
-                    });
+                    self.pods.remove(&resource);
+                    self.follow(&resource);
                 }
             }
             Command::Stop => {
@@ -551,13 +598,13 @@ impl driver::Workers for Workers {
                 for (_, c) in self.builds.values().chain(self.runs.values()) {
                     c.cancel();
                 }
-                for c in lock(&self.serves).values() {
+                for c in self.serves.values() {
                     c.cancel();
                 }
                 for w in self.waits.values() {
                     w.abort();
                 }
-                for set in lock(&self.followed).values_mut() {
+                for set in self.followed.values_mut() {
                     set.abort_all();
                 }
                 exec::kill_all();
@@ -566,54 +613,17 @@ impl driver::Workers for Workers {
     }
 }
 
-/// What a deploy task needs to start following resources.
-#[derive(Clone)]
-struct Follower {
-    pods: live::PodsOf,
-    ledgers: live::Ledgers,
-    sessions: crate::deploy::sync::Sessions,
-    events: mpsc::UnboundedSender<Event>,
-    users: watch::Receiver<BTreeMap<String, Vec<String>>>,
-    ci: bool,
-    cfg: watch::Receiver<Arc<Config>>,
-    cluster: Arc<std::sync::OnceLock<Prepared>>,
-    logs: Logs,
-    followed: Arc<Mutex<BTreeMap<String, tokio::task::JoinSet<()>>>>,
-}
-
 impl Workers {
-    fn follower(&self) -> Follower {
-        Follower {
-            pods: self.pods.clone(),
-            ledgers: self.ledgers.clone(),
-            sessions: self.sessions.clone(),
-            events: self.events.clone(),
-            users: self.users.clone(),
-            ci: self.ci,
-            cfg: self.cfg.clone(),
-            cluster: self.cluster.clone(),
-            logs: self.logs.clone(),
-            followed: self.followed.clone(),
-        }
-    }
-}
-
-impl Follower {
-    /// Follows `name`'s forwards, URLs, pods and logs, unless it is followed already.
-    fn follow(&self, name: &str, handle: &tokio::runtime::Handle) {
-        if self.ci {
+    /// Follows `name`'s forwards, URLs, pods and logs, unless it is followed already (or
+    /// with `--ci`, which follows nothing).
+    fn follow(&mut self, name: &str) {
+        if self.ci || self.followed.contains_key(name) {
             return;
         }
-        let cfg = self.cfg.borrow().clone();
+        let cfg = self.config();
         let Some(r) = cfg.resources.iter().find(|r| r.name == name).cloned() else {
             return;
         };
-        let mut followed = lock(&self.followed);
-        if followed.contains_key(name) {
-            return;
-        }
-        let mut set = tokio::task::JoinSet::new();
-        let (cluster, logs) = (self.cluster.clone(), self.logs.clone());
         // The images of this resource that live update reaches: their new containers catch up.
         let live_images: Vec<String> = self
             .users
@@ -628,22 +638,22 @@ impl Follower {
             })
             .collect();
         let keep = follow::Keep {
-            pods: self.pods.clone(),
+            handback: self.handback.clone(),
             ledgers: self.ledgers.clone(),
             sessions: self.sessions.clone(),
             events: self.events.clone(),
             cfg: cfg.clone(),
             live_images,
         };
-        set.spawn_on(
-            async move {
-                if let Some(p) = cluster.get() {
-                    follow::follow_one(r, p, logs, keep).await;
-                }
-            },
-            handle,
-        );
-        followed.insert(name.to_owned(), set);
+        let bound = self.forwards.remove(name);
+        let (cluster, logs) = (self.cluster.clone(), self.logs.clone());
+        let mut set = tokio::task::JoinSet::new();
+        set.spawn(async move {
+            if let Some(p) = cluster.get() {
+                follow::follow_one(r, p, bound, logs, keep).await;
+            }
+        });
+        self.followed.insert(name.to_owned(), set);
     }
 }
 
@@ -675,10 +685,10 @@ mod tests {
                 shown: "devenv.toml".into(),
                 warnings: 0,
                 recreate_cluster: false,
-                plan: Mutex::new(None),
-                page_error: Mutex::new(None),
                 report: watch::channel(serde_json::Value::Null).0,
             },
+            plan: None,
+            page_error: None,
             events,
         });
         (w, publish)
