@@ -8,5 +8,6 @@
 
 pub mod driver;
 pub mod hold;
+pub mod live;
 pub mod log;
 pub mod state;

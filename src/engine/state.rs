@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::hold::Hold;
+pub use super::live::ContainerId;
 
 /// What the engine knows of the project: resources, the images they run, their order, and
 /// the bring-up steps that gate them.
@@ -302,6 +303,19 @@ pub struct ImageState {
     sync_started: Option<(Duration, Cause)>,
     #[serde(skip)]
     next_sync_cause: Option<Cause>,
+    /// The live update in flight's plan (the ledger takes it when it ends).
+    #[serde(skip)]
+    sync_plan: Option<SyncPlan>,
+    /// What live updates owe the image's containers since it was built.
+    #[serde(skip)]
+    pub ledger: super::live::Ledger,
+}
+
+/// How a live update ended (`Event::SyncDone`).
+struct SyncEnd {
+    result: Result<String, String>,
+    lasting: bool,
+    reached: Vec<ContainerId>,
 }
 
 /// A live update of one image: files put into its running containers, files removed there,
@@ -469,12 +483,22 @@ pub enum Event {
         generation: u64,
         result: Result<String, String>,
         lasting: bool,
+        /// The containers it reached.
+        reached: Vec<ContainerId>,
     },
-    /// A pod that started after live updates could not be given their files: the image is
-    /// built with them instead.
-    SyncLost {
+    /// The ready containers of `resource` that run `image` (live-updated), as they change.
+    Containers {
+        resource: String,
         image: String,
-        why: String,
+        ready: Vec<ContainerId>,
+    },
+    /// A catch-up ended: the containers it reached, or why it could not (the image is then
+    /// built with the live updates' files instead).
+    CaughtUp {
+        image: String,
+        resource: String,
+        version: u64,
+        result: Result<Vec<ContainerId>, String>,
     },
     BuildDone {
         image: String,
@@ -580,6 +604,12 @@ pub enum Command {
         generation: u64,
         plan: SyncPlan,
     },
+    /// Give containers that are behind (started after live updates) everything live updates
+    /// put into `image` since it was built (`Event::CaughtUp`).
+    CatchUp {
+        image: String,
+        owed: super::live::CatchUp,
+    },
     /// Kill the build's process group and reap it; its result will be ignored.
     Cancel {
         image: String,
@@ -637,6 +667,12 @@ impl Command {
             Command::PrepareCluster => "prepare cluster".to_owned(),
             Command::Build { image, .. } => format!("build {image}"),
             Command::Sync { image, .. } => format!("sync {image}"),
+            Command::CatchUp { image, owed } => {
+                format!(
+                    "catch up {} with the live updates of {image}",
+                    owed.resource
+                )
+            }
             Command::Cancel { image, .. } => format!("cancel build {image}"),
             Command::Deploy {
                 resources, files, ..
@@ -1005,8 +1041,26 @@ impl State {
                 generation,
                 result,
                 lasting,
-            } => self.on_sync_done(now, image, generation, result, lasting, &mut out),
-            Event::SyncLost { image, why } => self.on_sync_lost(now, &image, why, &mut out),
+                reached,
+            } => {
+                let end = SyncEnd {
+                    result,
+                    lasting,
+                    reached,
+                };
+                self.on_sync_done(now, image, generation, end, &mut out);
+            }
+            Event::Containers {
+                resource,
+                image,
+                ready,
+            } => self.on_containers(&resource, &image, ready, &mut out),
+            Event::CaughtUp {
+                image,
+                resource,
+                version,
+                result,
+            } => self.on_caught_up(now, &image, &resource, version, result, &mut out),
             Event::BuildDone {
                 image,
                 generation,
@@ -1020,18 +1074,7 @@ impl State {
                 generation,
                 result,
             } => self.on_run_done(now, resource, generation, result, &mut out),
-            Event::Ready { resource } => {
-                if let Some(r) = self.res_mut(&resource) {
-                    r.status = Status::Ready;
-                    r.last_error = None;
-                    r.ever_ready = true;
-                    if let Some(started) = r.wait_started.take() {
-                        r.ready_took = Some(now.saturating_sub(started));
-                    }
-                }
-                self.schedule_runs(Some(&resource), &mut out);
-                self.schedule_deploy(&mut out);
-            }
+            Event::Ready { resource } => self.on_ready(now, &resource, &mut out),
             Event::Problem { resource, message } => {
                 if let Some(r) = self.res_mut(&resource)
                     && r.status == Status::Waiting
@@ -1127,10 +1170,14 @@ impl State {
         now: Duration,
         image: String,
         generation: u64,
-        result: Result<String, String>,
-        lasting: bool,
+        done: SyncEnd,
         out: &mut Vec<Command>,
     ) {
+        let SyncEnd {
+            result,
+            lasting,
+            reached,
+        } = done;
         let Some(img) = self.images.get_mut(&image) else {
             return;
         };
@@ -1138,6 +1185,10 @@ impl State {
             return;
         }
         img.syncing = None;
+        let plan = img.sync_plan.take();
+        if let (Ok(_), Some(plan)) = (&result, plan) {
+            img.ledger.synced(plan, &reached);
+        }
         let (started, cause) = img.sync_started.take().unwrap_or((now, Cause::Start));
         let entry = HistoryEntry::ended("sync", Some(&image), &cause, started, now, &result);
         self.for_users(&image, |r| r.record(entry.clone()));
@@ -1161,6 +1212,7 @@ impl State {
                 if let Some((next, cause)) = next {
                     self.want_sync(&image, next, cause, out);
                 }
+                self.catch_up(&image, out);
             }
             Err(why) => {
                 // Live update stops for this image until it is built again (for good
@@ -1214,6 +1266,7 @@ impl State {
                 // The new image holds what live updates put into the old one.
                 img.live_off = None;
                 img.last_sync = None;
+                img.ledger.rebuilt();
             }
             Err(e) => {
                 img.last_error = Some(e.clone());
@@ -1422,6 +1475,88 @@ impl State {
     }
 
     /// A new pod missed live updates: the image is built with them.
+    /// `resource` is ready: what waits for it may go.
+    fn on_ready(&mut self, now: Duration, resource: &str, out: &mut Vec<Command>) {
+        if let Some(r) = self.res_mut(resource) {
+            r.status = Status::Ready;
+            r.last_error = None;
+            r.ever_ready = true;
+            if let Some(started) = r.wait_started.take() {
+                r.ready_took = Some(now.saturating_sub(started));
+            }
+        }
+        self.schedule_runs(Some(resource), out);
+        self.schedule_deploy(out);
+    }
+
+    /// The ready containers of `resource` that run `image` changed.
+    fn on_containers(
+        &mut self,
+        resource: &str,
+        image: &str,
+        ready: Vec<ContainerId>,
+        out: &mut Vec<Command>,
+    ) {
+        if let Some(img) = self.images.get_mut(image) {
+            img.ledger.ready(resource, ready.into_iter().collect());
+        }
+        self.catch_up(image, out);
+    }
+
+    /// Gives the containers of `image` that are behind its live updates what they lack, one
+    /// resource at a time, while no live update or build of it runs.
+    fn catch_up(&mut self, image: &str, out: &mut Vec<Command>) {
+        let Some(img) = self.images.get_mut(image) else {
+            return;
+        };
+        if img.syncing.is_some() || img.building.is_some() || img.live_off.is_some() {
+            return;
+        }
+        if let Some(owed) = img.ledger.due() {
+            out.push(Command::CatchUp {
+                image: image.to_owned(),
+                owed,
+            });
+        }
+    }
+
+    /// A catch-up ended. When it failed, the image is built with the live updates' files
+    /// (unless its resource left the config meanwhile).
+    fn on_caught_up(
+        &mut self,
+        now: Duration,
+        image: &str,
+        resource: &str,
+        version: u64,
+        result: Result<Vec<ContainerId>, String>,
+        out: &mut Vec<Command>,
+    ) {
+        let present = self.resources.contains_key(resource);
+        let Some(img) = self.images.get_mut(image) else {
+            return;
+        };
+        match result {
+            Ok(reached) => {
+                img.ledger.caught_up(version, &reached);
+                self.catch_up(image, out);
+            }
+            Err(_) if !present => {
+                img.ledger.caught_up(version, &[]);
+                img.ledger.forget(resource);
+                self.catch_up(image, out);
+            }
+            Err(why) => {
+                img.ledger.caught_up(version, &[]);
+                self.on_sync_lost(
+                    now,
+                    image,
+                    format!("a new pod could not get the live-updated files: {why}"),
+                    out,
+                );
+            }
+        }
+    }
+
     fn on_sync_lost(&mut self, now: Duration, image: &str, why: String, out: &mut Vec<Command>) {
         let Some(img) = self.images.get_mut(image) else {
             return;
@@ -1500,6 +1635,9 @@ impl State {
                     resource: name.clone(),
                     generation,
                 });
+            }
+            for img in self.images.values_mut() {
+                img.ledger.forget(&name);
             }
             out.push(Command::Forget { resource: name });
         }
@@ -1725,6 +1863,7 @@ impl State {
         }
         self.next_generation += 1;
         img.syncing = Some(generation);
+        img.sync_plan = Some(plan.clone());
         img.sync_started = Some((now, cause));
         self.for_users(image, |r| r.status = Status::Syncing);
         out.push(Command::Sync {
@@ -3758,6 +3897,7 @@ mod tests {
             generation,
             result: result.map(str::to_owned).map_err(str::to_owned),
             lasting,
+            reached: Vec::new(),
         }
     }
 
@@ -3899,18 +4039,78 @@ mod tests {
             },
         );
         assert_eq!(s.reduce(t(80), synced(&["api"], "a.py")), [build("api", 5)]);
-        // A pod that could not catch up: built too.
+    }
+
+    fn containers(resource: &str, ready: &[&ContainerId]) -> Event {
+        Event::Containers {
+            resource: resource.into(),
+            image: "api".into(),
+            ready: ready.iter().map(|c| (*c).clone()).collect(),
+        }
+    }
+
+    /// Issue 26 point 3: what live updates put into an image was a ledger in the workers
+    /// behind a lock, and the follow task caught new pods up on its own. The engine keeps the
+    /// ledger now: a container that starts after a live update gets the whole plan by its
+    /// command, and when it cannot, the image is built with the files.
+    #[test]
+    fn a_container_that_starts_after_a_live_update_is_caught_up_or_the_image_built() {
         let mut s = up();
-        assert_eq!(
-            s.reduce(
-                t(70),
-                Event::SyncLost {
-                    image: "api".into(),
-                    why: "new pod".into()
-                }
-            ),
-            [build("api", 5)]
+        let a = ("uid-a".to_owned(), "api".to_owned());
+        let b = ("uid-b".to_owned(), "api".to_owned());
+        let c = ("uid-c".to_owned(), "api".to_owned());
+        assert_eq!(s.reduce(t(69), containers("backend", &[&a])), []);
+        let out = s.reduce(t(70), synced(&["api"], "main.py"));
+        let [
+            Command::Sync {
+                generation, plan, ..
+            },
+        ] = &out[..]
+        else {
+            panic!("{out:?}")
+        };
+        s.reduce(
+            t(80),
+            Event::SyncDone {
+                image: "api".into(),
+                generation: *generation,
+                result: Ok("synced".into()),
+                lasting: false,
+                reached: vec![a.clone()],
+            },
         );
+        // A new pod: it gets what the live update put into the others.
+        let out = s.reduce(t(90), containers("backend", &[&a, &b]));
+        let [Command::CatchUp { owed, .. }] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (owed.resource.as_str(), &owed.containers),
+            ("backend", &vec![b.clone()])
+        );
+        assert_eq!(&owed.plan, plan);
+        let caught = Event::CaughtUp {
+            image: "api".into(),
+            resource: "backend".into(),
+            version: owed.version,
+            result: Ok(vec![b.clone()]),
+        };
+        assert_eq!(s.reduce(t(100), caught), []);
+        assert_eq!(s.reduce(t(105), containers("backend", &[&a, &b])), []);
+        // One that cannot get the files: the image is built with them.
+        let out = s.reduce(t(110), containers("backend", &[&a, &b, &c]));
+        let [Command::CatchUp { owed, .. }] = &out[..] else {
+            panic!("{out:?}")
+        };
+        let failed = Event::CaughtUp {
+            image: "api".into(),
+            resource: "backend".into(),
+            version: owed.version,
+            result: Err("exec refused".into()),
+        };
+        let out = s.reduce(t(120), failed);
+        assert!(matches!(&out[..], [Command::Build { .. }]), "{out:?}");
+        assert!(s.images["api"].live_off.is_some());
     }
 
     fn edit(images: &[&str], files: &[&str], paths: usize) -> Event {

@@ -10,14 +10,12 @@ use crate::deploy;
 use crate::engine::driver::Logs;
 use crate::out;
 
-/// What following a resource keeps for live update: its pods (the sync worker reaches its
-/// containers through them) and, for each of its live-updated images, new containers kept
-/// up to date with what earlier live updates put into the running ones.
+/// What following a resource keeps for live update: its pods (handed back to the workers,
+/// which reach its containers through them) and, for each of its live-updated images, its
+/// ready containers told to the engine (which catches new ones up).
 pub struct Keep {
     /// Where the resource's pods are handed back to the workers, for live update.
     pub handback: tokio::sync::mpsc::UnboundedSender<super::Handback>,
-    pub ledgers: super::live::Ledgers,
-    pub sessions: crate::deploy::sync::Sessions,
     pub events: tokio::sync::mpsc::UnboundedSender<crate::engine::state::Event>,
     pub cfg: Arc<config::Config>,
     pub live_images: Vec<String>,
@@ -49,14 +47,11 @@ pub async fn follow_one(
         pods: Box::new(pods.clone()),
     });
     if !keep.live_images.is_empty() {
-        tasks.spawn(super::live::catch_up(
+        tasks.spawn(super::live::tell_containers(
             keep.cfg.clone(),
             r.name.clone(),
             keep.live_images.clone(),
             pods.clone(),
-            keep.ledgers.clone(),
-            keep.sessions.clone(),
-            logs.clone(),
             keep.events.clone(),
         ));
     }

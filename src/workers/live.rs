@@ -1,10 +1,9 @@
 //! Live updates for the engine: a sync plan carried into every ready container that runs the
-//! image, and the ledger of what was synced since the image was last built, so that a pod
-//! that starts later (a restart, a scale-up, a replaced pod) gets the same files before it is
-//! counted as caught up; when it cannot, the image is built with them instead.
+//! image, a catch-up carried into the containers the engine's ledger says are behind, and
+//! the ready containers of each followed resource, told to the engine as they change.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
@@ -12,20 +11,9 @@ use crate::config::Config;
 use crate::deploy::pods::Pods;
 use crate::deploy::sync::{self, Container, Push};
 use crate::engine::driver::Logs;
-use crate::engine::state::{Event, SyncPlan};
-use crate::host::lock;
+use crate::engine::live::CatchUp;
+use crate::engine::state::{ContainerId, Event, SyncPlan};
 use crate::out;
-
-/// What live updates put into an image's containers since it was last built.
-#[derive(Debug, Default, Clone)]
-pub struct Ledger {
-    pub plan: Option<SyncPlan>,
-    /// The containers that have it all: `(pod uid, container)`.
-    pub done: BTreeSet<(String, String)>,
-}
-
-/// Image -> its ledger.
-pub type Ledgers = Arc<Mutex<BTreeMap<String, Ledger>>>;
 
 /// The transport's form of a plan: local paths made absolute.
 fn push_of(cfg: &Config, image: &str, plan: &SyncPlan) -> Push {
@@ -72,10 +60,9 @@ pub async fn sync(
     plan: SyncPlan,
     users: Vec<String>,
     pods: BTreeMap<String, Pods>,
-    ledgers: Ledgers,
     sessions: sync::Sessions,
     logs: Logs,
-) -> Result<String, Failure> {
+) -> Result<(String, Vec<ContainerId>), Failure> {
     let Some(img) = cfg.images.iter().find(|i| i.name == image) else {
         return Err(format!("no image `{image}` in the config").into());
     };
@@ -117,86 +104,100 @@ pub async fn sync(
         });
     }
     let report = report.map_or_else(String::new, |r| r.to_string());
-    {
-        let mut l = lock(&ledgers);
-        let ledger = l.entry(image.clone()).or_default();
-        ledger.plan = Some(match ledger.plan.take() {
-            Some(earlier) => earlier.then(plan),
-            None => plan,
-        });
-        for (_, cs) in &targets {
-            ledger
-                .done
-                .extend(cs.iter().map(|c| (c.uid.clone(), c.container.clone())));
-        }
-    }
+    let reached = targets
+        .iter()
+        .flat_map(|(_, cs)| cs.iter().map(|c| (c.uid.clone(), c.container.clone())))
+        .collect();
     out::say_for("synced", &image, &report);
     say(&report);
-    Ok(report)
+    Ok((report, reached))
 }
 
-/// Keeps the containers of `resource` that start later up to date with the ledgers of the
-/// images it runs; runs until the pods' watch ends (the follow task is aborted).
-#[allow(clippy::too_many_arguments)]
+/// Gives the containers of a catch-up (behind on its image's live updates) the whole plan;
+/// the containers reached, or why not.
 pub async fn catch_up(
+    cfg: Arc<Config>,
+    image: &str,
+    c: &CatchUp,
+    pods: Option<Pods>,
+    sessions: &sync::Sessions,
+    logs: &Logs,
+) -> Result<Vec<ContainerId>, String> {
+    let CatchUp {
+        resource,
+        plan,
+        containers,
+        ..
+    } = c;
+    let pods =
+        pods.ok_or_else(|| format!("`{resource}` is not followed: its pods are not known"))?;
+    let img = cfg
+        .images
+        .iter()
+        .find(|i| i.name == image)
+        .ok_or_else(|| format!("no image `{image}` in the config"))?;
+    let repo = crate::image::repository(&cfg, img);
+    let behind: Vec<Container> = pods
+        .ready_containers(&repo)
+        .into_iter()
+        .filter(|c| containers.contains(&(c.uid.clone(), c.container.clone())))
+        .collect();
+    if behind.is_empty() {
+        // They went (or are no longer ready) meanwhile: nothing was owed to them.
+        return Ok(Vec::new());
+    }
+    let push = push_of(&cfg, image, plan);
+    let say = |line: &str| logs.push(resource, "sync", line);
+    let r = sync::push_all(&pods.api, &behind, &push, sessions, &say)
+        .await
+        .map_err(|e| e.to_string())?;
+    let told: Vec<&str> = behind.iter().map(|c| c.pod.as_str()).collect();
+    let text = format!(
+        "{r} (new pod {}: the files of earlier live updates)",
+        told.join(", ")
+    );
+    out::say_for("synced", image, &text);
+    logs.push(resource, "sync", &text);
+    Ok(behind.into_iter().map(|c| (c.uid, c.container)).collect())
+}
+
+/// Tells the engine the ready containers of `resource` that run each of `images` (those with
+/// live update), each time they change; runs until the pods' watch ends (the follow task is
+/// aborted).
+pub async fn tell_containers(
     cfg: Arc<Config>,
     resource: String,
     images: Vec<String>,
     pods: Pods,
-    ledgers: Ledgers,
-    sessions: sync::Sessions,
-    logs: Logs,
     events: mpsc::UnboundedSender<Event>,
 ) {
+    let repos: Vec<(String, String)> = images
+        .into_iter()
+        .filter_map(|i| {
+            let img = cfg.images.iter().find(|x| x.name == i)?;
+            Some((i, crate::image::repository(&cfg, img)))
+        })
+        .collect();
+    let mut told: BTreeMap<String, Vec<ContainerId>> = BTreeMap::new();
     let mut changed = pods.changed.clone();
-    while changed.changed().await.is_ok() {
-        for image in &images {
-            let Some(ledger) = lock(&ledgers).get(image).cloned() else {
-                continue;
-            };
-            let Some(plan) = ledger.plan else {
-                continue;
-            };
-            let Some(img) = cfg.images.iter().find(|i| &i.name == image) else {
-                continue;
-            };
-            let repo = crate::image::repository(&cfg, img);
-            let behind: Vec<Container> = pods
-                .ready_containers(&repo)
+    loop {
+        for (image, repo) in &repos {
+            let ready: Vec<ContainerId> = pods
+                .ready_containers(repo)
                 .into_iter()
-                .filter(|c| !ledger.done.contains(&(c.uid.clone(), c.container.clone())))
+                .map(|c| (c.uid, c.container))
                 .collect();
-            if behind.is_empty() {
-                continue;
+            if told.get(image) != Some(&ready) {
+                told.insert(image.clone(), ready.clone());
+                let _ = events.send(Event::Containers {
+                    resource: resource.clone(),
+                    image: image.clone(),
+                    ready,
+                });
             }
-            let push = push_of(&cfg, image, &plan);
-            let say = |line: &str| logs.push(&resource, "sync", line);
-            match sync::push_all(&pods.api, &behind, &push, &sessions, &say).await {
-                Ok(r) => {
-                    let pods_told: Vec<&str> = behind.iter().map(|c| c.pod.as_str()).collect();
-                    let text = format!(
-                        "{r} (new pod {}: the files of earlier live updates)",
-                        pods_told.join(", ")
-                    );
-                    out::say_for("synced", image, &text);
-                    logs.push(&resource, "sync", &text);
-                    let mut l = lock(&ledgers);
-                    if let Some(ledger) = l.get_mut(image) {
-                        ledger
-                            .done
-                            .extend(behind.iter().map(|c| (c.uid.clone(), c.container.clone())));
-                    }
-                }
-                Err(e) => {
-                    let why = format!("a new pod could not get the live-updated files: {e}");
-                    out::say_for("rebuild", image, &why);
-                    let _ = events.send(Event::SyncLost {
-                        image: image.clone(),
-                        why,
-                    });
-                    lock(&ledgers).remove(image);
-                }
-            }
+        }
+        if changed.changed().await.is_err() {
+            break;
         }
     }
 }

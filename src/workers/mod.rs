@@ -17,7 +17,7 @@ mod local;
 mod wait;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -29,7 +29,6 @@ use crate::deploy::rollout::PodCounts;
 use crate::engine::driver::{self, Logs};
 use crate::engine::state::{Command, Event};
 use crate::exec::{self, Cancel};
-use crate::host::lock;
 use crate::out;
 
 pub use bringup::Prepared;
@@ -192,8 +191,6 @@ pub struct Workers {
     waits: HashMap<String, tokio::task::JoinHandle<()>>,
     /// Each followed resource's pods (live update reaches its containers through them).
     pods: BTreeMap<String, Pods>,
-    /// What live updates put into each image since it was built.
-    ledgers: live::Ledgers,
     /// The shells kept running in containers for live update's archives.
     sessions: crate::deploy::sync::Sessions,
     handback: mpsc::UnboundedSender<Handback>,
@@ -226,7 +223,6 @@ impl Workers {
             serves: HashMap::new(),
             waits: HashMap::new(),
             pods: BTreeMap::new(),
-            ledgers: Arc::new(Mutex::new(BTreeMap::new())),
             sessions: crate::deploy::sync::Sessions::default(),
             handback,
             handed,
@@ -295,7 +291,6 @@ impl Workers {
         let logs = self.logs.clone();
         let users = self.users.borrow().get(&image).cloned().unwrap_or_default();
         let slots = self.build_slots.clone();
-        let ledgers = self.ledgers.clone();
         tokio::spawn(async move {
             // Builds of different images run side by side, up to the limit.
             let permit = slots.acquire_owned().await;
@@ -309,11 +304,7 @@ impl Workers {
                 return;
             };
             let result = match result {
-                Ok(reference) => {
-                    // The new image holds what live updates put into the old one.
-                    lock(&ledgers).remove(&image);
-                    Ok(reference)
-                }
+                Ok(reference) => Ok(reference),
                 // The engine cancelled it for a newer build or a stop: it expects no end.
                 Err(build::Failure::Cancelled) => return,
                 Err(build::Failure::Failed(e)) => Err(e),
@@ -340,23 +331,9 @@ impl Workers {
             .iter()
             .filter_map(|u| self.pods.get(u).map(|p| (u.clone(), p.clone())))
             .collect();
-        let (ledgers, sessions, logs) = (
-            self.ledgers.clone(),
-            self.sessions.clone(),
-            self.logs.clone(),
-        );
+        let (sessions, logs) = (self.sessions.clone(), self.logs.clone());
         tokio::spawn(async move {
-            let result = live::sync(
-                cfg,
-                image.clone(),
-                plan,
-                users,
-                pods,
-                ledgers,
-                sessions,
-                logs,
-            )
-            .await;
+            let result = live::sync(cfg, image.clone(), plan, users, pods, sessions, logs).await;
             let lasting = result.as_ref().err().is_some_and(|f| f.lasting);
             if let Err(f) = &result {
                 out::say_for(
@@ -373,11 +350,44 @@ impl Workers {
                     ),
                 );
             }
+            let (result, reached) = match result {
+                Ok((report, reached)) => (Ok(report), reached),
+                Err(f) => (Err(f.why), Vec::new()),
+            };
             let _ = tx.send(Event::SyncDone {
                 image,
                 generation,
-                result: result.map_err(|f| f.why),
+                result,
                 lasting,
+                reached,
+            });
+        });
+    }
+
+    /// Gives containers that are behind on an image's live updates everything they put in.
+    fn catch_up(
+        &mut self,
+        image: String,
+        c: crate::engine::live::CatchUp,
+        tx: mpsc::UnboundedSender<Event>,
+    ) {
+        let cfg = self.config();
+        let pods = self.pods.get(&c.resource).cloned();
+        let (sessions, logs) = (self.sessions.clone(), self.logs.clone());
+        tokio::spawn(async move {
+            let result = live::catch_up(cfg, &image, &c, pods, &sessions, &logs).await;
+            if let Err(why) = &result {
+                out::say_for(
+                    "rebuild",
+                    &image,
+                    &format!("a new pod could not get the live-updated files: {why}"),
+                );
+            }
+            let _ = tx.send(Event::CaughtUp {
+                image,
+                resource: c.resource,
+                version: c.version,
+                result,
             });
         });
     }
@@ -545,6 +555,7 @@ impl driver::Workers for Workers {
                 generation,
                 plan,
             } => self.sync(image, generation, plan, tx),
+            Command::CatchUp { image, owed } => self.catch_up(image, owed, tx),
             Command::Cancel { image, generation } => {
                 if let Some((g, c)) = self.builds.get(&image)
                     && *g == generation
@@ -639,8 +650,6 @@ impl Workers {
             .collect();
         let keep = follow::Keep {
             handback: self.handback.clone(),
-            ledgers: self.ledgers.clone(),
-            sessions: self.sessions.clone(),
             events: self.events.clone(),
             cfg: cfg.clone(),
             live_images,
