@@ -216,3 +216,28 @@ fn no_function_of_the_engine_workers_or_session_is_over_100_lines() {
         .collect();
     assert!(long.is_empty(), "over 100 lines: {long:?}");
 }
+
+/// Issue 26: the workers keep only handles of the work in flight and what their tasks hand
+/// back, owned by the dispatcher: no lock. What several parts read is the engine's state.
+#[test]
+fn the_workers_keep_no_lock() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/workers");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{e}")) {
+        let p = entry.unwrap_or_else(|e| panic!("{e}")).path();
+        let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{e}"));
+        for (n, line) in text.lines().enumerate() {
+            if ["Mutex", "RwLock", "RefCell"]
+                .iter()
+                .any(|w| line.contains(w))
+            {
+                found.push(format!("{}:{}: {}", p.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "locks in the workers:\n{}",
+        found.join("\n")
+    );
+}

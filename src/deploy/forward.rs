@@ -123,7 +123,7 @@ async fn carry(mut conn: TcpStream, pods: &Pods, remote: u16) -> Result<(), (Tro
                     Trouble::NotFound,
                     format!(
                         "no pod ({}) became ready within {} s, so the connection was closed",
-                        pods.selector,
+                        pods.selector().unwrap_or_else(|| pods.workload.to_string()),
                         WAIT_FOR_POD.as_secs()
                     ),
                 )

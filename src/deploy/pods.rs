@@ -1,130 +1,185 @@
-//! The pods behind a resource, kept current by one kube-rs watcher (a reflector store) that
-//! port-forwards and log following share.
+//! A deployed resource as the cluster has it, kept current by kube-rs reflectors, one per
+//! kind: the workload itself, its pods, a Deployment's ReplicaSets, and the Warning events
+//! about pods in its namespace. Started at the resource's first deploy and shared by its
+//! readiness waits, port-forwards, logs, live update and pod counts.
 
 use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event as KubeEvent, Pod};
 use kube::api::DynamicObject;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use serde_json::Value;
+use tokio::sync::watch;
 
 use super::rollout::{
     PodCounts, api_resource, current_pods, current_template_hash, label_selector, pod_counts,
 };
 use crate::config::{Workload, WorkloadKind};
 
-#[derive(Debug, thiserror::Error)]
-pub enum PodsError {
-    #[error("reading {workload} in {namespace}: {source}")]
-    Read {
-        workload: String,
-        namespace: String,
-        source: crate::cluster::kube::ApiFailure,
-    },
-    #[error("{workload} in {namespace} has no spec.selector: devenv finds its pods by it")]
-    NoSelector { workload: String, namespace: String },
-}
-
-/// A live view of a workload's pods.
+/// A live view of a workload and what belongs to it.
 #[derive(Clone)]
 pub struct Pods {
+    pub client: Client,
+    pub namespace: String,
+    pub workload: Workload,
     pub api: Api<Pod>,
+    wl: Store<DynamicObject>,
     pub store: Store<Pod>,
     /// A Deployment's ReplicaSets, to tell its current pods from old ones.
     pub replicasets: Option<Store<ReplicaSet>>,
-    /// The workload's uid (its ReplicaSets name it as their owner).
-    pub owner_uid: Option<String>,
-    /// Bumped whenever a pod is added, changed or removed.
-    pub changed: tokio::sync::watch::Receiver<u64>,
-    pub selector: String,
-    /// The labels the workload gives its pods (Services select them).
-    pub template_labels: std::collections::BTreeMap<String, String>,
+    /// The Warning events about pods in the namespace.
+    pub events: Store<KubeEvent>,
+    /// Bumped whenever any of them changes.
+    pub changed: watch::Receiver<u64>,
+    /// The last watch error of any of them, until its next event.
+    pub error: watch::Receiver<Option<String>>,
+    /// The reflectors' tasks, ended when the last handle goes.
+    _tasks: Arc<Tasks>,
 }
 
-/// Starts watching the pods of `workload` (found by its own label selector). The watch runs
-/// on its own task until every [`Pods`] handle is gone.
-pub async fn watch(
-    client: &Client,
-    namespace: &str,
-    workload: &Workload,
-) -> Result<Pods, PodsError> {
-    let wl: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), namespace, &api_resource(workload.kind));
-    let obj = wl.get(&workload.name).await.map_err(|e| PodsError::Read {
-        workload: workload.to_string(),
-        namespace: namespace.to_owned(),
-        source: e.into(),
-    })?;
-    let value = serde_json::to_value(&obj).unwrap_or_default();
-    let selector = label_selector(&value).ok_or_else(|| PodsError::NoSelector {
-        workload: workload.to_string(),
-        namespace: namespace.to_owned(),
-    })?;
-    let template_labels = value["spec"]["template"]["metadata"]["labels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
+/// Aborts its tasks when dropped.
+struct Tasks(Vec<tokio::task::AbortHandle>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// What every reflector tells: a change, or a watch error (kube-rs's watcher retries with
+/// back-off by itself).
+#[derive(Clone)]
+struct Signals {
+    changed: Arc<watch::Sender<u64>>,
+    error: Arc<watch::Sender<Option<String>>>,
+}
+
+/// Starts the reflectors of `workload` in `namespace` (on tasks of their own, until every
+/// handle is gone). The pods and ReplicaSets are watched by the workload's own selector, as
+/// soon as the workload is seen.
+pub fn start(client: &Client, namespace: &str, workload: &Workload) -> Pods {
+    let (changed_tx, changed) = watch::channel(0u64);
+    let (error_tx, error) = watch::channel(None);
+    let signals = Signals {
+        changed: Arc::new(changed_tx),
+        error: Arc::new(error_tx),
+    };
+    let ar = api_resource(workload.kind);
+    let wl_writer = Writer::new(ar.clone());
+    let wl = wl_writer.as_reader();
+    let mut tasks = Vec::new();
+    tasks.push(
+        tokio::spawn(reflect(
+            Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &ar),
+            watcher::Config::default().fields(&format!("metadata.name={}", workload.name)),
+            wl_writer,
+            signals.clone(),
+        ))
+        .abort_handle(),
+    );
+    let (events, ev_writer) = reflector::store();
+    tasks.push(
+        tokio::spawn(reflect(
+            Api::<KubeEvent>::namespaced(client.clone(), namespace),
+            watcher::Config::default().fields("involvedObject.kind=Pod,type=Warning"),
+            ev_writer,
+            signals.clone(),
+        ))
+        .abort_handle(),
+    );
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let (tx, changed) = tokio::sync::watch::channel(0u64);
-    let tx = Arc::new(tx);
-    let store = reflect(api.clone(), &selector, tx.clone());
-    // A Deployment's pods are those of its newest ReplicaSet.
-    let replicasets = (workload.kind == WorkloadKind::Deployment).then(|| {
-        let rs: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
-        reflect(rs, &selector, tx)
-    });
-    Ok(Pods {
+    let (store, pod_writer) = reflector::store();
+    let (replicasets, rs_writer) = if workload.kind == WorkloadKind::Deployment {
+        let (s, w) = reflector::store();
+        (Some(s), Some(w))
+    } else {
+        (None, None)
+    };
+    {
+        let (wl, api, signals) = (wl.clone(), api.clone(), signals.clone());
+        let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
+        let mut seen = changed.clone();
+        tasks.push(
+            tokio::spawn(async move {
+                let selector = loop {
+                    if let Some(s) = selector_of(&wl) {
+                        break s;
+                    }
+                    if seen.changed().await.is_err() {
+                        return;
+                    }
+                };
+                drop(seen);
+                let cfg = watcher::Config::default().labels(&selector);
+                let pods = reflect(api, cfg.clone(), pod_writer, signals.clone());
+                match rs_writer {
+                    Some(w) => {
+                        futures::join!(pods, reflect(rs_api, cfg, w, signals));
+                    }
+                    None => pods.await,
+                }
+            })
+            .abort_handle(),
+        );
+    }
+    Pods {
+        client: client.clone(),
+        namespace: namespace.to_owned(),
+        workload: workload.clone(),
         api,
+        wl,
         store,
         replicasets,
-        owner_uid: obj.metadata.uid.clone(),
+        events,
         changed,
-        selector,
-        template_labels,
-    })
+        error,
+        _tasks: Arc::new(Tasks(tasks)),
+    }
 }
 
-/// A reflector store of the objects `selector` picks, kept current on a task of its own
-/// (until every reader is gone); each change bumps `changed`.
-fn reflect<K>(
-    api: Api<K>,
-    selector: &str,
-    changed: Arc<tokio::sync::watch::Sender<u64>>,
-) -> Store<K>
+/// The label selector of the workload in `wl`, once it is there.
+fn selector_of(wl: &Store<DynamicObject>) -> Option<String> {
+    let obj = wl.state().into_iter().next()?;
+    label_selector(&serde_json::to_value(obj.as_ref()).ok()?)
+}
+
+/// Keeps `writer`'s store current with the objects `cfg` picks; each change bumps the
+/// signal, each watch error is the last error until the next event.
+async fn reflect<K>(api: Api<K>, cfg: watcher::Config, writer: Writer<K>, signals: Signals)
 where
-    K: kube::Resource<DynamicType = ()>
+    K: kube::Resource
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
         + Send
         + Sync
         + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    let (store, writer) = reflector::store();
-    let stream = watcher::watcher(api, watcher::Config::default().labels(selector))
-        .default_backoff()
-        .reflect(writer);
-    tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        while let Some(ev) = stream.next().await {
-            if let Err(e) = ev {
-                tracing::debug!("watching: {}", crate::cluster::kube::explain_watch(&e).0);
+    let stream = watcher::watcher(api, cfg).default_backoff().reflect(writer);
+    futures::pin_mut!(stream);
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Err(e) => {
+                let (why, _) = crate::cluster::kube::explain_watch(&e);
+                tracing::debug!("watching: {why}");
+                signals.error.send_replace(Some(why));
                 continue;
             }
-            changed.send_modify(|n| *n += 1);
-            if changed.is_closed() {
-                break;
+            Ok(_) => {
+                if signals.error.borrow().is_some() {
+                    signals.error.send_replace(None);
+                }
             }
         }
-    });
-    store
+        signals.changed.send_modify(|n| *n += 1);
+    }
 }
 
 /// Pod names the page is told of, at most (a workload of many replicas is counted, not listed).
@@ -142,14 +197,65 @@ fn is_ready(p: &Pod) -> bool {
 }
 
 impl Pods {
+    /// The workload as last seen, as JSON.
+    pub fn object(&self) -> Option<Value> {
+        let obj = self.wl.state().into_iter().next()?;
+        serde_json::to_value(obj.as_ref()).ok()
+    }
+
+    /// Returns once the workload is seen (at once when it is).
+    pub async fn seen(&self) {
+        let mut changed = self.changed.clone();
+        while self.object().is_none() {
+            if changed.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The workload's label selector (`k=v,…`), once it is seen.
+    pub fn selector(&self) -> Option<String> {
+        selector_of(&self.wl)
+    }
+
+    /// The labels the workload gives its pods (Services select them).
+    pub fn template_labels(&self) -> std::collections::BTreeMap<String, String> {
+        self.object()
+            .and_then(|v| {
+                v["spec"]["template"]["metadata"]["labels"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                            .collect()
+                    })
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether every reflector has listed its objects once (counts before that are not true).
+    pub fn listed(&self) -> bool {
+        use futures::FutureExt;
+        let ready = |f: futures::future::BoxFuture<'_, bool>| f.now_or_never().unwrap_or(false);
+        ready(self.wl.wait_until_ready().map(|r| r.is_ok()).boxed())
+            && ready(self.store.wait_until_ready().map(|r| r.is_ok()).boxed())
+            && self
+                .replicasets
+                .as_ref()
+                .is_none_or(|rs| ready(rs.wait_until_ready().map(|r| r.is_ok()).boxed()))
+    }
+
     /// Runs `f` on the pods of the workload's current revision (a Deployment's newest
     /// ReplicaSet; pods being deleted left out).
     fn with_current<R>(&self, f: impl FnOnce(&[&Pod]) -> R) -> R {
         let all = self.store.state();
         let refs: Vec<&Pod> = all.iter().map(AsRef::as_ref).collect();
+        let owner = self
+            .object()
+            .and_then(|o| o["metadata"]["uid"].as_str().map(str::to_owned));
         let hash = self.replicasets.as_ref().and_then(|rs| {
             let list = rs.state();
-            current_template_hash(self.owner_uid.as_deref(), list.iter().map(AsRef::as_ref))
+            current_template_hash(owner.as_deref(), list.iter().map(AsRef::as_ref))
         });
         f(&current_pods(&refs, hash.as_deref()))
     }

@@ -1,24 +1,21 @@
 //! Readiness: whether a resource's workload has rolled out, and if not, why not.
 //!
 //! The judgement is pure ([`progress`], [`pod_problem`], [`event_problem`], [`assess`]) and
-//! works on the objects as the API server returns them. [`wait_ready`] feeds it from kube-rs
-//! watchers on the workload, its pods and the Warning events about them; it never polls and
-//! never sleeps except for the resource's timeout.
+//! works on the objects as the API server returns them. [`wait_ready`] feeds it from the
+//! resource's reflectors ([`super::pods`]): the workload, its pods and ReplicaSets and the
+//! Warning events about them; it never polls and never sleeps except for the timeout.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Event as KubeEvent, Pod};
+use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, LogParams};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{Workload, WorkloadKind};
+use crate::config::WorkloadKind;
 
 /// How far a workload's rollout has come, from its own object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -642,42 +639,6 @@ pub fn api_resource(kind: WorkloadKind) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", k), plural)
 }
 
-/// Keeps a map of objects up to date from watcher events (re-lists replace it whole).
-struct Mirror<K> {
-    objects: BTreeMap<String, K>,
-    relist: Option<BTreeMap<String, K>>,
-}
-
-impl<K: kube::Resource> Mirror<K> {
-    fn new() -> Self {
-        Mirror {
-            objects: BTreeMap::new(),
-            relist: None,
-        }
-    }
-
-    fn apply(&mut self, ev: Event<K>) {
-        let key = |o: &K| o.meta().name.clone().unwrap_or_default();
-        match ev {
-            Event::Apply(o) => {
-                self.objects.insert(key(&o), o);
-            }
-            Event::Delete(o) => {
-                self.objects.remove(&key(&o));
-            }
-            Event::Init => self.relist = Some(BTreeMap::new()),
-            Event::InitApply(o) => {
-                self.relist.get_or_insert_default().insert(key(&o), o);
-            }
-            Event::InitDone => {
-                if let Some(m) = self.relist.take() {
-                    self.objects = m;
-                }
-            }
-        }
-    }
-}
-
 /// What [`wait_ready`] reports on every change.
 pub struct Update<'a> {
     pub health: &'a Health,
@@ -706,155 +667,65 @@ fn rollout_pods<'a>(
     current_pods(all, hash)
 }
 
-/// Waits until `workload` in `namespace` is ready, reporting each change of health. With
+/// Waits until the workload `pods` follows is ready, reporting each change of health. With
 /// `fail_fast`, a [fatal](Problem::is_fatal) problem ends the wait at once; otherwise only
 /// the timeout does (Kubernetes may yet recover, e.g. once a dependency is up). `built`: the
-/// repositories devenv builds (for the hints).
+/// repositories devenv builds (for the hints). It reads the resource's reflectors, woken by
+/// each change; the workload is first read once from the API, so that a view from before
+/// the deploy is not taken for its outcome.
 pub async fn wait_ready(
-    client: &Client,
-    namespace: &str,
-    workload: &Workload,
+    pods: &super::pods::Pods,
     timeout: Duration,
     fail_fast: bool,
     built: &[String],
     on_update: &mut (dyn FnMut(Update<'_>) + Send),
 ) -> Result<(), RolloutError> {
-    let ar = api_resource(workload.kind);
-    let wl_api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ar);
-    let mut wl_stream = watcher(
-        wl_api,
-        watcher::Config::default().fields(&format!("metadata.name={}", workload.name)),
-    );
-    let ev_api: Api<KubeEvent> = Api::namespaced(client.clone(), namespace);
-    let mut ev_stream = watcher(
-        ev_api,
-        watcher::Config::default().fields("involvedObject.kind=Pod,type=Warning"),
-    );
-    let pod_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
-    let mut pod_stream = None;
-    let mut rs_stream = None;
-    let mut selector: Option<String> = None;
-    // Ready is said only once the pods (and a Deployment's ReplicaSets, which say which pods
-    // are current) have been listed, so the counts are true.
-    let mut pods_listed = false;
-    let mut rs_listed = workload.kind != WorkloadKind::Deployment;
-    let mut replicasets = Mirror::<ReplicaSet>::new();
-
-    let mut workloads = Mirror::<DynamicObject>::new();
-    let mut pods = Mirror::<Pod>::new();
-    let mut events = Mirror::<KubeEvent>::new();
+    let (workload, namespace) = (&pods.workload, pods.namespace.as_str());
+    let shown = workload.to_string();
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let wl_api: Api<DynamicObject> =
+        Api::namespaced_with(pods.client.clone(), namespace, &api_resource(workload.kind));
+    // The spec the deploy left: the reflector's view must have reached it.
+    let wanted = tokio::select! {
+        got = wl_api.get_opt(&workload.name) => got.ok().flatten().map(|o| {
+            (o.metadata.uid.unwrap_or_default(), o.metadata.generation.unwrap_or(0))
+        }),
+        () = &mut deadline => None,
+    };
+    let mut changed = pods.changed.clone();
     let mut crash_logs: BTreeMap<(String, String, i32), Result<Vec<String>, String>> =
         BTreeMap::new();
     let mut last: Option<(Health, PodCounts)> = None;
-    let deadline = tokio::time::sleep(timeout);
-    tokio::pin!(deadline);
-    let shown = workload.to_string();
-    let watch_err = |what: &str, source: watcher::Error| {
-        let (why, _) = crate::cluster::kube::explain_watch(&source);
-        tracing::debug!("watching {what} of {shown} in {namespace}: {why}");
-        format!("watching {what}: {why}")
-    };
-    let mut watch_error: Option<String> = None;
-
     loop {
-        tokio::select! {
-            ev = wl_stream.next() => match ev {
-                Some(Ok(ev)) => workloads.apply(ev),
-                // The watcher recovers by itself (410 Gone: it lists again, with back-off).
-                Some(Err(e)) => { watch_error = Some(watch_err("the workload", e)); continue; }
-                None => {}
-            },
-            ev = async { match pod_stream.as_mut() {
-                Some(s) => futures::StreamExt::next(s).await,
-                None => futures::future::pending().await,
-            } } => match ev {
-                Some(Ok(ev)) => {
-                    pods_listed |= matches!(ev, Event::InitDone);
-                    pods.apply(ev);
-                }
-                // The watcher recovers by itself (410 Gone: it lists again, with back-off).
-                Some(Err(e)) => { watch_error = Some(watch_err("the pods", e)); continue; }
-                None => {}
-            },
-            ev = async { match rs_stream.as_mut() {
-                Some(s) => futures::StreamExt::next(s).await,
-                None => futures::future::pending().await,
-            } } => match ev {
-                Some(Ok(ev)) => {
-                    rs_listed |= matches!(ev, Event::InitDone);
-                    replicasets.apply(ev);
-                }
-                Some(Err(e)) => { watch_error = Some(watch_err("the replica sets", e)); continue; }
-                None => {}
-            },
-            ev = ev_stream.next() => match ev {
-                Some(Ok(ev)) => events.apply(ev),
-                // The watcher recovers by itself (410 Gone: it lists again, with back-off).
-                Some(Err(e)) => { watch_error = Some(watch_err("the events", e)); continue; }
-                None => {}
-            },
-            () = &mut deadline => {
-                let mut last = last.map_or_else(|| "nothing reported yet".to_owned(), |(h, _)| describe(&h));
-                if let Some(e) = watch_error {
-                    last.push_str(&format!(" (last watch error: {e})"));
-                }
-                return Err(RolloutError::TimedOut {
-                    workload: shown.clone(),
-                    namespace: namespace.to_owned(),
-                    after: timeout,
-                    last,
-                });
-            }
-        }
-        watch_error = None;
-        let obj = workloads
-            .objects
-            .get(&workload.name)
-            .map(|o| serde_json::to_value(o).unwrap_or_default());
-        let wanted = obj.as_ref().and_then(label_selector);
-        if wanted.is_some() && wanted != selector {
-            selector = wanted;
-            pods = Mirror::new();
-            pods_listed = false;
-            let cfg = watcher::Config::default().labels(selector.as_deref().unwrap_or(""));
-            if workload.kind == WorkloadKind::Deployment {
-                replicasets = Mirror::new();
-                rs_listed = false;
-                rs_stream = Some(watcher(rs_api.clone(), cfg.clone()));
-            }
-            pod_stream = Some(watcher(pod_api.clone(), cfg));
-        }
-        let all: Vec<&Pod> = if selector.is_some() {
-            pods.objects.values().collect()
-        } else {
-            Vec::new()
-        };
+        let obj = pods.object().filter(|o| {
+            wanted.as_ref().is_none_or(|(uid, generation)| {
+                o["metadata"]["uid"].as_str() == Some(uid)
+                    && o["metadata"]["generation"].as_i64().unwrap_or(0) >= *generation
+            })
+        });
+        let all = pods.store.state();
+        let all: Vec<&Pod> = all.iter().map(AsRef::as_ref).collect();
+        let rs = pods
+            .replicasets
+            .as_ref()
+            .map(kube::runtime::reflector::Store::state)
+            .unwrap_or_default();
         let hash = current_template_hash(
             obj.as_ref().and_then(|o| o["metadata"]["uid"].as_str()),
-            replicasets.objects.values(),
+            rs.iter().map(AsRef::as_ref),
         );
         let current = rollout_pods(workload.kind, obj.as_ref(), &all, hash.as_deref());
-        let mut warnings: Vec<(String, Problem)> = events
-            .objects
-            .values()
-            .filter_map(|e| {
-                let when = e
-                    .last_timestamp
-                    .as_ref()
-                    .map(|t| t.0.to_string())
-                    .or_else(|| e.event_time.as_ref().map(|t| t.0.to_string()))
-                    .unwrap_or_default();
-                event_problem(e).map(|p| (when, p))
-            })
-            .collect();
-        warnings.sort_by(|a, b| a.0.cmp(&b.0));
-        let warnings: Vec<Problem> = warnings.into_iter().map(|(_, p)| p).collect();
-        let mut health = assess(workload.kind, obj.as_ref(), &current, &warnings, built);
+        let warnings = warnings(&pods.events.state());
+        let mut health = if obj.is_none() && pods.object().is_some() {
+            Health::Waiting("waiting for the cluster's view of the new spec".into())
+        } else {
+            assess(workload.kind, obj.as_ref(), &current, &warnings, built)
+        };
         if let Health::Problem(p) | Health::Failed(p) = &mut health
             && p.reason == "CrashLoopBackOff"
         {
-            attach_crash_logs(&pod_api, &current, p, &mut crash_logs).await;
+            attach_crash_logs(&pods.api, &current, p, &mut crash_logs).await;
         }
         let counts = pod_counts(&current);
         if last.as_ref() != Some(&(health.clone(), counts)) {
@@ -865,7 +736,8 @@ pub async fn wait_ready(
             last = Some((health.clone(), counts));
         }
         match health {
-            Health::Ready if pods_listed && rs_listed => return Ok(()),
+            // Ready once every reflector has listed, so that the counts are true.
+            Health::Ready if pods.listed() => return Ok(()),
             Health::Failed(problem) => {
                 return Err(RolloutError::Failed {
                     workload: shown,
@@ -882,17 +754,45 @@ pub async fn wait_ready(
             }
             _ => {}
         }
+        tokio::select! {
+            r = changed.changed() => {
+                if r.is_err() {
+                    // The reflectors ended (devenv is stopping): only the timeout is left.
+                    (&mut deadline).await;
+                }
+            }
+            () = &mut deadline => {
+                let mut last = last.map_or_else(|| "nothing reported yet".to_owned(), |(h, _)| describe(&h));
+                if let Some(e) = pods.error.borrow().as_ref() {
+                    last.push_str(&format!(" (last watch error: {e})"));
+                }
+                return Err(RolloutError::TimedOut {
+                    workload: shown.clone(),
+                    namespace: namespace.to_owned(),
+                    after: timeout,
+                    last,
+                });
+            }
+        }
     }
 }
 
-fn watcher<K>(
-    api: Api<K>,
-    cfg: watcher::Config,
-) -> futures::stream::BoxStream<'static, Result<Event<K>, watcher::Error>>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    watcher::watcher(api, cfg).default_backoff().boxed()
+/// The Warning events' problems, oldest first.
+fn warnings(events: &[std::sync::Arc<KubeEvent>]) -> Vec<Problem> {
+    let mut out: Vec<(String, Problem)> = events
+        .iter()
+        .filter_map(|e| {
+            let when = e
+                .last_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .or_else(|| e.event_time.as_ref().map(|t| t.0.to_string()))
+                .unwrap_or_default();
+            event_problem(e).map(|p| (when, p))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.into_iter().map(|(_, p)| p).collect()
 }
 
 /// The last lines the crashed container wrote before its latest restart (fetched once per

@@ -10,12 +10,9 @@ use crate::deploy;
 use crate::engine::driver::Logs;
 use crate::out;
 
-/// What following a resource keeps for live update: its pods (handed back to the workers,
-/// which reach its containers through them) and, for each of its live-updated images, its
-/// ready containers told to the engine (which catches new ones up).
+/// What following a resource tells the engine: for each of its live-updated images, its
+/// ready containers (the engine catches new ones up).
 pub struct Keep {
-    /// Where the resource's pods are handed back to the workers, for live update.
-    pub handback: tokio::sync::mpsc::UnboundedSender<super::Handback>,
     pub events: tokio::sync::mpsc::UnboundedSender<crate::engine::state::Event>,
     pub cfg: Arc<config::Config>,
     pub live_images: Vec<String>,
@@ -28,24 +25,12 @@ pub async fn follow_one(
     r: config::Resource,
     prepared: &Prepared,
     bound: Option<Vec<super::bringup::Bound>>,
+    pods: deploy::pods::Pods,
     logs: Logs,
     keep: Keep,
 ) {
-    let target = &prepared.target;
-    let report = warn(&r.name, "follow", &logs, &keep.events);
-    let pods = match deploy::pods::watch(&target.client, &r.namespace, &r.workload).await {
-        Ok(p) => p,
-        Err(e) => {
-            report(format!("cannot watch its pods: {e}"));
-            return;
-        }
-    };
     // Dropped (and so aborted) when this task is.
     let mut tasks = tokio::task::JoinSet::new();
-    let _ = keep.handback.send(super::Handback::Pods {
-        resource: r.name.clone(),
-        pods: Box::new(pods.clone()),
-    });
     if !keep.live_images.is_empty() {
         tasks.spawn(super::live::tell_containers(
             keep.cfg.clone(),
@@ -147,11 +132,13 @@ async fn reach(
         ));
     }
     if let Some(ip) = &prepared.node_ip {
+        // Its Services are found by the labels its pods get.
+        pods.seen().await;
         let api: kube::Api<k8s_openapi::api::core::v1::Service> =
             kube::Api::namespaced(target.client.clone(), &r.namespace);
         match api.list(&Default::default()).await {
             Ok(l) => {
-                for url in deploy::forward::node_urls(&l.items, &pods.template_labels, ip) {
+                for url in deploy::forward::node_urls(&l.items, &pods.template_labels(), ip) {
                     out::say("url", format!("{}: {url}", r.name));
                     urls.push(url);
                 }

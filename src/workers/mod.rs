@@ -155,8 +155,6 @@ pub struct Setup {
 enum Handback {
     /// The forward ports bring-up bound.
     Forwards(bringup::Forwards),
-    /// A followed resource's pods (live update reaches its containers through them).
-    Pods { resource: String, pods: Box<Pods> },
 }
 
 /// The workers of `up`: each command runs on a task of its own and reports back. What they
@@ -189,7 +187,8 @@ pub struct Workers {
     /// The serve command of each local resource (running, or to start after its run).
     serves: HashMap<String, Cancel>,
     waits: HashMap<String, tokio::task::JoinHandle<()>>,
-    /// Each followed resource's pods (live update reaches its containers through them).
+    /// Each deployed resource as the cluster has it (its reflectors), from its first wait
+    /// on: its readiness waits, follow task and live updates read it.
     pods: BTreeMap<String, Pods>,
     /// The shells kept running in containers for live update's archives.
     sessions: crate::deploy::sync::Sessions,
@@ -235,12 +234,6 @@ impl Workers {
         while let Ok(h) = self.handed.try_recv() {
             match h {
                 Handback::Forwards(f) => self.forwards.extend(f),
-                Handback::Pods { resource, pods } => {
-                    // Only while it is followed (it may have left the config meanwhile).
-                    if self.followed.contains_key(&resource) {
-                        self.pods.insert(resource, *pods);
-                    }
-                }
             }
         }
     }
@@ -444,9 +437,9 @@ impl Workers {
     /// Waits for resources to be ready, and follows each from its first wait on (its
     /// forwards, URLs, pod counts and logs).
     fn wait(&mut self, resources: Vec<String>, tx: mpsc::UnboundedSender<Event>) {
-        let Some(target) = self.cluster.get().map(|p| p.target.clone()) else {
+        if self.cluster.get().is_none() {
             return;
-        };
+        }
         let cfg = self.config();
         for name in resources {
             let Some(r) = cfg.resources.iter().find(|r| r.name == name).cloned() else {
@@ -461,7 +454,10 @@ impl Workers {
                 .iter()
                 .map(|i| crate::image::repository(&cfg, i))
                 .collect();
-            let task = tokio::spawn(wait::wait(r, built, target.clone(), self.ci, tx.clone()));
+            let Some(pods) = self.observe(&r) else {
+                continue;
+            };
+            let task = tokio::spawn(wait::wait(r, built, pods, self.ci, tx.clone()));
             self.waits.insert(name.clone(), task);
             self.follow(&name);
         }
@@ -599,6 +595,7 @@ impl driver::Workers for Workers {
             Command::Refollow { resource } => {
                 if let Some(mut set) = self.followed.remove(&resource) {
                     // Its old listeners close as its tasks end; the new ones wait them out.
+                    // Its workload may be another now: it is observed afresh.
                     set.abort_all();
                     self.pods.remove(&resource);
                     self.follow(&resource);
@@ -649,20 +646,34 @@ impl Workers {
             })
             .collect();
         let keep = follow::Keep {
-            handback: self.handback.clone(),
             events: self.events.clone(),
             cfg: cfg.clone(),
             live_images,
+        };
+        let Some(pods) = self.observe(&r) else {
+            return;
         };
         let bound = self.forwards.remove(name);
         let (cluster, logs) = (self.cluster.clone(), self.logs.clone());
         let mut set = tokio::task::JoinSet::new();
         set.spawn(async move {
             if let Some(p) = cluster.get() {
-                follow::follow_one(r, p, bound, logs, keep).await;
+                follow::follow_one(r, p, bound, pods, logs, keep).await;
             }
         });
         self.followed.insert(name.to_owned(), set);
+    }
+
+    /// `r` as the cluster has it: its reflectors, started now if they were not (none before
+    /// the cluster is up).
+    fn observe(&mut self, r: &config::Resource) -> Option<Pods> {
+        if let Some(p) = self.pods.get(&r.name) {
+            return Some(p.clone());
+        }
+        let client = self.cluster.get()?.target.client.clone();
+        let pods = crate::deploy::pods::start(&client, &r.namespace, &r.workload);
+        self.pods.insert(r.name.clone(), pods.clone());
+        Some(pods)
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::cluster::kube::Target;
 use crate::config;
+use crate::deploy::pods::Pods;
 use crate::deploy::rollout::{self, Health, PodCounts};
 use crate::engine::state::Event;
 use crate::out;
@@ -17,7 +17,7 @@ use crate::out;
 pub async fn wait(
     r: config::Resource,
     built: Vec<String>,
-    target: Target,
+    pods_of: Pods,
     ci: bool,
     tx: mpsc::UnboundedSender<Event>,
 ) {
@@ -26,9 +26,7 @@ pub async fn wait(
     let mut pods = PodCounts::default();
     let n = r.name.clone();
     let res = rollout::wait_ready(
-        &target.client,
-        &r.namespace,
-        &r.workload,
+        &pods_of,
         r.readiness_timeout,
         // --ci fails at once on what will not heal by itself.
         ci,
