@@ -241,3 +241,36 @@ fn the_workers_keep_no_lock() {
         found.join("\n")
     );
 }
+
+/// Issue 26: each deployed resource has one set of reflectors (`deploy::pods`); nothing
+/// else opens a watch or keeps a store of watch events by hand.
+#[test]
+fn only_the_resource_reflectors_watch_the_cluster() {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .flatten()
+        {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    walk(&root, &mut files);
+    let mut found = Vec::new();
+    for p in files {
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let rel = p.strip_prefix(&root).unwrap_or(&p).display().to_string();
+        for w in ["watcher::watcher(", "InitApply", "Event::Apply("] {
+            if text.contains(w) && !(rel == "deploy/pods.rs" && w == "watcher::watcher(") {
+                found.push(format!("{rel}: {w}"));
+            }
+        }
+    }
+    assert!(found.is_empty(), "watches outside deploy::pods: {found:?}");
+}
