@@ -33,6 +33,8 @@ pub struct Cancel(Arc<CancelInner>);
 struct CancelInner {
     cancelled: AtomicBool,
     groups: Mutex<Vec<i32>>,
+    /// Told when it is cancelled (for [`Cancel::sleep`]).
+    told: std::sync::Condvar,
 }
 
 impl Cancel {
@@ -47,6 +49,18 @@ impl Cancel {
         for g in groups.iter() {
             kill_group(*g);
         }
+        self.0.told.notify_all();
+    }
+
+    /// Waits `d`, or less when cancelled meanwhile; whether it was cancelled.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let groups = crate::host::lock(&self.0.groups);
+        let (_groups, _) = self
+            .0
+            .told
+            .wait_timeout_while(groups, d, |_| !self.is_cancelled())
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.is_cancelled()
     }
 
     pub fn is_cancelled(&self) -> bool {

@@ -786,3 +786,26 @@ fn a_workload_the_deploy_puts_in_another_namespace_than_the_resource_says_is_an_
         ],
     );
 }
+
+/// Issue 26: a serve command's restart policy is one of three words, and only for a serve
+/// command.
+#[test]
+fn a_restart_policy_needs_a_serve_command_and_one_of_its_words() {
+    fails(
+        "[[local]]\nname = \"gen\"\ncmd = \"make\"\nrestart = \"always\"\n",
+        "4:11",
+        &[
+            "`restart` is for a serve command, and local resource `gen` has none",
+            "add serve_cmd",
+        ],
+    );
+    fails(
+        "[[local]]\nname = \"web\"\nserve_cmd = \"npm run dev\"\nrestart = \"sometimes\"\n",
+        "4:11",
+        &["on-change", "always", "never"],
+    );
+    let p =
+        project("[[local]]\nname = \"web\"\nserve_cmd = \"npm run dev\"\nrestart = \"never\"\n");
+    let out = p.devenv(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

@@ -200,6 +200,19 @@ pub enum TriggerMode {
     Manual,
 }
 
+/// When a `[[local]]`'s serve command is started again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    /// Each time the resource runs again (a change under its deps, a trigger).
+    #[default]
+    OnChange,
+    /// Also when it exits on its own, after a back-off.
+    Always,
+    /// Never while it runs: a later run leaves it running (one that exited starts again).
+    Never,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawResource {
@@ -220,6 +233,7 @@ pub struct RawLocal {
     pub name: Spanned<String>,
     pub cmd: Option<Spanned<String>>,
     pub serve_cmd: Option<Spanned<String>>,
+    pub restart: Option<Spanned<Restart>>,
     pub deps: Option<Vec<Spanned<String>>>,
     pub workdir: Option<Spanned<String>>,
     pub env: Option<BTreeMap<String, Spanned<Scalar>>>,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use super::model::{BuilderKind, Provider, TriggerMode};
+pub use super::model::{BuilderKind, Provider, Restart, TriggerMode};
 pub use super::units::PortForward;
 
 pub const DEFAULT_CPUS: u32 = 4;
@@ -235,6 +235,8 @@ pub struct LocalResource {
     pub name: String,
     pub cmd: Option<String>,
     pub serve_cmd: Option<String>,
+    /// When the serve command is started again.
+    pub restart: Restart,
     pub deps: Vec<PathBuf>,
     pub workdir: PathBuf,
     pub env: BTreeMap<String, String>,

@@ -585,6 +585,18 @@ pub fn validate(
                 .hint("add cmd = \"make generate\" (runs on change) or serve_cmd = \"npm run dev\" (kept running)");
             c.push(d);
         }
+        if let (Some(r), None) = (&l.restart, &l.serve_cmd) {
+            let d = c
+                .at(
+                    r.span(),
+                    format!(
+                        "`restart` is for a serve command, and local resource `{}` has none",
+                        l.name.get_ref()
+                    ),
+                )
+                .hint("remove `restart`, or add serve_cmd = \"npm run dev\"");
+            c.push(d);
+        }
         for cmd in [&l.cmd, &l.serve_cmd].into_iter().flatten() {
             if cmd.get_ref().trim().is_empty() {
                 let d = c.at(cmd.span(), "command is empty");
@@ -622,6 +634,7 @@ pub fn validate(
             name: l.name.into_inner(),
             cmd: l.cmd.map(Spanned::into_inner),
             serve_cmd: l.serve_cmd.map(Spanned::into_inner),
+            restart: l.restart.map(Spanned::into_inner).unwrap_or_default(),
             deps,
             workdir,
             env,

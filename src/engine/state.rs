@@ -554,6 +554,10 @@ pub enum Event {
         resource: String,
         message: String,
     },
+    /// A local's serve command was started again after it exited (`restart = "always"`).
+    Serving {
+        resource: String,
+    },
     Trigger {
         resource: String,
     },
@@ -1082,12 +1086,8 @@ impl State {
                     r.last_error = message;
                 }
             }
-            Event::Unhealthy { resource, message } => {
-                if let Some(r) = self.res_mut(&resource) {
-                    r.status = Status::Error;
-                    r.last_error = Some(message);
-                }
-            }
+            Event::Unhealthy { resource, message } => self.on_health(&resource, Some(message)),
+            Event::Serving { resource } => self.on_health(&resource, None),
             Event::Trigger { resource } => self.on_trigger(now, resource, &mut out),
             Event::Shutdown => self.stop(&mut out),
             ev @ (Event::Note { .. }
@@ -1475,6 +1475,25 @@ impl State {
     }
 
     /// A new pod missed live updates: the image is built with them.
+    /// `resource` became unhealthy (`Some(why)`: its serve command exited, its pods failed
+    /// after it was ready), or its serve command runs again (`None`).
+    fn on_health(&mut self, resource: &str, problem: Option<String>) {
+        let Some(r) = self.res_mut(resource) else {
+            return;
+        };
+        match problem {
+            Some(message) => {
+                r.status = Status::Error;
+                r.last_error = Some(message);
+            }
+            None if r.status == Status::Error => {
+                r.status = Status::Ready;
+                r.last_error = None;
+            }
+            None => {}
+        }
+    }
+
     /// `resource` is ready: what waits for it may go.
     fn on_ready(&mut self, now: Duration, resource: &str, out: &mut Vec<Command>) {
         if let Some(r) = self.res_mut(resource) {
@@ -2504,6 +2523,37 @@ mod tests {
             later.extend(s.reduce(t(80 + i as u64), Event::Ready { resource: r.into() }));
         }
         assert_eq!(shared(&later), [false], "{later:?}");
+    }
+
+    /// Issue 26 point 7: a serve command that exited is an error; started again by its
+    /// restart policy, the resource is ready again.
+    #[test]
+    fn a_serve_command_started_again_clears_its_exit() {
+        let mut s = up();
+        s.reduce(
+            t(70),
+            Event::Unhealthy {
+                resource: "frontend".into(),
+                message: "`npm run dev` exited with code 1; it starts again in 1 s".into(),
+            },
+        );
+        assert_eq!(s.resources["frontend"].status, Status::Error);
+        let serving = |s: &mut State, at| {
+            s.reduce(
+                t(at),
+                Event::Serving {
+                    resource: "frontend".into(),
+                },
+            )
+        };
+        assert_eq!(serving(&mut s, 80), []);
+        assert_eq!(s.resources["frontend"].status, Status::Ready);
+        assert_eq!(s.resources["frontend"].last_error, None);
+        // A resource that is not in error stays as it is.
+        s.reduce(t(90), changed(&["web"]));
+        let before = s.resources["frontend"].status;
+        serving(&mut s, 95);
+        assert_eq!(s.resources["frontend"].status, before);
     }
 
     #[test]

@@ -155,6 +155,8 @@ pub struct Setup {
 enum Handback {
     /// The forward ports bring-up bound.
     Forwards(bringup::Forwards),
+    /// A serve command's job ended (or never started: its run failed or was cancelled).
+    ServeEnded { resource: String, job: u64 },
 }
 
 /// The workers of `up`: each command runs on a task of its own and reports back. What they
@@ -185,7 +187,8 @@ pub struct Workers {
     build_slots: Arc<tokio::sync::Semaphore>,
     runs: HashMap<String, (u64, Cancel)>,
     /// The serve command of each local resource (running, or to start after its run).
-    serves: HashMap<String, Cancel>,
+    serves: HashMap<String, local::ServeJob>,
+    next_serve: u64,
     waits: HashMap<String, tokio::task::JoinHandle<()>>,
     /// Each deployed resource as the cluster has it (its reflectors), from its first wait
     /// on: its readiness waits, follow task and live updates read it.
@@ -220,6 +223,7 @@ impl Workers {
             )),
             runs: HashMap::new(),
             serves: HashMap::new(),
+            next_serve: 0,
             waits: HashMap::new(),
             pods: BTreeMap::new(),
             sessions: crate::deploy::sync::Sessions::default(),
@@ -234,6 +238,11 @@ impl Workers {
         while let Ok(h) = self.handed.try_recv() {
             match h {
                 Handback::Forwards(f) => self.forwards.extend(f),
+                Handback::ServeEnded { resource, job } => {
+                    if self.serves.get(&resource).is_some_and(|s| s.job == job) {
+                        self.serves.remove(&resource);
+                    }
+                }
             }
         }
     }
@@ -465,10 +474,6 @@ impl Workers {
 
     /// Runs a local resource's command, then its serve command.
     fn run(&mut self, resource: String, generation: u64, tx: mpsc::UnboundedSender<Event>) {
-        // A change restarts the serve command: the old one goes first.
-        if let Some(old) = self.serves.remove(&resource) {
-            old.cancel();
-        }
         let cancel = Cancel::new();
         self.runs
             .insert(resource.clone(), (generation, cancel.clone()));
@@ -476,12 +481,34 @@ impl Workers {
         let Some(local) = cfg.locals.iter().find(|l| l.name == resource).cloned() else {
             return;
         };
+        self.take_handed();
+        // The serve command restarts with the run, unless it is never restarted while it runs.
+        let keep = local.restart == config::Restart::Never && self.serves.contains_key(&resource);
+        let serve = match (&local.serve_cmd, keep) {
+            (Some(_), false) => {
+                if let Some(old) = self.serves.remove(&resource) {
+                    old.cancel.cancel();
+                }
+                self.next_serve += 1;
+                let job = local::ServeJob {
+                    job: self.next_serve,
+                    cancel: Cancel::new(),
+                };
+                self.serves.insert(resource, job.clone());
+                Some(job)
+            }
+            _ => None,
+        };
         let logs = self.logs.clone();
-        // The serve command that follows the run: cancelled with it, or on its own later.
-        let serve = Cancel::new();
-        self.serves.insert(resource, serve.clone());
+        let handback = self.handback.clone();
         tokio::task::spawn_blocking(move || {
-            local::run_and_serve(&local, generation, &cancel, &serve, &logs, &tx);
+            let ended = |job: u64| {
+                let _ = handback.send(Handback::ServeEnded {
+                    resource: local.name.clone(),
+                    job,
+                });
+            };
+            local::run_and_serve(&local, generation, &cancel, serve, &logs, &tx, &ended);
         });
     }
 
@@ -498,8 +525,8 @@ impl Workers {
         if let Some((_, c)) = self.runs.remove(&resource) {
             c.cancel();
         }
-        if let Some(c) = self.serves.remove(&resource) {
-            c.cancel();
+        if let Some(s) = self.serves.remove(&resource) {
+            s.cancel.cancel();
         }
         self.logs
             .push(&resource, "reload", "removed from the config");
@@ -606,8 +633,8 @@ impl driver::Workers for Workers {
                 for (_, c) in self.builds.values().chain(self.runs.values()) {
                     c.cancel();
                 }
-                for c in self.serves.values() {
-                    c.cancel();
+                for s in self.serves.values() {
+                    s.cancel.cancel();
                 }
                 for w in self.waits.values() {
                     w.abort();
@@ -712,6 +739,45 @@ mod tests {
             events,
         });
         (w, publish)
+    }
+
+    /// Issue 26 point 7: serve commands are jobs with a restart policy. A run restarts the
+    /// serve command (`on-change`), or leaves a running one alone (`never`). The commands
+    /// are real (`sh`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_restarts_the_serve_command_unless_it_is_never_restarted() {
+        for (restart, restarted) in [("on-change", true), ("never", false)] {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let cfg = config(
+                dir.path(),
+                &format!(
+                    "[project]\nname = \"r\"\n\n[[local]]\nname = \"web\"\ncmd = \"true\"\nserve_cmd = \"exec sleep 30\"\nrestart = \"{restart}\"\n"
+                ),
+            );
+            let (mut w, _publish) = workers(cfg);
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let mut job = Vec::new();
+            for generation in [1, 2] {
+                w.dispatch(
+                    Command::Run {
+                        resource: "web".into(),
+                        generation,
+                    },
+                    &tx,
+                );
+                job.push(w.serves.get("web").map(|s| s.job));
+                // Its run ended (and its serve command started) before the next one.
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+                        Ok(Some(Event::RunDone { generation: g, .. })) if g == generation => break,
+                        Ok(Some(_)) => {}
+                        _ => panic!("no RunDone"),
+                    }
+                }
+            }
+            assert_eq!(job[0] != job[1], restarted, "{restart}: {job:?}");
+            w.dispatch(Command::Stop, &tx);
+        }
     }
 
     /// Issue 26 point 4: the reloader handed the new config to the workers before the engine
