@@ -762,6 +762,11 @@ pub struct State {
     pub config_error: Option<String>,
     /// Manifest files to apply whole with the next deploy.
     pending_files: BTreeSet<String>,
+    /// Manifest files a failed deploy did not apply: they go with the next deploy (a failure
+    /// is not retried by itself), so that none is lost.
+    unapplied_files: BTreeSet<String>,
+    /// The files of the deploy in flight.
+    deploying_files: Vec<String>,
     /// The last [`NOTES`] things the session did that are no resource's, oldest first.
     pub notes: VecDeque<Note>,
     /// Parts of the session that stopped before `up` did, and why: `up` runs on without
@@ -950,6 +955,8 @@ impl State {
             cluster: Step::new(graph.cluster),
             config_error: None,
             pending_files: BTreeSet::new(),
+            unapplied_files: BTreeSet::new(),
+            deploying_files: Vec::new(),
             deploys_done: 0,
             notes: VecDeque::new(),
             stopped_parts: BTreeMap::new(),
@@ -1295,6 +1302,10 @@ impl State {
             return;
         }
         self.shared_applied |= result.is_ok();
+        let files = std::mem::take(&mut self.deploying_files);
+        if result.is_err() {
+            self.unapplied_files.extend(files);
+        }
         let (started, mut causes) = self.deploy_started.take().unwrap_or_default();
         for n in &names {
             let Some(r) = self.res_mut(n) else {
@@ -1691,6 +1702,7 @@ impl State {
         }
         self.ix = Index::of(&graph);
         self.touched_all = true;
+        self.unapplied_files.retain(|f| graph.manifests.contains(f));
         self.graph = graph;
         if let Some((g, names)) = self.deploying.take() {
             // A deploy in flight of resources that left: its end still counts for the rest.
@@ -2312,10 +2324,11 @@ impl State {
         let files: Vec<String> = if builds_in_flight {
             Vec::new()
         } else {
-            std::mem::take(&mut self.pending_files)
-                .into_iter()
-                .collect()
+            let mut files = std::mem::take(&mut self.pending_files);
+            files.append(&mut self.unapplied_files);
+            files.into_iter().collect()
         };
+        self.deploying_files.clone_from(&files);
         let mut causes = BTreeMap::new();
         for (n, wanted) in due {
             // Why: a reload or a trigger asked for it, or its first start, or the cause of
@@ -2480,6 +2493,59 @@ mod tests {
         );
         assert!(s.resources.values().all(|r| r.status == Status::Ready));
         s
+    }
+
+    /// A manifest file a failed deploy did not apply was lost: the engine had taken it for
+    /// the deploy, and the next deploy went without it until the file was edited again. It
+    /// goes with the next deploy now (a failure is not retried by itself).
+    #[test]
+    fn a_manifest_file_a_failed_deploy_did_not_apply_goes_with_the_next_deploy() {
+        let files = |cmds: &[Command]| -> Vec<Vec<String>> {
+            cmds.iter()
+                .filter_map(|c| match c {
+                    Command::Deploy { files, .. } => Some(files.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut s = up();
+        let mut g = s.graph.clone();
+        g.manifests = vec!["k8s/web.yaml".into()];
+        let out = reloaded(
+            &mut s,
+            t(70),
+            Event::Reload(Box::new(Reload {
+                graph: g,
+                resources: ["frontend".to_owned()].into(),
+                files: ["k8s/web.yaml".to_owned()].into(),
+                ..Reload::default()
+            })),
+        );
+        assert_eq!(files(&out), [vec!["k8s/web.yaml".to_owned()]]);
+        let failed = s.reduce(
+            t(80),
+            Event::DeployDone {
+                generation: 5,
+                result: Err("the API server refused the Deployment".into()),
+            },
+        );
+        assert!(
+            files(&failed).is_empty(),
+            "not retried by itself: {failed:?}"
+        );
+        assert_eq!(s.reduce(t(90), changed(&["web"])), [build("web", 6)]);
+        let out = s.reduce(t(100), built("web", 6, "w2"));
+        assert_eq!(files(&out), [vec!["k8s/web.yaml".to_owned()]]);
+        s.reduce(
+            t(110),
+            Event::DeployDone {
+                generation: 7,
+                result: Ok(()),
+            },
+        );
+        s.reduce(t(120), changed(&["web"]));
+        let out = s.reduce(t(130), built("web", 8, "w3"));
+        assert_eq!(files(&out), [Vec::<String>::new()], "applied once: {out:?}");
     }
 
     /// Issue 26 point 3: whether the manifests' shared objects (no resource's workload) went
