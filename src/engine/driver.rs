@@ -124,7 +124,7 @@ pub async fn run(
     let mut seq = 0;
     while let Some(ev) = events.recv().await {
         let now = started.elapsed();
-        tracing::debug!(?ev, "engine event");
+        tracing::debug!(event = %ev.summary(), "engine event");
         let commands = state.reduce(now, ev);
         seq += 1;
         snapshots.send_replace(Snapshot {

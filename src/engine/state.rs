@@ -311,6 +311,71 @@ pub struct ImageState {
     pub ledger: super::live::Ledger,
 }
 
+impl Event {
+    /// One line for the log (`up -v`): what happened and to what, never a message from
+    /// outside (those are said where they happen, escaped).
+    pub fn summary(&self) -> String {
+        let ended = |ok: bool| if ok { "ok" } else { "failed" };
+        match self {
+            Event::Start => "start".into(),
+            Event::Changed {
+                images,
+                locals,
+                paths,
+                ..
+            } => {
+                let what: Vec<&str> = images.iter().chain(locals).map(String::as_str).collect();
+                format!("changed {paths} path(s): {}", what.join(", "))
+            }
+            Event::SyncDone { image, result, .. } => {
+                format!("sync {image} {}", ended(result.is_ok()))
+            }
+            Event::Containers {
+                resource,
+                image,
+                ready,
+            } => format!("{resource}: {} ready container(s) of {image}", ready.len()),
+            Event::CaughtUp {
+                image,
+                resource,
+                result,
+                ..
+            } => format!("catch-up of {resource} ({image}) {}", ended(result.is_ok())),
+            Event::BuildDone { image, result, .. } => {
+                format!("build {image} {}", ended(result.is_ok()))
+            }
+            Event::DeployDone { generation, result } => {
+                format!("deploy {generation} {}", ended(result.is_ok()))
+            }
+            Event::RunDone {
+                resource, result, ..
+            } => format!("run {resource} {}", ended(result.is_ok())),
+            Event::Ready { resource } => format!("{resource} ready"),
+            Event::Problem { resource, message } => match message {
+                Some(_) => format!("{resource}: a problem"),
+                None => format!("{resource}: the problem ended"),
+            },
+            Event::DoctorDone { result } => format!("doctor {}", ended(result.is_ok())),
+            Event::ClusterProgress { .. } => "cluster: a step".into(),
+            Event::ClusterReady => "cluster ready".into(),
+            Event::ClusterFailed { .. } => "cluster failed".into(),
+            Event::Reload(r) => format!("reload (config version {})", r.version),
+            Event::ReloadFailed { .. } => "reload failed".into(),
+            Event::Unhealthy { resource, .. } => format!("{resource} unhealthy"),
+            Event::Serving { resource } => format!("{resource} serving again"),
+            Event::Trigger { resource } => format!("trigger {resource}"),
+            Event::Shutdown => "shutdown".into(),
+            Event::PartStopped { part, .. } => format!("{part} stopped"),
+            Event::Note { kind, .. } => format!("note ({kind})"),
+            Event::Pods { resource, pods, .. } => {
+                format!("{resource}: {}/{} pods", pods.ready, pods.total)
+            }
+            Event::Warning { resource, .. } => format!("{resource}: a warning"),
+            Event::Urls { resource, urls } => format!("{resource}: {} address(es)", urls.len()),
+        }
+    }
+}
+
 /// How a live update ended (`Event::SyncDone`).
 struct SyncEnd {
     result: Result<String, String>,
@@ -2493,6 +2558,31 @@ mod tests {
         );
         assert!(s.resources.values().all(|r| r.status == Status::Ready));
         s
+    }
+
+    /// `up -v` logged each event with `{:?}`: the Rust shape, with messages from outside
+    /// (a build's error, a pod's reason) unescaped. Each event is one plain line now, naming
+    /// what happened, with no message from outside.
+    #[test]
+    fn an_event_is_logged_as_one_plain_line_without_outside_text() {
+        let outside = "boom\u{1b}[2J";
+        let events = [
+            Event::BuildDone {
+                image: "api".into(),
+                generation: 3,
+                result: Err(outside.into()),
+            },
+            Event::Unhealthy {
+                resource: "web".into(),
+                message: outside.into(),
+            },
+            Event::Note {
+                kind: "error".into(),
+                text: outside.into(),
+            },
+        ];
+        let lines: Vec<String> = events.iter().map(Event::summary).collect();
+        assert_eq!(lines, ["build api failed", "web unhealthy", "note (error)"]);
     }
 
     /// A manifest file a failed deploy did not apply was lost: the engine had taken it for
