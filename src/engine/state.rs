@@ -279,17 +279,18 @@ pub struct ImageState {
     pub last_build_took: Option<Duration>,
     /// A build is wanted but held (by the cluster, or a local step it waits for).
     pub queued: bool,
-    /// The live update in flight, by generation.
-    pub syncing: Option<u64>,
+    /// The live update in flight (the API shows its generation).
+    #[serde(serialize_with = "generation_of")]
+    pub syncing: Option<SyncOp>,
     /// What the last live update did (`synced 3 files to 2 containers in 140 ms`).
     pub last_sync: Option<String>,
     /// Why live update is off until the next build (a new pod could not catch up, say).
     pub live_off: Option<String>,
     /// Why live update is off for good (the image has no `tar`).
     pub live_never: Option<String>,
-    /// Files changed while a live update ran: synced after it.
+    /// Files changed while a live update ran, and why: synced after it.
     #[serde(skip)]
-    pub next_sync: Option<SyncPlan>,
+    pub next_sync: Option<(SyncPlan, Cause)>,
     /// Why the next build is wanted, and why the one in flight runs.
     #[serde(skip)]
     cause: Option<Cause>,
@@ -298,14 +299,6 @@ pub struct ImageState {
     /// Why the running image was built (its deploys say the same).
     #[serde(skip)]
     built_cause: Option<Cause>,
-    /// The live update in flight: when it started and why; and why the next one runs.
-    #[serde(skip)]
-    sync_started: Option<(Duration, Cause)>,
-    #[serde(skip)]
-    next_sync_cause: Option<Cause>,
-    /// The live update in flight's plan (the ledger takes it when it ends).
-    #[serde(skip)]
-    sync_plan: Option<SyncPlan>,
     /// What live updates owe the image's containers since it was built.
     #[serde(skip)]
     pub ledger: super::live::Ledger,
@@ -513,6 +506,23 @@ pub struct Reload {
 }
 
 /// Durations in JSON are whole milliseconds (times are since the engine started).
+/// A live update in flight: its generation, what it carries (the ledger takes it when it
+/// ends), when it started and why.
+#[derive(Debug, Clone)]
+pub struct SyncOp {
+    pub generation: u64,
+    pub plan: SyncPlan,
+    pub started: Duration,
+    pub cause: Cause,
+}
+
+fn generation_of<S: serde::Serializer>(op: &Option<SyncOp>, s: S) -> Result<S::Ok, S::Error> {
+    match op {
+        Some(op) => s.serialize_u64(op.generation),
+        None => s.serialize_none(),
+    }
+}
+
 fn as_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
         Some(d) => ms(d, s),
@@ -1253,15 +1263,18 @@ impl State {
         let Some(img) = self.images.get_mut(&image) else {
             return;
         };
-        if img.syncing != Some(generation) {
+        let Some(op) = img.syncing.take_if(|op| op.generation == generation) else {
             return;
-        }
-        img.syncing = None;
-        let plan = img.sync_plan.take();
-        if let (Ok(_), Some(plan)) = (&result, plan) {
+        };
+        let SyncOp {
+            plan,
+            started,
+            cause,
+            ..
+        } = op;
+        if result.is_ok() {
             img.ledger.synced(plan, &reached);
         }
-        let (started, cause) = img.sync_started.take().unwrap_or((now, Cause::Start));
         let entry = HistoryEntry::ended("sync", Some(&image), &cause, started, now, &result);
         self.for_users(&image, |r| r.record(entry.clone()));
         let Some(img) = self.images.get_mut(&image) else {
@@ -1276,11 +1289,10 @@ impl State {
                         r.updated_at = Some(now);
                     }
                 });
-                let next = self.images.get_mut(&image).and_then(|i| {
-                    i.next_sync
-                        .take()
-                        .map(|p| (p, i.next_sync_cause.take().unwrap_or(Cause::Start)))
-                });
+                let next = self
+                    .images
+                    .get_mut(&image)
+                    .and_then(|i| i.next_sync.take());
                 if let Some((next, cause)) = next {
                     self.want_sync(&image, next, cause, out);
                 }
@@ -1293,9 +1305,8 @@ impl State {
                     img.live_never = Some(why.clone());
                 }
                 img.live_off = Some(why);
-                img.next_sync = None;
                 let cause = Cause::merge(
-                    img.next_sync_cause.take().map(|c| cause.clone().then(c)),
+                    img.next_sync.take().map(|(_, c)| cause.clone().then(c)),
                     Cause::Other(format!("{cause}; live update failed")),
                 );
                 self.want_build(now, &image, cause, out);
@@ -1951,16 +1962,18 @@ impl State {
         };
         if img.syncing.is_some() {
             img.next_sync = Some(match img.next_sync.take() {
-                Some(earlier) => earlier.then(plan),
-                None => plan,
+                Some((earlier, why)) => (earlier.then(plan), Cause::merge(Some(why), cause)),
+                None => (plan, cause),
             });
-            img.next_sync_cause = Some(Cause::merge(img.next_sync_cause.take(), cause));
             return;
         }
         self.next_generation += 1;
-        img.syncing = Some(generation);
-        img.sync_plan = Some(plan.clone());
-        img.sync_started = Some((now, cause));
+        img.syncing = Some(SyncOp {
+            generation,
+            plan: plan.clone(),
+            started: now,
+            cause,
+        });
         self.for_users(image, |r| r.status = Status::Syncing);
         out.push(Command::Sync {
             image: image.to_owned(),
