@@ -268,8 +268,10 @@ fn first_lines(e: &str) -> String {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ImageState {
-    /// The build in flight, by generation.
-    pub building: Option<u64>,
+    /// The build in flight (the API shows its generation).
+    #[serde(serialize_with = "build_generation")]
+    pub building: Option<BuildOp>,
+    /// When the last build started (kept after it ends).
     #[serde(rename = "build_started_ms", serialize_with = "as_ms")]
     pub build_started: Option<Duration>,
     /// The last good reference (`name:tag`).
@@ -294,8 +296,6 @@ pub struct ImageState {
     /// Why the next build is wanted, and why the one in flight runs.
     #[serde(skip)]
     cause: Option<Cause>,
-    #[serde(skip)]
-    build_cause: Option<Cause>,
     /// Why the running image was built (its deploys say the same).
     #[serde(skip)]
     built_cause: Option<Cause>,
@@ -514,6 +514,20 @@ pub struct SyncOp {
     pub plan: SyncPlan,
     pub started: Duration,
     pub cause: Cause,
+}
+
+/// A build in flight: its generation and why it runs.
+#[derive(Debug, Clone)]
+pub struct BuildOp {
+    pub generation: u64,
+    pub cause: Cause,
+}
+
+fn build_generation<S: serde::Serializer>(op: &Option<BuildOp>, s: S) -> Result<S::Ok, S::Error> {
+    match op {
+        Some(op) => s.serialize_u64(op.generation),
+        None => s.serialize_none(),
+    }
 }
 
 fn generation_of<S: serde::Serializer>(op: &Option<SyncOp>, s: S) -> Result<S::Ok, S::Error> {
@@ -1289,10 +1303,7 @@ impl State {
                         r.updated_at = Some(now);
                     }
                 });
-                let next = self
-                    .images
-                    .get_mut(&image)
-                    .and_then(|i| i.next_sync.take());
+                let next = self.images.get_mut(&image).and_then(|i| i.next_sync.take());
                 if let Some((next, cause)) = next {
                     self.want_sync(&image, next, cause, out);
                 }
@@ -1326,13 +1337,12 @@ impl State {
         let Some(img) = self.images.get_mut(&image) else {
             return;
         };
-        if img.building != Some(generation) {
+        let Some(BuildOp { cause, .. }) = img.building.take_if(|op| op.generation == generation)
+        else {
             // A cancelled build: a newer one is running or ran.
             return;
-        }
-        img.building = None;
+        };
         img.last_build_took = img.build_started.map(|s| now.saturating_sub(s));
-        let cause = img.build_cause.take().unwrap_or(Cause::Start);
         let started = img.build_started.unwrap_or(now);
         let entry = HistoryEntry::ended("build", Some(&image), &cause, started, now, &result);
         if result.is_ok() {
@@ -1679,7 +1689,7 @@ impl State {
     /// Cancels everything in flight and stops: nothing starts after this.
     fn stop(&mut self, out: &mut Vec<Command>) {
         for (name, img) in &mut self.images {
-            if let Some(generation) = img.building.take() {
+            if let Some(BuildOp { generation, .. }) = img.building.take() {
                 out.push(Command::Cancel {
                     image: name.clone(),
                     generation,
@@ -1755,7 +1765,7 @@ impl State {
             .collect();
         for name in gone_images {
             if let Some(i) = self.images.remove(&name)
-                && let Some(generation) = i.building
+                && let Some(BuildOp { generation, .. }) = i.building
             {
                 out.push(Command::Cancel {
                     image: name,
@@ -2263,15 +2273,18 @@ impl State {
         };
         // A build cancelled by this one: its cause carries over.
         let mut earlier = None;
-        if let Some(old) = img.building.replace(generation) {
-            earlier = img.build_cause.take();
+        if let Some(old) = img.building.take() {
+            earlier = Some(old.cause);
             out.push(Command::Cancel {
                 image: image.to_owned(),
-                generation: old,
+                generation: old.generation,
             });
         }
         let cause = img.cause.take().unwrap_or(Cause::Start);
-        img.build_cause = Some(Cause::merge(earlier, cause));
+        img.building = Some(BuildOp {
+            generation,
+            cause: Cause::merge(earlier, cause),
+        });
         img.build_started = Some(now);
         img.queued = false;
         out.push(Command::Build {
@@ -4430,7 +4443,7 @@ mod tests {
         }
         let h = history(&s, "frontend");
         assert_eq!(h.len(), 2, "cancelled builds are not entries: {h:?}");
-        let g = match s.images["web"].building {
+        let g = match s.images["web"].building.as_ref().map(|b| b.generation) {
             Some(g) => g,
             None => panic!("no build of web"),
         };
@@ -4442,7 +4455,7 @@ mod tests {
                     resource: "frontend".into(),
                 },
             );
-            let g2 = s.images["web"].building;
+            let g2 = s.images["web"].building.as_ref().map(|b| b.generation);
             if let Some(g2) = g2 {
                 s.reduce(t(2006 + i * 10), built("web", g2, &format!("v{i}")));
             }
@@ -4456,7 +4469,10 @@ mod tests {
         s.reduce(t(100), edit(&["api"], &["app/a.py", "app/b.py"], 2));
         // A second save cancels the build; the next one carries both.
         s.reduce(t(110), edit(&["api"], &["app/b.py", "app/c.py"], 2));
-        let g = s.images["api"].building.unwrap_or_default();
+        let g = s.images["api"]
+            .building
+            .as_ref()
+            .map_or(0, |b| b.generation);
         s.reduce(t(200), built("api", g, "a2"));
         let h = history(&s, "backend");
         assert_eq!(h.len(), 3, "{h:?}");
@@ -4465,7 +4481,10 @@ mod tests {
         let many: Vec<String> = (0..40).map(|i| format!("f{i}.py")).collect();
         let names: Vec<&str> = many.iter().map(String::as_str).collect();
         s.reduce(t(300), edit(&["api"], &names, 10_000));
-        let g = s.images["api"].building.unwrap_or_default();
+        let g = s.images["api"]
+            .building
+            .as_ref()
+            .map_or(0, |b| b.generation);
         s.reduce(t(400), built("api", g, "a3"));
         let h = history(&s, "backend");
         assert_eq!(
