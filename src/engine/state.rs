@@ -279,8 +279,10 @@ pub struct ImageState {
     pub last_error: Option<String>,
     #[serde(rename = "last_build_ms", serialize_with = "as_ms")]
     pub last_build_took: Option<Duration>,
-    /// A build is wanted but held (by the cluster, or a local step it waits for).
-    pub queued: bool,
+    /// A build wanted but held (by the cluster, or a local step it waits for), and why it
+    /// is wanted (the API shows whether there is one).
+    #[serde(serialize_with = "is_some")]
+    pub queued: Option<Cause>,
     /// The live update in flight (the API shows its generation).
     #[serde(serialize_with = "generation_of")]
     pub syncing: Option<SyncOp>,
@@ -293,9 +295,6 @@ pub struct ImageState {
     /// Files changed while a live update ran, and why: synced after it.
     #[serde(skip)]
     pub next_sync: Option<(SyncPlan, Cause)>,
-    /// Why the next build is wanted, and why the one in flight runs.
-    #[serde(skip)]
-    cause: Option<Cause>,
     /// Why the running image was built (its deploys say the same).
     #[serde(skip)]
     built_cause: Option<Cause>,
@@ -521,6 +520,10 @@ pub struct SyncOp {
 pub struct BuildOp {
     pub generation: u64,
     pub cause: Cause,
+}
+
+fn is_some<S: serde::Serializer, T>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(v.is_some())
 }
 
 fn build_generation<S: serde::Serializer>(op: &Option<BuildOp>, s: S) -> Result<S::Ok, S::Error> {
@@ -1088,7 +1091,7 @@ impl State {
             ),
             self.images
                 .values()
-                .map(|i| (i.building.is_some(), i.queued))
+                .map(|i| (i.building.is_some(), i.queued.is_some()))
                 .collect(),
         )
     }
@@ -1947,7 +1950,7 @@ impl State {
             return false;
         };
         if img.building.is_some()
-            || img.queued
+            || img.queued.is_some()
             || img.live_off.is_some()
             || img.live_never.is_some()
         {
@@ -1994,16 +1997,13 @@ impl State {
 
     /// Builds `image` now, or queues the build while something holds it.
     fn want_build(&mut self, now: Duration, image: &str, cause: Cause, out: &mut Vec<Command>) {
-        if let Some(i) = self.images.get_mut(image) {
-            i.cause = Some(Cause::merge(i.cause.take(), cause));
-        }
         if self.build_hold(image).is_some() {
             if let Some(i) = self.images.get_mut(image) {
-                i.queued = true;
+                i.queued = Some(Cause::merge(i.queued.take(), cause));
             }
             return;
         }
-        self.start_build(now, image, out);
+        self.start_build(now, image, Some(cause), out);
     }
 
     /// Starts every queued build that nothing holds any more.
@@ -2011,12 +2011,12 @@ impl State {
         let free: Vec<String> = self
             .images
             .iter()
-            .filter(|(_, i)| i.queued)
+            .filter(|(_, i)| i.queued.is_some())
             .map(|(n, _)| n.clone())
             .filter(|n| self.build_hold(n).is_none())
             .collect();
         for image in free {
-            self.start_build(now, &image, out);
+            self.start_build(now, &image, None, out);
         }
     }
 
@@ -2144,7 +2144,7 @@ impl State {
         if let Some(h) = node
             .images
             .iter()
-            .filter(|i| self.images.get(*i).is_some_and(|s| s.queued))
+            .filter(|i| self.images.get(*i).is_some_and(|s| s.queued.is_some()))
             .find_map(|i| self.build_hold(i))
         {
             return Some(h);
@@ -2200,7 +2200,7 @@ impl State {
             .find(|i| {
                 self.images
                     .get(*i)
-                    .is_some_and(|s| s.building.is_some() || s.queued)
+                    .is_some_and(|s| s.building.is_some() || s.queued.is_some())
             })
             .cloned()
     }
@@ -2239,14 +2239,14 @@ impl State {
         if self.images.iter().any(|(n, i)| {
             i.building.is_some()
                 || i.syncing.is_some()
-                || (i.queued && !self.build_hold(n).is_some_and(|h| h.is_failure()))
+                || (i.queued.is_some() && !self.build_hold(n).is_some_and(|h| h.is_failure()))
         }) {
             return false;
         }
         // Files still to apply go once the builds ended (unless a build can never start).
         if !self.pending_files.is_empty()
             && self.cluster_ready
-            && !self.images.values().any(|i| i.queued)
+            && !self.images.values().any(|i| i.queued.is_some())
         {
             return false;
         }
@@ -2265,7 +2265,14 @@ impl State {
         })
     }
 
-    fn start_build(&mut self, now: Duration, image: &str, out: &mut Vec<Command>) {
+    /// Starts a build of `image`, for `cause` and why it was queued (when it was).
+    fn start_build(
+        &mut self,
+        now: Duration,
+        image: &str,
+        cause: Option<Cause>,
+        out: &mut Vec<Command>,
+    ) {
         let generation = self.next_generation;
         self.next_generation += 1;
         let Some(img) = self.images.get_mut(image) else {
@@ -2280,13 +2287,16 @@ impl State {
                 generation: old.generation,
             });
         }
-        let cause = img.cause.take().unwrap_or(Cause::Start);
+        let cause = match (img.queued.take(), cause) {
+            (queued, Some(c)) => Cause::merge(queued, c),
+            (Some(q), None) => q,
+            (None, None) => Cause::Start,
+        };
         img.building = Some(BuildOp {
             generation,
             cause: Cause::merge(earlier, cause),
         });
         img.build_started = Some(now);
-        img.queued = false;
         out.push(Command::Build {
             image: image.to_owned(),
             generation,
@@ -2364,7 +2374,7 @@ impl State {
         let builds_in_flight = self
             .images
             .values()
-            .any(|i| i.building.is_some() || i.queued);
+            .any(|i| i.building.is_some() || i.queued.is_some());
         let references: BTreeMap<String, String> = self
             .images
             .iter()
@@ -3540,7 +3550,7 @@ mod tests {
             s.reduce(t(0), Event::Start),
             [Command::PrepareCluster, run("gen", 1)]
         );
-        assert!(s.images["app"].queued);
+        assert!(s.images["app"].queued.is_some());
         assert_eq!(s.resources["app"].held, Some(Hold::Cluster));
         assert!(!s.settled());
         // The cluster is up, but gen still runs: the build waits for it.

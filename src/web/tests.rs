@@ -167,6 +167,11 @@ fn status_lists_every_resource_with_stable_fields() {
     assert_eq!(v["resources"][1]["status"], "pending");
     assert!(v["resources"][1]["pods"].is_null());
     assert_eq!(v["images"]["api"]["build_started_ms"], 10);
+    // A build in flight and a wanted one are values in the engine; the API shows the
+    // generation and whether one is wanted.
+    assert_eq!(v["images"]["api"]["building"], 1);
+    assert_eq!(v["images"]["api"]["queued"], false);
+    assert!(v["images"]["api"]["syncing"].is_null());
     // The history (empty until something ends) and when it last took a change.
     s.publish(
         Event::BuildDone {
