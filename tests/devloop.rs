@@ -972,7 +972,7 @@ fn an_edit_of_devenv_toml_is_reloaded_and_a_broken_one_stops_nothing() {
         &good.replace("deps = [\"src\"]", "deps = [\"src\"]\nbogus = 1"),
     );
     up.wait_for("error      devenv.toml was not reloaded: unknown key `bogus` in [[local]]");
-    assert!(up.text().contains("--> devenv.toml:8:1"), "{}", up.text());
+    up.wait_for("--> devenv.toml:8:1");
     let v = status_json(&p, home.path());
     let shown = v["config_error"].as_str().unwrap_or_default();
     assert!(shown.contains("devenv.toml:8:1"), "{v}");

@@ -41,13 +41,24 @@ impl Running {
             let out = out.clone();
             std::thread::spawn(move || {
                 use std::io::BufRead;
-                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut reader = std::io::BufReader::new(pipe);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if !matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                        break;
+                    }
                     if let Ok(mut o) = out.0.lock() {
-                        o.push_str(&line);
+                        o.push_str(line.trim_end_matches('\n'));
                         o.push('\n');
                     }
-                    out.1.notify_all();
+                    // Waiters wake once what one write gave is all in: a message of several
+                    // lines (an error and its location) is read whole.
+                    if reader.buffer().is_empty() {
+                        out.1.notify_all();
+                    }
                 }
+                out.1.notify_all();
             });
         }
         Running { child, out }
