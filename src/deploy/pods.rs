@@ -235,14 +235,15 @@ impl Pods {
 
     /// Whether every reflector has listed its objects once (counts before that are not true).
     pub fn listed(&self) -> bool {
-        use futures::FutureExt;
-        let ready = |f: futures::future::BoxFuture<'_, bool>| f.now_or_never().unwrap_or(false);
-        ready(self.wl.wait_until_ready().map(|r| r.is_ok()).boxed())
-            && ready(self.store.wait_until_ready().map(|r| r.is_ok()).boxed())
-            && self
-                .replicasets
-                .as_ref()
-                .is_none_or(|rs| ready(rs.wait_until_ready().map(|r| r.is_ok()).boxed()))
+        fn ready<K>(store: &Store<K>) -> bool
+        where
+            K: kube::runtime::reflector::Lookup + Clone + 'static,
+            K::DynamicType: Eq + std::hash::Hash + Clone,
+        {
+            use futures::FutureExt;
+            matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
+        }
+        ready(&self.wl) && ready(&self.store) && self.replicasets.as_ref().is_none_or(ready)
     }
 
     /// Runs `f` on the pods of the workload's current revision (a Deployment's newest

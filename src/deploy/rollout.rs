@@ -698,7 +698,10 @@ pub async fn wait_ready(
         BTreeMap::new();
     let mut last: Option<(Health, PodCounts)> = None;
     loop {
-        let obj = pods.object().filter(|o| {
+        let seen = pods.object();
+        let is_seen = seen.is_some();
+        // Only a view that has reached what the deploy left counts.
+        let obj = seen.filter(|o| {
             wanted.as_ref().is_none_or(|(uid, generation)| {
                 o["metadata"]["uid"].as_str() == Some(uid)
                     && o["metadata"]["generation"].as_i64().unwrap_or(0) >= *generation
@@ -717,7 +720,7 @@ pub async fn wait_ready(
         );
         let current = rollout_pods(workload.kind, obj.as_ref(), &all, hash.as_deref());
         let warnings = warnings(&pods.events.state());
-        let mut health = if obj.is_none() && pods.object().is_some() {
+        let mut health = if obj.is_none() && is_seen {
             Health::Waiting("waiting for the cluster's view of the new spec".into())
         } else {
             assess(workload.kind, obj.as_ref(), &current, &warnings, built)

@@ -247,41 +247,21 @@ pub fn prepare(
     progress: &dyn Fn(&str),
 ) -> Result<(Prepared, Forwards), (BringUpStage, anyhow::Error)> {
     let mut stage = BringUpStage::Checks;
-    let steps = Steps {
-        rt,
-        cfg,
-        inputs,
-        ci,
-        cancel,
-        progress,
-    };
-    prepare_stages(&steps, plan, &mut stage).map_err(|e| (stage, e))
-}
-
-/// What the bring-up's steps read.
-struct Steps<'a> {
-    rt: &'a tokio::runtime::Handle,
-    cfg: &'a Config,
-    inputs: &'a Inputs,
-    ci: bool,
-    cancel: &'a Cancel,
-    progress: &'a dyn Fn(&str),
+    prepare_stages(rt, cfg, inputs, plan, ci, cancel, progress, &mut stage).map_err(|e| (stage, e))
 }
 
 /// [`prepare`]'s steps; `stage` says which part runs, so that a failure is told as such.
+#[allow(clippy::too_many_arguments)]
 fn prepare_stages(
-    steps: &Steps,
+    rt: &tokio::runtime::Handle,
+    cfg: &Config,
+    inputs: &Inputs,
     plan: Option<plan::Plan>,
+    ci: bool,
+    cancel: &Cancel,
+    progress: &dyn Fn(&str),
     stage: &mut BringUpStage,
 ) -> Result<(Prepared, Forwards)> {
-    let Steps {
-        rt,
-        cfg,
-        inputs,
-        ci,
-        cancel,
-        progress,
-    } = *steps;
     progress("checking the chart");
     let computed = plan.filter(|p| p.config == inputs.shown && p.project == cfg.project);
     let plan = match computed {

@@ -481,7 +481,6 @@ impl Workers {
         let Some(local) = cfg.locals.iter().find(|l| l.name == resource).cloned() else {
             return;
         };
-        self.take_handed();
         // The serve command restarts with the run, unless it is never restarted while it runs.
         let keep = local.restart == config::Restart::Never && self.serves.contains_key(&resource);
         let serve = match (&local.serve_cmd, keep) {

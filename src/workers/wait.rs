@@ -17,7 +17,7 @@ use crate::out;
 pub async fn wait(
     r: config::Resource,
     built: Vec<String>,
-    pods_of: Pods,
+    observed: Pods,
     ci: bool,
     tx: mpsc::UnboundedSender<Event>,
 ) {
@@ -26,7 +26,7 @@ pub async fn wait(
     let mut pods = PodCounts::default();
     let n = r.name.clone();
     let res = rollout::wait_ready(
-        &pods_of,
+        &observed,
         r.readiness_timeout,
         // --ci fails at once on what will not heal by itself.
         ci,
