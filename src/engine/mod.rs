@@ -6,8 +6,15 @@
 //! does that and reports back with events. Imports nothing of the crate but `host`'s clock and
 //! `order` (the one dependency order, pure).
 
+pub mod command;
 pub mod driver;
+pub mod event;
+pub mod graph;
 pub mod hold;
+pub mod image;
+mod json;
 pub mod live;
 pub mod log;
+pub mod resource;
 pub mod state;
+pub mod step;
