@@ -5,15 +5,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::json::{as_ms, build_generation, generation_of, is_some};
+use super::json::as_ms;
 use super::live::ContainerId;
 use super::resource::Cause;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ImageState {
-    /// The build in flight (the API shows its generation).
-    #[serde(serialize_with = "build_generation")]
-    pub building: Option<BuildOp>,
+    /// What it is doing: nothing, waiting to be built, building, or live-updating (the API
+    /// shows `building` and `syncing` as generations, and `queued`).
+    #[serde(flatten)]
+    pub phase: Phase,
     /// When the last build started (kept after it ends).
     #[serde(rename = "build_started_ms", serialize_with = "as_ms")]
     pub build_started: Option<Duration>,
@@ -22,22 +23,12 @@ pub struct ImageState {
     pub last_error: Option<String>,
     #[serde(rename = "last_build_ms", serialize_with = "as_ms")]
     pub last_build_took: Option<Duration>,
-    /// A build wanted but held (by the cluster, or a local step it waits for), and why it
-    /// is wanted (the API shows whether there is one).
-    #[serde(serialize_with = "is_some")]
-    pub queued: Option<Cause>,
-    /// The live update in flight (the API shows its generation).
-    #[serde(serialize_with = "generation_of")]
-    pub syncing: Option<SyncOp>,
     /// What the last live update did (`synced 3 files to 2 containers in 140 ms`).
     pub last_sync: Option<String>,
     /// Why live update is off until the next build (a new pod could not catch up, say).
     pub live_off: Option<String>,
     /// Why live update is off for good (the image has no `tar`).
     pub live_never: Option<String>,
-    /// Files changed while a live update ran, and why: synced after it.
-    #[serde(skip)]
-    pub next_sync: Option<(SyncPlan, Cause)>,
     /// Why the running image was built (its deploys say the same).
     #[serde(skip)]
     pub(super) built_cause: Option<Cause>,
@@ -46,10 +37,152 @@ pub struct ImageState {
     pub ledger: super::live::Ledger,
 }
 
-/// A build in flight: its generation and why it runs.
+/// What an image is doing. One at a time: a build never runs beside a live update of the
+/// same image (a build wanted during a live update waits for its end).
+#[derive(Debug, Clone, Default)]
+pub enum Phase {
+    #[default]
+    Idle,
+    /// A build is wanted but held (by the cluster, or a local step it waits for), and why.
+    Queued(Cause),
+    /// A build in flight; `queued`, a newer one wanted meanwhile but held (it replaces this
+    /// one once nothing holds it).
+    Building { op: BuildOp, queued: Option<Cause> },
+    /// A live update in flight, and what comes once it ends.
+    Syncing { op: SyncOp, next: AfterSync },
+}
+
+/// What follows the live update in flight.
+#[derive(Debug, Clone, Default)]
+pub enum AfterSync {
+    #[default]
+    Nothing,
+    /// Files that changed meanwhile, and why: synced after it, in one go.
+    Sync(SyncPlan, Cause),
+    /// A change that needs a build: built after it, with everything synced meanwhile.
+    Build(Cause),
+}
+
+impl AfterSync {
+    /// Adds a change live update can carry.
+    pub fn sync(self, plan: SyncPlan, cause: Cause) -> AfterSync {
+        match self {
+            AfterSync::Nothing => AfterSync::Sync(plan, cause),
+            AfterSync::Sync(earlier, why) => AfterSync::Sync(earlier.then(plan), why.then(cause)),
+            AfterSync::Build(why) => AfterSync::Build(why.then(cause)),
+        }
+    }
+
+    /// Adds a change that needs a build: the build carries what was to be synced too.
+    pub fn build(self, cause: Cause) -> AfterSync {
+        AfterSync::Build(Cause::merge(self.cause(), cause))
+    }
+
+    /// Why it was wanted, if anything was.
+    pub fn cause(self) -> Option<Cause> {
+        match self {
+            AfterSync::Nothing => None,
+            AfterSync::Sync(_, c) | AfterSync::Build(c) => Some(c),
+        }
+    }
+}
+
+impl Phase {
+    /// The build in flight.
+    pub fn build(&self) -> Option<&BuildOp> {
+        match self {
+            Phase::Building { op, .. } => Some(op),
+            _ => None,
+        }
+    }
+
+    /// The live update in flight.
+    pub fn sync(&self) -> Option<&SyncOp> {
+        match self {
+            Phase::Syncing { op, .. } => Some(op),
+            _ => None,
+        }
+    }
+
+    /// A build is wanted and not running yet (held, or after the live update in flight).
+    pub fn build_wanted(&self) -> bool {
+        matches!(
+            self,
+            Phase::Queued(_)
+                | Phase::Building {
+                    queued: Some(_),
+                    ..
+                }
+                | Phase::Syncing {
+                    next: AfterSync::Build(_),
+                    ..
+                }
+        )
+    }
+
+    /// A build runs or will: what deploys of the image wait for.
+    pub fn build_pending(&self) -> bool {
+        self.build().is_some() || self.build_wanted()
+    }
+
+    /// A build is wanted that may start once nothing holds it (not one that waits for a
+    /// live update's end).
+    pub fn startable(&self) -> bool {
+        matches!(
+            self,
+            Phase::Queued(_)
+                | Phase::Building {
+                    queued: Some(_),
+                    ..
+                }
+        )
+    }
+}
+
+impl ImageState {
+    /// Ends the build in flight if it is `generation` (else it was cancelled: a newer one
+    /// runs or ran); a build wanted meanwhile stays queued.
+    pub(super) fn end_build(&mut self, generation: Option<u64>) -> Option<BuildOp> {
+        match std::mem::take(&mut self.phase) {
+            Phase::Building { op, queued } if generation.is_none_or(|g| g == op.generation) => {
+                self.phase = queued.map_or(Phase::Idle, Phase::Queued);
+                Some(op)
+            }
+            other => {
+                self.phase = other;
+                None
+            }
+        }
+    }
+
+    /// Ends the live update in flight if it is `generation`: it, and what comes after it.
+    pub(super) fn end_sync(&mut self, generation: u64) -> Option<(SyncOp, AfterSync)> {
+        match std::mem::take(&mut self.phase) {
+            Phase::Syncing { op, next } if op.generation == generation => Some((op, next)),
+            other => {
+                self.phase = other;
+                None
+            }
+        }
+    }
+}
+
+impl Serialize for Phase {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("building", &self.build().map(|o| o.generation))?;
+        m.serialize_entry("queued", &self.build_wanted())?;
+        m.serialize_entry("syncing", &self.sync().map(|o| o.generation))?;
+        m.end()
+    }
+}
+
+/// A build in flight: its generation, when it started and why it runs.
 #[derive(Debug, Clone)]
 pub struct BuildOp {
     pub generation: u64,
+    pub started: Duration,
     pub cause: Cause,
 }
 

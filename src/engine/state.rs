@@ -24,7 +24,7 @@ pub use super::event::{Event, Reload};
 pub use super::graph::{Graph, Node};
 use super::hold::Hold;
 use super::image::SyncEnd;
-pub use super::image::{BuildOp, ImageState, SyncOp, SyncPlan};
+pub use super::image::{AfterSync, BuildOp, ImageState, Phase, SyncOp, SyncPlan};
 pub use super::live::ContainerId;
 use super::resource::CAUSE_FILES;
 pub use super::resource::{Cause, HistoryEntry, NOTES, Note, Pods, ResourceState, Status};
@@ -269,7 +269,7 @@ impl State {
             ),
             self.images
                 .values()
-                .map(|i| (i.building.is_some(), i.queued.is_some()))
+                .map(|i| (i.phase.build().is_some(), i.phase.build_wanted()))
                 .collect(),
         )
     }
@@ -381,7 +381,7 @@ impl State {
         let all: Vec<String> = self
             .images
             .iter()
-            .filter(|(_, i)| i.reference.is_none() && i.building.is_none())
+            .filter(|(_, i)| i.reference.is_none() && i.phase.build().is_none())
             .map(|(n, _)| n.clone())
             .collect();
         for image in all {
@@ -453,13 +453,11 @@ impl State {
         let Some(img) = self.images.get_mut(&image) else {
             return;
         };
-        let Some(BuildOp { cause, .. }) = img.building.take_if(|op| op.generation == generation)
-        else {
+        let Some(BuildOp { cause, started, .. }) = img.end_build(Some(generation)) else {
             // A cancelled build: a newer one is running or ran.
             return;
         };
-        img.last_build_took = img.build_started.map(|s| now.saturating_sub(s));
-        let started = img.build_started.unwrap_or(now);
+        img.last_build_took = Some(now.saturating_sub(started));
         let entry = HistoryEntry::ended("build", Some(&image), &cause, started, now, &result);
         if result.is_ok() {
             img.built_cause = Some(cause);
@@ -724,7 +722,7 @@ impl State {
     /// Cancels everything in flight and stops: nothing starts after this.
     fn stop(&mut self, out: &mut Vec<Command>) {
         for (name, img) in &mut self.images {
-            if let Some(BuildOp { generation, .. }) = img.building.take() {
+            if let Some(BuildOp { generation, .. }) = img.end_build(None) {
                 out.push(Command::Cancel {
                     image: name.clone(),
                     generation,

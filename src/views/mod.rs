@@ -219,7 +219,7 @@ pub fn progress_line(s: &State) -> String {
     parts.extend(
         s.images
             .iter()
-            .filter(|(_, i)| i.building.is_some())
+            .filter(|(_, i)| i.phase.build().is_some())
             .map(|(n, _)| format!("building {n}")),
     );
     let mut held: BTreeMap<String, Vec<&str>> = BTreeMap::new();

@@ -109,7 +109,7 @@ impl State {
             || (state.status == Status::Building && !node.local && {
                 node.images
                     .iter()
-                    .all(|i| self.images.get(i).is_none_or(|s| s.building.is_none()))
+                    .all(|i| self.images.get(i).is_none_or(|s| s.phase.build().is_none()))
             });
         if !waiting || (node.manual && state.deploys == 0 && node.local) {
             return None;
@@ -128,7 +128,7 @@ impl State {
         if let Some(h) = node
             .images
             .iter()
-            .filter(|i| self.images.get(*i).is_some_and(|s| s.queued.is_some()))
+            .filter(|i| self.images.get(*i).is_some_and(|s| s.phase.build_wanted()))
             .find_map(|i| self.build_hold(i))
         {
             return Some(h);
@@ -148,7 +148,7 @@ impl State {
                 running: self
                     .images
                     .values()
-                    .filter(|i| i.building.is_some())
+                    .filter(|i| i.phase.build().is_some())
                     .count(),
             }
         } else {
@@ -181,11 +181,7 @@ impl State {
         self.unit(node)
             .into_iter()
             .flat_map(|n| n.images.iter())
-            .find(|i| {
-                self.images
-                    .get(*i)
-                    .is_some_and(|s| s.building.is_some() || s.queued.is_some())
-            })
+            .find(|i| self.images.get(*i).is_some_and(|s| s.phase.build_pending()))
             .cloned()
     }
 
@@ -220,17 +216,17 @@ impl State {
         if !self.doctor.passed() || !self.cluster.passed() || self.deploying.is_some() {
             return false;
         }
-        if self.images.iter().any(|(n, i)| {
-            i.building.is_some()
-                || i.syncing.is_some()
-                || (i.queued.is_some() && !self.build_hold(n).is_some_and(|h| h.is_failure()))
+        if self.images.iter().any(|(n, i)| match &i.phase {
+            Phase::Idle => false,
+            Phase::Building { .. } | Phase::Syncing { .. } => true,
+            Phase::Queued(_) => !self.build_hold(n).is_some_and(|h| h.is_failure()),
         }) {
             return false;
         }
         // Files still to apply go once the builds ended (unless a build can never start).
         if !self.pending_files.is_empty()
             && self.cluster_ready
-            && !self.images.values().any(|i| i.queued.is_some())
+            && !self.images.values().any(|i| i.phase.build_wanted())
         {
             return false;
         }

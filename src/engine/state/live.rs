@@ -21,7 +21,7 @@ impl State {
         let Some(img) = self.images.get_mut(&image) else {
             return;
         };
-        let Some(op) = img.syncing.take_if(|op| op.generation == generation) else {
+        let Some((op, next)) = img.end_sync(generation) else {
             return;
         };
         let SyncOp {
@@ -47,9 +47,10 @@ impl State {
                         r.updated_at = Some(now);
                     }
                 });
-                let next = self.images.get_mut(&image).and_then(|i| i.next_sync.take());
-                if let Some((next, cause)) = next {
-                    self.want_sync(&image, next, cause, out);
+                match next {
+                    AfterSync::Nothing => {}
+                    AfterSync::Sync(plan, cause) => self.want_sync(&image, plan, cause, out),
+                    AfterSync::Build(cause) => self.want_build(now, &image, cause, out),
                 }
                 self.catch_up(&image, out);
             }
@@ -61,7 +62,7 @@ impl State {
                 }
                 img.live_off = Some(why);
                 let cause = Cause::merge(
-                    img.next_sync.take().map(|(_, c)| cause.clone().then(c)),
+                    next.cause().map(|c| cause.clone().then(c)),
                     Cause::Other(format!("{cause}; live update failed")),
                 );
                 self.want_build(now, &image, cause, out);
@@ -89,7 +90,7 @@ impl State {
         let Some(img) = self.images.get_mut(image) else {
             return;
         };
-        if img.syncing.is_some() || img.building.is_some() || img.live_off.is_some() {
+        if !matches!(img.phase, Phase::Idle | Phase::Queued(_)) || img.live_off.is_some() {
             return;
         }
         if let Some(owed) = img.ledger.due() {
@@ -166,11 +167,7 @@ impl State {
         let Some(reference) = &img.reference else {
             return false;
         };
-        if img.building.is_some()
-            || img.queued.is_some()
-            || img.live_off.is_some()
-            || img.live_never.is_some()
-        {
+        if img.phase.build_pending() || img.live_off.is_some() || img.live_never.is_some() {
             return false;
         }
         let users = self.users(image);
@@ -183,7 +180,8 @@ impl State {
             })
     }
 
-    /// Starts a live update of `image`, or (one running) runs it after.
+    /// Starts a live update of `image`, or (one running) runs it after it; a build in flight
+    /// or wanted carries the files instead.
     pub(super) fn want_sync(
         &mut self,
         image: &str,
@@ -196,20 +194,27 @@ impl State {
         let Some(img) = self.images.get_mut(image) else {
             return;
         };
-        if img.syncing.is_some() {
-            img.next_sync = Some(match img.next_sync.take() {
-                Some((earlier, why)) => (earlier.then(plan), Cause::merge(Some(why), cause)),
-                None => (plan, cause),
-            });
-            return;
+        match &mut img.phase {
+            Phase::Idle => {}
+            Phase::Syncing { next, .. } => {
+                *next = std::mem::take(next).sync(plan, cause);
+                return;
+            }
+            Phase::Queued(_) | Phase::Building { .. } => {
+                self.want_build(now, image, cause, out);
+                return;
+            }
         }
         self.next_generation += 1;
-        img.syncing = Some(SyncOp {
-            generation,
-            plan: plan.clone(),
-            started: now,
-            cause,
-        });
+        img.phase = Phase::Syncing {
+            op: SyncOp {
+                generation,
+                plan: plan.clone(),
+                started: now,
+                cause,
+            },
+            next: AfterSync::Nothing,
+        };
         self.for_users(image, |r| r.status = Status::Syncing);
         out.push(Command::Sync {
             image: image.to_owned(),

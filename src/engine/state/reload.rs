@@ -48,7 +48,7 @@ impl State {
             .collect();
         for name in gone_images {
             if let Some(i) = self.images.remove(&name)
-                && let Some(BuildOp { generation, .. }) = i.building
+                && let Some(BuildOp { generation, .. }) = i.phase.build().cloned()
             {
                 out.push(Command::Cancel {
                     image: name,

@@ -72,7 +72,8 @@ impl State {
         }
     }
 
-    /// Builds `image` now, or queues the build while something holds it.
+    /// Builds `image` now, or queues the build while something holds it or a live update of
+    /// it runs.
     pub(super) fn want_build(
         &mut self,
         now: Duration,
@@ -80,10 +81,23 @@ impl State {
         cause: Cause,
         out: &mut Vec<Command>,
     ) {
-        if self.build_hold(image).is_some() {
-            if let Some(i) = self.images.get_mut(image) {
-                i.queued = Some(Cause::merge(i.queued.take(), cause));
-            }
+        let held = self.build_hold(image).is_some();
+        let Some(img) = self.images.get_mut(image) else {
+            return;
+        };
+        if held || img.phase.sync().is_some() {
+            img.phase = match std::mem::take(&mut img.phase) {
+                Phase::Idle => Phase::Queued(cause),
+                Phase::Queued(q) => Phase::Queued(q.then(cause)),
+                Phase::Building { op, queued } => Phase::Building {
+                    op,
+                    queued: Some(Cause::merge(queued, cause)),
+                },
+                Phase::Syncing { op, next } => Phase::Syncing {
+                    op,
+                    next: next.build(cause),
+                },
+            };
             return;
         }
         self.start_build(now, image, Some(cause), out);
@@ -94,7 +108,7 @@ impl State {
         let free: Vec<String> = self
             .images
             .iter()
-            .filter(|(_, i)| i.queued.is_some())
+            .filter(|(_, i)| i.phase.startable())
             .map(|(n, _)| n.clone())
             .filter(|n| self.build_hold(n).is_none())
             .collect();
@@ -116,24 +130,34 @@ impl State {
         let Some(img) = self.images.get_mut(image) else {
             return;
         };
-        // A build cancelled by this one: its cause carries over.
-        let mut earlier = None;
-        if let Some(old) = img.building.take() {
-            earlier = Some(old.cause);
-            out.push(Command::Cancel {
-                image: image.to_owned(),
-                generation: old.generation,
-            });
-        }
-        let cause = match (img.queued.take(), cause) {
+        // A build cancelled by this one: its cause carries over, with a queued one's.
+        let (earlier, queued) = match std::mem::take(&mut img.phase) {
+            Phase::Building { op, queued } => {
+                out.push(Command::Cancel {
+                    image: image.to_owned(),
+                    generation: op.generation,
+                });
+                (Some(op.cause), queued)
+            }
+            Phase::Queued(q) => (None, Some(q)),
+            // Not reached: a build wanted while a live update runs waits for its end (its
+            // result is then ignored, and the build carries its files).
+            Phase::Syncing { next, .. } => (None, next.cause()),
+            Phase::Idle => (None, None),
+        };
+        let cause = match (queued, cause) {
             (queued, Some(c)) => Cause::merge(queued, c),
             (Some(q), None) => q,
             (None, None) => Cause::Start,
         };
-        img.building = Some(BuildOp {
-            generation,
-            cause: Cause::merge(earlier, cause),
-        });
+        img.phase = Phase::Building {
+            op: BuildOp {
+                generation,
+                started: now,
+                cause: Cause::merge(earlier, cause),
+            },
+            queued: None,
+        };
         img.build_started = Some(now);
         out.push(Command::Build {
             image: image.to_owned(),
@@ -212,10 +236,7 @@ impl State {
         // A changed manifest file may hold any resource's objects, and a build about to start
         // or running (the same save's, say a manifest inside a build context) changes the tags
         // it would carry: changed files wait until no build is in flight and go out once.
-        let builds_in_flight = self
-            .images
-            .values()
-            .any(|i| i.building.is_some() || i.queued.is_some());
+        let builds_in_flight = self.images.values().any(|i| i.phase.build_pending());
         let references: BTreeMap<String, String> = self
             .images
             .iter()

@@ -1086,7 +1086,7 @@ fn a_local_step_runs_before_the_image_build_that_depends_on_it() {
         s.reduce(t(0), Event::Start),
         [Command::PrepareCluster, run("gen", 1)]
     );
-    assert!(s.images["app"].queued.is_some());
+    assert!(s.images["app"].phase.build_wanted());
     assert_eq!(s.resources["app"].held, Some(Hold::Cluster));
     assert!(!s.settled());
     // The cluster is up, but gen still runs: the build waits for it.
@@ -1712,6 +1712,39 @@ fn a_syncable_change_is_synced_not_built() {
     assert!(s.settled());
 }
 
+/// An image is building or live-updating, never both: a change that needs a build while a
+/// live update runs waits for its end, and the live update queued behind it is carried by
+/// the build (it put a live update into containers while their image was being rebuilt).
+#[test]
+fn a_build_waits_for_the_live_update_in_flight_and_carries_the_next() {
+    let mut s = up();
+    assert_eq!(
+        s.reduce(t(70), synced(&["api"], "a.py")),
+        [sync_cmd("api", 5, plan("a.py"))]
+    );
+    assert_eq!(s.reduce(t(71), synced(&["api"], "b.py")), []);
+    assert_eq!(
+        s.reduce(t(72), edit(&["api"], &["Dockerfile"], 1)),
+        [],
+        "the sync is in flight"
+    );
+    assert!(!s.settled());
+    assert_eq!(
+        s.reduce(t(80), sync_done("api", 5, Ok("synced"), false)),
+        [build("api", 6)],
+        "the build, not the queued live update"
+    );
+    assert_eq!(s.resources["backend"].status, Status::Building);
+    let h = history(&s, "backend");
+    assert_eq!(h.last().map(|e| e.0), Some("sync"));
+    s.reduce(t(90), built("api", 6, "a2"));
+    let h = history(&s, "backend");
+    assert_eq!(
+        h.last().map(|e| (e.0, e.1.as_str())),
+        Some(("build", "b.py, Dockerfile changed"))
+    );
+}
+
 /// A change while a sync runs is synced after it, merged with what came meanwhile.
 #[test]
 fn changes_during_a_sync_are_synced_after_it_in_one_go() {
@@ -1989,7 +2022,7 @@ fn history_tells_each_build_and_deploy_with_its_cause_duration_and_result() {
     }
     let h = history(&s, "frontend");
     assert_eq!(h.len(), 2, "cancelled builds are not entries: {h:?}");
-    let g = match s.images["web"].building.as_ref().map(|b| b.generation) {
+    let g = match s.images["web"].phase.build().map(|b| b.generation) {
         Some(g) => g,
         None => panic!("no build of web"),
     };
@@ -2001,7 +2034,7 @@ fn history_tells_each_build_and_deploy_with_its_cause_duration_and_result() {
                 resource: "frontend".into(),
             },
         );
-        let g2 = s.images["web"].building.as_ref().map(|b| b.generation);
+        let g2 = s.images["web"].phase.build().map(|b| b.generation);
         if let Some(g2) = g2 {
             s.reduce(t(2006 + i * 10), built("web", g2, &format!("v{i}")));
         }
@@ -2015,10 +2048,7 @@ fn changes_during_a_build_add_up_in_its_cause() {
     s.reduce(t(100), edit(&["api"], &["app/a.py", "app/b.py"], 2));
     // A second save cancels the build; the next one carries both.
     s.reduce(t(110), edit(&["api"], &["app/b.py", "app/c.py"], 2));
-    let g = s.images["api"]
-        .building
-        .as_ref()
-        .map_or(0, |b| b.generation);
+    let g = s.images["api"].phase.build().map_or(0, |b| b.generation);
     s.reduce(t(200), built("api", g, "a2"));
     let h = history(&s, "backend");
     assert_eq!(h.len(), 3, "{h:?}");
@@ -2027,10 +2057,7 @@ fn changes_during_a_build_add_up_in_its_cause() {
     let many: Vec<String> = (0..40).map(|i| format!("f{i}.py")).collect();
     let names: Vec<&str> = many.iter().map(String::as_str).collect();
     s.reduce(t(300), edit(&["api"], &names, 10_000));
-    let g = s.images["api"]
-        .building
-        .as_ref()
-        .map_or(0, |b| b.generation);
+    let g = s.images["api"].phase.build().map_or(0, |b| b.generation);
     s.reduce(t(400), built("api", g, "a3"));
     let h = history(&s, "backend");
     assert_eq!(
