@@ -341,7 +341,9 @@ trigger = "manual"
         b.text("return document.getElementById('project').textContent"),
         "devenv · browser"
     );
-    // The manual resource waits, says so, and says when changes wait for it.
+    // The manual resource waits, says so, and says when changes wait for it. Its status is
+    // the engine's display status, as `devenv status` shows it.
+    b.wait(&status_is("e2e", "idle"), "e2e idle");
     assert_eq!(
         b.text("return document.querySelector('tr[data-name=\"e2e\"] .why').textContent"),
         "runs when you trigger it"
@@ -652,6 +654,7 @@ depends_on = ["broken"]
     let (mut up, url) = start_local(&p, home.path(), "error      broken");
     let b = Browser::open(&url, 1100, 800);
     b.wait(&status_is("broken", "error"), "broken in error");
+    b.wait(&status_is("after", "blocked"), "after blocked by broken");
     b.wait(
         "const a = document.querySelector('tr[data-name=\"after\"] .why a.held-by'); return a !== null && a.textContent === '`broken` failed' && a.dataset.target === 'broken'",
         "after's hold linking to broken",

@@ -54,15 +54,16 @@ function colour(name) {
 
 // ---- the overview ----
 
-const BUSY = ["building", "syncing", "deploying", "waiting"];
+// What a resource shows is the engine's `display` (the terminal and `devenv status` show the
+// same); these say which of them are busy and which are failures.
+const BUSY = ["pending", "building", "running", "syncing", "deploying", "waiting"];
 
 function inError(r) {
-  return r.status === "error" || r.blocked;
+  return r.display === "error" || r.display === "blocked";
 }
 
-// Manual and never triggered: the engine says so (`idle`).
 function idle(r) {
-  return r.idle === true;
+  return r.display === "idle";
 }
 
 function lastOf(r, kinds) {
@@ -121,8 +122,8 @@ function makeRow(r) {
 
 function fillRow(row, r) {
   const bad = inError(r);
-  row.st.textContent = idle(r) ? "idle" : r.status;
-  row.st.className = `st s-${bad ? "error" : idle(r) ? "idle" : r.status}`;
+  row.st.textContent = r.display;
+  row.st.className = `st s-${r.display}`;
   row.tr.classList.toggle("bad", bad);
   row.tr.classList.toggle("selected", r.name === selected);
   row.tr.classList.toggle("cursor", r.name === cursor);
@@ -203,7 +204,7 @@ function renderSummary() {
   const bad = status.resources.filter(inError);
   const steps = status.steps || {};
   const stepFailed = ["doctor", "cluster"].filter((k) => steps[k] && steps[k].status === "failed");
-  const busy = status.resources.some((r) => BUSY.includes(r.status) || (r.status === "pending" && !idle(r) && !r.blocked))
+  const busy = status.resources.some((r) => BUSY.includes(r.display))
     || ["doctor", "cluster"].some((k) => steps[k] && ["pending", "running"].includes(steps[k].status));
   const stopped = Object.entries(status.stopped_parts || {});
   const errors = bad.length + stepFailed.length + (status.config_error ? 1 : 0) + stopped.length;

@@ -63,7 +63,7 @@ pub fn status(file: &Path, json: bool) -> Result<ExitCode> {
             "{:width$}  {:7}  {:9}  {:8}  {error}",
             r["name"].as_str().unwrap_or("?"),
             r["kind"].as_str().unwrap_or("?"),
-            r["status"].as_str().unwrap_or("?"),
+            r["display"].as_str().unwrap_or("?"),
             build
         );
     }

@@ -22,9 +22,30 @@ pub enum Status {
     Error,
 }
 
+/// What every view shows of a resource (the page, `devenv status`, the terminal): its
+/// status, except that a manual resource never triggered is `idle`, one held by a failure is
+/// `blocked`, and a local resource whose command runs is `running`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisplayStatus {
+    #[default]
+    Pending,
+    Idle,
+    Blocked,
+    Building,
+    Running,
+    Syncing,
+    Deploying,
+    Waiting,
+    Ready,
+    Error,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ResourceState {
     pub status: Status,
+    /// What the views show (computed with its hold, from the status, `idle` and `blocked`).
+    pub display: DisplayStatus,
     pub last_error: Option<String>,
     /// The image references its running deployment uses.
     pub deployed: BTreeMap<String, String>,
@@ -83,6 +104,24 @@ pub struct ResourceState {
 }
 
 impl ResourceState {
+    /// What the views show, from the status, `idle` and `blocked` (`local`: a `[[local]]`).
+    pub(super) fn shown(&self, local: bool) -> DisplayStatus {
+        if self.idle {
+            return DisplayStatus::Idle;
+        }
+        match self.status {
+            Status::Pending if self.blocked => DisplayStatus::Blocked,
+            Status::Pending => DisplayStatus::Pending,
+            Status::Building if local && self.running.is_some() => DisplayStatus::Running,
+            Status::Building => DisplayStatus::Building,
+            Status::Syncing => DisplayStatus::Syncing,
+            Status::Deploying => DisplayStatus::Deploying,
+            Status::Waiting => DisplayStatus::Waiting,
+            Status::Ready => DisplayStatus::Ready,
+            Status::Error => DisplayStatus::Error,
+        }
+    }
+
     /// Adds an entry to the history, dropping the oldest past [`HISTORY`].
     pub(super) fn record(&mut self, entry: HistoryEntry) {
         if self.history.len() == HISTORY {
@@ -94,6 +133,7 @@ impl ResourceState {
     pub(super) fn new() -> ResourceState {
         ResourceState {
             status: Status::Pending,
+            display: DisplayStatus::Pending,
             last_error: None,
             deployed: BTreeMap::new(),
             changed_since_build: false,

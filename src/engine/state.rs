@@ -27,7 +27,9 @@ use super::image::SyncEnd;
 pub use super::image::{AfterSync, BuildOp, ImageState, Phase, SyncOp, SyncPlan};
 pub use super::live::ContainerId;
 use super::resource::CAUSE_FILES;
-pub use super::resource::{Cause, HistoryEntry, NOTES, Note, Pods, ResourceState, Status};
+pub use super::resource::{
+    Cause, DisplayStatus, HistoryEntry, NOTES, Note, Pods, ResourceState, Status,
+};
 pub use super::step::{STEP_NOTES, Step, StepStatus};
 
 mod holds;

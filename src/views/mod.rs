@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::engine::driver::Snapshot;
-use crate::engine::state::{State, Status, StepStatus};
+use crate::engine::state::{DisplayStatus, State, Status, StepStatus};
 use crate::out;
 
 /// The `--ci` summary of the cluster resources, from the engine's final state: what the
@@ -94,10 +94,11 @@ pub fn print_summary(cfg: &Config, end: &State) {
 pub fn summary_of_locals(cfg: &Config, s: &State) {
     for l in &cfg.locals {
         if let Some(r) = s.resources.get(&l.name) {
-            let status = match r.status {
-                Status::Ready => "ready",
-                Status::Error => "failed",
-                _ if r.idle => "manual (not triggered)",
+            let status = match r.display {
+                DisplayStatus::Ready => "ready",
+                DisplayStatus::Error => "failed",
+                DisplayStatus::Idle => "manual (not triggered)",
+                DisplayStatus::Blocked => "blocked",
                 _ => "not run",
             };
             out::plain(&format!("{:20}  local     {status}", l.name));

@@ -88,18 +88,19 @@ impl State {
             return false;
         };
         let hold = self.hold(node);
-        let manual = node.manual;
+        let (manual, local) = (node.manual, node.local);
         let Some(r) = self.resources.get_mut(&node.name) else {
             return false;
         };
         r.idle = manual && r.status == Status::Pending && r.deploys == 0 && r.runs == 0;
-        if r.held == hold {
-            return false;
+        let changed = r.held != hold;
+        if changed {
+            r.blocked = hold.as_ref().is_some_and(Hold::is_failure);
+            r.held_by = hold.as_ref().and_then(|h| h.on()).map(str::to_owned);
+            r.held = hold;
         }
-        r.blocked = hold.as_ref().is_some_and(Hold::is_failure);
-        r.held_by = hold.as_ref().and_then(|h| h.on()).map(str::to_owned);
-        r.held = hold;
-        true
+        r.display = r.shown(local);
+        changed
     }
 
     /// Why `node` waits, if it does.

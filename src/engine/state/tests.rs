@@ -589,6 +589,7 @@ mod incremental_holds {
                     prop_assert_eq!(&a.held, &b.held, "hold of {}", n);
                     prop_assert_eq!(a.blocked, b.blocked);
                     prop_assert_eq!(&a.held_by, &b.held_by);
+                    prop_assert_eq!(a.display, b.display, "display of {}", n);
                 }
             }
         }
@@ -619,6 +620,35 @@ fn a_manual_local_is_idle_until_triggered() {
     );
     assert_eq!(out, [run("e2e", 1)]);
     assert!(!s.resources["e2e"].idle);
+}
+
+/// Every view shows one display status, the engine's: a manual local never triggered is
+/// `idle` (the page said `idle`, `devenv status` said `pending`), and its command running is
+/// `running` (the page said `building`, the terminal `running`).
+#[test]
+fn one_display_status_per_resource() {
+    let mut s = State::new(Graph {
+        resources: vec![Node {
+            name: "e2e".into(),
+            manual: true,
+            local: true,
+            ..Node::default()
+        }],
+        ..Graph::default()
+    });
+    s.reduce(t(0), Event::Start);
+    assert_eq!(s.resources["e2e"].display, DisplayStatus::Idle);
+    s.reduce(
+        t(1),
+        Event::Trigger {
+            resource: "e2e".into(),
+        },
+    );
+    assert_eq!(s.resources["e2e"].display, DisplayStatus::Running);
+    s.reduce(t(2), ran("e2e", 1, Ok(())));
+    assert_eq!(s.resources["e2e"].display, DisplayStatus::Ready);
+    let json = serde_json::to_value(&s.resources["e2e"]).unwrap_or_default();
+    assert_eq!(json["display"], "ready");
 }
 
 /// The session's notes (reloads, prunes) are state, the last NOTES of them.
@@ -1153,6 +1183,8 @@ fn a_failed_local_blocks_its_dependents_and_settles() {
     assert_eq!(s.resources["app"].held, Some(Hold::Failed("gen".into())));
     assert!(s.resources["app"].blocked);
     assert_eq!(s.resources["app"].status, Status::Pending);
+    assert_eq!(s.resources["app"].display, DisplayStatus::Blocked);
+    assert_eq!(s.resources["gen"].display, DisplayStatus::Error);
     assert!(s.settled());
 }
 
