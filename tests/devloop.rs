@@ -1100,7 +1100,8 @@ fn up_detach_returns_with_the_page_answering_and_stop_leaves_no_process() {
     assert!(alive(pid));
     // The page answers: the CLI asks it.
     let v = status_json(&p, home.path());
-    assert_eq!(v["steps"]["doctor"]["status"], "done", "{v}");
+    assert_eq!(v["steps"][0]["name"], "doctor", "{v}");
+    assert_eq!(v["steps"][0]["status"], "done", "{v}");
     let serve = read_pid(&p, "server.pid");
     // Its output is in the log file it names.
     let log = out
@@ -1217,7 +1218,8 @@ fn sigterm_during_a_slow_cluster_start_leaves_no_process() {
     };
     // The page shows the step while it runs.
     let v = status_json(&w.p, w.fakes.path());
-    assert_eq!(v["steps"]["cluster"]["status"], "running", "{v}");
+    assert_eq!(v["steps"][1]["name"], "cluster", "{v}");
+    assert_eq!(v["steps"][1]["status"], "running", "{v}");
     assert_eq!(v["resources"][0]["held"], "waiting for the cluster", "{v}");
     sigterm_ends_within_two_seconds(&mut up, &[sleeper], "minikube's grandchild");
 }

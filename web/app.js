@@ -202,17 +202,17 @@ function renderTable() {
 function renderSummary() {
   const h = status.header;
   const bad = status.resources.filter(inError);
-  const steps = status.steps || {};
-  const stepFailed = ["doctor", "cluster"].filter((k) => steps[k] && steps[k].status === "failed");
+  const steps = status.steps || [];
+  const stepFailed = steps.filter((s) => s.status === "failed");
   const busy = status.resources.some((r) => BUSY.includes(r.display))
-    || ["doctor", "cluster"].some((k) => steps[k] && ["pending", "running"].includes(steps[k].status));
+    || steps.some((s) => ["pending", "running"].includes(s.status));
   const stopped = Object.entries(status.stopped_parts || {});
   const errors = bad.length + stepFailed.length + (status.config_error ? 1 : 0) + stopped.length;
   const banner = $("banner");
   banner.hidden = errors === 0;
   const said = [];
   if (bad.length) said.push(`${bad.length} resource${bad.length === 1 ? "" : "s"} in error: ${bad.map((r) => r.name).join(", ")}`);
-  for (const k of stepFailed) said.push(`${k} failed: ${steps[k].message ?? ""}`);
+  for (const s of stepFailed) said.push(`${s.name} failed: ${s.message ?? ""}`);
   if (status.config_error) said.push("the last edit of the config was not taken");
   for (const [part, why] of stopped) said.push(`${part} stopped: ${why}`);
   banner.textContent = said.join(" · ");
@@ -228,14 +228,14 @@ function renderSummary() {
 let stepsOpen = null;
 
 function renderSteps() {
-  const steps = status.steps || {};
+  const steps = status.steps || [];
   const part = (name, s) => {
     if (!s || s.status === "skipped") return null;
     const took = s.took_ms != null ? ` (${dur(s.took_ms)})` : "";
     const what = { pending: "waiting", running: s.message ? `${s.message}…` : "running…", done: `done${took}`, failed: `failed: ${s.message ?? ""}` }[s.status] ?? s.status;
     return `${name}: ${what}`;
   };
-  const shown = [["doctor", steps.doctor], ["cluster", steps.cluster]].filter(([, s]) => s && s.status !== "skipped");
+  const shown = steps.filter((s) => s.status !== "skipped").map((s) => [s.name, s]);
   $("bringup").hidden = shown.length === 0;
   $("steps").textContent = shown.map(([n, s]) => part(n, s)).join(" · ");
   const list = $("step-list");
@@ -255,7 +255,8 @@ function renderSteps() {
     stepsOpen = going;
     $("bringup").open = going;
   }
-  const d = steps.doctor && steps.doctor.status;
+  const doctor = steps.find((s) => s.name === "doctor");
+  const d = doctor && doctor.status;
   if ((d === "done" || d === "failed") && doctorShown !== d) {
     doctorShown = d;
     loadDoctor();

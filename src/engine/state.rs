@@ -243,6 +243,12 @@ impl State {
     }
 
     /// The graph the engine runs now.
+    /// The bring-up steps that gate the resources, in order, by name: what the page and the
+    /// terminal list (none is named anywhere else).
+    pub fn steps(&self) -> [(&'static str, &Step); 2] {
+        [("doctor", &self.doctor), ("cluster", &self.cluster)]
+    }
+
     pub fn graph(&self) -> &Graph {
         &self.graph
     }

@@ -84,7 +84,10 @@ pub fn detach(cfg: &Config, args: Vec<OsString>) -> Result<ExitCode> {
             && r.status == 200
         {
             let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
-            if v["steps"]["doctor"]["status"] == "done" {
+            let doctor = v["steps"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["name"] == "doctor"));
+            if doctor.is_some_and(|d| d["status"] == "done") {
                 let token = std::fs::read_to_string(dir.join("token")).unwrap_or_default();
                 println!("page       http://127.0.0.1:{port}/?token={}", token.trim());
                 println!(

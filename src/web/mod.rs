@@ -395,9 +395,10 @@ pub struct Status {
     pub at_ms: u64,
     pub resources: Vec<ResourceStatus>,
     pub images: serde_json::Value,
-    /// The bring-up steps that gate the resources: `doctor` and `cluster`, each with its
-    /// status (`pending`, `running`, `done`, `failed`, `skipped`) and message.
-    pub steps: serde_json::Value,
+    /// The bring-up steps that gate the resources, in order (the engine's list: `doctor`,
+    /// `cluster`), each with its name, status (`pending`, `running`, `done`, `failed`,
+    /// `skipped`), message and notes.
+    pub steps: Vec<NamedStep>,
     /// Why the last edit of the config (or a values file, the chart, a manifest) was not
     /// taken; the last good one runs on.
     pub config_error: Option<String>,
@@ -418,6 +419,14 @@ pub struct ResourceStatus {
     /// What the last live update of its images did, since they were last built
     /// (`synced 3 files to 2 containers in 140 ms`), if any.
     pub last_sync: Option<String>,
+}
+
+/// A bring-up step with its name, as the status API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedStep {
+    pub name: &'static str,
+    #[serde(flatten)]
+    pub step: crate::engine::state::Step,
 }
 
 fn status_of(s: &Shared) -> Status {
@@ -458,10 +467,15 @@ fn status_of(s: &Shared) -> Status {
         at_ms: snap.at_ms,
         resources,
         images: serde_json::to_value(&snap.state.images).unwrap_or_default(),
-        steps: serde_json::json!({
-            "doctor": snap.state.doctor,
-            "cluster": snap.state.cluster,
-        }),
+        steps: snap
+            .state
+            .steps()
+            .into_iter()
+            .map(|(name, step)| NamedStep {
+                name,
+                step: step.clone(),
+            })
+            .collect(),
         config_error: snap.state.config_error.clone(),
         notes: serde_json::to_value(&snap.state.notes).unwrap_or_default(),
         stopped_parts: snap.state.stopped_parts.clone(),

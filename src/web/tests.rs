@@ -189,7 +189,9 @@ fn status_lists_every_resource_with_stable_fields() {
             "started_ms": 10, "took_ms": 10, "error": "step 2 failed"}])
     );
     assert!(backend["updated_at_ms"].is_null());
-    assert_eq!(v["steps"]["cluster"]["notes"], serde_json::json!([]));
+    assert_eq!(v["steps"][0]["name"], "doctor");
+    assert_eq!(v["steps"][1]["name"], "cluster");
+    assert_eq!(v["steps"][1]["notes"], serde_json::json!([]));
 }
 
 #[test]
