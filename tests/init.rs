@@ -316,6 +316,33 @@ fn plain_manifests_with_an_untagged_image() {
     );
 }
 
+/// Issue 27, shape 1: Kubernetes YAML beside the Dockerfile (`service/kubernetes.yaml`, which
+/// the project's Tiltfile loads), not in a `k8s/`-like folder. init found no manifests,
+/// named the image after its folder and wrote no resource; YAML files that hold no
+/// Kubernetes objects (a compose file, a CI file) are not manifests.
+#[test]
+fn kubernetes_yaml_beside_the_dockerfile_is_found() {
+    let r = Repo::fixture("yaml-beside");
+    let said = r.init(&[]);
+    let s = settings(&r.read("devenv.toml"));
+    has(&s, "manifests = [\"service/kubernetes.yaml\"]");
+    has(
+        &s,
+        "[[image]]\nname = \"greeter-image\"\ncontext = \"service\"",
+    );
+    has(
+        &s,
+        "[[resource]]\nname = \"greeter\"\nworkload = \"deployment/greeter\"",
+    );
+    assert!(!said.contains("docker-compose.yml"), "{said}");
+    assert!(!said.contains(".gitlab-ci.yml"), "{said}");
+    let plan = r.checked_plan();
+    has(
+        &plan,
+        "wait       greeter: deployment/greeter in yaml-beside ready",
+    );
+}
+
 /// A `.env.example` at the root: the Secret the pods read is made from `.env` (made from the
 /// example), with the key the chart spells otherwise mapped; the tests found become a
 /// manual step with --with-tests.

@@ -485,46 +485,7 @@ pub fn propose(
             values,
             entries,
         }));
-    } else if !tree.manifests.is_empty() {
-        let mut files = Vec::new();
-        let mut docs: Vec<Value> = Vec::new();
-        for f in &tree.manifests {
-            let Ok(text) = std::fs::read_to_string(f) else {
-                continue;
-            };
-            let Ok(parsed) = crate::objects::documents(&text) else {
-                note(
-                    "left out",
-                    format!("{}: not YAML devenv can read", rel(root, f)),
-                );
-                continue;
-            };
-            let objs: Vec<Value> = parsed
-                .into_iter()
-                .map(|d| d.value)
-                .filter(|v| v.get("apiVersion").is_some() && v.get("kind").is_some())
-                .collect();
-            let kustomize = objs
-                .iter()
-                .any(|v| v.get("kind").and_then(Value::as_str) == Some("Kustomization"));
-            if objs.is_empty() || kustomize {
-                note(
-                    "left out",
-                    format!(
-                        "{}: {}",
-                        rel(root, f),
-                        if kustomize {
-                            "a kustomization (devenv applies plain manifests)"
-                        } else {
-                            "holds no Kubernetes objects"
-                        }
-                    ),
-                );
-                continue;
-            }
-            files.push(rel(root, f));
-            docs.extend(objs);
-        }
+    } else if let Some((files, docs)) = manifest_objects(root, &tree, &mut note) {
         objects = workloads::read(&docs);
         let spaces: BTreeSet<&str> = objects
             .workloads
@@ -753,6 +714,82 @@ fn new_file(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
     f.write_all(content)
+}
+
+/// The manifest files and their Kubernetes objects: every YAML file under a manifest
+/// directory (each one left out is said, with why), and every other YAML file of the
+/// repository that holds Kubernetes objects (the rest, a compose or CI file say, are not
+/// manifests and go unsaid). None when there are none.
+fn manifest_objects(
+    root: &Path,
+    tree: &scan::Tree,
+    note: &mut impl FnMut(&'static str, String),
+) -> Option<(Vec<String>, Vec<Value>)> {
+    let mut candidates: Vec<(&PathBuf, bool)> = tree
+        .manifests
+        .iter()
+        .map(|f| (f, true))
+        .chain(tree.other_yaml.iter().map(|f| (f, false)))
+        .collect();
+    candidates.sort();
+    let mut files = Vec::new();
+    let mut docs: Vec<Value> = Vec::new();
+    for (f, loud) in candidates {
+        let text = repo_file(root, f).map(|b| String::from_utf8_lossy(&b).into_owned());
+        let Some(parsed) = text.and_then(|t| crate::objects::documents(&t).ok()) else {
+            if loud {
+                note(
+                    "left out",
+                    format!(
+                        "{}: not YAML devenv can read (or not a regular file of at most 1 MiB)",
+                        rel(root, f)
+                    ),
+                );
+            }
+            continue;
+        };
+        let objs: Vec<Value> = parsed
+            .into_iter()
+            .map(|d| d.value)
+            .filter(is_kubernetes_object)
+            .collect();
+        let kustomize = objs
+            .iter()
+            .any(|v| v.get("kind").and_then(Value::as_str) == Some("Kustomization"));
+        if objs.is_empty() || kustomize {
+            if loud || kustomize {
+                note(
+                    "left out",
+                    format!(
+                        "{}: {}",
+                        rel(root, f),
+                        if kustomize {
+                            "a kustomization (devenv applies plain manifests)"
+                        } else {
+                            "holds no Kubernetes objects"
+                        }
+                    ),
+                );
+            }
+            continue;
+        }
+        files.push(rel(root, f));
+        docs.extend(objs);
+    }
+    (!tree.manifests.is_empty() || !files.is_empty()).then_some((files, docs))
+}
+
+/// A Kubernetes object: a string `apiVersion` and `kind`, and not another tool's config that
+/// borrows their shape (skaffold.yaml's `skaffold/v4`, a Kind or k3d cluster file).
+fn is_kubernetes_object(v: &Value) -> bool {
+    let (Some(api), Some(_)) = (
+        v.get("apiVersion").and_then(Value::as_str),
+        v.get("kind").and_then(Value::as_str),
+    ) else {
+        return false;
+    };
+    let foreign = ["skaffold/", "kind.x-k8s.io/", "k3d.io/", "ctlptl.dev/"];
+    !foreign.iter().any(|f| api.starts_with(f))
 }
 
 /// The largest example file init copies.

@@ -37,6 +37,9 @@ pub struct Tree {
     pub charts: Vec<PathBuf>,
     /// YAML files under a manifest directory (`k8s/`, `deploy/`, …), outside charts.
     pub manifests: Vec<PathBuf>,
+    /// Every other YAML file outside charts (`kubernetes.yaml` beside a Dockerfile, `app.yaml`
+    /// at the root): manifests when they hold Kubernetes objects.
+    pub other_yaml: Vec<PathBuf>,
     /// `.env` files and their examples.
     pub env_files: Vec<PathBuf>,
     /// Every directory, by name (for contexts that are not beside their Dockerfile).
@@ -124,12 +127,15 @@ pub fn scan(root: &Path) -> Tree {
                 || name.ends_with("_test.go")
             {
                 has_tests = true;
-            } else if in_manifests
-                && !in_chart
+            } else if !in_chart
                 && !chart_here
                 && (name.ends_with(".yaml") || name.ends_with(".yml"))
             {
-                t.manifests.push(path.clone());
+                if in_manifests {
+                    t.manifests.push(path.clone());
+                } else {
+                    t.other_yaml.push(path.clone());
+                }
             }
         }
         if chart_here && !in_chart {
@@ -160,6 +166,7 @@ pub fn scan(root: &Path) -> Tree {
     t.dockerfiles.sort();
     t.charts.sort();
     t.manifests.sort();
+    t.other_yaml.sort();
     t.env_files.sort();
     t.test_dirs.sort();
     for v in t.dirs_by_name.values_mut() {
