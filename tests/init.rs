@@ -343,6 +343,26 @@ fn kubernetes_yaml_beside_the_dockerfile_is_found() {
     );
 }
 
+/// Issue 27, shape 6: a chart whose names come from `fullnameOverride: ""` (the common
+/// helper). init's render marker reached the name (`Deployment/devenvinit0z`), and the
+/// resource was written without its image.
+#[test]
+fn a_name_made_from_an_empty_override_is_the_real_name() {
+    let r = Repo::fixture("name-override");
+    let said = r.init(&[]);
+    let config = r.read("devenv.toml");
+    assert!(
+        !said.contains("devenvinit") && !config.contains("devenvinit"),
+        "{said}\n{config}"
+    );
+    let s = settings(&config);
+    has(
+        &s,
+        "[[resource]]\nname = \"shop\"\nworkload = \"deployment/name-override-shop\"\nimages = [\"name-override-api\"]",
+    );
+    r.checked_plan();
+}
+
 /// A `.env.example` at the root: the Secret the pods read is made from `.env` (made from the
 /// example), with the key the chart spells otherwise mapped; the tests found become a
 /// manual step with --with-tests.

@@ -365,6 +365,12 @@ pub fn image_keys(
     let all: &dyn Fn(&[Seg], &str) -> bool = &|_, _| true;
     let narrow: &dyn Fn(&[Seg], &str) -> bool = &image_like;
     let mut last_error = String::new();
+    // The chart rendered with its own values: the objects' real names, where a marker reached
+    // a name (`fullnameOverride: ""` makes the name when it is set).
+    let plain = render(root, release, chart, namespace, files)
+        .ok()
+        .and_then(|t| objects(&t).ok())
+        .unwrap_or_default();
     for keep in [all, narrow] {
         let mut planted = merged.clone();
         let mut leaves = Vec::new();
@@ -384,7 +390,13 @@ pub fn image_keys(
         let docs = objects(&rendered)?;
         let mut uses = Vec::new();
         let mut unsettable = Vec::new();
-        for (kind, name, container, image) in containers(&docs) {
+        let found = docs.iter().enumerate().flat_map(|(i, d)| {
+            containers(std::slice::from_ref(d))
+                .into_iter()
+                .map(move |c| (i, c))
+        });
+        for (i, (kind, name, container, image)) in found {
+            let name = real_name(&name, &kind, plain.get(i), &leaves, &re);
             let object = format!("{kind}/{name}");
             match parse_image(&image, &leaves, &re) {
                 Ok(Some(keys)) => {
@@ -419,6 +431,37 @@ pub fn image_keys(
         return Ok((uses, unsettable));
     }
     Err(last_error)
+}
+
+/// An object's name as the chart renders it with its own values: `name` when no marker
+/// reached it; else the name of the object at the same place of the plain render (`plain`,
+/// of the same kind); else the markers put back to their values.
+fn real_name(
+    name: &str,
+    kind: &str,
+    plain: Option<&Value>,
+    leaves: &[Leaf],
+    re: &regex::Regex,
+) -> String {
+    if !re.is_match(name) {
+        return name.to_owned();
+    }
+    if let Some(p) = plain
+        && p.get("kind").and_then(Value::as_str) == Some(kind)
+        && let Some(n) = p
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+    {
+        return n.to_owned();
+    }
+    re.replace_all(name, |c: &regex::Captures<'_>| {
+        c[1].parse::<usize>()
+            .ok()
+            .and_then(|n| leaves.get(n))
+            .map_or_else(String::new, |l| l.value.clone())
+    })
+    .into_owned()
 }
 
 #[cfg(test)]
