@@ -363,6 +363,27 @@ fn a_name_made_from_an_empty_override_is_the_real_name() {
     r.checked_plan();
 }
 
+/// Issue 27, shape 2: folders named unlike the images they feed (`api/` feeds
+/// `todo-backend`, `web-app/` feeds `todo-frontend`). init dropped both Dockerfiles ("no
+/// workload runs its image") and the workloads kept running `:fixed3` and `:latest`, which
+/// nothing builds. The Dockerfile's EXPOSE against the container's ports pairs them.
+#[test]
+fn dockerfiles_in_folders_named_unlike_their_images_pair_by_port() {
+    let r = Repo::fixture("unlike-names");
+    let said = r.init(&[]);
+    assert!(!said.contains("no workload runs its image"), "{said}");
+    let s = settings(&r.read("devenv.toml"));
+    has(
+        &s,
+        "[[deploy.helm.images]]\nimage = \"unlike-names-api\"\nrepository = \"backend.image.repository\"\ntag = \"backend.image.tag\"",
+    );
+    has(
+        &s,
+        "[[deploy.helm.images]]\nimage = \"unlike-names-web-app\"\nrepository = \"frontend.image.repository\"\ntag = \"frontend.image.tag\"",
+    );
+    r.checked_plan();
+}
+
 /// A `.env.example` at the root: the Secret the pods read is made from `.env` (made from the
 /// example), with the key the chart spells otherwise mapped; the tests found become a
 /// manual step with --with-tests.

@@ -238,6 +238,8 @@ pub struct KeyUse {
     pub container: String,
     /// The repository the values give it now (`todo-backend`).
     pub repository: String,
+    /// The ports it listens on: its `containerPort`s and its probes' numbered ports.
+    pub ports: Vec<u16>,
 }
 
 /// An image that takes values but that devenv cannot set whole.
@@ -342,6 +344,42 @@ pub fn containers(docs: &[Value]) -> Vec<(String, String, String, String)> {
     out
 }
 
+/// The ports a container listens on: its `containerPort`s and the numbered ports of its
+/// probes.
+pub fn container_ports(docs: &[Value], kind: &str, name: &str, container: &str) -> Vec<u16> {
+    let mut out: Vec<u16> = Vec::new();
+    let named = |d: &&Value| {
+        d.get("kind").and_then(Value::as_str) == Some(kind)
+            && d.get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(Value::as_str)
+                == Some(name)
+    };
+    for d in docs.iter().filter(named) {
+        for c in crate::objects::container_specs(d)
+            .into_iter()
+            .filter(|c| c.get("name").and_then(Value::as_str) == Some(container))
+        {
+            let num = |v: Option<&Value>| {
+                v.and_then(Value::as_u64)
+                    .and_then(|n| u16::try_from(n).ok())
+            };
+            if let Some(Value::Sequence(ports)) = c.get("ports") {
+                out.extend(ports.iter().filter_map(|p| num(p.get("containerPort"))));
+            }
+            for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
+                let Some(p) = c.get(probe) else { continue };
+                for how in ["httpGet", "tcpSocket", "grpc"] {
+                    out.extend(num(p.get(how).and_then(|h| h.get("port"))));
+                }
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// Parses rendered text into its objects.
 pub fn objects(text: &str) -> Result<Vec<Value>, String> {
     crate::objects::documents(text)
@@ -396,6 +434,7 @@ pub fn image_keys(
                 .map(move |c| (i, c))
         });
         for (i, (kind, name, container, image)) in found {
+            let ports = container_ports(&docs[i..=i], &kind, &name, &container);
             let name = real_name(&name, &kind, plain.get(i), &leaves, &re);
             let object = format!("{kind}/{name}");
             match parse_image(&image, &leaves, &re) {
@@ -418,6 +457,7 @@ pub fn image_keys(
                         object,
                         container,
                         repository,
+                        ports,
                     });
                 }
                 Ok(None) => {}

@@ -35,6 +35,8 @@ pub struct Found {
     /// The running stage's command with a reloader added (`uvicorn … --reload`).
     pub dev_command: Vec<String>,
     pub live_why: String,
+    /// The ports the running stage EXPOSEs (with those of the stages it is built from).
+    pub exposes: Vec<u16>,
 }
 
 /// The part of a variant's name besides "Dockerfile" (`api` of `api.Dockerfile`, `dev` of
@@ -306,6 +308,22 @@ pub fn read(tree: &Tree, file: &Path, project: &str) -> Found {
             }
         }
     }
+    let mut exposes: Vec<u16> = Vec::new();
+    for i in chain(&stages, running) {
+        for ins in stages[i]
+            .instructions
+            .iter()
+            .filter(|i| i.keyword == "EXPOSE")
+        {
+            exposes.extend(
+                ins.args
+                    .split_whitespace()
+                    .filter_map(|p| p.split('/').next()?.parse::<u16>().ok()),
+            );
+        }
+    }
+    exposes.sort_unstable();
+    exposes.dedup();
     let map = crate::live::infer(&text, target.as_deref(), &BTreeMap::new(), Vec::new());
     let syncs = map.syncs_anything();
     let (live_update, dev_command, live_why) = if !syncs {
@@ -357,5 +375,6 @@ pub fn read(tree: &Tree, file: &Path, project: &str) -> Found {
         live_update,
         dev_command,
         live_why,
+        exposes,
     }
 }

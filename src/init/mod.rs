@@ -240,6 +240,19 @@ fn fit(img: &ImageOut, repository: &str, container: &str, object: &str, keys: &s
     by_repo + by_name + by_keys
 }
 
+/// The images (not among `taken`) whose Dockerfile EXPOSEs one of `ports`, with the port.
+fn by_port(images: &[ImageOut], taken: &BTreeSet<usize>, ports: &[u16]) -> Vec<(usize, u16)> {
+    images
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !taken.contains(i))
+        .filter_map(|(i, img)| {
+            let port = img.found.exposes.iter().find(|p| ports.contains(p))?;
+            Some((i, *port))
+        })
+        .collect()
+}
+
 /// The image each container belongs to, by best fit (ties to the first image).
 fn best_fit(images: &[ImageOut], score: impl Fn(&ImageOut) -> u32) -> Option<(usize, u32)> {
     let mut best: Option<(usize, u32)> = None;
@@ -419,15 +432,35 @@ pub fn propose(
             .map(|u| u.repository.as_str())
             .filter(|r| !r.is_empty())
             .collect();
-        for u in &uses {
-            let keys_text = match &u.keys {
-                Keys::RepositoryAndTag { repository, .. } => repository.clone(),
-                Keys::Reference(k) => k.clone(),
-            };
-            let mut pick = best_fit(&images, |img| {
-                fit(img, &u.repository, &u.container, &u.object, &keys_text)
+        let keys_text = |u: &chart::KeyUse| match &u.keys {
+            Keys::RepositoryAndTag { repository, .. } => repository.clone(),
+            Keys::Reference(k) => k.clone(),
+        };
+        let by_name = |u: &chart::KeyUse| {
+            best_fit(&images, |img| {
+                fit(img, &u.repository, &u.container, &u.object, &keys_text(u))
             })
-            .map(|(i, _)| i);
+            .map(|(i, _)| i)
+        };
+        // Images no container fits by name may still pair by port: the one Dockerfile that
+        // EXPOSEs a port the container listens on.
+        let named_images: BTreeSet<usize> = uses.iter().filter_map(by_name).collect();
+        for u in &uses {
+            let mut pick = by_name(u);
+            if pick.is_none()
+                && let [(i, port)] = by_port(&images, &named_images, &u.ports).as_slice()
+            {
+                pick = Some(*i);
+                note(
+                    "guessed",
+                    format!(
+                        "{} container `{}` listens on port {port}, which {} EXPOSEs: it runs that image",
+                        u.object,
+                        u.container,
+                        rel(root, &images[*i].found.dockerfile)
+                    ),
+                );
+            }
             if pick.is_none() && images.len() == 1 && distinct.len() == 1 {
                 pick = Some(0);
                 note(
