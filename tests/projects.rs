@@ -588,8 +588,10 @@ fn up_pushes_to_the_registry_and_a_second_up_builds_nothing() {
     assert!(!t.contains("built      "), "nothing built:\n{t}");
 }
 
-/// Issue 17: `dev_command` is the CMD of the image built for development; the project's
-/// Dockerfile is untouched, and the command is part of the content tag.
+/// Issue 17: `dev_command` is the command of the image built for development; the project's
+/// Dockerfile is untouched, and the command is part of the content tag. Issue 27, shape 7: it
+/// replaces the ENTRYPOINT and the CMD (an ENTRYPOINT took it as arguments, so it never
+/// ran), in the stage built (`target`), not the Dockerfile's last.
 #[test]
 fn dev_command_is_the_built_images_cmd() {
     let p = fixture("dev-command");
@@ -611,8 +613,15 @@ fn dev_command_is_the_built_images_cmd() {
         .unwrap_or_else(|e| panic!("{e}"));
     let v: Value = serde_json::from_slice(&inspect.stdout).unwrap_or_default();
     assert_eq!(
-        v["OCIv1"]["config"]["Cmd"],
+        v["OCIv1"]["config"]["Entrypoint"],
         serde_json::json!(["/app/serve", "--reload"]),
+        "{}",
+        text(&inspect)
+    );
+    assert!(
+        v["OCIv1"]["config"]["Cmd"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
         "{}",
         text(&inspect)
     );

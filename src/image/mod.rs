@@ -58,13 +58,20 @@ pub fn tool(cfg: &Config, kind: BuilderKind) -> Vec<String> {
     argv
 }
 
-/// The `CMD` line a `dev_command` adds to the Dockerfile, in JSON form.
+/// The lines a `dev_command` adds to the Dockerfile: it becomes the ENTRYPOINT and the CMD is
+/// emptied, so that an ENTRYPOINT of the image cannot take it as arguments (Tilt's
+/// `entrypoint` replaces both the same way).
 pub fn dev_cmd_line(cmd: &[String]) -> String {
     format!(
-        "CMD {}",
+        "ENTRYPOINT {}\nCMD []",
         serde_json::to_string(cmd).unwrap_or_else(|_| "[]".into())
     )
 }
+
+/// The stage an image with a `dev_command` and a `target` is built to: a stage added after
+/// the Dockerfile's, `FROM` the target, that sets the command (lines added at the end would
+/// go to the Dockerfile's last stage, which is not the one built).
+pub const DEV_STAGE: &str = "devenv-dev-command";
 
 /// Where the Dockerfile of an image with a `dev_command` is written: the project's state
 /// directory (the project's own files are never touched).
@@ -95,6 +102,9 @@ pub fn write_dev_dockerfile(
         text.push('\n');
     }
     text.push_str("# devenv: the image's dev_command\n");
+    if let Some(t) = &image.target {
+        text.push_str(&format!("FROM {t} AS {DEV_STAGE}\n"));
+    }
     text.push_str(&dev_cmd_line(&image.dev_command));
     text.push('\n');
     std::fs::write(&path, text)?;
@@ -122,7 +132,12 @@ pub fn command(cfg: &Config, image: &Image, reference: &str) -> Vec<String> {
             dockerfile.clone(),
         ]);
         if let Some(t) = &image.target {
-            argv.extend(["--target".into(), t.clone()]);
+            let t = if image.dev_command.is_empty() {
+                t.clone()
+            } else {
+                DEV_STAGE.to_owned()
+            };
+            argv.extend(["--target".into(), t]);
         }
         for (k, v) in &image.build_args {
             argv.extend(["--build-arg".into(), format!("{k}={v}")]);
