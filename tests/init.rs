@@ -384,6 +384,24 @@ fn dockerfiles_in_folders_named_unlike_their_images_pair_by_port() {
     r.checked_plan();
 }
 
+/// Issue 27, shape 3: two Dockerfiles for one service (one for compose, EXPOSE 7860; one
+/// under docker/ for Kubernetes, port 8000). init kept the one whose port the chart's
+/// containerPort and probes do not use, and said of the other "no workload runs its image".
+#[test]
+fn of_two_dockerfiles_for_one_service_the_one_with_the_charts_port_is_built() {
+    let r = Repo::fixture("two-dockerfiles");
+    let said = r.init(&[]);
+    let config = r.read("devenv.toml");
+    let s = settings(&config);
+    has(&s, "dockerfile = \"backend/docker/Dockerfile\"");
+    assert!(
+        said.contains("left out   backend/Dockerfile: another Dockerfile of `backend`"),
+        "{said}"
+    );
+    assert!(!said.contains("no workload runs its image"), "{said}");
+    r.checked_plan();
+}
+
 /// A `.env.example` at the root: the Secret the pods read is made from `.env` (made from the
 /// example), with the key the chart spells otherwise mapped; the tests found become a
 /// manual step with --with-tests.

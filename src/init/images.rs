@@ -102,18 +102,21 @@ fn service(file: &Path, root: &Path, project: &str) -> String {
     {
         return v;
     }
-    let dir = file.parent().unwrap_or(root);
-    if dir == root {
-        return project.to_owned();
-    }
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    if HOLDERS.contains(&name.as_str()) {
-        project.to_owned()
-    } else {
-        name
+    // A holder (`docker/`) names nothing: the directory it sits in does (`backend/docker/`
+    // builds `backend`), or the project at the root.
+    let mut dir = file.parent().unwrap_or(root);
+    loop {
+        if dir == root || !dir.starts_with(root) {
+            return project.to_owned();
+        }
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if !HOLDERS.contains(&name.as_str()) {
+            return name;
+        }
+        dir = dir.parent().unwrap_or(root);
     }
 }
 

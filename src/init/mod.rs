@@ -436,9 +436,13 @@ pub fn propose(
             Keys::RepositoryAndTag { repository, .. } => repository.clone(),
             Keys::Reference(k) => k.clone(),
         };
+        // Of images that fit by name alike (two Dockerfiles of one service), the one that
+        // EXPOSEs a port the container listens on.
         let by_name = |u: &chart::KeyUse| {
             best_fit(&images, |img| {
-                fit(img, &u.repository, &u.container, &u.object, &keys_text(u))
+                let s = fit(img, &u.repository, &u.container, &u.object, &keys_text(u));
+                let port = img.found.exposes.iter().any(|p| u.ports.contains(p));
+                2 * s + u32::from(s > 0 && port)
             })
             .map(|(i, _)| i)
         };
@@ -582,11 +586,35 @@ pub fn propose(
         let (keep, drop): (Vec<ImageOut>, Vec<ImageOut>) =
             images.into_iter().partition(|i| used.contains(&i.name));
         for d in drop {
+            let twin = keep
+                .iter()
+                .find(|k| k.found.service == d.found.service)
+                .map(|k| {
+                    format!(
+                        "another Dockerfile of `{}`, {}, builds the image its workloads run{}",
+                        d.found.service,
+                        rel(root, &k.found.dockerfile),
+                        if k.found.exposes.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                " (it EXPOSEs {}, the port they listen on)",
+                                k.found
+                                    .exposes
+                                    .iter()
+                                    .map(u16::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        }
+                    )
+                });
             note(
                 "left out",
                 format!(
-                    "{}: no workload runs its image",
-                    rel(root, &d.found.dockerfile)
+                    "{}: {}",
+                    rel(root, &d.found.dockerfile),
+                    twin.unwrap_or_else(|| "no workload runs its image".to_owned())
                 ),
             );
         }
