@@ -402,6 +402,33 @@ fn of_two_dockerfiles_for_one_service_the_one_with_the_charts_port_is_built() {
     r.checked_plan();
 }
 
+/// Issue 27, shape 9: two example projects in sibling folders with the same leaf name
+/// (`3-recommended`) got the same project name, namespace and release (`app-3-recommended`),
+/// so each `up` replaced the other's objects. A leaf that names nothing of its own takes its
+/// parent's name in front.
+#[test]
+fn sibling_examples_with_the_same_leaf_get_names_of_their_own() {
+    let mut names = Vec::new();
+    for lang in ["python", "go"] {
+        let r = Repo::of(
+            &repo_root().join("tests/fixtures/init/yaml-beside"),
+            &format!("tilt-example-{lang}/3-recommended"),
+        );
+        r.init(&[]);
+        let s = settings(&r.read("devenv.toml"));
+        has(
+            &s,
+            &format!("[project]\nname = \"tilt-example-{lang}-3-recommended\""),
+        );
+        has(
+            &s,
+            &format!("namespace = \"tilt-example-{lang}-3-recommended\""),
+        );
+        names.push(s);
+    }
+    assert_ne!(names[0], names[1]);
+}
+
 /// A `.env.example` at the root: the Secret the pods read is made from `.env` (made from the
 /// example), with the key the chart spells otherwise mapped; the tests found become a
 /// manual step with --with-tests.

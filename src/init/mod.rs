@@ -164,6 +164,36 @@ pub struct Proposal {
 const WEB_PORT: u16 = 10350;
 
 /// A DNS label from a directory's name: lower case, `-` for anything else.
+/// The project's name: its directory's, with the parent's in front when the directory's alone
+/// names nothing of its own (`3-recommended`, `app`, `example`), so that sibling examples
+/// (`python/3-recommended`, `go/3-recommended`) do not share a name, a namespace and a Helm
+/// release, each `up` replacing the other's objects.
+fn project_name(root: &Path) -> String {
+    const GENERIC: &[&str] = &[
+        "app",
+        "src",
+        "code",
+        "example",
+        "examples",
+        "demo",
+        "project",
+        "sample",
+        "workspace",
+    ];
+    let leaf = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let name = leaf(root);
+    let generic = !name.starts_with(|c: char| c.is_ascii_alphabetic())
+        || GENERIC.contains(&name.to_ascii_lowercase().as_str());
+    match root.parent().map(leaf).filter(|p| !p.is_empty()) {
+        Some(parent) if generic => label(&format!("{parent}-{name}")),
+        _ => label(&name),
+    }
+}
+
 fn label(name: &str) -> String {
     let mut out = String::new();
     for c in name.chars() {
@@ -317,12 +347,7 @@ pub fn propose(
     notes: &mut Vec<Note>,
 ) -> Result<Proposal, InitError> {
     let mut note = |kind: &'static str, text: String| notes.push(Note { kind, text });
-    let project = label(
-        &root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    );
+    let project = project_name(root);
     let tree = scan::scan(root);
     if tree.cut {
         note(
