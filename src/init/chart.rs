@@ -319,10 +319,23 @@ fn parse_image(image: &str, leaves: &[Leaf], re: &regex::Regex) -> Result<Option
     }
 }
 
-/// The objects' containers: `(kind, name, container, image)`.
-pub fn containers(docs: &[Value]) -> Vec<(String, String, String, String)> {
+/// A container of a rendered object.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The object's place among the rendered documents.
+    pub doc: usize,
+    pub kind: String,
+    pub name: String,
+    pub container: String,
+    pub image: String,
+    /// The ports it listens on (`workloads::listens_on`).
+    pub ports: Vec<u16>,
+}
+
+/// The objects' containers that name an image.
+pub fn containers(docs: &[Value]) -> Vec<Rendered> {
     let mut out = Vec::new();
-    for d in docs {
+    for (doc, d) in docs.iter().enumerate() {
         let kind = d.get("kind").and_then(Value::as_str).unwrap_or("?");
         let name = d
             .get("metadata")
@@ -332,51 +345,17 @@ pub fn containers(docs: &[Value]) -> Vec<(String, String, String, String)> {
         for c in crate::objects::container_specs(d) {
             if let Some(image) = c.get("image").and_then(Value::as_str) {
                 let cname = c.get("name").and_then(Value::as_str).unwrap_or_default();
-                out.push((
-                    kind.to_owned(),
-                    name.to_owned(),
-                    cname.to_owned(),
-                    image.to_owned(),
-                ));
+                out.push(Rendered {
+                    doc,
+                    kind: kind.to_owned(),
+                    name: name.to_owned(),
+                    container: cname.to_owned(),
+                    image: image.to_owned(),
+                    ports: super::workloads::listens_on(c),
+                });
             }
         }
     }
-    out
-}
-
-/// The ports a container listens on: its `containerPort`s and the numbered ports of its
-/// probes.
-pub fn container_ports(docs: &[Value], kind: &str, name: &str, container: &str) -> Vec<u16> {
-    let mut out: Vec<u16> = Vec::new();
-    let named = |d: &&Value| {
-        d.get("kind").and_then(Value::as_str) == Some(kind)
-            && d.get("metadata")
-                .and_then(|m| m.get("name"))
-                .and_then(Value::as_str)
-                == Some(name)
-    };
-    for d in docs.iter().filter(named) {
-        for c in crate::objects::container_specs(d)
-            .into_iter()
-            .filter(|c| c.get("name").and_then(Value::as_str) == Some(container))
-        {
-            let num = |v: Option<&Value>| {
-                v.and_then(Value::as_u64)
-                    .and_then(|n| u16::try_from(n).ok())
-            };
-            if let Some(Value::Sequence(ports)) = c.get("ports") {
-                out.extend(ports.iter().filter_map(|p| num(p.get("containerPort"))));
-            }
-            for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
-                let Some(p) = c.get(probe) else { continue };
-                for how in ["httpGet", "tcpSocket", "grpc"] {
-                    out.extend(num(p.get(how).and_then(|h| h.get("port"))));
-                }
-            }
-        }
-    }
-    out.sort_unstable();
-    out.dedup();
     out
 }
 
@@ -389,7 +368,9 @@ pub fn objects(text: &str) -> Result<Vec<Value>, String> {
 
 /// Finds the values keys of each container's image by rendering the chart with sentinels.
 /// Tries every string of the values first; when the chart cannot render with them (a schema,
-/// a version compared), only the strings that may be images.
+/// a version compared), only the strings that may be images. `plain` is the chart rendered
+/// with its own values: the objects' real names where a marker reached a name
+/// (`fullnameOverride: ""` makes the name when it is set).
 pub fn image_keys(
     root: &Path,
     release: &str,
@@ -397,18 +378,13 @@ pub fn image_keys(
     namespace: &str,
     files: &[PathBuf],
     scratch: &Path,
+    plain: &[Value],
 ) -> Result<(Vec<KeyUse>, Vec<Unsettable>), String> {
     let merged = values(chart, files);
     let re = regex::Regex::new(r"devenvinit([0-9]+)z").map_err(|e| e.to_string())?;
     let all: &dyn Fn(&[Seg], &str) -> bool = &|_, _| true;
     let narrow: &dyn Fn(&[Seg], &str) -> bool = &image_like;
     let mut last_error = String::new();
-    // The chart rendered with its own values: the objects' real names, where a marker reached
-    // a name (`fullnameOverride: ""` makes the name when it is set).
-    let plain = render(root, release, chart, namespace, files)
-        .ok()
-        .and_then(|t| objects(&t).ok())
-        .unwrap_or_default();
     for keep in [all, narrow] {
         let mut planted = merged.clone();
         let mut leaves = Vec::new();
@@ -428,14 +404,16 @@ pub fn image_keys(
         let docs = objects(&rendered)?;
         let mut uses = Vec::new();
         let mut unsettable = Vec::new();
-        let found = docs.iter().enumerate().flat_map(|(i, d)| {
-            containers(std::slice::from_ref(d))
-                .into_iter()
-                .map(move |c| (i, c))
-        });
-        for (i, (kind, name, container, image)) in found {
-            let ports = container_ports(&docs[i..=i], &kind, &name, &container);
-            let name = real_name(&name, &kind, plain.get(i), &leaves, &re);
+        for c in containers(&docs) {
+            let Rendered {
+                doc,
+                kind,
+                name,
+                container,
+                image,
+                ports,
+            } = c;
+            let name = real_name(&name, &kind, plain.get(doc), &leaves, &re);
             let object = format!("{kind}/{name}");
             match parse_image(&image, &leaves, &re) {
                 Ok(Some(keys)) => {

@@ -163,7 +163,6 @@ pub struct Proposal {
 /// The default `[web] port`.
 const WEB_PORT: u16 = 10350;
 
-/// A DNS label from a directory's name: lower case, `-` for anything else.
 /// The project's name: its directory's, with the parent's in front when the directory's alone
 /// names nothing of its own (`3-recommended`, `app`, `example`), so that sibling examples
 /// (`python/3-recommended`, `go/3-recommended`) do not share a name, a namespace and a Helm
@@ -194,6 +193,7 @@ fn project_name(root: &Path) -> String {
     }
 }
 
+/// A DNS label from a directory's name: lower case, `-` for anything else.
 fn label(name: &str) -> String {
     let mut out = String::new();
     for c in name.chars() {
@@ -437,6 +437,7 @@ pub fn propose(
             &namespace,
             &values_rel,
             &scratch.0,
+            &docs,
         )
         .map_err(render_err)?;
         for u in &unsettable {

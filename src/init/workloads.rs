@@ -80,6 +80,30 @@ fn port(v: Option<&Value>) -> Option<u16> {
         .and_then(|p| u16::try_from(p).ok())
 }
 
+/// The ports a container spec listens on: its `containerPort`s (any protocol) and the
+/// numbered ports of its probes. What pairs it with a Dockerfile that EXPOSEs one.
+pub fn listens_on(c: &Value) -> Vec<u16> {
+    let mut out: Vec<u16> = c
+        .get("ports")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| port(p.get("containerPort")))
+        .collect();
+    for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
+        for how in ["httpGet", "tcpSocket", "grpc"] {
+            out.extend(port(
+                c.get(probe)
+                    .and_then(|p| p.get(how))
+                    .and_then(|h| h.get("port")),
+            ));
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 fn container(c: &Value) -> Option<Container> {
     let image = c.get("image").and_then(Value::as_str)?.to_owned();
     let ports = c
