@@ -624,7 +624,7 @@ fn the_history_lists_a_failed_then_a_good_build() {
         "hello's pod named",
     );
     b.wait(
-        "const t = document.getElementById('log').innerText; return t.includes('building hello') && t.includes('error: hello.txt is broken') && t.includes('deployed with hello:devenv-')",
+        "const t = document.getElementById('log').innerText; return t.includes('building hello') && t.includes('error: hello.txt is broken') && t.includes('deployed hello with hello:devenv-') && t.includes('failed hello: ')",
         "the build and deploy steps in hello's log",
     );
     drop(b);

@@ -539,10 +539,13 @@ fn a_newer_change_cancels_the_build_in_flight_and_only_the_last_tag_is_deployed(
         "{logs}"
     );
     assert!(logs.contains("build | building slowly"), "{logs}");
+    // devenv's own account is there as the terminal said it, verb first.
     assert!(
-        logs.contains(&format!("deploy | deployed with {last}")),
+        logs.contains(&format!("deploy | deployed hello with {last}")),
         "{logs}"
     );
+    assert!(logs.contains("build | building hello\n"), "{logs}");
+    assert!(logs.contains(&format!("build | built {last} (")), "{logs}");
     up.signal(libc::SIGTERM);
     let _ = up.child.wait();
 }

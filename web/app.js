@@ -375,7 +375,7 @@ let flushTimer = null;
 const limit = () => Number($("limit").value);
 
 function matches(l, f) {
-  return !f || `${l.resource ?? ""} ${l.source} ${l.text}`.toLowerCase().includes(f);
+  return !f || `${l.resource ?? ""} ${l.source} ${l.verb ?? ""} ${l.text}`.toLowerCase().includes(f);
 }
 
 function clock(ms) {
@@ -387,7 +387,10 @@ function lineEl(l) {
   const d = el("div", "ln");
   d.append(el("span", "ts", clock(l.time_ms)));
   if (l.resource) d.append(el("span", `res ${colour(l.resource)}`, l.resource));
-  d.append(el("span", `src src-${l.source.split("/")[0]}`, l.source), document.createTextNode(strip(l.text)));
+  d.append(el("span", `src src-${l.source.split("/")[0]}`, l.source));
+  // devenv's own account of what it did: its verb first, as the terminal says it.
+  if (l.verb) d.append(el("span", `verb verb-${l.verb}`, l.verb), document.createTextNode(" "));
+  d.append(document.createTextNode(strip(l.text)));
   return d;
 }
 

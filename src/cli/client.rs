@@ -83,7 +83,11 @@ pub fn logs(file: &Path, name: Option<&str>, follow: bool, tail: usize) -> Resul
     let status = client::events(port, &path, &[], |e| {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.data) {
             let source = v["source"].as_str().unwrap_or("");
-            let text = v["text"].as_str().unwrap_or("");
+            let text = match v["verb"].as_str() {
+                Some(verb) => format!("{verb} {}", v["text"].as_str().unwrap_or("")),
+                None => v["text"].as_str().unwrap_or("").to_owned(),
+            };
+            let text = crate::out::printable(&text);
             match v["resource"].as_str() {
                 Some(r) => println!("{r} {source} | {text}"),
                 None if source.is_empty() => println!("{text}"),

@@ -67,6 +67,22 @@ impl Logs {
 
     /// Appends a line to a resource's log with its own time stamp.
     pub fn push_at(&self, resource: &str, time_ms: u64, source: &str, text: &str) {
+        self.push_line(resource, time_ms, source, None, text);
+    }
+
+    /// Appends a line of devenv's own account (see [`super::log::Verb`]) to a resource's log.
+    pub fn tell(&self, resource: &str, source: &str, verb: Option<super::log::Verb>, text: &str) {
+        self.push_line(resource, super::log::now_ms(), source, verb, text);
+    }
+
+    fn push_line(
+        &self,
+        resource: &str,
+        time_ms: u64,
+        source: &str,
+        verb: Option<super::log::Verb>,
+        text: &str,
+    ) {
         let pushed = {
             let mut all = crate::host::lock(&self.inner);
             let global = all.next;
@@ -74,7 +90,7 @@ impl Logs {
             all.buffers
                 .entry(resource.to_owned())
                 .or_insert_with(|| LogBuffer::new(self.max_bytes))
-                .push_numbered(global, time_ms, source, text);
+                .push_numbered(global, time_ms, source, verb, text);
             all.next
         };
         self.pushed.send_replace(pushed);

@@ -19,7 +19,53 @@ pub struct Line {
     pub time_ms: u64,
     /// Where it came from: `build`, `deploy`, or `pod/container` for pod logs.
     pub source: String,
+    /// On devenv's own account of what it did for the resource (see [`Verb`]); absent on the
+    /// output of builds, commands and pods, and on the later lines of a long account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verb: Option<Verb>,
     pub text: String,
+}
+
+/// What devenv's account of one thing it did says happened. Each account is one record: the
+/// terminal says it once (`verb  text`), and the logs of the resources it concerns keep it
+/// with its verb, which the page, the API and `devenv logs` show the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verb {
+    Building,
+    Built,
+    Present,
+    Deployed,
+    Failed,
+    Synced,
+    /// A live update could not be made: the image is built instead.
+    Rebuild,
+    Serving,
+    /// Following the resource's pod logs failed.
+    Logs,
+    /// Following the resource (its pods, its forwards' targets) failed.
+    Follow,
+    /// A port-forward failed.
+    Forward,
+}
+
+impl Verb {
+    /// The word the terminal and the page show.
+    pub fn word(self) -> &'static str {
+        match self {
+            Verb::Building => "building",
+            Verb::Built => "built",
+            Verb::Present => "present",
+            Verb::Deployed => "deployed",
+            Verb::Failed => "failed",
+            Verb::Synced => "synced",
+            Verb::Rebuild => "rebuild",
+            Verb::Serving => "serving",
+            Verb::Logs => "logs",
+            Verb::Follow => "follow",
+            Verb::Forward => "forward",
+        }
+    }
 }
 
 /// Overhead counted per line besides its text, so a flood of empty lines is bounded too.
@@ -67,11 +113,19 @@ impl LogBuffer {
     /// Appends a line (cut at [`MAX_LINE`] bytes), dropping the oldest ones to stay within
     /// the bound. Returns the stored line.
     pub fn push(&mut self, time_ms: u64, source: &str, text: &str) -> &Line {
-        self.push_numbered(self.next_seq, time_ms, source, text)
+        self.push_numbered(self.next_seq, time_ms, source, None, text)
     }
 
-    /// [`LogBuffer::push`], with the line's position among every resource's lines.
-    pub fn push_numbered(&mut self, global: u64, time_ms: u64, source: &str, text: &str) -> &Line {
+    /// [`LogBuffer::push`], with the line's position among every resource's lines and, on
+    /// devenv's own account, its verb.
+    pub fn push_numbered(
+        &mut self,
+        global: u64,
+        time_ms: u64,
+        source: &str,
+        verb: Option<Verb>,
+        text: &str,
+    ) -> &Line {
         let mut text = text.trim_end_matches(['\r', '\n']).to_owned();
         cut(&mut text, MAX_LINE);
         let line = Line {
@@ -79,6 +133,7 @@ impl LogBuffer {
             global,
             time_ms,
             source: source.to_owned(),
+            verb,
             text,
         };
         self.next_seq += 1;

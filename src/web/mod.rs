@@ -528,6 +528,9 @@ struct LogLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     resource: Option<&'a str>,
     source: &'a str,
+    /// On devenv's own account of what it did (`building`, `built`, `failed`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verb: Option<&'static str>,
     text: &'a str,
 }
 
@@ -645,6 +648,7 @@ fn line_event(l: &crate::engine::log::Line, resource: Option<&str>, seq: u64) ->
         time_ms: l.time_ms,
         resource,
         source: &l.source,
+        verb: l.verb.map(crate::engine::log::Verb::word),
         text: &l.text,
     };
     SseEvent::default()

@@ -304,8 +304,5 @@ pub fn deploy_resources(
             prune(handle, target, discovery, cfg, &docs, &path, note)?;
         }
     }
-    if !resources.is_empty() {
-        out::say("deployed", deployed_with(&resources.join(", "), references));
-    }
     Ok(())
 }

@@ -5,9 +5,11 @@
 use std::sync::Arc;
 
 use super::Prepared;
+use super::narrate::{Told, tell};
 use crate::config;
 use crate::deploy;
 use crate::engine::driver::Logs;
+use crate::engine::log::Verb;
 use crate::out;
 
 /// What following a resource tells the engine: for each of its live-updated images, its
@@ -67,7 +69,7 @@ pub async fn follow_one(
         });
     }
     let name = r.name.clone();
-    let report = warn(&r.name, "logs", &logs, &keep.events);
+    let report = warn(&r.name, Verb::Logs, &logs, &keep.events);
     tasks.spawn(deploy::logs::follow(
         pods,
         move |l| {
@@ -98,7 +100,7 @@ async fn reach(
     tasks: &mut tokio::task::JoinSet<()>,
 ) {
     let target = &prepared.target;
-    let report = warn(&r.name, "follow", logs, events);
+    let report = warn(&r.name, Verb::Follow, logs, events);
     let listeners = match bound {
         Some(l) => l,
         None => {
@@ -128,7 +130,7 @@ async fn reach(
             listener,
             pods.clone(),
             remote,
-            warn(&r.name, "forward", logs, events),
+            warn(&r.name, Verb::Forward, logs, events),
         ));
     }
     if let Some(ip) = &prepared.node_ip {
@@ -181,16 +183,22 @@ async fn listen_again(
 /// page).
 fn warn(
     resource: &str,
-    label: &'static str,
+    label: Verb,
     logs: &Logs,
     events: &tokio::sync::mpsc::UnboundedSender<crate::engine::state::Event>,
 ) -> impl Fn(String) + Send + Sync + Clone + 'static {
     let (name, logs, events) = (resource.to_owned(), logs.clone(), events.clone());
     move |message: String| {
-        out::say_for(label, &name, &message);
-        for line in message.lines() {
-            logs.push(&name, label, line);
-        }
+        tell(
+            &logs,
+            std::slice::from_ref(&name),
+            Told {
+                verb: label,
+                subject: &name,
+                text: &message,
+                source: label.word(),
+            },
+        );
         let _ = events.send(crate::engine::state::Event::Warning {
             resource: name.clone(),
             message,

@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::narrate::{Told, tell};
 use crate::config::Config;
 use crate::deploy::pods::Pods;
 use crate::deploy::sync::{self, Container, Push};
 use crate::engine::driver::Logs;
 use crate::engine::live::CatchUp;
+use crate::engine::log::Verb;
 use crate::engine::state::{ContainerId, Event, SyncPlan};
-use crate::out;
 
 /// The transport's form of a plan: local paths made absolute.
 fn push_of(cfg: &Config, image: &str, plan: &SyncPlan) -> Push {
@@ -108,8 +109,16 @@ pub async fn sync(
         .iter()
         .flat_map(|(_, cs)| cs.iter().map(|c| (c.uid.clone(), c.container.clone())))
         .collect();
-    out::say_for("synced", &image, &report);
-    say(&report);
+    tell(
+        &logs,
+        &users,
+        Told {
+            verb: Verb::Synced,
+            subject: &image,
+            text: &report,
+            source: "sync",
+        },
+    );
     Ok((report, reached))
 }
 
@@ -156,8 +165,16 @@ pub async fn catch_up(
         "{r} (new pod {}: the files of earlier live updates)",
         told.join(", ")
     );
-    out::say_for("synced", image, &text);
-    logs.push(resource, "sync", &text);
+    tell(
+        logs,
+        std::slice::from_ref(resource),
+        Told {
+            verb: Verb::Synced,
+            subject: image,
+            text: &text,
+            source: "sync",
+        },
+    );
     Ok(behind.into_iter().map(|c| (c.uid, c.container)).collect())
 }
 

@@ -88,7 +88,16 @@ fn serve_job(
     loop {
         phase = match phase {
             Phase::Starting => {
-                out::say_for("serving", name, serve_cmd);
+                super::narrate::tell(
+                    logs,
+                    std::slice::from_ref(name),
+                    super::narrate::Told {
+                        verb: crate::engine::log::Verb::Serving,
+                        subject: name,
+                        text: serve_cmd,
+                        source: "cmd",
+                    },
+                );
                 Phase::Running {
                     since: std::time::Instant::now(),
                 }

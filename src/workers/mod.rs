@@ -14,6 +14,7 @@ pub mod deploy;
 mod follow;
 mod live;
 mod local;
+pub mod narrate;
 mod wait;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,6 +28,7 @@ use crate::config::{self, Config};
 use crate::deploy::pods::Pods;
 use crate::deploy::rollout::PodCounts;
 use crate::engine::driver::{self, Logs};
+use crate::engine::log::Verb;
 use crate::engine::state::{Command, Event};
 use crate::exec::{self, Cancel};
 use crate::out;
@@ -335,21 +337,36 @@ impl Workers {
             .collect();
         let (sessions, logs) = (self.sessions.clone(), self.logs.clone());
         tokio::spawn(async move {
-            let result = live::sync(cfg, image.clone(), plan, users, pods, sessions, logs).await;
+            let result = live::sync(
+                cfg,
+                image.clone(),
+                plan,
+                users.clone(),
+                pods,
+                sessions,
+                logs.clone(),
+            )
+            .await;
             let lasting = result.as_ref().err().is_some_and(|f| f.lasting);
             if let Err(f) = &result {
-                out::say_for(
-                    "rebuild",
-                    &image,
-                    &format!(
-                        "live update failed ({}); building it{}",
-                        f.why,
-                        if f.lasting {
-                            ", and every change from now on"
-                        } else {
-                            ""
-                        }
-                    ),
+                let text = format!(
+                    "live update failed ({}); building it{}",
+                    f.why,
+                    if f.lasting {
+                        ", and every change from now on"
+                    } else {
+                        ""
+                    }
+                );
+                narrate::tell(
+                    &logs,
+                    &users,
+                    narrate::Told {
+                        verb: Verb::Rebuild,
+                        subject: &image,
+                        text: &text,
+                        source: "sync",
+                    },
                 );
             }
             let (result, reached) = match result {
@@ -379,10 +396,15 @@ impl Workers {
         tokio::spawn(async move {
             let result = live::catch_up(cfg, &image, &c, pods, &sessions, &logs).await;
             if let Err(why) = &result {
-                out::say_for(
-                    "rebuild",
-                    &image,
-                    &format!("a new pod could not get the live-updated files: {why}"),
+                narrate::tell(
+                    &logs,
+                    std::slice::from_ref(&c.resource),
+                    narrate::Told {
+                        verb: Verb::Rebuild,
+                        subject: &image,
+                        text: &format!("a new pod could not get the live-updated files: {why}"),
+                        source: "sync",
+                    },
                 );
             }
             let _ = tx.send(Event::CaughtUp {
@@ -421,20 +443,32 @@ impl Workers {
                 files,
                 ..
             } = batch;
-            for r in &resources {
-                let text = match &result {
-                    Ok(()) => deploy::deployed_with("deployed", &references),
-                    Err(e) => format!("deploy failed: {e}"),
-                };
-                logs.push(r, "deploy", &text);
-            }
-            if let Err(e) = &result {
-                let what = if resources.is_empty() {
-                    files.join(", ")
-                } else {
-                    resources.join(", ")
-                };
-                out::say_for("failed", &what, &format!("deploy: {e}"));
+            let what = if resources.is_empty() {
+                files.join(", ")
+            } else {
+                resources.join(", ")
+            };
+            let told = match &result {
+                Ok(()) => (
+                    Verb::Deployed,
+                    String::new(),
+                    deploy::deployed_with(&what, &references),
+                ),
+                Err(e) => (Verb::Failed, what, format!("deploy: {e}")),
+            };
+            // A deploy of changed files alone (no resource of its own) is told when it fails.
+            if !resources.is_empty() || result.is_err() {
+                let (verb, subject, text) = &told;
+                narrate::tell(
+                    &logs,
+                    &resources,
+                    narrate::Told {
+                        verb: *verb,
+                        subject,
+                        text,
+                        source: "deploy",
+                    },
+                );
             }
             let _ = tx.send(Event::DeployDone {
                 generation,
