@@ -412,7 +412,7 @@ pub fn run(cmd: &Cmd) -> Result<Finished, ExecError> {
     };
     match &result {
         Ok(f) => {
-            tracing::debug!(%command, code = ?f.code, ms = f.elapsed.as_millis() as u64, "finished")
+            tracing::debug!(%command, code = f.code, ms = f.elapsed.as_millis() as u64, "finished")
         }
         Err(e) => tracing::debug!(%command, error = %e, "failed"),
     }
@@ -564,7 +564,7 @@ pub fn run_lines(cmd: &Cmd, mut on_line: impl FnMut(&str)) -> Result<Finished, E
         stderr: String::new(),
         elapsed: started.elapsed(),
     };
-    tracing::debug!(%command, code = ?finished.code, ms = finished.elapsed.as_millis() as u64, "finished");
+    tracing::debug!(%command, code = finished.code, ms = finished.elapsed.as_millis() as u64, "finished");
     Ok(finished)
 }
 
