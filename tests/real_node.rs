@@ -456,6 +456,52 @@ fn live_update_reaches_busybox_and_gnu_tar_as_root_and_as_a_non_root_user() {
     let _ = up.child.wait();
 }
 
+/// httpd as a child of the shell (PID 1), so killing httpd restarts the container.
+const BUSYBOX_RESTARTABLE: &str = "FROM busybox:1.36\nCOPY index.html /site/index.html\nCMD [\"sh\", \"-c\", \"httpd -f -p 8080 -h /site; exit 1\"]\n";
+
+/// A container that restarts after a live update starts again from its image, without the
+/// live-updated file: devenv sees it ready again and gives it the files of the earlier live
+/// updates (a catch-up), with no build, and the same pod serves the saved page again.
+#[test]
+fn a_container_restarted_after_a_live_update_is_given_its_files_again() {
+    let Some(rc) = node("catch_up_on_the_real_node") else {
+        return;
+    };
+    let ns = rc.namespace("catchup");
+    let on = OnNode::new(&rc, live_project(&ns, &[("again", BUSYBOX_RESTARTABLE)]));
+    let mut up = on.up(&rc);
+    up.wait_for("ready      again (");
+    let port = forward_port(&mut up, "again");
+    wait_served(port, "/", "first");
+    on.w.p.write("again/index.html", "<p>saved once</p>\n");
+    up.wait_for("synced     again: synced 1 file to 1 container in ");
+    wait_served(port, "/", "saved once");
+    let pod = pods_of(&rc, &ns, "again")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    rc.kubectl(&["exec", "-n", &ns, &pod, "--", "killall", "httpd"]);
+    up.wait_for(&format!(
+        "(new pod {pod}: the files of earlier live updates)"
+    ));
+    wait_served(port, "/", "saved once");
+    let restarts = pods_of(&rc, &ns, "again")[0]["status"]["containerStatuses"][0]["restartCount"]
+        .as_u64()
+        .unwrap_or_default();
+    assert!(restarts >= 1, "the container did not restart");
+    let text = up.text();
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("built      again:") || l.starts_with("present    again:"))
+            .count(),
+        1,
+        "no build after the save or the restart:\n{text}"
+    );
+    assert!(!text.contains("rebuild    "), "{text}");
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+}
+
 /// What live update cannot do on the real node is said, and built instead: a file the
 /// container's user may not write (root's, in a container that runs as another user) names
 /// the path and the fix, then builds (and tries again next save); an image without `tar`

@@ -122,6 +122,10 @@ pub async fn sync(
     Ok((report, reached))
 }
 
+/// How long a catch-up that found none of its containers ready waits for the pods to change
+/// before it answers (the engine asks again when the containers are still behind).
+const NOTHING_REACHED_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Gives the containers of a catch-up (behind on its image's live updates) the whole plan;
 /// the containers reached, or why not.
 pub async fn catch_up(
@@ -152,7 +156,13 @@ pub async fn catch_up(
         .filter(|c| containers.contains(&(c.uid.clone(), c.container.clone())))
         .collect();
     if behind.is_empty() {
-        // They went (or are no longer ready) meanwhile: nothing was owed to them.
+        // They went (or are no longer ready) meanwhile: nothing is owed to them now. The
+        // follow task tells the engine of that change; until it does, the engine would ask
+        // again at once, so the answer waits for the pods' next change (or a second). A
+        // container that is ready again later is told by that task and caught up then.
+        let mut changed = pods.changed.clone();
+        changed.borrow_and_update();
+        let _ = tokio::time::timeout(NOTHING_REACHED_WAIT, changed.changed()).await;
         return Ok(Vec::new());
     }
     let push = push_of(&cfg, image, plan);
