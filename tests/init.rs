@@ -384,6 +384,31 @@ fn dockerfiles_in_folders_named_unlike_their_images_pair_by_port() {
     r.checked_plan();
 }
 
+/// Issue 27, shape 4: a chart that makes its Secret from values (`secret.databaseUrl`, which
+/// the project's deploy script passes with `--set` from its .env). init wired nothing, so the
+/// Secret's keys were empty. The values a rendered Secret carries are matched to the .env's
+/// keys by the Secret's key or the value's own name, whatever their case and style; a value
+/// the .env does not have, and a ConfigMap's value, are left alone.
+#[test]
+fn a_chart_that_makes_its_secret_from_values_gets_them_from_the_env_file() {
+    let r = Repo::fixture("secret-values");
+    let said = r.init(&[]);
+    let config = r.read("devenv.toml");
+    let s = settings(&config);
+    has(&s, "env_files = [\".env\"]");
+    has(
+        &s,
+        "values_from_env = { \"secret.databaseUrl\" = \"DATABASE_URL\", \"secret.jwtSecret\" = \"JWT_SECRET\", \"secret.openaiApiKey\" = \"OPENAI_API_KEY\" }",
+    );
+    assert!(!s.contains("LOG_LEVEL"), "{config}");
+    has(&said, "created    .env from .env.example");
+    has(
+        &said,
+        "found      Secret `secret-values-secrets` takes DATABASE_URL, JWT_SECRET, OPENAI_API_KEY from .env.example",
+    );
+    r.checked_plan();
+}
+
 /// Issue 27, shape 3: two Dockerfiles for one service (one for compose, EXPOSE 7860; one
 /// under docker/ for Kubernetes, port 8000). init kept the one whose port the chart's
 /// containerPort and probes do not use, and said of the other "no workload runs its image".

@@ -242,6 +242,78 @@ pub struct KeyUse {
     pub ports: Vec<u16>,
 }
 
+/// A value of the chart's that goes into a Secret the chart makes (what a project's deploy
+/// script passes with `--set secret.x=$X` from its .env).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretValue {
+    /// The Secret's name, as the chart renders it with its own values.
+    pub secret: String,
+    /// The Secret's key the value goes into.
+    pub key: String,
+    /// The values key (`secret.databaseUrl`).
+    pub values_key: String,
+    /// The last name of the values key's path (`databaseUrl`).
+    pub name: String,
+}
+
+/// What rendering with markers found: the images' keys, the images devenv cannot set, the
+/// values that go into Secrets.
+#[derive(Debug, Clone, Default)]
+pub struct Marked {
+    pub uses: Vec<KeyUse>,
+    pub unsettable: Vec<Unsettable>,
+    pub secret_values: Vec<SecretValue>,
+}
+
+/// The values that reached the Secrets among `docs` (their `data`, decoded, and their
+/// `stringData`), in the order the Secrets and their keys come.
+fn secret_values(
+    docs: &[Value],
+    plain: &[Value],
+    leaves: &[Leaf],
+    re: &regex::Regex,
+) -> Vec<SecretValue> {
+    let mut out = Vec::new();
+    for (i, d) in docs.iter().enumerate() {
+        if d.get("kind").and_then(Value::as_str) != Some("Secret") {
+            continue;
+        }
+        let Ok(json) = serde_json::to_value(d) else {
+            continue;
+        };
+        // Decodes `data` (base64) as the API server would; a value that does not decode is
+        // no value of the chart's.
+        let Ok(secret) = serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(json) else {
+            continue;
+        };
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let name = real_name(&name, "Secret", plain.get(i), leaves, re);
+        let data = secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()));
+        let strings = secret.string_data.unwrap_or_default().into_iter();
+        for (key, text) in data.chain(strings) {
+            for c in re.captures_iter(&text) {
+                let Some(leaf) = c[1].parse::<usize>().ok().and_then(|n| leaves.get(n)) else {
+                    continue;
+                };
+                let Some(Seg::Key(last)) = leaf.path.last() else {
+                    continue;
+                };
+                out.push(SecretValue {
+                    secret: name.clone(),
+                    key: key.clone(),
+                    values_key: set_key(&leaf.path),
+                    name: last.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// An image that takes values but that devenv cannot set whole.
 #[derive(Debug, Clone)]
 pub struct Unsettable {
@@ -379,7 +451,7 @@ pub fn image_keys(
     files: &[PathBuf],
     scratch: &Path,
     plain: &[Value],
-) -> Result<(Vec<KeyUse>, Vec<Unsettable>), String> {
+) -> Result<Marked, String> {
     let merged = values(chart, files);
     let re = regex::Regex::new(r"devenvinit([0-9]+)z").map_err(|e| e.to_string())?;
     let all: &dyn Fn(&[Seg], &str) -> bool = &|_, _| true;
@@ -446,7 +518,12 @@ pub fn image_keys(
                 }),
             }
         }
-        return Ok((uses, unsettable));
+        let secret_values = secret_values(&docs, plain, &leaves, &re);
+        return Ok(Marked {
+            uses,
+            unsettable,
+            secret_values,
+        });
     }
     Err(last_error)
 }

@@ -108,6 +108,19 @@ pub struct HelmOut {
     pub values: Vec<PathBuf>,
     /// `(image, keys, where the keys were seen)`.
     pub entries: Vec<(String, Keys, Vec<String>)>,
+    pub from_env: Option<FromEnv>,
+}
+
+/// Chart values that go into the Secrets the chart makes, taken from a .env file.
+#[derive(Debug, Clone)]
+pub struct FromEnv {
+    /// The .env file (made from `example` when it is not there).
+    pub env_file: PathBuf,
+    pub example: Option<PathBuf>,
+    /// `(values key, .env key)`, in the order the Secrets take them.
+    pub keys: Vec<(String, String)>,
+    /// The Secrets they go into.
+    pub secrets: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +171,29 @@ pub struct Proposal {
     pub resources: Vec<ResourceOut>,
     pub locals: Vec<LocalOut>,
     pub web_port: Option<u16>,
+}
+
+impl Proposal {
+    /// The .env files init makes from their examples (for `[[secret]]`s and chart values),
+    /// each once: `(file, example)`.
+    pub fn env_to_make(&self) -> Vec<(&Path, &Path)> {
+        let helm = match &self.deploy {
+            Some(DeployOut::Helm(h)) => h.from_env.as_ref(),
+            _ => None,
+        };
+        let mut out: Vec<(&Path, &Path)> = Vec::new();
+        let all = self
+            .secrets
+            .iter()
+            .filter_map(|s| Some((s.env_file.as_path(), s.example.as_deref()?)))
+            .chain(helm.and_then(|f| Some((f.env_file.as_path(), f.example.as_deref()?))));
+        for (file, example) in all {
+            if !out.iter().any(|(f, _)| *f == file) {
+                out.push((file, example));
+            }
+        }
+        out
+    }
 }
 
 /// The default `[web] port`.
@@ -430,7 +466,11 @@ pub fn propose(
             path: std::env::temp_dir(),
             source,
         })?;
-        let (uses, unsettable) = chart::image_keys(
+        let chart::Marked {
+            uses,
+            unsettable,
+            secret_values,
+        } = chart::image_keys(
             root,
             &release,
             &chart_rel,
@@ -541,12 +581,14 @@ pub fn propose(
         let order = |name: &str| images.iter().position(|i| i.name == name);
         entries.sort_by(|a, b| (order(&a.0), &a.1).cmp(&(order(&b.0), &b.1)));
         release_scoped = true;
+        let from_env = values_from_env(root, &tree, c, &secret_values, &mut note);
         deploy = Some(DeployOut::Helm(HelmOut {
             chart: c.clone(),
             chart_name: chart::name(c).unwrap_or_default(),
             release: release.clone(),
             values,
             entries,
+            from_env,
         }));
     } else if let Some((files, docs)) = manifest_objects(root, &tree, &mut note) {
         objects = workloads::read(&docs);
@@ -917,6 +959,139 @@ fn env_spelling(k: &str) -> String {
         .collect()
 }
 
+/// A key as its letters and digits alone, in lower case: `databaseUrl`, `DATABASE_URL` and
+/// `database-url` are one key.
+fn squashed(k: &str) -> String {
+    k.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// The .env file for what lies at `near`: the repository root's, else the one in the deepest
+/// folder above `near`, else the only one. The file (which may not exist yet), its example,
+/// and the keys the file (or else its example) has.
+fn env_near(
+    root: &Path,
+    tree: &scan::Tree,
+    near: &Path,
+) -> Option<(PathBuf, Option<PathBuf>, BTreeSet<String>)> {
+    let dirs: BTreeSet<&Path> = tree.env_files.iter().filter_map(|f| f.parent()).collect();
+    let dir = if dirs.contains(root) {
+        root
+    } else {
+        match dirs
+            .iter()
+            .filter(|d| near.starts_with(d))
+            .max_by_key(|d| d.components().count())
+        {
+            Some(d) => d,
+            None if dirs.len() == 1 => dirs.first()?,
+            None => return None,
+        }
+    };
+    let env = dir.join(".env");
+    let example = tree
+        .env_files
+        .iter()
+        .find(|f| f.parent() == Some(dir) && f.file_name().is_some_and(|n| n != ".env"))
+        .cloned();
+    let source = if tree.env_files.contains(&env) {
+        Some(env.clone())
+    } else {
+        example.clone()
+    };
+    let keys = source
+        .and_then(|s| repo_file(root, &s))
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|t| crate::deploy::dotenv::parse(&t).ok())
+        .map(|p| p.values.0.into_keys().collect())
+        .unwrap_or_default();
+    Some((env, example, keys))
+}
+
+/// The chart values that go into the Secrets the chart makes, each matched to the .env key
+/// of the same name (the Secret's key's, else the value's own; case and style aside).
+fn values_from_env(
+    root: &Path,
+    tree: &scan::Tree,
+    chart: &Path,
+    found: &[chart::SecretValue],
+    note: &mut dyn FnMut(&'static str, String),
+) -> Option<FromEnv> {
+    if found.is_empty() {
+        return None;
+    }
+    let Some((env_file, example, have)) = env_near(root, tree, chart) else {
+        let secrets: BTreeSet<&str> = found.iter().map(|v| v.secret.as_str()).collect();
+        note(
+            "problem",
+            format!(
+                "the chart makes Secret{} {} from its values, and no .env file was found for them: write one and name its keys in [deploy.helm] values_from_env",
+                if secrets.len() == 1 { "" } else { "s" },
+                secrets
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        return None;
+    };
+    let env_name = rel(root, example.as_deref().unwrap_or(&env_file));
+    let mut keys: Vec<(String, String)> = Vec::new();
+    let mut secrets: Vec<String> = Vec::new();
+    for v in found {
+        if keys.iter().any(|(k, _)| *k == v.values_key) {
+            continue;
+        }
+        let matched = [&v.key, &v.name]
+            .into_iter()
+            .find_map(|want| have.iter().find(|h| squashed(h) == squashed(want)).cloned());
+        match matched {
+            Some(h) => {
+                keys.push((v.values_key.clone(), h));
+                if !secrets.contains(&v.secret) {
+                    secrets.push(v.secret.clone());
+                }
+            }
+            None => note(
+                "problem",
+                format!(
+                    "Secret `{}` key `{}` takes the chart value `{}`, and {env_name} has no key for it: add one and name it in [deploy.helm] values_from_env",
+                    v.secret, v.key, v.values_key
+                ),
+            ),
+        }
+    }
+    if keys.is_empty() {
+        return None;
+    }
+    note(
+        "found",
+        format!(
+            "Secret{} {} take{} {} from {env_name}",
+            if secrets.len() == 1 { "" } else { "s" },
+            secrets
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if secrets.len() == 1 { "s" } else { "" },
+            keys.iter()
+                .map(|(_, e)| e.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    Some(FromEnv {
+        example: example.filter(|_| !tree.env_files.contains(&env_file)),
+        env_file,
+        keys,
+        secrets,
+    })
+}
+
 /// The `[[secret]]`s: each Secret the pods read that the objects do not make, from the .env
 /// nearest to what reads it (the repository's root first).
 fn secrets(
@@ -1150,15 +1325,14 @@ pub fn init(opts: &Options) -> Result<Outcome, InitError> {
     let text = write::toml(&proposal);
     let mut written = false;
     if !opts.print {
-        for s in &proposal.secrets {
-            let Some(ex) = &s.example else { continue };
-            if taken(&s.env_file) {
-                if s.env_file.is_symlink() {
+        for (env_file, ex) in proposal.env_to_make() {
+            if taken(env_file) {
+                if env_file.is_symlink() {
                     notes.push(Note {
                         kind: "skipped",
                         text: format!(
                             "{} is a symbolic link: nothing is written through it",
-                            rel(&root, &s.env_file)
+                            rel(&root, env_file)
                         ),
                     });
                 }
@@ -1171,27 +1345,25 @@ pub fn init(opts: &Options) -> Result<Outcome, InitError> {
                     kind: "skipped",
                     text: format!(
                         "{} not made: {} is not a regular file of the repository (a symbolic link, or too large)",
-                        rel(&root, &s.env_file),
+                        rel(&root, env_file),
                         rel(&root, ex)
                     ),
                 });
                 continue;
             };
-            {
-                new_file(&s.env_file, &example, 0o600).map_err(|source| InitError::Write {
-                    path: s.env_file.clone(),
-                    source,
-                })?;
-                notes.push(Note {
-                    kind: "created",
-                    text: format!(
-                        "{} from {}: put your own values in it{}",
-                        rel(&root, &s.env_file),
-                        rel(&root, ex),
-                        ignored_hint(&root, &s.env_file)
-                    ),
-                });
-            }
+            new_file(env_file, &example, 0o600).map_err(|source| InitError::Write {
+                path: env_file.to_path_buf(),
+                source,
+            })?;
+            notes.push(Note {
+                kind: "created",
+                text: format!(
+                    "{} from {}: put your own values in it{}",
+                    rel(&root, env_file),
+                    rel(&root, ex),
+                    ignored_hint(&root, env_file)
+                ),
+            });
         }
         if taken(&path) {
             let backup = backup_path(&path);
@@ -1222,23 +1394,21 @@ pub fn init(opts: &Options) -> Result<Outcome, InitError> {
             })?;
         written = true;
     } else {
-        for s in &proposal.secrets {
-            if let Some(ex) = &s.example {
-                notes.push(Note {
-                    kind: "would",
-                    text: format!("create {} from {}", rel(&root, &s.env_file), rel(&root, ex)),
-                });
-            }
+        for (env_file, ex) in proposal.env_to_make() {
+            notes.push(Note {
+                kind: "would",
+                text: format!("create {} from {}", rel(&root, env_file), rel(&root, ex)),
+            });
         }
     }
     let (mut check, mut errors) = check_text(&root, &path, &text);
     if opts.print {
         // The .env files init would make from their examples are not there yet.
         let would: Vec<String> = proposal
-            .secrets
-            .iter()
-            .filter(|s| s.example.is_some() && !s.env_file.exists())
-            .map(|s| format!("error: env file `{}` not found", rel(&root, &s.env_file)))
+            .env_to_make()
+            .into_iter()
+            .filter(|(f, _)| !f.exists())
+            .map(|(f, _)| format!("error: env file `{}` not found", rel(&root, f)))
             .collect();
         check.retain(|d| {
             let skip = would.iter().any(|w| d.starts_with(w.as_str()));

@@ -158,6 +158,30 @@ pub fn toml(p: &Proposal) -> String {
                 let v: Vec<String> = h.values.iter().map(|v| r(p, v)).collect();
                 let _ = writeln!(out, "values = {}", list(&v));
             }
+            if let Some(f) = &h.from_env {
+                comment(
+                    &mut out,
+                    &format!(
+                        "The chart makes {} from these values; each comes from the .env key of its name. devenv gives them to helm in a values file only you can read, never on a command line.",
+                        f.secrets
+                            .iter()
+                            .map(|s| format!("Secret `{s}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                let pairs: Vec<String> = f
+                    .keys
+                    .iter()
+                    .map(|(k, e)| format!("{} = {}", q(k), q(e)))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "env_files = {}\nvalues_from_env = {{ {} }}",
+                    list(&[r(p, &f.env_file)]),
+                    pairs.join(", ")
+                );
+            }
             for (image, keys, seen) in &h.entries {
                 out.push('\n');
                 comment(
