@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_norway::Value;
 
-use crate::config::{Config, Diagnostic, HelmImageKeys};
+use crate::config::{Config, Diagnostic, Helm, HelmImageKeys};
 use crate::deploy::{helm, secrets};
 use crate::exec::{self, Cmd};
 use crate::objects::{self, Document};
@@ -30,9 +30,10 @@ use crate::plan::{Plan, Step};
 pub struct Findings {
     /// Errors (that stop `up`) and warnings, each with its place.
     pub diagnostics: Vec<Diagnostic>,
-    /// Namespaces the chart renders: made for Helm to own, not by devenv.
-    pub own_namespaces: Vec<String>,
-    /// Whether the chart was rendered (helm ran), when there is one.
+    /// Namespaces the charts render, each with the release that renders it: made for Helm
+    /// to own, not by devenv.
+    pub own_namespaces: Vec<(String, String)>,
+    /// Whether every chart was rendered (helm ran), when there is one.
     pub rendered: bool,
 }
 
@@ -45,6 +46,11 @@ impl Findings {
 /// An object to check, and where it came from (a template or a manifest file).
 struct Object {
     origin: String,
+    /// The namespace it goes into when it names none: its Helm release's, or `[deploy]
+    /// namespace` for a manifest's.
+    home: String,
+    /// What sets `home`, as the user reads it: `[deploy] namespace`, or a release's.
+    home_is: String,
     doc: Document,
 }
 
@@ -84,30 +90,28 @@ impl Object {
 /// How long `helm template` may take.
 const RENDER_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Renders the chart with the plan's values; the objects, or what stopped it.
-fn render(cfg: &Config, argv: &[String], out: &mut Findings) -> Vec<Object> {
-    let Some(h) = &cfg.deploy.helm else {
-        return Vec::new();
-    };
+/// Renders release `n`'s chart with the plan's values; the objects, or None after saying
+/// what stopped it.
+fn render(cfg: &Config, n: usize, argv: &[String], out: &mut Findings) -> Option<Vec<Object>> {
+    let h = cfg.deploy.helm.get(n)?;
+    let at = Helm::place(n, "chart");
     if which::which(&argv[0]).is_err() {
         out.diagnostics.push(
             cfg.error_at(
-                "helm.chart",
+                &at,
                 "helm is not installed here: the chart was not rendered, so what it runs is checked only when `devenv up` starts",
             )
             .hint("`devenv doctor` says how to install helm")
             .warning(),
         );
-        return Vec::new();
+        return None;
     }
     let env = match helm::write_env_values(cfg, h) {
         Ok(e) => e,
         Err(e) => {
-            out.diagnostics.push(
-                cfg.error_at("helm.chart", e)
-                    .hint("add the key to the .env file"),
-            );
-            return Vec::new();
+            out.diagnostics
+                .push(cfg.error_at(&at, e).hint("add the key to the .env file"));
+            return None;
         }
     };
     let cmd = Cmd {
@@ -122,15 +126,15 @@ fn render(cfg: &Config, argv: &[String], out: &mut Findings) -> Vec<Object> {
         Ok(f) => f,
         Err(e) => {
             out.diagnostics
-                .push(cfg.error_at("helm.chart", format!("`{}`: {e}", cmd.display())));
-            return Vec::new();
+                .push(cfg.error_at(&at, format!("`{}`: {e}", cmd.display())));
+            return None;
         }
     };
     if f.code != Some(0) {
         let err: Vec<&str> = f.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         out.diagnostics.push(
             cfg.error_at(
-                "helm.chart",
+                &at,
                 format!(
                     "the chart does not render: `{}` failed:\n  {}",
                     cmd.display(),
@@ -139,34 +143,42 @@ fn render(cfg: &Config, argv: &[String], out: &mut Findings) -> Vec<Object> {
             )
             .hint("fix the template, or the values devenv gives it ([deploy.helm] values, set, images)"),
         );
-        return Vec::new();
+        return None;
     }
-    out.rendered = true;
     match objects::documents(&f.stdout) {
-        Ok(docs) => docs
-            .into_iter()
-            .map(|doc| Object {
-                origin: doc.source.clone().unwrap_or_else(|| cfg.rel(&h.chart)),
-                doc,
-            })
-            .collect(),
+        Ok(docs) => Some(
+            docs.into_iter()
+                .map(|doc| Object {
+                    origin: doc.source.clone().unwrap_or_else(|| cfg.rel(&h.chart)),
+                    home: h.namespace.clone(),
+                    home_is: if h.namespace == cfg.deploy.namespace {
+                        "[deploy] namespace".to_owned()
+                    } else {
+                        format!("Helm release `{}`'s namespace", h.release)
+                    },
+                    doc,
+                })
+                .collect(),
+        ),
         Err(e) => {
             out.diagnostics.push(cfg.error_at(
-                "helm.chart",
+                &at,
                 format!("the chart renders YAML that does not parse: {e}"),
             ));
-            Vec::new()
+            None
         }
     }
 }
 
 /// The manifest files' objects, as the plan read them.
-fn manifests(plan: &Plan) -> Vec<Object> {
+fn manifests(cfg: &Config, plan: &Plan) -> Vec<Object> {
     plan.shape
         .sources
         .iter()
         .map(|s| Object {
             origin: s.file.clone(),
+            home: cfg.deploy.namespace.clone(),
+            home_is: "[deploy] namespace".to_owned(),
             doc: s.doc.clone(),
         })
         .collect()
@@ -195,53 +207,70 @@ pub fn check(cfg: &Config, plan: &Plan) -> Findings {
             _ => None,
         })
         .collect();
-    let render_argv = plan.steps.iter().find_map(|s| match s {
-        Step::Helm { render, .. } => Some(render.clone()),
-        _ => None,
-    });
-    let chart = match &render_argv {
-        Some(argv) => {
-            let objects = render(cfg, argv, &mut out);
-            out.rendered.then_some(objects)
+    // Each release the plan deploys, rendered as it would be.
+    let mut charts: Vec<(usize, Vec<Object>)> = Vec::new();
+    let mut all_rendered = true;
+    for s in &plan.steps {
+        let Step::Helm {
+            release,
+            render: argv,
+            ..
+        } = s
+        else {
+            continue;
+        };
+        let Some(n) = cfg.deploy.helm.iter().position(|h| h.release == *release) else {
+            continue;
+        };
+        if charts.iter().any(|(m, _)| *m == n) {
+            continue;
         }
-        None => None,
-    };
-    let found = analyze(cfg, &built, chart, manifests(plan));
+        match render(cfg, n, argv, &mut out) {
+            Some(objects) => charts.push((n, objects)),
+            None => all_rendered = false,
+        }
+    }
+    out.rendered = all_rendered && !charts.is_empty();
+    let found = analyze(cfg, &built, charts, all_rendered, manifests(cfg, plan));
     out.diagnostics.extend(found.diagnostics);
     out.own_namespaces = found.own_namespaces;
     out
 }
 
-/// The checks on what was read: `chart` is the rendered chart's objects (None when there is
-/// no chart or it did not render), `manifests` the manifest files'.
+/// The checks on what was read: `charts` are the rendered releases' objects (by the
+/// release's number), `all_rendered` whether every release the plan deploys rendered,
+/// `manifests` the manifest files' objects.
 fn analyze(
     cfg: &Config,
     built: &BTreeMap<String, (String, String)>,
-    chart: Option<Vec<Object>>,
+    charts: Vec<(usize, Vec<Object>)>,
+    all_rendered: bool,
     manifests: Vec<Object>,
 ) -> Findings {
     let mut out = Findings::default();
-    let chart_rendered = chart.is_some();
-    let chart_objects = chart.unwrap_or_default();
-    for o in &chart_objects {
-        for w in &o.doc.warnings {
-            out.diagnostics.push(
-                cfg.error_at("helm.chart", format!("{}: {w}", o.origin))
-                    .warning(),
-            );
+    let chart_objects: Vec<&Object> = charts.iter().flat_map(|(_, o)| o).collect();
+    for (n, objects) in &charts {
+        let h = &cfg.deploy.helm[*n];
+        for o in objects {
+            for w in &o.doc.warnings {
+                out.diagnostics.push(
+                    cfg.error_at(&Helm::place(*n, "chart"), format!("{}: {w}", o.origin))
+                        .warning(),
+                );
+            }
+            if o.kind() == "Namespace" {
+                out.own_namespaces
+                    .push((o.name().to_owned(), h.release.clone()));
+            }
         }
-        if o.kind() == "Namespace" {
-            out.own_namespaces.push(o.name().to_owned());
-        }
+        check_injected(cfg, *n, built, objects, &mut out);
+        check_secret_refs(cfg, *n, objects, &chart_objects, &mut out);
     }
-    if let Some(h) = cfg.deploy.helm.as_ref().filter(|_| chart_rendered) {
-        check_injected(cfg, h, built, &chart_objects, &mut out);
-        check_secret_refs(cfg, &chart_objects, &mut out);
-    }
+    check_releases(cfg, &charts, &mut out);
     let mut objects = chart_objects;
-    objects.extend(manifests);
-    // The chart's objects are only known when it rendered.
-    if chart_rendered || cfg.deploy.helm.is_none() {
+    objects.extend(manifests.iter());
+    // The charts' objects are only known when they rendered.
+    if all_rendered {
         check_workloads(cfg, built, &objects, &mut out);
     }
     check_secret_keys(cfg, &objects, &mut out);
@@ -249,12 +278,53 @@ fn analyze(
     out
 }
 
+/// A resource that names its release is rendered by that release's chart (devenv runs only
+/// that release's upgrade for it).
+fn check_releases(cfg: &Config, charts: &[(usize, Vec<Object>)], out: &mut Findings) {
+    for r in &cfg.resources {
+        let Some(name) = &r.release else { continue };
+        let Some((_, objects)) = charts
+            .iter()
+            .find(|(n, _)| cfg.deploy.helm[*n].release == *name)
+        else {
+            continue;
+        };
+        let renders = |objects: &[Object]| {
+            objects.iter().any(|o| {
+                o.kind().eq_ignore_ascii_case(r.workload.kind.as_str())
+                    && o.name() == r.workload.name
+            })
+        };
+        if renders(objects) {
+            continue;
+        }
+        let other = charts
+            .iter()
+            .find(|(_, objects)| renders(objects))
+            .map(|(n, _)| cfg.deploy.helm[*n].release.clone());
+        let mut d = cfg.error_at(
+            &format!("resource.{}.workload", r.name),
+            format!(
+                "resource `{}`: Helm release `{name}` does not render {}",
+                r.name, r.workload
+            ),
+        );
+        d = match other {
+            Some(o) => d.hint(format!("release `{o}` renders it: set release = \"{o}\"")),
+            None => {
+                d.hint("check the workload's name against what the chart renders (`helm template`)")
+            }
+        };
+        out.diagnostics.push(d);
+    }
+}
+
 /// Live update writes into the containers: one whose root filesystem is read-only would
 /// turn every save into a failed sync and a build.
 fn check_live_update(
     cfg: &Config,
     built: &BTreeMap<String, (String, String)>,
-    objects: &[Object],
+    objects: &[&Object],
     out: &mut Findings,
 ) {
     for img in cfg.images.iter().filter(|i| i.live_update.is_some()) {
@@ -293,11 +363,17 @@ fn check_live_update(
 }
 
 /// Secrets the chart's pods use that nothing makes: neither the chart nor a `[[secret]]`.
-fn check_secret_refs(cfg: &Config, objects: &[Object], out: &mut Findings) {
-    let rendered: Vec<&str> = objects
+fn check_secret_refs(
+    cfg: &Config,
+    release: usize,
+    objects: &[Object],
+    all: &[&Object],
+    out: &mut Findings,
+) {
+    let rendered: Vec<&str> = all
         .iter()
         .filter(|o| o.kind() == "Secret")
-        .map(Object::name)
+        .map(|o| o.name())
         .collect();
     let mut used: Vec<(String, String)> = Vec::new();
     for o in objects {
@@ -315,7 +391,7 @@ fn check_secret_refs(cfg: &Config, objects: &[Object], out: &mut Findings) {
         if !rendered.contains(&s.as_str()) && !cfg.secrets.iter().any(|x| x.name == s) {
             out.diagnostics.push(
                 cfg.error_at(
-                    "helm.chart",
+                    &Helm::place(release, "chart"),
                     format!(
                         "{by} uses Secret `{s}`, which the chart does not make and devenv.toml has no [[secret]] for; its pods will wait until it exists"
                     ),
@@ -331,11 +407,12 @@ fn check_secret_refs(cfg: &Config, objects: &[Object], out: &mut Findings) {
 /// runs each injected image.
 fn check_injected(
     cfg: &Config,
-    h: &crate::config::Helm,
+    release: usize,
     built: &BTreeMap<String, (String, String)>,
     objects: &[Object],
     out: &mut Findings,
 ) {
+    let h = &cfg.deploy.helm[release];
     for (n, hi) in h.images.iter().enumerate() {
         // One report per image, at its first entry.
         if h.images[..n].iter().any(|o| o.image == hi.image) {
@@ -354,8 +431,10 @@ fn check_injected(
             })
             .collect();
         let place = match &hi.keys {
-            HelmImageKeys::RepositoryAndTag { .. } => format!("helm.image.{n}.tag"),
-            HelmImageKeys::Reference { .. } => format!("helm.image.{n}.value"),
+            HelmImageKeys::RepositoryAndTag { .. } => {
+                Helm::place(release, &format!("image.{n}.tag"))
+            }
+            HelmImageKeys::Reference { .. } => Helm::place(release, &format!("image.{n}.value")),
         };
         let mut runs = false;
         for o in objects {
@@ -369,7 +448,7 @@ fn check_injected(
                 if policy.as_deref() == Some("Always") {
                     out.diagnostics.push(
                         cfg.error_at(
-                            &format!("helm.image.{n}"),
+                            &Helm::place(release, &format!("image.{n}")),
                             format!(
                                 "{} container `{container}` has imagePullPolicy: Always, so Kubernetes would try to pull `{repo}:{tag}`, which exists only in the cluster's image store",
                                 o.told()
@@ -397,7 +476,7 @@ fn check_injected(
         if !runs {
             out.diagnostics.push(
                 cfg.error_at(
-                    &format!("helm.image.{n}"),
+                    &Helm::place(release, &format!("image.{n}")),
                     format!(
                         "no container of the rendered chart runs `{repo}` (image `{}`)",
                         hi.image
@@ -414,7 +493,7 @@ fn check_injected(
 fn check_workloads(
     cfg: &Config,
     built: &BTreeMap<String, (String, String)>,
-    objects: &[Object],
+    objects: &[&Object],
     out: &mut Findings,
 ) {
     for r in &cfg.resources {
@@ -422,17 +501,21 @@ fn check_workloads(
         let place = format!("resource.{}.workload", r.name);
         // An object that names no namespace goes where the deploy puts it: [deploy]
         // namespace (helm --namespace, and the manifests' default), whatever the resource says.
-        let same = |o: &&Object| o.kind().eq_ignore_ascii_case(kind) && o.name() == r.workload.name;
+        let same =
+            |o: &&&Object| o.kind().eq_ignore_ascii_case(kind) && o.name() == r.workload.name;
         let found = objects
             .iter()
             .filter(same)
-            .find(|o| o.namespace(&cfg.deploy.namespace) == r.namespace);
+            .find(|o| o.namespace(&o.home) == r.namespace);
         if found.is_none()
             && let Some(o) = objects.iter().find(same)
         {
-            let ns = o.namespace(&cfg.deploy.namespace);
-            let why = if ns == cfg.deploy.namespace && o.namespace("") != ns {
-                format!("it names no namespace, so it is deployed into [deploy] namespace `{ns}`")
+            let ns = o.namespace(&o.home);
+            let why = if o.namespace("") != ns {
+                format!(
+                    "it names no namespace, so it is deployed into {} `{ns}`",
+                    o.home_is
+                )
             } else {
                 format!("its metadata.namespace is `{ns}`")
             };
@@ -454,6 +537,7 @@ fn check_workloads(
         let Some(o) = found else {
             let same_kind: Vec<&Object> = objects
                 .iter()
+                .copied()
                 .filter(|o| o.kind().eq_ignore_ascii_case(kind))
                 .collect();
             let names: Vec<&str> = same_kind.iter().map(|o| o.name()).collect();
@@ -524,7 +608,7 @@ fn check_workloads(
 
 /// Every key a pod reads from a Secret devenv makes is in that Secret's .env files (or its
 /// `keys`): a missing one leaves the pod in CreateContainerConfigError.
-fn check_secret_keys(cfg: &Config, objects: &[Object], out: &mut Findings) {
+fn check_secret_keys(cfg: &Config, objects: &[&Object], out: &mut Findings) {
     let mut keys_of: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for s in &cfg.secrets {
         // A missing .env file is a config error already; unreadable ones are said by `up`.
@@ -642,6 +726,8 @@ mod tests {
             .into_iter()
             .map(|doc| Object {
                 origin: doc.source.clone().unwrap_or_else(|| "chart".into()),
+                home: "default".into(),
+                home_is: "[deploy] namespace".into(),
                 doc,
             })
             .collect()
@@ -657,7 +743,7 @@ mod tests {
     }
 
     fn run(cfg: &Config, text: &str) -> Findings {
-        analyze(cfg, &built(), Some(rendered(text)), Vec::new())
+        analyze(cfg, &built(), vec![(0, rendered(text))], true, Vec::new())
     }
 
     fn messages(f: &Findings) -> Vec<String> {
@@ -911,7 +997,7 @@ mod tests {
             )
         );
         let f = run(&cfg, &text);
-        assert_eq!(f.own_namespaces, ["todo"]);
+        assert_eq!(f.own_namespaces, [("todo".to_owned(), "todo".to_owned())]);
         let m = messages(&f);
         assert_eq!(f.errors(), 0, "{m:?}");
         assert!(

@@ -543,13 +543,13 @@ fn summary(cfg: &config::Config, cwd: &Path) -> String {
             files.join(", ")
         );
     }
-    if let Some(h) = &cfg.deploy.helm {
+    for h in &cfg.deploy.helm {
         let _ = writeln!(
             s,
             "deploy     helm release `{}` from {} in {}",
             h.release,
             cfg.rel(&h.chart),
-            cfg.deploy.namespace
+            h.namespace
         );
     }
     if !cfg.deploy.manifests.is_empty() {

@@ -287,10 +287,11 @@ fn object_name(doc: &serde_norway::Value) -> String {
 
 impl Plan {
     /// Marks the namespaces the chart renders (found by rendering it, see `check`).
-    pub fn namespaces_for_helm(&mut self, own: &[String]) {
+    /// Marks the namespaces the charts render (`(namespace, release)`): made for Helm.
+    pub fn namespaces_for_helm(&mut self, own: &[(String, String)]) {
         for s in &mut self.steps {
             if let Step::Namespace { name, for_helm } = s {
-                *for_helm = own.contains(name);
+                *for_helm = own.iter().any(|(ns, _)| ns == name);
             }
         }
     }
@@ -486,9 +487,7 @@ pub fn compute_with(
                     shared,
                 );
                 steps.extend(apply(parts.shared, &[]));
-                if let Some(h) = &cfg.deploy.helm
-                    && parts.release
-                {
+                for h in &parts.releases {
                     steps.push(Step::Helm {
                         release: h.release.clone(),
                         render: helm::template_command(cfg, h, &built),

@@ -8,7 +8,7 @@
 //! Reads the manifest files (no cluster, no process); imports no layer above the domain
 //! modules.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde_norway::Value;
 
@@ -58,7 +58,7 @@ pub fn resource_images(
                         }
                     }
                     if found.is_empty()
-                        && let Some(h) = &cfg.deploy.helm
+                        && let Some(h) = release_of(cfg, r)
                     {
                         found = h.images.iter().map(|i| i.image.clone()).collect();
                     }
@@ -72,16 +72,25 @@ pub fn resource_images(
         .collect()
 }
 
-/// The cluster resources whose workload the Helm release renders (those no manifest object
-/// is the workload of).
-pub fn released(cfg: &config::Config, docs: &[Doc]) -> BTreeSet<String> {
-    if cfg.deploy.helm.is_none() {
-        return BTreeSet::new();
+/// Which Helm release renders each resource's workload: resource name -> release name.
+pub type Released = BTreeMap<String, String>;
+
+/// The release a resource says renders it, else the only release there is.
+fn release_of<'a>(cfg: &'a config::Config, r: &config::Resource) -> Option<&'a config::Helm> {
+    match (&r.release, cfg.deploy.helm.as_slice()) {
+        (Some(name), _) => cfg.release(name),
+        (None, [only]) => Some(only),
+        (None, _) => None,
     }
+}
+
+/// The cluster resources whose workload a Helm release renders (those no manifest object is
+/// the workload of), each with its release.
+pub fn released(cfg: &config::Config, docs: &[Doc]) -> Released {
     cfg.resources
         .iter()
         .filter(|r| !docs.iter().any(|d| d.owner.as_deref() == Some(&r.name)))
-        .map(|r| r.name.clone())
+        .filter_map(|r| Some((r.name.clone(), release_of(cfg, r)?.release.clone())))
         .collect()
 }
 
@@ -95,7 +104,7 @@ pub struct Shape {
     /// `config check`.
     pub sources: Vec<Source>,
     pub resource_images: BTreeMap<String, Vec<String>>,
-    pub released: BTreeSet<String>,
+    pub released: Released,
 }
 
 /// One document of a manifest file, as written.
@@ -226,16 +235,17 @@ fn read_manifests(
 /// and the dry-run prints it: one rule for both.
 pub struct DeployParts<'a> {
     pub shared: Vec<&'a Doc>,
-    pub release: bool,
+    /// The Helm releases that render any of the resources, in the config's order.
+    pub releases: Vec<&'a config::Helm>,
     pub own: Vec<&'a Doc>,
 }
 
 /// The parts of a deploy of `resources` and the changed `files`; `first` when the objects
 /// that are no resource's workload have not gone in yet.
 pub fn deploy_parts<'a>(
-    cfg: &config::Config,
+    cfg: &'a config::Config,
     docs: &'a [Doc],
-    released: &BTreeSet<String>,
+    released: &Released,
     resources: &[String],
     files: &[String],
     first: bool,
@@ -253,8 +263,18 @@ pub fn deploy_parts<'a>(
             None => shared.is_empty() && files.contains(&d.file),
         })
         .collect();
+    let releases = cfg
+        .deploy
+        .helm
+        .iter()
+        .filter(|h| {
+            resources
+                .iter()
+                .any(|r| released.get(r) == Some(&h.release))
+        })
+        .collect();
     DeployParts {
-        release: cfg.deploy.helm.is_some() && resources.iter().any(|r| released.contains(r)),
+        releases,
         shared,
         own,
     }
@@ -265,9 +285,8 @@ pub fn deploy_parts<'a>(
 pub fn graph(
     cfg: &config::Config,
     resource_images: &BTreeMap<String, Vec<String>>,
-    released: &BTreeSet<String>,
+    released: &Released,
 ) -> Graph {
-    let release = cfg.deploy.helm.as_ref().map(|h| h.release.clone());
     let mut resources: Vec<Node> = cfg
         .resources
         .iter()
@@ -277,7 +296,7 @@ pub fn graph(
             depends_on: r.depends_on.clone(),
             manual: r.trigger == config::TriggerMode::Manual,
             local: false,
-            release: release.clone().filter(|_| released.contains(&r.name)),
+            release: released.get(&r.name).cloned(),
         })
         .collect();
     resources.extend(cfg.locals.iter().map(|l| Node {

@@ -58,7 +58,7 @@ fn command_of(l: &LocalResource) -> impl PartialEq + '_ {
 
 /// A cluster resource as it is deployed: what decides whether to bring it up again.
 fn deployed_as(r: &Resource) -> impl PartialEq + '_ {
-    (&r.workload, &r.namespace)
+    (&r.workload, &r.namespace, &r.release)
 }
 
 /// A cluster resource as it is followed: what decides whether to follow it again.
@@ -66,9 +66,9 @@ fn followed_as(r: &Resource) -> impl PartialEq + '_ {
     (&r.port_forwards, &r.links)
 }
 
-/// What `new` changes from `old`. `released` names the resources the Helm release deploys
+/// What `new` changes from `old`. `released` names the resources each Helm release deploys
 /// in the new config.
-pub fn diff(old: &Config, new: &Config, released: &BTreeSet<String>) -> Diff {
+pub fn diff(old: &Config, new: &Config, released: &crate::project::Released) -> Diff {
     let mut d = Diff::default();
     for img in &new.images {
         if let Some(o) = old.images.iter().find(|o| o.name == img.name) {
@@ -97,13 +97,17 @@ pub fn diff(old: &Config, new: &Config, released: &BTreeSet<String>) -> Diff {
             d.refollow.insert(r.name.clone());
         }
     }
-    if old.deploy.helm != new.deploy.helm || old.deploy.namespace != new.deploy.namespace {
-        d.redeploy.extend(
-            released
-                .iter()
-                .filter(|r| !d.replaced.contains(*r))
-                .cloned(),
-        );
+    // A release that changed (or is new) deploys its resources again.
+    let namespace_changed = old.deploy.namespace != new.deploy.namespace;
+    for h in &new.deploy.helm {
+        if namespace_changed || old.release(&h.release) != Some(h) {
+            d.redeploy.extend(
+                released
+                    .iter()
+                    .filter(|(r, rel)| **rel == h.release && !d.replaced.contains(*r))
+                    .map(|(r, _)| r.clone()),
+            );
+        }
     }
     d.manifests = old.deploy.manifests != new.deploy.manifests;
     let names = |c: &Config| -> BTreeSet<String> {
@@ -192,8 +196,15 @@ name = "gen"
 cmd = "echo one"
 "#;
 
-    fn all() -> BTreeSet<String> {
-        ["backend", "frontend"].map(str::to_owned).into()
+    /// Both resources, each of the one release (named after the project).
+    fn all() -> crate::project::Released {
+        ["backend", "frontend"]
+            .map(|r| (r.to_owned(), "p".to_owned()))
+            .into()
+    }
+
+    fn names(r: &crate::project::Released) -> BTreeSet<String> {
+        r.keys().cloned().collect()
     }
 
     #[test]
@@ -258,7 +269,31 @@ cmd = "echo one"
             "values = [\"values.yaml\"]\nset = { replicas = \"2\" }",
         );
         let d = diff(&cfg(BASE), &cfg(&new), &all());
-        assert_eq!(d.redeploy, all());
+        assert_eq!(d.redeploy, names(&all()));
+    }
+
+    /// Issue 27, shape 5: with two releases, a change of one redeploys its resources only.
+    #[test]
+    fn a_change_of_one_release_redeploys_its_resources_only() {
+        let two = |set: &str| {
+            BASE.replace(
+                "[deploy.helm]\nchart = \"chart\"\nvalues = [\"values.yaml\"]\n[[deploy.helm.images]]\nimage = \"api\"\nrepository = \"api.repository\"\ntag = \"api.tag\"\n[[deploy.helm.images]]",
+                &format!("[[deploy.helm]]\nchart = \"chart\"\nrelease = \"api\"\nvalues = [\"values.yaml\"]\n[[deploy.helm.images]]\nimage = \"api\"\nrepository = \"api.repository\"\ntag = \"api.tag\"\n[[deploy.helm]]\nchart = \"chart\"\nrelease = \"web\"\n{set}[[deploy.helm.images]]"),
+            )
+            .replace("workload = \"deployment/api\"", "workload = \"deployment/api\"\nrelease = \"api\"")
+            .replace("workload = \"deployment/web\"", "workload = \"deployment/web\"\nrelease = \"web\"")
+        };
+        let released: crate::project::Released = [
+            ("backend".to_owned(), "api".to_owned()),
+            ("frontend".to_owned(), "web".to_owned()),
+        ]
+        .into();
+        let d = diff(
+            &cfg(&two("")),
+            &cfg(&two("set = { replicas = \"2\" }\n")),
+            &released,
+        );
+        assert_eq!(d.redeploy, BTreeSet::from(["frontend".to_owned()]));
     }
 
     #[test]

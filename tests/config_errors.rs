@@ -809,3 +809,84 @@ fn a_restart_policy_needs_a_serve_command_and_one_of_its_words() {
     let out = p.devenv(&["config", "check"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// Two Helm releases (`[[deploy.helm]]`, issue 27 shape 5): each resource whose workload no
+/// manifest holds says which release renders it, names a release that exists, and each
+/// release has a name of its own.
+const TWO_RELEASES: &str = r#"[[image]]
+name = "app"
+context = "app"
+
+[deploy]
+namespace = "dev"
+
+[[deploy.helm]]
+chart = "chart"
+release = "api"
+
+[[deploy.helm]]
+chart = "chart"
+release = "web"
+
+[[resource]]
+name = "app"
+workload = "deployment/app"
+release = "api"
+
+[[resource]]
+name = "site"
+workload = "deployment/site"
+release = "web"
+"#;
+
+#[test]
+fn several_helm_releases_parse_and_each_resource_names_its_own() {
+    let p = project(TWO_RELEASES);
+    p.write(
+        "chart/templates/workloads.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        image: app\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: site\nspec:\n  template:\n    spec:\n      containers:\n      - name: site\n        image: site\n",
+    );
+    let out = p.devenv(&["config", "check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(
+        shown.contains("deploy     helm release `api` from chart in dev")
+            && shown.contains("deploy     helm release `web` from chart in dev"),
+        "{shown}"
+    );
+    fails(
+        &TWO_RELEASES.replace(
+            "workload = \"deployment/site\"\nrelease = \"web\"\n",
+            "workload = \"deployment/site\"\n",
+        ),
+        "22:8",
+        &[
+            "resource `site` does not say which Helm release renders `deployment/site`, and there are 2",
+            "add release = \"api\"",
+        ],
+    );
+    fails(
+        &TWO_RELEASES.replace(
+            "workload = \"deployment/site\"\nrelease = \"web\"",
+            "workload = \"deployment/site\"\nrelease = \"webs\"",
+        ),
+        "24:11",
+        &["no Helm release `webs`", "did you mean `web`?"],
+    );
+    fails(
+        &TWO_RELEASES.replace(
+            "release = \"web\"\n\n[[resource]]",
+            "release = \"api\"\n\n[[resource]]",
+        ),
+        "14:11",
+        &["duplicate Helm release `api`"],
+    );
+    fails(
+        &TWO_RELEASES.replace(
+            "chart = \"chart\"\nrelease = \"web\"\n",
+            "chart = \"chart\"\n",
+        ),
+        "13:9",
+        &["the release of chart `chart` has no name, and there are several releases"],
+    );
+}

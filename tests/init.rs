@@ -409,6 +409,55 @@ fn a_chart_that_makes_its_secret_from_values_gets_them_from_the_env_file() {
     r.checked_plan();
 }
 
+/// Issue 27, shape 5: two charts in one repository (a backend chart and a frontend chart).
+/// init took one and said "devenv deploys one chart"; the other's workload ran nothing built
+/// here. Now each chart is a release of its own (`[[deploy.helm]]`), each resource says which
+/// release renders it, a wait across releases is a depends_on, and `up` upgrades each
+/// release with its own images, the backend's first.
+#[test]
+fn two_charts_are_two_releases_each_with_its_images_and_resources() {
+    let r = Repo::fixture("two-charts");
+    let said = r.init(&[]);
+    assert!(!said.contains("devenv deploys one chart"), "{said}");
+    let s = settings(&r.read("devenv.toml"));
+    has(
+        &s,
+        "[[deploy.helm]]\nchart = \"deploy/backend\"\nrelease = \"two-charts-backend\"\n[[deploy.helm.images]]\nimage = \"two-charts-backend\"",
+    );
+    has(
+        &s,
+        "[[deploy.helm]]\nchart = \"deploy/frontend\"\nrelease = \"two-charts-frontend\"\n[[deploy.helm.images]]\nimage = \"two-charts-frontend\"",
+    );
+    has(
+        &s,
+        "name = \"api\"\nworkload = \"deployment/two-charts-backend-api\"\nrelease = \"two-charts-backend\"",
+    );
+    has(
+        &s,
+        "name = \"web\"\nworkload = \"deployment/two-charts-frontend-web\"\nrelease = \"two-charts-frontend\"",
+    );
+    has(&s, "depends_on = [\"api\"]");
+    let plan = r.checked_plan();
+    let backend = plan
+        .find("helm upgrade --install two-charts-backend deploy/backend")
+        .unwrap_or_else(|| panic!("no upgrade of the backend release:\n{plan}"));
+    let frontend = plan
+        .find("helm upgrade --install two-charts-frontend deploy/frontend")
+        .unwrap_or_else(|| panic!("no upgrade of the frontend release:\n{plan}"));
+    assert!(backend < frontend, "{plan}");
+    // Each release is given its own image only.
+    let line = |at: usize| plan[at..].lines().next().unwrap_or_default().to_owned();
+    assert!(
+        line(backend).contains("image.repository=two-charts-backend"),
+        "{plan}"
+    );
+    assert!(!line(backend).contains("two-charts-frontend"), "{plan}");
+    assert!(
+        line(frontend).contains("image.repository=two-charts-frontend"),
+        "{plan}"
+    );
+}
+
 /// Issue 27, shape 3: two Dockerfiles for one service (one for compose, EXPOSE 7860; one
 /// under docker/ for Kubernetes, port 8000). init kept the one whose port the chart's
 /// containerPort and probes do not use, and said of the other "no workload runs its image".

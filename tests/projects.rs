@@ -238,7 +238,7 @@ fn secret_keys_are_checked_and_can_be_renamed_and_passed_as_values() {
     expect(p.devenv(&["config", "check"]), 0);
     let dry = p.devenv(&["up", "--dry-run"]);
     let plan = text(&dry);
-    assert!(plan.contains("helm-values-from-env.yaml"), "{plan}");
+    assert!(plan.contains("helm-values-from-env."), "{plan}");
     assert!(!plan.contains("change-me-jwt-value"), "{plan}");
 }
 
@@ -292,7 +292,7 @@ fn secret_keys_and_values_from_env_on_a_real_cluster() {
     let state = w.fakes.path().join(".local/state/devenv/projects");
     let left: Vec<String> = walk(&state)
         .into_iter()
-        .filter(|f| f.ends_with("helm-values-from-env.yaml"))
+        .filter(|f| f.contains("helm-values-from-env"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }

@@ -59,12 +59,13 @@ pub fn minikube_up(
 }
 
 /// Brings the cluster up: Minikube (when configured), then the guarded client and the
-/// namespaces (those in `chart_namespaces`, which the Helm chart renders, made for Helm).
+/// namespaces (those in `chart_namespaces`, which a Helm chart renders, made for its release:
+/// `(namespace, release)`).
 pub async fn bring_up(
     cfg: &Config,
     kubeconfig: &[PathBuf],
     recreate: bool,
-    chart_namespaces: &[String],
+    chart_namespaces: &[(String, String)],
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Ready, BootstrapError> {
     let (action, addons_enabled, image_store) = match cfg.cluster.provider {
@@ -79,12 +80,13 @@ pub async fn bring_up(
     for ns in cfg.namespaces() {
         // A namespace the chart renders is Helm's: made here (the release record and the
         // Secrets must live in it before Helm runs) with the metadata Helm adopts.
-        let created = match &cfg.deploy.helm {
-            Some(h) if chart_namespaces.contains(&ns) => {
-                k::ensure_namespace_for_helm(&target, &ns, &h.release, &cfg.deploy.namespace)
-                    .await?
-            }
-            _ => k::ensure_namespace(&target, &ns).await?,
+        let owner = chart_namespaces
+            .iter()
+            .find(|(n, _)| *n == ns)
+            .and_then(|(_, release)| cfg.release(release));
+        let created = match owner {
+            Some(h) => k::ensure_namespace_for_helm(&target, &ns, &h.release, &h.namespace).await?,
+            None => k::ensure_namespace(&target, &ns).await?,
         };
         if created {
             namespaces_created.push(ns);
@@ -102,7 +104,7 @@ pub async fn bring_up(
 /// What `tear_down` removed.
 #[derive(Debug, Default)]
 pub struct Removed {
-    pub helm_release: Option<String>,
+    pub helm_releases: Vec<String>,
     pub secrets: Vec<String>,
     pub cluster_stopped: bool,
 }
@@ -128,29 +130,29 @@ fn run_checked(cmd: &Cmd, tolerate: &[&str]) -> Result<bool, BootstrapError> {
     })
 }
 
-/// Uninstalls the Helm release, if there is one and it is installed; its name when it was.
-/// The first half of `down` (the manifests' objects go next, from deploy).
-pub async fn uninstall_release(
+/// Uninstalls the Helm releases that are installed, the last first; the names of those that
+/// were. The first half of `down` (the manifests' objects go next, from deploy).
+pub async fn uninstall_releases(
     cfg: &Config,
     target: &Target,
-) -> Result<Option<String>, BootstrapError> {
-    let Some(h) = &cfg.deploy.helm else {
-        return Ok(None);
-    };
-    let cmd = Cmd::new("helm")
-        .args([
-            "uninstall",
-            &h.release,
-            "--namespace",
-            &cfg.deploy.namespace,
-            "--kube-context",
-            &target.context,
-        ])
-        .timeout(TEARDOWN_TIMEOUT);
-    Ok(
-        tokio::task::block_in_place(|| run_checked(&cmd, &["not found"]))?
-            .then(|| h.release.clone()),
-    )
+) -> Result<Vec<String>, BootstrapError> {
+    let mut removed = Vec::new();
+    for h in cfg.deploy.helm.iter().rev() {
+        let cmd = Cmd::new("helm")
+            .args([
+                "uninstall",
+                &h.release,
+                "--namespace",
+                &h.namespace,
+                "--kube-context",
+                &target.context,
+            ])
+            .timeout(TEARDOWN_TIMEOUT);
+        if tokio::task::block_in_place(|| run_checked(&cmd, &["not found"]))? {
+            removed.push(h.release.clone());
+        }
+    }
+    Ok(removed)
 }
 
 /// The rest of `down`: the Secrets devenv made, and with `stop_cluster` the Minikube
@@ -159,10 +161,10 @@ pub async fn tear_down(
     cfg: &Config,
     target: &Target,
     stop_cluster: bool,
-    helm_release: Option<String>,
+    helm_releases: Vec<String>,
 ) -> Result<Removed, BootstrapError> {
     let mut removed = Removed {
-        helm_release,
+        helm_releases,
         ..Removed::default()
     };
     for s in &cfg.secrets {

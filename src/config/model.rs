@@ -165,8 +165,34 @@ pub struct RawSecret {
 #[serde(deny_unknown_fields)]
 pub struct RawDeploy {
     pub namespace: Option<Spanned<String>>,
-    pub helm: Option<RawHelm>,
+    pub helm: Option<HelmReleases>,
     pub manifests: Option<Vec<Spanned<String>>>,
+}
+
+/// `[deploy.helm]` (one release) or `[[deploy.helm]]` (several, each with its own chart,
+/// values, images and namespace).
+#[derive(Debug, Default)]
+pub struct HelmReleases(pub Vec<RawHelm>);
+
+impl<'de> Deserialize<'de> for HelmReleases {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HelmReleases;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a [deploy.helm] table, or [[deploy.helm]] tables")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<HelmReleases, A::Error> {
+                let one = RawHelm::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(HelmReleases(vec![one]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<HelmReleases, A::Error> {
+                Vec::<RawHelm>::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                    .map(HelmReleases)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,6 +206,8 @@ pub struct RawHelm {
     pub env_files: Option<Spanned<Vec<Spanned<String>>>>,
     /// Chart values taken from .env keys: `{ "secret.jwtSecret" = "JWT_SECRET" }`.
     pub values_from_env: Option<BTreeMap<String, Spanned<String>>>,
+    /// The release's namespace (default: `[deploy] namespace`).
+    pub namespace: Option<Spanned<String>>,
     #[serde(default)]
     pub images: Vec<Spanned<RawHelmImage>>,
 }
@@ -219,6 +247,8 @@ pub struct RawResource {
     pub name: Spanned<String>,
     pub workload: Spanned<String>,
     pub namespace: Option<Spanned<String>>,
+    /// The Helm release that renders its workload (needed with several releases).
+    pub release: Option<Spanned<String>>,
     pub images: Option<Vec<Spanned<String>>>,
     pub port_forwards: Option<Vec<Spanned<String>>>,
     pub depends_on: Option<Vec<Spanned<String>>>,

@@ -50,8 +50,8 @@ pub struct Config {
 /// Where the config's values sit in its file, so that problems found after loading (the
 /// chart's checks) are told with the file, line and column like any config error. Keys:
 /// `resource.NAME.workload`, `image.NAME.target`, `secret.NAME`, `secret.NAME.keys.KEY`,
-/// `helm.chart`, `helm.image.N` (and `.repository`, `.tag`, `.value`),
-/// `helm.values_from_env.KEY`.
+/// and of each Helm release N (0 for the first): `helm.N.chart`, `helm.N.image.M` (and
+/// `.repository`, `.tag`, `.value`), `helm.N.values_from_env.KEY` (see [`Helm::place`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Places {
     /// The file as the user named it.
@@ -142,7 +142,8 @@ pub struct Secret {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Deploy {
     pub namespace: String,
-    pub helm: Option<Helm>,
+    /// The Helm releases, in the config's order (none, one, or several).
+    pub helm: Vec<Helm>,
     /// Manifest files, globs expanded, in a stable order.
     pub manifests: Vec<PathBuf>,
 }
@@ -151,6 +152,8 @@ pub struct Deploy {
 pub struct Helm {
     pub chart: PathBuf,
     pub release: String,
+    /// Where the release goes (`[deploy] namespace` unless the release names its own).
+    pub namespace: String,
     pub values: Vec<PathBuf>,
     pub set: BTreeMap<String, String>,
     /// The .env files `values_from_env` reads (later ones override earlier ones).
@@ -159,6 +162,14 @@ pub struct Helm {
     /// values file only the user can read, never on a command line.
     pub values_from_env: BTreeMap<String, String>,
     pub images: Vec<HelmImage>,
+}
+
+impl Helm {
+    /// The key of `what` (`chart`, `image.M.tag`, …) of the release numbered `n` among the
+    /// config's releases, in [`Places`].
+    pub fn place(n: usize, what: &str) -> String {
+        format!("helm.{n}.{what}")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -221,6 +232,9 @@ pub struct Resource {
     pub name: String,
     pub workload: Workload,
     pub namespace: String,
+    /// The Helm release the config says renders its workload (with one release, a workload
+    /// no manifest holds is that release's without saying so; see `project::released`).
+    pub release: Option<String>,
     /// Images this workload runs; `None` means "find out from the rendered manifests".
     pub images: Option<Vec<String>>,
     pub port_forwards: Vec<PortForward>,
@@ -307,6 +321,7 @@ impl Config {
             .iter()
             .map(|s| &s.namespace)
             .chain(self.resources.iter().map(|r| &r.namespace))
+            .chain(self.deploy.helm.iter().map(|h| &h.namespace))
             .filter(|ns| **ns != self.deploy.namespace)
             .cloned()
             .collect();
@@ -331,7 +346,12 @@ impl Config {
         !self.images.is_empty()
             || !self.resources.is_empty()
             || !self.secrets.is_empty()
-            || self.deploy.helm.is_some()
+            || !self.deploy.helm.is_empty()
             || !self.deploy.manifests.is_empty()
+    }
+
+    /// The Helm release named `name`.
+    pub fn release(&self, name: &str) -> Option<&Helm> {
+        self.deploy.helm.iter().find(|h| h.release == name)
     }
 }

@@ -475,7 +475,10 @@ pub fn validate(
         ports.insert(web_port, ("[web] port".to_owned(), l));
     }
 
-    let has_deploy = deploy.helm.is_some() || !deploy.manifests.is_empty();
+    let has_deploy = !deploy.helm.is_empty() || !deploy.manifests.is_empty();
+    let release_names: Vec<&str> = deploy.helm.iter().map(|h| h.release.as_str()).collect();
+    // The resources that said no release, with several: checked once the manifests are read.
+    let mut unreleased: Vec<Spanned<String>> = Vec::new();
     let mut resources = Vec::new();
     for r in raw.resources {
         c.check(r.name.span(), check_resource_name(r.name.get_ref()));
@@ -497,12 +500,43 @@ pub fn validate(
             format!("resource.{}.workload", r.name.get_ref()),
             r.workload.span(),
         );
+        let release = match r.release {
+            Some(rel) if release_names.contains(&rel.get_ref().as_str()) => Some(rel.into_inner()),
+            Some(rel) => {
+                let mut d = c.at(rel.span(), format!("no Helm release `{}`", rel.get_ref()));
+                d = match did_you_mean(rel.get_ref(), &release_names) {
+                    Some(s) => d.hint(format!("did you mean `{s}`?")),
+                    None if release_names.is_empty() => {
+                        d.hint("remove `release`: [deploy] has no Helm chart")
+                    }
+                    None => d.hint(format!(
+                        "the releases are {}",
+                        release_names
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                };
+                c.push(d);
+                None
+            }
+            None => {
+                if deploy.helm.len() > 1 {
+                    unreleased.push(r.name.clone());
+                }
+                None
+            }
+        };
         let ns = match r.namespace {
             Some(ns) => {
                 c.check(ns.span(), units::check_dns_label("namespace", ns.get_ref()));
                 ns.into_inner()
             }
-            None => namespace.clone(),
+            None => release
+                .as_deref()
+                .and_then(|n| deploy.helm.iter().find(|h| h.release == n))
+                .map_or_else(|| namespace.clone(), |h| h.namespace.clone()),
         };
         let imgs = r.images.map(|list| {
             list.into_iter()
@@ -561,6 +595,7 @@ pub fn validate(
                 name: r.name.into_inner(),
                 workload,
                 namespace: ns,
+                release,
                 images: imgs,
                 port_forwards: forwards,
                 depends_on: strings(r.depends_on),
@@ -648,15 +683,23 @@ pub fn validate(
     // One helm upgrade creates every workload of the release: `depends_on` between two of
     // them cannot hold one back (with manifests too, which resource the chart renders is
     // known only once it is rendered, so this is said only for a chart alone).
-    if let (Some(h), true) = (&deploy.helm, deploy.manifests.is_empty()) {
-        let cluster: Vec<&str> = resources.iter().map(|r| r.name.as_str()).collect();
-        for (name, deps) in edges
-            .iter()
-            .filter(|(n, _)| cluster.contains(&n.get_ref().as_str()))
-        {
+    if !deploy.helm.is_empty() && deploy.manifests.is_empty() {
+        // Each resource's release: the one it names, else the only one.
+        let release_of = |name: &str| -> Option<&str> {
+            let r = resources.iter().find(|r| r.name == name)?;
+            match (&r.release, deploy.helm.as_slice()) {
+                (Some(rel), _) => Some(rel.as_str()),
+                (None, [only]) => Some(only.release.as_str()),
+                (None, _) => None,
+            }
+        };
+        for (name, deps) in &edges {
+            let Some(release) = release_of(name.get_ref()) else {
+                continue;
+            };
             for d in deps
                 .iter()
-                .filter(|d| cluster.contains(&d.get_ref().as_str()))
+                .filter(|d| release_of(d.get_ref()) == Some(release))
             {
                 let w = c
                     .at(
@@ -665,7 +708,7 @@ pub fn validate(
                             "`{}` depends on `{}`, but both are workloads of the Helm release `{}`: one helm upgrade creates them together, so devenv cannot hold `{}` back (it waits for both and reports each as the cluster runs it)",
                             name.get_ref(),
                             d.get_ref(),
-                            h.release,
+                            release,
                             name.get_ref()
                         ),
                     )
@@ -763,6 +806,69 @@ pub fn validate(
         &taken,
         &namespace,
     ));
+
+    // With several releases, a resource whose workload no manifest holds says which release
+    // renders it: devenv runs only that release's helm upgrade for it.
+    for name in &unreleased {
+        let Some(r) = resources.iter().find(|r| r.name == *name.get_ref()) else {
+            continue;
+        };
+        let in_manifests = manifest_docs.iter().any(|d| {
+            let v = &d.value;
+            v.get("kind")
+                .and_then(|k| k.as_str())
+                .is_some_and(|k| k.eq_ignore_ascii_case(r.workload.kind.as_str()))
+                && v.get("metadata")
+                    .and_then(|m| m.get("name"))
+                    .and_then(|n| n.as_str())
+                    == Some(r.workload.name.as_str())
+        });
+        if !in_manifests {
+            let d = c
+                .at(
+                    name.span(),
+                    format!(
+                        "resource `{}` does not say which Helm release renders `{}`, and there are {}",
+                        name.get_ref(),
+                        r.workload,
+                        deploy.helm.len()
+                    ),
+                )
+                .hint(format!(
+                    "add release = \"{}\" (or the name of the release whose chart renders it)",
+                    deploy.helm[0].release
+                ));
+            c.push(d);
+        }
+    }
+
+    // devenv deploys a release with its resources: one that no resource names never goes in.
+    if deploy.helm.len() > 1 {
+        for (n, h) in deploy.helm.iter().enumerate() {
+            if resources
+                .iter()
+                .any(|r| r.release.as_ref() == Some(&h.release))
+            {
+                continue;
+            }
+            let place = Helm::place(n, "chart");
+            let span = c.places.get(&place).cloned();
+            let d = Diagnostic::at(
+                display_file,
+                source,
+                span,
+                format!(
+                    "no [[resource]] says release = \"{}\", so devenv never deploys that release",
+                    h.release
+                ),
+            )
+            .hint(format!(
+                "add a [[resource]] for a workload its chart renders, with release = \"{}\"",
+                h.release
+            ));
+            c.push(d);
+        }
+    }
 
     if images.is_empty() && resources.is_empty() && locals.is_empty() && !has_deploy {
         let d = Diagnostic::at(
@@ -1363,6 +1469,7 @@ fn implicit_resources(
                 name: name.to_owned(),
             },
             namespace: ns.to_owned(),
+            release: None,
             images: None,
             port_forwards: Vec::new(),
             depends_on: Vec::new(),
@@ -1601,32 +1708,65 @@ fn check_deploy(
     let Some(rd) = raw else {
         return Deploy {
             namespace,
-            helm: None,
+            helm: Vec::new(),
             manifests: Vec::new(),
         };
     };
-    let helm = rd.helm.map(|h| {
+    let several = rd.helm.as_ref().is_some_and(|h| h.0.len() > 1);
+    let mut release_lines: HashMap<String, usize> = HashMap::new();
+    let mut helm = Vec::new();
+    for (n, h) in rd.helm.unwrap_or_default().0.into_iter().enumerate() {
+        let place = |what: &str| Helm::place(n, what);
         let chart = c.path(h.chart.get_ref());
-        c.place("helm.chart".to_owned(), h.chart.span());
+        c.place(place("chart"), h.chart.span());
         if !chart.join("Chart.yaml").is_file() {
             let d = c
-                .at(h.chart.span(), format!("no Chart.yaml in `{}`", h.chart.get_ref()))
-                .hint("`chart` is the directory that holds Chart.yaml, relative to the config file");
+                .at(
+                    h.chart.span(),
+                    format!("no Chart.yaml in `{}`", h.chart.get_ref()),
+                )
+                .hint(
+                    "`chart` is the directory that holds Chart.yaml, relative to the config file",
+                );
             c.push(d);
         }
         let release = match h.release {
             Some(r) => {
                 let res = units::check_dns_label("release name", r.get_ref()).and_then(|()| {
                     if r.get_ref().len() > 53 {
-                        Err(format!("release name \"{}\" is longer than Helm's 53 characters", r.get_ref()))
+                        Err(format!(
+                            "release name \"{}\" is longer than Helm's 53 characters",
+                            r.get_ref()
+                        ))
                     } else {
                         Ok(())
                     }
                 });
                 c.check(r.span(), res);
+                c.duplicate(&mut release_lines, "Helm release", &r);
                 r.into_inner()
             }
+            None if several => {
+                let d = c
+                    .at(
+                        h.chart.span(),
+                        format!(
+                            "the release of chart `{}` has no name, and there are several releases",
+                            h.chart.get_ref()
+                        ),
+                    )
+                    .hint("give each [[deploy.helm]] its own release = \"...\"");
+                c.push(d);
+                project.chars().take(53).collect()
+            }
             None => project.chars().take(53).collect(),
+        };
+        let release_ns = match h.namespace {
+            Some(ns) => {
+                c.check(ns.span(), units::check_dns_label("namespace", ns.get_ref()));
+                ns.into_inner()
+            }
+            None => namespace.clone(),
         };
         let values = h
             .values
@@ -1638,26 +1778,41 @@ fn check_deploy(
         // and its worker): what must be unique is the key each entry sets.
         let mut keys_seen: HashMap<String, usize> = HashMap::new();
         let mut images = Vec::new();
-        for (n, entry) in h.images.into_iter().enumerate() {
+        for (m, entry) in h.images.into_iter().enumerate() {
             let span = entry.span();
             let e = entry.into_inner();
-            c.place(format!("helm.image.{n}"), e.image.span());
+            c.place(place(&format!("image.{m}")), e.image.span());
             if !image_names.contains(&e.image.get_ref().as_str()) {
-                let mut d = c.at(e.image.span(), format!("unknown image `{}`", e.image.get_ref()));
+                let mut d = c.at(
+                    e.image.span(),
+                    format!("unknown image `{}`", e.image.get_ref()),
+                );
                 d = match did_you_mean(e.image.get_ref(), image_names) {
                     Some(s) => d.hint(format!("did you mean `{s}`?")),
                     None => d.hint("images are defined by [[image]] tables"),
                 };
                 c.push(d);
             }
-            for (what, k) in [("repository", &e.repository), ("tag", &e.tag), ("value", &e.value)] {
+            for (what, k) in [
+                ("repository", &e.repository),
+                ("tag", &e.tag),
+                ("value", &e.value),
+            ] {
                 let Some(k) = k else { continue };
-                c.place(format!("helm.image.{n}.{what}"), k.span());
+                c.place(place(&format!("image.{m}.{what}")), k.span());
                 let line = c.line_of(&k.span());
                 if let Some(first) = keys_seen.get(k.get_ref()) {
                     let d = c
-                        .at(k.span(), format!("values key `{}` is set by two [[deploy.helm.images]] entries", k.get_ref()))
-                        .hint(format!("the first sets it on line {first}; each values key takes one image"));
+                        .at(
+                            k.span(),
+                            format!(
+                                "values key `{}` is set by two [[deploy.helm.images]] entries",
+                                k.get_ref()
+                            ),
+                        )
+                        .hint(format!(
+                            "the first sets it on line {first}; each values key takes one image"
+                        ));
                     c.push(d);
                 } else {
                     keys_seen.insert(k.get_ref().clone(), line);
@@ -1668,9 +1823,15 @@ fn check_deploy(
                     repository: r.into_inner(),
                     tag: t.into_inner(),
                 }),
-                (None, None, Some(v)) => Some(HelmImageKeys::Reference { value: v.into_inner() }),
+                (None, None, Some(v)) => Some(HelmImageKeys::Reference {
+                    value: v.into_inner(),
+                }),
                 (r, t, v) => {
-                    let span = r.as_ref().or(t.as_ref()).or(v.as_ref()).map_or(span, Spanned::span);
+                    let span = r
+                        .as_ref()
+                        .or(t.as_ref())
+                        .or(v.as_ref())
+                        .map_or(span, Spanned::span);
                     let d = c
                         .at(span, format!("helm image `{}` needs `repository` and `tag`, or `value`", e.image.get_ref()))
                         .hint("e.g. repository = \"backend.image.repository\", tag = \"backend.image.tag\"");
@@ -1692,7 +1853,7 @@ fn check_deploy(
             .unwrap_or_default();
         let mut values_from_env = BTreeMap::new();
         for (k, env) in h.values_from_env.unwrap_or_default() {
-            c.place(format!("helm.values_from_env.{k}"), env.span());
+            c.place(place(&format!("values_from_env.{k}")), env.span());
             if h.env_files.is_none() {
                 let d = c
                     .at(env.span(), format!("`values_from_env` takes `{}` from .env files, and [deploy.helm] names none", env.get_ref()))
@@ -1701,16 +1862,17 @@ fn check_deploy(
             }
             values_from_env.insert(k, env.into_inner());
         }
-        Helm {
+        helm.push(Helm {
             chart,
             release,
+            namespace: release_ns,
             values,
             set: scalars(h.set),
             env_files,
             values_from_env,
             images,
-        }
-    });
+        });
+    }
     let mut manifests = Vec::new();
     for entry in rd.manifests.unwrap_or_default() {
         match expand_manifest_entry(c.root, entry.get_ref()) {

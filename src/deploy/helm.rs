@@ -116,8 +116,9 @@ pub fn image_sets(
 
 /// Where the values taken from .env files (`values_from_env`) are written for helm: the
 /// project's state directory, so they are never on a command line nor in the project.
-pub fn env_values_path(cfg: &Config) -> Option<std::path::PathBuf> {
-    crate::host::project_state_dir(&cfg.file).map(|d| d.join("helm-values-from-env.yaml"))
+pub fn env_values_path(cfg: &Config, helm: &Helm) -> Option<std::path::PathBuf> {
+    crate::host::project_state_dir(&cfg.file)
+        .map(|d| d.join(format!("helm-values-from-env.{}.yaml", helm.release)))
 }
 
 /// The values file of `values_from_env`, removed when dropped.
@@ -210,7 +211,7 @@ pub fn write_env_values(cfg: &Config, helm: &Helm) -> Result<Option<EnvValues>, 
         };
         values.insert(key.clone(), v.clone());
     }
-    let Some(path) = env_values_path(cfg) else {
+    let Some(path) = env_values_path(cfg, helm) else {
         return Err(
             "no state directory for the values from .env: set DEVENV_STATE_DIR or HOME".into(),
         );
@@ -238,12 +239,12 @@ pub fn value_args(
     helm: &Helm,
     images: &BTreeMap<String, (String, String)>,
 ) -> Vec<String> {
-    let mut argv = vec!["--namespace".to_owned(), cfg.deploy.namespace.clone()];
+    let mut argv = vec!["--namespace".to_owned(), helm.namespace.clone()];
     for v in &helm.values {
         argv.extend(["-f".to_owned(), cfg.rel(v)]);
     }
     if !helm.values_from_env.is_empty()
-        && let Some(p) = env_values_path(cfg)
+        && let Some(p) = env_values_path(cfg, helm)
     {
         argv.extend(["-f".to_owned(), p.display().to_string()]);
     }

@@ -251,7 +251,7 @@ impl Needs {
                         .iter()
                         .any(crate::config::Image::uses_docker_daemon)),
             docker_daemon,
-            helm: cluster && cfg.deploy.helm.is_some(),
+            helm: cluster && !cfg.deploy.helm.is_empty(),
             buildah: cluster && uses(BuilderKind::Buildah),
             podman: cluster && uses(BuilderKind::Podman),
             no_cluster_reason: "the config has only [[local]] resources: no cluster is needed"

@@ -125,7 +125,8 @@ pub struct FromEnv {
 
 #[derive(Debug, Clone)]
 pub enum DeployOut {
-    Helm(HelmOut),
+    /// The charts, each its own release.
+    Helm(Vec<HelmOut>),
     Manifests(Vec<String>),
 }
 
@@ -146,6 +147,8 @@ pub struct ResourceOut {
     pub images: Vec<String>,
     pub forwards: Vec<(u16, u16)>,
     pub depends_on: Vec<String>,
+    /// The Helm release that renders it, when there are several.
+    pub release: Option<String>,
     /// The workloads it waits for that share its Helm release (no depends_on needed).
     pub waits_in_release: Vec<String>,
 }
@@ -177,16 +180,19 @@ impl Proposal {
     /// The .env files init makes from their examples (for `[[secret]]`s and chart values),
     /// each once: `(file, example)`.
     pub fn env_to_make(&self) -> Vec<(&Path, &Path)> {
-        let helm = match &self.deploy {
-            Some(DeployOut::Helm(h)) => h.from_env.as_ref(),
-            _ => None,
+        let helm: Vec<&FromEnv> = match &self.deploy {
+            Some(DeployOut::Helm(h)) => h.iter().filter_map(|h| h.from_env.as_ref()).collect(),
+            _ => Vec::new(),
         };
         let mut out: Vec<(&Path, &Path)> = Vec::new();
         let all = self
             .secrets
             .iter()
             .filter_map(|s| Some((s.env_file.as_path(), s.example.as_deref()?)))
-            .chain(helm.and_then(|f| Some((f.env_file.as_path(), f.example.as_deref()?))));
+            .chain(
+                helm.into_iter()
+                    .filter_map(|f| Some((f.env_file.as_path(), f.example.as_deref()?))),
+            );
         for (file, example) in all {
             if !out.iter().any(|(f, _)| *f == file) {
                 out.push((file, example));
@@ -433,163 +439,52 @@ pub fn propose(
     let mut runs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut release_scoped = false;
     let release = project.clone();
-    if let Some(c) = charts.first() {
-        for other in &charts[1..] {
-            note(
-                "left out",
-                format!(
-                    "chart {}: devenv deploys one chart, {}",
-                    rel(root, other),
-                    rel(root, c)
-                ),
-            );
-        }
+    // The release that renders each workload (workload reference -> release name).
+    let mut released_by: BTreeMap<String, String> = BTreeMap::new();
+    if !charts.is_empty() {
         if which::which("helm").is_err() {
-            return Err(InitError::NoHelm(rel(root, c)));
+            return Err(InitError::NoHelm(rel(root, &charts[0])));
         }
-        let values: Vec<PathBuf> = chart::dev_values(c, root).into_iter().collect();
-        let chart_rel = PathBuf::from(rel(root, c));
-        let values_rel: Vec<PathBuf> = values.iter().map(|v| PathBuf::from(rel(root, v))).collect();
-        let render_err = |why: String| InitError::Render {
-            chart: rel(root, c),
-            why,
-        };
-        let text = chart::render(root, &release, &chart_rel, &namespace, &values_rel)
-            .map_err(render_err)?;
-        let docs = chart::objects(&text).map_err(render_err)?;
-        objects = workloads::read(&docs);
-        if let [ns] = objects.namespaces.as_slice() {
-            namespace.clone_from(ns);
-            namespace_why = "the Namespace the chart renders".into();
-        }
-        let scratch = Scratch::new().map_err(|source| InitError::Write {
-            path: std::env::temp_dir(),
-            source,
-        })?;
-        let chart::Marked {
-            uses,
-            unsettable,
-            secret_values,
-        } = chart::image_keys(
-            root,
-            &release,
-            &chart_rel,
-            &namespace,
-            &values_rel,
-            &scratch.0,
-            &docs,
-        )
-        .map_err(render_err)?;
-        for u in &unsettable {
-            note(
-                "problem",
-                format!(
-                    "{} container `{}`: {}; devenv cannot give it its builds",
-                    u.object, u.container, u.why
-                ),
-            );
-        }
-        // Each container taking its image from the values goes to the image it fits best.
-        let mut entries: Vec<(String, Keys, Vec<String>)> = Vec::new();
-        // The repositories the values give now: when there is one and one image is built
-        // here, that image stands for it (however the chart calls it).
-        let distinct: BTreeSet<&str> = uses
-            .iter()
-            .map(|u| u.repository.as_str())
-            .filter(|r| !r.is_empty())
-            .collect();
-        let keys_text = |u: &chart::KeyUse| match &u.keys {
-            Keys::RepositoryAndTag { repository, .. } => repository.clone(),
-            Keys::Reference(k) => k.clone(),
-        };
-        // Of images that fit by name alike (two Dockerfiles of one service), the one that
-        // EXPOSEs a port the container listens on.
-        let by_name = |u: &chart::KeyUse| {
-            best_fit(&images, |img| {
-                let s = fit(img, &u.repository, &u.container, &u.object, &keys_text(u));
-                let port = img.found.exposes.iter().any(|p| u.ports.contains(p));
-                2 * s + u32::from(s > 0 && port)
-            })
-            .map(|(i, _)| i)
-        };
-        // Images no container fits by name may still pair by port: the one Dockerfile that
-        // EXPOSEs a port the container listens on.
-        let named_images: BTreeSet<usize> = uses.iter().filter_map(by_name).collect();
-        for u in &uses {
-            let mut pick = by_name(u);
-            if pick.is_none()
-                && let [(i, port)] = by_port(&images, &named_images, &u.ports).as_slice()
-            {
-                pick = Some(*i);
-                note(
-                    "guessed",
-                    format!(
-                        "{} container `{}` listens on port {port}, which {} EXPOSEs: it runs that image",
-                        u.object,
-                        u.container,
-                        rel(root, &images[*i].found.dockerfile)
-                    ),
-                );
-            }
-            if pick.is_none() && images.len() == 1 && distinct.len() == 1 {
-                pick = Some(0);
-                note(
-                    "guessed",
-                    format!(
-                        "{} container `{}` runs `{}` from the values; the only image built here stands for it",
-                        u.object, u.container, u.repository
-                    ),
-                );
-            }
-            let Some(i) = pick else {
-                continue;
+        // One chart is released under the project's name; several each under their own.
+        let mut releases: Vec<String> = Vec::new();
+        for c in &charts {
+            let mut name = if charts.len() == 1 {
+                release.clone()
+            } else {
+                release_name(
+                    &project,
+                    &chart::name(c).unwrap_or_else(|| label(&rel(root, c))),
+                )
             };
-            let seen = format!("{} container `{}`", u.object, u.container);
-            runs.entry(workload_ref(&u.kind, &u.object))
-                .or_default()
-                .insert(images[i].name.clone());
-            match entries
-                .iter_mut()
-                .find(|(img, k, _)| *img == images[i].name && *k == u.keys)
-            {
-                Some(e) => e.2.push(seen),
-                None => entries.push((images[i].name.clone(), u.keys.clone(), vec![seen])),
+            let base = name.clone();
+            let mut n = 2;
+            while releases.contains(&name) {
+                name = format!("{}-{n}", base.chars().take(50).collect::<String>());
+                n += 1;
             }
+            releases.push(name);
         }
-        // A values key is set by one entry only.
-        let mut taken: BTreeMap<String, String> = BTreeMap::new();
-        entries.retain(|(img, keys, _)| {
-            let ks = match keys {
-                Keys::RepositoryAndTag { repository, tag } => vec![repository.clone(), tag.clone()],
-                Keys::Reference(k) => vec![k.clone()],
-            };
-            if let Some(owner) = ks.iter().find_map(|k| taken.get(k)) {
-                note(
-                    "problem",
-                    format!(
-                        "`{}` feeds both {owner} and {img}; it is given to {owner}",
-                        ks[0]
-                    ),
-                );
-                return false;
+        let mut outs = Vec::new();
+        for (c, release) in charts.iter().zip(&releases) {
+            let (out, found) = chart_release(
+                root,
+                &tree,
+                c,
+                release,
+                &mut namespace,
+                &mut namespace_why,
+                &images,
+                &mut runs,
+                &mut note,
+            )?;
+            for w in &found.workloads {
+                released_by.insert(w.reference(), release.clone());
             }
-            for k in ks {
-                taken.insert(k, img.clone());
-            }
-            true
-        });
-        let order = |name: &str| images.iter().position(|i| i.name == name);
-        entries.sort_by(|a, b| (order(&a.0), &a.1).cmp(&(order(&b.0), &b.1)));
+            objects.extend(found);
+            outs.push(out);
+        }
         release_scoped = true;
-        let from_env = values_from_env(root, &tree, c, &secret_values, &mut note);
-        deploy = Some(DeployOut::Helm(HelmOut {
-            chart: c.clone(),
-            chart_name: chart::name(c).unwrap_or_default(),
-            release: release.clone(),
-            values,
-            entries,
-            from_env,
-        }));
+        deploy = Some(DeployOut::Helm(outs));
     } else if let Some((files, docs)) = manifest_objects(root, &tree, &mut note) {
         objects = workloads::read(&docs);
         let spaces: BTreeSet<&str> = objects
@@ -707,10 +602,11 @@ pub fn propose(
         used_ports.insert(p);
     }
     let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let several = matches!(&deploy, Some(DeployOut::Helm(c)) if c.len() > 1);
     for w in &objects.workloads {
-        let short = w
-            .name
-            .strip_prefix(&format!("{release}-"))
+        let short = released_by
+            .get(&w.reference())
+            .and_then(|rel| w.name.strip_prefix(&format!("{rel}-")))
             .filter(|s| release_scoped && !s.is_empty())
             .unwrap_or(&w.name);
         let mut name = short.to_owned();
@@ -735,17 +631,25 @@ pub fn propose(
                 ),
             }
         }
-        let waits: Vec<String> = objects
-            .waited_for(w)
-            .into_iter()
-            .filter_map(|o| {
-                objects
-                    .workloads
-                    .iter()
-                    .find(|x| x.name == o)
-                    .and_then(|x| names.get(&x.reference()).cloned())
-            })
-            .collect();
+        // What its init containers wait for: in its own release, the chart orders them; in
+        // another release (or manifests), devenv does (depends_on).
+        let mut waits: Vec<String> = Vec::new();
+        let mut depends_on: Vec<String> = Vec::new();
+        for o in objects.waited_for(w) {
+            let Some(x) = objects.workloads.iter().find(|x| x.name == o) else {
+                continue;
+            };
+            let Some(name) = names.get(&x.reference()).cloned() else {
+                continue;
+            };
+            let same = release_scoped
+                && released_by.get(&x.reference()) == released_by.get(&w.reference());
+            if same {
+                waits.push(name);
+            } else {
+                depends_on.push(name);
+            }
+        }
         let ns = w.namespace.clone().filter(|n| *n != namespace);
         resources.push(ResourceOut {
             name: names.get(&w.reference()).cloned().unwrap_or_default(),
@@ -760,12 +664,9 @@ pub fn propose(
                 .map(|i| i.name.clone())
                 .collect(),
             forwards,
-            depends_on: if release_scoped {
-                Vec::new()
-            } else {
-                waits.clone()
-            },
-            waits_in_release: if release_scoped { waits } else { Vec::new() },
+            depends_on,
+            release: released_by.get(&w.reference()).filter(|_| several).cloned(),
+            waits_in_release: waits,
         });
     }
     // Secrets the pods read that nothing here makes.
@@ -787,6 +688,184 @@ pub fn propose(
         locals,
         web_port,
     })
+}
+
+/// A release name for a chart among several: the chart's name, with the project's in front
+/// when it does not start with it (`todo` + `backend` -> `todo-backend`), at most 53
+/// characters (Helm's limit).
+fn release_name(project: &str, chart: &str) -> String {
+    let chart = label(chart);
+    let name = if chart == project || chart.starts_with(&format!("{project}-")) {
+        chart
+    } else {
+        format!("{project}-{chart}")
+    };
+    name.chars()
+        .take(53)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_owned()
+}
+
+/// Reads one chart: renders it, finds which values keys carry each container's image and
+/// which values go into its Secrets. The release init writes for it, and its objects.
+#[allow(clippy::too_many_arguments)]
+fn chart_release(
+    root: &Path,
+    tree: &scan::Tree,
+    c: &Path,
+    release: &str,
+    namespace: &mut String,
+    namespace_why: &mut String,
+    images: &[ImageOut],
+    runs: &mut BTreeMap<String, BTreeSet<String>>,
+    note: &mut dyn FnMut(&'static str, String),
+) -> Result<(HelmOut, Objects), InitError> {
+    let values: Vec<PathBuf> = chart::dev_values(c, root).into_iter().collect();
+    let chart_rel = PathBuf::from(rel(root, c));
+    let values_rel: Vec<PathBuf> = values.iter().map(|v| PathBuf::from(rel(root, v))).collect();
+    let render_err = |why: String| InitError::Render {
+        chart: rel(root, c),
+        why,
+    };
+    let text =
+        chart::render(root, release, &chart_rel, namespace, &values_rel).map_err(render_err)?;
+    let docs = chart::objects(&text).map_err(render_err)?;
+    let objects = workloads::read(&docs);
+    if let [ns] = objects.namespaces.as_slice() {
+        namespace.clone_from(ns);
+        *namespace_why = "the Namespace the chart renders".into();
+    }
+    let scratch = Scratch::new().map_err(|source| InitError::Write {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let chart::Marked {
+        uses,
+        unsettable,
+        secret_values,
+    } = chart::image_keys(
+        root,
+        release,
+        &chart_rel,
+        namespace,
+        &values_rel,
+        &scratch.0,
+        &docs,
+    )
+    .map_err(render_err)?;
+    for u in &unsettable {
+        note(
+            "problem",
+            format!(
+                "{} container `{}`: {}; devenv cannot give it its builds",
+                u.object, u.container, u.why
+            ),
+        );
+    }
+    // Each container taking its image from the values goes to the image it fits best.
+    let mut entries: Vec<(String, Keys, Vec<String>)> = Vec::new();
+    // The repositories the values give now: when there is one and one image is built
+    // here, that image stands for it (however the chart calls it).
+    let distinct: BTreeSet<&str> = uses
+        .iter()
+        .map(|u| u.repository.as_str())
+        .filter(|r| !r.is_empty())
+        .collect();
+    let keys_text = |u: &chart::KeyUse| match &u.keys {
+        Keys::RepositoryAndTag { repository, .. } => repository.clone(),
+        Keys::Reference(k) => k.clone(),
+    };
+    // Of images that fit by name alike (two Dockerfiles of one service), the one that
+    // EXPOSEs a port the container listens on.
+    let by_name = |u: &chart::KeyUse| {
+        best_fit(images, |img| {
+            let s = fit(img, &u.repository, &u.container, &u.object, &keys_text(u));
+            let port = img.found.exposes.iter().any(|p| u.ports.contains(p));
+            2 * s + u32::from(s > 0 && port)
+        })
+        .map(|(i, _)| i)
+    };
+    // Images no container fits by name may still pair by port: the one Dockerfile that
+    // EXPOSEs a port the container listens on.
+    let named_images: BTreeSet<usize> = uses.iter().filter_map(by_name).collect();
+    for u in &uses {
+        let mut pick = by_name(u);
+        if pick.is_none()
+            && let [(i, port)] = by_port(images, &named_images, &u.ports).as_slice()
+        {
+            pick = Some(*i);
+            note(
+                "guessed",
+                format!(
+                    "{} container `{}` listens on port {port}, which {} EXPOSEs: it runs that image",
+                    u.object,
+                    u.container,
+                    rel(root, &images[*i].found.dockerfile)
+                ),
+            );
+        }
+        if pick.is_none() && images.len() == 1 && distinct.len() == 1 {
+            pick = Some(0);
+            note(
+                "guessed",
+                format!(
+                    "{} container `{}` runs `{}` from the values; the only image built here stands for it",
+                    u.object, u.container, u.repository
+                ),
+            );
+        }
+        let Some(i) = pick else {
+            continue;
+        };
+        let seen = format!("{} container `{}`", u.object, u.container);
+        runs.entry(workload_ref(&u.kind, &u.object))
+            .or_default()
+            .insert(images[i].name.clone());
+        match entries
+            .iter_mut()
+            .find(|(img, k, _)| *img == images[i].name && *k == u.keys)
+        {
+            Some(e) => e.2.push(seen),
+            None => entries.push((images[i].name.clone(), u.keys.clone(), vec![seen])),
+        }
+    }
+    // A values key is set by one entry only.
+    let mut taken: BTreeMap<String, String> = BTreeMap::new();
+    entries.retain(|(img, keys, _)| {
+        let ks = match keys {
+            Keys::RepositoryAndTag { repository, tag } => vec![repository.clone(), tag.clone()],
+            Keys::Reference(k) => vec![k.clone()],
+        };
+        if let Some(owner) = ks.iter().find_map(|k| taken.get(k)) {
+            note(
+                "problem",
+                format!(
+                    "`{}` feeds both {owner} and {img}; it is given to {owner}",
+                    ks[0]
+                ),
+            );
+            return false;
+        }
+        for k in ks {
+            taken.insert(k, img.clone());
+        }
+        true
+    });
+    let order = |name: &str| images.iter().position(|i| i.name == name);
+    entries.sort_by(|a, b| (order(&a.0), &a.1).cmp(&(order(&b.0), &b.1)));
+    let from_env = values_from_env(root, tree, c, &secret_values, note);
+    Ok((
+        HelmOut {
+            chart: c.to_path_buf(),
+            chart_name: chart::name(c).unwrap_or_default(),
+            release: release.to_owned(),
+            values,
+            entries,
+            from_env,
+        },
+        objects,
+    ))
 }
 
 /// `kind` and `Kind/name` as a `[[resource]] workload` (`deployment/name`).

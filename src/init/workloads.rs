@@ -57,6 +57,24 @@ pub struct Objects {
     pub namespaces: Vec<String>,
 }
 
+impl Objects {
+    /// Adds the objects of another chart.
+    pub fn extend(&mut self, other: Objects) {
+        self.workloads.extend(other.workloads);
+        self.services.extend(other.services);
+        for s in other.secrets {
+            if !self.secrets.contains(&s) {
+                self.secrets.push(s);
+            }
+        }
+        for n in other.namespaces {
+            if !self.namespaces.contains(&n) {
+                self.namespaces.push(n);
+            }
+        }
+    }
+}
+
 fn strings(v: Option<&Value>) -> BTreeMap<String, String> {
     v.and_then(Value::as_mapping)
         .map(|m| {

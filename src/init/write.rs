@@ -133,77 +133,87 @@ pub fn toml(p: &Proposal) -> String {
     );
     let _ = writeln!(out, "[deploy]\nnamespace = {}", q(&p.namespace));
     match &p.deploy {
-        Some(DeployOut::Helm(h)) => {
-            out.push('\n');
-            let mut why = format!(
-                "The Helm chart `{}` in {}, released as `{}`",
-                h.chart_name,
-                r(p, &h.chart),
-                h.release
-            );
-            if h.values.is_empty() {
-                why.push_str(" with its own values.");
+        Some(DeployOut::Helm(charts)) => {
+            // One chart is `[deploy.helm]`; several are `[[deploy.helm]]`, each with the
+            // `[[deploy.helm.images]]` that follow it.
+            let table = if charts.len() == 1 {
+                "[deploy.helm]"
             } else {
-                let v: Vec<String> = h.values.iter().map(|v| r(p, v)).collect();
-                let _ = write!(why, " with the development values in {}.", v.join(", "));
-            }
-            comment(&mut out, &why);
-            let _ = writeln!(
-                out,
-                "[deploy.helm]\nchart = {}\nrelease = {}",
-                q(&r(p, &h.chart)),
-                q(&h.release)
-            );
-            if !h.values.is_empty() {
-                let v: Vec<String> = h.values.iter().map(|v| r(p, v)).collect();
-                let _ = writeln!(out, "values = {}", list(&v));
-            }
-            if let Some(f) = &h.from_env {
-                comment(
-                    &mut out,
-                    &format!(
-                        "The chart makes {} from these values; each comes from the .env key of its name. devenv gives them to helm in a values file only you can read, never on a command line.",
-                        f.secrets
-                            .iter()
-                            .map(|s| format!("Secret `{s}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                "[[deploy.helm]]"
+            };
+            for h in charts {
+                out.push('\n');
+                let mut why = format!(
+                    "The Helm chart `{}` in {}, released as `{}`",
+                    h.chart_name,
+                    r(p, &h.chart),
+                    h.release
                 );
-                let pairs: Vec<String> = f
-                    .keys
-                    .iter()
-                    .map(|(k, e)| format!("{} = {}", q(k), q(e)))
-                    .collect();
+                if h.values.is_empty() {
+                    why.push_str(" with its own values.");
+                } else {
+                    let v: Vec<String> = h.values.iter().map(|v| r(p, v)).collect();
+                    let _ = write!(why, " with the development values in {}.", v.join(", "));
+                }
+                comment(&mut out, &why);
                 let _ = writeln!(
                     out,
-                    "env_files = {}\nvalues_from_env = {{ {} }}",
-                    list(&[r(p, &f.env_file)]),
-                    pairs.join(", ")
+                    "{table}\nchart = {}\nrelease = {}",
+                    q(&r(p, &h.chart)),
+                    q(&h.release)
                 );
-            }
-            for (image, keys, seen) in &h.entries {
-                out.push('\n');
-                comment(
-                    &mut out,
-                    &format!(
-                        "Found by rendering the chart with a marker in each value: {} take{} the image from {}.",
-                        seen.join(", "),
-                        if seen.len() == 1 { "s" } else { "" },
-                        match keys {
-                            Keys::RepositoryAndTag { repository, tag } =>
-                                format!("`{repository}` and `{tag}`"),
-                            Keys::Reference(k) => format!("`{k}`"),
+                if !h.values.is_empty() {
+                    let v: Vec<String> = h.values.iter().map(|v| r(p, v)).collect();
+                    let _ = writeln!(out, "values = {}", list(&v));
+                }
+                if let Some(f) = &h.from_env {
+                    comment(
+                        &mut out,
+                        &format!(
+                            "The chart makes {} from these values; each comes from the .env key of its name. devenv gives them to helm in a values file only you can read, never on a command line.",
+                            f.secrets
+                                .iter()
+                                .map(|s| format!("Secret `{s}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                    let pairs: Vec<String> = f
+                        .keys
+                        .iter()
+                        .map(|(k, e)| format!("{} = {}", q(k), q(e)))
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "env_files = {}\nvalues_from_env = {{ {} }}",
+                        list(&[r(p, &f.env_file)]),
+                        pairs.join(", ")
+                    );
+                }
+                for (image, keys, seen) in &h.entries {
+                    out.push('\n');
+                    comment(
+                        &mut out,
+                        &format!(
+                            "Found by rendering the chart with a marker in each value: {} take{} the image from {}.",
+                            seen.join(", "),
+                            if seen.len() == 1 { "s" } else { "" },
+                            match keys {
+                                Keys::RepositoryAndTag { repository, tag } =>
+                                    format!("`{repository}` and `{tag}`"),
+                                Keys::Reference(k) => format!("`{k}`"),
+                            }
+                        ),
+                    );
+                    let _ = writeln!(out, "[[deploy.helm.images]]\nimage = {}", q(image));
+                    match keys {
+                        Keys::RepositoryAndTag { repository, tag } => {
+                            let _ =
+                                writeln!(out, "repository = {}\ntag = {}", q(repository), q(tag));
                         }
-                    ),
-                );
-                let _ = writeln!(out, "[[deploy.helm.images]]\nimage = {}", q(image));
-                match keys {
-                    Keys::RepositoryAndTag { repository, tag } => {
-                        let _ = writeln!(out, "repository = {}\ntag = {}", q(repository), q(tag));
-                    }
-                    Keys::Reference(k) => {
-                        let _ = writeln!(out, "value = {}", q(k));
+                        Keys::Reference(k) => {
+                            let _ = writeln!(out, "value = {}", q(k));
+                        }
                     }
                 }
             }
@@ -257,6 +267,9 @@ pub fn toml(p: &Proposal) -> String {
         );
         if let Some(ns) = &res.namespace {
             let _ = writeln!(out, "namespace = {}", q(ns));
+        }
+        if let Some(release) = &res.release {
+            let _ = writeln!(out, "release = {}", q(release));
         }
         if !res.images.is_empty() {
             let _ = writeln!(out, "images = {}", list(&res.images));

@@ -1,4 +1,4 @@
-//! `devenv down`: removes what devenv deployed (the Helm release, the Secrets, the objects it
+//! `devenv down`: removes what devenv deployed (the Helm releases, the Secrets, the objects it
 //! applied from the manifests, by its inventory and today's files, each only while it carries
 //! the project's label); the cluster keeps running unless asked to stop (never deleted).
 
@@ -18,24 +18,27 @@ pub fn run(cfg: &Config, stop_cluster: bool) -> Result<ExitCode> {
     let inventory_dir = crate::host::state_dir();
     let (removed, objects) = super::runtime()?.block_on(async {
         let target = crate::cluster::kube::connect(cfg, &files).await?;
-        let release = bootstrap::uninstall_release(cfg, &target).await?;
+        let releases = bootstrap::uninstall_releases(cfg, &target).await?;
         let inventory = inventory_dir
             .as_deref()
             .map(|s| crate::deploy::apply::inventory_path(s, &cfg.root, &target.context));
         let objects =
             crate::deploy::apply::remove_applied(&target, cfg, inventory.as_deref()).await?;
-        let removed = bootstrap::tear_down(cfg, &target, stop_cluster, release).await?;
+        let removed = bootstrap::tear_down(cfg, &target, stop_cluster, releases).await?;
         anyhow::Ok((removed, objects))
     })?;
-    match &removed.helm_release {
-        Some(r) => println!(
-            "removed    helm release `{r}` from {}",
-            cfg.deploy.namespace
-        ),
-        None if cfg.deploy.helm.is_some() => {
-            println!("removed    nothing: no helm release was installed")
+    for h in &cfg.deploy.helm {
+        if removed.helm_releases.contains(&h.release) {
+            println!(
+                "removed    helm release `{}` from {}",
+                h.release, h.namespace
+            );
+        } else {
+            println!(
+                "removed    nothing of helm release `{}`: it was not installed",
+                h.release
+            );
         }
-        None => {}
     }
     for o in &objects {
         match o {

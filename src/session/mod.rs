@@ -322,8 +322,9 @@ fn outcome(loaded: &Loaded, end: &State, ci: bool) -> Result<ExitCode> {
             .all(|r| r.status == crate::engine::state::Status::Ready || r.idle);
         // A run that deployed nothing, or built an image that nothing runs, is no success
         // (a CI gate passed with nothing running).
-        let deploys_something =
-            !cfg.images.is_empty() || !cfg.deploy.manifests.is_empty() || cfg.deploy.helm.is_some();
+        let deploys_something = !cfg.images.is_empty()
+            || !cfg.deploy.manifests.is_empty()
+            || !cfg.deploy.helm.is_empty();
         if ok && deploys_something && end.deploys_done == 0 {
             out::say(
                 "failed",

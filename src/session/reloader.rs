@@ -132,7 +132,7 @@ impl Reloader {
                 .cloned()
                 .chain(b.targets.reload.iter().map(|r| match r {
                     Edit::Config => "reload devenv.toml".to_owned(),
-                    Edit::Release => "helm upgrade".to_owned(),
+                    Edit::Release(r) => format!("helm upgrade {r}"),
                     Edit::Manifest(m) => format!("apply {}", self.cfg.rel(m)),
                 }))
                 .collect();
@@ -200,7 +200,7 @@ impl Reloader {
         if let Some(p) = self.port {
             new.web.port = p;
         }
-        let d0 = reload::diff(&old, &new, &BTreeSet::new());
+        let d0 = reload::diff(&old, &new, &BTreeMap::new());
         for what in &d0.restart {
             out::say(
                 "reload",
@@ -217,7 +217,7 @@ impl Reloader {
         let checked = new.clone();
         let shape = tokio::task::spawn_blocking(move || {
             let shape = Arc::new(crate::project::shape(&checked)?);
-            if checked.deploy.helm.is_some() {
+            if !checked.deploy.helm.is_empty() {
                 deploy_w::check_chart(&checked, &shown, shape.clone())?;
             }
             anyhow::Ok(shape)
@@ -266,7 +266,14 @@ impl Reloader {
     async fn reload_files(&mut self, edits: &BTreeSet<Edit>) -> Result<(), String> {
         let cfg = self.cfg.clone();
         let shown = self.shown();
-        let release = edits.contains(&Edit::Release);
+        let releases: BTreeSet<String> = edits
+            .iter()
+            .filter_map(|e| match e {
+                Edit::Release(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        let release = !releases.is_empty();
         let shape = tokio::task::spawn_blocking(move || {
             let shape = Arc::new(crate::project::shape(&cfg)?);
             if release {
@@ -280,7 +287,13 @@ impl Reloader {
         let mut resources: BTreeSet<String> = BTreeSet::new();
         let mut files: BTreeSet<String> = BTreeSet::new();
         if release {
-            resources.extend(shape.released.iter().cloned());
+            resources.extend(
+                shape
+                    .released
+                    .iter()
+                    .filter(|(_, r)| releases.contains(*r))
+                    .map(|(name, _)| name.clone()),
+            );
         }
         for e in edits {
             if let Edit::Manifest(m) = e {

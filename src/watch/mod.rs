@@ -49,8 +49,8 @@ pub enum Owner {
 pub enum Reload {
     /// devenv.toml.
     Config,
-    /// A values file or a file of the chart: the release is upgraded.
-    Release,
+    /// A values file or a file of a release's chart (named): the release is upgraded.
+    Release(String),
     /// A manifest file: its objects are applied.
     Manifest(PathBuf),
 }
@@ -172,13 +172,13 @@ impl Rules {
             always: Vec::new(),
         };
         roots.push(file(&cfg.file, Reload::Config));
-        if let Some(h) = &cfg.deploy.helm {
+        for h in &cfg.deploy.helm {
             roots.push(Root {
                 is_dir: h.chart.is_dir(),
-                ..file(&h.chart, Reload::Release)
+                ..file(&h.chart, Reload::Release(h.release.clone()))
             });
             for v in &h.values {
-                roots.push(file(v, Reload::Release));
+                roots.push(file(v, Reload::Release(h.release.clone())));
             }
         }
         for m in &cfg.deploy.manifests {

@@ -269,7 +269,7 @@ fn prepare_stages(
         None => plan::compute(cfg, &inputs.shown)?,
     };
     let docs = &plan.shape.docs;
-    if let Some(h) = &cfg.deploy.helm {
+    for h in &cfg.deploy.helm {
         deploy_w::chart_dependencies(cfg, h, deploy_w::Check::BringUp)?;
     }
     // The chart is rendered and checked before anything is touched: what it does decides

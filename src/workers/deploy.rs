@@ -128,8 +128,13 @@ impl Check {
 }
 
 /// Renders the chart with the planned values and reads the manifests (see `check`): the
-/// warnings are said, errors stop; returns the namespaces the chart renders.
-pub fn check_before(cfg: &config::Config, plan: &plan::Plan, when: Check) -> Result<Vec<String>> {
+/// warnings are said, errors stop; returns the namespaces the charts render, with their
+/// releases.
+pub fn check_before(
+    cfg: &config::Config,
+    plan: &plan::Plan,
+    when: Check,
+) -> Result<Vec<(String, String)>> {
     let found = crate::check::check(cfg, plan);
     for d in found.diagnostics.iter().filter(|d| !d.is_error()) {
         eprintln!("{d}");
@@ -149,14 +154,19 @@ pub fn check_before(cfg: &config::Config, plan: &plan::Plan, when: Check) -> Res
             errors.join("\n")
         );
     }
-    for ns in found
+    for (ns, release) in found
         .own_namespaces
         .iter()
         .filter(|_| when == Check::BringUp)
     {
+        let by = if cfg.deploy.helm.len() == 1 {
+            "the chart".to_owned()
+        } else {
+            format!("the chart of release `{release}`")
+        };
         out::say(
             "namespace",
-            format!("`{ns}` is rendered by the chart: it is made for Helm to own"),
+            format!("`{ns}` is rendered by {by}: it is made for Helm to own"),
         );
     }
     Ok(found.own_namespaces)
@@ -169,10 +179,12 @@ pub fn check_chart(
     shown: &str,
     shape: std::sync::Arc<crate::project::Shape>,
 ) -> Result<()> {
-    let Some(h) = &cfg.deploy.helm else {
+    if cfg.deploy.helm.is_empty() {
         return Ok(());
-    };
-    chart_dependencies(cfg, h, Check::Reload)?;
+    }
+    for h in &cfg.deploy.helm {
+        chart_dependencies(cfg, h, Check::Reload)?;
+    }
     let plan = plan::compute_with(cfg, shown, shape)?;
     check_before(cfg, &plan, Check::Reload)?;
     Ok(())
@@ -235,7 +247,7 @@ pub struct Batch {
     pub shared: bool,
 }
 
-/// One deploy of a batch: one helm upgrade when the release renders one of its resources,
+/// One deploy of a batch: one helm upgrade for each release that renders one of its resources,
 /// the manifest objects that are their workloads, and every object of its changed files.
 pub fn deploy_resources(
     cfg: &config::Config,
@@ -270,9 +282,7 @@ pub fn deploy_resources(
         let (target, discovery) = cluster()?;
         apply_docs(handle, target, discovery, cfg, parts.shared.iter().copied())?;
     }
-    if let Some(h) = &cfg.deploy.helm
-        && parts.release
-    {
+    for h in &parts.releases {
         let images: BTreeMap<String, (String, String)> = references
             .iter()
             .filter_map(|(n, r)| {
@@ -287,7 +297,7 @@ pub fn deploy_resources(
         run_helm(cfg, &argv, Duration::from_secs(600))?;
         out::say(
             "deployed",
-            format!("helm release `{}` in {}", h.release, cfg.deploy.namespace),
+            format!("helm release `{}` in {}", h.release, h.namespace),
         );
     }
     if !parts.own.is_empty() {
