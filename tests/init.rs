@@ -458,6 +458,28 @@ fn two_charts_are_two_releases_each_with_its_images_and_resources() {
     );
 }
 
+/// `devenv init DIR` run from outside the repository writes what `devenv init` run inside
+/// it writes. Found by issue 27's acceptance run: from the parent directory, the chart's
+/// values were read relative to the working directory, no marker was planted, no image was
+/// paired, and both Dockerfiles were "left out".
+#[test]
+fn init_of_a_directory_from_outside_it_writes_the_same_config() {
+    let r = Repo::fixture("unlike-names");
+    let inside = r.init(&["--print"]);
+    let parent = r.dir.parent().unwrap_or_else(|| panic!("no parent"));
+    let out = Command::new(common::devenv_bin())
+        .args(["init", "--print", "unlike-names"])
+        .current_dir(parent)
+        .env_remove("DEVENV_CONFIG")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let outside = stdout(&out);
+    assert!(!outside.contains("no workload runs its image"), "{outside}");
+    assert_eq!(outside, inside);
+}
+
 /// Issue 27, shape 3: two Dockerfiles for one service (one for compose, EXPOSE 7860; one
 /// under docker/ for Kubernetes, port 8000). init kept the one whose port the chart's
 /// containerPort and probes do not use, and said of the other "no workload runs its image".

@@ -452,7 +452,10 @@ pub fn image_keys(
     scratch: &Path,
     plain: &[Value],
 ) -> Result<Marked, String> {
-    let merged = values(chart, files);
+    // `chart` and `files` are relative to `root` (helm runs there), not to this process's
+    // working directory.
+    let in_root: Vec<PathBuf> = files.iter().map(|f| root.join(f)).collect();
+    let merged = values(&root.join(chart), &in_root);
     let re = regex::Regex::new(r"devenvinit([0-9]+)z").map_err(|e| e.to_string())?;
     let all: &dyn Fn(&[Seg], &str) -> bool = &|_, _| true;
     let narrow: &dyn Fn(&[Seg], &str) -> bool = &image_like;
