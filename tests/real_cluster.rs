@@ -943,3 +943,97 @@ fn a_deploy_of_images_devenv_does_not_build_says_no_empty_with() {
     assert!(text.lines().any(|l| l == "deployed   web"), "{text}");
     assert!(!text.contains(" with \n"), "{text}");
 }
+
+/// Issue 27's acceptance: each fixture repository of a shape init once got wrong, as a new
+/// user runs it (`devenv init`, then `devenv up --ci`, nothing edited), deploys every
+/// workload on the real control plane with devenv's content tags (no `:latest` or pinned tag
+/// is left on an image built here), and `down` leaves no Deployment and no Helm release.
+/// Each copy lies in a folder named after a namespace of this test's own, which init takes
+/// as the project's name and namespace.
+#[test]
+fn each_init_fixture_deploys_unaided_with_content_tags_and_down_leaves_nothing() {
+    let Some(rc) = RealCluster::get("init_fixtures_deploy_unaided") else {
+        return;
+    };
+    for fixture in [
+        "yaml-beside",
+        "unlike-names",
+        "two-dockerfiles",
+        "secret-values",
+        "two-charts",
+        "name-override",
+    ] {
+        let ns = rc.namespace(&fixture.replace('-', ""));
+        let p = Project::new();
+        common::copy_dir(
+            &common::repo_root()
+                .join("tests/fixtures/init")
+                .join(fixture),
+            &p.path().join(&ns),
+        );
+        let w = World::new(p);
+        w.use_real(&rc);
+        w.bin.real("helm");
+        let out = w.run(&["init", &ns], &[]);
+        assert!(out.status.success(), "{fixture}: {}", stderr(&out));
+        let config = format!("{ns}/devenv.toml");
+        let cfg = w.p.read(&config);
+        let built: Vec<String> = cfg
+            .lines()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|l| l[0] == "[[image]]")
+            .filter_map(|l| l[1].strip_prefix("name = "))
+            .map(|n| n.trim_matches('"').to_owned())
+            .collect();
+        assert!(!built.is_empty(), "{fixture}: {cfg}");
+        let out = w.run(&["--config", &config, "up", "--ci"], &[]);
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert_eq!(out.status.code(), Some(0), "{fixture}:\n{cfg}\n{text}");
+        let deployments = rc.kubectl(&["get", "deployments", "-n", &ns, "-o", "json"]);
+        let deployments: Value =
+            serde_json::from_str(&deployments).unwrap_or_else(|e| panic!("{e}"));
+        let items = deployments["items"].as_array().cloned().unwrap_or_default();
+        assert!(!items.is_empty(), "{fixture}: nothing deployed\n{text}");
+        let mut running: Vec<String> = Vec::new();
+        for d in &items {
+            for c in d["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let image = c["image"].as_str().unwrap_or_default();
+                let (repo, tag) = image.rsplit_once(':').unwrap_or((image, ""));
+                if built.iter().any(|b| b == repo) {
+                    assert!(
+                        tag.starts_with("devenv-"),
+                        "{fixture}: {} runs {image}\n{cfg}",
+                        d["metadata"]["name"]
+                    );
+                    running.push(repo.to_owned());
+                } else {
+                    assert!(
+                        !built.iter().any(|b| repo.ends_with(b.as_str())),
+                        "{fixture}: {image} is not devenv's build of it\n{cfg}"
+                    );
+                }
+            }
+        }
+        for b in &built {
+            assert!(
+                running.contains(b),
+                "{fixture}: no workload runs {b}\n{cfg}\n{text}"
+            );
+        }
+        let out = w.run(&["--config", &config, "down"], &[]);
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert_eq!(out.status.code(), Some(0), "{fixture}: {text}");
+        let left = rc.kubectl(&["get", "deployments", "-n", &ns, "-o", "name"]);
+        assert!(left.trim().is_empty(), "{fixture}: left {left}");
+        let (ok, releases) = helm(&w, &rc, &["list", "-n", &ns, "-q"]);
+        assert!(
+            ok && releases.trim().is_empty(),
+            "{fixture}: releases left: {releases}"
+        );
+    }
+}
