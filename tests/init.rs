@@ -480,6 +480,44 @@ fn init_of_a_directory_from_outside_it_writes_the_same_config() {
     assert_eq!(outside, inside);
 }
 
+/// Issue 27, shapes 7 and 8, from a Tiltfile: a `local_resource` whose output the web
+/// image COPYs, with `resource_deps`, became no `[[local]]` and no depends_on (the first
+/// build failed on the missing files); `docker_build(..., entrypoint=...)` became no
+/// dev_command. init reads the Tiltfile's calls as evidence (string arguments, no Starlark
+/// evaluation), carries over what devenv can do, and names each call it cannot.
+#[test]
+fn a_tiltfiles_local_resource_entrypoint_and_resource_deps_are_carried_over() {
+    let r = Repo::fixture("tilt-local");
+    let said = r.init(&[]);
+    let config = r.read("devenv.toml");
+    let s = settings(&config);
+    has(
+        &s,
+        "[[local]]\nname = \"gen-client\"\ncmd = \"python3 tools/gen_client.py\"\nworkdir = \".\"\ndeps = [\"api/openapi.json\", \"tools/gen_client.py\"]",
+    );
+    has(
+        &s,
+        "name = \"web\"\nworkload = \"deployment/web\"\nimages = [\"acme/web\"]\nport_forwards = [\"3000:3000\"]\ndepends_on = [\"gen-client\", \"api\"]",
+    );
+    has(
+        &s,
+        "name = \"acme/web\"\ncontext = \"web\"\ndockerfile = \"web/Dockerfile.dev\"\nlive_update = true\ndev_command = [\"sh\", \"-c\", \"npm run dev\"]",
+    );
+    has(&said, "Tiltfile:23 helm_resource('redis', …)");
+    has(&said, "Tiltfile:10 docker_build('acme/web', …)");
+    let plan = r.checked_plan();
+    let local = plan
+        .find("python3 tools/gen_client.py")
+        .unwrap_or_else(|| panic!("no local step:\n{plan}"));
+    let build = plan
+        .find("acme/web:devenv-")
+        .unwrap_or_else(|| panic!("no build of acme/web:\n{plan}"));
+    assert!(
+        local < build,
+        "the local runs before the build it feeds:\n{plan}"
+    );
+}
+
 /// Issue 27, shape 3: two Dockerfiles for one service (one for compose, EXPOSE 7860; one
 /// under docker/ for Kubernetes, port 8000). init kept the one whose port the chart's
 /// containerPort and probes do not use, and said of the other "no workload runs its image".

@@ -962,6 +962,7 @@ fn each_init_fixture_deploys_unaided_with_content_tags_and_down_leaves_nothing()
         "secret-values",
         "two-charts",
         "name-override",
+        "tilt-local",
     ] {
         let ns = rc.namespace(&fixture.replace('-', ""));
         let p = Project::new();
@@ -987,7 +988,10 @@ fn each_init_fixture_deploys_unaided_with_content_tags_and_down_leaves_nothing()
             .map(|n| n.trim_matches('"').to_owned())
             .collect();
         assert!(!built.is_empty(), "{fixture}: {cfg}");
-        let out = w.run(&["--config", &config, "up", "--ci"], &[]);
+        // A local step of the project's own (tilt-local's generator) needs the system's
+        // tools besides the fakes.
+        let path = format!("{}:/usr/bin:/bin", w.bin.path().display());
+        let out = w.run(&["--config", &config, "up", "--ci"], &[("PATH", &path)]);
         let text = format!("{}{}", stdout(&out), stderr(&out));
         assert_eq!(out.status.code(), Some(0), "{fixture}:\n{cfg}\n{text}");
         let deployments = rc.kubectl(&["get", "deployments", "-n", &ns, "-o", "json"]);

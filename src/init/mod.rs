@@ -9,6 +9,7 @@
 //! from its example when the pods need one and none exists. Never touches a cluster.
 
 mod chart;
+mod evidence;
 mod images;
 mod scan;
 mod workloads;
@@ -149,6 +150,8 @@ pub struct ResourceOut {
     pub depends_on: Vec<String>,
     /// The Helm release that renders it, when there are several.
     pub release: Option<String>,
+    /// Those of `depends_on` a Tiltfile's `resource_deps` name.
+    pub said_deps: Vec<String>,
     /// The workloads it waits for that share its Helm release (no depends_on needed).
     pub waits_in_release: Vec<String>,
 }
@@ -156,9 +159,15 @@ pub struct ResourceOut {
 #[derive(Debug, Clone)]
 pub struct LocalOut {
     pub name: String,
-    pub cmd: String,
+    pub cmd: Option<String>,
+    pub serve_cmd: Option<String>,
     pub workdir: PathBuf,
     pub deps: Vec<PathBuf>,
+    pub depends_on: Vec<String>,
+    /// Run only when triggered (the test commands).
+    pub manual: bool,
+    /// Where the repository says it: `Tiltfile:3 local_resource('gen', …)`.
+    pub from: Option<String>,
 }
 
 /// Everything the written file says.
@@ -400,6 +409,11 @@ pub fn propose(
             ),
         );
     }
+    // What the repository says of itself (a Tiltfile, compose, skaffold, build scripts).
+    let ev = evidence::read(&tree);
+    for n in &ev.not_carried {
+        note("left out", n.clone());
+    }
     // Images, one per Dockerfile kept.
     let (chosen, left) = images::chosen(&tree);
     for (f, why) in &left {
@@ -407,11 +421,15 @@ pub fn propose(
     }
     let mut images: Vec<ImageOut> = Vec::new();
     for f in &chosen {
-        let found = images::read(&tree, f, &project);
-        let base = if found.service == project {
-            project.clone()
-        } else {
-            format!("{project}-{}", label(&found.service))
+        let mut found = images::read(&tree, f, &project);
+        // The repository's own name for it comes first.
+        let said = ev
+            .build_of(&found.dockerfile)
+            .filter(|b| crate::config::units::check_image_name(&b.image).is_ok());
+        let base = match said {
+            Some(b) => b.image.clone(),
+            None if found.service == project => project.clone(),
+            None => format!("{project}-{}", label(&found.service)),
         };
         let mut name = base.clone();
         let mut n = 2;
@@ -419,10 +437,42 @@ pub fn propose(
             name = format!("{base}-{n}");
             n += 1;
         }
+        let mut name_why = None;
+        if let Some(b) = said {
+            if b.context != found.context && b.context.starts_with(root) && b.context.is_dir() {
+                found.context.clone_from(&b.context);
+                found.context_why = format!("as {} says", b.from);
+            }
+            if !b.entrypoint.is_empty() {
+                found.dev_command.clone_from(&b.entrypoint);
+                found.live_why = format!(
+                    "{} runs `{}` in place of its ENTRYPOINT and CMD: dev_command",
+                    b.from,
+                    b.entrypoint.join(" ")
+                );
+            }
+            if b.live_update {
+                found.live_update = true;
+                found.live_why.push_str(&format!(
+                    "{}{} gives it live_update steps; devenv syncs what the Dockerfile's COPY lines put in",
+                    if found.live_why.is_empty() { "" } else { ". " },
+                    b.from
+                ));
+            }
+            name_why = Some(format!("{} builds it as `{}`", b.from, b.image));
+            note(
+                "found",
+                format!(
+                    "{}: image `{name}` from {}",
+                    b.from,
+                    rel(root, &found.dockerfile)
+                ),
+            );
+        }
         images.push(ImageOut {
             name,
             found,
-            name_why: None,
+            name_why,
         });
     }
     // The deploy: a chart, else manifests.
@@ -650,6 +700,26 @@ pub fn propose(
                 depends_on.push(name);
             }
         }
+        // What the Tiltfile says it waits for (a local step, another workload) comes first.
+        let mut said: Vec<String> = Vec::new();
+        for d in ev.resource_deps.get(&w.name).into_iter().flatten() {
+            let dep = if ev.locals.iter().any(|l| l.name == *d) {
+                Some(d.clone())
+            } else {
+                objects
+                    .workloads
+                    .iter()
+                    .find(|x| x.name == *d)
+                    .and_then(|x| names.get(&x.reference()).cloned())
+            };
+            if let Some(dep) = dep.filter(|dep| !said.contains(dep)) {
+                said.push(dep);
+            }
+        }
+        depends_on.retain(|d| !said.contains(d));
+        let said_deps = said.clone();
+        said.append(&mut depends_on);
+        let depends_on = said;
         let ns = w.namespace.clone().filter(|n| *n != namespace);
         resources.push(ResourceOut {
             name: names.get(&w.reference()).cloned().unwrap_or_default(),
@@ -665,17 +735,50 @@ pub fn propose(
                 .collect(),
             forwards,
             depends_on,
+            said_deps,
             release: released_by.get(&w.reference()).filter(|_| several).cloned(),
             waits_in_release: waits,
         });
     }
     // Secrets the pods read that nothing here makes.
     let secrets = secrets(root, &tree, &objects, &images, &runs, &mut note);
-    let locals = if with_tests {
-        locals(root, &tree)
-    } else {
-        Vec::new()
-    };
+    let mut locals: Vec<LocalOut> = ev
+        .locals
+        .iter()
+        .filter(|l| l.workdir.starts_with(root))
+        .map(|l| {
+            note("found", format!("{}: [[local]] `{}`", l.from, l.name));
+            LocalOut {
+                name: l.name.clone(),
+                cmd: l.cmd.clone(),
+                serve_cmd: l.serve_cmd.clone(),
+                workdir: l.workdir.clone(),
+                deps: l
+                    .deps
+                    .iter()
+                    .filter(|d| d.starts_with(root) && d.exists())
+                    .cloned()
+                    .collect(),
+                depends_on: ev
+                    .resource_deps
+                    .get(&l.name)
+                    .into_iter()
+                    .flatten()
+                    .filter(|d| ev.locals.iter().any(|o| o.name == **d))
+                    .cloned()
+                    .collect(),
+                manual: false,
+                from: Some(l.from.clone()),
+            }
+        })
+        .collect();
+    if with_tests {
+        for t in locals_for_tests(root, &tree) {
+            if !locals.iter().any(|l| l.name == t.name) {
+                locals.push(t);
+            }
+        }
+    }
     Ok(Proposal {
         root: root.to_path_buf(),
         project,
@@ -1279,7 +1382,7 @@ fn secrets(
 }
 
 /// Test commands: pytest where Python tests are, `npm test` where package.json has one.
-fn locals(root: &Path, tree: &scan::Tree) -> Vec<LocalOut> {
+fn locals_for_tests(root: &Path, tree: &scan::Tree) -> Vec<LocalOut> {
     let mut out: Vec<LocalOut> = Vec::new();
     let py_dirs = |d: &Path| -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(d)
@@ -1348,13 +1451,17 @@ fn locals(root: &Path, tree: &scan::Tree) -> Vec<LocalOut> {
             }
             out.push(LocalOut {
                 name: named("tests"),
-                cmd: if has_tests_dir {
+                cmd: Some(if has_tests_dir {
                     "python3 -m pytest -q tests".into()
                 } else {
                     "python3 -m pytest -q".into()
-                },
+                }),
+                serve_cmd: None,
                 workdir: d.clone(),
                 deps,
+                depends_on: Vec::new(),
+                manual: true,
+                from: None,
             });
         }
         if let Ok(text) = std::fs::read_to_string(d.join("package.json"))
@@ -1374,13 +1481,17 @@ fn locals(root: &Path, tree: &scan::Tree) -> Vec<LocalOut> {
             };
             out.push(LocalOut {
                 name,
-                cmd: "npm test".into(),
+                cmd: Some("npm test".into()),
+                serve_cmd: None,
                 workdir: d.clone(),
                 deps: if deps.is_empty() {
                     vec![d.clone()]
                 } else {
                     deps
                 },
+                depends_on: Vec::new(),
+                manual: true,
+                from: None,
             });
         }
     }

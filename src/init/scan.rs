@@ -42,6 +42,10 @@ pub struct Tree {
     pub other_yaml: Vec<PathBuf>,
     /// `.env` files and their examples.
     pub env_files: Vec<PathBuf>,
+    /// Tiltfiles, outside charts.
+    pub tiltfiles: Vec<PathBuf>,
+    /// Makefiles and shell scripts, outside charts (they may say `docker build -t NAME DIR`).
+    pub scripts: Vec<PathBuf>,
     /// Every directory, by name (for contexts that are not beside their Dockerfile).
     pub dirs_by_name: BTreeMap<String, Vec<PathBuf>>,
     /// Directories with Python tests (`tests/`, `test_*.py`) or a package.json.
@@ -122,6 +126,14 @@ pub fn scan(root: &Path) -> Tree {
                 t.dockerfiles.push(path.clone());
             } else if is_env_file(name) {
                 t.env_files.push(path.clone());
+            } else if name == "Tiltfile" && !in_chart && !chart_here {
+                t.tiltfiles.push(path.clone());
+            } else if !in_chart
+                && !chart_here
+                && (["Makefile", "makefile", "GNUmakefile", "justfile"].contains(&name.as_str())
+                    || name.ends_with(".sh"))
+            {
+                t.scripts.push(path.clone());
             } else if name == "package.json"
                 || name.starts_with("test_") && name.ends_with(".py")
                 || name.ends_with("_test.go")
@@ -168,6 +180,8 @@ pub fn scan(root: &Path) -> Tree {
     t.manifests.sort();
     t.other_yaml.sort();
     t.env_files.sort();
+    t.tiltfiles.sort();
+    t.scripts.sort();
     t.test_dirs.sort();
     for v in t.dirs_by_name.values_mut() {
         v.sort();

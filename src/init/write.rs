@@ -251,11 +251,27 @@ pub fn toml(p: &Proposal) -> String {
                 res.waits_in_release.join(", ")
             );
         }
-        if !res.depends_on.is_empty() {
+        if !res.said_deps.is_empty() {
+            let _ = write!(
+                why,
+                " The Tiltfile's resource_deps: {} first.",
+                res.said_deps.join(", ")
+            );
+        }
+        let waits: Vec<&String> = res
+            .depends_on
+            .iter()
+            .filter(|d| !res.said_deps.contains(d))
+            .collect();
+        if !waits.is_empty() {
             let _ = write!(
                 why,
                 " Its init container waits for {}: depends_on.",
-                res.depends_on.join(", ")
+                waits
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         comment(&mut out, &why);
@@ -288,23 +304,40 @@ pub fn toml(p: &Proposal) -> String {
     }
     for l in &p.locals {
         out.push('\n');
-        comment(
-            &mut out,
-            &format!(
+        let why = match &l.from {
+            Some(from) => format!(
+                "{from}: run on the host when its deps change{}.",
+                if l.serve_cmd.is_some() {
+                    ", and its serve command kept running"
+                } else {
+                    ""
+                }
+            ),
+            None => format!(
                 "Tests in {}, run on demand (the page's button, or `devenv trigger {}`).",
                 r(p, &l.workdir),
                 l.name
             ),
-        );
+        };
+        comment(&mut out, &why);
+        let _ = writeln!(out, "[[local]]\nname = {}", q(&l.name));
+        if let Some(cmd) = &l.cmd {
+            let _ = writeln!(out, "cmd = {}", q(cmd));
+        }
+        if let Some(cmd) = &l.serve_cmd {
+            let _ = writeln!(out, "serve_cmd = {}", q(cmd));
+        }
         let deps: Vec<String> = l.deps.iter().map(|d| r(p, d)).collect();
-        let _ = writeln!(
-            out,
-            "[[local]]\nname = {}\ncmd = {}\nworkdir = {}\ndeps = {}\ntrigger = \"manual\"",
-            q(&l.name),
-            q(&l.cmd),
-            q(&r(p, &l.workdir)),
-            list(&deps)
-        );
+        let _ = writeln!(out, "workdir = {}", q(&r(p, &l.workdir)));
+        if !deps.is_empty() {
+            let _ = writeln!(out, "deps = {}", list(&deps));
+        }
+        if !l.depends_on.is_empty() {
+            let _ = writeln!(out, "depends_on = {}", list(&l.depends_on));
+        }
+        if l.manual {
+            out.push_str("trigger = \"manual\"\n");
+        }
     }
     if let Some(port) = p.web_port {
         out.push('\n');
