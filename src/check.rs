@@ -273,9 +273,102 @@ fn analyze(
     if all_rendered {
         check_workloads(cfg, built, &objects, &mut out);
     }
+    check_unbuilt(cfg, built, &objects, &mut out);
     check_secret_keys(cfg, &objects, &mut out);
     check_live_update(cfg, built, &objects, &mut out);
     out
+}
+
+/// The name of the service a Dockerfile builds: its folder's, or the folder above a
+/// `docker/` or `build/` holder (`backend/docker/Dockerfile` builds backend).
+fn service_of(dockerfile: &std::path::Path) -> Option<String> {
+    let mut dir = dockerfile.parent()?;
+    let name = |d: &std::path::Path| d.file_name().map(|n| n.to_string_lossy().to_lowercase());
+    if name(dir)
+        .is_some_and(|n| ["docker", "build", ".docker", "dockerfiles"].contains(&n.as_str()))
+    {
+        dir = dir.parent()?;
+    }
+    name(dir)
+}
+
+/// A workload that runs an image no `[[image]]` builds, while a Dockerfile of the project
+/// not in the config could build it (its folder is named like the image: `frontend/` for
+/// `todo-frontend`): the cluster runs whatever that tag is, not this code. The repository
+/// is looked through only when some workload runs such an image.
+fn check_unbuilt(
+    cfg: &Config,
+    built: &BTreeMap<String, (String, String)>,
+    objects: &[&Object],
+    out: &mut Findings,
+) {
+    let ours: Vec<&str> = built
+        .values()
+        .map(|(r, _)| r.as_str())
+        .chain(cfg.images.iter().map(|i| i.name.as_str()))
+        .collect();
+    let mut others: Vec<(&Object, String, String)> = Vec::new();
+    for o in objects {
+        let mut containers = Vec::new();
+        objects::collect_containers(&o.doc.value, &mut containers);
+        for (container, image, _) in containers {
+            let repo = objects::repository_of(&image);
+            // Built here, or from a registry host (`ghcr.io/...`): not this case.
+            let hosted = repo
+                .split_once('/')
+                .is_some_and(|(host, _)| host.contains(['.', ':']) || host == "localhost");
+            if !ours.contains(&repo) && !hosted {
+                others.push((o, container, image));
+            }
+        }
+    }
+    if others.is_empty() {
+        return;
+    }
+    let tree = crate::tree::scan(&cfg.root);
+    let configured: Vec<&std::path::Path> =
+        cfg.images.iter().map(|i| i.dockerfile.as_path()).collect();
+    let candidates: Vec<(&std::path::PathBuf, String)> = tree
+        .dockerfiles
+        .iter()
+        .filter(|f| !configured.contains(&f.as_path()))
+        .filter_map(|f| Some((f, service_of(f)?)))
+        .collect();
+    for (o, container, image) in others {
+        let repo = objects::repository_of(&image);
+        let last = repo.rsplit('/').next().unwrap_or(repo).to_lowercase();
+        let Some((file, _)) = candidates.iter().find(|(_, s)| {
+            last == *s || last.ends_with(&format!("-{s}")) || last.ends_with(&format!("_{s}"))
+        }) else {
+            continue;
+        };
+        let place = cfg
+            .resources
+            .iter()
+            .find(|r| {
+                r.workload.kind.as_str().eq_ignore_ascii_case(o.kind())
+                    && r.workload.name == o.name()
+            })
+            .map_or_else(
+                || Helm::place(0, "chart"),
+                |r| format!("resource.{}.workload", r.name),
+            );
+        out.diagnostics.push(
+            cfg.error_at(
+                &place,
+                format!(
+                    "{} container `{container}` runs `{image}`, which no [[image]] builds, and {} looks like its source: the cluster runs whatever that tag holds, not this code",
+                    o.told(),
+                    cfg.rel(file)
+                ),
+            )
+            .hint(format!(
+                "add an [[image]] for {} and give the workload its name (a [[deploy.helm.images]] entry, or the manifest's `image:`); `devenv init --print` shows one",
+                cfg.rel(file)
+            ))
+            .warning(),
+        );
+    }
 }
 
 /// A resource that names its release is rendered by that release's chart (devenv runs only
@@ -847,6 +940,36 @@ mod tests {
             messages(&f)[0].contains("imagePullPolicy: Always"),
             "{:?}",
             messages(&f)
+        );
+    }
+
+    /// Issue 27: a workload that runs a tag of an image nothing here builds, while a
+    /// Dockerfile of the project (`frontend/`, for `todo-frontend`) could build it, runs
+    /// whatever the cluster has, not the project's code: `config check` says so (it was
+    /// silent), naming the Dockerfile. An image from elsewhere (busybox) is no such case.
+    #[test]
+    fn a_workload_running_an_image_a_dockerfile_here_could_build_warns() {
+        let (d, cfg) = project("");
+        std::fs::create_dir_all(d.path().join("frontend")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(d.path().join("frontend/Dockerfile"), "FROM scratch\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let web = "---\n# Source: todo/templates/frontend.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: todo-frontend\nspec:\n  template:\n    spec:\n      initContainers:\n      - name: wait\n        image: busybox:1.36\n      containers:\n      - name: web\n        image: todo-frontend:fixed3\n";
+        let text = format!(
+            "{}{web}",
+            deploy("todo-backend:devenv-aaa", "", "DATABASE_URL")
+        );
+        let f = run(&cfg, &text);
+        let m = messages(&f);
+        let said: Vec<&String> = m
+            .iter()
+            .filter(|m| m.contains("no [[image]] builds"))
+            .collect();
+        assert_eq!(said.len(), 1, "{m:?}");
+        assert!(said[0].starts_with("warning: "), "{m:?}");
+        assert!(
+            said[0].contains("Deployment/todo-frontend (from todo/templates/frontend.yaml) container `web` runs `todo-frontend:fixed3`")
+                && said[0].contains("frontend/Dockerfile"),
+            "{m:?}"
         );
     }
 

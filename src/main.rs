@@ -32,6 +32,7 @@ mod plan;
 mod project;
 mod reload;
 mod session;
+mod tree;
 mod views;
 mod watch;
 mod web;

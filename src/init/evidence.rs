@@ -681,7 +681,7 @@ fn build_lines(root: &Path, file: &Path, ev: &mut Evidence) {
 }
 
 /// Reads every file of the repository that says how it builds and runs itself.
-pub fn read(tree: &super::scan::Tree) -> Evidence {
+pub fn read(tree: &crate::tree::Tree) -> Evidence {
     let root = &tree.root;
     let mut ev = Evidence::default();
     for f in &tree.tiltfiles {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::dockerfile::{self, Stage};
 
-use super::scan::Tree;
+use crate::tree::Tree;
 
 /// Stage names that mean "the development image".
 const DEV_STAGES: &[&str] = &["dev", "development", "develop", "local"];

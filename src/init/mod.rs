@@ -11,7 +11,7 @@
 mod chart;
 mod evidence;
 mod images;
-mod scan;
+use crate::tree as scan;
 mod workloads;
 mod write;
 

@@ -1,5 +1,6 @@
-//! The walk over the repository: what `init` reads, found in one bounded pass that skips
-//! what is never source (dependencies, build output, version control, virtualenvs).
+//! The walk over the repository: what `init` reads (and where `config check` looks for
+//! Dockerfiles), found in one bounded pass that skips what is never source (dependencies,
+//! build output, version control, virtualenvs).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
