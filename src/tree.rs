@@ -45,7 +45,8 @@ pub struct Tree {
     pub env_files: Vec<PathBuf>,
     /// Tiltfiles, outside charts.
     pub tiltfiles: Vec<PathBuf>,
-    /// Makefiles and shell scripts, outside charts (they may say `docker build -t NAME DIR`).
+    /// Makefiles, shell scripts and READMEs, outside charts (they may say `docker build -t
+    /// NAME DIR`).
     pub scripts: Vec<PathBuf>,
     /// Every directory, by name (for contexts that are not beside their Dockerfile).
     pub dirs_by_name: BTreeMap<String, Vec<PathBuf>>,
@@ -132,7 +133,8 @@ pub fn scan(root: &Path) -> Tree {
             } else if !in_chart
                 && !chart_here
                 && (["Makefile", "makefile", "GNUmakefile", "justfile"].contains(&name.as_str())
-                    || name.ends_with(".sh"))
+                    || name.ends_with(".sh")
+                    || name.to_ascii_lowercase().starts_with("readme"))
             {
                 t.scripts.push(path.clone());
             } else if name == "package.json"

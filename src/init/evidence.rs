@@ -3,8 +3,8 @@
 //! `local_resource` calls (their literal arguments; the Starlark is never evaluated), the
 //! `build:` and `image:` of docker-compose services, skaffold.yaml's artifacts, and
 //! `docker build -t NAME DIR` (or podman's, buildah's, `minikube image build`'s) lines of
-//! Makefiles and shell scripts. init names images as they say, writes their local steps and
-//! resource dependencies, and notes each call it could not carry over.
+//! Makefiles, shell scripts and READMEs. init names images as they say, writes their local
+//! steps and resource dependencies, and notes each call it could not carry over.
 //!
 //! Pure reading: files are read as regular files of the repository, size-capped.
 
@@ -622,7 +622,12 @@ fn build_lines(root: &Path, file: &Path, ev: &mut Evidence) {
         .display()
         .to_string();
     for (n, raw) in text.lines().enumerate() {
-        let line = raw.trim().trim_start_matches('@').trim_end_matches('\\');
+        // A Makefile's `@`, a README's shell prompt.
+        let line = raw
+            .trim()
+            .trim_start_matches(['@', '$', '>'])
+            .trim()
+            .trim_end_matches('\\');
         let words: Vec<&str> = line.split_whitespace().collect();
         let start = words.windows(2).position(|w| {
             matches!(
@@ -749,7 +754,7 @@ mod tests {
         let f = dir.path().join("Makefile");
         std::fs::write(
             &f,
-            "images:\n\tdocker build -t todo-backend:dev -f backend/Dockerfile.dev --build-arg X=1 backend\n\t@minikube image build -t todo-frontend frontend\n\tdocker build -t $(IMG) .\n",
+            "images:\n\tdocker build -t todo-backend:dev -f backend/Dockerfile.dev --build-arg X=1 backend\n\t@minikube image build -t todo-frontend frontend\n\tdocker build -t $(IMG) .\n```sh\n$ docker build -t todo-worker ./worker\n```\n",
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let mut ev = Evidence::default();
@@ -772,6 +777,7 @@ mod tests {
                     dir.path().join("frontend"),
                     None
                 ),
+                ("todo-worker".to_owned(), dir.path().join("./worker"), None),
             ]
         );
     }
