@@ -1353,3 +1353,89 @@ fn control_sequences_in_a_commands_output_are_shown_escaped() {
     );
     assert!(text.contains(r"noisy | a\u{1b}]0;pwned\u{7}b"), "{text}");
 }
+
+/// Issue 28, item 9 (soak, not timed): log readers that ask for the whole history
+/// (`Last-Event-ID: 0`, or a huge `tail`) and then read slowly do not make the daemon build
+/// that history in memory: ten at once took 4.1 GB. The stream is made in batches as the
+/// reader takes them, and `tail` is capped (`devenv logs --tail 1000000` gets the newest
+/// 10,000 lines).
+#[test]
+fn readers_of_the_whole_log_history_do_not_take_its_size_in_memory() {
+    use std::io::{Read as _, Write as _};
+    let p = Project::new();
+    p.write(
+        "devenv.toml",
+        "[project]\nname = \"hoard\"\n\n[[local]]\nname = \"flood\"\ncmd = \"seq 300000 | sed 's/^/a log line of the flood, a little longer than most, number /'\"\n\n[web]\nlog_buffer = \"64MB\"\n",
+    );
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut up = Running::spawn(local_up(&p, home.path(), &["--quiet"]));
+    let pid = up.child.id();
+    let client = |args: &[&str]| devenv_in(&p, home.path(), args);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let port: u16 = loop {
+        let s = client(&["status", "--json"]);
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&s.stdout)
+            && v["resources"][0]["status"] == "ready"
+            && v["resources"][0]["runs"] == 1
+        {
+            let text = String::from_utf8_lossy(&client(&["status"]).stdout).into_owned();
+            break text
+                .split("page: http://127.0.0.1:")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("no page port in {text}"));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the flood did not end: {}",
+            up.text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let before = rss_kib(pid);
+    // Ten readers ask for everything, read their first bytes, and then stop reading.
+    let readers: Vec<std::net::TcpStream> = (0..10)
+        .map(|i| {
+            let mut s =
+                std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
+            let path = if i % 2 == 0 {
+                "/api/logs/flood?follow=1"
+            } else {
+                "/api/logs?tail=100000000&follow=1"
+            };
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nLast-Event-ID: 0\r\n\r\n"
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            let mut first = [0u8; 4096];
+            let n = s.read(&mut first).unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"),
+                "{}",
+                String::from_utf8_lossy(&first[..n])
+            );
+            s
+        })
+        .collect();
+    // What the server made for them is made by now (or never): give it a moment, measured.
+    let settle = Instant::now() + Duration::from_secs(3);
+    let mut most = rss_kib(pid);
+    while Instant::now() < settle {
+        most = most.max(rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("RSS: {before} KiB before the readers, at most {most} KiB with ten of them");
+    assert!(
+        most < before + 150 * 1024,
+        "ten readers of the history grew the daemon by {} KiB",
+        most.saturating_sub(before)
+    );
+    drop(readers);
+    let logs = client(&["logs", "flood", "--tail", "1000000"]);
+    let kept = String::from_utf8_lossy(&logs.stdout).lines().count();
+    assert_eq!(kept, 10_000, "the tail is capped");
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+}

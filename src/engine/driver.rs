@@ -9,7 +9,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::log::LogBuffer;
+use super::log::{Line, LogBuffer, ReadFrom};
 use super::state::{Command, Event, State};
 
 /// What the engine publishes after each event: the whole state and a sequence number.
@@ -101,23 +101,70 @@ impl Logs {
         self.pushed.subscribe()
     }
 
-    /// Lines of every resource in the order they came: those after the global position
-    /// `since`, or else the last `tail`; at most `tail` either way (the newest).
-    pub fn all(&self, since: Option<u64>, tail: usize) -> Vec<Tagged> {
+    /// Lines of every resource in the order they came, at most `limit` of them, oldest
+    /// first, from `from` (positions among all lines); where the next read goes on from; and
+    /// the position of the newest line. Only the lines returned are copied (the buffers are
+    /// merged by position), so a reader of a long history is served a page at a time.
+    pub fn all(&self, from: ReadFrom, limit: usize) -> (Vec<Tagged>, ReadFrom, Option<u64>) {
         let all = crate::host::lock(&self.inner);
-        let mut lines: Vec<Tagged> = Vec::new();
-        for (name, b) in &all.buffers {
-            let mine: Vec<&super::log::Line> = match since {
-                Some(g) => b.since_global(g).collect(),
-                None => b.tail(tail).collect(),
-            };
-            let skip = mine.len().saturating_sub(tail);
-            lines.extend(mine[skip..].iter().map(|l| (name.clone(), (*l).clone())));
+        let newest = all.next.checked_sub(1);
+        let after = match from {
+            ReadFrom::Start => None,
+            ReadFrom::After(g) => Some(g),
+            ReadFrom::Tail(n) => Self::tail_start(&all, n),
+        };
+        type Head<'a> = (
+            &'a String,
+            std::iter::Peekable<Box<dyn Iterator<Item = &'a Line> + 'a>>,
+        );
+        let mut heads: Vec<Head<'_>> = all
+            .buffers
+            .iter()
+            .map(|(name, b)| {
+                let it: Box<dyn Iterator<Item = &Line>> = match after {
+                    Some(g) => Box::new(b.since_global(g)),
+                    None => Box::new(b.tail(usize::MAX)),
+                };
+                (name, it.peekable())
+            })
+            .collect();
+        let mut out: Vec<Tagged> = Vec::new();
+        while out.len() < limit {
+            let next = heads
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, (_, it))| it.peek().map(|l| (l.global, i)))
+                .min();
+            let Some((_, i)) = next else { break };
+            let (name, it) = &mut heads[i];
+            if let Some(l) = it.next() {
+                out.push(((*name).clone(), l.clone()));
+            }
         }
-        lines.sort_by_key(|(_, l)| l.global);
-        let skip = lines.len().saturating_sub(tail);
-        lines.drain(..skip);
-        lines
+        let next = match (out.last(), from) {
+            (Some((_, l)), _) => ReadFrom::After(l.global),
+            (None, ReadFrom::Tail(_)) => newest.map_or(ReadFrom::Start, ReadFrom::After),
+            (None, other) => other,
+        };
+        (out, next, newest)
+    }
+
+    /// The global position after which the newest `tail` lines of all resources lie; `None`
+    /// when there are no more than that (from the start). Reads positions, copies no line.
+    fn tail_start(all: &AllLogs, tail: usize) -> Option<u64> {
+        if tail == 0 {
+            return all.next.checked_sub(1);
+        }
+        let mut globals: Vec<u64> = all
+            .buffers
+            .values()
+            .flat_map(|b| b.tail(tail).map(|l| l.global))
+            .collect();
+        if globals.len() <= tail {
+            return None;
+        }
+        globals.sort_unstable_by(|a, b| b.cmp(a));
+        Some(globals[tail])
     }
 }
 
@@ -177,6 +224,37 @@ mod tests {
 
     use super::*;
     use crate::engine::state::{Graph, Node, Status};
+
+    /// Every resource's lines read a page at a time, merged in the order they came: the
+    /// newest `tail` from their first, then on from each page's last, to the end.
+    #[test]
+    fn all_logs_are_read_in_pages_in_the_order_the_lines_came() {
+        let logs = Logs::new(1 << 20);
+        for i in 0..9 {
+            logs.push(["a", "b", "c"][i % 3], "x", &format!("line {i}"));
+        }
+        let texts =
+            |v: &[Tagged]| -> Vec<String> { v.iter().map(|(_, l)| l.text.clone()).collect() };
+        let (page, next, newest) = logs.all(ReadFrom::Tail(4), 2);
+        assert_eq!(texts(&page), ["line 5", "line 6"]);
+        assert_eq!((next, newest), (ReadFrom::After(6), Some(8)));
+        let (page, next, _) = logs.all(next, 2);
+        assert_eq!(texts(&page), ["line 7", "line 8"]);
+        let (page, next, _) = logs.all(next, 2);
+        assert!(page.is_empty());
+        assert_eq!(next, ReadFrom::After(8));
+        let (page, _, _) = logs.all(ReadFrom::Start, 100);
+        assert_eq!(page.len(), 9);
+        let (page, next, _) = logs.all(ReadFrom::Tail(0), 100);
+        assert!(page.is_empty());
+        assert_eq!(
+            next,
+            ReadFrom::After(8),
+            "a tail of none goes on after the newest"
+        );
+        let (page, _, _) = logs.all(ReadFrom::Tail(100), 100);
+        assert_eq!(page.len(), 9);
+    }
 
     /// Workers that build in 100 ms (of paused time), deploy in 50 ms and report ready at
     /// once, recording every command.

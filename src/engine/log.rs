@@ -68,6 +68,17 @@ impl Verb {
     }
 }
 
+/// Where a read of a log starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// The oldest line kept.
+    Start,
+    /// After the line at this position (exclusive).
+    After(u64),
+    /// The first of the newest this many lines.
+    Tail(usize),
+}
+
 /// Overhead counted per line besides its text, so a flood of empty lines is bounded too.
 const LINE_OVERHEAD: usize = 64;
 /// Longer lines are cut (a minified bundle printed on one line must not evict everything).
@@ -158,6 +169,23 @@ impl LogBuffer {
     pub fn since(&self, seq: u64) -> impl Iterator<Item = &Line> {
         let from = self.lines.partition_point(|l| l.seq <= seq);
         self.lines.range(from..)
+    }
+
+    /// At most `limit` lines from `from`, oldest first; where the next read goes on from;
+    /// and the position of the newest line kept.
+    pub fn page(&self, from: ReadFrom, limit: usize) -> (Vec<&Line>, ReadFrom, Option<u64>) {
+        let lines: Vec<&Line> = match from {
+            ReadFrom::Start => self.lines.iter().take(limit).collect(),
+            ReadFrom::After(seq) => self.since(seq).take(limit).collect(),
+            ReadFrom::Tail(n) => self.tail(n).take(limit).collect(),
+        };
+        let newest = self.lines.back().map(|l| l.seq);
+        let next = match (lines.last(), from) {
+            (Some(l), _) => ReadFrom::After(l.seq),
+            (None, ReadFrom::Tail(_)) => newest.map_or(ReadFrom::Start, ReadFrom::After),
+            (None, other) => other,
+        };
+        (lines, next, newest)
     }
 
     /// Lines after the global position `global` (exclusive), oldest first.

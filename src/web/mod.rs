@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 pub mod client;
 
 use crate::engine::driver::{Logs, Snapshot};
+use crate::engine::log::ReadFrom;
 use crate::engine::state::Event;
 use crate::workers::ResourceInfo;
 
@@ -534,12 +535,21 @@ struct LogLine<'a> {
     text: &'a str,
 }
 
-/// Reads what a log stream sends next: the lines after a position (from the first line
-/// without one), the newest `limit` of them, as events, and the position of the last one.
-type ReadLines = Box<dyn Fn(Option<u64>, usize) -> (Vec<SseEvent>, Option<u64>) + Send + Sync>;
+/// Reads what a log stream sends next: at most `limit` lines from a place, as events;
+/// where the next read goes on from; and the position of the newest line kept.
+type ReadLines = Box<
+    dyn Fn(ReadFrom, usize, Option<u64>) -> (Vec<SseEvent>, ReadFrom, Option<u64>) + Send + Sync,
+>;
 
-/// A log stream: `read`'s first lines, then, with `follow`, each new batch as lines are
-/// pushed (woken by the log, never polled).
+/// The most lines a log stream's `tail` gives (a larger one is taken as this).
+pub const MAX_TAIL: usize = 10_000;
+/// A log stream is made this many lines at a time, each batch when the reader has taken
+/// the one before: a reader of a long history holds one batch of it in memory, not all.
+const BATCH: usize = 500;
+
+/// A log stream: from `resume` (`Last-Event-ID`) or the newest `tail` lines, in batches;
+/// without `follow` it ends at the line that was newest when it was asked for, with it it
+/// waits for each new line (woken by the log, never polled).
 fn log_stream(
     s: &Shared,
     follow: bool,
@@ -549,35 +559,54 @@ fn log_stream(
 ) -> Response {
     let mut pushed = s.logs.subscribe();
     pushed.borrow_and_update();
-    // A resumed stream gets every line it missed (the buffers bound them); a new one the tail.
-    let (first, last) = read(resume, if resume.is_some() { usize::MAX } else { tail });
-    let last = last.or(resume);
-    let initial = futures::stream::iter(first.into_iter().map(Ok::<_, Infallible>));
-    if !follow {
-        return Sse::new(initial).into_response();
+    let from = match resume {
+        Some(r) => ReadFrom::After(r),
+        None => ReadFrom::Tail(tail.min(MAX_TAIL)),
+    };
+    struct Reading {
+        pushed: tokio::sync::watch::Receiver<u64>,
+        read: ReadLines,
+        from: ReadFrom,
+        /// Without follow: the newest line when the stream was asked for (unknown before
+        /// the first read), past which it ends.
+        end: Option<Option<u64>>,
+        follow: bool,
     }
-    let more = futures::stream::unfold(
-        (pushed, read, last),
-        |(mut pushed, read, mut last)| async move {
-            loop {
-                let (new, newest) = read(last, usize::MAX);
-                if newest.is_some() {
-                    last = newest;
-                }
-                if !new.is_empty() {
-                    return Some((
-                        futures::stream::iter(new.into_iter().map(Ok::<_, Infallible>)),
-                        (pushed, read, last),
-                    ));
-                }
-                pushed.changed().await.ok()?;
+    let state = Reading {
+        pushed,
+        read,
+        from,
+        end: None,
+        follow,
+    };
+    let batches = futures::stream::unfold(state, |mut st| async move {
+        loop {
+            let until = if st.follow { None } else { st.end.flatten() };
+            let (events, next, newest) = (st.read)(st.from, BATCH, until);
+            if st.end.is_none() {
+                st.end = Some(newest);
             }
-        },
-    );
+            st.from = next;
+            if !events.is_empty() {
+                return Some((
+                    futures::stream::iter(events.into_iter().map(Ok::<_, Infallible>)),
+                    st,
+                ));
+            }
+            if !st.follow {
+                return None;
+            }
+            st.pushed.changed().await.ok()?;
+        }
+    });
     use futures::StreamExt;
-    Sse::new(initial.chain(more.flatten()))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+    let sse = Sse::new(batches.flatten());
+    if follow {
+        sse.keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+            .into_response()
+    } else {
+        sse.into_response()
+    }
 }
 
 fn resume_of(headers: &HeaderMap) -> Option<u64> {
@@ -601,16 +630,16 @@ async fn logs(
     let follow = matches!(q.follow.as_deref(), Some("1" | "true" | "yes"));
     let tail = q.tail.unwrap_or(200);
     let logs = s.logs.clone();
-    let read: ReadLines = Box::new(move |after: Option<u64>, limit: usize| {
+    let read: ReadLines = Box::new(move |from: ReadFrom, limit: usize, until: Option<u64>| {
         logs.with(&resource, |b| {
-            let mut lines: Vec<_> = match after {
-                Some(seq) => b.since(seq).collect(),
-                None => b.tail(limit).collect(),
-            };
-            lines.drain(..lines.len().saturating_sub(limit));
-            let newest = lines.last().map(|l| l.seq);
+            let (lines, next, newest) = b.page(from, limit);
             (
-                lines.iter().map(|l| line_event(l, None, l.seq)).collect(),
+                lines
+                    .iter()
+                    .filter(|l| until.is_none_or(|u| l.seq <= u))
+                    .map(|l| line_event(l, None, l.seq))
+                    .collect(),
+                next,
                 newest,
             )
         })
@@ -628,14 +657,15 @@ async fn all_logs(
     let follow = matches!(q.follow.as_deref(), Some("1" | "true" | "yes"));
     let tail = q.tail.unwrap_or(200);
     let logs = s.logs.clone();
-    let read: ReadLines = Box::new(move |after: Option<u64>, limit: usize| {
-        let lines = logs.all(after, limit);
-        let newest = lines.last().map(|(_, l)| l.global);
+    let read: ReadLines = Box::new(move |from: ReadFrom, limit: usize, until: Option<u64>| {
+        let (lines, next, newest) = logs.all(from, limit);
         (
             lines
                 .iter()
+                .filter(|(_, l)| until.is_none_or(|u| l.global <= u))
                 .map(|(r, l)| line_event(l, Some(r), l.global))
                 .collect(),
+            next,
             newest,
         )
     });

@@ -90,7 +90,8 @@ mod tests {
         assert!(lines(&logs, "frontend").is_empty());
         // In the order they came across resources: one account, then the other's copy.
         let all: Vec<String> = logs
-            .all(None, 10)
+            .all(crate::engine::log::ReadFrom::Start, 10)
+            .0
             .into_iter()
             .map(|(r, l)| format!("{r} {}", l.text))
             .collect();
