@@ -5,6 +5,42 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// The largest file of the repository read whole.
+pub const MAX_FILE: u64 = 1024 * 1024;
+
+/// The content of `path` when it is a regular file of at most [`MAX_FILE`] bytes, opened
+/// without following a symbolic link and without blocking (a FIFO or a device is refused,
+/// never waited on or read).
+pub fn read_regular(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() || meta.len() > MAX_FILE {
+        return None;
+    }
+    let mut out = Vec::new();
+    f.take(MAX_FILE).read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
+/// [`read_regular`] as text (UTF-8, else `None`).
+pub fn read_text(path: &Path) -> Option<String> {
+    String::from_utf8(read_regular(path)?).ok()
+}
+
+/// [`read_regular`], for a path inside the repository at `root` only.
+pub fn read_in(root: &Path, path: &Path) -> Option<Vec<u8>> {
+    if !path.starts_with(root) {
+        return None;
+    }
+    read_regular(path)
+}
+
 /// Directories never entered: dependencies, build output, caches, version control.
 const SKIPPED: &[&str] = &[
     "node_modules",
@@ -75,7 +111,7 @@ pub fn is_env_file(name: &str) -> bool {
 /// Directory entries a root `.gitignore` names plainly (`frontend/node_modules`, `build/`):
 /// the walk skips them. Patterns with wildcards are left to the fixed list.
 fn ignored_dirs(root: &Path) -> Vec<PathBuf> {
-    let Ok(text) = std::fs::read_to_string(root.join(".gitignore")) else {
+    let Some(text) = read_text(&root.join(".gitignore")) else {
         return Vec::new();
     };
     text.lines()

@@ -650,3 +650,64 @@ fn init_writes_nothing_through_symbolic_links_and_copies_no_file_from_outside() 
     assert!(r.dir.join("devenv.toml").is_symlink());
     assert!(!outside.path().join("elsewhere.toml").exists());
 }
+
+/// Issue 28, item 10: init read repository files with no type or size limit: a Dockerfile
+/// linked to /dev/zero ran it to 4.2 GB, and a FIFO named Dockerfile hung it. Every file
+/// init reads (Dockerfiles, Chart.yaml, values files, .env files, package.json, Tiltfiles)
+/// is read as a regular file of at most 1 MiB, without following a link and without
+/// blocking: init ends, and says what it could.
+#[test]
+fn init_ends_on_fifos_devices_and_links_in_place_of_its_files() {
+    let r = Repo::fixture("secret-values");
+    let fifo = |rel: &str| {
+        let path = r.dir.join(rel);
+        let _ = std::fs::remove_file(&path);
+        let c =
+            std::ffi::CString::new(path.display().to_string()).unwrap_or_else(|e| panic!("{e}"));
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(
+            unsafe { libc::mkfifo(c.as_ptr(), 0o644) },
+            0,
+            "mkfifo {rel}"
+        );
+    };
+    let zero = |rel: &str| {
+        let path = r.dir.join(rel);
+        let _ = std::fs::remove_file(&path);
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap_or_else(|e| panic!("{e}"));
+    };
+    std::fs::create_dir_all(r.dir.join("worker")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(r.dir.join("web")).unwrap_or_else(|e| panic!("{e}"));
+    fifo("worker/Dockerfile");
+    zero("web/Dockerfile");
+    fifo(".env.example");
+    zero("helm/todo/values.yaml");
+    fifo("Tiltfile");
+    zero("web/package.json");
+    let mut child = Command::new(common::devenv_bin())
+        .args(["init", "--print", "--with-tests"])
+        .current_dir(&r.dir)
+        .env_remove("DEVENV_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        status.is_some(),
+        "init hung on a FIFO or a device:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}

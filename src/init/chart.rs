@@ -49,7 +49,7 @@ pub fn dev_values(chart: &Path, root: &Path) -> Option<PathBuf> {
 
 /// The chart's name, from its Chart.yaml.
 pub fn name(chart: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(chart.join("Chart.yaml")).ok()?;
+    let text = crate::tree::read_text(&chart.join("Chart.yaml"))?;
     let v: Value = serde_norway::from_str(&text).ok()?;
     v.get("name").and_then(Value::as_str).map(str::to_owned)
 }
@@ -105,7 +105,7 @@ fn merge(base: &mut Value, over: Value) {
 pub fn values(chart: &Path, files: &[PathBuf]) -> Value {
     let mut v = Value::Mapping(Mapping::new());
     for f in std::iter::once(chart.join("values.yaml")).chain(files.iter().cloned()) {
-        if let Ok(text) = std::fs::read_to_string(&f)
+        if let Some(text) = crate::tree::read_text(&f)
             && let Ok(more) = serde_norway::from_str::<Value>(&text)
             && !more.is_null()
         {

@@ -52,9 +52,6 @@ pub struct Evidence {
     pub not_carried: Vec<String>,
 }
 
-/// The largest file read.
-const MAX_FILE: u64 = 1024 * 1024;
-
 /// A literal argument of a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Arg {
@@ -386,23 +383,7 @@ const TILT_NOT_CARRIED: &[&str] = &[
 ];
 
 fn read_file(root: &Path, path: &Path) -> Option<String> {
-    use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    if !path.starts_with(root) {
-        return None;
-    }
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let meta = f.metadata().ok()?;
-    if !meta.is_file() || meta.len() > MAX_FILE {
-        return None;
-    }
-    let mut out = String::new();
-    f.take(MAX_FILE).read_to_string(&mut out).ok()?;
-    Some(out)
+    String::from_utf8(crate::tree::read_in(root, path)?).ok()
 }
 
 /// `name:tag` (or `name@digest`) without its tag.

@@ -275,7 +275,7 @@ fn with_reloader(cmd: &[String]) -> Option<Vec<String>> {
 
 /// Reads one Dockerfile.
 pub fn read(tree: &Tree, file: &Path, project: &str) -> Found {
-    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let text = crate::tree::read_text(file).unwrap_or_default();
     let stages = dockerfile::stages(&text);
     let service = service(file, &tree.root, project);
     let (context, context_why) = context(tree, file, &service, &context_sources(&stages));

@@ -421,6 +421,16 @@ pub fn propose(
     }
     let mut images: Vec<ImageOut> = Vec::new();
     for f in &chosen {
+        if crate::tree::read_in(root, f).is_none() {
+            note(
+                "left out",
+                format!(
+                    "{}: not a regular file of the repository of at most 1 MiB (a link, a FIFO or a device)",
+                    rel(root, f)
+                ),
+            );
+            continue;
+        }
         let mut found = images::read(&tree, f, &project);
         // The repository's own name for it comes first.
         let said = ev
@@ -477,6 +487,34 @@ pub fn propose(
     }
     // The deploy: a chart, else manifests.
     let mut charts = tree.charts.clone();
+    // helm reads the chart's files itself (following links): each one init gives it is a
+    // regular file of the repository, or the chart is left out (a FIFO would hang helm, a
+    // link to /dev/zero would fill it).
+    charts.retain(|c| {
+        let files = [c.join("Chart.yaml"), c.join("values.yaml")]
+            .into_iter()
+            .chain(chart::dev_values(c, root));
+        for f in files {
+            if f.symlink_metadata().is_err() {
+                continue;
+            }
+            let inside = std::fs::canonicalize(&f).is_ok_and(|p| p.starts_with(root));
+            let regular = std::fs::metadata(&f)
+                .is_ok_and(|m| m.is_file() && m.len() <= crate::tree::MAX_FILE);
+            if !inside || !regular {
+                note(
+                    "left out",
+                    format!(
+                        "chart {}: {} is not a regular file of the repository of at most 1 MiB (a FIFO, a device, or a link out of it)",
+                        rel(root, c),
+                        rel(root, &f)
+                    ),
+                );
+                return false;
+            }
+        }
+        true
+    });
     charts.sort_by_key(|c| {
         let by_name = chart::name(c).is_some_and(|n| label(&n) == project);
         (!by_name, c.components().count(), c.clone())
@@ -1103,30 +1141,7 @@ fn is_kubernetes_object(v: &Value) -> bool {
     !foreign.iter().any(|f| api.starts_with(f))
 }
 
-/// The largest example file init copies.
-const MAX_EXAMPLE: u64 = 1024 * 1024;
-
-/// The content of `path` when it is a regular file of the repository at `root` (not a
-/// symbolic link, at most [`MAX_EXAMPLE`] bytes), opened without following a link.
-fn repo_file(root: &Path, path: &Path) -> Option<Vec<u8>> {
-    use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    if !path.starts_with(root) {
-        return None;
-    }
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let meta = f.metadata().ok()?;
-    if !meta.is_file() || meta.len() > MAX_EXAMPLE {
-        return None;
-    }
-    let mut out = Vec::new();
-    f.take(MAX_EXAMPLE).read_to_end(&mut out).ok()?;
-    Some(out)
-}
+use crate::tree::read_in as repo_file;
 
 /// Upper-case, `_`-separated: how a .env spells a key (`database-url` -> `DATABASE_URL`).
 fn env_spelling(k: &str) -> String {
@@ -1348,7 +1363,7 @@ fn secrets(
             example.clone()
         };
         let have: BTreeSet<String> = source
-            .and_then(|s| std::fs::read_to_string(s).ok())
+            .and_then(|s| crate::tree::read_text(&s))
             .and_then(|t| crate::deploy::dotenv::parse(&t).ok())
             .map(|p| p.values.0.into_keys().collect())
             .unwrap_or_default();
@@ -1419,7 +1434,7 @@ fn locals_for_tests(root: &Path, tree: &scan::Tree) -> Vec<LocalOut> {
                         || n == "pyproject.toml"
                         || n == "setup.cfg"
                         || n == "tox.ini")
-                        && std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("pytest"))
+                        && crate::tree::read_text(&e.path()).is_some_and(|t| t.contains("pytest"))
                 })
     };
     for d in &tree.test_dirs {
@@ -1464,7 +1479,7 @@ fn locals_for_tests(root: &Path, tree: &scan::Tree) -> Vec<LocalOut> {
                 from: None,
             });
         }
-        if let Ok(text) = std::fs::read_to_string(d.join("package.json"))
+        if let Some(text) = crate::tree::read_text(&d.join("package.json"))
             && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
             && let Some(t) = v["scripts"]["test"].as_str()
             && !t.contains("no test specified")
@@ -1636,7 +1651,7 @@ fn ignored_hint(root: &Path, file: &Path) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let listed = std::fs::read_to_string(root.join(".gitignore")).is_ok_and(|t| {
+    let listed = crate::tree::read_text(&root.join(".gitignore")).is_some_and(|t| {
         t.lines().any(|l| {
             let l = l.trim().trim_start_matches('/');
             l == name || l == format!("**/{name}") || l == rel(root, file)
