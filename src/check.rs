@@ -145,6 +145,17 @@ fn render(cfg: &Config, n: usize, argv: &[String], out: &mut Findings) -> Option
         );
         return None;
     }
+    if f.stdout_cut > 0 {
+        out.diagnostics.push(cfg.error_at(
+            &at,
+            format!(
+                "`{}` printed more than {} MiB: the chart was not checked",
+                cmd.display(),
+                exec::MAX_CAPTURE >> 20
+            ),
+        ));
+        return None;
+    }
     match objects::documents(&f.stdout) {
         Ok(docs) => Some(
             docs.into_iter()

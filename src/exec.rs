@@ -130,7 +130,68 @@ pub struct Finished {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+    /// Bytes dropped from the middle of a captured stdout or stderr longer than
+    /// [`MAX_CAPTURE`] + [`KEPT_OUTPUT`] (0: whole). The text says where.
+    pub stdout_cut: u64,
+    pub stderr_cut: u64,
     pub elapsed: Duration,
+}
+
+/// How much of the start of a captured stream is kept (with its last [`KEPT_OUTPUT`] bytes):
+/// a tool that never stops talking cannot grow devenv.
+pub const MAX_CAPTURE: usize = 16 * 1024 * 1024;
+
+/// A captured stream: its first [`MAX_CAPTURE`] bytes, its last [`KEPT_OUTPUT`], and how
+/// many were dropped between them.
+#[derive(Default)]
+struct Capped {
+    head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
+    dropped: u64,
+}
+
+impl Capped {
+    fn push(&mut self, mut bytes: &[u8]) {
+        let room = MAX_CAPTURE - self.head.len();
+        if room > 0 {
+            let n = room.min(bytes.len());
+            self.head.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+        }
+        self.tail.extend(bytes);
+        let over = self.tail.len().saturating_sub(KEPT_OUTPUT);
+        if over > 0 {
+            self.tail.drain(..over);
+            self.dropped += over as u64;
+        }
+    }
+
+    /// Reads `r` to its end.
+    fn read_all(mut r: impl io::Read) -> Capped {
+        let mut c = Capped::default();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => c.push(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        c
+    }
+
+    fn text(self) -> (String, u64) {
+        let mut out = String::from_utf8_lossy(&self.head).into_owned();
+        if self.dropped > 0 {
+            out.push_str(&format!(
+                "\n[… {} bytes of output dropped here]\n",
+                self.dropped
+            ));
+        }
+        out.push_str(&String::from_utf8_lossy(&Vec::from(self.tail)));
+        (out, self.dropped)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -298,10 +359,9 @@ pub fn kill_all() {
 
 /// How a command's output is collected. duct applies the innermost redirect, so the choice
 /// is made here, once, rather than layered on afterwards.
-#[derive(Clone, Copy)]
 enum Output {
-    /// stdout and stderr captured apart.
-    Capture,
+    /// stdout and stderr into pipes of their own, read apart (and bounded) by the caller.
+    Pipes(os_pipe::PipeWriter, os_pipe::PipeWriter),
     /// stderr merged into stdout, read as a stream.
     Merged,
 }
@@ -309,7 +369,7 @@ enum Output {
 fn expression(cmd: &Cmd, output: Output) -> duct::Expression {
     let mut e = duct::cmd(&cmd.program, &cmd.args).stdin_null().unchecked();
     e = match output {
-        Output::Capture => e.stdout_capture().stderr_capture(),
+        Output::Pipes(out, err) => e.stdout_file(out).stderr_file(err),
         Output::Merged => e.stderr_to_stdout(),
     };
     for (k, v) in &cmd.env {
@@ -360,9 +420,20 @@ pub fn run(cmd: &Cmd) -> Result<Finished, ExecError> {
     if cmd.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
         return Err(ExecError::Cancelled { command });
     }
-    let handle = expression(cmd, Output::Capture)
-        .start()
-        .map_err(|source| spawn_error(cmd, source))?;
+    let pipe = |what| {
+        os_pipe::pipe().map_err(|source| ExecError::Spawn {
+            command: format!("{command} ({what} pipe)"),
+            source,
+        })
+    };
+    let (out_r, out_w) = pipe("stdout")?;
+    let (err_r, err_w) = pipe("stderr")?;
+    let expr = expression(cmd, Output::Pipes(out_w, err_w));
+    let handle = expr.start().map_err(|source| spawn_error(cmd, source))?;
+    // Our ends of the writers go with the expression: the readers see the end when the
+    // command's group is gone.
+    drop(expr);
+    let readers = [out_r, err_r].map(|r| std::thread::spawn(move || Capped::read_all(r)));
     // With process_group(0) the group id is the child's pid.
     let pgid = handle.pids().first().map_or(0, |p| *p as i32);
     register(pgid, true);
@@ -373,8 +444,10 @@ pub fn run(cmd: &Cmd) -> Result<Finished, ExecError> {
     let result = match waited {
         Ok(Some(out)) => Ok(Finished {
             code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_cut: 0,
+            stderr_cut: 0,
             elapsed: started.elapsed(),
         }),
         Ok(None) => {
@@ -394,9 +467,16 @@ pub fn run(cmd: &Cmd) -> Result<Finished, ExecError> {
             })
         }
     };
-    // Anything the command left behind in its group goes with it.
+    // Anything the command left behind in its group goes with it (and with it, the last
+    // holders of its pipes).
     kill_group(pgid);
     register(pgid, false);
+    let [out, err] = readers.map(|t| t.join().unwrap_or_default().text());
+    let result = result.map(|mut f| {
+        (f.stdout, f.stdout_cut) = out;
+        (f.stderr, f.stderr_cut) = err;
+        f
+    });
     let result = match &cmd.cancel {
         Some(c) => {
             c.detach(pgid);
@@ -562,6 +642,8 @@ pub fn run_lines(cmd: &Cmd, mut on_line: impl FnMut(&str)) -> Result<Finished, E
         code: status.and_then(|s| s.code()),
         stdout: all,
         stderr: String::new(),
+        stdout_cut: 0,
+        stderr_cut: 0,
         elapsed: started.elapsed(),
     };
     tracing::debug!(%command, code = finished.code, ms = finished.elapsed.as_millis() as u64, "finished");
@@ -676,6 +758,31 @@ mod tests {
             "{}",
             f.stdout.len()
         );
+    }
+
+    /// Issue 28, item 12: a captured command's output was kept whole (a `helm` that never
+    /// stopped talking took `doctor` to 4.2 GB). Each stream keeps its first
+    /// [`MAX_CAPTURE`] bytes and its last [`KEPT_OUTPUT`], says how much it dropped between
+    /// them, and is still read to its end (the command is not blocked on a full pipe).
+    #[test]
+    fn a_captured_flood_keeps_its_head_and_tail_and_says_what_it_dropped() {
+        let f = run(&Cmd::new("sh").args([
+            "-c",
+            "echo first; head -c 50000000 /dev/zero | tr '\\0' a; echo; echo last >&1; echo err >&2; exit 2",
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(f.code, Some(2));
+        assert!(f.stdout.starts_with("first\n"), "{}", &f.stdout[..20]);
+        assert!(f.stdout.ends_with("last\n"), "the end is kept");
+        assert!(
+            f.stdout.len() <= MAX_CAPTURE + KEPT_OUTPUT + 100,
+            "{} bytes kept",
+            f.stdout.len()
+        );
+        assert!(f.stdout.contains(" bytes of output dropped here]"), "said");
+        assert!(f.stdout_cut > 0);
+        assert_eq!(f.stderr, "err\n");
+        assert_eq!(f.stderr_cut, 0);
     }
 
     #[test]

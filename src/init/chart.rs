@@ -209,6 +209,13 @@ pub fn render(
         ..Cmd::new("helm").args(args).timeout(RENDER_TIMEOUT)
     };
     let f = exec::run(&cmd).map_err(|e| format!("`{}`: {e}", cmd.display()))?;
+    if f.stdout_cut > 0 {
+        return Err(format!(
+            "`{}` printed more than {} MiB",
+            cmd.display(),
+            exec::MAX_CAPTURE >> 20
+        ));
+    }
     if f.code == Some(0) {
         Ok(f.stdout)
     } else {
