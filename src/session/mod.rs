@@ -162,6 +162,7 @@ async fn run(
                 token: web::new_token(),
                 session: web::new_token(),
                 port: 0,
+                streams: web::Streams::default(),
             },
             &mut parts,
         )

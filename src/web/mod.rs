@@ -18,7 +18,6 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
@@ -67,6 +66,52 @@ pub struct Shared {
     /// so another local user who can fetch the page cannot read it.
     pub session: String,
     pub port: u16,
+    /// The long-lived streams open now, by kind.
+    pub streams: Streams,
+}
+
+/// The most streams of one kind (the page's status events; log followers) open at once.
+pub const MAX_STREAMS_PER_KIND: usize = 32;
+
+/// The places for long-lived streams, each kind capped apart and well below the connection
+/// limit: streams can never take the slots `devenv status`, `trigger` and the page's own
+/// requests need, and one past its kind's cap is refused at once with a 503 that says why.
+#[derive(Clone)]
+pub struct Streams {
+    events: std::sync::Arc<tokio::sync::Semaphore>,
+    logs: std::sync::Arc<tokio::sync::Semaphore>,
+    cap: usize,
+}
+
+impl Default for Streams {
+    fn default() -> Streams {
+        let cap = MAX_STREAMS_PER_KIND.min(connection_limit() / 4).max(1);
+        Streams {
+            events: std::sync::Arc::new(tokio::sync::Semaphore::new(cap)),
+            logs: std::sync::Arc::new(tokio::sync::Semaphore::new(cap)),
+            cap,
+        }
+    }
+}
+
+impl Streams {
+    /// A place for a stream of `kind`, held until the stream ends; or the refusal.
+    fn take(&self, kind: &str) -> Result<tokio::sync::OwnedSemaphorePermit, Box<Response>> {
+        let slots = if kind == "events" {
+            &self.events
+        } else {
+            &self.logs
+        };
+        slots.clone().try_acquire_owned().map_err(|_| {
+            Box::new(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "too many open streams of {kind}: {} at once at most; close a page or a `devenv logs -f`, then try again",
+                    self.cap
+                ),
+            ))
+        })
+    }
 }
 
 impl Shared {
@@ -494,9 +539,11 @@ async fn doctor(AxState(s): AxState<Shared>) -> Json<serde_json::Value> {
 /// `GET /api/events`: the status now (with `id` = its sequence number), then again after
 /// every change of state. A reconnecting client gets the current status at once, so it
 /// never misses where things are.
-async fn events(
-    AxState(s): AxState<Shared>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+async fn events(AxState(s): AxState<Shared>) -> Response {
+    let permit = match s.streams.take("events") {
+        Ok(p) => p,
+        Err(refused) => return *refused,
+    };
     let rx = s.snapshots.clone();
     let stream = futures::stream::unfold((s, rx, true), |(s, mut rx, first)| async move {
         // A change of state (pod counts and warnings included).
@@ -510,9 +557,17 @@ async fn events(
             .id(st.seq.to_string())
             .json_data(&st)
             .unwrap_or_else(|_| SseEvent::default().comment("unserializable"));
-        Some((Ok(ev), (s, rx, false)))
+        Some((Ok::<_, Infallible>(ev), (s, rx, false)))
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    use futures::StreamExt;
+    // The place goes with the stream.
+    let stream = stream.map(move |e| {
+        let _held = &permit;
+        e
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -557,6 +612,15 @@ fn log_stream(
     tail: usize,
     read: ReadLines,
 ) -> Response {
+    // A follower holds a place; a read of the tail ends by itself.
+    let permit = if follow {
+        match s.streams.take("log followers") {
+            Ok(p) => Some(p),
+            Err(refused) => return *refused,
+        }
+    } else {
+        None
+    };
     let mut pushed = s.logs.subscribe();
     pushed.borrow_and_update();
     let from = match resume {
@@ -600,7 +664,10 @@ fn log_stream(
         }
     });
     use futures::StreamExt;
-    let sse = Sse::new(batches.flatten());
+    let sse = Sse::new(batches.flatten().map(move |e| {
+        let _held = &permit;
+        e
+    }));
     if follow {
         sse.keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
             .into_response()

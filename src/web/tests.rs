@@ -104,6 +104,7 @@ fn server() -> Server {
         token: token.clone(),
         session: new_token(),
         port,
+        streams: Streams::default(),
     };
     rt.spawn(serve(listener, shared));
     Server {
@@ -445,4 +446,72 @@ fn all_logs_interleave_resources_in_order_follow_and_resume() {
     // The per-resource stream keeps numbering within the resource.
     let one = take_events(s.port, "/api/logs/backend?tail=1", &[], 1);
     assert_eq!(lines(&one), ["3 - pod/app b3"]);
+}
+
+/// Issue 28, item 13: 256 open SSE streams from any local user shut out `devenv status`,
+/// `trigger` and the page (status failed after 32 s). Streams are capped per kind (the
+/// page's events, log followers) well below the connection limit: one past its kind's cap
+/// is refused at once with a 503 that says why, and the API's short requests are served
+/// whatever the streams hold.
+#[test]
+fn open_streams_are_capped_per_kind_and_never_shut_out_status_or_trigger() {
+    use std::io::{Read as _, Write as _};
+    let s = server();
+    let open = |path: &str| -> (std::net::TcpStream, String) {
+        let mut c =
+            std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap_or_else(|e| panic!("{e}"));
+        write!(
+            c,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            s.port
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        c.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut head = [0u8; 512];
+        let n = c.read(&mut head).unwrap_or(0);
+        (c, String::from_utf8_lossy(&head[..n]).into_owned())
+    };
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for i in 0..256 {
+        let path = if i % 2 == 0 {
+            "/api/events"
+        } else {
+            "/api/logs?follow=1"
+        };
+        let (c, head) = open(path);
+        if head.starts_with("HTTP/1.1 200") {
+            held.push(c);
+        } else {
+            assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+            assert!(head.contains("open streams"), "{head}");
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "no stream was refused");
+    assert!(
+        held.len() <= 2 * MAX_STREAMS_PER_KIND,
+        "{} streams held",
+        held.len()
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(s.get("/api/status", &[]).status, 200);
+    let t = s.post(
+        "/api/trigger/tests",
+        &[(crate::web::TOKEN_HEADER, s.token.as_str())],
+    );
+    assert_eq!(t.status, 202, "{}", t.body);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Closed streams free their places.
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_c, head) = open("/api/events");
+        if head.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{head}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
