@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -1438,4 +1438,81 @@ fn readers_of_the_whole_log_history_do_not_take_its_size_in_memory() {
     assert_eq!(kept, 10_000, "the tail is capped");
     up.signal(libc::SIGTERM);
     let _ = up.child.wait();
+}
+
+/// Issue 28, item 15 (soak, not timed): a detached daemon's `up.log` had no size limit
+/// (398 MB in 20 s with a chatty command). It is kept at 8 MiB: past that it becomes
+/// `up.log.1` (replacing the one before) and a new `up.log` starts, so the two hold at most
+/// 16 MiB and the newest output is always in `up.log`.
+#[test]
+fn a_detached_daemons_log_rotates_at_its_bound() {
+    const BOUND: u64 = 8 << 20;
+    let p = Project::new();
+    p.write(
+        "devenv.toml",
+        "[project]\nname = \"chatty\"\n\n[[local]]\nname = \"chat\"\nserve_cmd = \"yes 'a line of a chatty command, long enough to fill a log file quickly: 0123456789abcdef'\"\n",
+    );
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let started = local_up(&p, home.path(), &["--detach"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = String::from_utf8_lossy(&started.stdout).into_owned();
+    assert!(started.status.success(), "{out}");
+    let pid: i32 = out
+        .split("detached   pid ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {out}"));
+    struct Daemon(i32);
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            if alive(self.0) {
+                // SAFETY: kill(2) on the daemon this test started.
+                unsafe {
+                    libc::kill(self.0, libc::SIGTERM);
+                }
+                gone_within(self.0, Duration::from_secs(5));
+            }
+        }
+    }
+    let daemon = Daemon(pid);
+    let log = PathBuf::from(
+        out.split("its output goes to ")
+            .nth(1)
+            .and_then(|r| r.split(';').next())
+            .unwrap_or_else(|| panic!("no log in {out}")),
+    );
+    let old = log.with_extension("log.1");
+    let size = |f: &Path| std::fs::metadata(f).map_or(0, |m| m.len());
+    // Until it rotated twice (up.log.1 replaced once), neither file is ever past the bound
+    // by more than one write.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut rotations = 0;
+    let mut last_old = None;
+    while rotations < 2 {
+        let (now, was) = (size(&log), size(&old));
+        assert!(now <= BOUND + (1 << 16), "up.log is {now} bytes");
+        assert!(was <= BOUND + (1 << 16), "up.log.1 is {was} bytes");
+        let ino = std::fs::metadata(&old)
+            .ok()
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        if ino.is_some() && ino != last_old {
+            rotations += 1;
+            last_old = ino;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no rotation: up.log is {now} bytes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(daemon);
+    // What the daemon said last is in up.log.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("chat | a line of a chatty command"),
+        "{}",
+        &text[..text.len().min(500)]
+    );
 }

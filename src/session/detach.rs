@@ -28,6 +28,117 @@ pub fn log_path(cfg: &Config) -> Option<PathBuf> {
     daemon::project_dir(cfg).map(|d| d.join("up.log"))
 }
 
+/// How large `up.log` grows before it becomes `up.log.1` (replacing the one before) and a
+/// new one starts: a chatty command cannot fill the disk.
+pub const MAX_LOG: u64 = 8 << 20;
+
+/// The detached daemon's output, through a pipe of its own into `up.log`, rotated at
+/// [`MAX_LOG`]. Dropped at the end of `up`: what was written before reaches the file.
+pub struct LogOutput {
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// In the detached daemon: its stdout and stderr (the log file `up --detach` gave it) go
+/// through a pipe to a thread that writes `log` and rotates it. `None` when that cannot be
+/// set up (the output then goes to the file as it was, unbounded, and a line says so).
+pub fn rotating_output(log: &Path) -> Option<LogOutput> {
+    use std::io::{Read as _, Write as _};
+    use std::os::fd::AsRawFd as _;
+    let (mut reader, writer) = match os_pipe_pair() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("warning    up.log is not bounded: no pipe ({e})");
+            return None;
+        }
+    };
+    let _ = std::io::stdout().flush();
+    // SAFETY: dup2(2) onto the process's own stdout and stderr descriptors.
+    unsafe {
+        libc::dup2(writer.as_raw_fd(), 1);
+        libc::dup2(writer.as_raw_fd(), 2);
+    }
+    drop(writer);
+    let log = log.to_path_buf();
+    let thread = std::thread::spawn(move || {
+        let mut file = std::fs::OpenOptions::new().append(true).open(&log).ok();
+        let mut written = file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.len());
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            if written + n as u64 > MAX_LOG {
+                // Cut at the last line end, so each file holds whole lines.
+                let cut = buf[..n]
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |i| i + 1);
+                if let Some(f) = file.as_mut() {
+                    let _ = f.write_all(&buf[..cut]);
+                }
+                let _ = std::fs::rename(&log, log.with_extension("log.1"));
+                file = crate::host::private_file(&log).ok();
+                written = 0;
+                if let Some(f) = file.as_mut() {
+                    let _ = f.write_all(&buf[cut..n]);
+                }
+                written += (n - cut) as u64;
+                continue;
+            }
+            if let Some(f) = file.as_mut() {
+                let _ = f.write_all(&buf[..n]);
+            }
+            written += n as u64;
+        }
+    });
+    Some(LogOutput {
+        thread: Some(thread),
+    })
+}
+
+fn os_pipe_pair() -> std::io::Result<(std::fs::File, std::fs::File)> {
+    use std::os::fd::FromRawFd as _;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2(2) writes two new descriptors into the array we own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are new and ours alone.
+    Ok(unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+impl Drop for LogOutput {
+    fn drop(&mut self) {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        // The pipe's last writers are stdout and stderr: pointing them at /dev/null ends the
+        // thread's reading, after everything written before.
+        if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: dup2(2) onto the process's own stdout and stderr descriptors.
+            unsafe {
+                libc::dup2(null.as_raw_fd(), 1);
+                libc::dup2(null.as_raw_fd(), 2);
+            }
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The last `n` lines of a file, for a daemon that ended early.
 fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();

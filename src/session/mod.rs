@@ -55,6 +55,12 @@ pub fn up(loaded: &Loaded, shown: String, cwd: &Path, opts: Options) -> Result<E
     let cfg = &loaded.config;
     // One daemon per project; what a crashed one left running goes first.
     let lock = daemon::acquire(cfg)?;
+    // A detached daemon's output is its log file, kept within its bound.
+    let _log = if std::env::var_os(detach::DETACHED_ENV).is_some() {
+        detach::log_path(cfg).and_then(|l| detach::rotating_output(&l))
+    } else {
+        None
+    };
     let leftovers = exec::kill_leftovers(&lock.groups_file());
     if leftovers > 0 {
         out::say(
