@@ -715,7 +715,8 @@ fn check_workloads(
 fn check_secret_keys(cfg: &Config, objects: &[&Object], out: &mut Findings) {
     let mut keys_of: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for s in &cfg.secrets {
-        // A missing .env file is a config error already; unreadable ones are said by `up`.
+        // A missing .env file is a config error already; one that cannot be read or parsed
+        // is one here (`up` would stop on it).
         match secrets::prepare(s, &|f| cfg.rel(f)) {
             Ok(p) => {
                 keys_of.insert(&s.name, p.values.0.into_keys().collect());
@@ -730,6 +731,12 @@ fn check_secret_keys(cfg: &Config, objects: &[&Object], out: &mut Findings) {
                             .unwrap_or_default(),
                     )
                     .hint("add it to the .env file, or name a key it has"),
+                );
+            }
+            Err(e @ (secrets::SecretError::Parse { .. } | secrets::SecretError::Read { .. })) => {
+                out.diagnostics.push(
+                    cfg.error_at(&format!("secret.{}", s.name), e.to_string())
+                        .hint("fix that line of the .env file (its text is not shown: it may be secret)"),
                 );
             }
             Err(_) => {}

@@ -890,3 +890,24 @@ fn several_helm_releases_parse_and_each_resource_names_its_own() {
         &["the release of chart `chart` has no name, and there are several releases"],
     );
 }
+
+/// Issue 28, item 18: `config check` called a `.env` that does not parse valid (and `up`
+/// then failed on it), and a non-UTF-8 `.env` gave no line. Both are errors of `config
+/// check` now, at the `[[secret]]`, naming the file and the line, never its text.
+#[test]
+fn an_env_file_that_does_not_parse_is_an_error_with_its_line_and_no_text() {
+    let config = format!("{BASE}\n[[secret]]\nname = \"app-env\"\nenv_files = [\".env\"]\n");
+    let p = project(&config);
+    p.write(".env", "GOOD=1\nzqhiddenfragment without an equals sign\n");
+    let out = p.devenv(&["config", "check"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(".env:2: expected KEY=value"), "{err}");
+    assert!(!err.contains("zqhidden"), "{err}");
+    let bytes: &[u8] = b"A=1\nB=2\nC=\xff\xfe\n";
+    std::fs::write(p.path().join(".env"), bytes).unwrap_or_else(|e| panic!("{e}"));
+    let out = p.devenv(&["config", "check"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(".env:3: not UTF-8 text"), "{err}");
+}

@@ -45,6 +45,21 @@ fn valid_key(k: &str) -> bool {
 }
 
 /// Parses the text of a .env file.
+/// [`parse`] of a file's bytes: text that is not UTF-8 is an error at the line of its first
+/// stray byte (the bytes are not shown).
+pub fn parse_bytes(bytes: &[u8]) -> Result<Parsed, Problem> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(text),
+        Err(e) => Err(Problem {
+            line: 1 + bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count(),
+            message: "not UTF-8 text (save the file as UTF-8)".into(),
+        }),
+    }
+}
+
 pub fn parse(text: &str) -> Result<Parsed, Problem> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let chars: Vec<char> = text.chars().collect();

@@ -56,11 +56,11 @@ pub fn prepare(secret: &Secret, shown: &dyn Fn(&Path) -> String) -> Result<Prepa
     let mut values = BTreeMap::new();
     let mut warnings = Vec::new();
     for file in &secret.env_files {
-        let text = std::fs::read_to_string(file).map_err(|source| SecretError::Read {
+        let bytes = std::fs::read(file).map_err(|source| SecretError::Read {
             file: file.clone(),
             source,
         })?;
-        let parsed = dotenv::parse(&text).map_err(|p| SecretError::Parse {
+        let parsed = dotenv::parse_bytes(&bytes).map_err(|p| SecretError::Parse {
             file: PathBuf::from(shown(file)),
             line: p.line,
             message: p.message,
