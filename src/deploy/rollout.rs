@@ -719,7 +719,23 @@ pub async fn wait_ready(
             rs.iter().map(AsRef::as_ref),
         );
         let current = rollout_pods(workload.kind, obj.as_ref(), &all, hash.as_deref());
-        let warnings = warnings(&pods.events.state());
+        // The namespace's events about this workload's pods only.
+        let names: std::collections::BTreeSet<&str> = all
+            .iter()
+            .filter_map(|p| p.metadata.name.as_deref())
+            .collect();
+        let events: Vec<std::sync::Arc<KubeEvent>> = pods
+            .events
+            .state()
+            .into_iter()
+            .filter(|e| {
+                e.involved_object
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| names.contains(n))
+            })
+            .collect();
+        let warnings = warnings(&events);
         let mut health = if obj.is_none() && is_seen {
             Health::Waiting("waiting for the cluster's view of the new spec".into())
         } else {

@@ -195,6 +195,8 @@ pub struct Workers {
     /// Each deployed resource as the cluster has it (its reflectors), from its first wait
     /// on: its readiness waits, follow task and live updates read it.
     pods: BTreeMap<String, Pods>,
+    /// The Warning events of each namespace, one reflector for all its resources.
+    namespace_events: BTreeMap<String, crate::deploy::pods::NamespaceEvents>,
     /// The shells kept running in containers for live update's archives.
     sessions: crate::deploy::sync::Sessions,
     handback: mpsc::UnboundedSender<Handback>,
@@ -228,6 +230,7 @@ impl Workers {
             next_serve: 0,
             waits: HashMap::new(),
             pods: BTreeMap::new(),
+            namespace_events: BTreeMap::new(),
             sessions: crate::deploy::sync::Sessions::default(),
             handback,
             handed,
@@ -731,7 +734,12 @@ impl Workers {
             return Some(p.clone());
         }
         let client = self.cluster.get()?.target.client.clone();
-        let pods = crate::deploy::pods::start(&client, &r.namespace, &r.workload);
+        let events = self
+            .namespace_events
+            .entry(r.namespace.clone())
+            .or_insert_with(|| crate::deploy::pods::namespace_events(&client, &r.namespace))
+            .clone();
+        let pods = crate::deploy::pods::start(&client, &r.namespace, &r.workload, &events);
         self.pods.insert(r.name.clone(), pods.clone());
         Some(pods)
     }
