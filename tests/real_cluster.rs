@@ -1084,6 +1084,10 @@ fn many_resources_share_one_copy_of_their_namespaces_warning_events() {
     );
     let w = World::new(p);
     w.use_real(&rc);
+    #[allow(
+        clippy::zombie_processes,
+        reason = "reaped by wait4(2) below, for its peak memory"
+    )]
     let mut child = w
         .command(&["up", "--ci"], &[])
         .stdout(std::process::Stdio::null())
