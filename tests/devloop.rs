@@ -1516,3 +1516,121 @@ fn a_detached_daemons_log_rotates_at_its_bound() {
         &text[..text.len().min(500)]
     );
 }
+
+/// Issue 28, item 5: CLI clients probed "is a daemon running" by taking the daemon's lock
+/// for a moment. After a crash left a stale `daemon.json`, two `devenv stop` at once sent
+/// SIGTERM to a process that was not devenv (its pid reused), and the same probes made a
+/// starting `up` wrongly say "already running". The record is now checked against the
+/// process it names (pid and start time), and no probe takes the lock.
+#[test]
+fn a_stale_daemon_record_is_never_taken_for_a_daemon_and_probes_never_block_up() {
+    let p = Project::new();
+    p.write(
+        "devenv.toml",
+        "[project]\nname = \"probed\"\n\n[[local]]\nname = \"once\"\ncmd = \"true\"\n",
+    );
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // One run makes the project's state directory; its lock and record are found there.
+    let out = local_up(&p, home.path(), &["--ci"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lock = walk_for(home.path(), "lock").unwrap_or_else(|| panic!("no lock file"));
+    let dir = lock
+        .parent()
+        .unwrap_or_else(|| panic!("no dir"))
+        .to_path_buf();
+    // A crashed daemon's record, whose pid another program has now.
+    let mut other = Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let other_pid = other.id();
+    std::fs::write(
+        dir.join("daemon.json"),
+        format!(
+            "{{\"pid\": {other_pid}, \"config\": \"{}\", \"url\": \"http://127.0.0.1:1/\", \"started_ms\": 0, \"start_ticks\": 1}}",
+            p.path().join("devenv.toml").display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..20 {
+        let stops: Vec<std::process::Child> = (0..4)
+            .map(|_| {
+                Command::new(common::devenv_bin())
+                    .arg("stop")
+                    .current_dir(p.path())
+                    .env("PATH", "/usr/bin:/bin")
+                    .env("HOME", home.path())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+        for s in stops {
+            let out = s.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && err.contains("no `devenv up` is running"),
+                "{err}"
+            );
+        }
+        assert!(
+            alive(i32::try_from(other_pid).unwrap_or(0)),
+            "a process that is not devenv was signalled"
+        );
+    }
+    let _ = other.kill();
+    let _ = other.wait();
+    // Clients asking all the while never make a starting `up` say "already running".
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asking = {
+        let (stop, dir, home) = (
+            stop.clone(),
+            p.path().to_path_buf(),
+            home.path().to_path_buf(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = Command::new(common::devenv_bin())
+                    .arg("status")
+                    .current_dir(&dir)
+                    .env("PATH", "/usr/bin:/bin")
+                    .env("HOME", &home)
+                    .output();
+            }
+        })
+    };
+    for _ in 0..15 {
+        let out = local_up(&p, home.path(), &["--ci"])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && !err.contains("already running"),
+            "{err}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = asking.join();
+}
+
+/// The first file named `name` under `dir`.
+fn walk_for(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            if let Some(f) = walk_for(&path, name) {
+                return Some(f);
+            }
+        } else if e.file_name() == name {
+            return Some(path);
+        }
+    }
+    None
+}

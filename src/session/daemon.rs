@@ -21,6 +21,27 @@ pub struct Info {
     /// The status page.
     pub url: String,
     pub started_ms: u64,
+    /// The kernel's start time of `pid` (see [`start_ticks`]): with the pid, it names the
+    /// daemon's process for good, where a pid alone may be reused by another program.
+    #[serde(default)]
+    pub start_ticks: u64,
+}
+
+/// The start time of process `pid`, in clock ticks since boot (the 22nd field of
+/// /proc/PID/stat); `None` when no such process runs.
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command's name (the 2nd field) is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl Info {
+    /// Whether the process this record names still runs: its pid, started when the record
+    /// says (a record a crashed daemon left, whose pid another program now has, is stale).
+    pub fn alive(&self) -> bool {
+        self.start_ticks != 0 && start_ticks(self.pid) == Some(self.start_ticks)
+    }
 }
 
 /// The project's state directory: one per config file.
@@ -59,6 +80,7 @@ pub fn publish(dir: &Path, cfg: &Config, port: u16, token: &str) -> Result<()> {
         config: cfg.file.clone(),
         url: format!("http://127.0.0.1:{port}/"),
         started_ms: crate::host::now_ms(),
+        start_ticks: start_ticks(std::process::id()).unwrap_or(0),
     };
     write_token(&dir.join("token"), token)?;
     write_info(dir, &info)
@@ -95,16 +117,11 @@ pub fn find(file: &Path) -> Result<(Info, String)> {
         )
     };
     let dir = project_dir_of(file).ok_or_else(none)?;
-    // A free lock means the record, if any, is a crashed daemon's.
-    if let Ok(file) = OpenOptions::new().write(true).open(dir.join("lock")) {
-        // Taken here, it is released when `file` is dropped.
-        if try_lock(&file) {
-            return Err(none());
-        }
-    } else {
-        return Err(none());
-    }
-    let info = read_info(&dir).ok_or_else(none)?;
+    // The record is checked against the process it names, never by taking the daemon's
+    // lock: a probe holding the lock for a moment made a starting `up` say "already
+    // running", and two probes at once took a crashed daemon's record, whose pid another
+    // program had, for a running daemon.
+    let info = read_info(&dir).filter(Info::alive).ok_or_else(none)?;
     let token = std::fs::read_to_string(dir.join("token")).unwrap_or_default();
     Ok((info, token.trim().to_owned()))
 }
@@ -154,6 +171,7 @@ pub fn acquire(cfg: &Config) -> Result<Lock> {
         config: cfg.file.clone(),
         url: format!("http://127.0.0.1:{}/", cfg.web.port),
         started_ms: crate::host::now_ms(),
+        start_ticks: start_ticks(std::process::id()).unwrap_or(0),
     };
     write_info(&dir, &info)?;
     Ok(Lock { _file: file, dir })
@@ -162,6 +180,12 @@ pub fn acquire(cfg: &Config) -> Result<Lock> {
 /// The error for a second `up`: which one runs, where its page is, and how to stop it.
 pub fn already_running(cfg: &Config, holder: Option<&Info>) -> anyhow::Error {
     let who = match holder {
+        // Its page's port is known once it is bound (`:0` asks for any free one).
+        Some(i) if i.port() == Some(0) => format!(
+            "`devenv up` is already running for {} (pid {}); its page is not up yet",
+            i.config.display(),
+            i.pid
+        ),
         Some(i) => format!(
             "`devenv up` is already running for {} (pid {}); its page: {}",
             i.config.display(),
