@@ -1079,27 +1079,8 @@ fn up_detach_returns_with_the_page_answering_and_stop_leaves_no_process() {
     );
     assert!(out.contains("page       http://127.0.0.1:"), "{out}");
     assert!(out.contains("/?token="), "{out}");
-    let pid: i32 = out
-        .split("detached   pid ")
-        .nth(1)
-        .and_then(|r| r.split(';').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {out}"));
-    // A failed assertion below still leaves no daemon running: SIGTERM (it stops what it
-    // started) when this guard goes, if it is still there.
-    struct Daemon(i32);
-    impl Drop for Daemon {
-        fn drop(&mut self) {
-            if alive(self.0) {
-                // SAFETY: kill(2) on the daemon this test started.
-                unsafe {
-                    libc::kill(self.0, libc::SIGTERM);
-                }
-                gone_within(self.0, Duration::from_secs(5));
-            }
-        }
-    }
-    let _daemon = Daemon(pid);
+    let daemon = Daemon::of(&out);
+    let pid = daemon.0;
     assert!(alive(pid));
     // The page answers: the CLI asks it.
     let v = status_json(&p, home.path());
@@ -1458,25 +1439,7 @@ fn a_detached_daemons_log_rotates_at_its_bound() {
         .unwrap_or_else(|e| panic!("{e}"));
     let out = String::from_utf8_lossy(&started.stdout).into_owned();
     assert!(started.status.success(), "{out}");
-    let pid: i32 = out
-        .split("detached   pid ")
-        .nth(1)
-        .and_then(|r| r.split(';').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {out}"));
-    struct Daemon(i32);
-    impl Drop for Daemon {
-        fn drop(&mut self) {
-            if alive(self.0) {
-                // SAFETY: kill(2) on the daemon this test started.
-                unsafe {
-                    libc::kill(self.0, libc::SIGTERM);
-                }
-                gone_within(self.0, Duration::from_secs(5));
-            }
-        }
-    }
-    let daemon = Daemon(pid);
+    let daemon = Daemon::of(&out);
     let log = PathBuf::from(
         out.split("its output goes to ")
             .nth(1)
@@ -1633,4 +1596,33 @@ fn walk_for(dir: &Path, name: &str) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// A daemon `up --detach` started. A failed assertion still leaves none running: SIGTERM (it
+/// stops what it started) when this guard goes, if it is still there.
+struct Daemon(i32);
+
+impl Daemon {
+    /// The daemon of `up --detach`'s output (`detached   pid N; …`).
+    fn of(out: &str) -> Daemon {
+        Daemon(
+            out.split("detached   pid ")
+                .nth(1)
+                .and_then(|r| r.split(';').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no pid in {out}")),
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if alive(self.0) {
+            // SAFETY: kill(2) on the daemon this test started.
+            unsafe {
+                libc::kill(self.0, libc::SIGTERM);
+            }
+            gone_within(self.0, Duration::from_secs(5));
+        }
+    }
 }

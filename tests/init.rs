@@ -662,14 +662,7 @@ fn init_ends_on_fifos_devices_and_links_in_place_of_its_files() {
     let fifo = |rel: &str| {
         let path = r.dir.join(rel);
         let _ = std::fs::remove_file(&path);
-        let c =
-            std::ffi::CString::new(path.display().to_string()).unwrap_or_else(|e| panic!("{e}"));
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(
-            unsafe { libc::mkfifo(c.as_ptr(), 0o644) },
-            0,
-            "mkfifo {rel}"
-        );
+        common::mkfifo(&path);
     };
     let zero = |rel: &str| {
         let path = r.dir.join(rel);
@@ -684,30 +677,16 @@ fn init_ends_on_fifos_devices_and_links_in_place_of_its_files() {
     zero("helm/todo/values.yaml");
     fifo("Tiltfile");
     zero("web/package.json");
-    let mut child = Command::new(common::devenv_bin())
-        .args(["init", "--print", "--with-tests"])
+    let mut cmd = Command::new(common::devenv_bin());
+    cmd.args(["init", "--print", "--with-tests"])
         .current_dir(&r.dir)
-        .env_remove("DEVENV_CONFIG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
-            break Some(s);
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        .env_remove("DEVENV_CONFIG");
+    let out = common::output_within(cmd, std::time::Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("init hung on a FIFO or a device"));
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
     assert!(
-        status.is_some(),
-        "init hung on a FIFO or a device:\n{}{}",
-        stdout(&out),
-        stderr(&out)
+        said.contains("left out   web/Dockerfile: not a regular file"),
+        "{said}"
     );
 }

@@ -201,33 +201,17 @@ fn completions_are_printed_for_each_shell() {
 #[test]
 fn a_fifo_in_a_build_context_is_never_read() {
     let p = todo();
-    let fifo = p.path().join("backend/app/pipe");
-    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes())
-        .unwrap_or_else(|e| panic!("{e}"));
-    // SAFETY: mkfifo(3) on a path of this test's own temporary project.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    common::mkfifo(&p.path().join("backend/app/pipe"));
     for args in [&["config", "check"][..], &["up", "--dry-run"][..]] {
-        let mut child = std::process::Command::new(common::devenv_bin())
-            .args(args)
+        let mut cmd = std::process::Command::new(common::devenv_bin());
+        cmd.args(args)
             .current_dir(p.path())
-            .env("DEVENV_WEB_PORT", "0")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        let status = loop {
-            if let Ok(Some(s)) = child.try_wait() {
-                break s;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("`devenv {}` hangs on a FIFO in the context", args.join(" "));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
-        let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-        assert!(status.success(), "{}{}", stdout(&out), stderr(&out));
+            .env("DEVENV_WEB_PORT", "0");
+        let out =
+            common::output_within(cmd, std::time::Duration::from_secs(60)).unwrap_or_else(|| {
+                panic!("`devenv {}` hangs on a FIFO in the context", args.join(" "))
+            });
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     }
 }
 

@@ -323,3 +323,38 @@ impl Storage {
         self.dir.path().join("storage.conf")
     }
 }
+
+/// Makes a FIFO at `path` (a hostile repository's file that a read would wait on forever).
+pub fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    // SAFETY: mkfifo(3) on a path of the test's own temporary directory.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o644) },
+        0,
+        "mkfifo {}",
+        path.display()
+    );
+}
+
+/// Runs `cmd` (its output captured) for at most `within`: its output, or `None` when it had
+/// to be killed (it hung).
+pub fn output_within(mut cmd: Command, within: std::time::Duration) -> Option<Output> {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return Some(child.wait_with_output().unwrap_or_else(|e| panic!("{e}")));
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
