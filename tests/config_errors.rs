@@ -911,3 +911,39 @@ fn an_env_file_that_does_not_parse_is_an_error_with_its_line_and_no_text() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(".env:3: not UTF-8 text"), "{err}");
 }
+
+/// Issue 28, item 11: a FIFO as the values file stalled every deploy for 120 s (helm waited
+/// on it). A values file must be a regular file: `config check` says so at its entry, at
+/// once.
+#[test]
+fn a_values_file_that_is_not_a_regular_file_is_an_error() {
+    let config = "[[image]]\nname = \"app\"\ncontext = \"app\"\n\n[deploy]\nnamespace = \"dev\"\n\n[deploy.helm]\nchart = \"chart\"\nvalues = [\"values-dev.yaml\"]\n";
+    let p = project(config);
+    common::mkfifo(&p.path().join("values-dev.yaml"));
+    let mut cmd = std::process::Command::new(common::devenv_bin());
+    cmd.args(["config", "check"]).current_dir(p.path());
+    let out = common::output_within(cmd, std::time::Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("config check hung on a FIFO"));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--> devenv.toml:10:11"), "{err}");
+    assert!(
+        err.contains("values file `values-dev.yaml` is not a regular file"),
+        "{err}"
+    );
+    // The chart's own values.yaml too.
+    std::fs::remove_file(p.path().join("values-dev.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    p.write("values-dev.yaml", "a: 1\n");
+    std::os::unix::fs::symlink("/dev/zero", p.path().join("chart/values.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = std::process::Command::new(common::devenv_bin());
+    cmd.args(["config", "check"]).current_dir(p.path());
+    let out = common::output_within(cmd, std::time::Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("config check hung on /dev/zero"));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the values.yaml of chart `chart` is not a regular file"),
+        "{err}"
+    );
+}

@@ -1729,6 +1729,21 @@ fn check_deploy(
                     "`chart` is the directory that holds Chart.yaml, relative to the config file",
                 );
             c.push(d);
+        } else if chart.join("values.yaml").symlink_metadata().is_ok()
+            && !chart.join("values.yaml").is_file()
+        {
+            let d = c
+                .at(
+                    h.chart.span(),
+                    format!(
+                        "the values.yaml of chart `{}` is not a regular file",
+                        h.chart.get_ref()
+                    ),
+                )
+                .hint(
+                    "helm reads it whole: a FIFO would stall each deploy, a device would never end",
+                );
+            c.push(d);
         }
         let release = match h.release {
             Some(r) => {
@@ -1772,7 +1787,23 @@ fn check_deploy(
             .values
             .unwrap_or_default()
             .iter()
-            .filter_map(|v| c.existing(v, "values file"))
+            .filter_map(|v| {
+                let p = c.existing(v, "values file")?;
+                // helm reads it whole, following links: a FIFO would stall each deploy, a
+                // device would never end.
+                if std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
+                    c.within(v, p, "values file")
+                } else {
+                    let d = c
+                        .at(
+                            v.span(),
+                            format!("values file `{}` is not a regular file", v.get_ref()),
+                        )
+                        .hint("a values file is a YAML file (not a FIFO, a device or a directory)");
+                    c.push(d);
+                    None
+                }
+            })
             .collect();
         // One image may feed several workloads, each with its own values keys (a backend
         // and its worker): what must be unique is the key each entry sets.
