@@ -131,14 +131,13 @@ fn render(cfg: &Config, n: usize, argv: &[String], out: &mut Findings) -> Option
         }
     };
     if f.code != Some(0) {
-        let err: Vec<&str> = f.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         out.diagnostics.push(
             cfg.error_at(
                 &at,
                 format!(
-                    "the chart does not render: `{}` failed:\n  {}",
+                    "the chart does not render: `{}` failed:\n{}",
                     cmd.display(),
-                    err[err.len().saturating_sub(10)..].join("\n  ")
+                    exec::last_lines(&f.stderr, 10)
                 ),
             )
             .hint("fix the template, or the values devenv gives it ([deploy.helm] values, set, images)"),

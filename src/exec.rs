@@ -137,6 +137,30 @@ pub struct Finished {
     pub elapsed: Duration,
 }
 
+/// The longest line of a tool's output an error message shows.
+pub const SHOWN_LINE: usize = 1024;
+
+/// A tool's output as an error message shows it: its last `n` lines that are not blank,
+/// each cut at [`SHOWN_LINE`] bytes (saying how much more there was), indented. A 99 KB
+/// single-line error is shown as its first kilobyte.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| {
+            if l.len() <= SHOWN_LINE {
+                return format!("  {l}");
+            }
+            let mut at = SHOWN_LINE;
+            while !l.is_char_boundary(at) {
+                at -= 1;
+            }
+            format!("  {} … ({} more bytes)", &l[..at], l.len() - at)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// How much of the start of a captured stream is kept (with its last [`KEPT_OUTPUT`] bytes):
 /// a tool that never stops talking cannot grow devenv.
 pub const MAX_CAPTURE: usize = 16 * 1024 * 1024;
@@ -783,6 +807,23 @@ mod tests {
         assert!(f.stdout_cut > 0);
         assert_eq!(f.stderr, "err\n");
         assert_eq!(f.stderr_cut, 0);
+    }
+
+    /// Issue 28, item 20: a 99 KB single-line helm error was printed whole.
+    #[test]
+    fn an_error_shows_the_last_lines_each_cut_at_a_kilobyte() {
+        let long = "é".repeat(50_000);
+        let text = format!("one\n\n{long}\nthree\n");
+        let shown = last_lines(&text, 2);
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), 2, "{shown}");
+        assert!(lines[0].len() < SHOWN_LINE + 40, "{}", lines[0].len());
+        assert!(
+            lines[0].ends_with(&format!("… ({} more bytes)", 100_000 - SHOWN_LINE)),
+            "{}",
+            &lines[0][SHOWN_LINE - 10..]
+        );
+        assert_eq!(lines[1], "  three");
     }
 
     #[test]

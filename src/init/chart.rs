@@ -219,12 +219,9 @@ pub fn render(
     if f.code == Some(0) {
         Ok(f.stdout)
     } else {
-        let err: Vec<&str> = f.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-        Err(format!(
-            "`{}` failed: {}",
-            cmd.display(),
-            err[err.len().saturating_sub(3)..].join(" / ")
-        ))
+        let err = exec::last_lines(&f.stderr, 3);
+        let err: Vec<&str> = err.lines().map(str::trim).collect();
+        Err(format!("`{}` failed: {}", cmd.display(), err.join(" / ")))
     }
 }
 

@@ -222,15 +222,10 @@ pub fn run_helm(cfg: &config::Config, argv: &[String], timeout: Duration) -> Res
     };
     let f = exec::run_lines(&cmd, |l| out::tool("helm", l))?;
     if f.code != Some(0) {
-        let lines: Vec<&str> = f.stdout.lines().filter(|l| !l.trim().is_empty()).collect();
         anyhow::bail!(
             "`{}` failed:\n{}",
             cmd.display(),
-            lines[lines.len().saturating_sub(10)..]
-                .iter()
-                .map(|l| format!("  {l}"))
-                .collect::<Vec<_>>()
-                .join("\n")
+            exec::last_lines(&f.stdout, 10)
         );
     }
     Ok(())
