@@ -1114,3 +1114,54 @@ fn many_resources_share_one_copy_of_their_namespaces_warning_events() {
     eprintln!("peak RSS of `up --ci` with 40 resources and 3,000 events: {peak_mb} MB");
     assert!(peak_mb < 120, "peak RSS {peak_mb} MB");
 }
+
+/// Issue 28, item 23: `down` then `up` at once: the namespace was still Terminating, and `up`
+/// did not wait (it failed, blaming permissions). `up` now waits for a namespace that is being
+/// deleted to go, says so, and then makes it anew. (The namespace is held in Terminating by a
+/// finalizer on a ConfigMap in it, released a moment after `up` starts.)
+#[test]
+fn up_waits_for_its_namespace_to_finish_terminating() {
+    let Some(rc) = RealCluster::get("up_waits_for_a_terminating_namespace") else {
+        return;
+    };
+    let ns = rc.namespace("terminating");
+    rc.kubectl(&["create", "namespace", &ns]);
+    let p = hello(&ns);
+    p.write(
+        "held.yaml",
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  namespace: {ns}\n  finalizers: [\"devenv.test/hold\"]\n"),
+    );
+    let (ok, out, err) = rc.kubectl_result(&[
+        "create",
+        "-f",
+        &p.path().join("held.yaml").display().to_string(),
+    ]);
+    assert!(ok, "{out}{err}");
+    rc.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+    rc.wait_until("the namespace to be Terminating", |rc| {
+        rc.get_json("namespace", None, &ns)
+            .is_some_and(|n| n["status"]["phase"] == "Terminating")
+    });
+    let w = World::new(p);
+    w.use_real(&rc);
+    let mut up = Running::spawn(w.command(&["up", "--ci"], &[]));
+    up.wait_for(&format!("namespace  `{ns}` is being deleted"));
+    rc.kubectl(&[
+        "patch",
+        "configmap",
+        "held",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        "{\"metadata\":{\"finalizers\":null}}",
+    ]);
+    let status = up.child.wait().unwrap_or_else(|e| panic!("{e}"));
+    let text = up.text();
+    assert!(status.success(), "{text}");
+    assert!(
+        text.contains(&format!("namespace  `{ns}` created")),
+        "{text}"
+    );
+    assert!(text.contains("ready      hello ("), "{text}");
+}

@@ -67,6 +67,7 @@ pub async fn bring_up(
     recreate: bool,
     chart_namespaces: &[(String, String)],
     progress: &mut (dyn FnMut(&str) + Send),
+    waiting: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Ready, BootstrapError> {
     let (action, addons_enabled, image_store) = match cfg.cluster.provider {
         Provider::Minikube => {
@@ -78,6 +79,8 @@ pub async fn bring_up(
     let target = k::connect(cfg, kubeconfig).await?;
     let mut namespaces_created = Vec::new();
     for ns in cfg.namespaces() {
+        // Just deleted (`devenv down` a moment ago): it goes first, then is made anew.
+        k::wait_terminating(&target, &ns, &mut || waiting(&ns)).await?;
         // A namespace the chart renders is Helm's: made here (the release record and the
         // Secrets must live in it before Helm runs) with the metadata Helm adopts.
         let owner = chart_namespaces

@@ -54,6 +54,15 @@ pub enum KubeError {
     /// A request to the API server failed.
     #[error("{what}: {source}{}", source.trouble().hint_line())]
     Api { what: String, source: ApiFailure },
+    /// A namespace devenv deploys into is still being deleted.
+    #[error(
+        "namespace `{namespace}` is still being deleted after {}s\n  hint: something holds it (a finalizer): `kubectl get namespace {namespace} -o yaml` shows its conditions; once it is gone, `devenv up` makes it anew",
+        waited.as_secs()
+    )]
+    Terminating {
+        namespace: String,
+        waited: std::time::Duration,
+    },
     /// The API server did not answer at all.
     #[error("cannot reach the API server of kube context `{context}`{}: {detail}\n  hint: {hint}", server.as_ref().map_or(String::new(), |s| format!(" at {s}")))]
     Unreachable {
@@ -74,6 +83,8 @@ pub enum Trouble {
     KubeletUnreachable,
     Unauthorized,
     Forbidden,
+    /// Refused because the namespace is being deleted (a 403 that is no lack of permission).
+    NamespaceTerminating,
     NotFound,
     /// Any other answer.
     Other,
@@ -127,6 +138,9 @@ impl Trouble {
             Trouble::Unreachable => Some(
                 "check that the cluster is running (`minikube status`) and that the kube context points at it",
             ),
+            Trouble::NamespaceTerminating => Some(
+                "the namespace is being deleted (a `devenv down` a moment ago?); run `devenv up` again once it is gone",
+            ),
             Trouble::NotFound | Trouble::Other => None,
         }
     }
@@ -148,6 +162,7 @@ fn explain_status(s: &kube::core::Status) -> (String, Trouble) {
     ];
     let trouble = match s.code {
         401 => Trouble::Unauthorized,
+        403 if message.contains("because it is being terminated") => Trouble::NamespaceTerminating,
         403 => Trouble::Forbidden,
         404 => Trouble::NotFound,
         500..=504 if to_kubelet.iter().any(|k| message.contains(k)) => Trouble::KubeletUnreachable,
@@ -318,6 +333,48 @@ pub async fn connect(cfg: &Config, files: &[PathBuf]) -> Result<Target, KubeErro
 }
 
 /// Creates the namespace when it is missing; true when it was created.
+/// How long `up` waits for a namespace that is being deleted (a `devenv down` a moment ago)
+/// to go, before it makes it anew.
+pub const TERMINATING_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Waits while namespace `name` is being deleted (its phase is Terminating), at most
+/// [`TERMINATING_WAIT`]; `on_wait` is told once when there is something to wait for. An
+/// error when it is still there after that, naming what to look at.
+pub async fn wait_terminating(
+    t: &Target,
+    name: &str,
+    on_wait: &mut (dyn FnMut() + Send),
+) -> Result<(), KubeError> {
+    let api: Api<Namespace> = Api::all(t.client.clone());
+    let what = || format!("namespace `{name}` in context `{}`", t.context);
+    let deadline = tokio::time::Instant::now() + TERMINATING_WAIT;
+    let mut told = false;
+    loop {
+        let ns = api.get_opt(name).await.map_err(|e| KubeError::Api {
+            what: what(),
+            source: e.into(),
+        })?;
+        let terminating = ns.is_some_and(|n| {
+            n.metadata.deletion_timestamp.is_some()
+                || n.status.and_then(|s| s.phase).as_deref() == Some("Terminating")
+        });
+        if !terminating {
+            return Ok(());
+        }
+        if !told {
+            on_wait();
+            told = true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(KubeError::Terminating {
+                namespace: name.to_owned(),
+                waited: TERMINATING_WAIT,
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
 pub async fn ensure_namespace(t: &Target, name: &str) -> Result<bool, KubeError> {
     let api: Api<Namespace> = Api::all(t.client.clone());
     let what = || format!("namespace `{name}` in context `{}`", t.context);
@@ -448,4 +505,30 @@ fn client_of(config: kube::Config) -> Result<Client, kube::Error> {
         )
         .service(hyper_client);
     Ok(Client::new(service, config.default_namespace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 28, item 23: a create refused because the namespace is being deleted was told
+    /// as a lack of permission ("the context's user may not do this").
+    #[test]
+    fn a_refusal_in_a_terminating_namespace_is_no_lack_of_permission() {
+        let terminating = kube::core::Status::failure(
+            "deployments.apps \"hello\" is forbidden: unable to create new content in namespace x because it is being terminated",
+            "Forbidden",
+        )
+        .with_code(403);
+        assert_eq!(
+            explain_status(&terminating).1,
+            Trouble::NamespaceTerminating
+        );
+        let denied = kube::core::Status::failure(
+            "deployments.apps is forbidden: User \"dev\" cannot create resource",
+            "Forbidden",
+        )
+        .with_code(403);
+        assert_eq!(explain_status(&denied).1, Trouble::Forbidden);
+    }
 }

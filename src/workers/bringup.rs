@@ -289,6 +289,12 @@ fn prepare_stages(
         &mut |line| {
             out::tool("minikube", line);
         },
+        &mut |ns| {
+            out::say(
+                "namespace",
+                format!("`{ns}` is being deleted: waiting for it to go, then it is made anew"),
+            );
+        },
     ))?;
     checkpoint(cancel)?;
     *stage = BringUpStage::Secrets;
