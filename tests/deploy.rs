@@ -591,7 +591,8 @@ fn a_dependent_in_the_same_helm_release_is_reported_as_the_cluster_runs_it() {
 
 /// Issue 25 point 8: when the bring-up failed on a Secret (a `.env` that cannot be parsed),
 /// each resource said `not started: the cluster could not be brought up`; it names the part
-/// that failed.
+/// that failed (since issue 28 item 18, the checks, which read the .env files before anything
+/// is touched).
 #[test]
 fn a_secret_that_cannot_be_made_is_the_cause_each_resource_names() {
     let w = hello("60s");
@@ -606,10 +607,13 @@ fn a_secret_that_cannot_be_made_is_the_cause_each_resource_names() {
     let out = w.run(&["up", "--ci"], &[]);
     let text = format!("{}{}", stdout(&out), common::stderr(&out));
     assert_eq!(out.status.code(), Some(1), "{text}");
+    // An .env that does not parse is found by the checks, before anything is touched
+    // (issue 28, item 18); the cause each resource names says so.
     assert!(
-        text.contains("skipped    hello: not started: a Secret could not be made or applied"),
+        text.contains("skipped    hello: not started: the checks of the chart, the manifests and the .env files did not pass"),
         "{text}"
     );
+    assert!(text.contains(".env:1: unterminated double quote"), "{text}");
     assert!(
         !text.contains("the cluster could not be brought up"),
         "{text}"

@@ -1165,3 +1165,49 @@ fn up_waits_for_its_namespace_to_finish_terminating() {
     );
     assert!(text.contains("ready      hello ("), "{text}");
 }
+
+/// Issue 28, item 23, second half: `down` left the namespace devenv made and a StatefulSet's
+/// volume claims without a word. It keeps them (deleting a namespace deletes whatever else is
+/// in it; a claim holds data), and says so, with the command that removes each.
+#[test]
+fn down_says_which_namespace_and_volume_claims_it_keeps() {
+    let Some(rc) = RealCluster::get("down_says_what_it_keeps") else {
+        return;
+    };
+    let ns = rc.namespace("keeps");
+    let p = Project::new();
+    p.write(
+        "k8s/db.yaml",
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  serviceName: db\n  replicas: 1\n  selector:\n    matchLabels: { app: db }\n  template:\n    metadata:\n      labels: { app: db }\n    spec:\n      containers:\n        - name: db\n          image: busybox:1.36\n          volumeMounts:\n            - { name: data, mountPath: /data }\n  volumeClaimTemplates:\n    - metadata:\n        name: data\n      spec:\n        accessModes: [ReadWriteOnce]\n        resources:\n          requests:\n            storage: 1Gi\n",
+    )
+    .write(
+        "devenv.toml",
+        &format!("[project]\nname = \"keeps\"\n\n[deploy]\nnamespace = \"{ns}\"\nmanifests = [\"k8s/db.yaml\"]\n\n[[resource]]\nname = \"db\"\nworkload = \"statefulset/db\"\nreadiness_timeout = \"3s\"\n"),
+    );
+    let w = World::new(p);
+    w.use_real(&rc);
+    // The claim is made by the StatefulSet's controller whether or not the pod gets ready.
+    let _ = w.run(&["up", "--ci"], &[]);
+    rc.wait_until("the StatefulSet's claim", |rc| {
+        rc.get_json("pvc", Some(&ns), "data-db-0").is_some()
+    });
+    let out = w.run(&["down"], &[]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "kept       PersistentVolumeClaim `data-db-0` in {ns} (its data stays; `kubectl delete pvc data-db-0 -n {ns}` removes it)"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "kept       namespace `{ns}`, which devenv made (`kubectl delete namespace {ns}` removes it and all in it)"
+        )),
+        "{text}"
+    );
+    assert!(
+        rc.get_json("pvc", Some(&ns), "data-db-0").is_some(),
+        "the claim is kept"
+    );
+}

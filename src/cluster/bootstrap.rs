@@ -104,12 +104,16 @@ pub async fn bring_up(
     })
 }
 
-/// What `tear_down` removed.
+/// What `tear_down` removed, and what it kept that devenv's deploys left.
 #[derive(Debug, Default)]
 pub struct Removed {
     pub helm_releases: Vec<String>,
     pub secrets: Vec<String>,
     pub cluster_stopped: bool,
+    /// Namespaces devenv made: kept (deleting one deletes whatever else is in it).
+    pub kept_namespaces: Vec<String>,
+    /// `(namespace, claim)`: volume claims (a StatefulSet's), kept with their data.
+    pub kept_claims: Vec<(String, String)>,
 }
 
 fn run_checked(cmd: &Cmd, tolerate: &[&str]) -> Result<bool, BootstrapError> {
@@ -173,6 +177,14 @@ pub async fn tear_down(
     for s in &cfg.secrets {
         if k::delete_secret(target, &s.namespace, &s.name).await? {
             removed.secrets.push(s.name.clone());
+        }
+    }
+    for ns in cfg.namespaces() {
+        for c in k::volume_claims(target, &ns).await? {
+            removed.kept_claims.push((ns.clone(), c));
+        }
+        if k::made_by_devenv(target, &ns).await? {
+            removed.kept_namespaces.push(ns);
         }
     }
     if stop_cluster && cfg.cluster.provider == Provider::Minikube {

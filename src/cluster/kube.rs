@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
@@ -453,6 +453,41 @@ pub async fn ensure_namespace_for_helm(
         source: e.into(),
     })?;
     Ok(existing.is_none())
+}
+
+/// Whether namespace `name` exists and devenv made it (its managed-by label).
+pub async fn made_by_devenv(t: &Target, name: &str) -> Result<bool, KubeError> {
+    let api: Api<Namespace> = Api::all(t.client.clone());
+    let ns = api.get_opt(name).await.map_err(|e| KubeError::Api {
+        what: format!("namespace `{name}` in context `{}`", t.context),
+        source: e.into(),
+    })?;
+    Ok(ns.is_some_and(|n| {
+        n.metadata.deletion_timestamp.is_none()
+            && n.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(MANAGED_BY.0))
+                .is_some_and(|v| v == MANAGED_BY.1)
+    }))
+}
+
+/// The names of the PersistentVolumeClaims in `namespace` (at most 50).
+pub async fn volume_claims(t: &Target, namespace: &str) -> Result<Vec<String>, KubeError> {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(t.client.clone(), namespace);
+    let list = api
+        .list(&kube::api::ListParams::default().limit(50))
+        .await
+        .map_err(|e| KubeError::Api {
+            what: format!("the volume claims of namespace `{namespace}`"),
+            source: e.into(),
+        })?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .filter_map(|c| c.metadata.name)
+        .collect())
 }
 
 /// Deletes a Secret devenv made; a missing one is fine.

@@ -135,7 +135,9 @@ impl BringUpStage {
     /// Why a resource cannot start once this stage failed.
     pub fn failure(self) -> &'static str {
         match self {
-            BringUpStage::Checks => "the chart or the manifests did not pass their checks",
+            BringUpStage::Checks => {
+                "the checks of the chart, the manifests and the .env files did not pass"
+            }
             BringUpStage::Cluster => "the cluster could not be brought up",
             BringUpStage::Secrets => "a Secret could not be made or applied",
             BringUpStage::Ports => "a forward's local port could not be taken",

@@ -52,6 +52,17 @@ pub fn run(cfg: &Config, stop_cluster: bool) -> Result<ExitCode> {
     for s in &removed.secrets {
         println!("removed    secret `{s}`");
     }
+    // What stays, said: a claim holds data, a namespace may hold more than devenv put there.
+    for (ns, c) in &removed.kept_claims {
+        println!(
+            "kept       PersistentVolumeClaim `{c}` in {ns} (its data stays; `kubectl delete pvc {c} -n {ns}` removes it)"
+        );
+    }
+    for ns in &removed.kept_namespaces {
+        println!(
+            "kept       namespace `{ns}`, which devenv made (`kubectl delete namespace {ns}` removes it and all in it)"
+        );
+    }
     if removed.cluster_stopped {
         println!(
             "stopped    minikube profile `{}` (not deleted)",
