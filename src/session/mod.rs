@@ -158,18 +158,14 @@ async fn run(
         start_page(
             &cfg,
             state_dir,
-            web::Shared {
-                snapshots: snap_rx.clone(),
-                logs: logs.clone(),
-                events: tx.clone(),
-                header: header(&cfg),
-                resources: infos_rx,
-                doctor: report_rx,
-                token: web::new_token(),
-                session: web::new_token(),
-                port: 0,
-                streams: web::Streams::default(),
-            },
+            web::Shared::new(
+                snap_rx.clone(),
+                logs.clone(),
+                tx.clone(),
+                header(&cfg),
+                infos_rx,
+                report_rx,
+            ),
             &mut parts,
         )
         .await?

@@ -115,6 +115,30 @@ impl Streams {
 }
 
 impl Shared {
+    /// A page's shared state with a new token and session secret, its port not yet bound,
+    /// and no stream open.
+    pub fn new(
+        snapshots: watch::Receiver<Snapshot>,
+        logs: Logs,
+        events: mpsc::UnboundedSender<Event>,
+        header: Header,
+        resources: watch::Receiver<Vec<ResourceInfo>>,
+        doctor: watch::Receiver<serde_json::Value>,
+    ) -> Shared {
+        Shared {
+            snapshots,
+            logs,
+            events,
+            header,
+            resources,
+            doctor,
+            token: new_token(),
+            session: new_token(),
+            port: 0,
+            streams: Streams::default(),
+        }
+    }
+
     /// The name of this daemon's session cookie (cookies do not tell ports apart).
     fn cookie_name(&self) -> String {
         format!("devenv_session_{}", self.port)
