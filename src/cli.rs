@@ -497,6 +497,9 @@ fn summary(cfg: &config::Config, cwd: &Path) -> String {
     let _ = writeln!(s, "project    {}", cfg.project);
     let c = &cfg.cluster;
     match c.provider {
+        _ if !cfg.needs_cluster() => {
+            let _ = writeln!(s, "cluster    none: the config runs local resources only");
+        }
         config::Provider::Minikube => {
             let _ = writeln!(
                 s,

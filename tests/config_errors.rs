@@ -947,3 +947,22 @@ fn a_values_file_that_is_not_a_regular_file_is_an_error() {
         "{err}"
     );
 }
+
+/// Issue 28, item 20: `config check` of a config of local resources only said
+/// "cluster    minikube profile `minikube`: 4 CPUs, 8192 MB", though nothing needs one.
+#[test]
+fn a_local_only_config_names_no_cluster() {
+    let p = common::Project::new();
+    p.write(
+        "devenv.toml",
+        "[project]\nname = \"lo\"\n\n[[local]]\nname = \"gen\"\ncmd = \"true\"\n",
+    );
+    let out = p.devenv(&["config", "check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(!text.contains("minikube"), "{text}");
+    assert!(
+        text.contains("cluster    none: the config runs local resources only"),
+        "{text}"
+    );
+}
