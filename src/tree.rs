@@ -88,6 +88,9 @@ pub struct Tree {
     pub dirs_by_name: BTreeMap<String, Vec<PathBuf>>,
     /// Directories with Python tests (`tests/`, `test_*.py`) or a package.json.
     pub test_dirs: Vec<PathBuf>,
+    /// Symbolic links to directories, not followed (a link may lead out of the repository),
+    /// outside what is skipped anyway.
+    pub linked_dirs: Vec<PathBuf>,
     /// How many entries were looked at, and whether the walk stopped at its bound.
     pub entries: usize,
     pub cut: bool,
@@ -146,6 +149,14 @@ pub fn scan(root: &Path) -> Tree {
             let name = e.file_name().to_string_lossy().into_owned();
             // Symlinks are not followed: a link to a parent would loop.
             let is_dir = e.file_type().is_ok_and(|f| f.is_dir());
+            if e.file_type().is_ok_and(|f| f.is_symlink())
+                && !name.starts_with('.')
+                && !SKIPPED.contains(&name.as_str())
+                && !ignored.contains(&e.path())
+                && e.path().is_dir()
+            {
+                t.linked_dirs.push(e.path());
+            }
             entries.push((name, e.path(), is_dir));
         }
         if t.cut {
@@ -220,6 +231,7 @@ pub fn scan(root: &Path) -> Tree {
     t.other_yaml.sort();
     t.env_files.sort();
     t.tiltfiles.sort();
+    t.linked_dirs.sort();
     t.scripts.sort();
     t.test_dirs.sort();
     for v in t.dirs_by_name.values_mut() {

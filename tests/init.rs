@@ -696,3 +696,22 @@ fn init_ends_on_fifos_devices_and_links_in_place_of_its_files() {
         "{said}"
     );
 }
+
+/// Issue 28, item 21: init skipped a symlinked chart directory without a word. It does not
+/// follow a link (a link may lead out of the repository), and now says which it left out.
+#[test]
+fn a_symlinked_directory_is_left_out_saying_so() {
+    let r = Repo::fixture("secret-values");
+    let outside = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let chart = r.dir.join("helm/todo");
+    copy_dir(&chart, &outside.path().join("todo"));
+    std::fs::remove_dir_all(&chart).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(outside.path().join("todo"), &chart)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = r.devenv(&["init", "--print"]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        said.contains("left out   helm/todo: a symbolic link to a directory, not followed"),
+        "{said}"
+    );
+}

@@ -409,6 +409,15 @@ pub fn propose(
             ),
         );
     }
+    for d in &tree.linked_dirs {
+        note(
+            "left out",
+            format!(
+                "{}: a symbolic link to a directory, not followed (it may lead out of the repository)",
+                rel(root, d)
+            ),
+        );
+    }
     // What the repository says of itself (a Tiltfile, compose, skaffold, build scripts).
     let ev = evidence::read(&tree);
     for n in &ev.not_carried {
