@@ -715,3 +715,144 @@ fn a_symlinked_directory_is_left_out_saying_so() {
         "{said}"
     );
 }
+
+/// What one entry of a hostile tree is.
+#[derive(Debug, Clone, Copy)]
+enum Hostile {
+    Small,
+    NotUtf8,
+    /// 3 MiB, sparse: past every size cap.
+    Huge,
+    Fifo,
+    /// A link to /dev/zero.
+    Zero,
+    /// A link to a file outside the repository.
+    OutFile,
+    /// A link to a directory outside the repository.
+    OutDir,
+    /// A link to the repository's root (a loop).
+    Loop,
+    Dangling,
+}
+
+/// Makes `kind` at `path`, pointing out at `outside` where it points out.
+fn make_hostile(path: &Path, kind: Hostile, outside: &Path) {
+    use std::os::unix::fs::symlink;
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_dir_all(path);
+    let done = match kind {
+        Hostile::Small => std::fs::write(path, "x: 1\n"),
+        Hostile::NotUtf8 => std::fs::write(path, b"A=\xff\xfe\n"),
+        Hostile::Huge => std::fs::File::create(path).and_then(|f| f.set_len(3 << 20)),
+        Hostile::Fifo => {
+            common::mkfifo(path);
+            Ok(())
+        }
+        Hostile::Zero => symlink("/dev/zero", path),
+        Hostile::OutFile => symlink(outside.join("victim.txt"), path),
+        Hostile::OutDir => symlink(outside, path),
+        Hostile::Loop => symlink("/", path).and_then(|()| {
+            std::fs::remove_file(path)?;
+            symlink(path.parent().unwrap_or(path), path)
+        }),
+        Hostile::Dangling => symlink(outside.join("nothing-here"), path),
+    };
+    done.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// Every file below `dir` with its content (links as their targets), to compare.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        let meta = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{e}"));
+        if meta.is_dir() {
+            out.extend(snapshot(&p));
+        } else if meta.file_type().is_symlink() {
+            let t = std::fs::read_link(&p).unwrap_or_default();
+            out.push((p, t.as_os_str().as_encoded_bytes().to_vec()));
+        } else {
+            out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
+        }
+    }
+    out.sort();
+    out
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Issue 28's acceptance: `init` (writing) and `config check` on hostile repository
+    /// trees (links in and out, loops, FIFOs, devices, huge and non-UTF-8 files where init
+    /// and check read): they end within a bound, write nothing outside the repository, and
+    /// stay within a bounded amount of memory.
+    #[test]
+    fn init_and_check_on_hostile_trees_end_write_nothing_outside_and_stay_small(
+        entries in proptest::collection::vec(
+            (
+                proptest::sample::select(vec!["", "app/", "helm/todo/", "helm/todo/templates/", "k8s/", "backend/"]),
+                proptest::sample::select(vec![
+                    "Dockerfile", "values.yaml", "Chart.yaml", ".env", ".env.example", "Tiltfile",
+                    "Makefile", "package.json", "app.yaml", "devenv.toml", ".devenv.toml.init",
+                    "README.md", "docker-compose.yml", "main.py",
+                ]),
+                proptest::sample::select(vec![
+                    Hostile::Small, Hostile::NotUtf8, Hostile::Huge, Hostile::Fifo, Hostile::Zero,
+                    Hostile::OutFile, Hostile::OutDir, Hostile::Loop, Hostile::Dangling,
+                ]),
+            ),
+            1..8,
+        )
+    ) {
+        let r = Repo::fixture("secret-values");
+        let outside = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(outside.path().join("victim.txt"), "the user's own file\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        for (dir, name, kind) in &entries {
+            make_hostile(&r.dir.join(format!("{dir}{name}")), *kind, outside.path());
+        }
+        let before = snapshot(outside.path());
+        for args in [&["init", "--force"][..], &["config", "check"][..]] {
+            let mut cmd = Command::new(common::devenv_bin());
+            cmd.args(args).current_dir(&r.dir).env_remove("DEVENV_CONFIG");
+            let mut child = cmd
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{e}"));
+            let pid = i32::try_from(child.id()).unwrap_or_else(|e| panic!("{e}"));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            let mut status = 0;
+            // SAFETY: an all-zero rusage is a valid value for wait4(2) to fill.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            loop {
+                // SAFETY: wait4(2) on our own child, without blocking.
+                let w = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+                if w == pid {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("`devenv {}` hung on {entries:?}", args.join(" "));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            proptest::prop_assert!(
+                usage.ru_maxrss < 300 * 1024,
+                "`devenv {}` took {} KB on {entries:?}",
+                args.join(" "),
+                usage.ru_maxrss
+            );
+        }
+        proptest::prop_assert_eq!(snapshot(outside.path()), before, "something was written outside");
+        // What init wrote is a file of the repository, never through a link.
+        let written = std::fs::symlink_metadata(r.dir.join("devenv.toml"));
+        if let Ok(m) = written {
+            proptest::prop_assert!(m.is_file() || m.file_type().is_symlink());
+        }
+    }
+}
