@@ -818,6 +818,10 @@ proptest::proptest! {
         for args in [&["init", "--force"][..], &["config", "check"][..]] {
             let mut cmd = Command::new(common::devenv_bin());
             cmd.args(args).current_dir(&r.dir).env_remove("DEVENV_CONFIG");
+            #[allow(
+                clippy::zombie_processes,
+                reason = "reaped by wait4(2) below, for its peak memory"
+            )]
             let mut child = cmd
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
