@@ -289,19 +289,6 @@ fn analyze(
     out
 }
 
-/// The name of the service a Dockerfile builds: its folder's, or the folder above a
-/// `docker/` or `build/` holder (`backend/docker/Dockerfile` builds backend).
-fn service_of(dockerfile: &std::path::Path) -> Option<String> {
-    let mut dir = dockerfile.parent()?;
-    let name = |d: &std::path::Path| d.file_name().map(|n| n.to_string_lossy().to_lowercase());
-    if name(dir)
-        .is_some_and(|n| ["docker", "build", ".docker", "dockerfiles"].contains(&n.as_str()))
-    {
-        dir = dir.parent()?;
-    }
-    name(dir)
-}
-
 /// A workload that runs an image no `[[image]]` builds, while a Dockerfile of the project
 /// not in the config could build it (its folder is named like the image: `frontend/` for
 /// `todo-frontend`): the cluster runs whatever that tag is, not this code. The repository
@@ -342,7 +329,7 @@ fn check_unbuilt(
         .dockerfiles
         .iter()
         .filter(|f| !configured.contains(&f.as_path()))
-        .filter_map(|f| Some((f, service_of(f)?)))
+        .map(|f| (f, crate::tree::service(f, &cfg.root, &cfg.project)))
         .collect();
     for (o, container, image) in others {
         let repo = objects::repository_of(&image);

@@ -106,6 +106,54 @@ pub fn is_dockerfile(name: &str) -> bool {
         || n.ends_with(".containerfile")
 }
 
+/// Dockerfile variants (`Dockerfile.dev`) that mean the development build of their directory.
+pub const DEV_VARIANTS: &[&str] = &["dev", "development", "develop", "local"];
+/// Variants that are not for development: skipped when their directory has another.
+pub const OTHER_VARIANTS: &[&str] = &["prod", "production", "release", "ci", "test"];
+/// Directory names that hold Dockerfiles for others (`docker/api/Dockerfile`).
+pub const HOLDERS: &[&str] = &["docker", "dockerfiles", "build", "images", "containers"];
+
+/// The part of a variant's name besides "Dockerfile" (`api` of `api.Dockerfile`, `dev` of
+/// `Dockerfile.dev`), lower case.
+pub fn variant(file: &Path) -> Option<String> {
+    let name = file.file_name()?.to_string_lossy().to_ascii_lowercase();
+    for base in ["dockerfile", "containerfile"] {
+        if let Some(v) = name.strip_prefix(&format!("{base}.")) {
+            return Some(v.to_owned());
+        }
+        if let Some(v) = name.strip_suffix(&format!(".{base}")) {
+            return Some(v.to_owned());
+        }
+    }
+    None
+}
+
+/// The service a Dockerfile builds, named from its file or directory.
+pub fn service(file: &Path, root: &Path, project: &str) -> String {
+    if let Some(v) = variant(file)
+        && !DEV_VARIANTS.contains(&v.as_str())
+        && !OTHER_VARIANTS.contains(&v.as_str())
+    {
+        return v;
+    }
+    // A holder (`docker/`) names nothing: the directory it sits in does (`backend/docker/`
+    // builds `backend`), or the project at the root.
+    let mut dir = file.parent().unwrap_or(root);
+    loop {
+        if dir == root || !dir.starts_with(root) {
+            return project.to_owned();
+        }
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if !HOLDERS.contains(&name.as_str()) {
+            return name;
+        }
+        dir = dir.parent().unwrap_or(root);
+    }
+}
+
 /// Whether `name` is a dotenv file or an example of one.
 pub fn is_env_file(name: &str) -> bool {
     name == ".env" || [".env.example", ".env.sample", ".env.template", ".env.dist"].contains(&name)

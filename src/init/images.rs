@@ -8,16 +8,10 @@ use std::path::{Path, PathBuf};
 
 use crate::dockerfile::{self, Stage};
 
-use crate::tree::Tree;
+use crate::tree::{DEV_VARIANTS, OTHER_VARIANTS, Tree, service, variant};
 
 /// Stage names that mean "the development image".
 const DEV_STAGES: &[&str] = &["dev", "development", "develop", "local"];
-/// Dockerfile variants (`Dockerfile.dev`) that mean the development build of their directory.
-const DEV_VARIANTS: &[&str] = &["dev", "development", "develop", "local"];
-/// Variants that are not for development: skipped when their directory has another.
-const OTHER_VARIANTS: &[&str] = &["prod", "production", "release", "ci", "test"];
-/// Directory names that hold Dockerfiles for others (`docker/api/Dockerfile`).
-const HOLDERS: &[&str] = &["docker", "dockerfiles", "build", "images", "containers"];
 
 /// One Dockerfile, read.
 #[derive(Debug, Clone)]
@@ -37,21 +31,6 @@ pub struct Found {
     pub live_why: String,
     /// The ports the running stage EXPOSEs (with those of the stages it is built from).
     pub exposes: Vec<u16>,
-}
-
-/// The part of a variant's name besides "Dockerfile" (`api` of `api.Dockerfile`, `dev` of
-/// `Dockerfile.dev`), lower case.
-fn variant(file: &Path) -> Option<String> {
-    let name = file.file_name()?.to_string_lossy().to_ascii_lowercase();
-    for base in ["dockerfile", "containerfile"] {
-        if let Some(v) = name.strip_prefix(&format!("{base}.")) {
-            return Some(v.to_owned());
-        }
-        if let Some(v) = name.strip_suffix(&format!(".{base}")) {
-            return Some(v.to_owned());
-        }
-    }
-    None
 }
 
 /// The Dockerfiles to build: a directory's development variant stands for its plain one, and
@@ -92,32 +71,6 @@ pub fn chosen(tree: &Tree) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
     }
     keep.sort();
     (keep, left)
-}
-
-/// The service a Dockerfile builds, named from its file or directory.
-fn service(file: &Path, root: &Path, project: &str) -> String {
-    if let Some(v) = variant(file)
-        && !DEV_VARIANTS.contains(&v.as_str())
-        && !OTHER_VARIANTS.contains(&v.as_str())
-    {
-        return v;
-    }
-    // A holder (`docker/`) names nothing: the directory it sits in does (`backend/docker/`
-    // builds `backend`), or the project at the root.
-    let mut dir = file.parent().unwrap_or(root);
-    loop {
-        if dir == root || !dir.starts_with(root) {
-            return project.to_owned();
-        }
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
-        if !HOLDERS.contains(&name.as_str()) {
-            return name;
-        }
-        dir = dir.parent().unwrap_or(root);
-    }
 }
 
 /// The sources a stage's COPY/ADD lines take from the build context (not from other stages,
