@@ -1174,21 +1174,26 @@ fn squashed(k: &str) -> String {
         .collect()
 }
 
-/// The .env file for what lies at `near`: the repository root's, else the one in the deepest
-/// folder above `near`, else the only one. The file (which may not exist yet), its example,
-/// and the keys the file (or else its example) has.
-fn env_near(
-    root: &Path,
-    tree: &scan::Tree,
-    near: &Path,
-) -> Option<(PathBuf, Option<PathBuf>, BTreeSet<String>)> {
+/// The .env file for what lies at one of `near` (the contexts of a Secret's readers, a
+/// chart): the repository root's, else the one in the deepest folder above one of them,
+/// else the only one.
+struct EnvFile {
+    /// The .env file (which may not exist yet).
+    file: PathBuf,
+    /// Its example, to make it from, when the file is not there.
+    example: Option<PathBuf>,
+    /// The keys the file (or else its example) has.
+    keys: BTreeSet<String>,
+}
+
+fn env_near(root: &Path, tree: &scan::Tree, near: &[&Path]) -> Option<EnvFile> {
     let dirs: BTreeSet<&Path> = tree.env_files.iter().filter_map(|f| f.parent()).collect();
     let dir = if dirs.contains(root) {
         root
     } else {
         match dirs
             .iter()
-            .filter(|d| near.starts_with(d))
+            .filter(|d| near.iter().any(|n| n.starts_with(d)))
             .max_by_key(|d| d.components().count())
         {
             Some(d) => d,
@@ -1196,24 +1201,30 @@ fn env_near(
             None => return None,
         }
     };
-    let env = dir.join(".env");
-    let example = tree
-        .env_files
-        .iter()
-        .find(|f| f.parent() == Some(dir) && f.file_name().is_some_and(|n| n != ".env"))
-        .cloned();
-    let source = if tree.env_files.contains(&env) {
-        Some(env.clone())
+    let file = dir.join(".env");
+    let example = if file.is_file() {
+        None
     } else {
-        example.clone()
+        tree.env_files
+            .iter()
+            .find(|f| f.parent() == Some(dir) && f.file_name().is_some_and(|n| n != ".env"))
+            .cloned()
     };
-    let keys = source
-        .and_then(|s| repo_file(root, &s))
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|t| crate::deploy::dotenv::parse(&t).ok())
-        .map(|p| p.values.0.into_keys().collect())
-        .unwrap_or_default();
-    Some((env, example, keys))
+    let keys = if file.is_file() {
+        Some(&file)
+    } else {
+        example.as_ref()
+    }
+    .and_then(|s| repo_file(root, s))
+    .and_then(|b| String::from_utf8(b).ok())
+    .and_then(|t| crate::deploy::dotenv::parse(&t).ok())
+    .map(|p| p.values.0.into_keys().collect())
+    .unwrap_or_default();
+    Some(EnvFile {
+        file,
+        example,
+        keys,
+    })
 }
 
 /// The chart values that go into the Secrets the chart makes, each matched to the .env key
@@ -1228,7 +1239,12 @@ fn values_from_env(
     if found.is_empty() {
         return None;
     }
-    let Some((env_file, example, have)) = env_near(root, tree, chart) else {
+    let Some(EnvFile {
+        file: env_file,
+        example,
+        keys: have,
+    }) = env_near(root, tree, &[chart])
+    else {
         let secrets: BTreeSet<&str> = found.iter().map(|v| v.secret.as_str()).collect();
         note(
             "problem",
@@ -1291,7 +1307,7 @@ fn values_from_env(
         ),
     );
     Some(FromEnv {
-        example: example.filter(|_| !tree.env_files.contains(&env_file)),
+        example,
         env_file,
         keys,
         secrets,
@@ -1322,13 +1338,6 @@ fn secrets(
             }
         }
     }
-    let mut by_dir: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
-    for f in &tree.env_files {
-        by_dir
-            .entry(f.parent().unwrap_or(root).to_path_buf())
-            .or_default()
-            .push(f.clone());
-    }
     let mut out = Vec::new();
     for (secret, (keys, readers)) in wanted {
         // The contexts of the images its readers run: a .env there (or above) is theirs.
@@ -1338,18 +1347,12 @@ fn secrets(
             .filter_map(|n| images.iter().find(|i| i.name == *n))
             .map(|i| i.found.context.as_path())
             .collect();
-        let dir = if by_dir.contains_key(root) {
-            Some(root.to_path_buf())
-        } else if by_dir.len() == 1 {
-            by_dir.keys().next().cloned()
-        } else {
-            by_dir
-                .keys()
-                .filter(|d| contexts.iter().any(|c| c.starts_with(d)))
-                .max_by_key(|d| d.components().count())
-                .cloned()
-        };
-        let Some(dir) = dir else {
+        let Some(EnvFile {
+            file: env,
+            example,
+            keys: have,
+        }) = env_near(root, tree, &contexts)
+        else {
             note(
                 "problem",
                 format!(
@@ -1360,22 +1363,6 @@ fn secrets(
             );
             continue;
         };
-        let files = by_dir.get(&dir).cloned().unwrap_or_default();
-        let env = dir.join(".env");
-        let example = files
-            .iter()
-            .find(|f| f.file_name().is_some_and(|n| n != ".env"))
-            .cloned();
-        let source = if env.is_file() {
-            Some(env.clone())
-        } else {
-            example.clone()
-        };
-        let have: BTreeSet<String> = source
-            .and_then(|s| crate::tree::read_text(&s))
-            .and_then(|t| crate::deploy::dotenv::parse(&t).ok())
-            .map(|p| p.values.0.into_keys().collect())
-            .unwrap_or_default();
         let mut renames = BTreeMap::new();
         for k in &keys {
             if have.contains(k) {
@@ -1399,7 +1386,7 @@ fn secrets(
             env_file: env.clone(),
             keys: renames,
             readers: readers.into_iter().collect(),
-            example: if env.is_file() { None } else { example },
+            example,
         });
     }
     out
