@@ -144,8 +144,14 @@ mod tests {
 
     use super::*;
 
-    fn cfg(text: &str) -> Config {
-        let dir = std::env::temp_dir().join(format!("devenv-reload-{}", std::process::id()));
+    /// The difference between two configs, parsed in one temporary project (parsing checks
+    /// that the paths exist; the configs are compared, never read from disk again).
+    fn diff_of(old: &str, new: &str, released: &crate::project::Released) -> Diff {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("a temporary directory: {e}"));
+        diff(&cfg(tmp.path(), old), &cfg(tmp.path(), new), released)
+    }
+
+    fn cfg(dir: &Path, text: &str) -> Config {
         for d in ["api", "web", "chart"] {
             let _ = std::fs::create_dir_all(dir.join(d));
         }
@@ -209,7 +215,7 @@ cmd = "echo one"
 
     #[test]
     fn the_same_config_changes_nothing() {
-        let d = diff(&cfg(BASE), &cfg(BASE), &all());
+        let d = diff_of(BASE, BASE, &all());
         assert!(d.is_empty() && d.restart.is_empty(), "{d:?}");
     }
 
@@ -219,7 +225,7 @@ cmd = "echo one"
             "name = \"web\"\ncontext = \"web\"",
             "name = \"web\"\ncontext = \"web\"\nbuild_args = { MODE = \"dev\" }",
         );
-        let d = diff(&cfg(BASE), &cfg(&new), &all());
+        let d = diff_of(BASE, &new, &all());
         assert_eq!(d.images, ["web".to_owned()].into());
         assert!(d.redeploy.is_empty() && d.locals.is_empty() && d.replaced.is_empty());
     }
@@ -227,7 +233,7 @@ cmd = "echo one"
     #[test]
     fn added_and_removed_resources_are_named() {
         let new = BASE.replace("[[local]]\nname = \"gen\"", "[[local]]\nname = \"gen2\"");
-        let d = diff(&cfg(BASE), &cfg(&new), &all());
+        let d = diff_of(BASE, &new, &all());
         assert_eq!(d.added, ["gen2".to_owned()].into());
         assert_eq!(d.removed, ["gen".to_owned()].into());
         assert!(!d.is_empty());
@@ -235,27 +241,19 @@ cmd = "echo one"
 
     #[test]
     fn a_changed_command_reruns_its_local() {
-        let d = diff(
-            &cfg(BASE),
-            &cfg(&BASE.replace("echo one", "echo two")),
-            &all(),
-        );
+        let d = diff_of(BASE, &BASE.replace("echo one", "echo two"), &all());
         assert_eq!(d.locals, ["gen".to_owned()].into());
         assert!(d.images.is_empty());
     }
 
     #[test]
     fn a_changed_forward_follows_that_resource_again_and_a_changed_workload_replaces_it() {
-        let d = diff(
-            &cfg(BASE),
-            &cfg(&BASE.replace("3000:3000", "3001:3000")),
-            &all(),
-        );
+        let d = diff_of(BASE, &BASE.replace("3000:3000", "3001:3000"), &all());
         assert_eq!(d.refollow, ["frontend".to_owned()].into());
         assert!(d.replaced.is_empty() && d.redeploy.is_empty());
-        let d = diff(
-            &cfg(BASE),
-            &cfg(&BASE.replace("deployment/web", "statefulset/web")),
+        let d = diff_of(
+            BASE,
+            &BASE.replace("deployment/web", "statefulset/web"),
             &all(),
         );
         assert_eq!(d.replaced, ["frontend".to_owned()].into());
@@ -268,7 +266,7 @@ cmd = "echo one"
             "values = [\"values.yaml\"]",
             "values = [\"values.yaml\"]\nset = { replicas = \"2\" }",
         );
-        let d = diff(&cfg(BASE), &cfg(&new), &all());
+        let d = diff_of(BASE, &new, &all());
         assert_eq!(d.redeploy, names(&all()));
     }
 
@@ -288,18 +286,14 @@ cmd = "echo one"
             ("frontend".to_owned(), "web".to_owned()),
         ]
         .into();
-        let d = diff(
-            &cfg(&two("")),
-            &cfg(&two("set = { replicas = \"2\" }\n")),
-            &released,
-        );
+        let d = diff_of(&two(""), &two("set = { replicas = \"2\" }\n"), &released);
         assert_eq!(d.redeploy, BTreeSet::from(["frontend".to_owned()]));
     }
 
     #[test]
     fn cluster_and_page_settings_need_a_new_up() {
         let new = format!("[cluster]\ncpus = 2\n[web]\nport = 10999\n{BASE}");
-        let d = diff(&cfg(BASE), &cfg(&new), &all());
+        let d = diff_of(BASE, &new, &all());
         assert_eq!(d.restart, ["[cluster]", "[web] port"]);
         assert!(d.is_empty());
     }
