@@ -384,7 +384,7 @@ fn init(opts: &crate::init::Options) -> Result<ExitCode> {
 /// could not run.
 fn doctor(explicit: Option<&Path>, cwd: &Path, json: bool) -> Result<ExitCode> {
     let loaded = match config::locate(explicit, cwd) {
-        Ok(path) => match config::load(&path, cwd) {
+        Ok(path) => match config::load(&path, cwd, origin(explicit)) {
             Ok(l) => Some(Ok(l)),
             Err(config::ConfigError::Invalid { diagnostics }) => {
                 Some(Err((shown_path(&path, cwd), diagnostics)))
@@ -457,7 +457,15 @@ fn config_file(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf, config::C
 
 fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Loaded, config::ConfigError> {
     let path = config::locate(explicit, cwd)?;
-    config::load(&path, cwd)
+    config::load(&path, cwd, origin(explicit))
+}
+
+/// Whether the config's path came from `--config` or from the search.
+fn origin(explicit: Option<&Path>) -> config::Origin {
+    match explicit {
+        Some(_) => config::Origin::Given,
+        None => config::Origin::Found,
+    }
 }
 
 /// Renders the chart and reads the manifests (see `check`), prints what that found, and

@@ -966,3 +966,22 @@ fn a_local_only_config_names_no_cluster() {
         "{text}"
     );
 }
+
+/// Issue 28, item 20: a hint names `--config` only when `--config` was given. A devenv.toml
+/// found by the search that is too large to be a config said "check the path given to
+/// --config" to a user who had given none.
+#[test]
+fn a_hint_names_the_config_flag_only_when_it_was_given() {
+    let p = Project::new();
+    p.write("devenv.toml", &"# padding\n".repeat(120_000));
+    let found = p.devenv(&["config", "check"]);
+    let err = stderr(&found);
+    assert_eq!(found.status.code(), Some(1), "{err}");
+    assert!(err.contains("devenv.toml is 1200000 bytes"), "{err}");
+    assert!(err.contains("hint: "), "{err}");
+    assert!(!err.contains("--config"), "{err}");
+    let given = p.devenv(&["config", "check", "--config", "devenv.toml"]);
+    let err = stderr(&given);
+    assert_eq!(given.status.code(), Some(1), "{err}");
+    assert!(err.contains("--config"), "{err}");
+}

@@ -34,11 +34,19 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// Not a file to read a config from: a directory, a FIFO, a device.
-    #[error("{} is {what}, not a regular file\n  hint: --config takes the path of a devenv.toml", path.display())]
-    NotAFile { path: PathBuf, what: &'static str },
+    #[error("{} is {what}, not a regular file\n  hint: {}", path.display(), origin.not_a_file())]
+    NotAFile {
+        path: PathBuf,
+        what: &'static str,
+        origin: Origin,
+    },
     /// Larger than any config: a wrong path, most likely.
-    #[error("{} is {size} bytes; a devenv.toml is at most {MAX_CONFIG_BYTES}\n  hint: check the path given to --config", path.display())]
-    TooLarge { path: PathBuf, size: u64 },
+    #[error("{} is {size} bytes; a devenv.toml is at most {MAX_CONFIG_BYTES}\n  hint: {}", path.display(), origin.too_large())]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        origin: Origin,
+    },
     /// Not text.
     #[error("{}:{line}:{column}: the file is not UTF-8 text (this is its first byte that is not)\n  hint: save it as UTF-8", path.display())]
     NotText {
@@ -49,6 +57,35 @@ pub enum ConfigError {
     /// Parsed or checked, with at least one error; warnings come along.
     #[error("{}", render(diagnostics))]
     Invalid { diagnostics: Vec<Diagnostic> },
+}
+
+/// How devenv came to read a config file, which decides what a hint about its path says:
+/// only a path the user gave with `--config` is one to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Named with `--config`.
+    Given,
+    /// Found by the search from the working directory, or the running session's own file
+    /// read again.
+    Found,
+}
+
+impl Origin {
+    fn not_a_file(self) -> &'static str {
+        match self {
+            Origin::Given => "--config takes the path of a devenv.toml",
+            Origin::Found => "devenv.toml must be a regular file of TOML text; put one back",
+        }
+    }
+
+    fn too_large(self) -> &'static str {
+        match self {
+            Origin::Given => "check the path given to --config",
+            Origin::Found => {
+                "a devenv.toml holds settings only; keep large data in the files it names"
+            }
+        }
+    }
 }
 
 fn render(diags: &[Diagnostic]) -> String {
@@ -93,14 +130,12 @@ pub fn locate(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf, ConfigErro
         })
 }
 
-/// Reads and validates the config at `path` (absolute). Diagnostics show the path relative
-/// to `cwd` when it lies below it.
 /// The largest config file devenv reads.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// Reads the config file: a regular file (a FIFO or device would hang or never end), of at
 /// most [`MAX_CONFIG_BYTES`], in UTF-8.
-fn read_bounded(path: &Path) -> Result<String, ConfigError> {
+fn read_bounded(path: &Path, origin: Origin) -> Result<String, ConfigError> {
     use std::io::Read as _;
     use std::os::unix::fs::FileTypeExt as _;
     let read_err = |source| ConfigError::Read {
@@ -124,12 +159,14 @@ fn read_bounded(path: &Path) -> Result<String, ConfigError> {
         return Err(ConfigError::NotAFile {
             path: path.to_path_buf(),
             what,
+            origin,
         });
     }
     if meta.len() > MAX_CONFIG_BYTES {
         return Err(ConfigError::TooLarge {
             path: path.to_path_buf(),
             size: meta.len(),
+            origin,
         });
     }
     let mut bytes = Vec::new();
@@ -142,6 +179,7 @@ fn read_bounded(path: &Path) -> Result<String, ConfigError> {
         return Err(ConfigError::TooLarge {
             path: path.to_path_buf(),
             size: bytes.len() as u64,
+            origin,
         });
     }
     String::from_utf8(bytes).map_err(|e| {
@@ -155,8 +193,10 @@ fn read_bounded(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
-pub fn load(path: &Path, cwd: &Path) -> Result<Loaded, ConfigError> {
-    let source = read_bounded(path)?;
+/// Reads and validates the config at `path` (absolute). Diagnostics show the path relative
+/// to `cwd` when it lies below it; `origin` picks the hints about the path.
+pub fn load(path: &Path, cwd: &Path, origin: Origin) -> Result<Loaded, ConfigError> {
+    let source = read_bounded(path, origin)?;
     let abs = normalize(path);
     let shown = abs.strip_prefix(cwd).map_or(abs.clone(), Path::to_path_buf);
     parse(&shown, &abs, &source)

@@ -188,10 +188,11 @@ impl Reloader {
     async fn reload_config(&mut self) -> Result<(), String> {
         let (file, cwd) = (self.cfg.file.clone(), self.cwd.clone());
         let shown = self.shown();
-        let loaded = tokio::task::spawn_blocking(move || config::load(&file, &cwd))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| config_error(&shown, &e))?;
+        let loaded =
+            tokio::task::spawn_blocking(move || config::load(&file, &cwd, config::Origin::Found))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| config_error(&shown, &e))?;
         for w in &loaded.warnings {
             out::say("warning", w);
         }

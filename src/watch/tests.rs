@@ -52,8 +52,12 @@ deps = ["scripts"]
 {extra}"#
     );
     write(&root.join("devenv.toml"), &toml);
-    let loaded =
-        crate::config::load(&root.join("devenv.toml"), root).unwrap_or_else(|e| panic!("{e:?}"));
+    let loaded = crate::config::load(
+        &root.join("devenv.toml"),
+        root,
+        crate::config::Origin::Found,
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
     (dir, loaded.config)
 }
 
