@@ -91,6 +91,8 @@ pub struct Tree {
     /// Symbolic links to directories, not followed (a link may lead out of the repository),
     /// outside what is skipped anyway.
     pub linked_dirs: Vec<PathBuf>,
+    /// Directories that could not be listed, with why (another user's, mode 000).
+    pub unreadable: Vec<(PathBuf, String)>,
     /// How many entries were looked at, and whether the walk stopped at its bound.
     pub entries: usize,
     pub cut: bool,
@@ -184,8 +186,12 @@ pub fn scan(root: &Path) -> Tree {
     // (directory, depth, inside a chart, inside a manifest directory)
     let mut stack = vec![(root.to_path_buf(), 0usize, false, false)];
     while let Some((dir, depth, in_chart, in_manifests)) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) => {
+                t.unreadable.push((dir, e.kind().to_string()));
+                continue;
+            }
         };
         let mut entries: Vec<(String, PathBuf, bool)> = Vec::new();
         for e in rd.flatten() {
@@ -280,6 +286,7 @@ pub fn scan(root: &Path) -> Tree {
     t.env_files.sort();
     t.tiltfiles.sort();
     t.linked_dirs.sort();
+    t.unreadable.sort();
     t.scripts.sort();
     t.test_dirs.sort();
     for v in t.dirs_by_name.values_mut() {

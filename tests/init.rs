@@ -860,3 +860,85 @@ proptest::proptest! {
         }
     }
 }
+
+/// Issue 28, item 20: a directory init could not list (another user's, mode 000) was
+/// skipped without a word, and config check's manifest glob skipped one too, so its
+/// manifests were missing from every deploy. Run as another user (`setpriv`, uid 65534),
+/// since root lists any directory: init names the directory it left out, and config check
+/// fails on the glob it could not follow.
+#[test]
+fn a_directory_that_cannot_be_read_is_named_not_skipped() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let setpriv = common::which("setpriv").unwrap_or_else(|| panic!("setpriv (util-linux)"));
+    let r = Repo::fixture("secret-values");
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let private = r.dir.join("private");
+    std::fs::create_dir_all(private.join("k8s")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(private.join("Dockerfile"), "FROM busybox\n").unwrap_or_else(|e| panic!("{e}"));
+    // Everything else is the other user's to read; `private` is no one's.
+    let open = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    };
+    let mut up = Some(r.dir.as_path());
+    while let Some(d) = up {
+        if d.starts_with(std::env::temp_dir()) && d != std::env::temp_dir() {
+            open(d, 0o755);
+        }
+        up = d.parent();
+    }
+    open(home.path(), 0o777);
+    let as_other = |args: &[&str]| {
+        let mut cmd = Command::new(&setpriv);
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(common::devenv_bin())
+            .args(args)
+            .current_dir(&r.dir)
+            .env("HOME", home.path())
+            .env_remove("DEVENV_CONFIG")
+            .env("NO_COLOR", "1");
+        common::output_within(cmd, std::time::Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("devenv {args:?} did not end"))
+    };
+    let walk = |p: &Path, f: &dyn Fn(&Path)| {
+        let mut stack = vec![p.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            f(&d);
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                } else {
+                    f(&e.path());
+                }
+            }
+        }
+    };
+    walk(&r.dir, &|p| open(p, if p.is_dir() { 0o755 } else { 0o644 }));
+    open(&private, 0o000);
+
+    let out = as_other(&["init", "--print"]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("left out   private: a directory that cannot be read (permission denied)"),
+        "{said}"
+    );
+
+    open(&private, 0o755);
+    let config = "[project]\nname = \"p\"\n[deploy]\nmanifests = [\"private/**/*.yaml\"]\n";
+    std::fs::write(r.dir.join("devenv.toml"), config).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        private.join("k8s/app.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    walk(&r.dir, &|p| open(p, if p.is_dir() { 0o755 } else { 0o644 }));
+    open(&private.join("k8s"), 0o000);
+    let out = as_other(&["config", "check"]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("cannot read directory `private/k8s`: permission denied"),
+        "{said}"
+    );
+}

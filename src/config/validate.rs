@@ -315,7 +315,7 @@ pub fn expand_manifest_entry(root: &Path, entry: &str) -> Result<Vec<PathBuf>, S
     }
     if direct.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&direct)
-            .map_err(|e| format!("cannot read directory `{entry}`: {e}"))?
+            .map_err(|e| format!("cannot read directory `{entry}`: {}", e.kind()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.is_file() && is_yaml(p))
             .collect();
@@ -327,8 +327,15 @@ pub fn expand_manifest_entry(root: &Path, entry: &str) -> Result<Vec<PathBuf>, S
     let mut found = Vec::new();
     let mut stack = vec![base];
     while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            // A prefix that does not exist matches nothing, which is said below.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // Skipped in silence, its manifests would be missing from every deploy.
+            Err(e) => {
+                let shown = dir.strip_prefix(root).unwrap_or(&dir).display().to_string();
+                return Err(format!("cannot read directory `{shown}`: {}", e.kind()));
+            }
         };
         for e in rd.flatten() {
             let p = e.path();

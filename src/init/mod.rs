@@ -418,6 +418,12 @@ pub fn propose(
             ),
         );
     }
+    for (d, why) in &tree.unreadable {
+        note(
+            "left out",
+            format!("{}: a directory that cannot be read ({why})", rel(root, d)),
+        );
+    }
     // What the repository says of itself (a Tiltfile, compose, skaffold, build scripts).
     let ev = evidence::read(&tree);
     for n in &ev.not_carried {
