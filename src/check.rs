@@ -126,7 +126,7 @@ fn render(cfg: &Config, n: usize, argv: &[String], out: &mut Findings) -> Option
         Ok(f) => f,
         Err(e) => {
             out.diagnostics
-                .push(cfg.error_at(&at, format!("`{}`: {e}", cmd.display())));
+                .push(cfg.error_at(&at, format!("the chart was not rendered: {e}")));
             return None;
         }
     };

@@ -985,3 +985,41 @@ fn a_hint_names_the_config_flag_only_when_it_was_given() {
     assert_eq!(given.status.code(), Some(1), "{err}");
     assert!(err.contains("--config"), "{err}");
 }
+
+/// Issue 28, item 20: when helm could not render the chart (it did not start, or outran
+/// its time), the message named the command twice: "`helm template …`: cannot start
+/// `helm template …`: …". The error names it once. The helm here cannot start as one being
+/// installed cannot: the test holds it open for writing, so running it fails (ETXTBSY).
+#[test]
+fn a_helm_that_cannot_start_is_named_once() {
+    let p = project(&BASE.replace(
+        "manifests = [\"k8s/*.yaml\"]",
+        "[deploy.helm]\nchart = \"chart\"",
+    ));
+    let bin = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let helm = bin.path().join("helm");
+    std::fs::write(&helm, "#!/bin/sh\nexit 0\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(&helm, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _writing = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&helm)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new(common::devenv_bin())
+        .args(["config", "check"])
+        .current_dir(p.path())
+        .env("PATH", path)
+        .env_remove("DEVENV_CONFIG")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot start `helm template"), "{err}");
+    assert_eq!(err.matches("helm template").count(), 1, "{err}");
+}

@@ -208,7 +208,8 @@ pub fn render(
         dir: Some(root.to_path_buf()),
         ..Cmd::new("helm").args(args).timeout(RENDER_TIMEOUT)
     };
-    let f = exec::run(&cmd).map_err(|e| format!("`{}`: {e}", cmd.display()))?;
+    // exec's errors name the command.
+    let f = exec::run(&cmd).map_err(|e| e.to_string())?;
     if f.stdout_cut > 0 {
         return Err(format!(
             "`{}` printed more than {} MiB",
