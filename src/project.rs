@@ -194,7 +194,7 @@ fn read_manifests(
         }
         let rewritten = deploy::manifests::rewrite_documents(parsed, references, &cfg.project);
         for w in rewritten.warnings.iter().filter(|_| say) {
-            eprintln!("warning: {shown}: {w}");
+            eprintln!("{}", out::printable(&format!("warning: {shown}: {w}")));
         }
         for r in rewritten.replacements.iter().filter(|_| say) {
             out::say(

@@ -1056,3 +1056,23 @@ fn up_ci_json_logs_prints_only_json_lines_on_stdout() {
     );
     assert_ne!(summary[0]["time"], "-", "{text}");
 }
+
+/// Issue 28, item 20: a warning about a manifest's container (imagePullPolicy: Always, which
+/// would pull an image only the cluster's store has) printed the container's name raw, so a
+/// NUL byte or an escape sequence in the repository's YAML reached the terminal. It is
+/// escaped, as everything devenv prints from outside is.
+#[test]
+fn a_manifest_warning_escapes_control_characters() {
+    let w = world();
+    w.profile("running", 4, 8192);
+    let manifest = w.p.read("k8s/deployment.yaml").replace(
+        "        - name: hello\n          image: hello\n",
+        "        - name: \"hel\\0lo\\e[31m\"\n          image: hello\n          imagePullPolicy: Always\n",
+    );
+    w.p.write("k8s/deployment.yaml", &manifest);
+    let out = w.run(&["up", "--ci"], &[]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("has imagePullPolicy: Always"), "{said}");
+    assert!(said.contains("hel\\u{0}lo\\u{1b}[31m"), "{said}");
+    assert!(!said.contains(['\0', '\x1b']), "{said}");
+}

@@ -120,7 +120,7 @@ fn run_builds(
             }
             Err(e) => {
                 ok = false;
-                eprintln!("error: {e}");
+                eprintln!("error: {}", crate::out::printable(&e.to_string()));
             }
         }
     }

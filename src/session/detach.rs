@@ -183,7 +183,7 @@ pub fn detach(cfg: &Config, args: Vec<OsString>) -> Result<ExitCode> {
     let started = Instant::now();
     while started.elapsed() < START_WAIT {
         if let Ok(Some(status)) = child.try_wait() {
-            eprintln!("{}", tail(&log, 30));
+            eprintln!("{}", crate::out::printable(&tail(&log, 30)));
             anyhow::bail!(
                 "the detached devenv ended ({status}) before its page answered; its output is above and in {}",
                 log.display()

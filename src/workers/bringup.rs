@@ -96,7 +96,7 @@ pub fn doctor(cfg: &Config, inputs: &Inputs, page_error: Option<String>) -> Resu
         return Err(doctor::summary_line(&report));
     }
     if let Some(e) = page_error {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", out::printable(&e.to_string()));
         return Err(e);
     }
     Ok(())
@@ -166,7 +166,7 @@ fn apply_secrets(rt: &tokio::runtime::Handle, cfg: &Config, target: &Target) -> 
     for secret in &cfg.secrets {
         let prepared = deploy::secrets::prepare(secret, &|f| cfg.rel(f))?;
         for w in &prepared.warnings {
-            eprintln!("warning: {w}");
+            eprintln!("warning: {}", out::printable(&w.to_string()));
         }
         rt.block_on(deploy::secrets::apply(target, cfg, &prepared))?;
         out::say(
@@ -334,7 +334,12 @@ fn prepare_stages(
             query_timeout: Duration::from_secs(30),
         }
         .ip()
-        .map_err(|e| eprintln!("warning: no NodePort URLs: {e}"))
+        .map_err(|e| {
+            eprintln!(
+                "warning: no NodePort URLs: {}",
+                out::printable(&e.to_string())
+            )
+        })
         .ok(),
         _ => None,
     };

@@ -137,7 +137,7 @@ pub fn check_before(
 ) -> Result<Vec<(String, String)>> {
     let found = crate::check::check(cfg, plan);
     for d in found.diagnostics.iter().filter(|d| !d.is_error()) {
-        eprintln!("{d}");
+        eprintln!("{}", out::printable(&d.to_string()));
     }
     let errors: Vec<String> = found
         .diagnostics
