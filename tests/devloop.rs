@@ -1626,3 +1626,102 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// Issue 28, item 19: two `up --detach` at once. Each moved `up.log` to `up.log.1` and
+/// started a new one before its daemon knew whether it would run, so the daemon that ran
+/// wrote into `up.log.1` while both said its output went to `up.log`. Only the daemon that
+/// holds the project's lock turns the log over: the one that runs writes `up.log`, the other
+/// says the first is running and touches no log.
+#[test]
+fn two_detached_starts_at_once_leave_the_running_daemon_writing_up_log() {
+    let p = Project::new();
+    p.write(
+        "devenv.toml",
+        "[project]\nname = \"twice\"\n\n[[local]]\nname = \"tick\"\nserve_cmd = \"while true; do echo tick-tock; sleep 0.1; done\"\n",
+    );
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    for round in 0..5 {
+        let a = local_up(&p, home.path(), &["--detach"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The second starts as the first one's daemon starts: while that daemon takes the
+        // lock and opens its log, the second has not yet seen its record.
+        let first = a.id();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::fs::read_to_string(format!("/proc/{first}/task/{first}/children"))
+            .unwrap_or_default()
+            .trim()
+            .is_empty()
+        {
+            assert!(Instant::now() < deadline, "the first start made no daemon");
+            std::thread::yield_now();
+        }
+        let b = local_up(&p, home.path(), &["--detach"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let outs = [a, b].map(|c| c.wait_with_output().unwrap_or_else(|e| panic!("{e}")));
+        let said = |o: &std::process::Output| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        };
+        let (ran, refused): (Vec<_>, Vec<_>) = outs.iter().partition(|o| o.status.success());
+        assert_eq!(
+            (ran.len(), refused.len()),
+            (1, 1),
+            "round {round}: {}\n---\n{}",
+            said(&outs[0]),
+            said(&outs[1])
+        );
+        let out = said(ran[0]);
+        let daemon = Daemon::of(&out);
+        assert!(
+            said(refused[0]).contains("already running"),
+            "{}",
+            said(refused[0])
+        );
+        let log = PathBuf::from(
+            out.split("its output goes to ")
+                .nth(1)
+                .and_then(|r| r.split(';').next())
+                .unwrap_or_else(|| panic!("no log in {out}")),
+        );
+        assert!(log.ends_with("up.log"), "{out}");
+        // Neither start's first output file is left: the one became up.log, the other went.
+        let dir = log.parent().unwrap_or_else(|| panic!("{}", log.display()));
+        let left: Vec<String> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".start-"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        // What the running daemon says from now on reaches up.log.
+        let before = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("tick-tock")
+            .count();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("tick-tock")
+            .count()
+            < before + 3
+        {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the running daemon's output does not reach {}:\n{}",
+                log.display(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(daemon);
+    }
+}

@@ -15,8 +15,21 @@ use super::daemon;
 use crate::config::Config;
 use crate::web::client;
 
-/// Set in the detached `up`: it was started by `up --detach`.
+/// Set in the detached `up`: it was started by `up --detach`. Its value is the file the
+/// daemon's output goes to until it holds the project's lock (see [`rotating_output`]).
 pub const DETACHED_ENV: &str = "DEVENV_DETACHED";
+
+/// Whether this process is a daemon `up --detach` started.
+pub fn is_detached() -> bool {
+    std::env::var_os(DETACHED_ENV).is_some()
+}
+
+/// The file `up --detach` gave this daemon for its first output, if it was given one.
+fn first_output() -> Option<PathBuf> {
+    std::env::var_os(DETACHED_ENV)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+}
 
 /// How long `up --detach` waits for the page and the doctor's checks.
 const START_WAIT: Duration = Duration::from_secs(120);
@@ -38,12 +51,24 @@ pub struct LogOutput {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// In the detached daemon: its stdout and stderr (the log file `up --detach` gave it) go
-/// through a pipe to a thread that writes `log` and rotates it. `None` when that cannot be
-/// set up (the output then goes to the file as it was, unbounded, and a line says so).
+/// In the detached daemon, once it holds the project's lock (so no other start can touch
+/// the log): the last run's `up.log` becomes `up.log.1`, the file `up --detach` gave it for
+/// its first output becomes `up.log`, and its stdout and stderr go through a pipe to a
+/// thread that writes `log` and rotates it. `None` when the pipe cannot be set up (the
+/// output then goes to the file as it was, unbounded, and a line says so).
 pub fn rotating_output(log: &Path) -> Option<LogOutput> {
     use std::io::{Read as _, Write as _};
     use std::os::fd::AsRawFd as _;
+    if let Some(first) = first_output() {
+        let _ = std::fs::rename(log, log.with_extension("log.1"));
+        if let Err(e) = std::fs::rename(&first, log) {
+            eprintln!(
+                "warning    cannot move {} to {}: {e}",
+                first.display(),
+                log.display()
+            );
+        }
+    }
     let (mut reader, writer) = match os_pipe_pair() {
         Ok(p) => p,
         Err(e) => {
@@ -154,16 +179,18 @@ pub fn detach(cfg: &Config, args: Vec<OsString>) -> Result<ExitCode> {
     let Some(log) = log_path(cfg) else {
         anyhow::bail!("no state directory: set DEVENV_STATE_DIR or HOME");
     };
-    // The last run's output is kept beside. Both are the owner's only (0600 in a 0700
-    // directory): the output names what the project runs.
-    let _ = std::fs::rename(&log, log.with_extension("log.1"));
-    let out = crate::host::private_file(&log)
-        .with_context(|| format!("cannot write {}", log.display()))?;
+    // The daemon's first output goes to a file of this start's own: only the daemon that
+    // gets the project's lock makes it up.log (the last run's becoming up.log.1), so a
+    // start that finds another running touches no log. Both are the owner's only (0600 in
+    // a 0700 directory): the output names what the project runs.
+    let first = log.with_extension(format!("log.start-{}", std::process::id()));
+    let out = crate::host::private_file(&first)
+        .with_context(|| format!("cannot write {}", first.display()))?;
     let err = out.try_clone()?;
     let exe = std::env::current_exe().context("cannot find devenv's own executable")?;
     let mut cmd = Command::new(exe);
     cmd.args(args)
-        .env(DETACHED_ENV, "1")
+        .env(DETACHED_ENV, &first)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
@@ -183,10 +210,19 @@ pub fn detach(cfg: &Config, args: Vec<OsString>) -> Result<ExitCode> {
     let started = Instant::now();
     while started.elapsed() < START_WAIT {
         if let Ok(Some(status)) = child.try_wait() {
-            eprintln!("{}", crate::out::printable(&tail(&log, 30)));
+            // Its output is still in the first file when it ended before the lock.
+            let adopted = !first.exists();
+            let shown = if adopted { &log } else { &first };
+            eprintln!("{}", crate::out::printable(&tail(shown, 30)));
+            if adopted {
+                anyhow::bail!(
+                    "the detached devenv ended ({status}) before its page answered; its output is above and in {}",
+                    log.display()
+                );
+            }
+            let _ = std::fs::remove_file(&first);
             anyhow::bail!(
-                "the detached devenv ended ({status}) before its page answered; its output is above and in {}",
-                log.display()
+                "the detached devenv ended ({status}) before it started; its output is above"
             );
         }
         if let Some(info) = daemon::read_info(&dir).filter(|i| i.pid == pid)
@@ -213,7 +249,7 @@ pub fn detach(cfg: &Config, args: Vec<OsString>) -> Result<ExitCode> {
     anyhow::bail!(
         "the detached devenv (pid {pid}) did not answer within {} s; its output is in {}\n  hint: `devenv stop` ends it",
         START_WAIT.as_secs(),
-        log.display()
+        if first.exists() { &first } else { &log }.display()
     )
 }
 

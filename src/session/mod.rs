@@ -56,7 +56,7 @@ pub fn up(loaded: &Loaded, shown: String, cwd: &Path, opts: Options) -> Result<E
     // One daemon per project; what a crashed one left running goes first.
     let lock = daemon::acquire(cfg)?;
     // A detached daemon's output is its log file, kept within its bound.
-    let _log = if std::env::var_os(detach::DETACHED_ENV).is_some() {
+    let _log = if detach::is_detached() {
         detach::log_path(cfg).and_then(|l| detach::rotating_output(&l))
     } else {
         None
@@ -265,7 +265,7 @@ async fn start_page(
     // The address signs the browser in (the page carries no credential). A detached `up`
     // writes to a log file: there the address goes without its token (`up --detach` prints
     // the sign-in address itself).
-    if std::env::var_os(detach::DETACHED_ENV).is_some() {
+    if detach::is_detached() {
         out::say(
             "page",
             format!("http://127.0.0.1:{port}/ (`up --detach` printed the sign-in address)"),
