@@ -371,3 +371,28 @@ fn measure_save_to_running() {
         );
     }
 }
+
+/// Issue 28, item 11: a FIFO made in a build context while `up` runs, then removed. At
+/// aff3886 hashing the context read the FIFO, which blocked for ever, and the image stayed
+/// stuck after the FIFO was gone. Now live update refuses to send it (not a regular file)
+/// and builds instead (the builder's context counts it by its kind, never reads it); its
+/// removal is synced, and the next save is synced as before.
+#[test]
+fn a_fifo_in_the_context_while_up_runs_is_built_past_and_its_removal_synced() {
+    let mut l = start(live_project("hello", ""));
+    let built = builds(&l);
+    let fifo = l.w.p.path().join("pipe");
+    common::mkfifo(&fifo);
+    l.up.wait_for("is not sent into containers: it is not a regular file (a FIFO, a socket or a device)); building it");
+    l.up.wait_for_n("built      hello:", built + 1);
+    l.up.wait_for_n("deployed   hello with", 2);
+    std::fs::remove_file(&fifo).unwrap_or_else(|e| panic!("{e}"));
+    l.up.wait_for("synced     hello: synced 0 files (and removed 1) to 2 containers");
+    l.w.p.write("app.py", "print('after')\n");
+    l.up.wait_for("synced     hello: synced 1 file to 2 containers");
+    wait_file(&l, "hello-2-0", "app/app.py", "print('after')\n");
+    wait_file(&l, "hello-2-1", "app/app.py", "print('after')\n");
+    assert_eq!(builds(&l), built + 1, "{}", l.up.text());
+    l.up.signal(libc::SIGTERM);
+    let _ = l.up.child.wait();
+}
