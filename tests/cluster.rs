@@ -675,7 +675,9 @@ fn a_malformed_env_file_names_file_and_line_but_not_the_value() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("error: .env:2: unterminated double quote in the value of `PASSWORD`"),
+        err.contains(
+            "error: .env:2: the double quote that opens this line's value is never closed"
+        ),
         "{err}"
     );
     assert!(!err.contains("never-shown"), "{err}");

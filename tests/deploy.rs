@@ -613,7 +613,10 @@ fn a_secret_that_cannot_be_made_is_the_cause_each_resource_names() {
         text.contains("skipped    hello: not started: the checks of the chart, the manifests and the .env files did not pass"),
         "{text}"
     );
-    assert!(text.contains(".env:1: unterminated double quote"), "{text}");
+    assert!(
+        text.contains(".env:1: the double quote that opens this line's value is never closed"),
+        "{text}"
+    );
     assert!(
         !text.contains("the cluster could not be brought up"),
         "{text}"

@@ -60,6 +60,11 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<Parsed, Problem> {
     }
 }
 
+/// The errors of a malformed line name its line, never its text: not even the key, which on
+/// such a line is often a piece of a pasted value (a PEM body's line ending in `=`).
+const UNTERMINATED_SINGLE: &str = "the single quote that opens this line's value is never closed (a value over several lines must end with the same quote)";
+const UNTERMINATED_DOUBLE: &str = "the double quote that opens this line's value is never closed (a value over several lines must end with the same quote)";
+
 pub fn parse(text: &str) -> Result<Parsed, Problem> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let chars: Vec<char> = text.chars().collect();
@@ -116,7 +121,7 @@ pub fn parse(text: &str) -> Result<Parsed, Problem> {
                 let Some(close) = close else {
                     return Err(Problem {
                         line: start_line,
-                        message: format!("unterminated single quote in the value of `{key}`"),
+                        message: UNTERMINATED_SINGLE.into(),
                     });
                 };
                 (chars[j + 1..close].iter().collect::<String>(), close + 1)
@@ -129,9 +134,7 @@ pub fn parse(text: &str) -> Result<Parsed, Problem> {
                         None => {
                             return Err(Problem {
                                 line: start_line,
-                                message: format!(
-                                    "unterminated double quote in the value of `{key}`"
-                                ),
+                                message: UNTERMINATED_DOUBLE.into(),
                             });
                         }
                         Some('"') => break,
@@ -179,7 +182,7 @@ pub fn parse(text: &str) -> Result<Parsed, Problem> {
         if !tail.is_empty() && !tail.starts_with('#') {
             return Err(Problem {
                 line: start_line,
-                message: format!("unexpected text after the quoted value of `{key}`"),
+                message: "unexpected text after the closing quote of this line's value (only a `# comment` may follow; the text is not shown, it may be secret)".into(),
             });
         }
         line += chars[i..line_end.min(chars.len())]
@@ -221,6 +224,22 @@ mod tests {
             let e = parse(text).err().unwrap_or_else(|| panic!("{text} parsed"));
             assert!(!e.message.contains(secret), "{}", e.message);
             assert!(e.message.contains("double quotes"), "{}", e.message);
+        }
+    }
+
+    /// Issue 28, item 18: a line of a pasted PEM key or token that happens to look like
+    /// `KEY="…` is malformed, and its "key" is a piece of the secret. An error names the line,
+    /// never the text on it, even when that text is shaped like a key.
+    #[test]
+    fn an_error_never_quotes_a_key_shaped_fragment() {
+        for text in [
+            "KEY=-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B=\"AASC\n",
+            "KEY=-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B='AASC\n",
+            "KEY=-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B=\"AASC\" Qx\n",
+        ] {
+            let e = parse(text).err().unwrap_or_else(|| panic!("{text} parsed"));
+            assert_eq!(e.line, 2, "{}", e.message);
+            assert!(!e.message.contains("MIIEvQ"), "{}", e.message);
         }
     }
 
@@ -335,14 +354,11 @@ mod tests {
             .err()
             .unwrap_or_else(|| panic!("accepted"));
         assert_eq!(e.line, 2);
-        assert_eq!(
-            e.message,
-            "unterminated double quote in the value of `PASSWORD`"
-        );
+        assert_eq!(e.message, UNTERMINATED_DOUBLE);
         let e = parse("P='abc\n")
             .err()
             .unwrap_or_else(|| panic!("accepted"));
-        assert_eq!(e.message, "unterminated single quote in the value of `P`");
+        assert_eq!(e.message, UNTERMINATED_SINGLE);
     }
 
     #[test]
