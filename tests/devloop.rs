@@ -1725,3 +1725,184 @@ fn two_detached_starts_at_once_leave_the_running_daemon_writing_up_log() {
         drop(daemon);
     }
 }
+
+/// Issue 28's acceptance: the security items through the whole binary as another local
+/// user (uid 65534 by `setpriv`), against a running `up --detach` in a home others may
+/// enter. That user cannot read devenv's state (the token, the log), cannot trigger through
+/// the CLI (it cannot find the credential) nor through the API (no cookie, no token, even
+/// with the page's own origin), and the page it can load carries no credential. Nothing it
+/// tries runs anything.
+#[test]
+fn another_local_user_can_read_no_credential_and_change_nothing() {
+    let setpriv = which("setpriv").unwrap_or_else(|| panic!("setpriv (util-linux)"));
+    let curl = which("curl").unwrap_or_else(|| panic!("curl"));
+    let p = local_project();
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    for d in [home.path(), p.path()] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let started = local_up(&p, home.path(), &["--detach"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = String::from_utf8_lossy(&started.stdout).into_owned();
+    assert!(started.status.success(), "{out}");
+    let daemon = Daemon::of(&out);
+    let address = out
+        .split("page       ")
+        .nth(1)
+        .and_then(|r| r.lines().next())
+        .unwrap_or_else(|| panic!("{out}"));
+    let (base, token) = address
+        .split_once("/?token=")
+        .unwrap_or_else(|| panic!("{address}"));
+    assert!(token.len() >= 16, "{address}");
+    // gen's first run is in; what follows must add none.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lines(&p, "runs.txt") < 1 {
+        assert!(Instant::now() < deadline, "gen never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let runs = lines(&p, "runs.txt");
+    let other = |program: &Path, args: &[&str]| {
+        let mut cmd = Command::new(&setpriv);
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(program)
+            .args(args)
+            .current_dir(p.path())
+            .env("HOME", home.path())
+            .env("PATH", "/usr/bin:/bin");
+        common::output_within(cmd, Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("{args:?} did not end"))
+    };
+    let said = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    // devenv's state: the token file, the log, the daemon's record.
+    let state = home.path().join(".local/state/devenv");
+    let files: Vec<PathBuf> = walk_files(&state);
+    assert!(
+        files.iter().any(|f| f.ends_with("token")),
+        "no token file in {files:?}"
+    );
+    for f in &files {
+        let read = other(Path::new("/bin/cat"), &[&f.display().to_string()]);
+        assert!(
+            !read.status.success() && !said(&read).contains(token),
+            "another user read {}: {}",
+            f.display(),
+            said(&read)
+        );
+    }
+    // The CLI, as that user, cannot find the credential, so it changes nothing.
+    let trigger = other(Path::new(common::devenv_bin()), &["trigger", "gen"]);
+    assert!(!trigger.status.success(), "{}", said(&trigger));
+    // The API without a credential, even with the page's own origin and host.
+    for extra in [
+        vec![],
+        vec!["-H", "X-Devenv-Token: wrong"],
+        vec!["-H", "Cookie: devenv_session=wrong"],
+    ] {
+        let mut args = vec![
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            "-H",
+        ];
+        let origin = format!("Origin: {base}");
+        args.push(&origin);
+        args.extend(extra.iter().copied());
+        let url = format!("{base}/api/trigger/gen");
+        args.push(&url);
+        let posted = other(&curl, &args);
+        let code = String::from_utf8_lossy(&posted.stdout).into_owned();
+        assert!(
+            code.starts_with('4'),
+            "{extra:?}: answered {code} to another user"
+        );
+    }
+    // The page it can load carries no credential.
+    let page = other(&curl, &["-s", &format!("{base}/")]);
+    let text = said(&page);
+    assert!(
+        text.contains("<html") || text.contains("<!doctype"),
+        "{text}"
+    );
+    assert!(!text.contains(token), "the page carries the token");
+    // The sign-in address with a wrong token gives no session.
+    let signin = other(
+        &curl,
+        &[
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            &format!("{base}/?token=0000"),
+        ],
+    );
+    assert!(
+        !said(&signin).to_ascii_lowercase().contains("set-cookie"),
+        "{}",
+        said(&signin)
+    );
+
+    // Whatever was tried, gen ran no more.
+    let settle = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < settle {
+        assert_eq!(lines(&p, "runs.txt"), runs, "another user triggered gen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The same request with the credential is taken, so the refusals above were the
+    // credential's doing, not a wrong address.
+    let owner = Command::new(&curl)
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+        .args(["-H", &format!("Origin: {base}")])
+        .args(["-H", &format!("X-Devenv-Token: {token}")])
+        .arg(format!("{base}/api/trigger/gen"))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let code = String::from_utf8_lossy(&owner.stdout).into_owned();
+    assert!(code.starts_with('2'), "the owner's trigger answered {code}");
+    let signin = Command::new(&curl)
+        .args(["-s", "-D", "-", "-o", "/dev/null", address])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        String::from_utf8_lossy(&signin.stdout)
+            .to_ascii_lowercase()
+            .contains("set-cookie"),
+        "the owner's sign-in gave no session"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lines(&p, "runs.txt") == runs {
+        assert!(Instant::now() < deadline, "the owner's trigger ran nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(daemon);
+}
+
+/// Every file below `dir`, not following links.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => out.push(e.path()),
+                _ => {}
+            }
+        }
+    }
+    out
+}
