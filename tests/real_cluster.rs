@@ -1042,6 +1042,80 @@ fn each_init_fixture_deploys_unaided_with_content_tags_and_down_leaves_nothing()
     }
 }
 
+/// Issue 27's acceptance for shape 9: two example projects in sibling folders with the same
+/// leaf name (`3-recommended`) each get a project, namespace and release of their own from
+/// `devenv init`, so `up --ci` of the second leaves the first one's workload running (each
+/// pruned the other's before), and `down` of one leaves the other.
+#[test]
+fn sibling_examples_initialised_deploy_side_by_side() {
+    let Some(rc) = RealCluster::get("init_siblings_side_by_side") else {
+        return;
+    };
+    let base = rc.namespace("sib");
+    let p = Project::new();
+    let mut configs = Vec::new();
+    for lang in ["python", "go"] {
+        let dir = format!("{base}-{lang}/3-recommended");
+        common::copy_dir(
+            &common::repo_root().join("tests/fixtures/init/yaml-beside"),
+            &p.path().join(&dir),
+        );
+        rc.remove_later(&format!("{base}-{lang}-3-recommended"));
+        configs.push((format!("{base}-{lang}-3-recommended"), dir));
+    }
+    let w = World::new(p);
+    w.use_real(&rc);
+    w.bin.real("helm");
+    let running = |ns: &str| {
+        rc.kubectl(&["get", "deployments", "-n", ns, "-o", "name"])
+            .trim()
+            .to_owned()
+    };
+    for (ns, dir) in &configs {
+        let out = w.run(&["init", dir], &[]);
+        assert!(out.status.success(), "{dir}: {}", stderr(&out));
+        let cfg = w.p.read(&format!("{dir}/devenv.toml"));
+        assert!(cfg.contains(&format!("namespace = \"{ns}\"")), "{cfg}");
+        let out = w.run(
+            &["--config", &format!("{dir}/devenv.toml"), "up", "--ci"],
+            &[],
+        );
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert_eq!(out.status.code(), Some(0), "{dir}:\n{cfg}\n{text}");
+        assert!(!running(ns).is_empty(), "{dir}: nothing deployed\n{text}");
+    }
+    // The first one's workload outlived the second one's up.
+    let (first, second) = (&configs[0], &configs[1]);
+    assert!(
+        !running(&first.0).is_empty(),
+        "the second up pruned the first"
+    );
+    let out = w.run(
+        &["--config", &format!("{}/devenv.toml", second.1), "down"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        running(&second.0).is_empty(),
+        "down left {}",
+        running(&second.0)
+    );
+    assert!(
+        !running(&first.0).is_empty(),
+        "down of one removed the other"
+    );
+    let out = w.run(
+        &["--config", &format!("{}/devenv.toml", first.1), "down"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        running(&first.0).is_empty(),
+        "down left {}",
+        running(&first.0)
+    );
+}
+
 /// Issue 28, item 14 (soak, not timed): 100 resources in one namespace took the daemon from
 /// 66 to 844 MB, because each resource's view kept a copy of every Pod Warning event of the
 /// namespace. One reflector of the namespace's events is shared by its resources now: with

@@ -125,6 +125,13 @@ impl RealCluster {
         ns
     }
 
+    /// Deletes namespace `ns` with this test's own when the test ends: one that a config
+    /// names after its folder (`devenv init`), not made by [`RealCluster::namespace`].
+    pub fn remove_later(&self, ns: &str) {
+        let mut list = self.namespaces.lock().unwrap_or_else(|p| p.into_inner());
+        list.push(ns.to_owned());
+    }
+
     /// Writes a kubeconfig for devenv: the admin's, with its context named `context` (as
     /// minikube names a profile's context).
     pub fn kubeconfig_as(&self, file: &Path, context: &str) {
