@@ -583,7 +583,7 @@ fn an_env_example_at_the_root_gives_the_secret() {
     let s = settings(&r.read("devenv.toml"));
     has(
         &s,
-        "[[secret]]\nname = \"notes-secrets\"\nenv_files = [\".env\"]\nkeys = { \"database-url\" = \"DATABASE_URL\" }",
+        "[[secret]]\nname = \"notes-secrets\"\nenv_files = [\".env\"]\nkeys = { database-url = \"DATABASE_URL\" }",
     );
     has(&s, "target = \"development\"\nlive_update = true");
     has(

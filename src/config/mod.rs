@@ -5,7 +5,7 @@
 //! paths it names, to check they exist) but never writes, runs or connects to anything.
 
 mod diagnostic;
-mod model;
+pub mod model;
 mod resolved;
 pub mod units;
 mod validate;
