@@ -138,6 +138,24 @@ fn the_todo_sample_initialised_plans_as_its_hand_written_config() {
     );
 }
 
+/// Issue 27's acceptance: the hello example's hand-written config and what init writes for
+/// it plan the same `up` (init lists the manifest file the glob matches, and writes the
+/// cluster's defaults out).
+#[test]
+fn the_hello_example_initialised_plans_as_its_hand_written_config() {
+    let sample = repo_root().join("examples/hello");
+    let hand = Repo::of(&sample, "hello");
+    let made = Repo::of(&sample, "hello");
+    std::fs::remove_file(made.dir.join("devenv.toml")).unwrap_or_else(|e| panic!("{e}"));
+    made.init(&[]);
+    let s = settings(&made.read("devenv.toml"));
+    has(&s, "manifests = [\"k8s/deployment.yaml\"]");
+    assert_eq!(
+        normalized(&made.checked_plan()),
+        normalized(&hand.checked_plan())
+    );
+}
+
 #[test]
 fn init_prints_the_same_text_for_the_same_tree_and_never_replaces_a_config_unasked() {
     let r = Repo::fixture("ledger");
