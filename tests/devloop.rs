@@ -1906,3 +1906,65 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Issue 26's acceptance: a page server killed for real while `up` runs shows as an error on
+/// the terminal, and `up` runs on. The page's listening socket is destroyed from outside
+/// with `ss -K` (the kernel's socket-destroy, as an administrator or a crashed network
+/// namespace would): every accept then fails. The server retried for ever in silence, a
+/// page that could never answer again while nothing said so.
+#[test]
+fn a_page_whose_listener_is_destroyed_is_said_to_have_stopped() {
+    let ss = which("ss").unwrap_or_else(|| panic!("ss (iproute2)"));
+    let p = local_project();
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut up = Running::spawn(local_up(&p, home.path(), &[]));
+    up.wait_for("page       http://127.0.0.1:");
+    up.wait_for("running    Ctrl-C stops devenv");
+    let text = up.text();
+    let port: u16 = text
+        .split("page       http://127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no page port in {text}"));
+    let killed = Command::new(&ss)
+        .args([
+            "-K",
+            "-t",
+            "-l",
+            "src",
+            "127.0.0.1",
+            "sport",
+            "=",
+            &format!(":{port}"),
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        killed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&killed.stderr)
+    );
+    up.wait_for("error      the status page stopped: ");
+    let text = up.text();
+    assert!(
+        text.contains(
+            "the page, `devenv status`, `logs` and `trigger` do not answer until devenv restarts"
+        ),
+        "{text}"
+    );
+    // up runs on: a save still runs gen.
+    let before = lines(&p, "runs.txt");
+    p.write("src/main.py", "print('again')\n");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lines(&p, "runs.txt") == before {
+        assert!(
+            Instant::now() < deadline,
+            "gen did not run after the page stopped:\n{}",
+            up.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    up.signal(libc::SIGTERM);
+    let _ = up.child.wait();
+}

@@ -198,7 +198,10 @@ async fn run(
         parts.start(
             "file watching",
             WATCHING_STOPPED,
-            tokio::spawn(w.run()),
+            tokio::spawn(async move {
+                w.run().await;
+                Ok(())
+            }),
             tx.clone(),
         );
     }

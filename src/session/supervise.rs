@@ -18,12 +18,13 @@ pub struct Parts {
 }
 
 impl Parts {
-    /// Runs `task` as the part `part`; `then` says what `up` does without it.
+    /// Runs `task` as the part `part`; `then` says what `up` does without it. A task that
+    /// ends by itself may say why (`Err`).
     pub fn start(
         &mut self,
         part: &'static str,
         then: &'static str,
-        task: JoinHandle<()>,
+        task: JoinHandle<Result<(), String>>,
         events: mpsc::UnboundedSender<Event>,
     ) {
         self.running.push(task.abort_handle());
@@ -43,11 +44,12 @@ impl Parts {
 async fn watch(
     part: &'static str,
     then: &'static str,
-    task: JoinHandle<()>,
+    task: JoinHandle<Result<(), String>>,
     events: mpsc::UnboundedSender<Event>,
 ) {
     let why = match task.await {
-        Ok(()) => "it ended".to_owned(),
+        Ok(Ok(())) => "it ended".to_owned(),
+        Ok(Err(why)) => format!("it ended: {why}"),
         Err(e) if e.is_cancelled() => return,
         Err(e) => match e.try_into_panic() {
             Ok(p) => format!(
@@ -95,12 +97,25 @@ mod tests {
         parts.start(
             "the status page",
             "devenv status and the page do not answer",
-            tokio::spawn(async {}),
+            tokio::spawn(async { Ok(()) }),
             tx.clone(),
         );
         assert!(matches!(
             rx.recv().await,
             Some(Event::PartStopped { why, .. }) if why.starts_with("it ended;")
+        ));
+        parts.start(
+            "the status page",
+            "devenv status and the page do not answer",
+            tokio::spawn(async {
+                Err("its listening socket no longer accepts connections".into())
+            }),
+            tx.clone(),
+        );
+        assert!(matches!(
+            rx.recv().await,
+            Some(Event::PartStopped { why, .. })
+                if why.starts_with("it ended: its listening socket no longer accepts connections;")
         ));
         // Stopped by the session: nothing said.
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -109,6 +124,7 @@ mod tests {
             "-",
             tokio::spawn(async move {
                 let _ = done_rx.await;
+                Ok(())
             }),
             tx.clone(),
         );

@@ -268,7 +268,9 @@ fn trim_heap() {
 /// [`connection_limit`] connections are served at once (the rest wait in the kernel's
 /// backlog, costing no descriptor); each must send its headers within [`HEADER_TIMEOUT`]
 /// ([`BUSY_HEADER_TIMEOUT`] while three quarters of the slots are taken).
-pub async fn serve(listener: tokio::net::TcpListener, shared: Shared) {
+/// Serves the page until the session ends it. Ends by itself only when the listening socket
+/// cannot accept any more (it was closed or destroyed from outside), saying why.
+pub async fn serve(listener: tokio::net::TcpListener, shared: Shared) -> Result<(), String> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let app = router(shared);
     let limit = connection_limit();
@@ -277,10 +279,16 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Shared) {
     let peak = std::sync::Arc::new(AtomicUsize::new(0));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
+            return Ok(());
         };
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
+            Err(e) if listener_gone(&e) => {
+                return Err(format!(
+                    "its listening socket no longer accepts connections ({})",
+                    e.kind()
+                ));
+            }
             Err(e) => {
                 // Out of descriptors (or another passing failure): wait, never spin.
                 tracing::debug!(error = %e, "accept failed");
@@ -318,6 +326,16 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Shared) {
             }
         });
     }
+}
+
+/// Whether an accept error means the listening socket itself is gone (closed, destroyed
+/// with `ss -K`, not a socket), rather than a passing shortage (descriptors, memory) or a
+/// connection that was aborted before it was taken.
+fn listener_gone(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::EBADF | libc::ENOTSOCK | libc::EOPNOTSUPP)
+    )
 }
 
 pub fn router(shared: Shared) -> Router {
