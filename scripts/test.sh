@@ -27,6 +27,16 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
+# The stated minimum Rust (Cargo.toml's rust-version) is checked with that very toolchain,
+# so it stays true when the default one moves on.
+msrv="$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml)"
+# "1.95" means any 1.95.x: the oldest of them is the one to check with.
+case "$msrv" in *.*.*) ;; *) msrv="$msrv.0" ;; esac
+echo "== cargo check with Rust $msrv (rust-version)"
+if ! rustup run "$msrv" rustc --version >/dev/null 2>&1; then
+  rustup toolchain install "$msrv" --profile minimal
+fi
+rustup run "$msrv" cargo check --all-targets --locked
 
 images="$(cd .. && pwd)/shared/images"
 if [ -f "$images/make-base-images.sh" ] && [ "$(id -u)" = 0 ]; then
