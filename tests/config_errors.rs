@@ -1023,3 +1023,29 @@ fn a_helm_that_cannot_start_is_named_once() {
     assert!(err.contains("cannot start `helm template"), "{err}");
     assert_eq!(err.matches("helm template").count(), 1, "{err}");
 }
+
+/// A .env file of 3 GiB (a wrong file, a log named `.env`) was read whole by `config check`
+/// and `up` to look for its keys. A .env is read as a regular file of at most 1 MiB, and a
+/// larger one is named as such, without its text.
+#[test]
+fn a_huge_env_file_is_refused_without_being_read() {
+    let p = project(&format!(
+        "{BASE}\n[[secret]]\nname = \"app-secrets\"\nenv_files = [\".env\"]\n"
+    ));
+    std::fs::File::create(p.path().join(".env"))
+        .and_then(|f| f.set_len(3 << 30))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = std::process::Command::new(common::devenv_bin());
+    cmd.args(["config", "check"])
+        .current_dir(p.path())
+        .env_remove("DEVENV_CONFIG")
+        .env("NO_COLOR", "1");
+    let out = common::output_within(cmd, std::time::Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("config check did not end"));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot read .env: it is larger than 1 MiB"),
+        "{err}"
+    );
+}

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::Path;
 
 /// Parsed values; `Debug` shows the keys only.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -44,7 +45,36 @@ fn valid_key(k: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
 }
 
-/// Parses the text of a .env file.
+/// The largest .env file devenv reads.
+pub const MAX_ENV_FILE: u64 = 1024 * 1024;
+
+/// Reads a .env file: a regular file of at most [`MAX_ENV_FILE`] bytes, opened without
+/// blocking, so a FIFO or a device put in its place is an error, never a hang, and a huge file
+/// is never read whole.
+pub fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(
+            "it is not a regular file (a FIFO, a device or a directory)",
+        ));
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_ENV_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_ENV_FILE {
+        return Err(std::io::Error::other(format!(
+            "it is larger than {} MiB, more than any .env file",
+            MAX_ENV_FILE >> 20
+        )));
+    }
+    Ok(bytes)
+}
+
 /// [`parse`] of a file's bytes: text that is not UTF-8 is an error at the line of its first
 /// stray byte (the bytes are not shown).
 pub fn parse_bytes(bytes: &[u8]) -> Result<Parsed, Problem> {
@@ -225,6 +255,39 @@ mod tests {
             assert!(!e.message.contains(secret), "{}", e.message);
             assert!(e.message.contains("double quotes"), "{}", e.message);
         }
+    }
+
+    /// A FIFO or a device in place of a .env file is an error at once (a read of a FIFO
+    /// waited for a writer for ever), and a huge file is refused without being read whole.
+    #[test]
+    fn only_a_regular_file_of_sane_size_is_read() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let fifo = dir.path().join(".env");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        // SAFETY: mkfifo(3) with a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = read_file(&fifo)
+            .err()
+            .unwrap_or_else(|| panic!("a FIFO was read"));
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let e = read_file(Path::new("/dev/zero"))
+            .err()
+            .unwrap_or_else(|| panic!("/dev/zero was read"));
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let huge = dir.path().join("huge.env");
+        std::fs::File::create(&huge)
+            .and_then(|f| f.set_len(3 << 30))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = read_file(&huge)
+            .err()
+            .unwrap_or_else(|| panic!("3 GiB were read"));
+        assert!(e.to_string().contains("larger than 1 MiB"), "{e}");
+        std::fs::write(dir.path().join("ok.env"), "A=1\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            read_file(&dir.path().join("ok.env")).unwrap_or_default(),
+            b"A=1\n"
+        );
     }
 
     /// Issue 28, item 18: a line of a pasted PEM key or token that happens to look like

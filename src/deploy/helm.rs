@@ -191,7 +191,8 @@ pub fn write_env_values(cfg: &Config, helm: &Helm) -> Result<Option<EnvValues>, 
     }
     let mut env = BTreeMap::new();
     for f in &helm.env_files {
-        let bytes = std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", cfg.rel(f)))?;
+        let bytes =
+            super::dotenv::read_file(f).map_err(|e| format!("cannot read {}: {e}", cfg.rel(f)))?;
         let parsed = super::dotenv::parse_bytes(&bytes)
             .map_err(|p| format!("{}:{}: {}", cfg.rel(f), p.line, p.message))?;
         env.extend(parsed.values.0);

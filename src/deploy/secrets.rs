@@ -56,8 +56,8 @@ pub fn prepare(secret: &Secret, shown: &dyn Fn(&Path) -> String) -> Result<Prepa
     let mut values = BTreeMap::new();
     let mut warnings = Vec::new();
     for file in &secret.env_files {
-        let bytes = std::fs::read(file).map_err(|source| SecretError::Read {
-            file: file.clone(),
+        let bytes = dotenv::read_file(file).map_err(|source| SecretError::Read {
+            file: PathBuf::from(shown(file)),
             source,
         })?;
         let parsed = dotenv::parse_bytes(&bytes).map_err(|p| SecretError::Parse {
