@@ -178,9 +178,11 @@ fn read_manifests(
     let mut out = Vec::new();
     for file in &cfg.deploy.manifests {
         let shown = cfg.rel(file);
-        let text = std::fs::read_to_string(file).map_err(|source| ProjectError::Read {
-            file: shown.clone(),
-            source,
+        let text = crate::tree::read_capped(file, crate::tree::MAX_MANIFEST).map_err(|source| {
+            ProjectError::Read {
+                file: shown.clone(),
+                source,
+            }
         })?;
         let parsed = crate::objects::documents(&text).map_err(|e| ProjectError::Manifest {
             file: shown.clone(),

@@ -28,6 +28,36 @@ pub fn read_regular(path: &Path) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The largest manifest file devenv reads (a bundle of CRDs can be several MiB).
+pub const MAX_MANIFEST: u64 = 16 * 1024 * 1024;
+
+/// A file of the project devenv reads to run it (a manifest, a Dockerfile, a chart's
+/// Chart.yaml): a regular file of at most `cap` bytes, in UTF-8, opened without blocking. A
+/// FIFO or a device put in its place is an error, never a hang, and a larger file is never
+/// read whole. The errors say which of these it was.
+pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "it is not a regular file (a FIFO, a device or a directory)",
+        ));
+    }
+    let mut bytes = Vec::new();
+    f.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(std::io::Error::other(format!(
+            "it is larger than {} MiB, more than devenv reads of such a file",
+            cap >> 20
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("it is not UTF-8 text"))
+}
+
 /// [`read_regular`] as text (UTF-8, else `None`).
 pub fn read_text(path: &Path) -> Option<String> {
     String::from_utf8(read_regular(path)?).ok()
@@ -293,4 +323,38 @@ pub fn scan(root: &Path) -> Tree {
         v.sort();
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What devenv reads to run a project (manifests, Dockerfiles, Chart.yaml) is a regular
+    /// file of bounded size in UTF-8; anything else is an error that says which, at once.
+    #[test]
+    fn read_capped_takes_only_a_regular_text_file_within_its_cap() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let fifo = dir.path().join("Dockerfile");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        // SAFETY: mkfifo(3) with a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let said = |p: &Path, cap| match read_capped(p, cap) {
+            Ok(_) => "read".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        assert!(said(&fifo, MAX_FILE).contains("not a regular file"));
+        assert!(said(Path::new("/dev/zero"), MAX_FILE).contains("not a regular file"));
+        let big = dir.path().join("big.yaml");
+        std::fs::File::create(&big)
+            .and_then(|f| f.set_len(MAX_FILE + 1))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(said(&big, MAX_FILE).contains("larger than 1 MiB"));
+        let latin = dir.path().join("latin.yaml");
+        std::fs::write(&latin, b"name: caf\xe9\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(said(&latin, MAX_FILE), "it is not UTF-8 text");
+        let ok = dir.path().join("ok.yaml");
+        std::fs::write(&ok, "a: 1\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_capped(&ok, MAX_FILE).unwrap_or_default(), "a: 1\n");
+    }
 }

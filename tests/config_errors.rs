@@ -1049,3 +1049,42 @@ fn a_huge_env_file_is_refused_without_being_read() {
         "{err}"
     );
 }
+
+/// Issue 28, "What to build": every file devenv reads in a repository is read without
+/// following a link out of it, as a regular file, with a size cap. A manifest that the
+/// glob finds but that is a link to a file outside the project was read and applied; a
+/// manifest of 20 MiB was read whole (past the 16 MiB a bundle of CRDs needs).
+#[test]
+fn a_manifest_that_leads_out_or_is_huge_is_refused() {
+    let outside = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let secret = outside.path().join("stolen.yaml");
+    std::fs::write(
+        &secret,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stolen\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let p = project(BASE);
+    std::os::unix::fs::symlink(&secret, p.path().join("k8s/stolen.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = p.devenv(&["config", "check"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("manifest `k8s/stolen.yaml` (of `k8s/*.yaml`) leads out of the project"),
+        "{err}"
+    );
+
+    let p = project(BASE);
+    std::fs::File::create(p.path().join("k8s/huge.yaml"))
+        .and_then(|f| f.set_len(20 << 20))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = p.devenv(&["config", "check"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "manifest `k8s/huge.yaml` cannot be read as Kubernetes YAML: it is larger than 16 MiB"
+        ),
+        "{err}"
+    );
+}

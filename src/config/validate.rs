@@ -753,7 +753,7 @@ pub fn validate(
     // workloads.
     let mut manifest_docs: Vec<objects::Document> = Vec::new();
     for m in &deploy.manifests {
-        match std::fs::read_to_string(m)
+        match crate::tree::read_capped(m, crate::tree::MAX_MANIFEST)
             .map_err(|e| e.to_string())
             .and_then(|t| objects::documents(&t).map_err(|e| e.to_string()))
         {
@@ -1336,7 +1336,7 @@ fn check_images(
         }
         if let (Some(lu), Some(on)) = (&live_update, &img.live_update)
             && lu.sync.is_empty()
-            && let Ok(text) = std::fs::read_to_string(&dockerfile)
+            && let Ok(text) = crate::tree::read_capped(&dockerfile, crate::tree::MAX_FILE)
         {
             let map = crate::live::infer(
                 &text,
@@ -1361,7 +1361,7 @@ fn check_images(
         }
         if let Some(t) = &img.target
             && builder != BuilderKind::Custom
-            && let Ok(text) = std::fs::read_to_string(&dockerfile)
+            && let Ok(text) = crate::tree::read_capped(&dockerfile, crate::tree::MAX_FILE)
         {
             check_target(c, t, &text, &c.shown(&dockerfile));
         }
@@ -1381,7 +1381,8 @@ fn check_images(
         if let Some(rel) = context
             .as_deref()
             .and_then(|ctx| config_in_context(config_file, ctx))
-            && !std::fs::read_to_string(&dockerfile).is_ok_and(|t| copies_by_name(&t, &rel))
+            && !crate::tree::read_capped(&dockerfile, crate::tree::MAX_FILE)
+                .is_ok_and(|t| copies_by_name(&t, &rel))
         {
             ignore.push(rel);
         }
@@ -1922,6 +1923,23 @@ fn check_deploy(
             }
             Ok(files) => {
                 for f in files {
+                    // A link that leads out of the project is refused as a path out of it is.
+                    let real = std::fs::canonicalize(&f).unwrap_or_else(|_| f.clone());
+                    if !c.allowed.iter().any(|a| real.starts_with(a)) {
+                        let d = c
+                            .at(
+                                entry.span(),
+                                format!(
+                                    "manifest `{}` (of `{}`) leads out of the project, to {}: devenv reads only inside it",
+                                    c.shown(&f),
+                                    entry.get_ref(),
+                                    real.display()
+                                ),
+                            )
+                            .hint("copy the file into the project, or name the outside directory it is in under [project] allow_outside");
+                        c.push(d);
+                        continue;
+                    }
                     if !manifests.contains(&f) {
                         manifests.push(f);
                     }

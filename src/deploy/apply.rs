@@ -226,7 +226,7 @@ pub async fn remove_applied(
     for file in &cfg.deploy.manifests {
         let shown = cfg.rel(file);
         // A file that is gone or unreadable now still had its objects in the inventory.
-        let Ok(text) = std::fs::read_to_string(file) else {
+        let Ok(text) = crate::tree::read_capped(file, crate::tree::MAX_MANIFEST) else {
             continue;
         };
         let docs = super::manifests::rewrite(&text, &Default::default(), &cfg.project)

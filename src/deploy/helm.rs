@@ -40,7 +40,7 @@ fn dependency_list(doc: &serde_norway::Value) -> Vec<(String, String, String)> {
 /// Checks the chart directory's Chart.yaml, Chart.lock and charts/ the way `helm dependency
 /// build` would need them.
 pub fn dependencies(chart_dir: &Path) -> Result<Dependencies, String> {
-    let read = |f: &str| std::fs::read_to_string(chart_dir.join(f));
+    let read = |f: &str| crate::tree::read_capped(&chart_dir.join(f), crate::tree::MAX_FILE);
     let chart: serde_norway::Value = match read("Chart.yaml") {
         Ok(t) => serde_norway::from_str(&t).map_err(|e| format!("Chart.yaml: {e}"))?,
         // A packaged chart (.tgz) carries its dependencies inside.

@@ -89,7 +89,7 @@ pub fn ignore_patterns(image: &Image) -> Result<(PatternSet, Option<String>), Co
 }
 
 fn read_string(p: &Path) -> Result<String, ContextError> {
-    fs::read_to_string(p).map_err(|source| ContextError::Io {
+    crate::tree::read_capped(p, crate::tree::MAX_FILE).map_err(|source| ContextError::Io {
         path: p.to_path_buf(),
         source,
     })

@@ -97,7 +97,7 @@ pub fn write_dev_dockerfile(
     if let Some(dir) = path.parent() {
         crate::host::private_dir(dir)?;
     }
-    let mut text = std::fs::read_to_string(&image.dockerfile)?;
+    let mut text = crate::tree::read_capped(&image.dockerfile, crate::tree::MAX_FILE)?;
     if !text.ends_with('\n') {
         text.push('\n');
     }

@@ -389,7 +389,8 @@ fn sync_plans(cfg: &Config, targets: &files::Targets) -> BTreeMap<String, SyncPl
             );
             continue;
         }
-        let text = std::fs::read_to_string(&img.dockerfile).unwrap_or_default();
+        let text =
+            crate::tree::read_capped(&img.dockerfile, crate::tree::MAX_FILE).unwrap_or_default();
         let map = live::infer(&text, img.target.as_deref(), &img.build_args, build_files);
         let rules = live::Rules {
             sync: lu.sync.clone(),
