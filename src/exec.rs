@@ -307,7 +307,9 @@ fn register(pgid: i32, live: bool) {
         // Written whole and renamed into place: a kill -9 between a truncate and a write
         // would leave an empty list, and the next run would kill nothing.
         let tmp = path.with_extension("tmp");
-        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+        if let Err(e) =
+            crate::host::write_private(&tmp, text).and_then(|()| std::fs::rename(&tmp, path))
+        {
             tracing::debug!(path = %path.display(), error = %e, "cannot record process groups");
         }
     }

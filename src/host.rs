@@ -64,6 +64,13 @@ pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
     Ok(f)
 }
 
+/// Writes `bytes` to `path` as the owner's only file (0600, in a 0700 directory), as every
+/// file of devenv's state is: they name what a project runs.
+pub fn write_private(path: &Path, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    private_file(path)?.write_all(bytes.as_ref())
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()

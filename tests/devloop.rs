@@ -1790,6 +1790,16 @@ fn another_local_user_can_read_no_credential_and_change_nothing() {
         files.iter().any(|f| f.ends_with("token")),
         "no token file in {files:?}"
     );
+    // Each is the owner's only (the daemon's record, its lock and the process groups it
+    // records were 0644).
+    for f in &files {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(f)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .permissions(),
+        ) & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
     for f in &files {
         let read = other(Path::new("/bin/cat"), &[&f.display().to_string()]);
         assert!(

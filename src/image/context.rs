@@ -230,7 +230,7 @@ impl DigestCache {
         let ok = path
             .parent()
             .is_some_and(|d| crate::host::private_dir(d).is_ok())
-            && fs::write(&tmp, out).is_ok()
+            && crate::host::write_private(&tmp, out).is_ok()
             && fs::rename(&tmp, path).is_ok();
         if !ok {
             let _ = fs::remove_file(&tmp);

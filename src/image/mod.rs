@@ -107,7 +107,7 @@ pub fn write_dev_dockerfile(
     }
     text.push_str(&dev_cmd_line(&image.dev_command));
     text.push('\n');
-    std::fs::write(&path, text)?;
+    crate::host::write_private(&path, text)?;
     let own_ignore =
         std::path::PathBuf::from(format!("{}.dockerignore", image.dockerfile.display()));
     let copy = std::path::PathBuf::from(format!("{}.dockerignore", path.display()));

@@ -101,8 +101,8 @@ fn write_token(path: &Path, token: &str) -> Result<()> {
 
 fn write_info(dir: &Path, info: &Info) -> Result<()> {
     let tmp = dir.join("daemon.json.tmp");
-    let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(serde_json::to_string_pretty(info)?.as_bytes())?;
+    crate::host::write_private(&tmp, serde_json::to_string_pretty(info)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, dir.join("daemon.json"))?;
     Ok(())
 }
@@ -157,12 +157,19 @@ pub fn acquire(cfg: &Config) -> Result<Lock> {
     };
     crate::host::private_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let file = {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        // One an earlier devenv made 0644 is narrowed.
+        let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+        f
+    };
     if !try_lock(&file) {
         return Err(already_running(cfg, read_info(&dir).as_ref()));
     }
