@@ -112,7 +112,9 @@ pub fn write_dev_dockerfile(
         std::path::PathBuf::from(format!("{}.dockerignore", image.dockerfile.display()));
     let copy = std::path::PathBuf::from(format!("{}.dockerignore", path.display()));
     if own_ignore.is_file() {
-        std::fs::copy(&own_ignore, &copy)?;
+        // Read as any file of the project devenv reads, written as any of its own.
+        let text = crate::tree::read_capped(&own_ignore, crate::tree::MAX_FILE)?;
+        crate::host::write_private(&copy, text)?;
     } else {
         let _ = std::fs::remove_file(&copy);
     }
