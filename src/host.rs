@@ -135,6 +135,15 @@ pub fn listening_inodes(proc_net_tcp: &str, port: u16) -> Vec<u64> {
         .collect()
 }
 
+/// Makes a FIFO at `path`, for tests of what devenv does with one in place of a file.
+#[cfg(test)]
+pub fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    // SAFETY: mkfifo(3) with a NUL-terminated path the test owns.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,12 @@ pub const MAX_MANIFEST: u64 = 16 * 1024 * 1024;
 /// FIFO or a device put in its place is an error, never a hang, and a larger file is never
 /// read whole. The errors say which of these it was.
 pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<String> {
+    String::from_utf8(read_capped_bytes(path, cap)?)
+        .map_err(|_| std::io::Error::other("it is not UTF-8 text"))
+}
+
+/// [`read_capped`]'s bytes, whatever they are.
+pub fn read_capped_bytes(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let f = std::fs::OpenOptions::new()
@@ -55,7 +61,7 @@ pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<String> {
             cap >> 20
         )));
     }
-    String::from_utf8(bytes).map_err(|_| std::io::Error::other("it is not UTF-8 text"))
+    Ok(bytes)
 }
 
 /// [`read_regular`] as text (UTF-8, else `None`).
@@ -335,10 +341,7 @@ mod tests {
     fn read_capped_takes_only_a_regular_text_file_within_its_cap() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let fifo = dir.path().join("Dockerfile");
-        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
-        // SAFETY: mkfifo(3) with a NUL-terminated path we own.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        crate::host::mkfifo(&fifo);
         let said = |p: &Path, cap| match read_capped(p, cap) {
             Ok(_) => "read".to_owned(),
             Err(e) => e.to_string(),

@@ -51,28 +51,9 @@ pub const MAX_ENV_FILE: u64 = 1024 * 1024;
 /// Reads a .env file: a regular file of at most [`MAX_ENV_FILE`] bytes, opened without
 /// blocking, so a FIFO or a device put in its place is an error, never a hang, and a huge file
 /// is never read whole.
+/// Its bytes, not text: [`parse_bytes`] names the line of a byte that is not UTF-8.
 pub fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    let meta = f.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other(
-            "it is not a regular file (a FIFO, a device or a directory)",
-        ));
-    }
-    let mut bytes = Vec::new();
-    f.take(MAX_ENV_FILE + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_ENV_FILE {
-        return Err(std::io::Error::other(format!(
-            "it is larger than {} MiB, more than any .env file",
-            MAX_ENV_FILE >> 20
-        )));
-    }
-    Ok(bytes)
+    crate::tree::read_capped_bytes(path, MAX_ENV_FILE)
 }
 
 /// [`parse`] of a file's bytes: text that is not UTF-8 is an error at the line of its first
@@ -263,10 +244,7 @@ mod tests {
     fn only_a_regular_file_of_sane_size_is_read() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let fifo = dir.path().join(".env");
-        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
-        // SAFETY: mkfifo(3) with a NUL-terminated path we own.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        crate::host::mkfifo(&fifo);
         let e = read_file(&fifo)
             .err()
             .unwrap_or_else(|| panic!("a FIFO was read"));

@@ -639,10 +639,7 @@ mod tests {
         link(&outside.join("secret"), &ctx.join("secret"));
         link(&outside, &ctx.join("linked"));
         let fifo = ctx.join("fifo");
-        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
-        // SAFETY: mkfifo(3) on a path of this test's own temporary directory.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        crate::host::mkfifo(&fifo);
 
         let data = archive(
             &ctx,
