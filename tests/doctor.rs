@@ -1008,3 +1008,60 @@ fn the_none_driver_uses_the_hosts_docker_daemon_and_a_vm_driver_brings_its_own()
         }
     }
 }
+
+/// A KUBECONFIG that is no kubeconfig (a device, a FIFO, a huge file: a wrong path in the
+/// variable) is named with what it is. `KUBECONFIG=/dev/zero devenv doctor` grew to 24 GB in
+/// 17 s until the kernel killed it, because the file was read whole. The run here is held to
+/// 4 GiB of address space, so a regression fails instead of taking the machine.
+#[test]
+fn a_kubeconfig_that_is_a_device_or_huge_is_named_and_never_read_whole() {
+    use std::os::unix::process::CommandExt as _;
+    let p = project(HELLO_LIKE);
+    let bin = FakeBin::new();
+    healthy(&bin);
+    let huge = p.path().join("huge-kubeconfig");
+    std::fs::File::create(&huge)
+        .and_then(|f| f.set_len(1 << 30))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (file, says) in [
+        (
+            "/dev/zero".to_owned(),
+            "cannot read /dev/zero: it is not a regular file",
+        ),
+        (huge.display().to_string(), "it is larger than 16 MiB"),
+    ] {
+        let mut cmd = Command::new(common::devenv_bin());
+        cmd.args(["doctor", "--json"])
+            .current_dir(p.path())
+            .env("PATH", bin.path())
+            .env("HOME", p.path())
+            .env("KUBECONFIG", &file)
+            .env("DEVENV_WEB_PORT", common::free_port().to_string());
+        // SAFETY: setrlimit(2) in the child before exec touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 4 << 30,
+                    rlim_max: 4 << 30,
+                };
+                if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = common::output_within(cmd, Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("doctor did not end with KUBECONFIG={file}"));
+        let json: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{file}: no JSON ({e}): {}", stderr(&out)));
+        let row = json["checks"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["id"] == "kube.context"))
+            .unwrap_or_else(|| panic!("no kube.context row: {json}"));
+        assert_eq!(row["status"], "fail", "{row}");
+        assert!(
+            row["found"].as_str().is_some_and(|f| f.contains(says)),
+            "{file}: {row}"
+        );
+    }
+}

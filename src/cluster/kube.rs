@@ -29,6 +29,9 @@ pub enum KubeError {
         #[source]
         source: kube::config::KubeconfigError,
     },
+    /// A kubeconfig file larger than any kubeconfig (a wrong path in KUBECONFIG).
+    #[error("kubeconfig {}: it is {size} bytes, larger than a kubeconfig ({} MiB at most)", file.display(), super::kubeconfig::MAX_KUBECONFIG >> 20)]
+    KubeconfigTooLarge { file: PathBuf, size: u64 },
     /// The selected context is not in the kubeconfig.
     #[error(
         "kube context `{context}` is not in your kubeconfig\n  hint: `kubectl config get-contexts` lists the contexts you have"
@@ -242,6 +245,14 @@ pub struct Target {
 pub fn read_kubeconfig(files: &[PathBuf]) -> Result<Kubeconfig, KubeError> {
     let mut merged: Option<Kubeconfig> = None;
     for f in files.iter().filter(|f| f.is_file()) {
+        // Regular (above) and of bounded size: kube reads it whole.
+        let size = std::fs::metadata(f).map_or(0, |m| m.len());
+        if size > super::kubeconfig::MAX_KUBECONFIG {
+            return Err(KubeError::KubeconfigTooLarge {
+                file: f.clone(),
+                size,
+            });
+        }
         let kc = Kubeconfig::read_from(f).map_err(|source| KubeError::Kubeconfig {
             file: f.clone(),
             source,

@@ -76,13 +76,18 @@ pub fn default_paths(kubeconfig_env: Option<&str>, home: Option<&Path>) -> Vec<P
     }
 }
 
+/// The largest kubeconfig devenv reads (one with many clusters and inline certificates is
+/// well under a MiB).
+pub const MAX_KUBECONFIG: u64 = 16 * 1024 * 1024;
+
 /// Reads and merges the files that exist. A file that cannot be parsed is an error naming it.
 pub fn load(paths: &[PathBuf]) -> Result<Kubeconfig, String> {
     let mut merged = Kubeconfig::default();
     let mut clusters: Vec<NamedCluster> = Vec::new();
     let mut contexts: Vec<NamedContext> = Vec::new();
     for p in paths {
-        let text = match std::fs::read_to_string(p) {
+        // A regular file of bounded size: KUBECONFIG=/dev/zero took the machine's memory.
+        let text = match crate::tree::read_capped(p, MAX_KUBECONFIG) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(format!("cannot read {}: {e}", p.display())),
