@@ -8,6 +8,8 @@
 #                       config of their own; the packaged service is never started here)
 #                                                          -- only with --with-builders
 #   chromium + driver   from apt                           -- only with --with-browser
+#   curl, util-linux (setpriv), iproute2 (ss)
+#                       from apt: what the suite runs itself (always)
 #   containerd, runc, the CNI plugins, iptables, iproute2, util-linux, socat, docker.io
 #                       from apt: what ../shared/kubeapi's real node (REAL_NODE=1, and
 #                       REAL_NODE=docker for dockerd) runs on
@@ -25,7 +27,7 @@ for arg in "$@"; do
     --with-browser) with_browser=1 ;;
     --with-node) with_node=1 ;;
     --all) with_builders=1; with_browser=1; with_node=1 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "install-test-tools: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -58,6 +60,11 @@ else
 fi
 
 apt_packages=()
+# What the suite itself runs whatever the options: curl and setpriv (another local user's
+# requests, tests/devloop.rs and tests/init.rs) and ss (a page's listener destroyed).
+command -v curl >/dev/null || apt_packages+=(curl)
+command -v setpriv >/dev/null || apt_packages+=(util-linux)
+command -v ss >/dev/null || apt_packages+=(iproute2)
 if [ "$with_builders" = 1 ]; then
   command -v buildah >/dev/null || apt_packages+=(buildah)
   command -v podman >/dev/null || apt_packages+=(podman)
