@@ -53,6 +53,9 @@ pub enum InitError {
     Render { chart: String, why: String },
     #[error("found nothing to run: no Dockerfile, no Helm chart and no manifests under {}", .0.display())]
     Nothing(PathBuf),
+    /// The config model would not serialise (a bug of devenv's, said rather than hidden).
+    #[error("cannot write the config as TOML: {0}")]
+    Serialise(String),
 }
 
 impl InitError {
@@ -1529,7 +1532,7 @@ pub fn init(opts: &Options) -> Result<Outcome, InitError> {
     }
     let mut notes = Vec::new();
     let proposal = propose(&root, opts.with_tests, &port_free, &mut notes)?;
-    let text = write::toml(&proposal);
+    let text = write::toml(&proposal).map_err(InitError::Serialise)?;
     let mut written = false;
     if !opts.print {
         for (env_file, ex) in proposal.env_to_make() {
