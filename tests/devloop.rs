@@ -1978,3 +1978,42 @@ fn a_page_whose_listener_is_destroyed_is_said_to_have_stopped() {
     up.signal(libc::SIGTERM);
     let _ = up.child.wait();
 }
+
+/// The first-output file of an `up --detach` that was killed while it waited (its daemon
+/// never took the lock) is removed by the next daemon that does; one of a start still
+/// waiting is kept.
+#[test]
+fn a_detached_start_that_was_killed_leaves_no_file_behind() {
+    let p = local_project();
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let start = || {
+        let out = local_up(&p, home.path(), &["--detach"])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}");
+        let log = PathBuf::from(
+            text.split("its output goes to ")
+                .nth(1)
+                .and_then(|r| r.split(';').next())
+                .unwrap_or_else(|| panic!("no log in {text}")),
+        );
+        (Daemon::of(&text), log)
+    };
+    let (daemon, log) = start();
+    drop(daemon);
+    let dir = log.parent().unwrap_or_else(|| panic!("{}", log.display()));
+    let mut gone = Command::new("true")
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dead = gone.id();
+    let _ = gone.wait();
+    let orphan = dir.join(format!("up.log.start-{dead}"));
+    let waiting = dir.join(format!("up.log.start-{}", std::process::id()));
+    std::fs::write(&orphan, "").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&waiting, "").unwrap_or_else(|e| panic!("{e}"));
+    let (daemon, _) = start();
+    assert!(!orphan.exists(), "{} is left", orphan.display());
+    assert!(waiting.exists(), "a waiting start's file was removed");
+    drop(daemon);
+}

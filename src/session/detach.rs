@@ -68,6 +68,7 @@ pub fn rotating_output(log: &Path) -> Option<LogOutput> {
                 log.display()
             );
         }
+        remove_orphaned_starts(log);
     }
     let (mut reader, writer) = match os_pipe_pair() {
         Ok(p) => p,
@@ -125,6 +126,28 @@ pub fn rotating_output(log: &Path) -> Option<LogOutput> {
     Some(LogOutput {
         thread: Some(thread),
     })
+}
+
+/// Removes the first-output files of starts whose `up --detach` is gone (it was killed while
+/// it waited, and its daemon never took the lock): nothing will read them. A start still
+/// waiting keeps its own.
+fn remove_orphaned_starts(log: &Path) {
+    let (Some(dir), Some(name)) = (log.parent(), log.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}.start-", name.to_string_lossy());
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !alive(pid) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 fn os_pipe_pair() -> std::io::Result<(std::fs::File, std::fs::File)> {
