@@ -86,7 +86,16 @@ pub fn rotating_output(log: &Path) -> Option<LogOutput> {
     drop(writer);
     let log = log.to_path_buf();
     let thread = std::thread::spawn(move || {
-        let mut file = std::fs::OpenOptions::new().append(true).open(&log).ok();
+        // Made here when there is none (the first output could not become it).
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(&log)
+                .ok()
+        };
         let mut written = file
             .as_ref()
             .and_then(|f| f.metadata().ok())
