@@ -2017,3 +2017,46 @@ fn a_detached_start_that_was_killed_leaves_no_file_behind() {
     assert!(waiting.exists(), "a waiting start's file was removed");
     drop(daemon);
 }
+
+/// A detached daemon whose first output file is not there (it could not be moved into
+/// place, or the daemon was started with `DEVENV_DETACHED` but no file) still writes up.log:
+/// its log thread opened the file without making it, and the output was dropped.
+#[test]
+fn a_detached_daemon_without_its_first_output_file_still_writes_up_log() {
+    let p = local_project();
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = local_up(&p, home.path(), &[]);
+    cmd.env("DEVENV_DETACHED", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{e}"));
+    let pid = i32::try_from(child.id()).unwrap_or_else(|e| panic!("{e}"));
+    let state = home.path().join(".local/state/devenv/projects");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let said = loop {
+        let log = walk_files(&state)
+            .into_iter()
+            .find(|f| f.file_name().is_some_and(|n| n == "up.log"));
+        let text = log
+            .map(|l| std::fs::read_to_string(l).unwrap_or_default())
+            .unwrap_or_default();
+        if text.contains("running    Ctrl-C stops devenv") {
+            break text;
+        }
+        if Instant::now() > deadline {
+            // SAFETY: kill(2) on the child this test started.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+            let _ = child.wait();
+            panic!("no up.log with the daemon's output: {text:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(said.contains("serving"), "{said}");
+    // SAFETY: kill(2) on the child this test started.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let _ = child.wait();
+}
