@@ -1068,18 +1068,9 @@ fn up_detach_returns_with_the_page_answering_and_stop_leaves_no_process() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let started = local_up(&p, home.path(), &["--detach"])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let out = String::from_utf8_lossy(&started.stdout).into_owned();
-    assert!(
-        started.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
+    let (out, daemon, log) = detach(&p, home.path());
     assert!(out.contains("page       http://127.0.0.1:"), "{out}");
     assert!(out.contains("/?token="), "{out}");
-    let daemon = Daemon::of(&out);
     let pid = daemon.0;
     assert!(alive(pid));
     // The page answers: the CLI asks it.
@@ -1088,11 +1079,7 @@ fn up_detach_returns_with_the_page_answering_and_stop_leaves_no_process() {
     assert_eq!(v["steps"][0]["status"], "done", "{v}");
     let serve = read_pid(&p, "server.pid");
     // Its output is in the log file it names.
-    let log = out
-        .split("its output goes to ")
-        .nth(1)
-        .and_then(|r| r.split(';').next())
-        .unwrap_or_else(|| panic!("no log in {out}"));
+    let log = log.to_str().unwrap_or_else(|| panic!("{}", log.display()));
     let deadline = Instant::now() + Duration::from_secs(30);
     while !std::fs::read_to_string(log)
         .unwrap_or_default()
@@ -1434,18 +1421,7 @@ fn a_detached_daemons_log_rotates_at_its_bound() {
         "[project]\nname = \"chatty\"\n\n[[local]]\nname = \"chat\"\nserve_cmd = \"yes 'a line of a chatty command, long enough to fill a log file quickly: 0123456789abcdef'\"\n",
     );
     let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let started = local_up(&p, home.path(), &["--detach"])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let out = String::from_utf8_lossy(&started.stdout).into_owned();
-    assert!(started.status.success(), "{out}");
-    let daemon = Daemon::of(&out);
-    let log = PathBuf::from(
-        out.split("its output goes to ")
-            .nth(1)
-            .and_then(|r| r.split(';').next())
-            .unwrap_or_else(|| panic!("no log in {out}")),
-    );
+    let (_, daemon, log) = detach(&p, home.path());
     let old = log.with_extension("log.1");
     let size = |f: &Path| std::fs::metadata(f).map_or(0, |m| m.len());
     // Until it rotated twice (up.log.1 replaced once), neither file is ever past the bound
@@ -1627,6 +1603,33 @@ impl Drop for Daemon {
     }
 }
 
+/// `up --detach` of a project that must start: what it printed, its daemon (stopped when the
+/// guard goes) and the log file it named.
+fn detach(p: &Project, home: &Path) -> (String, Daemon, PathBuf) {
+    let started = local_up(p, home, &["--detach"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = String::from_utf8_lossy(&started.stdout).into_owned();
+    assert!(
+        started.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let daemon = Daemon::of(&out);
+    let log = log_of(&out);
+    (out, daemon, log)
+}
+
+/// The log file `up --detach`'s output names (`its output goes to PATH;`).
+fn log_of(out: &str) -> PathBuf {
+    PathBuf::from(
+        out.split("its output goes to ")
+            .nth(1)
+            .and_then(|r| r.split(';').next())
+            .unwrap_or_else(|| panic!("no log in {out}")),
+    )
+}
+
 /// Issue 28, item 19: two `up --detach` at once. Each moved `up.log` to `up.log.1` and
 /// started a new one before its daemon knew whether it would run, so the daemon that ran
 /// wrote into `up.log.1` while both said its output went to `up.log`. Only the daemon that
@@ -1686,12 +1689,7 @@ fn two_detached_starts_at_once_leave_the_running_daemon_writing_up_log() {
             "{}",
             said(refused[0])
         );
-        let log = PathBuf::from(
-            out.split("its output goes to ")
-                .nth(1)
-                .and_then(|r| r.split(';').next())
-                .unwrap_or_else(|| panic!("no log in {out}")),
-        );
+        let log = log_of(&out);
         assert!(log.ends_with("up.log"), "{out}");
         // Neither start's first output file is left: the one became up.log, the other went.
         let dir = log.parent().unwrap_or_else(|| panic!("{}", log.display()));
@@ -1742,12 +1740,7 @@ fn another_local_user_can_read_no_credential_and_change_nothing() {
         std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    let started = local_up(&p, home.path(), &["--detach"])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let out = String::from_utf8_lossy(&started.stdout).into_owned();
-    assert!(started.status.success(), "{out}");
-    let daemon = Daemon::of(&out);
+    let (out, daemon, _) = detach(&p, home.path());
     let address = out
         .split("page       ")
         .nth(1)
@@ -1986,21 +1979,7 @@ fn a_page_whose_listener_is_destroyed_is_said_to_have_stopped() {
 fn a_detached_start_that_was_killed_leaves_no_file_behind() {
     let p = local_project();
     let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let start = || {
-        let out = local_up(&p, home.path(), &["--detach"])
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "{text}");
-        let log = PathBuf::from(
-            text.split("its output goes to ")
-                .nth(1)
-                .and_then(|r| r.split(';').next())
-                .unwrap_or_else(|| panic!("no log in {text}")),
-        );
-        (Daemon::of(&text), log)
-    };
-    let (daemon, log) = start();
+    let (_, daemon, log) = detach(&p, home.path());
     drop(daemon);
     let dir = log.parent().unwrap_or_else(|| panic!("{}", log.display()));
     let mut gone = Command::new("true")
@@ -2012,7 +1991,7 @@ fn a_detached_start_that_was_killed_leaves_no_file_behind() {
     let waiting = dir.join(format!("up.log.start-{}", std::process::id()));
     std::fs::write(&orphan, "").unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(&waiting, "").unwrap_or_else(|e| panic!("{e}"));
-    let (daemon, _) = start();
+    let (_, daemon, _) = detach(&p, home.path());
     assert!(!orphan.exists(), "{} is left", orphan.display());
     assert!(waiting.exists(), "a waiting start's file was removed");
     drop(daemon);
