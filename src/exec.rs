@@ -257,11 +257,9 @@ fn record_file() -> &'static Mutex<Option<PathBuf>> {
     FILE.get_or_init(|| Mutex::new(None))
 }
 
-/// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat).
+/// A process's start time in clock ticks since boot ([`crate::host::start_ticks`]).
 fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    crate::host::start_ticks(u32::try_from(pid).ok()?)
 }
 
 /// Whether a process of group `pgid` is running (not a zombie). Where /proc cannot be read,

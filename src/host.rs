@@ -71,6 +71,16 @@ pub fn write_private(path: &Path, bytes: impl AsRef<[u8]>) -> std::io::Result<()
     private_file(path)?.write_all(bytes.as_ref())
 }
 
+/// The start time of process `pid`, in clock ticks since boot (the 22nd field of
+/// /proc/PID/stat); `None` when no such process runs. With the pid it names a process for
+/// good, where a pid alone may be reused by another program.
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command's name (the 2nd field) is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()

@@ -21,26 +21,18 @@ pub struct Info {
     /// The status page.
     pub url: String,
     pub started_ms: u64,
-    /// The kernel's start time of `pid` (see [`start_ticks`]): with the pid, it names the
-    /// daemon's process for good, where a pid alone may be reused by another program.
+    /// The kernel's start time of `pid` (see [`crate::host::start_ticks`]): with the pid, it
+    /// names the daemon's process for good, where a pid alone may be reused by another
+    /// program.
     #[serde(default)]
     pub start_ticks: u64,
-}
-
-/// The start time of process `pid`, in clock ticks since boot (the 22nd field of
-/// /proc/PID/stat); `None` when no such process runs.
-pub fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command's name (the 2nd field) is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')')?.1;
-    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 impl Info {
     /// Whether the process this record names still runs: its pid, started when the record
     /// says (a record a crashed daemon left, whose pid another program now has, is stale).
     pub fn alive(&self) -> bool {
-        self.start_ticks != 0 && start_ticks(self.pid) == Some(self.start_ticks)
+        self.start_ticks != 0 && crate::host::start_ticks(self.pid) == Some(self.start_ticks)
     }
 }
 
@@ -80,7 +72,7 @@ pub fn publish(dir: &Path, cfg: &Config, port: u16, token: &str) -> Result<()> {
         config: cfg.file.clone(),
         url: format!("http://127.0.0.1:{port}/"),
         started_ms: crate::host::now_ms(),
-        start_ticks: start_ticks(std::process::id()).unwrap_or(0),
+        start_ticks: crate::host::start_ticks(std::process::id()).unwrap_or(0),
     };
     write_token(&dir.join("token"), token)?;
     write_info(dir, &info)
@@ -178,7 +170,7 @@ pub fn acquire(cfg: &Config) -> Result<Lock> {
         config: cfg.file.clone(),
         url: format!("http://127.0.0.1:{}/", cfg.web.port),
         started_ms: crate::host::now_ms(),
-        start_ticks: start_ticks(std::process::id()).unwrap_or(0),
+        start_ticks: crate::host::start_ticks(std::process::id()).unwrap_or(0),
     };
     write_info(&dir, &info)?;
     Ok(Lock { _file: file, dir })
