@@ -12,20 +12,7 @@ pub const MAX_FILE: u64 = 1024 * 1024;
 /// without following a symbolic link and without blocking (a FIFO or a device is refused,
 /// never waited on or read).
 pub fn read_regular(path: &Path) -> Option<Vec<u8>> {
-    use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let meta = f.metadata().ok()?;
-    if !meta.is_file() || meta.len() > MAX_FILE {
-        return None;
-    }
-    let mut out = Vec::new();
-    f.take(MAX_FILE).read_to_end(&mut out).ok()?;
-    Some(out)
+    read_bounded(path, MAX_FILE, libc::O_NOFOLLOW).ok()
 }
 
 /// The largest manifest file devenv reads (a bundle of CRDs can be several MiB).
@@ -42,24 +29,38 @@ pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<String> {
 
 /// [`read_capped`]'s bytes, whatever they are.
 pub fn read_capped_bytes(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    read_bounded(path, cap, 0)
+}
+
+/// The one bounded reader: opens `path` without blocking (with `flags` besides), refuses
+/// what is no regular file and what is larger than `cap` (by its size, then by what it
+/// gives, for a file that grows while it is read).
+fn read_bounded(path: &Path, cap: u64, flags: i32) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(libc::O_NONBLOCK | flags)
         .open(path)?;
-    if !f.metadata()?.is_file() {
+    let meta = f.metadata()?;
+    if !meta.is_file() {
         return Err(std::io::Error::other(
             "it is not a regular file (a FIFO, a device or a directory)",
         ));
     }
+    let too_large = || {
+        std::io::Error::other(format!(
+            "it is larger than {} MiB, more than devenv reads of such a file",
+            cap >> 20
+        ))
+    };
+    if meta.len() > cap {
+        return Err(too_large());
+    }
     let mut bytes = Vec::new();
     f.take(cap + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > cap {
-        return Err(std::io::Error::other(format!(
-            "it is larger than {} MiB, more than devenv reads of such a file",
-            cap >> 20
-        )));
+        return Err(too_large());
     }
     Ok(bytes)
 }
