@@ -1327,6 +1327,8 @@ fn check_images(
                 .hint("use \"docker\", \"buildah\" or \"podman\" and a registry");
             c.push(d);
         }
+        // Read once for the checks below that look into it.
+        let dockerfile_text = crate::tree::read_capped(&dockerfile, crate::tree::MAX_FILE).ok();
         let live_update = check_live_update(c, &img, builder);
         if let Some(on) = &img.live_update {
             c.place(
@@ -1336,10 +1338,10 @@ fn check_images(
         }
         if let (Some(lu), Some(on)) = (&live_update, &img.live_update)
             && lu.sync.is_empty()
-            && let Ok(text) = crate::tree::read_capped(&dockerfile, crate::tree::MAX_FILE)
+            && let Some(text) = &dockerfile_text
         {
             let map = crate::live::infer(
-                &text,
+                text,
                 img.target.as_ref().map(|t| t.get_ref().as_str()),
                 &scalars(img.build_args.clone()),
                 Vec::new(),
@@ -1361,9 +1363,9 @@ fn check_images(
         }
         if let Some(t) = &img.target
             && builder != BuilderKind::Custom
-            && let Ok(text) = crate::tree::read_capped(&dockerfile, crate::tree::MAX_FILE)
+            && let Some(text) = &dockerfile_text
         {
-            check_target(c, t, &text, &c.shown(&dockerfile));
+            check_target(c, t, text, &c.shown(&dockerfile));
         }
         let watch: Vec<PathBuf> = img
             .watch
@@ -1381,8 +1383,9 @@ fn check_images(
         if let Some(rel) = context
             .as_deref()
             .and_then(|ctx| config_in_context(config_file, ctx))
-            && !crate::tree::read_capped(&dockerfile, crate::tree::MAX_FILE)
-                .is_ok_and(|t| copies_by_name(&t, &rel))
+            && !dockerfile_text
+                .as_deref()
+                .is_some_and(|t| copies_by_name(t, &rel))
         {
             ignore.push(rel);
         }
