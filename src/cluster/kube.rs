@@ -343,7 +343,6 @@ pub async fn connect(cfg: &Config, files: &[PathBuf]) -> Result<Target, KubeErro
     })
 }
 
-/// Creates the namespace when it is missing; true when it was created.
 /// How long `up` waits for a namespace that is being deleted (a `devenv down` a moment ago)
 /// to go, before it makes it anew.
 pub const TERMINATING_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -386,6 +385,7 @@ pub async fn wait_terminating(
     }
 }
 
+/// Creates the namespace when it is missing; true when it was created.
 pub async fn ensure_namespace(t: &Target, name: &str) -> Result<bool, KubeError> {
     let api: Api<Namespace> = Api::all(t.client.clone());
     let what = || format!("namespace `{name}` in context `{}`", t.context);
@@ -431,13 +431,9 @@ pub async fn ensure_namespace_for_helm(
         what: what(),
         source: e.into(),
     })?;
-    let devenvs = existing.as_ref().is_some_and(|ns| {
-        ns.metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(MANAGED_BY.0))
-            .is_some_and(|v| v == MANAGED_BY.1)
-    });
+    let devenvs = existing
+        .as_ref()
+        .is_some_and(|ns| labelled_by_devenv(&ns.metadata));
     if existing.is_some() && !devenvs {
         return Ok(false);
     }
@@ -474,13 +470,16 @@ pub async fn made_by_devenv(t: &Target, name: &str) -> Result<bool, KubeError> {
         source: e.into(),
     })?;
     Ok(ns.is_some_and(|n| {
-        n.metadata.deletion_timestamp.is_none()
-            && n.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(MANAGED_BY.0))
-                .is_some_and(|v| v == MANAGED_BY.1)
+        n.metadata.deletion_timestamp.is_none() && labelled_by_devenv(&n.metadata)
     }))
+}
+
+/// Whether an object carries devenv's managed-by label ([`MANAGED_BY`]).
+fn labelled_by_devenv(meta: &kube::api::ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY.0))
+        .is_some_and(|v| v == MANAGED_BY.1)
 }
 
 /// The names of the PersistentVolumeClaims in `namespace` (at most 50).
