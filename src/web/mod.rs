@@ -267,9 +267,9 @@ fn trim_heap() {
 /// Serves the page and the API on `listener` until the task is dropped. At most
 /// [`connection_limit`] connections are served at once (the rest wait in the kernel's
 /// backlog, costing no descriptor); each must send its headers within [`HEADER_TIMEOUT`]
-/// ([`BUSY_HEADER_TIMEOUT`] while three quarters of the slots are taken).
-/// Serves the page until the session ends it. Ends by itself only when the listening socket
-/// cannot accept any more (it was closed or destroyed from outside), saying why.
+/// ([`BUSY_HEADER_TIMEOUT`] while three quarters of the slots are taken). Ends by itself
+/// only when the listening socket cannot accept any more (it was closed or destroyed from
+/// outside), saying why.
 pub async fn serve(listener: tokio::net::TcpListener, shared: Shared) -> Result<(), String> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let app = router(shared);
