@@ -215,7 +215,7 @@ impl Proposal {
 }
 
 /// The default `[web] port`.
-const WEB_PORT: u16 = 10350;
+const WEB_PORT: u16 = crate::config::DEFAULT_WEB_PORT;
 
 /// The project's name: its directory's, with the parent's in front when the directory's alone
 /// names nothing of its own (`3-recommended`, `app`, `example`), so that sibling examples
@@ -1211,7 +1211,8 @@ fn env_near(root: &Path, tree: &scan::Tree, near: &[&Path]) -> Option<EnvFile> {
         }
     };
     let file = dir.join(".env");
-    let example = if file.is_file() {
+    let present = file.is_file();
+    let example = if present {
         None
     } else {
         tree.env_files
@@ -1219,7 +1220,7 @@ fn env_near(root: &Path, tree: &scan::Tree, near: &[&Path]) -> Option<EnvFile> {
             .find(|f| f.parent() == Some(dir) && f.file_name().is_some_and(|n| n != ".env"))
             .cloned()
     };
-    let keys = if file.is_file() {
+    let keys = if present {
         Some(&file)
     } else {
         example.as_ref()

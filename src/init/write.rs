@@ -345,7 +345,13 @@ fn say_where_from(p: &Proposal, doc: &mut DocumentMut) {
         before(t, &why);
     }
     if let Some(t) = table(root, "web") {
-        before(t, "Port 10350 was taken when devenv init ran.");
+        before(
+            t,
+            &format!(
+                "Port {} was taken when devenv init ran.",
+                crate::config::DEFAULT_WEB_PORT
+            ),
+        );
     }
 }
 
