@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::running::{Running, alive, gone_within};
 use common::world::World;
-use common::{Project, local_up, which};
+use common::{Project, as_other_user, local_up, mode_of, which};
 
 /// examples/hello with its port forward on a free local port (tests run side by side).
 fn hello() -> Project {
@@ -1093,26 +1093,13 @@ fn up_detach_returns_with_the_page_answering_and_stop_leaves_no_process() {
     // owner's only, in directories only the owner may enter, and holds no token.
     let text = std::fs::read_to_string(log).unwrap_or_default();
     assert!(!text.contains("token="), "{text}");
-    let mode = |path: &std::path::Path| {
-        std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(path)
-                .unwrap_or_else(|e| panic!("{e}"))
-                .permissions(),
-        ) & 0o777
-    };
     let log_path = std::path::Path::new(log);
-    assert_eq!(mode(log_path), 0o600, "{log}");
+    assert_eq!(mode_of(log_path), 0o600, "{log}");
     let state_dir = log_path.parent().unwrap_or_else(|| panic!("{log}"));
-    assert_eq!(mode(state_dir), 0o700, "{}", state_dir.display());
-    if let Some(setpriv) = which("setpriv") {
-        let other = std::process::Command::new(setpriv)
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "cat",
-                log,
-            ])
+    assert_eq!(mode_of(state_dir), 0o700, "{}", state_dir.display());
+    if which("setpriv").is_some() {
+        let other = as_other_user("cat")
+            .arg(log)
             .output()
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(
@@ -1732,7 +1719,6 @@ fn two_detached_starts_at_once_leave_the_running_daemon_writing_up_log() {
 /// tries runs anything.
 #[test]
 fn another_local_user_can_read_no_credential_and_change_nothing() {
-    let setpriv = which("setpriv").unwrap_or_else(|| panic!("setpriv (util-linux)"));
     let curl = which("curl").unwrap_or_else(|| panic!("curl"));
     let p = local_project();
     let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -1758,10 +1744,8 @@ fn another_local_user_can_read_no_credential_and_change_nothing() {
     }
     let runs = lines(&p, "runs.txt");
     let other = |program: &Path, args: &[&str]| {
-        let mut cmd = Command::new(&setpriv);
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(program)
-            .args(args)
+        let mut cmd = as_other_user(program);
+        cmd.args(args)
             .current_dir(p.path())
             .env("HOME", home.path())
             .env("PATH", "/usr/bin:/bin");
@@ -1786,12 +1770,7 @@ fn another_local_user_can_read_no_credential_and_change_nothing() {
     // Each is the owner's only (the daemon's record, its lock and the process groups it
     // records were 0644).
     for f in &files {
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(f)
-                .unwrap_or_else(|e| panic!("{e}"))
-                .permissions(),
-        ) & 0o777;
-        assert_eq!(mode, 0o600, "{}", f.display());
+        assert_eq!(mode_of(f), 0o600, "{}", f.display());
     }
     for f in &files {
         let read = other(Path::new("/bin/cat"), &[&f.display().to_string()]);

@@ -887,7 +887,6 @@ proptest::proptest! {
 #[test]
 fn a_directory_that_cannot_be_read_is_named_not_skipped() {
     use std::os::unix::fs::PermissionsExt as _;
-    let setpriv = common::which("setpriv").unwrap_or_else(|| panic!("setpriv (util-linux)"));
     let r = Repo::fixture("secret-values");
     let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let private = r.dir.join("private");
@@ -907,10 +906,8 @@ fn a_directory_that_cannot_be_read_is_named_not_skipped() {
     }
     open(home.path(), 0o777);
     let as_other = |args: &[&str]| {
-        let mut cmd = Command::new(&setpriv);
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(common::devenv_bin())
-            .args(args)
+        let mut cmd = common::as_other_user(common::devenv_bin());
+        cmd.args(args)
             .current_dir(&r.dir)
             .env("HOME", home.path())
             .env_remove("DEVENV_CONFIG")

@@ -358,3 +358,22 @@ pub fn output_within(mut cmd: Command, within: std::time::Duration) -> Option<Ou
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A command that runs `program` as another local user: nobody (uid and gid 65534, no
+/// supplementary groups), by `setpriv` (util-linux), which must be installed.
+pub fn as_other_user(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let setpriv = which("setpriv").unwrap_or_else(|| panic!("setpriv (util-linux)"));
+    let mut cmd = Command::new(setpriv);
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(program);
+    cmd
+}
+
+/// The permission bits of `path` (`0o600`).
+pub fn mode_of(path: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions(),
+    ) & 0o777
+}
